@@ -1,0 +1,74 @@
+"""The ``testgate`` command line: argument parsing only, one function per command.
+
+Options share their names with the action's inputs and the ``[tool.testgate]`` keys;
+``runner.settings`` decides which value wins. Arguments after ``--`` go to pytest.
+Errors become one ``testgate: error: ...`` line and the exit code SPEC gives them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from runner import __version__, pipeline
+from runner.errors import TestgateError
+from runner.settings import OPTIONS, load_settings
+
+
+def parser() -> argparse.ArgumentParser:
+    """The argument parser of every command."""
+    top = argparse.ArgumentParser(
+        prog="testgate",
+        description="Run a Python test suite in parallel, merge its reports, enforce gates.",
+        epilog="Exit codes: 0 every gate passed, 1 a gate failed, 2 usage or configuration "
+        "error, 3 infrastructure error.",
+    )
+    top.add_argument("--version", action="version", version=f"testgate {__version__}")
+    commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run = commands.add_parser(
+        "run",
+        help="run the suite, write reports, evaluate gates",
+        description="Run the suite; arguments after -- go to pytest.",
+    )
+    run.add_argument(
+        "--project",
+        "--working-directory",
+        dest="project",
+        default=None,
+        help="the project root, with its pyproject.toml (default: the current directory)",
+    )
+    for option in OPTIONS:
+        run.add_argument(f"--{option.name}", dest=option.attribute, default=None, help=option.help)
+    return top
+
+
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    """Entry point of the console script; returns the exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    env = os.environ if environ is None else environ
+    pytest_args: tuple[str, ...] = ()
+    if "--" in args:
+        split = args.index("--")
+        args, pytest_args = args[:split], tuple(args[split + 1 :])
+    namespace = parser().parse_args(args)
+    try:
+        return run_command(namespace, environ=env, pytest_args=pytest_args)
+    except TestgateError as error:
+        sys.stdout.flush()
+        print(f"testgate: error: {error.message}", file=sys.stderr)
+        return error.exit_code
+
+
+def run_command(
+    namespace: argparse.Namespace, *, environ: Mapping[str, str], pytest_args: tuple[str, ...]
+) -> int:
+    """``testgate run``."""
+    project = Path(namespace.project or environ.get("TESTGATE_WORKING_DIRECTORY") or ".")
+    flags = {option.name: getattr(namespace, option.attribute) for option in OPTIONS}
+    settings = load_settings(
+        project=project, flags=flags, environ=environ, extra_pytest_args=pytest_args
+    )
+    return pipeline.run(settings, environ=environ).exit_code

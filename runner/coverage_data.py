@@ -1,0 +1,125 @@
+"""Coverage through coverage.py's own API: which sources to measure, combine, report.
+
+The numbers testgate gates on are the numbers coverage.py reports for the same data:
+the combined data file is written as ``.coverage``, ``coverage.xml`` and ``coverage.json``
+are written by coverage.py itself, and the totals are read back from that JSON. The
+user's coverage configuration (exclusions, omit, paths, precision) applies throughout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import coverage
+from coverage.exceptions import CoverageException, NoDataError
+from coverage.results import should_fail_under
+
+from runner.errors import ConfigError, InfraError
+from runner.results import CoverageSummary
+
+JSON_LIMIT_BYTES = 512 * 1024 * 1024
+NOT_SOURCE = frozenset({"tests", "test", "testing", "docs", "doc", "examples", "benchmarks"})
+
+
+@contextlib.contextmanager
+def in_directory(path: Path) -> Iterator[None]:
+    """coverage.py resolves its config and relative paths from the working directory."""
+    before = Path.cwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(before)
+
+
+def _configured(project: Path) -> coverage.Coverage:
+    with in_directory(project):
+        try:
+            return coverage.Coverage(data_file=None, config_file=True)
+        except CoverageException as error:
+            raise ConfigError(f"the project's coverage configuration is invalid: {error}") from None
+
+
+def cov_arguments(project: Path) -> tuple[str, ...]:
+    """pytest-cov arguments that measure the project's sources, with branches.
+
+    The user's ``[run] source``/``source_pkgs``/``include`` win; without them testgate
+    measures ``src/`` in a src layout, else the top-level packages that are not tests.
+    """
+    config = _configured(project).config
+    base = ("--cov-branch", "--cov-report=", "--cov-fail-under=0")
+    if config.source or config.source_pkgs or config.run_include:
+        return ("--cov", *base)
+    return (*(f"--cov={source}" for source in infer_sources(project)), *base)
+
+
+def infer_sources(project: Path) -> tuple[str, ...]:
+    """The directories a project's code lives in, when its config does not say."""
+    if (project / "src").is_dir():
+        return ("src",)
+    packages = sorted(
+        entry.name
+        for entry in project.iterdir()
+        if entry.is_dir()
+        and (entry / "__init__.py").is_file()
+        and entry.name not in NOT_SOURCE
+        and not entry.name.startswith(("test_", "."))
+    )
+    return tuple(packages) or (".",)
+
+
+def combine_and_report(
+    *, project: Path, data_files: Sequence[Path], reports_dir: Path
+) -> CoverageSummary | None:
+    """Combine data files into ``.coverage`` and write the XML and JSON reports.
+
+    Returns None when nothing was measured (no data file, or no measured file ran).
+    """
+    target = reports_dir / ".coverage"
+    for stale in (target, reports_dir / "coverage.xml", reports_dir / "coverage.json"):
+        stale.unlink(missing_ok=True)
+    present = [str(path) for path in data_files if path.is_file()]
+    if not present:
+        return None
+    with in_directory(project):
+        cov = coverage.Coverage(data_file=str(target), config_file=True)
+        try:
+            cov.combine(present, strict=True, keep=True)
+            cov.save()
+            cov.xml_report(outfile=str(reports_dir / "coverage.xml"))
+            cov.json_report(outfile=str(reports_dir / "coverage.json"))
+        except NoDataError:
+            return None
+        except CoverageException as error:
+            raise InfraError(f"coverage.py could not combine or report the data: {error}") from None
+        precision: int = cov.config.precision
+    return read_summary(reports_dir / "coverage.json", precision=precision)
+
+
+def read_summary(path: Path, *, precision: int) -> CoverageSummary:
+    """The totals of a coverage.py JSON report (format 3, coverage 7.12 or later)."""
+    try:
+        if path.stat().st_size > JSON_LIMIT_BYTES:
+            raise InfraError(f"{path} is larger than {JSON_LIMIT_BYTES} bytes; not read.")
+        totals: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))["totals"]
+        return CoverageSummary(
+            line_percent=float(totals["percent_statements_covered"]),
+            branch_percent=float(totals.get("percent_branches_covered", 100.0)),
+            covered_lines=int(totals["covered_lines"]),
+            num_statements=int(totals["num_statements"]),
+            covered_branches=int(totals.get("covered_branches", 0)),
+            num_branches=int(totals.get("num_branches", 0)),
+            precision=precision,
+        )
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise InfraError(f"{path} is not a readable coverage.py JSON report ({error}).") from None
+
+
+def below(actual: float, threshold: float, *, precision: int) -> bool:
+    """coverage.py's own ``fail_under`` rule: 100 means exactly 100, else compare rounded."""
+    return bool(should_fail_under(actual, threshold, precision))

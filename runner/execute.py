@@ -1,0 +1,187 @@
+"""Start pytest in the project's own environment: the only module that spawns it.
+
+testgate never imports the project's code. It asks ``uv run`` for the project's
+environment, probes once what is installed there (pytest, xdist, pytest-cov), adds
+what is missing with ``uv run --with``, and starts pytest with the injected plugin on
+``PYTHONPATH``. The child's environment is cleaned: secrets never reach the tests, and
+the variables of an outer pytest or coverage run do not leak into the inner one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from runner.errors import InfraError
+from runner.settings import Settings
+
+PLUGIN_DIR = Path(__file__).parent / "plugin"
+PLUGIN_NAME = "_testgate_plugin"
+RECORD_ENV = "TESTGATE_RECORD"
+
+# Variables that must never reach the project's tests (secrets), or that belong to an
+# outer pytest/coverage/virtualenv and would confuse the inner run.
+SECRET_NAMES = frozenset(
+    {
+        "GITHUB_TOKEN",
+        "GH_TOKEN",
+        "SONAR_TOKEN",
+        "ACTIONS_RUNTIME_TOKEN",
+        "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
+        "INPUT_GITHUB-TOKEN",
+        "INPUT_SONAR-TOKEN",
+        "TESTGATE_GITHUB_TOKEN",
+        "TESTGATE_SONAR_TOKEN",
+    }
+)
+LEAKY_PREFIXES = ("PYTEST_XDIST_", "COV_CORE_", "COVERAGE_")
+LEAKY_NAMES = frozenset({"VIRTUAL_ENV", "PYTEST_CURRENT_TEST", "PYTEST_VERSION", RECORD_ENV})
+
+_PROBE = """
+import importlib.util, json, platform, sys
+have = lambda name: importlib.util.find_spec(name) is not None
+print(json.dumps({"python": platform.python_version(), "platform": sys.platform,
+    "pytest": have("pytest"), "xdist": have("xdist"), "pytest_cov": have("pytest_cov")}))
+"""
+
+
+@dataclass(frozen=True)
+class ProjectEnv:
+    """What the project's environment holds, as far as running its tests goes."""
+
+    python: str
+    platform: str
+    has_pytest: bool
+    has_xdist: bool
+    has_cov: bool
+
+
+@dataclass(frozen=True)
+class Completed:
+    """How a pytest process ended, and how long it took."""
+
+    exit_code: int
+    duration_s: float
+
+
+def find_uv(environ: Mapping[str, str]) -> str:
+    """The uv executable on PATH, or an InfraError that says how to get it."""
+    uv = shutil.which("uv", path=environ.get("PATH"))
+    if uv is None:
+        raise InfraError(
+            "uv is not on PATH: testgate runs the suite in the project's environment with "
+            "'uv run'. Install uv ('pip install uv', or astral-sh/setup-uv on GitHub)."
+        )
+    return uv
+
+
+def child_environment(environ: Mapping[str, str], **extra: str) -> dict[str, str]:
+    """The environment for the project's processes: no secrets, no outer-run leftovers."""
+    clean = {
+        name: value
+        for name, value in environ.items()
+        if name not in SECRET_NAMES
+        and name not in LEAKY_NAMES
+        and not name.startswith(LEAKY_PREFIXES)
+    }
+    clean.update(extra)
+    return clean
+
+
+def uv_run(settings: Settings, environ: Mapping[str, str]) -> list[str]:
+    """The ``uv run`` prefix for the project's environment."""
+    command = [find_uv(environ), "run", "--project", str(settings.project)]
+    if not settings.sync:
+        command.append("--no-sync")
+    if settings.python_version:
+        command += ["--python", settings.python_version]
+    return command
+
+
+def probe(settings: Settings, environ: Mapping[str, str]) -> ProjectEnv:
+    """Ask the project's environment which Python it is and which plugins it has."""
+    command = [*uv_run(settings, environ), "python", "-c", _PROBE]
+    completed = subprocess.run(
+        command,
+        cwd=settings.project,
+        env=child_environment(environ),
+        stdout=subprocess.PIPE,
+        check=False,
+    )
+    if completed.returncode != 0:
+        raise InfraError(
+            f"'uv run' could not prepare the project's environment in {settings.project} "
+            f"(exit {completed.returncode}); its message is above. Check that "
+            "'uv sync' works there."
+        )
+    try:
+        found = json.loads(completed.stdout.decode("utf-8", "replace").strip().splitlines()[-1])
+        return ProjectEnv(
+            python=str(found["python"]),
+            platform=str(found["platform"]),
+            has_pytest=bool(found["pytest"]),
+            has_xdist=bool(found["xdist"]),
+            has_cov=bool(found["pytest_cov"]),
+        )
+    except (ValueError, KeyError, IndexError, TypeError):
+        raise InfraError(
+            "the project's Python did not answer testgate's probe: "
+            f"{completed.stdout[-500:]!r}. Does 'uv run python' work in the project?"
+        ) from None
+
+
+def pytest_command(
+    *,
+    settings: Settings,
+    env: ProjectEnv,
+    environ: Mapping[str, str],
+    cov_args: Sequence[str],
+    test_args: Sequence[str] = (),
+) -> list[str]:
+    """The full command: ``uv run [--with plugins] python -m pytest`` with testgate's flags."""
+    command = uv_run(settings, environ)
+    parallel = settings.workers != "0"
+    wanted = (
+        ("pytest", env.has_pytest),
+        ("pytest-xdist", env.has_xdist or not parallel),
+        ("pytest-cov", env.has_cov),
+    )
+    for package, present in wanted:
+        if not present:
+            command += ["--with", package]
+    command += ["python", "-m", "pytest", "-p", PLUGIN_NAME]
+    if parallel:
+        command += ["-n", settings.workers, "--dist", settings.dist]
+    return [*command, *cov_args, *settings.pytest_args, *test_args]
+
+
+def run_pytest(
+    command: Sequence[str],
+    *,
+    cwd: Path,
+    environ: Mapping[str, str],
+    record: Path,
+    coverage_file: Path,
+) -> Completed:
+    """Run pytest, its output streaming to ours; return its exit code and wall time."""
+    python_path = os.pathsep.join(
+        part for part in (str(PLUGIN_DIR), environ.get("PYTHONPATH", "")) if part
+    )
+    env = child_environment(
+        environ,
+        PYTHONPATH=python_path,
+        COVERAGE_FILE=str(coverage_file),
+        **{RECORD_ENV: str(record)},
+    )
+    started = time.monotonic()
+    try:
+        completed = subprocess.run(command, cwd=cwd, env=env, check=False)
+    except OSError as error:
+        raise InfraError(f"could not start {command[0]}: {error}") from None
+    return Completed(exit_code=completed.returncode, duration_s=time.monotonic() - started)

@@ -1,0 +1,96 @@
+"""Quality gates: a pure function from a run's results and the settings to verdicts.
+
+Each gate names what was required (``threshold``), what was measured (``actual``) and
+whether that passes, with a message a user can act on. Coverage thresholds use
+coverage.py's own ``fail_under`` rule, so 100 means exactly 100.
+"""
+
+from __future__ import annotations
+
+from runner.coverage_data import below
+from runner.results import BROKEN, CoverageSummary, GateResult, TestResult, Totals
+from runner.settings import Settings
+
+LISTED = 3
+
+
+def evaluate(
+    *,
+    settings: Settings,
+    tests: tuple[TestResult, ...],
+    coverage: CoverageSummary | None,
+    suite_duration_s: float,
+) -> tuple[GateResult, ...]:
+    """Every enabled gate, in the order a user reads them."""
+    gates = [
+        failed_tests(tests),
+        coverage_gate(
+            name="line-coverage",
+            threshold=settings.fail_under_line,
+            coverage=coverage,
+            actual=None if coverage is None else coverage.line_percent,
+        ),
+        coverage_gate(
+            name="branch-coverage",
+            threshold=settings.fail_under_branch,
+            coverage=coverage,
+            actual=None if coverage is None else coverage.branch_percent,
+        ),
+        min_tests(tests, threshold=settings.min_tests),
+    ]
+    if settings.max_duration is not None:
+        gates.append(max_duration(suite_duration_s, threshold=settings.max_duration))
+    return tuple(gates)
+
+
+def failed_tests(tests: tuple[TestResult, ...]) -> GateResult:
+    """No test may fail or error (quarantined tests are reported, not counted)."""
+    broken = [test for test in tests if test.outcome in BROKEN]
+    if not broken:
+        return GateResult("failed-tests", 0, 0, True, "no test failed")
+    named = ", ".join(test.id for test in broken[:LISTED])
+    more = f" and {len(broken) - LISTED} more" if len(broken) > LISTED else ""
+    return GateResult("failed-tests", 0, len(broken), False, f"{len(broken)} failed: {named}{more}")
+
+
+def coverage_gate(
+    *, name: str, threshold: float, coverage: CoverageSummary | None, actual: float | None
+) -> GateResult:
+    """Coverage at or above the threshold, by coverage.py's rounding rule."""
+    if coverage is None or actual is None:
+        return GateResult(
+            name,
+            threshold,
+            None,
+            threshold == 0,
+            "no coverage data: no measured file was run. Set [tool.coverage.run] source "
+            "to the project's package.",
+        )
+    failed = below(actual, threshold, precision=coverage.precision)
+    verdict = "below" if failed else "meets"
+    return GateResult(
+        name, threshold, actual, not failed, f"{actual:.2f} % {verdict} the minimum {threshold:g} %"
+    )
+
+
+def min_tests(tests: tuple[TestResult, ...], *, threshold: int) -> GateResult:
+    """At least ``threshold`` tests ran (skipped ones did not), so a shrunk suite fails."""
+    ran = Totals.of(tests).ran
+    passed = ran >= threshold
+    if ran == 0:
+        message = "no test ran: check testpaths, -k and -m, and that tests are collected"
+    else:
+        message = f"{ran} tests ran; at least {threshold} required"
+    return GateResult("min-tests", threshold, ran, passed, message)
+
+
+def max_duration(suite_duration_s: float, *, threshold: float) -> GateResult:
+    """The suite's wall time stays within the limit."""
+    passed = suite_duration_s <= threshold
+    return GateResult(
+        "max-duration",
+        threshold,
+        round(suite_duration_s, 3),
+        passed,
+        f"suite took {suite_duration_s:.1f} s; limit {threshold:g} s",
+    )

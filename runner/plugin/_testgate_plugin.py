@@ -1,0 +1,174 @@
+"""The pytest plugin testgate injects into the project's own pytest run.
+
+It runs inside the project's environment, so it uses only the standard library and
+pytest. It does two things pytest's own reports cannot:
+
+* in the process that runs a test, it finds the 1-based line of the failing frame
+  *inside the test file* (the assertion or the raising call), whatever ``--tb`` style
+  the user chose, and attaches it to the report, which xdist carries to the controller;
+* in the controller (or the only process, without xdist), it appends one JSON line per
+  phase report, collection error and session event to the file named by
+  ``TESTGATE_RECORD``, the most complete record of a run pytest can give.
+
+Without ``TESTGATE_RECORD`` in the environment the plugin does nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Generator
+from typing import Any, TextIO
+
+import pytest
+
+RECORD_ENV = "TESTGATE_RECORD"
+TEXT_LIMIT = 64 * 1024
+MESSAGE_LIMIT = 4 * 1024
+_STREAM_KEY = pytest.StashKey["TextIO"]()
+
+
+def _clean(text: str, limit: int) -> str:
+    """Return text safe to write as UTF-8 (lone surrogates escaped), cut to limit."""
+    safe = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    if len(safe) > limit:
+        return safe[:limit] + f"\n[... {len(safe) - limit} characters cut by testgate]"
+    return safe
+
+
+def _failing_line(item: pytest.Item, excinfo: pytest.ExceptionInfo[BaseException]) -> int | None:
+    """The 1-based line of the innermost traceback frame that lies in the test's file."""
+    for entry in reversed(excinfo.traceback):
+        if str(entry.path) == str(item.path):
+            return entry.lineno + 1
+    return None
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Attach the failing line and a short message to the report of a failed phase."""
+    report = yield
+    if report.failed:
+        _make_serializable(report)
+    if call.excinfo is not None and report.outcome != "passed":
+        report.testgate_line = _failing_line(item, call.excinfo)  # type: ignore[attr-defined]
+        if not call.excinfo.errisinstance(pytest.skip.Exception):
+            report.testgate_message = _clean(  # type: ignore[attr-defined]
+                call.excinfo.exconly(), MESSAGE_LIMIT
+            )
+    return report
+
+
+def _make_serializable(report: pytest.TestReport) -> None:
+    """Replace report text that UTF-8 cannot carry (lone surrogates) with escaped text.
+
+    xdist sends reports to the controller as UTF-8; a lone surrogate in a failure
+    message would otherwise crash the worker and lose the test's result.
+    """
+    try:
+        report.longreprtext.encode("utf-8")
+        for _, content in report.sections:
+            content.encode("utf-8")
+    except UnicodeEncodeError:
+        report.longrepr = _clean(report.longreprtext, 10 * TEXT_LIMIT)
+        report.sections = [(key, _clean(content, TEXT_LIMIT)) for key, content in report.sections]
+
+
+class Recorder:
+    """Appends JSON lines to the record file; lives only in the controller process."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._seq = 0
+
+    def write(self, record: dict[str, Any]) -> None:
+        self._seq += 1
+        record["seq"] = self._seq
+        self._stream.write(json.dumps(record) + "\n")
+        self._stream.flush()
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        self.write({"kind": "collected", "count": len(session.items)})
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
+        self.write({"kind": "collected", "count": len(ids), "worker": node.gateway.id})
+
+    def pytest_runtest_logstart(self, nodeid: str, location: tuple[str, int | None, str]) -> None:
+        self.write({"kind": "logstart", "id": nodeid, "def_line": _line(location[1])})
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        if report.failed:
+            self.write(
+                {
+                    "kind": "collect-error",
+                    "id": report.nodeid,
+                    "message": _clean(_last_line(report.longreprtext), MESSAGE_LIMIT),
+                    "text": _clean(report.longreprtext, TEXT_LIMIT),
+                }
+            )
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        record: dict[str, Any] = {
+            "kind": "report",
+            "id": report.nodeid,
+            "when": report.when,
+            "outcome": report.outcome,
+            "duration": report.duration,
+            "def_line": _line(report.location[1]),
+            "worker": getattr(report, "worker_id", None),
+        }
+        if hasattr(report, "wasxfail"):
+            record["wasxfail"] = _clean(str(report.wasxfail), MESSAGE_LIMIT)
+        if report.skipped and isinstance(report.longrepr, tuple):
+            record["message"] = _clean(str(report.longrepr[2]), MESSAGE_LIMIT).removeprefix(
+                "Skipped: "
+            )
+        elif report.failed:
+            message = getattr(report, "testgate_message", None) or _last_line(report.longreprtext)
+            record["message"] = _clean(message, MESSAGE_LIMIT)
+            record["line"] = getattr(report, "testgate_line", None)
+            record["text"] = _clean(report.longreprtext, TEXT_LIMIT)
+            record["stdout"] = _clean(report.capstdout, TEXT_LIMIT)
+            record["stderr"] = _clean(report.capstderr, TEXT_LIMIT)
+        self.write(record)
+
+    def pytest_internalerror(self, excrepr: Any) -> None:
+        self.write({"kind": "internal-error", "text": _clean(str(excrepr), TEXT_LIMIT)})
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        self.write({"kind": "finish", "exitstatus": int(exitstatus)})
+
+
+def _line(zero_based: int | None) -> int | None:
+    """pytest's locations are 0-based; everything testgate writes is 1-based."""
+    return None if zero_based is None else zero_based + 1
+
+
+def _last_line(text: str) -> str:
+    """The last non-empty line of a report text, which names the error for most reports."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the recorder in the controller when testgate asked for a record."""
+    path = os.environ.get(RECORD_ENV)
+    if not path or hasattr(config, "workerinput"):
+        return
+    stream = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed in pytest_unconfigure
+    recorder = Recorder(stream)
+    config.pluginmanager.register(recorder, "testgate-recorder")
+    config.stash[_STREAM_KEY] = stream
+    recorder.write({"kind": "start", "pytest": pytest.__version__})
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Close the record file."""
+    stream = config.stash.get(_STREAM_KEY, None)
+    if stream is not None:
+        stream.close()

@@ -1,0 +1,222 @@
+"""Read the record the injected plugin wrote during one pytest attempt.
+
+The record is a JSON-lines file written by the project's pytest process, so it is read
+as untrusted input: bounded in size, every line checked for the fields testgate uses,
+and a malformed file is an ``InfraError`` that names the file and the line.
+
+The result is one ``Attempt`` per test (its setup, call and teardown reports folded
+together), in the order pytest finished them, plus what the session said about itself.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from runner.errors import InfraError
+from runner.results import Attempt
+
+RECORD_LIMIT_BYTES = 1024 * 1024 * 1024
+PHASES = ("setup", "call", "teardown")
+
+
+@dataclass(frozen=True)
+class RecordedTest:
+    """One test as one attempt saw it."""
+
+    id: str
+    def_line: int | None
+    attempt: Attempt
+
+
+@dataclass(frozen=True)
+class AttemptRecord:
+    """Everything one pytest attempt recorded."""
+
+    started: bool
+    exit_status: int | None
+    collected: int | None
+    tests: tuple[RecordedTest, ...]
+    collect_errors: tuple[RecordedTest, ...]
+    internal_errors: tuple[str, ...]
+    unfinished: str | None
+
+
+def read_record(path: Path, *, limit_bytes: int = RECORD_LIMIT_BYTES) -> AttemptRecord:
+    """Parse a record file; a missing file means pytest never got as far as configuring."""
+    if not path.exists():
+        return AttemptRecord(False, None, None, (), (), (), None)
+    size = path.stat().st_size
+    if size > limit_bytes:
+        raise InfraError(
+            f"{path} is {size} bytes, over testgate's limit of {limit_bytes}: "
+            "the test run wrote far more than any suite should."
+        )
+    builder = _Builder()
+    with path.open(encoding="utf-8", errors="replace") as stream:
+        for number, line in enumerate(stream, start=1):
+            try:
+                builder.add(_check(json.loads(line)))
+            except (ValueError, KeyError, TypeError) as error:
+                raise InfraError(
+                    f"{path} line {number} is not a valid testgate record ({error}); "
+                    "the test process may have been killed while writing it."
+                ) from None
+    return builder.build()
+
+
+_TYPES: dict[str, dict[str, type | tuple[type, ...]]] = {
+    "start": {},
+    "collected": {"count": int},
+    "logstart": {"id": str},
+    "collect-error": {"id": str, "message": str, "text": str},
+    "report": {"id": str, "when": str, "outcome": str, "duration": (int, float)},
+    "internal-error": {"text": str},
+    "finish": {"exitstatus": int},
+}
+_OPTIONAL: dict[str, type | tuple[type, ...]] = {
+    "def_line": (int, type(None)),
+    "line": (int, type(None)),
+    "worker": (str, type(None)),
+    "message": str,
+    "wasxfail": str,
+    "text": str,
+    "stdout": str,
+    "stderr": str,
+}
+
+
+def _check(record: Any) -> dict[str, Any]:
+    if not isinstance(record, dict) or record.get("kind") not in _TYPES:
+        raise ValueError("not an object with a known 'kind'")
+    for name, kind in _TYPES[record["kind"]].items():
+        if not isinstance(record[name], kind) or isinstance(record[name], bool):
+            raise TypeError(f"field {name!r} has the wrong type")
+    for name, kind in _OPTIONAL.items():
+        if name in record and not isinstance(record[name], kind):
+            raise TypeError(f"field {name!r} has the wrong type")
+    if record["kind"] == "report" and record["outcome"] not in ("passed", "failed", "skipped"):
+        raise ValueError(f"unknown outcome {record['outcome']!r}")
+    return record
+
+
+class _Builder:
+    """Folds phase reports into attempts as the record is read."""
+
+    def __init__(self) -> None:
+        self.started = False
+        self.exit_status: int | None = None
+        self.collected: int | None = None
+        self.phases: dict[str, dict[str, dict[str, Any]]] = {}
+        self.def_lines: dict[str, int | None] = {}
+        self.order: list[str] = []
+        self.collect_errors: dict[str, RecordedTest] = {}
+        self.internal_errors: list[str] = []
+        self.running: str | None = None
+
+    def add(self, record: dict[str, Any]) -> None:
+        kind = record["kind"]
+        if kind == "start":
+            self.started = True
+        elif kind == "collected":
+            self.collected = max(self.collected or 0, record["count"])
+        elif kind == "logstart":
+            self.running = record["id"]
+            self.def_lines.setdefault(record["id"], record.get("def_line"))
+        elif kind == "collect-error":
+            self._collect_error(record)
+        elif kind == "report":
+            self._report(record)
+        elif kind == "internal-error":
+            self.internal_errors.append(record["text"])
+        else:
+            self.exit_status = record["exitstatus"]
+
+    def _collect_error(self, record: dict[str, Any]) -> None:
+        # Every xdist worker collects, so the same error arrives once per worker.
+        node = record["id"]
+        if node not in self.collect_errors:
+            attempt = Attempt(
+                outcome="error",
+                duration_s=0.0,
+                message=record["message"],
+                line=_line_in_text(record["text"], node.split("::")[0]),
+                phase="collect",
+                text=record["text"],
+            )
+            self.collect_errors[node] = RecordedTest(id=node, def_line=None, attempt=attempt)
+
+    def _report(self, record: dict[str, Any]) -> None:
+        node = record["id"]
+        if node not in self.phases:
+            self.phases[node] = {}
+            self.order.append(node)
+        when = record["when"] if record["when"] in PHASES else "call"
+        self.phases[node][when] = record
+        if record.get("def_line") is not None:
+            self.def_lines[node] = record["def_line"]
+        if when == "teardown" or record["when"] not in PHASES:
+            self.running = None
+
+    def build(self) -> AttemptRecord:
+        tests = tuple(
+            RecordedTest(id=node, def_line=self.def_lines.get(node), attempt=_fold(phases))
+            for node, phases in ((node, self.phases[node]) for node in self.order)
+        )
+        return AttemptRecord(
+            started=self.started,
+            exit_status=self.exit_status,
+            collected=self.collected,
+            tests=tests,
+            collect_errors=tuple(self.collect_errors.values()),
+            internal_errors=tuple(self.internal_errors),
+            unfinished=self.running if self.exit_status is None else None,
+        )
+
+
+def _fold(phases: dict[str, dict[str, Any]]) -> Attempt:
+    """One attempt from its phase reports, judged the way pytest judges them.
+
+    Setup decides when it did not pass, otherwise the call does; a failed teardown is
+    kept apart (``teardown_error``) and supplies the line and text when nothing else failed.
+    """
+    setup, call = phases.get("setup"), phases.get("call")
+    phase, report = ("call", call) if call is not None else ("setup", setup or {})
+    if setup is not None and setup["outcome"] != "passed":
+        phase, report = "setup", setup
+    failed = report.get("outcome") == "failed"
+    teardown = phases.get("teardown")
+    broken_teardown = teardown if teardown is not None and teardown["outcome"] == "failed" else {}
+    source = report if failed else broken_teardown
+    return Attempt(
+        outcome=_outcome(phase, report),
+        duration_s=sum(float(item["duration"]) for item in phases.values()),
+        message=report.get("message") or report.get("wasxfail") or None,
+        line=source.get("line"),
+        phase=phase if failed else ("teardown" if broken_teardown else None),
+        worker=report.get("worker"),
+        teardown_error=broken_teardown.get("message", "teardown failed")
+        if broken_teardown
+        else None,
+        text=source.get("text") or None,
+        stdout=source.get("stdout") or None,
+        stderr=source.get("stderr") or None,
+    )
+
+
+def _outcome(phase: str, report: dict[str, Any]) -> str:
+    outcome = report.get("outcome", "passed")
+    if outcome == "failed":
+        return "failed" if phase == "call" else "error"
+    if "wasxfail" in report:
+        return "xfailed" if outcome == "skipped" else "xpassed"
+    return str(outcome)
+
+
+def _line_in_text(text: str, file: str) -> int | None:
+    """The last ``FILE:LINE:`` location of ``file`` in a collection error's traceback."""
+    matches = re.findall(rf"^{re.escape(file)}:(\d+):", text, flags=re.MULTILINE)
+    return int(matches[-1]) if matches else None

@@ -1,0 +1,133 @@
+"""Render a run for people: the compact terminal table and the Markdown job summary.
+
+Both are pure functions of the results. Percentages are shown the way coverage.py shows
+them (never rounded up to 100 unless everything is covered).
+"""
+
+from __future__ import annotations
+
+from coverage.results import display_covered
+
+from runner.results import BROKEN, GateResult, RunResult
+
+DISPLAY_PRECISION = 2
+LISTED_FAILURES = 20
+
+
+def percent(value: float | None) -> str:
+    """A coverage percentage as coverage.py would print it, with two decimals."""
+    return "n/a" if value is None else display_covered(value, DISPLAY_PRECISION) + " %"
+
+
+def gate_value(gate: GateResult, value: float | None, *, measured: bool) -> str:
+    """A gate's threshold or actual value in the gate's own unit."""
+    if value is None:
+        return "n/a"
+    if gate.name.endswith("-coverage"):
+        return percent(value) if measured else f"{value:g} %"
+    if gate.name == "max-duration":
+        return f"{value:g} s"
+    return f"{value:g}"
+
+
+def counts_line(result: RunResult) -> str:
+    """``12 tests: 10 passed, 1 failed, 1 skipped`` with only the non-zero counts."""
+    totals = result.totals.to_json()
+    parts = [f"{totals[name]} {name}" for name in list(totals)[1:] if totals[name]]
+    return f"{totals['tests']} tests: " + (", ".join(parts) if parts else "none ran")
+
+
+def location(test_file: str, line: int | None) -> str:
+    return test_file if line is None else f"{test_file}:{line}"
+
+
+def terminal(result: RunResult, *, reports_dir: str) -> str:
+    """The table printed after a run."""
+    lines = [
+        "",
+        f"testgate: {counts_line(result)} in {result.run.suite_duration_s:.2f} s",
+    ]
+    if result.coverage is not None:
+        lines.append(
+            f"coverage: line {percent(result.coverage.line_percent)}, "
+            f"branch {percent(result.coverage.branch_percent)}"
+        )
+    rows = [("gate", "threshold", "actual", "verdict")]
+    rows += [
+        (
+            gate.name,
+            gate_value(gate, gate.threshold, measured=False),
+            gate_value(gate, gate.actual, measured=True),
+            "pass" if gate.passed else "FAIL",
+        )
+        for gate in result.gates
+    ]
+    widths = [max(len(row[column]) for row in rows) for column in range(4)]
+    lines += [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    ]
+    for gate in result.gates:
+        if not gate.passed:
+            lines.append(f"  {gate.name}: {gate.message}")
+    broken = [test for test in result.tests if test.outcome in BROKEN]
+    for test in broken[:LISTED_FAILURES]:
+        message = (test.attempts[-1].message or test.attempts[-1].teardown_error or "").split("\n")[
+            0
+        ]
+        lines.append(
+            f"{test.outcome.upper()} {location(test.file, test.line)} {test.id}: {message}"
+        )
+    if len(broken) > LISTED_FAILURES:
+        lines.append(f"... and {len(broken) - LISTED_FAILURES} more in results.json")
+    for problem in result.run.problems:
+        lines.append(f"problem: {problem}")
+    verdict = "passed" if result.passed and not result.run.problems else "FAILED"
+    lines.append(f"testgate {verdict}; reports in {reports_dir}/")
+    return "\n".join(lines) + "\n"
+
+
+def markdown(result: RunResult) -> str:
+    """The job summary: verdict, counts, coverage, gates, failures."""
+    verdict = "passed" if result.passed and not result.run.problems else "failed"
+    icon = "✅" if verdict == "passed" else "❌"
+    out = [
+        f"## {icon} testgate {verdict}",
+        "",
+        f"**{counts_line(result)}** in {result.run.suite_duration_s:.2f} s",
+        "",
+    ]
+    if result.coverage is not None:
+        out += [
+            f"Coverage: line **{percent(result.coverage.line_percent)}** "
+            f"({result.coverage.covered_lines}/{result.coverage.num_statements} statements), "
+            f"branch **{percent(result.coverage.branch_percent)}** "
+            f"({result.coverage.covered_branches}/{result.coverage.num_branches} branches)",
+            "",
+        ]
+    out += ["| gate | threshold | actual | verdict | |", "| --- | --- | --- | --- | --- |"]
+    for gate in result.gates:
+        threshold = gate_value(gate, gate.threshold, measured=False)
+        actual = gate_value(gate, gate.actual, measured=True)
+        verdict = "pass" if gate.passed else "**FAIL**"
+        out.append(f"| {gate.name} | {threshold} | {actual} | {verdict} | {_cell(gate.message)} |")
+    broken = [test for test in result.tests if test.outcome in BROKEN]
+    if broken:
+        out += ["", "### Failed tests", "", "| test | where | message |", "| --- | --- | --- |"]
+        for test in broken[:LISTED_FAILURES]:
+            attempt = test.attempts[-1]
+            out.append(
+                f"| `{_cell(test.id)}` | `{location(test.file, test.line)}` | "
+                f"{_cell(attempt.message or attempt.teardown_error or '')} |"
+            )
+        if len(broken) > LISTED_FAILURES:
+            out.append(f"\n{len(broken) - LISTED_FAILURES} more failed tests are in results.json.")
+    if result.run.problems:
+        out += ["", "### Problems", ""] + [f"- {_cell(problem)}" for problem in result.run.problems]
+    return "\n".join(out) + "\n"
+
+
+def _cell(text: str) -> str:
+    """Text safe inside one Markdown table cell."""
+    first = text.strip().split("\n")[0]
+    return first.replace("|", "\\|").replace("`", "'")[:300]

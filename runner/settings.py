@@ -1,0 +1,234 @@
+"""Settings: what one testgate command was asked to do, from every place it can be said.
+
+Each option has one kebab-case name, shared by the command line (``--fail-under-line``),
+the environment (``TESTGATE_FAIL_UNDER_LINE``), ``[tool.testgate]`` in the project's
+pyproject.toml (``fail-under-line``) and the action's inputs. The first of those that
+sets an option wins, in that order; otherwise the default applies. A bad value is a
+``ConfigError`` that names where it came from and what would be accepted.
+"""
+
+from __future__ import annotations
+
+import math
+import shlex
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from runner.errors import ConfigError
+
+ENV_PREFIX = "TESTGATE_"
+DIST_MODES = ("worksteal", "load", "loadscope", "loadfile", "loadgroup", "each", "no")
+
+
+def _percent(text: str) -> float:
+    value = _number(text)
+    if not 0 <= value <= 100:
+        raise ValueError("must be a percentage from 0 to 100")
+    return value
+
+
+def _number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError("must be a number") from None
+    if not math.isfinite(value):
+        raise ValueError("must be a finite number")
+    return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError("must be a whole number") from None
+    if value < 0:
+        raise ValueError("must not be negative")
+    return value
+
+
+def _optional_seconds(text: str) -> float | None:
+    if text.strip().lower() in ("", "none", "off"):
+        return None
+    value = _number(text)
+    if value <= 0:
+        raise ValueError("must be a number of seconds above 0, or 'none'")
+    return value
+
+
+def _workers(text: str) -> str:
+    value = text.strip().lower()
+    if value in ("auto", "logical"):
+        return value
+    return str(_count(value))
+
+
+def _dist(text: str) -> str:
+    value = text.strip().lower()
+    if value not in DIST_MODES:
+        raise ValueError("must be one of " + ", ".join(DIST_MODES))
+    return value
+
+
+def _boolean(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("true", "1", "yes", "on"):
+        return True
+    if value in ("false", "0", "no", "off"):
+        return False
+    raise ValueError("must be true or false")
+
+
+def _arguments(text: str) -> tuple[str, ...]:
+    try:
+        return tuple(shlex.split(text))
+    except ValueError as error:
+        raise ValueError(f"cannot be split into arguments ({error})") from None
+
+
+def _text(text: str) -> str:
+    if not text.strip():
+        raise ValueError("must not be empty")
+    return text.strip()
+
+
+def _optional_text(text: str) -> str | None:
+    return text.strip() or None
+
+
+@dataclass(frozen=True)
+class Option:
+    """One setting: its kebab-case name, how text becomes a value, the default, help."""
+
+    name: str
+    parse: Callable[[str], Any]
+    default: Any
+    help: str
+
+    @property
+    def attribute(self) -> str:
+        return self.name.replace("-", "_")
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.attribute.upper()
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("reports-dir", _text, "testgate-reports", "where reports go, relative to the project"),
+    Option(
+        "workers", _workers, "auto", "xdist workers: a number, 'auto' or 'logical'; 0 = no xdist"
+    ),
+    Option("dist", _dist, "worksteal", "xdist scheduler"),
+    Option("fail-under-line", _percent, 100.0, "minimum line coverage, percent"),
+    Option("fail-under-branch", _percent, 100.0, "minimum branch coverage, percent"),
+    Option("min-tests", _count, 1, "fewest tests that must run (skipped tests do not count)"),
+    Option("max-duration", _optional_seconds, None, "longest allowed suite wall time, seconds"),
+    Option("pytest-args", _arguments, (), "extra pytest arguments, as one shell-quoted string"),
+    Option("python-version", _optional_text, None, "the Python uv runs the suite with"),
+    Option("sync", _boolean, True, "let 'uv run' sync the project environment first"),
+)
+OPTIONS_BY_NAME = {option.name: option for option in OPTIONS}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything ``testgate run`` needs to know, resolved and validated."""
+
+    project: Path
+    reports_dir: Path
+    workers: str
+    dist: str
+    fail_under_line: float
+    fail_under_branch: float
+    min_tests: int
+    max_duration: float | None
+    pytest_args: tuple[str, ...]
+    python_version: str | None
+    sync: bool
+
+
+def load_settings(
+    *,
+    project: Path,
+    flags: Mapping[str, str | None],
+    environ: Mapping[str, str],
+    extra_pytest_args: tuple[str, ...] = (),
+) -> Settings:
+    """Resolve every option: flags, then ``TESTGATE_*`` variables, then pyproject, then defaults.
+
+    ``flags`` maps kebab-case option names to the text given on the command line (None
+    when absent). ``extra_pytest_args`` are the arguments after ``--``; they come after
+    the ``pytest-args`` option so they win where pytest lets the last one win.
+    """
+    root = project.resolve()
+    table = read_tool_table(root)
+    values: dict[str, Any] = {}
+    for option in OPTIONS:
+        values[option.attribute] = _resolve(
+            option, flag=flags.get(option.name), environ=environ, table=table
+        )
+    values["pytest_args"] = tuple(values["pytest_args"]) + extra_pytest_args
+    reports = Path(values.pop("reports_dir"))
+    return Settings(project=root, reports_dir=root / reports, **values)
+
+
+def _resolve(
+    option: Option, *, flag: str | None, environ: Mapping[str, str], table: Mapping[str, Any]
+) -> Any:
+    if flag is not None:
+        return _parse(option, flag, source=f"--{option.name}")
+    if option.env in environ:
+        return _parse(option, environ[option.env], source=option.env)
+    if option.name in table:
+        return _parse(
+            option,
+            _toml_text(table[option.name]),
+            source=f"{option.name} in [tool.testgate] of pyproject.toml",
+        )
+    return option.default
+
+
+def _parse(option: Option, text: str, *, source: str) -> Any:
+    try:
+        return option.parse(text)
+    except ValueError as error:
+        raise ConfigError(f"{source}: {text!r} {error} ({option.help}).") from None
+
+
+def _toml_text(value: object) -> str:
+    """TOML gives numbers, booleans and lists; every parser takes text."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return shlex.join(str(item) for item in value)
+    return str(value)
+
+
+def read_tool_table(project: Path) -> dict[str, Any]:
+    """Read ``[tool.testgate]`` from the project's pyproject.toml, checking its keys."""
+    pyproject = project / "pyproject.toml"
+    if not project.is_dir():
+        raise ConfigError(f"project directory {project} does not exist: pass --project DIR.")
+    if not pyproject.is_file():
+        raise ConfigError(
+            f"no pyproject.toml in {project}: testgate runs uv projects. Pass --project DIR "
+            "with the project's root, or create one with 'uv init'."
+        )
+    try:
+        data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{pyproject} is not valid TOML: {error}. Fix the file.") from None
+    table = data.get("tool", {}).get("testgate", {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"[tool.testgate] in {pyproject} must be a table of options.")
+    unknown = sorted(set(table) - set(OPTIONS_BY_NAME))
+    if unknown:
+        raise ConfigError(
+            f"unknown key {unknown[0]!r} in [tool.testgate] of {pyproject}; "
+            f"known keys: {', '.join(OPTIONS_BY_NAME)}."
+        )
+    return table
