@@ -1,8 +1,10 @@
-"""``python -m runner``: the same as the ``testgate`` console script."""
+"""``python -m runner``: the same as the ``testgate`` console script.
+
+This file only ever runs as ``__main__``, so it needs no import guard.
+"""
 
 import sys
 
 from runner.cli import main
 
-if __name__ == "__main__":  # pragma: no cover - exercised through the console script
-    sys.exit(main())
+sys.exit(main())

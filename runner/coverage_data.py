@@ -90,13 +90,18 @@ def combine_and_report(
         cov = coverage.Coverage(data_file=str(target), config_file=True)
         try:
             cov.combine(present, strict=True, keep=True)
-            cov.save()
+        except CoverageException as error:
+            raise InfraError(
+                f"coverage.py could not read the data files {', '.join(present)}: {error}"
+            ) from None
+        cov.save()
+        try:
             cov.xml_report(outfile=str(reports_dir / "coverage.xml"))
             cov.json_report(outfile=str(reports_dir / "coverage.json"))
         except NoDataError:
             return None
         except CoverageException as error:
-            raise InfraError(f"coverage.py could not combine or report the data: {error}") from None
+            raise InfraError(f"coverage.py could not report the data: {error}") from None
         precision: int = cov.config.precision
     return read_summary(reports_dir / "coverage.json", precision=precision)
 

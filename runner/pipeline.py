@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -141,14 +141,12 @@ def _problems(record: AttemptRecord, exit_code: int) -> tuple[str, ...]:
     problems = ["pytest internal error: " + _last_line(text) for text in record.internal_errors]
     if record.unfinished is not None:
         problems.append(
-            f"the pytest process died (exit {exit_code}) while running {record.unfinished}"
+            f"the pytest process died (exit {exit_code}) while running {record.unfinished.id}"
         )
     elif record.exit_status is None:
         problems.append(f"the pytest process ended (exit {exit_code}) before its session finished")
     elif record.exit_status == 2 and not record.collect_errors:
         problems.append("pytest was interrupted before the suite finished (exit 2)")
-    elif record.exit_status == 3 and not record.internal_errors:
-        problems.append("pytest reported an internal error (exit 3); see its output above")
     return tuple(problems)
 
 
@@ -158,20 +156,16 @@ def _last_line(text: str) -> str:
 
 
 def build_tests(record: AttemptRecord, *, exit_code: int) -> tuple[TestResult, ...]:
-    """One result per test of a single attempt, collection errors first."""
+    """One result per test of a single attempt: collection errors, tests, then any test
+    the pytest process died in (an error, whatever its phases had said so far)."""
     tests = [
         result_of(recorded.id, recorded.attempt, def_line=recorded.def_line)
         for recorded in (*record.collect_errors, *record.tests)
     ]
-    seen = {test.id for test in tests}
-    if record.unfinished is not None and record.unfinished not in seen:
-        died = Attempt(
-            outcome="error",
-            duration_s=0.0,
-            message=f"the pytest process died (exit {exit_code}) while this test ran",
-            phase="call",
-        )
-        tests.append(result_of(record.unfinished, died, def_line=None))
+    if record.unfinished is not None:
+        message = f"the pytest process died (exit {exit_code}) while this test ran"
+        died = replace(record.unfinished.attempt, message=message)
+        tests.append(result_of(record.unfinished.id, died, def_line=record.unfinished.def_line))
     return tuple(tests)
 
 

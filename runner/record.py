@@ -42,13 +42,21 @@ class AttemptRecord:
     tests: tuple[RecordedTest, ...]
     collect_errors: tuple[RecordedTest, ...]
     internal_errors: tuple[str, ...]
-    unfinished: str | None
+    unfinished: RecordedTest | None
 
 
 def read_record(path: Path, *, limit_bytes: int = RECORD_LIMIT_BYTES) -> AttemptRecord:
     """Parse a record file; a missing file means pytest never got as far as configuring."""
     if not path.exists():
-        return AttemptRecord(False, None, None, (), (), (), None)
+        return AttemptRecord(
+            started=False,
+            exit_status=None,
+            collected=None,
+            tests=(),
+            collect_errors=(),
+            internal_errors=(),
+            unfinished=None,
+        )
     size = path.stat().st_size
     if size > limit_bytes:
         raise InfraError(
@@ -162,10 +170,23 @@ class _Builder:
             self.running = None
 
     def build(self) -> AttemptRecord:
+        died = self.running if self.exit_status is None else None
         tests = tuple(
-            RecordedTest(id=node, def_line=self.def_lines.get(node), attempt=_fold(phases))
-            for node, phases in ((node, self.phases[node]) for node in self.order)
+            RecordedTest(
+                id=node, def_line=self.def_lines.get(node), attempt=_fold(self.phases[node])
+            )
+            for node in self.order
+            if node != died
         )
+        unfinished = None
+        if died is not None:
+            partial = self.phases.get(died, {})
+            attempt = Attempt(
+                outcome="error",
+                duration_s=sum(float(report["duration"]) for report in partial.values()),
+                phase="call" if "setup" in partial else "setup",
+            )
+            unfinished = RecordedTest(id=died, def_line=self.def_lines.get(died), attempt=attempt)
         return AttemptRecord(
             started=self.started,
             exit_status=self.exit_status,
@@ -173,7 +194,7 @@ class _Builder:
             tests=tests,
             collect_errors=tuple(self.collect_errors.values()),
             internal_errors=tuple(self.internal_errors),
-            unfinished=self.running if self.exit_status is None else None,
+            unfinished=unfinished,
         )
 
 

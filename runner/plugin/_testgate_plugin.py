@@ -98,7 +98,7 @@ class Recorder:
         self.write({"kind": "collected", "count": len(ids), "worker": node.gateway.id})
 
     def pytest_runtest_logstart(self, nodeid: str, location: tuple[str, int | None, str]) -> None:
-        self.write({"kind": "logstart", "id": nodeid, "def_line": _line(location[1])})
+        self.write({"kind": "logstart", "id": nodeid, "def_line": _def_line(nodeid, location)})
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         if report.failed:
@@ -118,7 +118,7 @@ class Recorder:
             "when": report.when,
             "outcome": report.outcome,
             "duration": report.duration,
-            "def_line": _line(report.location[1]),
+            "def_line": _def_line(report.nodeid, report.location),
             "worker": getattr(report, "worker_id", None),
         }
         if hasattr(report, "wasxfail"):
@@ -144,9 +144,16 @@ class Recorder:
         self.write({"kind": "finish", "exitstatus": int(exitstatus)})
 
 
-def _line(zero_based: int | None) -> int | None:
-    """pytest's locations are 0-based; everything testgate writes is 1-based."""
-    return None if zero_based is None else zero_based + 1
+def _def_line(nodeid: str, location: tuple[str, int | None, str]) -> int | None:
+    """The 1-based ``def`` line, when pytest's location lies in the node's own file.
+
+    pytest's locations are 0-based, and a test function imported from another module
+    is located in that module: its line would point into the wrong file.
+    """
+    file, zero_based = location[0], location[1]
+    if zero_based is None or file.replace(os.sep, "/") != nodeid.split("::", 1)[0]:
+        return None
+    return zero_based + 1
 
 
 def _last_line(text: str) -> str:
@@ -156,8 +163,12 @@ def _last_line(text: str) -> str:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Register the recorder in the controller when testgate asked for a record."""
-    path = os.environ.get(RECORD_ENV)
+    """Register the recorder in the controller when testgate asked for a record.
+
+    The variable is taken out of the environment, so that neither the tests nor a pytest
+    session they start themselves (pytester) can write into testgate's record.
+    """
+    path = os.environ.pop(RECORD_ENV, None)
     if not path or hasattr(config, "workerinput"):
         return
     stream = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed in pytest_unconfigure

@@ -1,0 +1,134 @@
+"""Helpers shared by testgate's own tests: fixture projects and runs of the real CLI."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from runner.cli import main
+
+FIXTURES = Path(__file__).parent / "fixtures"
+SCHEMA = Path(__file__).parent.parent / "runner" / "schema" / "results.schema.json"
+
+
+@dataclass(frozen=True)
+class Ran:
+    """One finished testgate command: its exit code, what it printed, its reports."""
+
+    exit_code: int
+    output: str
+    project: Path
+    reports: Path
+
+    def results(self) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads((self.reports / "results.json").read_text("utf-8"))
+        return data
+
+    def test(self, test_id: str) -> dict[str, Any]:
+        tests: list[dict[str, Any]] = self.results()["tests"]
+        matches = [test for test in tests if test["id"] == test_id]
+        assert len(matches) == 1, f"{test_id} appears {len(matches)} times"
+        return matches[0]
+
+    def gate(self, name: str) -> dict[str, Any]:
+        gates: list[dict[str, Any]] = self.results()["gates"]
+        (gate,) = [gate for gate in gates if gate["name"] == name]
+        return gate
+
+
+def copy_fixture(name: str, destination: Path) -> Path:
+    """A private copy of a fixture project, so runs never share reports or venvs."""
+    target = destination / name
+    shutil.copytree(FIXTURES / name, target, ignore=shutil.ignore_patterns(".venv", "*-reports"))
+    return target
+
+
+def marker_line(path: Path, marker: str) -> int:
+    """The 1-based line of ``# marker: NAME`` in a fixture file."""
+    for number, line in enumerate(path.read_text("utf-8").splitlines(), start=1):
+        if f"# marker: {marker}" in line:
+            return number
+    raise AssertionError(f"no marker {marker} in {path}")
+
+
+def summary_counts(output: str) -> dict[str, int]:
+    """The counts of pytest's final ``== 1 failed, 2 passed in 0.1s ==`` line."""
+    lines = [line for line in output.splitlines() if re.match(r"^=+ .* in [\d.]+s", line)]
+    assert lines, "no pytest summary line in the output"
+    found = re.findall(r"(\d+) (passed|failed|skipped|xfailed|xpassed|errors?)", lines[-1])
+    return {("errors" if word.startswith("error") else word): int(n) for n, word in found}
+
+
+def environment(**extra: str) -> dict[str, str]:
+    """This process's environment plus ``extra``, as a user's shell would have it."""
+    env = dict(os.environ)
+    env.update(extra)
+    return env
+
+
+@pytest.fixture
+def run_cli(capfd: pytest.CaptureFixture[str]) -> Callable[..., Ran]:
+    """Run ``testgate`` in this process (so coverage sees it), capturing all output."""
+
+    def run(project: Path, *args: str, env: dict[str, str] | None = None) -> Ran:
+        code = main(["run", "--project", str(project), *args], environ=env or environment())
+        captured = capfd.readouterr()
+        return Ran(code, captured.out + captured.err, project, project / "testgate-reports")
+
+    return run
+
+
+@contextlib.contextmanager
+def captured_output(path: Path) -> Iterator[None]:
+    """Send this process's stdout and stderr, and its children's, to ``path``."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with path.open("w", encoding="utf-8") as sink:
+        os.dup2(sink.fileno(), 1)
+        os.dup2(sink.fileno(), 2)
+        try:
+            with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+                yield
+        finally:
+            sys.stdout.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+
+
+def run_in_process(project: Path, *args: str) -> Ran:
+    """Run ``testgate run`` in this process outside any pytest capture fixture."""
+    log = project.parent / f"{project.name}-output.txt"
+    with captured_output(log):
+        code = main(["run", "--project", str(project), *args], environ=environment())
+    return Ran(code, log.read_text("utf-8"), project, project / "testgate-reports")
+
+
+def run_subprocess(project: Path, *args: str) -> Ran:
+    """Run the installed ``testgate`` console script as a user would."""
+    script = Path(sys.executable).parent / "testgate"
+    completed = subprocess.run(
+        [str(script), "run", "--project", str(project), *args],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return Ran(
+        completed.returncode,
+        completed.stdout + completed.stderr,
+        project,
+        project / "testgate-reports",
+    )

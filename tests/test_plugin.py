@@ -1,0 +1,171 @@
+"""The injected plugin, run inside a real pytest session (pytester, in this process)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import xdist.workermanage
+
+from runner.execute import PLUGIN_DIR, PLUGIN_NAME, RECORD_ENV
+
+SUITE = """
+import os
+import pytest
+
+def helper():
+    raise ValueError("deep")
+
+def test_ok():
+    print("quiet")
+
+def test_assert():
+    print("shown on failure")
+    assert 1 == 2
+
+def test_helper():
+    helper()
+
+def test_surrogate():
+    assert "\\udc80" == "x"
+
+@pytest.mark.skip(reason="later")
+def test_skip():
+    pass
+
+@pytest.fixture
+def breaks_late():
+    yield
+    raise RuntimeError("late")
+
+def test_teardown(breaks_late):
+    pass
+
+@pytest.mark.xfail(reason="known bug")
+def test_xfail():
+    assert 0
+"""
+
+
+def records(pytester: pytest.Pytester, *args: str, env: bool = True) -> list[dict[str, Any]]:
+    path = pytester.path / "record.jsonl"
+    pytester.syspathinsert(PLUGIN_DIR)
+    with pytest.MonkeyPatch.context() as patch:
+        # xdist gives popen workers the controller's sys.path as it was when xdist was
+        # imported; in a real run PYTHONPATH put the plugin there at interpreter start.
+        patch.setattr(xdist.workermanage, "_sys_path", [str(PLUGIN_DIR), *sys.path])
+        if env:
+            patch.setenv(RECORD_ENV, str(path))
+        pytester.runpytest_inprocess("-p", PLUGIN_NAME, "-p", "no:cacheprovider", *args)
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text("utf-8").splitlines()]
+
+
+def calls(found: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {
+        item["id"].split("::")[-1]: item
+        for item in found
+        if (
+            item["kind"] == "report"
+            and item["when"] in ("call", "setup")
+            and item["outcome"] != "passed"
+        )
+        or (item["kind"] == "report" and item["when"] == "call")
+    }
+
+
+def test_records_lines_messages_and_output_of_failures(pytester: pytest.Pytester) -> None:
+    source = pytester.makepyfile(test_suite=SUITE)
+    found = records(pytester)
+    lines = source.read_text("utf-8").splitlines()
+    by_name = calls(found)
+    assert by_name["test_assert"]["line"] == lines.index("    assert 1 == 2") + 1
+    assert by_name["test_assert"]["message"] == "AssertionError: assert 1 == 2"
+    assert by_name["test_assert"]["stdout"] == "shown on failure\n"
+    assert by_name["test_helper"]["line"] == lines.index('    raise ValueError("deep")') + 1
+    assert by_name["test_skip"]["message"] == "later"
+    assert (by_name["test_xfail"]["outcome"], by_name["test_xfail"]["wasxfail"]) == (
+        "skipped",
+        "known bug",
+    )
+    assert "\\udc80" in by_name["test_surrogate"]["message"]
+    assert "stdout" not in by_name["test_ok"]
+    teardown = [
+        r
+        for r in found
+        if r["kind"] == "report" and r["when"] == "teardown" and r["outcome"] == "failed"
+    ]
+    assert [r["message"] for r in teardown] == ["RuntimeError: late"]
+    kinds = [item["kind"] for item in found]
+    assert kinds[0] == "start"
+    assert kinds[-1] == "finish"
+    assert {k: v for k, v in found[1].items() if k != "seq"} == {"kind": "collected", "count": 7}
+    assert [item["seq"] for item in found] == list(range(1, len(found) + 1))
+
+
+def test_without_the_variable_nothing_is_written(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_suite="def test_ok():\n    pass\n")
+    assert records(pytester, env=False) == []
+
+
+def test_collection_and_internal_errors_are_recorded(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_broken="import missing_module_xyz\n")
+    found = records(pytester)
+    (error,) = [item for item in found if item["kind"] == "collect-error"]
+    assert error["id"] == "test_broken.py"
+    assert "ModuleNotFoundError" in error["message"]
+    pytester.makeconftest(
+        "def pytest_collection_modifyitems(items):\n    raise RuntimeError('plugin bug')\n"
+    )
+    found = records(pytester, "--continue-on-collection-errors")
+    (internal,) = [item for item in found if item["kind"] == "internal-error"]
+    assert "RuntimeError: plugin bug" in internal["text"]
+    assert found[-1]["exitstatus"] == 3
+
+
+def test_long_text_is_cut_and_says_so(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_long="def test_long():\n    assert 'x' * 100000 == ''\n")
+    (call,) = [item for item in records(pytester, "-vv") if item.get("when") == "call"]
+    assert len(call["text"]) < 70 * 1024
+    assert call["text"].endswith("characters cut by testgate]")
+
+
+def test_under_xdist_the_controller_records_every_worker(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_many="import pytest\n@pytest.mark.parametrize('n', range(6))\n"
+        "def test_n(n):\n    assert n != 3\n"
+    )
+    found = records(pytester, "-n", "2")
+    collected = [item for item in found if item["kind"] == "collected"]
+    assert sorted(item["worker"] for item in collected) == ["gw0", "gw1"]
+    assert all(item["count"] == 6 for item in collected)
+    (failed,) = [item for item in found if item.get("outcome") == "failed"]
+    assert (failed["id"], failed["line"]) == ("test_many.py::test_n[3]", 4)
+    workers = {item["worker"] for item in found if item["kind"] == "report"}
+    assert workers == {"gw0", "gw1"}
+
+
+def test_plugin_is_a_single_stdlib_and_pytest_file() -> None:
+    source = (Path(PLUGIN_DIR) / f"{PLUGIN_NAME}.py").read_text("utf-8")
+    imports = {
+        line.split()[1] for line in source.splitlines() if line.startswith(("import ", "from "))
+    }
+    assert imports == {"__future__", "json", "os", "collections.abc", "typing", "pytest"}
+
+
+def test_a_test_imported_from_another_module_gets_no_foreign_def_line(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        helpers="\n\n\ndef test_shared():\n    assert False\n",
+        test_uses="from helpers import test_shared\n\n\ndef test_own():\n    pass\n",
+    )
+    found = records(pytester, "test_uses.py")
+    lines = {item["id"]: item["def_line"] for item in found if item.get("when") == "call"}
+    assert lines == {"test_uses.py::test_shared": None, "test_uses.py::test_own": 4}
+    (failure,) = [item for item in found if item.get("outcome") == "failed"]
+    assert failure["line"] is None  # the failing frame is in helpers.py, not the test file

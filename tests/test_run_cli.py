@@ -1,0 +1,407 @@
+"""``testgate run`` end to end on small real projects: options, gates, every failure mode.
+
+Each test builds (or copies) a uv project, runs the real CLI in this process so that
+coverage sees testgate's code, and checks what a user would see: the exit code, the
+printed table and messages, and the reports.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Ran, copy_fixture, environment
+
+RunCli = Callable[..., Ran]
+
+LIBRARY = """
+def half(n):
+    if n % 2:
+        return None
+    return n // 2
+"""
+TESTS = """
+from lib import half
+
+def test_even():
+    assert half(4) == 2
+"""
+
+
+def make_project(
+    root: Path,
+    files: dict[str, str],
+    *,
+    dev: str = '"pytest", "pytest-cov"',
+    tool: str = "",
+) -> Path:
+    """A uv project (not a package) with the given files, importable from its root."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "pyproject.toml").write_text(
+        textwrap.dedent(
+            f"""\
+            [project]
+            name = "sample"
+            version = "0"
+            requires-python = ">=3.11"
+            dependencies = []
+
+            [dependency-groups]
+            dev = [{dev}]
+
+            [tool.uv]
+            package = false
+
+            [tool.pytest.ini_options]
+            pythonpath = ["."]
+
+            [tool.coverage.run]
+            source = ["lib"]
+            """
+        )
+        + tool,
+        "utf-8",
+    )
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text), "utf-8")
+    return root
+
+
+def sample(tmp_path: Path, tests: str = TESTS, **kwargs: str) -> Path:
+    return make_project(
+        tmp_path / "sample", {"lib.py": LIBRARY, "tests/test_lib.py": tests}, **kwargs
+    )
+
+
+def test_a_fully_covered_passing_suite_exits_zero_and_prints_the_table(
+    run_cli: RunCli, tmp_path: Path
+) -> None:
+    # The fixture lists neither pytest-xdist nor pytest-cov: testgate adds them itself.
+    ran = run_cli(copy_fixture("passing", tmp_path))
+    assert ran.exit_code == 0, ran.output
+    assert "testgate: 3 tests: 3 passed in" in ran.output
+    assert "coverage: line 100.00 %, branch 100.00 %" in ran.output
+    table = [
+        line.split() for line in ran.output.splitlines() if line.startswith(("gate ", "line-cov"))
+    ]
+    assert table == [
+        ["gate", "threshold", "actual", "verdict"],
+        ["line-coverage", "100", "%", "100.00", "%", "pass"],
+    ]
+    assert f"testgate passed; reports in {ran.reports}/" in ran.output
+    assert "created: 2 workers" in ran.output or "2 workers [3 items]" in ran.output
+    assert ran.results()["passed"] is True
+    assert "✅ testgate passed" in (ran.reports / "summary.md").read_text("utf-8")
+
+
+def test_arguments_after_double_dash_and_pytest_args_reach_pytest(
+    run_cli: RunCli, tmp_path: Path
+) -> None:
+    project = copy_fixture("passing", tmp_path)
+    ran = run_cli(project, "--workers", "0", "--min-tests", "3", "--", "-m", "not slow")
+    assert ran.exit_code == 1
+    assert [test["id"] for test in ran.results()["tests"]] == [
+        "tests/test_calc.py::test_add",
+        "tests/test_calc.py::test_sign_negative",
+    ]
+    assert ran.gate("min-tests") == {
+        "name": "min-tests",
+        "threshold": 3,
+        "actual": 2,
+        "passed": False,
+        "message": "2 tests ran; at least 3 required",
+    }
+    # The unselected branch is now uncovered: the branch gate says so.
+    assert ran.gate("branch-coverage")["passed"] is False
+    ran = run_cli(project, "--workers", "0", "--pytest-args", "-k add")
+    assert [test["id"] for test in ran.results()["tests"]] == ["tests/test_calc.py::test_add"]
+
+
+def test_thresholds_from_environment_beat_pyproject(run_cli: RunCli, tmp_path: Path) -> None:
+    project = sample(tmp_path, tool="\n[tool.testgate]\nfail-under-line = 50\nworkers = 0\n")
+    ran = run_cli(project)
+    assert ran.exit_code == 1  # line coverage 75 % passes 50, but branches are 50 %
+    assert ran.gate("line-coverage")["passed"] is True
+    assert ran.gate("line-coverage")["actual"] == 75.0
+    ran = run_cli(
+        project, "--fail-under-branch", "50", env=environment(TESTGATE_FAIL_UNDER_LINE="80")
+    )
+    assert ran.exit_code == 1
+    assert ran.gate("line-coverage")["threshold"] == 80
+    assert "75.00 % below the minimum 80 %" in ran.output
+    ran = run_cli(project, "--fail-under-line", "75", "--fail-under-branch", "50")
+    assert ran.exit_code == 0, ran.output
+
+
+def test_max_duration_gate(run_cli: RunCli, tmp_path: Path) -> None:
+    project = sample(tmp_path)
+    ran = run_cli(
+        project,
+        "--workers",
+        "0",
+        "--max-duration",
+        "0.001",
+        "--fail-under-line",
+        "0",
+        "--fail-under-branch",
+        "0",
+    )
+    assert ran.exit_code == 1
+    gate = ran.gate("max-duration")
+    assert gate["passed"] is False
+    assert gate["threshold"] == 0.001
+    assert gate["actual"] > 0.001
+    assert "limit 0.001 s" in gate["message"]
+    ran = run_cli(
+        project,
+        "--workers",
+        "0",
+        "--max-duration",
+        "600",
+        "--fail-under-line",
+        "0",
+        "--fail-under-branch",
+        "0",
+    )
+    assert ran.exit_code == 0
+    assert ran.gate("max-duration")["passed"] is True
+
+
+def test_a_collection_error_fails_the_gate_and_points_at_the_import(
+    run_cli: RunCli, tmp_path: Path
+) -> None:
+    project = sample(tmp_path, tests="\n\nimport not_installed_anywhere\n")
+    ran = run_cli(project, "--workers", "2")
+    assert ran.exit_code == 1
+    (test,) = ran.results()["tests"]
+    assert (test["id"], test["outcome"], test["line"]) == ("tests/test_lib.py", "error", 3)
+    assert "ModuleNotFoundError" in test["attempts"][0]["message"]
+    assert ran.results()["totals"]["errors"] == 1
+    assert ran.gate("failed-tests")["message"] == "1 failed: tests/test_lib.py"
+
+
+def test_no_tests_collected_fails_min_tests_and_says_why(run_cli: RunCli, tmp_path: Path) -> None:
+    project = sample(tmp_path, tests="def helper():\n    return 1\n")
+    ran = run_cli(project, "--workers", "0")
+    assert ran.exit_code == 1
+    gate = ran.gate("min-tests")
+    assert (gate["actual"], gate["passed"]) == (0, False)
+    assert "no test ran: check testpaths, -k and -m" in ran.output
+    assert ran.gate("line-coverage")["message"].startswith("no coverage data")
+
+
+def test_an_internal_error_is_exit_three_with_results_written(
+    run_cli: RunCli, tmp_path: Path
+) -> None:
+    project = sample(tmp_path)
+    (project / "conftest.py").write_text(
+        "def pytest_runtest_logfinish(nodeid):\n    raise RuntimeError('broken hook')\n", "utf-8"
+    )
+    ran = run_cli(project, "--workers", "0")
+    assert ran.exit_code == 3
+    problems = ran.results()["run"]["problems"]
+    assert problems == ["pytest internal error: RuntimeError: broken hook"]
+    assert "problem: pytest internal error" in ran.output
+
+
+def test_a_crash_without_xdist_names_the_test_and_keeps_the_rest(
+    run_cli: RunCli, tmp_path: Path
+) -> None:
+    crash = (
+        TESTS
+        + "\ndef test_dies():\n    import os\n    os._exit(7)\n\ndef test_never():\n    pass\n"
+    )
+    ran = run_cli(sample(tmp_path, tests=crash), "--workers", "0")
+    assert ran.exit_code == 3
+    outcomes = {test["id"]: test["outcome"] for test in ran.results()["tests"]}
+    assert outcomes == {
+        "tests/test_lib.py::test_even": "passed",
+        "tests/test_lib.py::test_dies": "error",
+    }
+    died = ran.test("tests/test_lib.py::test_dies")
+    assert died["attempts"][0]["message"] == "the pytest process died (exit 7) while this test ran"
+    assert died["line"] == 7
+    assert ran.results()["run"]["problems"] == [
+        "the pytest process died (exit 7) while running tests/test_lib.py::test_dies"
+    ]
+
+
+def test_a_crashed_xdist_worker_fails_only_its_test(run_cli: RunCli, tmp_path: Path) -> None:
+    crash = TESTS + "\ndef test_dies():\n    import os\n    os._exit(7)\n"
+    ran = run_cli(sample(tmp_path, tests=crash), "--workers", "2")
+    assert ran.exit_code == 1
+    died = ran.test("tests/test_lib.py::test_dies")
+    assert died["outcome"] == "failed"
+    assert "crashed while running 'tests/test_lib.py::test_dies'" in died["attempts"][0]["message"]
+    assert ran.test("tests/test_lib.py::test_even")["outcome"] == "passed"
+
+
+def test_an_interrupted_session_is_an_infrastructure_error(run_cli: RunCli, tmp_path: Path) -> None:
+    stop = TESTS + "\ndef test_stop():\n    import pytest\n    pytest.exit('enough')\n"
+    ran = run_cli(sample(tmp_path, tests=stop), "--workers", "0")
+    assert ran.exit_code == 3
+    assert ran.results()["run"]["problems"] == [
+        "pytest was interrupted before the suite finished (exit 2)"
+    ]
+
+
+def test_a_process_that_ends_during_collection_is_reported(run_cli: RunCli, tmp_path: Path) -> None:
+    ran = run_cli(sample(tmp_path, tests="import os\nos._exit(9)\n"), "--workers", "0")
+    assert ran.exit_code == 3
+    assert ran.results()["run"]["problems"] == [
+        "the pytest process ended (exit 9) before its session finished"
+    ]
+
+
+def test_pytest_that_never_starts_is_exit_three(run_cli: RunCli, tmp_path: Path) -> None:
+    project = sample(tmp_path)
+    (project / "conftest.py").write_text("import os\nos._exit(9)\n", "utf-8")
+    (project / "testgate-reports").mkdir()
+    (project / "testgate-reports" / "results.json").write_text("stale", "utf-8")
+    ran = run_cli(project, "--workers", "0")
+    assert ran.exit_code == 3
+    assert (
+        "testgate: error: pytest did not start in the project's environment (exit 9" in ran.output
+    )
+    assert not (project / "testgate-reports" / "results.json").exists()
+
+
+@pytest.mark.parametrize("args", [("--", "--no-such-option"), ("--", "tests/missing_file.py")])
+def test_arguments_pytest_rejects_are_a_usage_error(
+    run_cli: RunCli, tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    ran = run_cli(sample(tmp_path), "--workers", "0", *args)
+    assert ran.exit_code == 2
+    assert "testgate: error: pytest rejected its arguments (exit 4)" in ran.output
+
+
+def test_missing_uv_is_exit_three_with_how_to_install(run_cli: RunCli, tmp_path: Path) -> None:
+    ran = run_cli(sample(tmp_path), env=environment(PATH="/nonexistent"))
+    assert ran.exit_code == 3
+    assert "uv is not on PATH" in ran.output
+    assert "pip install uv" in ran.output
+
+
+def test_a_project_uv_cannot_prepare_is_exit_three(run_cli: RunCli, tmp_path: Path) -> None:
+    ran = run_cli(sample(tmp_path), "--python-version", "2.1")
+    assert ran.exit_code == 3
+    assert "'uv run' could not prepare the project's environment" in ran.output
+
+
+def test_a_project_without_pytest_gets_it_added(run_cli: RunCli, tmp_path: Path) -> None:
+    project = sample(tmp_path, dev="")
+    ran = run_cli(project, "--workers", "0", "--fail-under-branch", "50", "--fail-under-line", "75")
+    assert ran.exit_code == 0, ran.output
+    ran = run_cli(
+        project,
+        "--workers",
+        "0",
+        "--sync",
+        "false",
+        "--fail-under-branch",
+        "50",
+        "--fail-under-line",
+        "75",
+    )
+    assert ran.exit_code == 0, ran.output
+
+
+def test_without_configured_sources_the_projects_packages_are_measured(
+    run_cli: RunCli, tmp_path: Path
+) -> None:
+    project = make_project(
+        tmp_path / "pkg",
+        {
+            "pkg/__init__.py": "def one():\n    return 1\n",
+            "tests/test_pkg.py": "from pkg import one\n\ndef test_one():\n    assert one() == 1\n",
+        },
+    )
+    text = (project / "pyproject.toml").read_text("utf-8")
+    (project / "pyproject.toml").write_text(text.replace('source = ["lib"]', ""), "utf-8")
+    ran = run_cli(project, "--workers", "0")
+    assert ran.exit_code == 0, ran.output
+    files = json.loads((ran.reports / "coverage.json").read_text("utf-8"))["files"]
+    assert sorted(files) == ["pkg/__init__.py"]
+
+
+def test_a_reports_dir_that_cannot_be_created_is_a_config_error(
+    run_cli: RunCli, tmp_path: Path
+) -> None:
+    project = sample(tmp_path)
+    (project / "blocked").write_text("a file, not a directory", "utf-8")
+    ran = run_cli(project, "--reports-dir", "blocked/reports")
+    assert ran.exit_code == 2
+    assert "cannot write the reports dir" in ran.output
+
+
+def test_no_pyproject_is_a_usage_error(run_cli: RunCli, tmp_path: Path) -> None:
+    ran = run_cli(tmp_path)
+    assert ran.exit_code == 2
+    assert f"testgate: error: no pyproject.toml in {tmp_path.resolve()}" in ran.output
+
+
+def test_the_commit_comes_from_github_sha_else_git(run_cli: RunCli, tmp_path: Path) -> None:
+    project = sample(
+        tmp_path,
+        tool="\n[tool.testgate]\nworkers = 0\nfail-under-line = 0\nfail-under-branch = 0\n",
+    )
+    ran = run_cli(project, "--sync", "true", env=environment(GITHUB_SHA="0123abc"))
+    assert ran.exit_code == 0, ran.output
+    assert ran.results()["run"]["commit"] == "0123abc"
+    env = environment()
+    env.pop("GITHUB_SHA", None)
+    ran = run_cli(project, env=env)
+    assert ran.results()["run"]["commit"] is None  # a temp dir outside any git repository
+    run = ran.results()["run"]
+    assert run["python"] == run["variant"].removeprefix("py").removesuffix("-linux")
+
+
+def test_a_src_layout_is_measured_from_src(run_cli: RunCli, tmp_path: Path) -> None:
+    project = make_project(
+        tmp_path / "srcproj",
+        {
+            "src/thing/__init__.py": "def one():\n    return 1\n",
+            "tests/test_thing.py": (
+                "from thing import one\n\ndef test_one():\n    assert one() == 1\n"
+            ),
+        },
+    )
+    text = (project / "pyproject.toml").read_text("utf-8")
+    text = text.replace('source = ["lib"]', "").replace(
+        'pythonpath = ["."]', 'pythonpath = ["src"]'
+    )
+    (project / "pyproject.toml").write_text(text, "utf-8")
+    ran = run_cli(project, "--workers", "0")
+    assert ran.exit_code == 0, ran.output
+    files = json.loads((ran.reports / "coverage.json").read_text("utf-8"))["files"]
+    assert sorted(files) == ["src/thing/__init__.py"]
+
+
+def test_an_invalid_coverage_configuration_is_a_config_error(
+    run_cli: RunCli, tmp_path: Path
+) -> None:
+    project = sample(tmp_path)
+    (project / ".coveragerc").write_text("[run]\nbranch = perhaps\n", "utf-8")
+    ran = run_cli(project, "--workers", "0")
+    assert ran.exit_code == 2
+    assert "the project's coverage configuration is invalid" in ran.output
+
+
+def test_a_python_that_answers_the_probe_with_noise_is_exit_three(
+    run_cli: RunCli, tmp_path: Path
+) -> None:
+    noisy = tmp_path / "noisy"
+    noisy.mkdir()
+    (noisy / "sitecustomize.py").write_text(
+        "import atexit\natexit.register(print, 'goodbye from sitecustomize')\n", "utf-8"
+    )
+    ran = run_cli(sample(tmp_path), env=environment(PYTHONPATH=str(noisy)))
+    assert ran.exit_code == 3
+    assert "the project's Python did not answer testgate's probe" in ran.output
+    assert "goodbye from sitecustomize" in ran.output

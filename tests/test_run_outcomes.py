@@ -1,0 +1,215 @@
+"""``testgate run`` on a fixture project whose every outcome is known in advance.
+
+The project (tests/fixtures/outcomes) has passing, failing, erroring (setup and
+teardown), skipped, xfailed, xpassed and parametrized tests, two test files that share
+a basename, and a library with one line and one branch its tests never reach. It runs
+once, under two xdist workers, through the installed console script.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import pytest
+from junitparser import JUnitXml
+
+from tests.conftest import (
+    SCHEMA,
+    Ran,
+    copy_fixture,
+    marker_line,
+    run_in_process,
+    run_subprocess,
+    summary_counts,
+)
+
+MAIN = "tests/test_outcomes.py"
+
+
+@pytest.fixture(scope="module")
+def ran(tmp_path_factory: pytest.TempPathFactory) -> Ran:
+    project = copy_fixture("outcomes", tmp_path_factory.mktemp("outcomes"))
+    return run_in_process(project, "--workers", "2")
+
+
+def line_of(ran: Ran, file: str, marker: str) -> int:
+    return marker_line(ran.project / file, marker)
+
+
+def def_line(ran: Ran, file: str, name: str) -> int:
+    lines = (ran.project / file).read_text("utf-8").splitlines()
+    return next(n for n, text in enumerate(lines, 1) if text.strip().startswith(f"def {name}("))
+
+
+def test_exit_code_is_one_because_gates_failed(ran: Ran) -> None:
+    assert ran.exit_code == 1, ran.output
+    assert "testgate FAILED; reports in" in ran.output
+
+
+def test_the_console_script_runs_as_a_user_would(tmp_path: Path) -> None:
+    ran = run_subprocess(copy_fixture("passing", tmp_path), "--workers", "0")
+    assert ran.exit_code == 0, ran.output
+    assert "testgate passed; reports in" in ran.output
+    module = subprocess.run(
+        [sys.executable, "-m", "runner", "--version"], capture_output=True, text=True, check=True
+    )
+    assert module.stdout.strip() == "testgate 0.1.0"
+
+
+def test_every_outcome_is_what_the_fixture_makes_it(ran: Ran) -> None:
+    outcomes = {test["id"]: test["outcome"] for test in ran.results()["tests"]}
+    assert outcomes == {
+        f"{MAIN}::test_passes": "passed",
+        f"{MAIN}::test_fails": "failed",
+        f"{MAIN}::test_raises_in_library": "failed",
+        f"{MAIN}::test_setup_error": "error",
+        f"{MAIN}::test_teardown_error": "error",
+        f"{MAIN}::test_skipped": "skipped",
+        f"{MAIN}::test_xfailed": "xfailed",
+        f"{MAIN}::test_xpassed": "xpassed",
+        f"{MAIN}::TestLabels::test_small[1]": "passed",
+        f"{MAIN}::TestLabels::test_small[20]": "failed",
+        "tests/a/test_same.py::test_same_name": "failed",
+        "tests/b/test_same.py::test_same_name": "failed",
+    }
+
+
+def test_totals_equal_pytests_own_summary_line(ran: Ran) -> None:
+    totals = ran.results()["totals"]
+    counted = {name: count for name, count in totals.items() if count and name != "tests"}
+    assert counted == summary_counts(ran.output)
+    assert totals["tests"] == 12
+
+
+def test_failures_point_at_the_failing_line_of_the_right_file(ran: Ran) -> None:
+    expected = {
+        f"{MAIN}::test_fails": (MAIN, line_of(ran, MAIN, "fails")),
+        f"{MAIN}::test_raises_in_library": (MAIN, line_of(ran, MAIN, "raises-in-helper")),
+        f"{MAIN}::TestLabels::test_small[20]": (MAIN, line_of(ran, MAIN, "param-fails")),
+        "tests/a/test_same.py::test_same_name": (
+            "tests/a/test_same.py",
+            line_of(ran, "tests/a/test_same.py", "a-fails"),
+        ),
+        "tests/b/test_same.py::test_same_name": (
+            "tests/b/test_same.py",
+            line_of(ran, "tests/b/test_same.py", "b-fails"),
+        ),
+    }
+    for test_id, (file, line) in expected.items():
+        test = ran.test(test_id)
+        assert (test["file"], test["line"], test["attempts"][0]["line"]) == (file, line, line)
+
+
+def test_errors_outside_the_test_file_point_at_the_def_line(ran: Ran) -> None:
+    setup = ran.test(f"{MAIN}::test_setup_error")
+    assert setup["line"] == line_of(ran, MAIN, "def-setup-error")
+    assert setup["attempts"][0]["phase"] == "setup"
+    assert setup["attempts"][0]["message"] == "RuntimeError: setup broke"
+    teardown = ran.test(f"{MAIN}::test_teardown_error")
+    assert teardown["line"] == line_of(ran, MAIN, "def-teardown-error")
+    assert teardown["attempts"][0]["outcome"] == "passed"
+    assert teardown["attempts"][0]["teardown_error"] == "RuntimeError: teardown broke"
+
+
+def test_passing_tests_carry_their_def_line_and_reasons_are_kept(ran: Ran) -> None:
+    assert ran.test(f"{MAIN}::test_passes")["line"] == def_line(ran, MAIN, "test_passes")
+    assert ran.test(f"{MAIN}::test_skipped")["attempts"][0]["message"] == "not on this platform"
+    assert ran.test(f"{MAIN}::test_xfailed")["attempts"][0]["message"] == "known bug"
+    workers = {test["attempts"][0]["worker"] for test in ran.results()["tests"]}
+    assert workers == {"gw0", "gw1"}
+
+
+def test_results_json_validates_against_the_published_schema(ran: Ran) -> None:
+    schema = json.loads(SCHEMA.read_text("utf-8"))
+    jsonschema.Draft202012Validator.check_schema(schema)
+    jsonschema.validate(ran.results(), schema)
+    assert ran.results()["schema_version"] == 1
+
+
+def test_coverage_numbers_equal_coverage_pys_own_report(ran: Ran, tmp_path: Path) -> None:
+    own = tmp_path / "own.json"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "coverage",
+            "json",
+            "-q",
+            "-o",
+            str(own),
+            "--data-file",
+            str(ran.reports / ".coverage"),
+        ],
+        cwd=ran.project,
+        check=True,
+    )
+    totals = json.loads(own.read_text("utf-8"))["totals"]
+    coverage = ran.results()["coverage"]
+    assert coverage["line_percent"] == totals["percent_statements_covered"]
+    assert coverage["branch_percent"] == totals["percent_branches_covered"]
+    assert (coverage["covered_lines"], coverage["num_statements"]) == (
+        totals["covered_lines"],
+        totals["num_statements"],
+    )
+    assert coverage["line_percent"] < 100
+    assert coverage["branch_percent"] < 100
+
+
+def test_gates_name_threshold_actual_and_verdict(ran: Ran) -> None:
+    verdicts = {
+        gate["name"]: (gate["threshold"], gate["passed"]) for gate in ran.results()["gates"]
+    }
+    assert verdicts == {
+        "failed-tests": (0, False),
+        "line-coverage": (100, False),
+        "branch-coverage": (100, False),
+        "min-tests": (1, True),
+    }
+    assert ran.gate("failed-tests")["actual"] == 7
+    assert ran.gate("min-tests")["actual"] == 11
+
+
+def test_junit_xml_reads_back_with_the_same_counts_and_lines(ran: Ran) -> None:
+    document = JUnitXml.fromfile(str(ran.reports / "junit.xml"))
+    (suite,) = list(document)
+    totals = ran.results()["totals"]
+    assert (suite.tests, suite.failures, suite.errors, suite.skipped) == (
+        12,
+        totals["failed"],
+        totals["errors"],
+        totals["skipped"] + totals["xfailed"],
+    )
+    cases = {(case.classname, case.name): case for case in suite}
+    failing = cases[("tests.b.test_same", "test_same_name")]
+    assert failing._elem.get("file") == "tests/b/test_same.py"
+    assert failing._elem.get("line") == str(line_of(ran, "tests/b/test_same.py", "b-fails"))
+    message = failing.result[0].message or ""
+    assert message.splitlines()[0] == "AssertionError: assert 'b' == 'c'"
+    assert "assert 'b' == 'c'" in (failing.result[0].text or "")
+    assert failing.system_out == "comparing b\n"
+    assert failing.system_err == "to c\n"
+    skipped = cases[("tests.test_outcomes", "test_xfailed")]
+    assert (skipped.result[0].type, skipped.result[0].message) == ("pytest.xfail", "known bug")
+    assert len(cases) == 12
+
+
+def test_every_report_file_is_written(ran: Ran) -> None:
+    names = {path.name for path in ran.reports.iterdir()}
+    assert names == {
+        "results.json",
+        "junit.xml",
+        "coverage.xml",
+        "coverage.json",
+        ".coverage",
+        "durations.json",
+        "summary.md",
+    }
+    durations = json.loads((ran.reports / "durations.json").read_text("utf-8"))
+    assert set(durations) == {test["id"] for test in ran.results()["tests"]}
+    summary = (ran.reports / "summary.md").read_text("utf-8")
+    assert "❌ testgate failed" in summary
+    assert f"`{MAIN}:{line_of(ran, MAIN, 'fails')}`" in summary

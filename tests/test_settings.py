@@ -1,0 +1,149 @@
+"""Settings: flags beat TESTGATE_* variables beat [tool.testgate] beat defaults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from runner.errors import ConfigError
+from runner.settings import OPTIONS, load_settings
+
+
+def project_with(tmp_path: Path, tool_table: str = "") -> Path:
+    (tmp_path / "pyproject.toml").write_text(
+        '[project]\nname = "p"\nversion = "0"\n\n[tool.testgate]\n' + tool_table, "utf-8"
+    )
+    return tmp_path
+
+
+def test_defaults_are_the_contracts(tmp_path: Path) -> None:
+    settings = load_settings(project=project_with(tmp_path), flags={}, environ={})
+    assert settings.fail_under_line == 100
+    assert settings.fail_under_branch == 100
+    assert settings.min_tests == 1
+    assert settings.max_duration is None
+    assert (settings.workers, settings.dist) == ("auto", "worksteal")
+    assert settings.reports_dir == tmp_path.resolve() / "testgate-reports"
+    assert settings.pytest_args == ()
+    assert settings.sync is True
+
+
+def test_each_layer_wins_over_the_ones_below(tmp_path: Path) -> None:
+    project = project_with(
+        tmp_path,
+        "fail-under-line = 90\nfail-under-branch = 80\nmin-tests = 5\nworkers = 3\n",
+    )
+    settings = load_settings(
+        project=project,
+        flags={"fail-under-line": "95"},
+        environ={"TESTGATE_FAIL_UNDER_LINE": "70", "TESTGATE_FAIL_UNDER_BRANCH": "75"},
+    )
+    assert settings.fail_under_line == 95  # flag over env and pyproject
+    assert settings.fail_under_branch == 75  # env over pyproject
+    assert settings.min_tests == 5  # pyproject over default
+    assert settings.workers == "3"
+    assert settings.max_duration is None  # default
+
+
+def test_pyproject_values_of_every_toml_type(tmp_path: Path) -> None:
+    project = project_with(
+        tmp_path,
+        'pytest-args = ["-m", "not slow"]\nsync = false\nmax-duration = 30\n'
+        'reports-dir = "out/reports"\nworkers = "logical"\ndist = "load"\n',
+    )
+    settings = load_settings(project=project, flags={}, environ={}, extra_pytest_args=("-x",))
+    assert settings.pytest_args == ("-m", "not slow", "-x")
+    assert settings.sync is False
+    assert settings.max_duration == 30
+    assert settings.reports_dir == project.resolve() / "out" / "reports"
+    assert (settings.workers, settings.dist) == ("logical", "load")
+
+
+def test_environment_strings_are_parsed_like_flags(tmp_path: Path) -> None:
+    settings = load_settings(
+        project=project_with(tmp_path),
+        flags={},
+        environ={
+            "TESTGATE_PYTEST_ARGS": "-k 'add or sign' -q",
+            "TESTGATE_SYNC": "no",
+            "TESTGATE_MAX_DURATION": "none",
+            "TESTGATE_PYTHON_VERSION": "3.11",
+        },
+    )
+    assert settings.pytest_args == ("-k", "add or sign", "-q")
+    assert settings.sync is False
+    assert settings.max_duration is None
+    assert settings.python_version == "3.11"
+
+
+@pytest.mark.parametrize(
+    ("source", "value", "expected"),
+    [
+        ("flag", "abc", "--fail-under-line: 'abc' must be a number"),
+        ("flag", "101", "--fail-under-line: '101' must be a percentage from 0 to 100"),
+        ("flag", "nan", "--fail-under-line: 'nan' must be a finite number"),
+        ("env", "-5", "TESTGATE_FAIL_UNDER_LINE: '-5' must be a percentage from 0 to 100"),
+        ("toml", '"lots"', "fail-under-line in [tool.testgate] of pyproject.toml: 'lots'"),
+    ],
+)
+def test_a_bad_value_names_its_source_and_what_is_accepted(
+    tmp_path: Path, source: str, value: str, expected: str
+) -> None:
+    table = f"fail-under-line = {value}\n" if source == "toml" else ""
+    flags: dict[str, str | None] = {"fail-under-line": value} if source == "flag" else {}
+    env = {"TESTGATE_FAIL_UNDER_LINE": value} if source == "env" else {}
+    with pytest.raises(ConfigError) as caught:
+        load_settings(project=project_with(tmp_path, table), flags=flags, environ=env)
+    assert expected in caught.value.message
+    assert caught.value.exit_code == 2
+    assert "minimum line coverage, percent" in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "expected"),
+    [
+        ("workers", "-1", "must not be negative"),
+        ("workers", "many", "must be a whole number"),
+        ("dist", "random", "must be one of worksteal, load"),
+        ("min-tests", "1.5", "must be a whole number"),
+        ("max-duration", "0", "must be a number of seconds above 0"),
+        ("sync", "maybe", "must be true or false"),
+        ("pytest-args", "-k 'open", "cannot be split into arguments"),
+        ("reports-dir", " ", "must not be empty"),
+    ],
+)
+def test_every_option_rejects_what_it_cannot_use(
+    tmp_path: Path, option: str, value: str, expected: str
+) -> None:
+    with pytest.raises(ConfigError, match=expected):
+        load_settings(project=project_with(tmp_path), flags={option: value}, environ={})
+
+
+def test_unknown_pyproject_key_lists_the_known_ones(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(
+            project=project_with(tmp_path, "fail-under-lines = 90\n"), flags={}, environ={}
+        )
+    assert "unknown key 'fail-under-lines' in [tool.testgate]" in caught.value.message
+    for option in OPTIONS:
+        assert option.name in caught.value.message
+
+
+def test_tool_testgate_must_be_a_table(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text("[tool]\ntestgate = 3\n", "utf-8")
+    with pytest.raises(ConfigError, match=r"\[tool.testgate\] in .* must be a table"):
+        load_settings(project=tmp_path, flags={}, environ={})
+
+
+def test_invalid_toml_names_the_file(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text("[project\nname=", "utf-8")
+    with pytest.raises(ConfigError, match=r"pyproject.toml is not valid TOML: .*line 1"):
+        load_settings(project=tmp_path, flags={}, environ={})
+
+
+def test_missing_project_or_pyproject_says_what_to_do(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist: pass --project DIR"):
+        load_settings(project=tmp_path / "nowhere", flags={}, environ={})
+    with pytest.raises(ConfigError, match=r"no pyproject.toml in .*'uv init'"):
+        load_settings(project=tmp_path, flags={}, environ={})

@@ -1,0 +1,237 @@
+"""The pure parts and the edges: the model, rendering, JUnit text, coverage report files."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import runpy
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import pytest
+from junitparser import JUnitXml
+
+from runner import execute, junit
+from runner.coverage_data import combine_and_report, read_summary
+from runner.errors import InfraError
+from runner.junit import classname, write_junit, xml_text
+from runner.render import markdown, terminal
+from runner.results import (
+    Attempt,
+    CoverageSummary,
+    GateResult,
+    RunInfo,
+    RunResult,
+    TestResult,
+    Totals,
+)
+from tests.conftest import SCHEMA
+
+
+def failed(n: int) -> TestResult:
+    attempt = Attempt(outcome="failed", duration_s=0.1, message=f"AssertionError: {n}|x", line=n)
+    return TestResult(
+        id=f"tests/t.py::test_{n}", file="tests/t.py", line=n, outcome="failed", attempts=(attempt,)
+    )
+
+
+def run_of(*tests: TestResult, problems: tuple[str, ...] = ()) -> RunResult:
+    info = RunInfo(
+        started="2026-11-21T10:00:00+00:00",
+        duration_s=2.0,
+        suite_duration_s=1.5,
+        commit="abc",
+        python="3.11.7",
+        platform="linux",
+        variant="py3.11.7-linux",
+        pytest_exit_code=1,
+        problems=problems,
+    )
+    coverage = CoverageSummary(99.5, 50.0, 199, 200, 1, 2, precision=1)
+    gate = GateResult("failed-tests", 0, len(tests), not tests, "message | with pipe")
+    return RunResult(run=info, tests=tests, coverage=coverage, gates=(gate,))
+
+
+def test_results_json_round_trips_and_validates() -> None:
+    teardown = Attempt(
+        outcome="passed",
+        duration_s=0.2,
+        teardown_error="RuntimeError: late",
+        text="trace",
+        stdout="out",
+        stderr="err",
+        phase="teardown",
+        worker="gw0",
+    )
+    result = run_of(
+        failed(1),
+        TestResult(id="t.py::late", file="t.py", line=3, outcome="error", attempts=(teardown,)),
+    )
+    data = json.loads(json.dumps(result.to_json()))
+    jsonschema.validate(data, json.loads(SCHEMA.read_text("utf-8")))
+    assert RunResult.from_json(data) == result
+    assert data["totals"] == {
+        "tests": 2,
+        "passed": 1,
+        "failed": 1,
+        "flaky": 0,
+        "skipped": 0,
+        "xfailed": 0,
+        "xpassed": 0,
+        "errors": 1,
+        "quarantined": 0,
+    }
+
+
+def test_a_failed_call_with_a_failed_teardown_counts_as_pytest_counts_it() -> None:
+    both = Attempt(outcome="failed", duration_s=0.1, teardown_error="late")
+    setup = Attempt(outcome="error", duration_s=0.1, teardown_error="late")
+    tests = (
+        TestResult(id="a", file="a", line=1, outcome="failed", attempts=(both,)),
+        TestResult(id="b", file="b", line=1, outcome="error", attempts=(setup,)),
+    )
+    totals = Totals.of(tests)
+    assert (totals.tests, totals.failed, totals.errors, totals.passed) == (2, 1, 2, 0)
+
+
+def test_long_failure_lists_are_cut_and_say_so() -> None:
+    result = run_of(*(failed(n) for n in range(1, 23)))
+    text = terminal(result, reports_dir="out")
+    assert "... and 2 more in results.json" in text
+    assert text.count("FAILED tests/t.py:") == 20
+    summary = markdown(result)
+    assert "2 more failed tests are in results.json." in summary
+    assert "AssertionError: 1\\|x" in summary  # a pipe cannot break the table
+    assert "| failed-tests | 0 | 22 | **FAIL** | message \\| with pipe |" in summary
+
+
+def test_problems_are_shown_and_the_verdict_is_failed() -> None:
+    result = run_of(problems=("pytest was interrupted",))
+    assert "problem: pytest was interrupted" in terminal(result, reports_dir="out")
+    assert "testgate FAILED" in terminal(result, reports_dir="out")
+    assert "### Problems\n\n- pytest was interrupted" in markdown(result)
+    assert "line **99.50 %** (199/200 statements)" in markdown(result)
+
+
+def test_junit_text_is_always_valid_xml(tmp_path: Path) -> None:
+    hostile = "ansi \x1b[31mred\x1b[0m nul \x00 surrogate \udc80 end"
+    assert xml_text(hostile) == "ansi #x1B[31mred#x1B[0m nul #x00 surrogate #xDC80 end"
+    attempt = Attempt(outcome="failed", duration_s=0.1, message=hostile, text=hostile)
+    test = TestResult(
+        id="tests/x.py", file="tests/x.py", line=None, outcome="failed", attempts=(attempt,)
+    )
+    write_junit(run_of(test), tmp_path / "junit.xml")
+    (case,) = next(iter(JUnitXml.fromfile(str(tmp_path / "junit.xml"))))
+    assert case._elem.get("line") is None
+    assert case.result[0].type == "failure"  # no exception name in the message
+    assert classname("tests/x.py") == "tests.x"
+    assert classname("tests/x.py::TestA::test_b[1]") == "tests.x.TestA"
+    assert junit.testcase(test).name == "tests/x.py"
+
+
+def test_a_corrupt_coverage_data_file_is_an_infrastructure_error(tmp_path: Path) -> None:
+    project = tmp_path / "p"
+    project.mkdir()
+    data = tmp_path / ".coverage.worker"
+    data.write_bytes(b"not a database")
+    with pytest.raises(
+        InfraError, match=r"could not read the data files .*\.coverage\.worker: No usable data"
+    ):
+        combine_and_report(project=project, data_files=[data], reports_dir=project)
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [("{", "Expecting property name"), ('{"totals": {}}', "percent_statements_covered")],
+)
+def test_a_malformed_coverage_json_is_named(tmp_path: Path, content: str, reason: str) -> None:
+    path = tmp_path / "coverage.json"
+    path.write_text(content, "utf-8")
+    with pytest.raises(
+        InfraError, match=f"coverage.json is not a readable coverage.py JSON report.*{reason}"
+    ):
+        read_summary(path, precision=0)
+    with pytest.raises(InfraError, match=r"coverage.json is not a readable.*No such file"):
+        read_summary(tmp_path / "missing" / "coverage.json", precision=0)
+
+
+def test_an_oversized_coverage_json_is_not_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "coverage.json"
+    path.write_text('{"totals": {}}', "utf-8")
+    monkeypatch.setattr("runner.coverage_data.JSON_LIMIT_BYTES", 4)
+    with pytest.raises(InfraError, match="is larger than 4 bytes; not read"):
+        read_summary(path, precision=0)
+
+
+def test_a_command_that_cannot_start_is_an_infrastructure_error(tmp_path: Path) -> None:
+    with pytest.raises(InfraError, match="could not start /nonexistent/uv"):
+        execute.run_pytest(
+            ["/nonexistent/uv", "run"],
+            cwd=tmp_path,
+            environ={},
+            record=tmp_path / "r.jsonl",
+            coverage_file=tmp_path / ".coverage",
+        )
+
+
+def test_secrets_and_outer_run_variables_never_reach_the_tests() -> None:
+    environ = {
+        "PATH": "/bin",
+        "SONAR_TOKEN": "s",
+        "GITHUB_TOKEN": "g",
+        "INPUT_SONAR-TOKEN": "i",
+        "COV_CORE_SOURCE": "x",
+        "COVERAGE_PROCESS_START": "x",
+        "PYTEST_XDIST_WORKER": "gw0",
+        "VIRTUAL_ENV": "/v",
+        "HOME": "/root",
+    }
+    assert execute.child_environment(environ, EXTRA="1") == {
+        "PATH": "/bin",
+        "HOME": "/root",
+        "EXTRA": "1",
+    }
+
+
+def test_python_dash_m_runner_is_the_cli(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(sys, "argv", ["testgate", "--version"])
+    with pytest.raises(SystemExit) as ended:
+        runpy.run_module("runner", run_name="__main__")
+    assert ended.value.code == 0
+    assert capsys.readouterr().out == "testgate 0.1.0\n"
+
+
+def test_the_plugin_file_imports_cleanly_on_its_own() -> None:
+    """The plugin is loaded by file in the project's pytest; load a fresh copy the same way."""
+    path = execute.PLUGIN_DIR / f"{execute.PLUGIN_NAME}.py"
+    spec = importlib.util.spec_from_file_location("_testgate_plugin_fresh", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.RECORD_ENV == execute.RECORD_ENV
+    assert module._clean("x" * 10, 4) == "xxxx\n[... 6 characters cut by testgate]"
+
+
+def test_source_gone_before_reporting_is_an_infrastructure_error(tmp_path: Path) -> None:
+    module = tmp_path / "gone.py"
+    module.write_text("def f(x):\n    if x:\n        return 1\n    return 2\n\nf(1)\n", "utf-8")
+    data = tmp_path / ".coverage.run"
+    subprocess.run(
+        [sys.executable, "-m", "coverage", "run", "--branch", f"--data-file={data}", str(module)],
+        cwd=tmp_path,
+        check=True,
+    )
+    module.unlink()
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    with pytest.raises(
+        InfraError, match=r"coverage.py could not report the data: No source for code"
+    ):
+        combine_and_report(project=tmp_path, data_files=[data], reports_dir=reports)
