@@ -76,8 +76,9 @@ def write_junit(result: RunResult, path: Path) -> None:
     """Write the run as one JUnit XML file with one test suite."""
     totals = result.totals
     suite = xunit2.TestSuite("testgate")  # type: ignore[no-untyped-call]
-    for test in result.tests:
-        suite.add_testcase(testcase(test))
+    # add_testcase recounts the whole suite after each case (quadratic); the counts
+    # are set once below from the totals, which follow pytest's own counting.
+    suite.extend([testcase(test) for test in result.tests])  # type: ignore[no-untyped-call]
     suite.tests = totals.tests
     suite.failures = totals.failed
     suite.errors = totals.errors
