@@ -11,6 +11,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+from coverage.exceptions import CoverageWarning
 from junitparser import JUnitXml
 
 from runner import execute, junit
@@ -136,8 +137,10 @@ def test_a_corrupt_coverage_data_file_is_an_infrastructure_error(tmp_path: Path)
     project.mkdir()
     data = tmp_path / ".coverage.worker"
     data.write_bytes(b"not a database")
-    with pytest.raises(
-        InfraError, match=r"could not read the data files .*\.coverage\.worker: No usable data"
+    unreadable = r"could not read the data files .*\.coverage\.worker: No usable data"
+    with (
+        pytest.warns(CoverageWarning, match="Couldn't use data file .*not a database"),
+        pytest.raises(InfraError, match=unreadable),
     ):
         combine_and_report(project=project, data_files=[data], reports_dir=project)
 
