@@ -24,6 +24,7 @@ from runner.settings import Settings
 PLUGIN_DIR = Path(__file__).parent / "plugin"
 PLUGIN_NAME = "_testgate_plugin"
 RECORD_ENV = "TESTGATE_RECORD"
+SELECT_ENV = "TESTGATE_SELECT"
 
 # Variables that must never reach the project's tests (secrets), or that belong to an
 # outer pytest/coverage/virtualenv and would confuse the inner run.
@@ -41,13 +42,16 @@ SECRET_NAMES = frozenset(
     }
 )
 LEAKY_PREFIXES = ("PYTEST_XDIST_", "COV_CORE_", "COVERAGE_")
-LEAKY_NAMES = frozenset({"VIRTUAL_ENV", "PYTEST_CURRENT_TEST", "PYTEST_VERSION", RECORD_ENV})
+LEAKY_NAMES = frozenset(
+    {"VIRTUAL_ENV", "PYTEST_CURRENT_TEST", "PYTEST_VERSION", RECORD_ENV, SELECT_ENV}
+)
 
 _PROBE = """
 import importlib.util, json, platform, sys
 have = lambda name: importlib.util.find_spec(name) is not None
 print(json.dumps({"python": platform.python_version(), "platform": sys.platform,
-    "pytest": have("pytest"), "xdist": have("xdist"), "pytest_cov": have("pytest_cov")}))
+    "pytest": have("pytest"), "xdist": have("xdist"), "pytest_cov": have("pytest_cov"),
+    "randomly": have("pytest_randomly")}))
 """
 
 
@@ -60,6 +64,7 @@ class ProjectEnv:
     has_pytest: bool
     has_xdist: bool
     has_cov: bool
+    has_randomly: bool = False
 
 
 @dataclass(frozen=True)
@@ -128,6 +133,7 @@ def probe(settings: Settings, environ: Mapping[str, str]) -> ProjectEnv:
             has_pytest=bool(found["pytest"]),
             has_xdist=bool(found["xdist"]),
             has_cov=bool(found["pytest_cov"]),
+            has_randomly=bool(found["randomly"]),
         )
     except (ValueError, KeyError, IndexError, TypeError):
         raise InfraError(
@@ -142,11 +148,16 @@ def pytest_command(
     env: ProjectEnv,
     environ: Mapping[str, str],
     cov_args: Sequence[str],
-    test_args: Sequence[str] = (),
+    workers: str | None = None,
+    extra_args: Sequence[str] = (),
 ) -> list[str]:
-    """The full command: ``uv run [--with plugins] python -m pytest`` with testgate's flags."""
+    """The full command: ``uv run [--with plugins] python -m pytest`` with testgate's flags.
+
+    ``workers`` overrides the setting (reruns use fewer); ``extra_args`` come last.
+    """
     command = uv_run(settings, environ)
-    parallel = settings.workers != "0"
+    workers = settings.workers if workers is None else workers
+    parallel = workers != "0"
     wanted = (
         ("pytest", env.has_pytest),
         ("pytest-xdist", env.has_xdist or not parallel),
@@ -157,8 +168,8 @@ def pytest_command(
             command += ["--with", package]
     command += ["python", "-m", "pytest", "-p", PLUGIN_NAME]
     if parallel:
-        command += ["-n", settings.workers, "--dist", settings.dist]
-    return [*command, *cov_args, *settings.pytest_args, *test_args]
+        command += ["-n", workers, "--dist", settings.dist]
+    return [*command, *cov_args, *settings.pytest_args, *extra_args]
 
 
 def run_pytest(
@@ -168,8 +179,14 @@ def run_pytest(
     environ: Mapping[str, str],
     record: Path,
     coverage_file: Path,
+    select: Path | None = None,
+    extra_env: Mapping[str, str] | None = None,
 ) -> Completed:
-    """Run pytest, its output streaming to ours; return its exit code and wall time."""
+    """Run pytest, its output streaming to ours; return its exit code and wall time.
+
+    ``select`` names the plugin's selection file (a rerun or replay); ``extra_env`` adds
+    variables such as a fresh ``PYTHONHASHSEED``.
+    """
     python_path = os.pathsep.join(
         part for part in (str(PLUGIN_DIR), environ.get("PYTHONPATH", "")) if part
     )
@@ -178,6 +195,8 @@ def run_pytest(
         PYTHONPATH=python_path,
         COVERAGE_FILE=str(coverage_file),
         **{RECORD_ENV: str(record)},
+        **({SELECT_ENV: str(select)} if select is not None else {}),
+        **(extra_env or {}),
     )
     started = time.monotonic()
     try:

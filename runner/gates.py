@@ -36,6 +36,7 @@ def evaluate(
             coverage=coverage,
             actual=None if coverage is None else coverage.branch_percent,
         ),
+        max_flaky(tests, threshold=settings.max_flaky),
         min_tests(tests, threshold=settings.min_tests),
     ]
     if settings.max_duration is not None:
@@ -51,6 +52,22 @@ def failed_tests(tests: tuple[TestResult, ...]) -> GateResult:
     named = ", ".join(test.id for test in broken[:LISTED])
     more = f" and {len(broken) - LISTED} more" if len(broken) > LISTED else ""
     return GateResult("failed-tests", 0, len(broken), False, f"{len(broken)} failed: {named}{more}")
+
+
+def max_flaky(tests: tuple[TestResult, ...], *, threshold: int) -> GateResult:
+    """At most ``threshold`` flaky tests (quarantined ones are reported, not counted)."""
+    flaky = [test for test in tests if test.outcome == "flaky"]
+    if not flaky:
+        return GateResult("max-flaky", threshold, 0, True, "no flaky test")
+    named = "; ".join(f"{test.id} ({test.flaky_kind}: {test.note})" for test in flaky[:LISTED])
+    more = f"; and {len(flaky) - LISTED} more" if len(flaky) > LISTED else ""
+    return GateResult(
+        "max-flaky",
+        threshold,
+        len(flaky),
+        len(flaky) <= threshold,
+        f"{len(flaky)} flaky: {named}{more}",
+    )
 
 
 def coverage_gate(

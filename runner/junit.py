@@ -14,7 +14,7 @@ from pathlib import Path
 from junitparser import Error, Failure, Skipped, xunit2
 from junitparser.junitparser import Result
 
-from runner.results import Attempt, RunResult, TestResult
+from runner.results import BROKEN, Attempt, RunResult, TestResult, classify
 
 _ILLEGAL_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
@@ -39,34 +39,77 @@ def _exception_type(message: str | None) -> str:
 
 
 def testcase(test: TestResult) -> xunit2.TestCase:
-    """The ``<testcase>`` of one test, with its final attempt's result."""
+    """The ``<testcase>`` of one test: its verdict, and every other failed attempt.
+
+    Attempt 1 gives the final result of a test that failed every time, with its reruns
+    as ``<rerunFailure>``/``<rerunError>``; a flaky test passes, with each failed attempt
+    as ``<flakyFailure>``/``<flakyError>``. Order checks are evidence, not attempts.
+    """
     name = test.id.split("::")[-1] if "::" in test.id else test.id
     case = xunit2.TestCase(xml_text(name), xml_text(classname(test.id)), 0.0)
-    case.time = round(sum(attempt.duration_s for attempt in test.attempts), 6)
+    case.time = round(test.attempts[0].duration_s, 6)
     case._elem.set("file", xml_text(test.file))
     if test.line is not None:
         case._elem.set("line", str(test.line))
-    last = test.attempts[-1]
-    results = _results(test.outcome, last)
+    runs = [attempt for attempt in test.attempts if attempt.kind != "order-check"]
+    first = runs[0]
+    results = _results(test, first)
     if results:
         case.result = results  # type: ignore[assignment]  # junitparser's hint is too narrow
     if test.outcome in ("failed", "error"):
-        if last.stdout:
-            case.system_out = xml_text(last.stdout)
-        if last.stderr:
-            case.system_err = xml_text(last.stderr)
+        if first.stdout:
+            case.system_out = xml_text(first.stdout)
+        if first.stderr:
+            case.system_err = xml_text(first.stderr)
+    interim = _INTERIM.get(test.outcome)
+    if interim is not None:
+        retried = runs if test.outcome in ("flaky", "quarantined") else runs[1:]
+        for attempt in retried:
+            if classify(attempt) in BROKEN:
+                case.add_interim_result(_interim(interim, attempt))
     return case
 
 
-def _results(outcome: str, attempt: Attempt) -> list[Result]:
+_SKIP_TYPES = {
+    "skipped": "pytest.skip",
+    "xfailed": "pytest.xfail",
+    "quarantined": "testgate.quarantine",
+}
+_INTERIM = {
+    "flaky": (xunit2.FlakyFailure, xunit2.FlakyError),
+    "quarantined": (xunit2.FlakyFailure, xunit2.FlakyError),
+    "failed": (xunit2.RerunFailure, xunit2.RerunError),
+    "error": (xunit2.RerunFailure, xunit2.RerunError),
+}
+
+
+def _interim(
+    kinds: tuple[type[xunit2.InterimResult], type[xunit2.InterimResult]], attempt: Attempt
+) -> xunit2.InterimResult:
+    message = xml_text(attempt.message or attempt.teardown_error)
+    kind = kinds[0] if classify(attempt) == "failed" else kinds[1]
+    element = kind(message, _exception_type(message))
+    if attempt.text:
+        element.stack_trace = xml_text(attempt.text)
+    if attempt.stdout:
+        element.system_out = xml_text(attempt.stdout)
+    if attempt.stderr:
+        element.system_err = xml_text(attempt.stderr)
+    return element
+
+
+def _results(test: TestResult, attempt: Attempt) -> list[Result]:
+    outcome = test.outcome
     message = xml_text(attempt.message or attempt.teardown_error)
     result: Result
     if outcome in ("failed", "error"):
         kind = Failure if outcome == "failed" else Error
         result = kind(message, _exception_type(message))
         result.text = xml_text(attempt.text)
-    elif outcome in ("skipped", "xfailed"):
-        result = Skipped(message, "pytest.skip" if outcome == "skipped" else "pytest.xfail")
+    elif outcome in ("skipped", "xfailed", "quarantined"):
+        if outcome == "quarantined":
+            message = xml_text(test.note)
+        result = Skipped(message, _SKIP_TYPES[outcome])
     else:
         return []
     return [result]
@@ -82,7 +125,7 @@ def write_junit(result: RunResult, path: Path) -> None:
     suite.tests = totals.tests
     suite.failures = totals.failed
     suite.errors = totals.errors
-    suite.skipped = totals.skipped + totals.xfailed
+    suite.skipped = totals.skipped + totals.xfailed + totals.quarantined
     suite.time = round(result.run.suite_duration_s, 3)
     document = xunit2.JUnitXml()
     document.add_testsuite(suite)

@@ -1,29 +1,39 @@
 """``testgate run``: from settings to reports and a verdict.
 
-settings → probe the project's environment → pytest (xdist, coverage, the recording
-plugin) → read the record → classify → combine coverage → gates → reports. Every step
-but the first pytest start and the report writing is a function from data to data.
-Whatever the run produced is written even when pytest crashed, and the problem is
-named in the results and the exit code.
+settings → probe the project's environment → attempt 1 (the suite: xdist, coverage, the
+recording plugin) → reruns of what failed, each in a fresh process with a new seed → an
+order check for what turned out flaky → classify → combine the coverage of every attempt
+→ gates → reports. Whatever the run produced is written even when pytest crashed, and the
+problem is named in the results and the exit code.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 from runner import coverage_data, execute, gates, render
+from runner.attempts import (
+    AttemptRun,
+    Session,
+    problems,
+    recorded_tests,
+    rerun_workers,
+    run_attempt,
+)
 from runner.errors import ConfigError, InfraError
+from runner.flaky import verdict
 from runner.junit import write_junit
-from runner.record import AttemptRecord, read_record
-from runner.results import Attempt, RunInfo, RunResult, TestResult, classify
+from runner.quarantine import Quarantine, read_quarantine
+from runner.results import BROKEN, Attempt, RunInfo, RunResult, TestResult, classify
 from runner.settings import Settings
 
 REPORT_FILES = (
@@ -36,6 +46,7 @@ REPORT_FILES = (
     "summary.md",
 )
 WORK_DIR = ".testgate-work"
+REPLAY_LIMIT = 1000
 
 
 @dataclass(frozen=True)
@@ -46,63 +57,153 @@ class Outcome:
     exit_code: int
 
 
+@dataclass
+class History:
+    """Every attempt of every test, in the order attempt 1 ran them."""
+
+    attempts: dict[str, list[Attempt]] = field(default_factory=dict)
+    def_lines: dict[str, int | None] = field(default_factory=dict)
+    runs: list[AttemptRun] = field(default_factory=list)
+
+    def add(self, run: AttemptRun, *, kind: str, only: set[str] | None = None) -> None:
+        self.runs.append(run)
+        for test in recorded_tests(run, kind=kind):
+            if only is not None and test.id not in only:
+                continue
+            self.attempts.setdefault(test.id, []).append(test.attempt)
+            if self.def_lines.get(test.id) is None:
+                self.def_lines[test.id] = test.def_line
+
+    def still_failing(self, ids: list[str]) -> list[str]:
+        return [i for i in ids if classify(self.attempts[i][-1]) in BROKEN]
+
+    def flaky(self) -> list[str]:
+        return [i for i, tried in self.attempts.items() if verdict(tried).outcome == "flaky"]
+
+
 def run(settings: Settings, *, environ: Mapping[str, str]) -> Outcome:
-    """Run the suite once, write every report, and return the verdict's exit code."""
+    """Run the suite, rerun what failed, write every report, return the verdict's exit code."""
     started = datetime.now(UTC)
     clock = time.monotonic()
+    quarantine = read_quarantine(settings.quarantine)
     reports = settings.reports_dir
     work = reports / WORK_DIR
     _prepare(reports, work)
     project_env = execute.probe(settings, environ)
-    command = execute.pytest_command(
+    session = Session(
         settings=settings,
-        env=project_env,
         environ=environ,
+        project_env=project_env,
         cov_args=coverage_data.cov_arguments(settings.project),
+        work=work,
     )
-    record_path = work / "attempt-1.jsonl"
-    coverage_file = work / "attempt-1" / ".coverage"
-    coverage_file.parent.mkdir(parents=True)
-    completed = execute.run_pytest(
-        command,
-        cwd=settings.project,
-        environ=environ,
-        record=record_path,
-        coverage_file=coverage_file,
-    )
-    record = read_record(record_path)
-    _raise_if_never_started(record, completed.exit_code, record_path)
-    problems = _problems(record, completed.exit_code)
-    tests = build_tests(record, exit_code=completed.exit_code)
+    history = History()
+    first = run_attempt(session, number=1)
+    history.add(first, kind="run")
+    failing = [
+        test_id
+        for test_id in history.still_failing(list(history.attempts))
+        if history.attempts[test_id][0].phase != "collect"
+    ]
+    for number in range(2, settings.reruns + 2):
+        if not failing:
+            break
+        workers = rerun_workers(settings.workers, len(failing), cpus=os.cpu_count())
+        rerun = run_attempt(session, number=number, select=failing, workers=workers)
+        history.add(rerun, kind="rerun", only=set(failing))
+        failing = history.still_failing(failing)
+    check_order(session, history, first)
+    tests = classify_all(history, quarantine)
     coverage = coverage_data.combine_and_report(
         project=settings.project,
-        data_files=sorted(coverage_file.parent.glob(".coverage*")),
+        data_files=[path for done in history.runs for path in done.coverage_dir.glob(".coverage*")],
         reports_dir=reports,
     )
+    found_problems = tuple(problem for done in history.runs for problem in problems(done))
     info = RunInfo(
         started=started.isoformat(timespec="seconds"),
         duration_s=time.monotonic() - clock,
-        suite_duration_s=completed.duration_s,
+        suite_duration_s=first.completed.duration_s,
+        rerun_duration_s=sum(done.completed.duration_s for done in history.runs[1:]),
         commit=commit_of(settings.project, environ),
         python=project_env.python,
         platform=project_env.platform,
         variant=f"py{project_env.python}-{project_env.platform}",
-        pytest_exit_code=completed.exit_code,
-        problems=problems,
+        pytest_exit_code=first.completed.exit_code,
+        problems=found_problems,
+        warnings=tuple(
+            f"quarantine entry {entry!r} matches no test of this run"
+            for entry in quarantine.unmatched(history.attempts)
+        ),
     )
     verdicts = gates.evaluate(
         settings=settings,
         tests=tests,
         coverage=coverage,
-        suite_duration_s=completed.duration_s,
+        suite_duration_s=first.completed.duration_s,
     )
     result = RunResult(run=info, tests=tests, coverage=coverage, gates=verdicts)
     write_reports(result, reports)
     shutil.rmtree(work, ignore_errors=True)
     sys.stdout.write(render.terminal(result, reports_dir=_shown(reports)))
-    if problems:
+    if found_problems:
         return Outcome(result, InfraError.exit_code)
     return Outcome(result, 0 if result.passed else 1)
+
+
+def check_order(session: Session, history: History, first: AttemptRun) -> None:
+    """Replay, per worker, the tests that ran before each flaky test, then the test.
+
+    A flaky test that passed alone but fails again after its predecessors depends on
+    their order; one that passes again failed for some other reason.
+    """
+    flaky = set(history.flaky())
+    if not flaky:
+        return
+    sequences: dict[str | None, list[str]] = {}
+    for test in first.record.tests:
+        sequences.setdefault(test.attempt.worker, []).append(test.id)
+    number = len(history.runs)
+    for worker in sorted({history.attempts[test_id][0].worker or "" for test_id in flaky}):
+        sequence = sequences[worker or None]
+        last = max(index for index, test_id in enumerate(sequence) if test_id in flaky)
+        replay = sequence[: last + 1][-REPLAY_LIMIT:]
+        number += 1
+        done = run_attempt(session, number=number, select=replay, ordered=True, workers="0")
+        history.add(done, kind="order-check", only=flaky & set(replay))
+
+
+def classify_all(history: History, quarantine: Quarantine) -> tuple[TestResult, ...]:
+    """Every test's verdict from its attempts, quarantine applied."""
+    return tuple(
+        result_of(test_id, attempts, def_line=history.def_lines.get(test_id), quarantine=quarantine)
+        for test_id, attempts in history.attempts.items()
+    )
+
+
+def result_of(
+    test_id: str,
+    attempts: list[Attempt],
+    *,
+    def_line: int | None,
+    quarantine: Quarantine,
+) -> TestResult:
+    """A test's result; its line is the first failing frame, else the ``def`` line."""
+    found = verdict(attempts)
+    outcome, note = found.outcome, found.note
+    if outcome in ("failed", "error", "flaky") and quarantine.matches(test_id):
+        note = f"quarantined ({outcome}" + (f": {note})" if note else ")")
+        outcome = "quarantined"
+    lines = [attempt.line for attempt in attempts if attempt.line is not None]
+    return TestResult(
+        id=test_id,
+        file=test_id.split("::", 1)[0],
+        line=lines[0] if lines else def_line,
+        outcome=outcome,
+        flaky_kind=found.flaky_kind,
+        note=note,
+        attempts=tuple(attempts),
+    )
 
 
 def _prepare(reports: Path, work: Path) -> None:
@@ -115,69 +216,6 @@ def _prepare(reports: Path, work: Path) -> None:
         work.mkdir()
     except OSError as error:
         raise ConfigError(f"cannot write the reports dir {reports}: {error}") from None
-
-
-def _raise_if_never_started(record: AttemptRecord, exit_code: int, path: Path) -> None:
-    if record.started:
-        if record.exit_status == 4:
-            raise ConfigError(
-                "pytest rejected its arguments (exit 4), see its message above: "
-                "check pytest-args and the paths given to pytest."
-            )
-        return
-    if exit_code == 4:
-        raise ConfigError(
-            "pytest rejected its arguments (exit 4), see its message above: "
-            "check pytest-args and the project's pytest configuration."
-        )
-    raise InfraError(
-        f"pytest did not start in the project's environment (exit {exit_code}; no record "
-        f"at {path}); see the output above. Does 'uv run pytest' work in the project?"
-    )
-
-
-def _problems(record: AttemptRecord, exit_code: int) -> tuple[str, ...]:
-    """What went wrong with pytest itself, as opposed to with the tests."""
-    problems = ["pytest internal error: " + _last_line(text) for text in record.internal_errors]
-    if record.unfinished is not None:
-        problems.append(
-            f"the pytest process died (exit {exit_code}) while running {record.unfinished.id}"
-        )
-    elif record.exit_status is None:
-        problems.append(f"the pytest process ended (exit {exit_code}) before its session finished")
-    elif record.exit_status == 2 and not record.collect_errors:
-        problems.append("pytest was interrupted before the suite finished (exit 2)")
-    return tuple(problems)
-
-
-def _last_line(text: str) -> str:
-    lines = [line for line in text.splitlines() if line.strip()]
-    return lines[-1].strip() if lines else "(no message)"
-
-
-def build_tests(record: AttemptRecord, *, exit_code: int) -> tuple[TestResult, ...]:
-    """One result per test of a single attempt: collection errors, tests, then any test
-    the pytest process died in (an error, whatever its phases had said so far)."""
-    tests = [
-        result_of(recorded.id, recorded.attempt, def_line=recorded.def_line)
-        for recorded in (*record.collect_errors, *record.tests)
-    ]
-    if record.unfinished is not None:
-        message = f"the pytest process died (exit {exit_code}) while this test ran"
-        died = replace(record.unfinished.attempt, message=message)
-        tests.append(result_of(record.unfinished.id, died, def_line=record.unfinished.def_line))
-    return tuple(tests)
-
-
-def result_of(test_id: str, attempt: Attempt, *, def_line: int | None) -> TestResult:
-    """A test's result from its one attempt; the line is the failing frame, else the def."""
-    return TestResult(
-        id=test_id,
-        file=test_id.split("::", maxsplit=1)[0],
-        line=attempt.line if attempt.line is not None else def_line,
-        outcome=classify(attempt),
-        attempts=(attempt,),
-    )
 
 
 def commit_of(project: Path, environ: Mapping[str, str]) -> str | None:
@@ -204,9 +242,9 @@ def write_reports(result: RunResult, reports: Path) -> None:
     )
     write_junit(result, reports / "junit.xml")
     durations = {
-        test.id: round(test.attempts[-1].duration_s, 6)
+        test.id: round(test.attempts[0].duration_s, 6)
         for test in result.tests
-        if test.attempts[-1].phase != "collect"
+        if test.attempts[0].phase != "collect"
     }
     (reports / "durations.json").write_text(json.dumps(durations, indent=1) + "\n", "utf-8")
     (reports / "summary.md").write_text(render.markdown(result), encoding="utf-8")

@@ -12,6 +12,7 @@ from runner.results import BROKEN, GateResult, RunResult
 
 DISPLAY_PRECISION = 2
 LISTED_FAILURES = 20
+NOTED = ("flaky", "quarantined")
 
 
 def percent(value: float | None) -> str:
@@ -45,7 +46,12 @@ def terminal(result: RunResult, *, reports_dir: str) -> str:
     """The table printed after a run."""
     lines = [
         "",
-        f"testgate: {counts_line(result)} in {result.run.suite_duration_s:.2f} s",
+        f"testgate: {counts_line(result)} in {result.run.suite_duration_s:.2f} s"
+        + (
+            f" (+{result.run.rerun_duration_s:.2f} s rerunning)"
+            if result.run.rerun_duration_s
+            else ""
+        ),
     ]
     if result.coverage is not None:
         lines.append(
@@ -80,8 +86,15 @@ def terminal(result: RunResult, *, reports_dir: str) -> str:
         )
     if len(broken) > LISTED_FAILURES:
         lines.append(f"... and {len(broken) - LISTED_FAILURES} more in results.json")
+    for test in [test for test in result.tests if test.outcome in NOTED][:LISTED_FAILURES]:
+        kind = f" ({test.flaky_kind})" if test.flaky_kind else ""
+        lines.append(
+            f"{test.outcome.upper()}{kind} {location(test.file, test.line)} {test.id}: {test.note}"
+        )
     for problem in result.run.problems:
         lines.append(f"problem: {problem}")
+    for warning in result.run.warnings:
+        lines.append(f"warning: {warning}")
     verdict = "passed" if result.passed and not result.run.problems else "FAILED"
     lines.append(f"testgate {verdict}; reports in {reports_dir}/")
     return "\n".join(lines) + "\n"
@@ -122,8 +135,27 @@ def markdown(result: RunResult) -> str:
             )
         if len(broken) > LISTED_FAILURES:
             out.append(f"\n{len(broken) - LISTED_FAILURES} more failed tests are in results.json.")
+    noted = [test for test in result.tests if test.outcome in NOTED]
+    if noted:
+        out += [
+            "",
+            "### Flaky and quarantined tests",
+            "",
+            "| test | where | verdict | evidence |",
+            "| --- | --- | --- | --- |",
+        ]
+        for test in noted[:LISTED_FAILURES]:
+            kind = f" ({test.flaky_kind})" if test.flaky_kind else ""
+            out.append(
+                f"| `{_cell(test.id)}` | `{location(test.file, test.line)}` | "
+                f"{test.outcome}{kind} | {_cell(test.note or '')} |"
+            )
+        if len(noted) > LISTED_FAILURES:
+            out.append(f"\n{len(noted) - LISTED_FAILURES} more are in results.json.")
     if result.run.problems:
         out += ["", "### Problems", ""] + [f"- {_cell(problem)}" for problem in result.run.problems]
+    if result.run.warnings:
+        out += ["", "### Warnings", ""] + [f"- {_cell(warning)}" for warning in result.run.warnings]
     return "\n".join(out) + "\n"
 
 

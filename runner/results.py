@@ -29,10 +29,15 @@ class Attempt:
     ``outcome`` comes from setup and call; a failure in teardown is kept apart in
     ``teardown_error`` so that a test's own verdict and pytest's counting both stay exact.
     ``line`` is the 1-based line of the failing frame inside the test file, when one is.
+    ``number`` counts the pytest runs (1 is the suite, 2.. the reruns); ``kind`` says
+    which run it was: ``run``, ``rerun``, or ``order-check`` (a replay of the tests that
+    ran before it on its worker, to tell order-dependent from nondeterministic).
     """
 
     outcome: str
     duration_s: float
+    number: int = 1
+    kind: str = "run"
     message: str | None = None
     line: int | None = None
     phase: str | None = None
@@ -43,7 +48,12 @@ class Attempt:
     stderr: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"outcome": self.outcome, "duration_s": round(self.duration_s, 6)}
+        data: dict[str, Any] = {
+            "outcome": self.outcome,
+            "duration_s": round(self.duration_s, 6),
+            "number": self.number,
+            "kind": self.kind,
+        }
         for name in ("message", "line", "phase", "worker", "teardown_error"):
             data[name] = getattr(self, name)
         for name in ("text", "stdout", "stderr"):
@@ -56,6 +66,8 @@ class Attempt:
         return cls(
             outcome=data["outcome"],
             duration_s=float(data["duration_s"]),
+            number=int(data.get("number", 1)),
+            kind=str(data.get("kind", "run")),
             message=data.get("message"),
             line=data.get("line"),
             phase=data.get("phase"),
@@ -79,12 +91,17 @@ class TestResult:
     outcome: str
     attempts: tuple[Attempt, ...]
     flaky_kind: str | None = None
+    note: str | None = None
 
     @property
     def categories(self) -> tuple[str, ...]:
-        """The categories pytest's terminal summary counts this test in."""
+        """The categories a summary counts this test in, the way pytest counts a run.
+
+        A failed teardown also counts as an error, as in pytest's own summary line;
+        flaky and quarantined tests count once, as such.
+        """
         last = self.attempts[-1]
-        if last.teardown_error is None:
+        if last.teardown_error is None or self.outcome in ("flaky", "quarantined"):
             return (self.outcome,)
         return (last.outcome, "error") if last.outcome != "error" else ("error",)
 
@@ -95,6 +112,7 @@ class TestResult:
             "line": self.line,
             "outcome": self.outcome,
             "flaky_kind": self.flaky_kind,
+            "note": self.note,
             "attempts": [attempt.to_json() for attempt in self.attempts],
         }
 
@@ -106,6 +124,7 @@ class TestResult:
             line=data.get("line"),
             outcome=data["outcome"],
             flaky_kind=data.get("flaky_kind"),
+            note=data.get("note"),
             attempts=tuple(Attempt.from_json(item) for item in data["attempts"]),
         )
 
@@ -210,13 +229,17 @@ class RunInfo:
     variant: str | None
     shard: str | None = None
     pytest_exit_code: int | None = None
+    rerun_duration_s: float = 0.0
     problems: tuple[str, ...] = field(default=())
+    warnings: tuple[str, ...] = field(default=())
 
     def to_json(self) -> dict[str, Any]:
         data = {name: getattr(self, name) for name in self.__dataclass_fields__}
         data["duration_s"] = round(self.duration_s, 3)
         data["suite_duration_s"] = round(self.suite_duration_s, 3)
+        data["rerun_duration_s"] = round(self.rerun_duration_s, 3)
         data["problems"] = list(self.problems)
+        data["warnings"] = list(self.warnings)
         return data
 
     @classmethod
@@ -231,7 +254,9 @@ class RunInfo:
             variant=data.get("variant"),
             shard=data.get("shard"),
             pytest_exit_code=data.get("pytest_exit_code"),
+            rerun_duration_s=float(data.get("rerun_duration_s", 0.0)),
             problems=tuple(data.get("problems", ())),
+            warnings=tuple(data.get("warnings", ())),
         )
 
 

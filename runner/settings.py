@@ -127,6 +127,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("fail-under-branch", _percent, 100.0, "minimum branch coverage, percent"),
     Option("min-tests", _count, 1, "fewest tests that must run (skipped tests do not count)"),
     Option("max-duration", _optional_seconds, None, "longest allowed suite wall time, seconds"),
+    Option("reruns", _count, 2, "times a failed test is rerun to tell flaky from broken"),
+    Option("max-flaky", _count, 0, "most flaky tests allowed"),
+    Option(
+        "quarantine", _optional_text, None, "file of test ids whose failures do not fail the gate"
+    ),
     Option("pytest-args", _arguments, (), "extra pytest arguments, as one shell-quoted string"),
     Option("python-version", _optional_text, None, "the Python uv runs the suite with"),
     Option("sync", _boolean, True, "let 'uv run' sync the project environment first"),
@@ -146,6 +151,9 @@ class Settings:
     fail_under_branch: float
     min_tests: int
     max_duration: float | None
+    reruns: int
+    max_flaky: int
+    quarantine: Path | None
     pytest_args: tuple[str, ...]
     python_version: str | None
     sync: bool
@@ -173,7 +181,13 @@ def load_settings(
         )
     values["pytest_args"] = tuple(values["pytest_args"]) + extra_pytest_args
     reports = Path(values.pop("reports_dir"))
-    return Settings(project=root, reports_dir=root / reports, **values)
+    quarantine = values.pop("quarantine")
+    return Settings(
+        project=root,
+        reports_dir=root / reports,
+        quarantine=None if quarantine is None else root / quarantine,
+        **values,
+    )
 
 
 def _resolve(

@@ -62,11 +62,11 @@ def marker_line(path: Path, marker: str) -> int:
     raise AssertionError(f"no marker {marker} in {path}")
 
 
-def summary_counts(output: str) -> dict[str, int]:
-    """The counts of pytest's final ``== 1 failed, 2 passed in 0.1s ==`` line."""
+def summary_counts(output: str, *, attempt: int = 1) -> dict[str, int]:
+    """The counts of pytest's ``== 1 failed, 2 passed in 0.1s ==`` line of one attempt."""
     lines = [line for line in output.splitlines() if re.match(r"^=+ .* in [\d.]+s", line)]
-    assert lines, "no pytest summary line in the output"
-    found = re.findall(r"(\d+) (passed|failed|skipped|xfailed|xpassed|errors?)", lines[-1])
+    assert len(lines) >= attempt, "no pytest summary line for that attempt in the output"
+    found = re.findall(r"(\d+) (passed|failed|skipped|xfailed|xpassed|errors?)", lines[attempt - 1])
     return {("errors" if word.startswith("error") else word): int(n) for n, word in found}
 
 
@@ -109,11 +109,13 @@ def captured_output(path: Path) -> Iterator[None]:
             os.close(saved[1])
 
 
-def run_in_process(project: Path, *args: str) -> Ran:
+def run_in_process(project: Path, *args: str, extra_env: dict[str, str] | None = None) -> Ran:
     """Run ``testgate run`` in this process outside any pytest capture fixture."""
     log = project.parent / f"{project.name}-output.txt"
     with captured_output(log):
-        code = main(["run", "--project", str(project), *args], environ=environment())
+        code = main(
+            ["run", "--project", str(project), *args], environ=environment(**(extra_env or {}))
+        )
     return Ran(code, log.read_text("utf-8"), project, project / "testgate-reports")
 
 

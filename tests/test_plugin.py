@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import xdist.workermanage
 
-from runner.execute import PLUGIN_DIR, PLUGIN_NAME, RECORD_ENV
+from runner.execute import PLUGIN_DIR, PLUGIN_NAME, RECORD_ENV, SELECT_ENV
 
 SUITE = """
 import os
@@ -52,6 +52,7 @@ def test_xfail():
 
 def records(pytester: pytest.Pytester, *args: str, env: bool = True) -> list[dict[str, Any]]:
     path = pytester.path / "record.jsonl"
+    path.unlink(missing_ok=True)
     pytester.syspathinsert(PLUGIN_DIR)
     with pytest.MonkeyPatch.context() as patch:
         # xdist gives popen workers the controller's sys.path as it was when xdist was
@@ -154,7 +155,7 @@ def test_plugin_is_a_single_stdlib_and_pytest_file() -> None:
     imports = {
         line.split()[1] for line in source.splitlines() if line.startswith(("import ", "from "))
     }
-    assert imports == {"__future__", "json", "os", "collections.abc", "typing", "pytest"}
+    assert imports == {"__future__", "json", "os", "collections.abc", "pathlib", "typing", "pytest"}
 
 
 def test_a_test_imported_from_another_module_gets_no_foreign_def_line(
@@ -169,3 +170,25 @@ def test_a_test_imported_from_another_module_gets_no_foreign_def_line(
     assert lines == {"test_uses.py::test_shared": None, "test_uses.py::test_own": 4}
     (failure,) = [item for item in found if item.get("outcome") == "failed"]
     assert failure["line"] is None  # the failing frame is in helpers.py, not the test file
+
+
+def select(pytester: pytest.Pytester, ids: list[str], *, ordered: bool) -> list[str]:
+    """Run with a selection file; return the ids of the tests that ran, in order."""
+    selection = pytester.path / "select.json"
+    selection.write_text(json.dumps({"ids": ids, "ordered": ordered}), "utf-8")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(SELECT_ENV, str(selection))
+        found = records(pytester)
+    return [item["id"] for item in found if item.get("when") == "call"]
+
+
+def test_a_selection_runs_only_its_tests_in_the_order_given(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_one="def test_a():\n    pass\n\ndef test_b():\n    pass\n\ndef test_c():\n    pass\n",
+        test_broken="this is not python\n",
+    )
+    wanted = ["test_one.py::test_c", "test_one.py::test_a"]
+    assert select(pytester, wanted, ordered=True) == wanted  # test_broken.py is never imported
+    assert select(pytester, wanted, ordered=False) == ["test_one.py::test_a", "test_one.py::test_c"]
+    everything = ["test_one.py::test_a", "test_one.py::test_b", "test_one.py::test_c"]
+    assert select(pytester, everything, ordered=False) == everything

@@ -167,6 +167,7 @@ def test_gates_name_threshold_actual_and_verdict(ran: Ran) -> None:
         "failed-tests": (0, False),
         "line-coverage": (100, False),
         "branch-coverage": (100, False),
+        "max-flaky": (0, True),
         "min-tests": (1, True),
     }
     assert ran.gate("failed-tests")["actual"] == 7

@@ -108,6 +108,32 @@ def test_long_failure_lists_are_cut_and_say_so() -> None:
     assert "| failed-tests | 0 | 22 | **FAIL** | message \\| with pipe |" in summary
 
 
+def test_long_flaky_lists_are_cut_and_say_so() -> None:
+    tests = [
+        TestResult(
+            id=f"t.py::test_{n}",
+            file="t.py",
+            line=n,
+            outcome="flaky",
+            flaky_kind="nondeterministic",
+            note="failed 1 of 2 attempts",
+            attempts=(
+                Attempt(outcome="failed", duration_s=0.1),
+                Attempt("passed", 0.1, 2, "rerun"),
+            ),
+        )
+        for n in range(1, 24)
+    ]
+    result = run_of(*tests)
+    summary = markdown(result)
+    assert (
+        "| `t.py::test_1` | `t.py:1` | flaky (nondeterministic) | failed 1 of 2 attempts |"
+        in summary
+    )
+    assert "3 more are in results.json." in summary
+    assert terminal(result, reports_dir="out").count("FLAKY (nondeterministic)") == 20
+
+
 def test_problems_are_shown_and_the_verdict_is_failed() -> None:
     result = run_of(problems=("pytest was interrupted",))
     assert "problem: pytest was interrupted" in terminal(result, reports_dir="out")

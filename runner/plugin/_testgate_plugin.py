@@ -8,9 +8,12 @@ pytest. It does two things pytest's own reports cannot:
   the user chose, and attaches it to the report, which xdist carries to the controller;
 * in the controller (or the only process, without xdist), it appends one JSON line per
   phase report, collection error and session event to the file named by
-  ``TESTGATE_RECORD``, the most complete record of a run pytest can give.
+  ``TESTGATE_RECORD``, the most complete record of a run pytest can give;
+* when ``TESTGATE_SELECT`` names a JSON file (``{"ids": [...], "ordered": bool}``), it
+  runs only those tests, whatever paths and options the user's own arguments give, and
+  imports only their files; ``ordered`` runs them in the order listed (a replay).
 
-Without ``TESTGATE_RECORD`` in the environment the plugin does nothing.
+Without those variables in the environment the plugin does nothing.
 """
 
 from __future__ import annotations
@@ -18,14 +21,52 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Generator
+from pathlib import Path
 from typing import Any, TextIO
 
 import pytest
 
 RECORD_ENV = "TESTGATE_RECORD"
+SELECT_ENV = "TESTGATE_SELECT"
 TEXT_LIMIT = 64 * 1024
 MESSAGE_LIMIT = 4 * 1024
 _STREAM_KEY = pytest.StashKey["TextIO"]()
+_SELECT_KEY = pytest.StashKey["Selection"]()
+
+
+class Selection:
+    """The tests a rerun or replay asked for, and the files they live in."""
+
+    def __init__(self, root: Path, ids: list[str], *, ordered: bool) -> None:
+        self.position = {node: index for index, node in enumerate(ids)}
+        self.files = {root / node.split("::", 1)[0] for node in ids}
+        self.ordered = ordered
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """Skip test files that hold none of the selected tests (only when selecting)."""
+    selection = config.stash.get(_SELECT_KEY, None)
+    if selection is None or collection_path.name in ("__init__.py", "conftest.py"):
+        return None
+    if collection_path.is_dir() or collection_path in selection.files:
+        return None
+    return True
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Keep only the selected tests; in a replay, in the order they were listed."""
+    selection = config.stash.get(_SELECT_KEY, None)
+    if selection is None:
+        return
+    kept = [item for item in items if item.nodeid in selection.position]
+    dropped = [item for item in items if item.nodeid not in selection.position]
+    if selection.ordered:
+        kept.sort(key=lambda item: selection.position[item.nodeid])
+    items[:] = kept
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
 
 
 def _clean(text: str, limit: int) -> str:
@@ -162,12 +203,23 @@ def _last_line(text: str) -> str:
     return lines[-1] if lines else ""
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    """Register the recorder in the controller when testgate asked for a record.
+def _read_selection(config: pytest.Config) -> None:
+    path = os.environ.get(SELECT_ENV)
+    if path:
+        with open(path, encoding="utf-8") as stream:
+            wanted = json.load(stream)
+        config.stash[_SELECT_KEY] = Selection(
+            config.rootpath, list(wanted["ids"]), ordered=bool(wanted.get("ordered"))
+        )
 
-    The variable is taken out of the environment, so that neither the tests nor a pytest
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Read any selection; in the controller, register the recorder testgate asked for.
+
+    The record variable is taken out of the environment, so that neither the tests nor a pytest
     session they start themselves (pytester) can write into testgate's record.
     """
+    _read_selection(config)
     path = os.environ.pop(RECORD_ENV, None)
     if not path or hasattr(config, "workerinput"):
         return

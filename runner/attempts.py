@@ -1,0 +1,165 @@
+"""One pytest attempt: run it, read its record, and turn the record into per-test attempts.
+
+Attempt 1 runs the suite. Reruns and order checks run only the tests they name, through
+the plugin's selection file, so the user's own pytest arguments and configuration still
+apply. Every rerun and replay gets a fresh random seed: ``PYTHONHASHSEED`` always, and
+``--randomly-seed`` when pytest-randomly is installed (it reseeds each test from its node
+id, so a plain rerun would replay the same random numbers and prove nothing).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from runner import execute
+from runner.errors import ConfigError, InfraError
+from runner.record import AttemptRecord, RecordedTest, read_record
+from runner.settings import Settings
+
+_SEEDS = random.SystemRandom()
+
+
+@dataclass(frozen=True)
+class Session:
+    """What every pytest attempt of one command shares."""
+
+    settings: Settings
+    environ: Mapping[str, str]
+    project_env: execute.ProjectEnv
+    cov_args: tuple[str, ...]
+    work: Path
+
+
+@dataclass(frozen=True)
+class AttemptRun:
+    """One finished pytest process and what it recorded."""
+
+    number: int
+    record: AttemptRecord
+    completed: execute.Completed
+    coverage_dir: Path
+
+
+def run_attempt(
+    session: Session,
+    *,
+    number: int,
+    select: Sequence[str] | None = None,
+    ordered: bool = False,
+    workers: str | None = None,
+) -> AttemptRun:
+    """Run attempt ``number``; with ``select``, only those tests (in order when ``ordered``)."""
+    directory = session.work / f"attempt-{number}"
+    directory.mkdir(parents=True)
+    select_path = None
+    extra_args: list[str] = []
+    extra_env: dict[str, str] = {}
+    if select is not None:
+        select_path = directory / "select.json"
+        select_path.write_text(json.dumps({"ids": list(select), "ordered": ordered}), "utf-8")
+        seed = _SEEDS.randrange(1, 2**32)
+        extra_env["PYTHONHASHSEED"] = str(seed)
+        if session.project_env.has_randomly and not _randomly_off(session.settings.pytest_args):
+            extra_args.append(f"--randomly-seed={seed}")
+        what = "order check" if ordered else "rerun"
+        sys.stdout.write(f"\ntestgate: attempt {number}, {what} of {len(select)} tests\n")
+        sys.stdout.flush()
+    command = execute.pytest_command(
+        settings=session.settings,
+        env=session.project_env,
+        environ=session.environ,
+        cov_args=session.cov_args,
+        workers=workers,
+        extra_args=extra_args,
+    )
+    record_path = directory / "record.jsonl"
+    completed = execute.run_pytest(
+        command,
+        cwd=session.settings.project,
+        environ=session.environ,
+        record=record_path,
+        coverage_file=directory / ".coverage",
+        select=select_path,
+        extra_env=extra_env,
+    )
+    record = read_record(record_path)
+    _raise_if_never_started(record, completed.exit_code, record_path)
+    return AttemptRun(number, record, completed, directory)
+
+
+def _randomly_off(pytest_args: Sequence[str]) -> bool:
+    """Whether the user switched pytest-randomly off (then --randomly-seed is unknown)."""
+    joined = " ".join(pytest_args)
+    return "no:randomly" in joined
+
+
+def rerun_workers(workers: str, count: int, *, cpus: int | None) -> str:
+    """xdist workers for rerunning ``count`` tests: in parallel when there are several."""
+    if workers == "0":
+        return "0"
+    limit = (cpus or 1) if workers in ("auto", "logical") else int(workers)
+    parallel = min(limit, count)
+    return str(parallel) if parallel > 1 else "0"
+
+
+def recorded_tests(run: AttemptRun, *, kind: str) -> list[RecordedTest]:
+    """Every test of an attempt, each attempt stamped with its number and kind.
+
+    A test the pytest process died in becomes an error that says so.
+    """
+    found = list(run.record.tests)
+    if run.number == 1:  # a rerun's collection error names a file, not the test rerun
+        found = [*run.record.collect_errors, *found]
+    stamped = [
+        replace(test, attempt=replace(test.attempt, number=run.number, kind=kind)) for test in found
+    ]
+    unfinished = run.record.unfinished
+    if unfinished is not None:
+        message = f"the pytest process died (exit {run.completed.exit_code}) while this test ran"
+        died = replace(unfinished.attempt, message=message, number=run.number, kind=kind)
+        stamped.append(replace(unfinished, attempt=died))
+    return stamped
+
+
+def problems(run: AttemptRun) -> tuple[str, ...]:
+    """What went wrong with pytest itself in this attempt, as opposed to with the tests.
+
+    In a rerun, a process that dies inside a test is evidence about that test (an error
+    attempt), not a problem: the suite's own run already said whether tests were lost.
+    """
+    record, exit_code = run.record, run.completed.exit_code
+    found = ["pytest internal error: " + _last_line(text) for text in record.internal_errors]
+    if record.unfinished is not None and run.number == 1:
+        found.append(
+            f"the pytest process died (exit {exit_code}) while running {record.unfinished.id}"
+        )
+    elif record.exit_status is None and record.unfinished is None:
+        found.append(f"the pytest process ended (exit {exit_code}) before its session finished")
+    elif record.exit_status == 2 and not record.collect_errors:
+        found.append("pytest was interrupted before the suite finished (exit 2)")
+    if run.number > 1:
+        return tuple(f"attempt {run.number}: {problem}" for problem in found)
+    return tuple(found)
+
+
+def _last_line(text: str) -> str:
+    lines = [line for line in text.splitlines() if line.strip()]
+    return lines[-1].strip() if lines else "(no message)"
+
+
+def _raise_if_never_started(record: AttemptRecord, exit_code: int, path: Path) -> None:
+    if record.exit_status == 4 or (not record.started and exit_code == 4):
+        raise ConfigError(
+            "pytest rejected its arguments (exit 4), see its message above: check "
+            "pytest-args, the paths given to pytest and the project's pytest configuration."
+        )
+    if not record.started:
+        raise InfraError(
+            f"pytest did not start in the project's environment (exit {exit_code}; no record "
+            f"at {path}); see the output above. Does 'uv run pytest' work in the project?"
+        )

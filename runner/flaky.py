@@ -1,0 +1,65 @@
+"""Tell flaky from broken: a test's verdict from its attempts, and the statistics of reruns.
+
+A test is ``failed`` when every attempt failed, ``flaky`` when it failed at least once
+and passed at least once on the same code. The kind of flakiness is named only where the
+evidence shows it: ``order-dependent`` when it passed alone but failed again when replayed
+after the tests that ran before it on its worker, else ``nondeterministic``.
+
+For the flaky-detection mode: how many passing runs in a row justify "fails less than
+p of the time, at confidence c", and the Wilson interval of an observed failure rate.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from statistics import NormalDist
+
+from runner.results import BROKEN, Attempt, classify
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A test's outcome, the kind of flakiness when flaky, and a sentence saying why."""
+
+    outcome: str
+    flaky_kind: str | None = None
+    note: str | None = None
+
+
+def verdict(attempts: Sequence[Attempt]) -> Verdict:
+    """Classify a test from all its attempts (runs, reruns and any order check)."""
+    runs = [attempt for attempt in attempts if attempt.kind != "order-check"]
+    outcomes = [classify(attempt) for attempt in runs]
+    failures = sum(outcome in BROKEN for outcome in outcomes)
+    if len(runs) == 1 or failures == 0:
+        return Verdict(outcomes[-1])
+    tally = f"failed {failures} of {len(runs)} attempts"
+    if failures == len(runs):
+        return Verdict(outcomes[0], note=tally)
+    checks = [classify(attempt) for attempt in attempts if attempt.kind == "order-check"]
+    if any(outcome in BROKEN for outcome in checks):
+        evidence = "failed again after the tests that ran before it on its worker"
+        return Verdict("flaky", "order-dependent", f"{tally}; passed in isolation; {evidence}")
+    evidence = "; passed again after the tests that ran before it" if checks else ""
+    return Verdict("flaky", "nondeterministic", f"{tally}; passed in isolation{evidence}")
+
+
+def runs_needed(*, confidence: float, max_fail_rate: float) -> int:
+    """Passing runs in a row after which "fails less than p of the time" holds at c.
+
+    n = ceil(ln(1 - c) / ln(1 - p)): a test failing with probability p or more would
+    have failed at least once in n runs with probability c or more.
+    """
+    return math.ceil(math.log(1 - confidence) / math.log(1 - max_fail_rate))
+
+
+def wilson_interval(failures: int, runs: int, *, confidence: float = 0.95) -> tuple[float, float]:
+    """The Wilson score interval of a failure rate observed as ``failures`` in ``runs``."""
+    z = NormalDist().inv_cdf(0.5 + confidence / 2)
+    rate = failures / runs
+    denominator = 1 + z * z / runs
+    centre = (rate + z * z / (2 * runs)) / denominator
+    spread = z * math.sqrt(rate * (1 - rate) / runs + z * z / (4 * runs * runs)) / denominator
+    return max(0.0, centre - spread), min(1.0, centre + spread)
