@@ -52,8 +52,13 @@ def run_attempt(
     select: Sequence[str] | None = None,
     ordered: bool = False,
     workers: str | None = None,
+    reseed: bool = False,
+    label: str | None = None,
 ) -> AttemptRun:
-    """Run attempt ``number``; with ``select``, only those tests (in order when ``ordered``)."""
+    """Run attempt ``number``; with ``select``, only those tests (in order when ``ordered``).
+
+    ``reseed`` gives the run fresh random seeds; ``label`` is printed before its output.
+    """
     directory = session.work / f"attempt-{number}"
     directory.mkdir(parents=True)
     select_path = None
@@ -62,12 +67,13 @@ def run_attempt(
     if select is not None:
         select_path = directory / "select.json"
         select_path.write_text(json.dumps({"ids": list(select), "ordered": ordered}), "utf-8")
+    if reseed:
         seed = _SEEDS.randrange(1, 2**32)
         extra_env["PYTHONHASHSEED"] = str(seed)
         if session.project_env.has_randomly and not _randomly_off(session.settings.pytest_args):
             extra_args.append(f"--randomly-seed={seed}")
-        what = "order check" if ordered else "rerun"
-        sys.stdout.write(f"\ntestgate: attempt {number}, {what} of {len(select)} tests\n")
+    if label is not None:
+        sys.stdout.write(f"\ntestgate: {label}\n")
         sys.stdout.flush()
     command = execute.pytest_command(
         settings=session.settings,

@@ -14,8 +14,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from runner import __version__, pipeline
+from runner.detection import detect
 from runner.errors import TestgateError
-from runner.settings import OPTIONS, load_settings
+from runner.settings import OPTIONS, Settings, load_settings
 
 
 def parser() -> argparse.ArgumentParser:
@@ -30,10 +31,33 @@ def parser() -> argparse.ArgumentParser:
     commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run = commands.add_parser(
         "run",
-        help="run the suite, write reports, evaluate gates",
+        help="run the suite, rerun failures, write reports, evaluate gates",
         description="Run the suite; arguments after -- go to pytest.",
     )
-    run.add_argument(
+    _add_settings(run)
+    flaky = commands.add_parser(
+        "flaky",
+        help="repeat the suite or chosen tests until each is proven flaky or stable",
+        description="Flaky detection: repeat tests in shuffled order with new seeds until each "
+        "flips (flaky) or passes often enough in a row (stable). Arguments after -- go to pytest.",
+    )
+    _add_settings(flaky)
+    flaky.add_argument("--only", nargs="+", default=[], metavar="ID", help="test ids to check")
+    flaky.add_argument(
+        "--from-quarantine", action="store_true", help="check the quarantine file's entries"
+    )
+    flaky.add_argument(
+        "--from-results",
+        metavar="DIR",
+        default=None,
+        help="check the tests that failed or flaked in the reports dir of an earlier run",
+    )
+    return top
+
+
+def _add_settings(command: argparse.ArgumentParser) -> None:
+    """The options every command shares, named as the action's inputs are."""
+    command.add_argument(
         "--project",
         "--working-directory",
         dest="project",
@@ -41,8 +65,9 @@ def parser() -> argparse.ArgumentParser:
         help="the project root, with its pyproject.toml (default: the current directory)",
     )
     for option in OPTIONS:
-        run.add_argument(f"--{option.name}", dest=option.attribute, default=None, help=option.help)
-    return top
+        command.add_argument(
+            f"--{option.name}", dest=option.attribute, default=None, help=option.help
+        )
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
@@ -55,20 +80,31 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         args, pytest_args = args[:split], tuple(args[split + 1 :])
     namespace = parser().parse_args(args)
     try:
-        return run_command(namespace, environ=env, pytest_args=pytest_args)
+        settings = _settings(namespace, environ=env, pytest_args=pytest_args)
+        if namespace.command == "flaky":
+            return detect(
+                settings,
+                environ=env,
+                only=tuple(namespace.only),
+                from_quarantine=namespace.from_quarantine,
+                from_results=(
+                    None
+                    if namespace.from_results is None
+                    else settings.project / namespace.from_results
+                ),
+            )
+        return pipeline.run(settings, environ=env).exit_code
     except TestgateError as error:
         sys.stdout.flush()
         print(f"testgate: error: {error.message}", file=sys.stderr)
         return error.exit_code
 
 
-def run_command(
+def _settings(
     namespace: argparse.Namespace, *, environ: Mapping[str, str], pytest_args: tuple[str, ...]
-) -> int:
-    """``testgate run``."""
+) -> Settings:
     project = Path(namespace.project or environ.get("TESTGATE_WORKING_DIRECTORY") or ".")
     flags = {option.name: getattr(namespace, option.attribute) for option in OPTIONS}
-    settings = load_settings(
+    return load_settings(
         project=project, flags=flags, environ=environ, extra_pytest_args=pytest_args
     )
-    return pipeline.run(settings, environ=environ).exit_code

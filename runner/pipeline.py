@@ -109,7 +109,14 @@ def run(settings: Settings, *, environ: Mapping[str, str]) -> Outcome:
         if not failing:
             break
         workers = rerun_workers(settings.workers, len(failing), cpus=os.cpu_count())
-        rerun = run_attempt(session, number=number, select=failing, workers=workers)
+        rerun = run_attempt(
+            session,
+            number=number,
+            select=failing,
+            workers=workers,
+            reseed=True,
+            label=f"attempt {number}, rerun of {len(failing)} tests",
+        )
         history.add(rerun, kind="rerun", only=set(failing))
         failing = history.still_failing(failing)
     check_order(session, history, first)
@@ -169,7 +176,15 @@ def check_order(session: Session, history: History, first: AttemptRun) -> None:
         last = max(index for index, test_id in enumerate(sequence) if test_id in flaky)
         replay = sequence[: last + 1][-REPLAY_LIMIT:]
         number += 1
-        done = run_attempt(session, number=number, select=replay, ordered=True, workers="0")
+        done = run_attempt(
+            session,
+            number=number,
+            select=replay,
+            ordered=True,
+            workers="0",
+            reseed=True,
+            label=f"attempt {number}, order check of {len(replay)} tests",
+        )
         history.add(done, kind="order-check", only=flaky & set(replay))
 
 

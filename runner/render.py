@@ -6,9 +6,14 @@ them (never rounded up to 100 unless everything is covered).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from coverage.results import display_covered
 
 from runner.results import BROKEN, GateResult, RunResult
+
+if TYPE_CHECKING:
+    from runner.detection import Detection
 
 DISPLAY_PRECISION = 2
 LISTED_FAILURES = 20
@@ -163,3 +168,61 @@ def _cell(text: str) -> str:
     """Text safe inside one Markdown table cell."""
     first = text.strip().split("\n")[0]
     return first.replace("|", "\\|").replace("`", "'")[:300]
+
+
+VERDICT_ORDER = ("flaky", "failing", "undecided", "skipped", "stable")
+
+
+def _detection_counts(detection: Detection) -> str:
+    parts = [f"{detection.count(name)} {name}" for name in VERDICT_ORDER if detection.count(name)]
+    return ", ".join(parts) if parts else "no test checked"
+
+
+def detection_terminal(detection: Detection) -> str:
+    """What ``testgate flaky`` prints at the end."""
+    lines = [
+        "",
+        f"testgate flaky: {_detection_counts(detection)} after {detection.rounds} rounds "
+        f"in {detection.duration_s:.1f} s (stable = {detection.runs_needed} passing runs in a "
+        f"row: fails less than {detection.max_fail_rate:g} at confidence {detection.confidence:g})",
+    ]
+    for name in VERDICT_ORDER:
+        lines += [
+            f"{name.upper()} {test.id}: {test.statement}"
+            for test in detection.tests
+            if test.verdict == name
+        ]
+    if detection.stopped_by == "time-budget":
+        lines.append("stopped by the time budget; undecided tests need more rounds")
+    lines += [f"quarantine entry now stable: {entry}" for entry in detection.quarantine_stable]
+    lines += [f"warning: {warning}" for warning in detection.warnings]
+    lines += [f"problem: {problem}" for problem in detection.problems]
+    return "\n".join(lines) + "\n"
+
+
+def detection_markdown(detection: Detection) -> str:
+    """The job summary of a flaky-detection job."""
+    bad = detection.count("flaky") or detection.count("failing")
+    out = [
+        f"## {'❌' if bad else '✅'} testgate flaky detection",
+        "",
+        f"**{_detection_counts(detection)}** after {detection.rounds} rounds in "
+        f"{detection.duration_s:.1f} s. A test is stable after {detection.runs_needed} passing "
+        f"runs in a row: it fails less than {detection.max_fail_rate:g} of the time, at "
+        f"confidence {detection.confidence:g}.",
+        "",
+        "| test | verdict | runs | failures | evidence |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    ranked = sorted(detection.tests, key=lambda test: VERDICT_ORDER.index(test.verdict))
+    out += [
+        f"| `{_cell(test.id)}` | {test.verdict} | {test.runs} | {test.failures} | "
+        f"{_cell(test.statement)} |"
+        for test in ranked
+    ]
+    if detection.stopped_by == "time-budget":
+        out += ["", "Stopped by the time budget: undecided tests need more rounds."]
+    if detection.quarantine_stable:
+        out += ["", "### Quarantine entries now proven stable", ""]
+        out += [f"- `{_cell(entry)}`" for entry in detection.quarantine_stable]
+    return "\n".join(out) + "\n"

@@ -50,6 +50,13 @@ def _count(text: str) -> int:
     return value
 
 
+def _probability(text: str) -> float:
+    value = _number(text)
+    if not 0 < value < 1:
+        raise ValueError("must be a probability between 0 and 1, such as 0.05")
+    return value
+
+
 def _optional_seconds(text: str) -> float | None:
     if text.strip().lower() in ("", "none", "off"):
         return None
@@ -132,6 +139,9 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "quarantine", _optional_text, None, "file of test ids whose failures do not fail the gate"
     ),
+    Option("confidence", _probability, 0.95, "flaky detection: confidence of a stable verdict"),
+    Option("max-fail-rate", _probability, 0.05, "flaky detection: failure rate ruled out"),
+    Option("time-budget", _optional_seconds, None, "flaky detection: stop after this many seconds"),
     Option("pytest-args", _arguments, (), "extra pytest arguments, as one shell-quoted string"),
     Option("python-version", _optional_text, None, "the Python uv runs the suite with"),
     Option("sync", _boolean, True, "let 'uv run' sync the project environment first"),
@@ -154,6 +164,9 @@ class Settings:
     reruns: int
     max_flaky: int
     quarantine: Path | None
+    confidence: float
+    max_fail_rate: float
+    time_budget: float | None
     pytest_args: tuple[str, ...]
     python_version: str | None
     sync: bool

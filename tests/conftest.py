@@ -81,8 +81,10 @@ def environment(**extra: str) -> dict[str, str]:
 def run_cli(capfd: pytest.CaptureFixture[str]) -> Callable[..., Ran]:
     """Run ``testgate`` in this process (so coverage sees it), capturing all output."""
 
-    def run(project: Path, *args: str, env: dict[str, str] | None = None) -> Ran:
-        code = main(["run", "--project", str(project), *args], environ=env or environment())
+    def run(
+        project: Path, *args: str, env: dict[str, str] | None = None, command: str = "run"
+    ) -> Ran:
+        code = main([command, "--project", str(project), *args], environ=env or environment())
         captured = capfd.readouterr()
         return Ran(code, captured.out + captured.err, project, project / "testgate-reports")
 
@@ -109,12 +111,14 @@ def captured_output(path: Path) -> Iterator[None]:
             os.close(saved[1])
 
 
-def run_in_process(project: Path, *args: str, extra_env: dict[str, str] | None = None) -> Ran:
-    """Run ``testgate run`` in this process outside any pytest capture fixture."""
-    log = project.parent / f"{project.name}-output.txt"
+def run_in_process(
+    project: Path, *args: str, extra_env: dict[str, str] | None = None, command: str = "run"
+) -> Ran:
+    """Run a ``testgate`` command in this process outside any pytest capture fixture."""
+    log = project.parent / f"{project.name}-{command}-output.txt"
     with captured_output(log):
         code = main(
-            ["run", "--project", str(project), *args], environ=environment(**(extra_env or {}))
+            [command, "--project", str(project), *args], environ=environment(**(extra_env or {}))
         )
     return Ran(code, log.read_text("utf-8"), project, project / "testgate-reports")
 

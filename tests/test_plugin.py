@@ -192,3 +192,15 @@ def test_a_selection_runs_only_its_tests_in_the_order_given(pytester: pytest.Pyt
     assert select(pytester, wanted, ordered=False) == ["test_one.py::test_a", "test_one.py::test_c"]
     everything = ["test_one.py::test_a", "test_one.py::test_b", "test_one.py::test_c"]
     assert select(pytester, everything, ordered=False) == everything
+
+
+def test_a_selection_entry_may_name_a_directory_module_or_class(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        **{
+            "sub/test_deep": "def test_x():\n    pass\n",
+            "test_top": "class TestK:\n    def test_y(self):\n        pass\n\n"
+            "def test_z():\n    pass\n",
+        }
+    )
+    ran = select(pytester, ["test_top.py::TestK", "sub"], ordered=True)
+    assert ran == ["test_top.py::TestK::test_y", "sub/test_deep.py::test_x"]

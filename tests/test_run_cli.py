@@ -234,7 +234,7 @@ def test_a_crash_without_xdist_names_the_test_and_keeps_the_rest(
 
 def test_a_crashed_xdist_worker_fails_only_its_test(run_cli: RunCli, tmp_path: Path) -> None:
     crash = TESTS + "\ndef test_dies():\n    import os\n    os._exit(7)\n"
-    ran = run_cli(sample(tmp_path, tests=crash), "--workers", "2")
+    ran = run_cli(sample(tmp_path, tests=crash), "--workers", "2", "--reruns", "0")
     assert ran.exit_code == 1
     died = ran.test("tests/test_lib.py::test_dies")
     assert died["outcome"] == "failed"

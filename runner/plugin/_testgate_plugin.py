@@ -35,12 +35,31 @@ _SELECT_KEY = pytest.StashKey["Selection"]()
 
 
 class Selection:
-    """The tests a rerun or replay asked for, and the files they live in."""
+    """The tests a rerun or replay asked for, and the paths they live in.
+
+    An entry is a node id, or a prefix of node ids (a module, a class, a directory, or a
+    parametrized test without its parameters), as quarantine files may hold.
+    """
 
     def __init__(self, root: Path, ids: list[str], *, ordered: bool) -> None:
-        self.position = {node: index for index, node in enumerate(ids)}
-        self.files = {root / node.split("::", 1)[0] for node in ids}
+        self.index = {entry: index for index, entry in reversed(list(enumerate(ids)))}
+        self.paths = [root / entry.split("::", 1)[0] for entry in ids]
         self.ordered = ordered
+
+    def position(self, nodeid: str) -> int | None:
+        """The index of the entry naming this node (itself, or its nearest prefix)."""
+        if nodeid in self.index:
+            return self.index[nodeid]
+        parts = nodeid.split("[", 1)[0].split("::")
+        candidates = ["::".join(parts[:end]) for end in range(len(parts), 0, -1)]
+        path = parts[0]
+        while "/" in path:
+            path = path.rsplit("/", 1)[0]
+            candidates.append(path)
+        return next((self.index[c] for c in candidates if c in self.index), None)
+
+    def wants_file(self, path: Path) -> bool:
+        return any(path == wanted or wanted in path.parents for wanted in self.paths)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -49,7 +68,7 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
     selection = config.stash.get(_SELECT_KEY, None)
     if selection is None or collection_path.name in ("__init__.py", "conftest.py"):
         return None
-    if collection_path.is_dir() or collection_path in selection.files:
+    if collection_path.is_dir() or selection.wants_file(collection_path):
         return None
     return True
 
@@ -60,10 +79,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     selection = config.stash.get(_SELECT_KEY, None)
     if selection is None:
         return
-    kept = [item for item in items if item.nodeid in selection.position]
-    dropped = [item for item in items if item.nodeid not in selection.position]
+    positions = {item.nodeid: selection.position(item.nodeid) for item in items}
+    kept = [item for item in items if positions[item.nodeid] is not None]
+    dropped = [item for item in items if positions[item.nodeid] is None]
     if selection.ordered:
-        kept.sort(key=lambda item: selection.position[item.nodeid])
+        kept.sort(key=lambda item: positions[item.nodeid] or 0)
     items[:] = kept
     if dropped:
         config.hook.pytest_deselected(items=dropped)

@@ -1,0 +1,293 @@
+"""``testgate flaky``: repeat tests until each has a verdict, or the time budget ends.
+
+Each round runs the pool in a shuffled order with fresh seeds (coverage off: only
+outcomes matter here). A test leaves the pool at its first flip (``flaky``, with its
+observed failure rate and a 95 % Wilson interval), after n passing runs in a row
+(``stable``: "fails less than p of the time, at confidence c"), or after n failing runs
+in a row (``failing``), where n = ceil(ln(1 - c) / ln(1 - p)). ``--time-budget`` stops it
+with the verdicts reached so far; the rest are ``undecided``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from runner import execute, render
+from runner.attempts import Session, problems, recorded_tests, rerun_workers, run_attempt
+from runner.errors import ConfigError, InfraError
+from runner.flaky import runs_needed, wilson_interval
+from runner.quarantine import Quarantine, read_quarantine
+from runner.results import BROKEN, classify
+from runner.settings import Settings
+
+RESULTS_LIMIT_BYTES = 512 * 1024 * 1024
+WORK_DIR = ".testgate-flaky-work"
+_SHUFFLE = random.SystemRandom()
+
+
+@dataclass
+class Tally:
+    """Runs and failures of one test so far, and its verdict once it has one."""
+
+    runs: int = 0
+    failures: int = 0
+    verdict: str | None = None
+
+
+@dataclass(frozen=True)
+class TestVerdict:
+    """One test's verdict with its evidence."""
+
+    __test__ = False  # not a pytest test class, despite the name
+
+    id: str
+    verdict: str
+    runs: int
+    failures: int
+    statement: str
+
+    def to_json(self) -> dict[str, Any]:
+        rate = self.failures / self.runs if self.runs else None
+        interval = list(wilson_interval(self.failures, self.runs)) if self.runs else None
+        return {
+            "id": self.id,
+            "verdict": self.verdict,
+            "runs": self.runs,
+            "failures": self.failures,
+            "failure_rate": rate,
+            "interval_95": interval,
+            "statement": self.statement,
+        }
+
+
+@dataclass(frozen=True)
+class Detection:
+    """The outcome of a flaky-detection job: what ``flaky.json`` holds."""
+
+    confidence: float
+    max_fail_rate: float
+    runs_needed: int
+    rounds: int
+    duration_s: float
+    stopped_by: str
+    tests: tuple[TestVerdict, ...]
+    quarantine_stable: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+    problems: tuple[str, ...] = field(default=())
+
+    def count(self, verdict: str) -> int:
+        return sum(test.verdict == verdict for test in self.tests)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schema_version": 1,
+            "confidence": self.confidence,
+            "max_fail_rate": self.max_fail_rate,
+            "runs_needed": self.runs_needed,
+            "rounds": self.rounds,
+            "duration_s": round(self.duration_s, 3),
+            "stopped_by": self.stopped_by,
+            "tests": [test.to_json() for test in self.tests],
+            "undecided": [test.id for test in self.tests if test.verdict == "undecided"],
+            "quarantine_stable": list(self.quarantine_stable),
+            "warnings": list(self.warnings),
+            "problems": list(self.problems),
+        }
+
+
+def candidates(
+    settings: Settings,
+    *,
+    only: Sequence[str],
+    from_quarantine: bool,
+    from_results: Path | None,
+    quarantine: Quarantine,
+) -> list[str] | None:
+    """The tests to check, in the order asked; None means the whole suite."""
+    chosen = list(only)
+    if from_quarantine:
+        if settings.quarantine is None:
+            raise ConfigError(
+                "--from-quarantine needs a quarantine file: set --quarantine FILE "
+                "(or quarantine in [tool.testgate])."
+            )
+        chosen += quarantine.entries
+    if from_results is not None:
+        chosen += failed_in(from_results)
+    if not (only or from_quarantine or from_results):
+        return None
+    return list(dict.fromkeys(chosen))
+
+
+def failed_in(directory: Path) -> list[str]:
+    """The tests that failed, errored, flaked or were quarantined in an earlier run."""
+    path = directory / "results.json"
+    if not path.is_file():
+        raise ConfigError(
+            f"--from-results {directory}: no results.json there; point it at the reports "
+            "dir of an earlier testgate run."
+        )
+    try:
+        if path.stat().st_size > RESULTS_LIMIT_BYTES:
+            raise InfraError(f"{path} is over {RESULTS_LIMIT_BYTES} bytes; not read.")
+        data = json.loads(path.read_text("utf-8"))
+        return [
+            str(test["id"])
+            for test in data["tests"]
+            if test["outcome"] in ("failed", "error", "flaky", "quarantined")
+        ]
+    except (ValueError, KeyError, TypeError) as error:
+        raise InfraError(f"{path} is not a testgate results.json ({error}).") from None
+
+
+def detect(
+    settings: Settings,
+    *,
+    environ: Mapping[str, str],
+    only: Sequence[str] = (),
+    from_quarantine: bool = False,
+    from_results: Path | None = None,
+) -> int:
+    """Run the flaky-detection job, write flaky.json and summary.md; return the exit code."""
+    clock = time.monotonic()
+    quarantine = read_quarantine(settings.quarantine)
+    wanted = candidates(
+        settings,
+        only=only,
+        from_quarantine=from_quarantine,
+        from_results=from_results,
+        quarantine=quarantine,
+    )
+    needed = runs_needed(confidence=settings.confidence, max_fail_rate=settings.max_fail_rate)
+    work = settings.reports_dir / WORK_DIR
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    tallies: dict[str, Tally] = {}
+    found_problems: list[str] = []
+    rounds, stopped_by, slowest = 0, "verdicts", 0.0
+    if wanted != []:
+        session = Session(
+            settings=settings,
+            environ=environ,
+            project_env=execute.probe(settings, environ),
+            cov_args=(),
+            work=work,
+        )
+        pool = wanted
+        while pool is None or pool:
+            elapsed = time.monotonic() - clock
+            if (
+                settings.time_budget is not None
+                and rounds
+                and elapsed + slowest > settings.time_budget
+            ):
+                stopped_by = "time-budget"
+                break
+            rounds += 1
+            order = None if pool is None else _SHUFFLE.sample(pool, len(pool))
+            workers = (
+                None
+                if order is None
+                else rerun_workers(settings.workers, len(order), cpus=os.cpu_count())
+            )
+            done = run_attempt(
+                session,
+                number=rounds,
+                select=order,
+                ordered=True,
+                workers=workers,
+                reseed=True,
+                label=f"flaky detection, round {rounds} of at most {needed}",
+            )
+            slowest = max(slowest, done.completed.duration_s)
+            found_problems += [f"round {rounds}: {problem}" for problem in problems(done)]
+            for test in recorded_tests(done, kind="rerun"):
+                _count(tallies.setdefault(test.id, Tally()), classify(test.attempt), needed)
+            pool = [test_id for test_id, tally in tallies.items() if tally.verdict is None]
+    shutil.rmtree(work, ignore_errors=True)
+    detection = Detection(
+        confidence=settings.confidence,
+        max_fail_rate=settings.max_fail_rate,
+        runs_needed=needed,
+        rounds=rounds,
+        duration_s=time.monotonic() - clock,
+        stopped_by=stopped_by,
+        tests=tuple(
+            _verdict(test_id, tallies[test_id], settings, needed) for test_id in sorted(tallies)
+        ),
+        quarantine_stable=_stable_entries(quarantine, tallies),
+        warnings=tuple(
+            f"{entry!r} matches no test"
+            for entry in Quarantine(tuple(wanted or ())).unmatched(tallies)
+        ),
+        problems=tuple(found_problems),
+    )
+    write_detection(detection, settings.reports_dir)
+    sys.stdout.write(render.detection_terminal(detection))
+    return 1 if detection.count("flaky") or detection.count("failing") else 0
+
+
+def _count(tally: Tally, outcome: str, needed: int) -> None:
+    """Add one run's outcome; a verdict ends the test's part in the job."""
+    if outcome in ("skipped", "xfailed"):
+        tally.verdict = "skipped"
+        return
+    tally.runs += 1
+    tally.failures += outcome in BROKEN
+    passes = tally.runs - tally.failures
+    if tally.failures and passes:
+        tally.verdict = "flaky"
+    elif tally.runs >= needed:
+        tally.verdict = "stable" if passes else "failing"
+
+
+def _verdict(test_id: str, tally: Tally, settings: Settings, needed: int) -> TestVerdict:
+    verdict = tally.verdict or "undecided"
+    runs, failures = tally.runs, tally.failures
+    if verdict == "stable":
+        statement = (
+            f"passed {runs} runs in a row: fails less than {settings.max_fail_rate:g} of the "
+            f"time, at confidence {settings.confidence:g}"
+        )
+    elif verdict == "flaky":
+        low, high = wilson_interval(failures, runs)
+        statement = (
+            f"failed {failures} of {runs} runs: failure rate {failures / runs:.0%} "
+            f"(95 % Wilson interval {low:.0%} to {high:.0%})"
+        )
+    elif verdict == "failing":
+        statement = f"failed all {runs} runs"
+    elif verdict == "skipped":
+        statement = "skipped: cannot be judged"
+    else:
+        same = "failed" if failures else "passed"
+        statement = f"{same} {runs} runs in a row so far; {needed} needed for a verdict"
+    return TestVerdict(test_id, verdict, runs, failures, statement)
+
+
+def _stable_entries(quarantine: Quarantine, tallies: Mapping[str, Tally]) -> tuple[str, ...]:
+    """Quarantine entries all of whose tests are now proven stable."""
+    stable = []
+    for entry in quarantine.entries:
+        matched = [
+            tally for test_id, tally in tallies.items() if Quarantine((entry,)).matches(test_id)
+        ]
+        if matched and all(tally.verdict == "stable" for tally in matched):
+            stable.append(entry)
+    return tuple(stable)
+
+
+def write_detection(detection: Detection, reports: Path) -> None:
+    """``flaky.json`` and the Markdown summary."""
+    reports.mkdir(parents=True, exist_ok=True)
+    (reports / "flaky.json").write_text(json.dumps(detection.to_json(), indent=1) + "\n", "utf-8")
+    (reports / "summary.md").write_text(render.detection_markdown(detection), "utf-8")

@@ -1,0 +1,164 @@
+"""``testgate flaky``: repeat chosen tests until each has a verdict stated with its evidence."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from runner.detection import failed_in
+from runner.errors import InfraError
+from tests.conftest import Ran, copy_fixture, run_in_process
+
+RunCli = Callable[..., Ran]
+FIRST = "tests/test_flaky.py::test_fails_first_time"
+BROKEN = "tests/test_broken.py::test_always"
+POLLUTER = "tests/test_order.py::test_a_pollutes"
+ORDER = "tests/test_order.py::test_b_needs_clean_state"
+
+
+def report(ran: Ran) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((ran.reports / "flaky.json").read_text("utf-8"))
+    return data
+
+
+def verdicts(ran: Ran) -> dict[str, tuple[str, int, int]]:
+    return {t["id"]: (t["verdict"], t["runs"], t["failures"]) for t in report(ran)["tests"]}
+
+
+def test_chosen_tests_flip_fail_or_prove_stable(run_cli: RunCli, tmp_path: Path) -> None:
+    project = copy_fixture("flaky", tmp_path)
+    only = ("--only", "tests/test_flaky.py", BROKEN, POLLUTER)
+    ran = run_cli(project, "--max-fail-rate", "0.5", *only, command="flaky")
+    assert ran.exit_code == 1
+    assert verdicts(ran) == {
+        FIRST: ("flaky", 2, 1),  # leaves the pool at its first flip
+        BROKEN: ("failing", 5, 5),
+        POLLUTER: ("stable", 5, 0),
+    }
+    data = report(ran)
+    assert (data["runs_needed"], data["rounds"], data["stopped_by"]) == (5, 5, "verdicts")
+    flaky = next(test for test in data["tests"] if test["id"] == FIRST)
+    assert flaky["failure_rate"] == 0.5
+    assert flaky["interval_95"] == pytest.approx([0.0945, 0.9055], abs=1e-4)
+    assert (
+        flaky["statement"]
+        == "failed 1 of 2 runs: failure rate 50% (95 % Wilson interval 9% to 91%)"
+    )
+    assert (
+        f"STABLE {POLLUTER}: passed 5 runs in a row: fails less than 0.5 of the time" in ran.output
+    )
+    summary = (ran.reports / "summary.md").read_text("utf-8")
+    assert summary.startswith("## ❌ testgate flaky detection")
+    assert f"| `{BROKEN}` | failing | 5 | 5 | failed all 5 runs |" in summary
+
+
+def test_a_rerun_of_an_earlier_runs_failures_confirms_the_fixes(tmp_path: Path) -> None:
+    project = copy_fixture("flaky", tmp_path)
+    first = run_in_process(project, extra_env={"PYTHONHASHSEED": "0"})
+    assert first.exit_code == 1
+    ran = run_in_process(
+        project, "--from-results", "testgate-reports", "--max-fail-rate", "0.6", command="flaky"
+    )
+    assert ran.exit_code == 1
+    found = verdicts(ran)
+    assert found.pop(BROKEN) == ("failing", 4, 4)
+    # Alone and with fresh seeds each round, every one of the others passes.
+    assert set(found.values()) == {("stable", 4, 0)}
+    assert sorted(found) == [
+        FIRST,
+        ORDER,
+        "tests/test_seed.py::test_hash_seed_changes",
+        "tests/test_seed.py::test_randomly_seed_changes",
+    ]
+
+
+def test_quarantine_entries_proven_stable_are_named(run_cli: RunCli, tmp_path: Path) -> None:
+    project = copy_fixture("flaky", tmp_path)
+    (project / "q.txt").write_text(f"{POLLUTER}\ntests/test_gone.py\n", "utf-8")
+    ran = run_cli(
+        project,
+        "--quarantine",
+        "q.txt",
+        "--from-quarantine",
+        "--max-fail-rate",
+        "0.6",
+        command="flaky",
+    )
+    assert ran.exit_code == 0, ran.output
+    data = report(ran)
+    assert data["quarantine_stable"] == [POLLUTER]
+    assert data["warnings"] == ["'tests/test_gone.py' matches no test"]
+    assert verdicts(ran) == {POLLUTER: ("stable", 4, 0)}
+    assert f"quarantine entry now stable: {POLLUTER}" in ran.output
+    assert "### Quarantine entries now proven stable" in (ran.reports / "summary.md").read_text(
+        "utf-8"
+    )
+
+
+def test_the_time_budget_stops_with_undecided_tests_named(run_cli: RunCli, tmp_path: Path) -> None:
+    project = copy_fixture("flaky", tmp_path)
+    ran = run_cli(project, "--only", BROKEN, POLLUTER, "--time-budget", "0.001", command="flaky")
+    assert ran.exit_code == 0
+    data = report(ran)
+    assert (data["rounds"], data["stopped_by"]) == (1, "time-budget")
+    assert data["undecided"] == [BROKEN, POLLUTER]
+    assert verdicts(ran)[BROKEN] == ("undecided", 1, 1)
+    assert "failed 1 runs in a row so far; 59 needed for a verdict" in ran.output
+    assert "stopped by the time budget" in ran.output
+
+
+def test_the_whole_suite_when_nothing_is_chosen(run_cli: RunCli, tmp_path: Path) -> None:
+    project = copy_fixture("passing", tmp_path)
+    (project / "tests" / "test_skip.py").write_text(
+        "import pytest\n\n@pytest.mark.skip(reason='later')\ndef test_later():\n    pass\n", "utf-8"
+    )
+    ran = run_cli(project, "--max-fail-rate", "0.6", "--workers", "0", command="flaky")
+    assert ran.exit_code == 0, ran.output
+    found = verdicts(ran)
+    assert found.pop("tests/test_skip.py::test_later") == ("skipped", 0, 0)
+    assert set(found.values()) == {("stable", 4, 0)}
+    assert len(found) == 3
+    assert "testgate flaky: 1 skipped, 3 stable after 4 rounds" in ran.output
+
+
+def test_nothing_to_check_is_a_quick_clean_answer(run_cli: RunCli, tmp_path: Path) -> None:
+    project = copy_fixture("passing", tmp_path)
+    (project / "earlier").mkdir()
+    (project / "earlier" / "results.json").write_text('{"tests": []}', "utf-8")
+    ran = run_cli(project, "--from-results", "earlier", command="flaky")
+    assert ran.exit_code == 0
+    assert report(ran)["rounds"] == 0
+    assert "testgate flaky: no test checked after 0 rounds" in ran.output
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (("--from-quarantine",), 2, "--from-quarantine needs a quarantine file"),
+        (("--from-results", "nowhere"), 2, "passing/nowhere: no results.json there"),
+        (("--from-results", "bad"), 3, "is not a testgate results.json"),
+        (("--confidence", "1"), 2, "--confidence: '1' must be a probability between 0 and 1"),
+    ],
+)
+def test_bad_input_names_the_problem(
+    run_cli: RunCli, tmp_path: Path, args: tuple[str, ...], code: int, message: str
+) -> None:
+    project = copy_fixture("passing", tmp_path)
+    (project / "bad").mkdir()
+    (project / "bad" / "results.json").write_text('{"tests": [{"id": 1}]}', "utf-8")
+    ran = run_cli(project, *args, command="flaky")
+    assert ran.exit_code == code
+    assert message in ran.output
+
+
+def test_an_oversized_earlier_results_file_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "results.json").write_text('{"tests": []}', "utf-8")
+    monkeypatch.setattr("runner.detection.RESULTS_LIMIT_BYTES", 3)
+    with pytest.raises(InfraError, match=r"results\.json is over 3 bytes; not read"):
+        failed_in(tmp_path)
