@@ -54,10 +54,12 @@ def run_attempt(
     workers: str | None = None,
     reseed: bool = False,
     label: str | None = None,
+    rounds: Sequence[Sequence[str]] = (),
 ) -> AttemptRun:
     """Run attempt ``number``; with ``select``, only those tests (in order when ``ordered``).
 
-    ``reseed`` gives the run fresh random seeds; ``label`` is printed before its output.
+    ``reseed`` gives the run fresh random seeds; ``label`` is printed before its output;
+    ``rounds`` (orders of ``select``) runs every test once per round, in one process.
     """
     directory = session.work / f"attempt-{number}"
     directory.mkdir(parents=True)
@@ -66,7 +68,8 @@ def run_attempt(
     extra_env: dict[str, str] = {}
     if select is not None:
         select_path = directory / "select.json"
-        select_path.write_text(json.dumps({"ids": list(select), "ordered": ordered}), "utf-8")
+        wanted = {"ids": list(select), "ordered": ordered, "rounds": [list(o) for o in rounds]}
+        select_path.write_text(json.dumps(wanted), "utf-8")
     if reseed:
         seed = _SEEDS.randrange(1, 2**32)
         extra_env["PYTHONHASHSEED"] = str(seed)

@@ -173,7 +173,7 @@ def detect(
     work.mkdir(parents=True)
     tallies: dict[str, Tally] = {}
     found_problems: list[str] = []
-    rounds, stopped_by, slowest = 0, "verdicts", 0.0
+    rounds, stopped_by, per_round = 0, "verdicts", 0.0
     if wanted != []:
         session = Session(
             settings=settings,
@@ -182,36 +182,40 @@ def detect(
             cov_args=(),
             work=work,
         )
-        pool = wanted
+        pool, batch, processes = wanted, 1, 0
         while pool is None or pool:
-            elapsed = time.monotonic() - clock
-            if (
-                settings.time_budget is not None
-                and rounds
-                and elapsed + slowest > settings.time_budget
-            ):
-                stopped_by = "time-budget"
-                break
-            rounds += 1
-            order = None if pool is None else _SHUFFLE.sample(pool, len(pool))
+            size = _batch_size(pool, tallies, batch=batch, needed=needed)
+            if settings.time_budget is not None and rounds:
+                left = settings.time_budget - (time.monotonic() - clock)
+                size = min(size, int(left // per_round))
+                if size < 1:
+                    stopped_by = "time-budget"
+                    break
+            orders = [] if pool is None else [_SHUFFLE.sample(pool, len(pool)) for _ in range(size)]
             workers = (
                 None
-                if order is None
-                else rerun_workers(settings.workers, len(order), cpus=os.cpu_count())
+                if pool is None
+                else rerun_workers(settings.workers, len(pool) * size, cpus=os.cpu_count())
             )
+            processes += 1
             done = run_attempt(
                 session,
-                number=rounds,
-                select=order,
+                number=processes,
+                select=orders[0] if orders else None,
                 ordered=True,
                 workers=workers,
                 reseed=True,
-                label=f"flaky detection, round {rounds} of at most {needed}",
+                rounds=orders if size > 1 else (),
+                label=f"flaky detection, rounds {rounds + 1}-{rounds + size} of at most {needed}",
             )
-            slowest = max(slowest, done.completed.duration_s)
-            found_problems += [f"round {rounds}: {problem}" for problem in problems(done)]
-            for test in recorded_tests(done, kind="rerun"):
-                _count(tallies.setdefault(test.id, Tally()), classify(test.attempt), needed)
+            per_round = done.completed.duration_s / size
+            found_problems += [f"rounds from {rounds + 1}: {p}" for p in problems(done)]
+            for test in sorted(recorded_tests(done, kind="rerun"), key=lambda t: t.round or 0):
+                tally = tallies.setdefault(test.test_id, Tally())
+                if tally.verdict is None:
+                    _count(tally, classify(test.attempt), needed)
+            rounds += size
+            batch *= 2
             pool = [test_id for test_id, tally in tallies.items() if tally.verdict is None]
     shutil.rmtree(work, ignore_errors=True)
     detection = Detection(
@@ -234,6 +238,16 @@ def detect(
     write_detection(detection, settings.reports_dir)
     sys.stdout.write(render.detection_terminal(detection))
     return 1 if detection.count("flaky") or detection.count("failing") else 0
+
+
+def _batch_size(
+    pool: list[str] | None, tallies: Mapping[str, Tally], *, batch: int, needed: int
+) -> int:
+    """Rounds for the next process: doubling, never more than any test still needs."""
+    if pool is None:
+        return 1
+    most = needed - min(tallies.get(test_id, Tally()).runs for test_id in pool)
+    return max(1, min(batch, most))
 
 
 def _count(tally: Tally, outcome: str, needed: int) -> None:

@@ -30,7 +30,7 @@ from runner.attempts import (
     run_attempt,
 )
 from runner.errors import ConfigError, InfraError
-from runner.flaky import verdict
+from runner.flaky import ORDER_CHECKS, verdict
 from runner.junit import write_junit
 from runner.quarantine import Quarantine, read_quarantine
 from runner.results import BROKEN, Attempt, RunInfo, RunResult, TestResult, classify
@@ -161,8 +161,9 @@ def run(settings: Settings, *, environ: Mapping[str, str]) -> Outcome:
 def check_order(session: Session, history: History, first: AttemptRun) -> None:
     """Replay, per worker, the tests that ran before each flaky test, then the test.
 
-    A flaky test that passed alone but fails again after its predecessors depends on
-    their order; one that passes again failed for some other reason.
+    A flaky test that passed alone but fails again in every replay after its
+    predecessors depends on their order; one that passes a replay failed for some other
+    reason.
     """
     flaky = set(history.flaky())
     if not flaky:
@@ -175,17 +176,18 @@ def check_order(session: Session, history: History, first: AttemptRun) -> None:
         sequence = sequences[worker or None]
         last = max(index for index, test_id in enumerate(sequence) if test_id in flaky)
         replay = sequence[: last + 1][-REPLAY_LIMIT:]
-        number += 1
-        done = run_attempt(
-            session,
-            number=number,
-            select=replay,
-            ordered=True,
-            workers="0",
-            reseed=True,
-            label=f"attempt {number}, order check of {len(replay)} tests",
-        )
-        history.add(done, kind="order-check", only=flaky & set(replay))
+        for _ in range(ORDER_CHECKS):
+            number += 1
+            done = run_attempt(
+                session,
+                number=number,
+                select=replay,
+                ordered=True,
+                workers="0",
+                reseed=True,
+                label=f"attempt {number}, order check of {len(replay)} tests",
+            )
+            history.add(done, kind="order-check", only=flaky & set(replay))
 
 
 def classify_all(history: History, quarantine: Quarantine) -> tuple[TestResult, ...]:

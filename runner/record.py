@@ -25,11 +25,21 @@ PHASES = ("setup", "call", "teardown")
 
 @dataclass(frozen=True)
 class RecordedTest:
-    """One test as one attempt saw it."""
+    """One test as one attempt saw it.
+
+    In a run of several rounds, ``id`` carries the round (``t.py::f[testgate-round-2]``),
+    ``test`` is the test's own id and ``round`` the round's number.
+    """
 
     id: str
     def_line: int | None
     attempt: Attempt
+    test: str = ""
+    round: int | None = None
+
+    @property
+    def test_id(self) -> str:
+        return self.test or self.id
 
 
 @dataclass(frozen=True)
@@ -94,6 +104,8 @@ _OPTIONAL: dict[str, type | tuple[type, ...]] = {
     "text": str,
     "stdout": str,
     "stderr": str,
+    "test": str,
+    "round": (int, type(None)),
 }
 
 
@@ -173,7 +185,11 @@ class _Builder:
         died = self.running if self.exit_status is None else None
         tests = tuple(
             RecordedTest(
-                id=node, def_line=self.def_lines.get(node), attempt=_fold(self.phases[node])
+                id=node,
+                def_line=self.def_lines.get(node),
+                attempt=_fold(self.phases[node]),
+                test=_first(self.phases[node], "test") or node,
+                round=_first(self.phases[node], "round"),
             )
             for node in self.order
             if node != died
@@ -196,6 +212,11 @@ class _Builder:
             internal_errors=tuple(self.internal_errors),
             unfinished=unfinished,
         )
+
+
+def _first(phases: dict[str, dict[str, Any]], name: str) -> Any:
+    """A field every phase report of a test carries alike."""
+    return next(iter(phases.values())).get(name)
 
 
 def _fold(phases: dict[str, dict[str, Any]]) -> Attempt:

@@ -65,11 +65,13 @@ def test_every_attempt_is_kept_and_only_failures_are_rerun(ran: Ran) -> None:
         (1, "run", "failed"),
         (2, "rerun", "passed"),
         (4, "order-check", "passed"),
+        (5, "order-check", "passed"),
     ]
     assert attempts(ran, ORDER) == [
         (1, "run", "failed"),
         (2, "rerun", "passed"),
         (4, "order-check", "failed"),
+        (5, "order-check", "failed"),
     ]
     assert attempts(ran, POLLUTER) == [(1, "run", "passed")]
     assert ran.results()["run"]["rerun_duration_s"] > 0
@@ -79,11 +81,11 @@ def test_the_notes_say_how_often_and_what_the_evidence_was(ran: Ran) -> None:
     assert ran.test(BROKEN)["note"] == "failed 3 of 3 attempts"
     assert ran.test(ORDER)["note"] == (
         "failed 1 of 2 attempts; passed in isolation; "
-        "failed again after the tests that ran before it on its worker"
+        "failed 2 of 2 replays after the tests that ran before it on its worker"
     )
     assert ran.test(FIRST)["note"] == (
         "failed 1 of 2 attempts; passed in isolation; "
-        "passed again after the tests that ran before it"
+        "failed 0 of 2 replays after the tests that ran before it on its worker"
     )
     assert ran.test(ORDER)["line"] == marker_line(ran.project / "tests/test_order.py", "order")
     assert "FLAKY (order-dependent) tests/test_order.py:9" in ran.output

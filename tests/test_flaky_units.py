@@ -41,6 +41,19 @@ def test_verdicts_from_attempts() -> None:
     teardown = verdict([attempt("passed", teardown_error="late"), attempt("passed", "rerun")])
     assert (teardown.outcome, teardown.flaky_kind) == ("flaky", "nondeterministic")
     assert teardown.note == "failed 1 of 2 attempts; passed in isolation"
+    one_of_two = verdict(
+        [
+            attempt("failed"),
+            attempt("passed", "rerun"),
+            attempt("failed", "order-check"),
+            attempt("passed", "order-check"),
+        ]
+    )
+    assert (one_of_two.outcome, one_of_two.flaky_kind) == ("flaky", "nondeterministic")
+    assert one_of_two.note == (
+        "failed 1 of 2 attempts; passed in isolation; "
+        "failed 1 of 2 replays after the tests that ran before it on its worker"
+    )
 
 
 @pytest.mark.parametrize(

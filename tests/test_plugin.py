@@ -204,3 +204,26 @@ def test_a_selection_entry_may_name_a_directory_module_or_class(pytester: pytest
     )
     ran = select(pytester, ["test_top.py::TestK", "sub"], ordered=True)
     assert ran == ["test_top.py::TestK::test_y", "sub/test_deep.py::test_x"]
+
+
+def test_rounds_repeat_each_test_in_each_rounds_order(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_r="import pytest\n\ndef test_a():\n    pass\n\n"
+        "@pytest.mark.parametrize('n', [1])\ndef test_b(n):\n    pass\n"
+    )
+    selection = pytester.path / "select.json"
+    order = ["test_r.py::test_a", "test_r.py::test_b[1]"]
+    wanted = {"ids": order, "ordered": True, "rounds": [order, order[::-1]]}
+    selection.write_text(json.dumps(wanted), "utf-8")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(SELECT_ENV, str(selection))
+        found = records(pytester)
+    calls = [
+        (item["id"], item["test"], item["round"]) for item in found if item.get("when") == "call"
+    ]
+    assert calls == [
+        ("test_r.py::test_a[testgate-round-0]", "test_r.py::test_a", 0),
+        ("test_r.py::test_b[1-testgate-round-0]", "test_r.py::test_b[1]", 0),
+        ("test_r.py::test_b[1-testgate-round-1]", "test_r.py::test_b[1]", 1),
+        ("test_r.py::test_a[testgate-round-1]", "test_r.py::test_a", 1),
+    ]

@@ -11,7 +11,10 @@ pytest. It does two things pytest's own reports cannot:
   ``TESTGATE_RECORD``, the most complete record of a run pytest can give;
 * when ``TESTGATE_SELECT`` names a JSON file (``{"ids": [...], "ordered": bool}``), it
   runs only those tests, whatever paths and options the user's own arguments give, and
-  imports only their files; ``ordered`` runs them in the order listed (a replay).
+  imports only their files; ``ordered`` runs them in the order listed (a replay); with
+  ``"rounds": [[ids in order], ...]`` it runs each test once per round, round after round
+  in each round's order, as ``ID[testgate-round-N]`` (flaky detection, many rounds in
+  one process).
 
 Without those variables in the environment the plugin does nothing.
 """
@@ -28,6 +31,8 @@ import pytest
 
 RECORD_ENV = "TESTGATE_RECORD"
 SELECT_ENV = "TESTGATE_SELECT"
+ROUND_ID = "testgate-round-"
+ROUND_ARG = "_testgate_round"
 TEXT_LIMIT = 64 * 1024
 MESSAGE_LIMIT = 4 * 1024
 _STREAM_KEY = pytest.StashKey["TextIO"]()
@@ -41,10 +46,21 @@ class Selection:
     parametrized test without its parameters), as quarantine files may hold.
     """
 
-    def __init__(self, root: Path, ids: list[str], *, ordered: bool) -> None:
+    def __init__(
+        self, root: Path, ids: list[str], *, ordered: bool, rounds: list[list[str]]
+    ) -> None:
+        self.ids = ids
         self.index = {entry: index for index, entry in reversed(list(enumerate(ids)))}
         self.paths = [root / entry.split("::", 1)[0] for entry in ids]
         self.ordered = ordered
+        self.ranks = [{entry: rank for rank, entry in enumerate(order)} for order in rounds]
+
+    def sort_key(self, nodeid: str, position: int) -> tuple[int, int]:
+        """Round first, then the place in that round's order (or in the list)."""
+        _, round_number = split_round(nodeid)
+        if round_number is None or round_number >= len(self.ranks):
+            return (0, position)
+        return (round_number, self.ranks[round_number].get(self.ids[position], position))
 
     def position(self, nodeid: str) -> int | None:
         """The index of the entry naming this node (itself, or its nearest prefix)."""
@@ -74,16 +90,40 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
 
 
 @pytest.hookimpl(trylast=True)
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Give every test one parametrized copy per round when rounds were asked for.
+
+    trylast, so that the round comes after the test's own parameters in its id.
+    """
+    selection = metafunc.config.stash.get(_SELECT_KEY, None)
+    if selection is None or len(selection.ranks) < 2:
+        return
+    count = len(selection.ranks)
+    metafunc.fixturenames.append(ROUND_ARG)
+    metafunc.parametrize(ROUND_ARG, range(count), ids=[f"{ROUND_ID}{n}" for n in range(count)])
+
+
+def split_round(nodeid: str) -> tuple[str, int | None]:
+    """``t.py::f[1-testgate-round-3]`` is round 3 of ``t.py::f[1]``; others have no round."""
+    marker = nodeid.rfind(ROUND_ID)
+    number = nodeid[marker + len(ROUND_ID) : -1]
+    if marker < 1 or not nodeid.endswith("]") or not number.isdigit():
+        return nodeid, None
+    joined = nodeid[marker - 1] == "-"
+    return nodeid[: marker - 1] + ("]" if joined else ""), int(number)
+
+
+@pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Keep only the selected tests; in a replay, in the order they were listed."""
     selection = config.stash.get(_SELECT_KEY, None)
     if selection is None:
         return
-    positions = {item.nodeid: selection.position(item.nodeid) for item in items}
+    positions = {item.nodeid: selection.position(split_round(item.nodeid)[0]) for item in items}
     kept = [item for item in items if positions[item.nodeid] is not None]
     dropped = [item for item in items if positions[item.nodeid] is None]
     if selection.ordered:
-        kept.sort(key=lambda item: positions[item.nodeid] or 0)
+        kept.sort(key=lambda item: selection.sort_key(item.nodeid, positions[item.nodeid] or 0))
     items[:] = kept
     if dropped:
         config.hook.pytest_deselected(items=dropped)
@@ -173,9 +213,12 @@ class Recorder:
             )
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        base, round_number = split_round(report.nodeid)
         record: dict[str, Any] = {
             "kind": "report",
             "id": report.nodeid,
+            "test": base,
+            "round": round_number,
             "when": report.when,
             "outcome": report.outcome,
             "duration": report.duration,
@@ -229,7 +272,10 @@ def _read_selection(config: pytest.Config) -> None:
         with open(path, encoding="utf-8") as stream:
             wanted = json.load(stream)
         config.stash[_SELECT_KEY] = Selection(
-            config.rootpath, list(wanted["ids"]), ordered=bool(wanted.get("ordered"))
+            config.rootpath,
+            list(wanted["ids"]),
+            ordered=bool(wanted.get("ordered")),
+            rounds=[list(order) for order in wanted.get("rounds", [])],
         )
 
 
