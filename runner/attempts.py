@@ -22,6 +22,7 @@ from runner.record import AttemptRecord, RecordedTest, read_record
 from runner.settings import Settings
 
 _SEEDS = random.SystemRandom()
+PARALLEL_WORTH_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -107,9 +108,13 @@ def _randomly_off(pytest_args: Sequence[str]) -> bool:
     return "no:randomly" in joined
 
 
-def rerun_workers(workers: str, count: int, *, cpus: int | None) -> str:
-    """xdist workers for rerunning ``count`` tests: in parallel when there are several."""
-    if workers == "0":
+def rerun_workers(workers: str, count: int, *, cpus: int | None, seconds: float) -> str:
+    """xdist workers for rerunning ``count`` tests that took ``seconds`` the first time.
+
+    In parallel when there are several and their own time repays starting xdist's workers
+    (about 1.2 s measured on a 2-core machine; PARALLEL_WORTH_S leaves a margin).
+    """
+    if workers == "0" or seconds < PARALLEL_WORTH_S:
         return "0"
     limit = (cpus or 1) if workers in ("auto", "logical") else int(workers)
     parallel = min(limit, count)

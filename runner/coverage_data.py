@@ -106,12 +106,23 @@ def combine_and_report(
     return read_summary(reports_dir / "coverage.json", precision=precision)
 
 
-def read_summary(path: Path, *, precision: int) -> CoverageSummary:
-    """The totals of a coverage.py JSON report (format 3, coverage 7.12 or later)."""
+def read_report(path: Path) -> dict[str, Any]:
+    """A coverage.py JSON report, read as untrusted input (bounded, checked)."""
     try:
         if path.stat().st_size > JSON_LIMIT_BYTES:
             raise InfraError(f"{path} is larger than {JSON_LIMIT_BYTES} bytes; not read.")
-        totals: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))["totals"]
+        report: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(report.get("totals"), dict) or not isinstance(report.get("files"), dict):
+            raise ValueError("no 'totals' and 'files' tables")
+        return report
+    except (OSError, ValueError) as error:
+        raise InfraError(f"{path} is not a readable coverage.py JSON report ({error}).") from None
+
+
+def read_summary(path: Path, *, precision: int) -> CoverageSummary:
+    """The totals of a coverage.py JSON report (format 3, coverage 7.12 or later)."""
+    totals: dict[str, Any] = read_report(path)["totals"]
+    try:
         return CoverageSummary(
             line_percent=float(totals["percent_statements_covered"]),
             branch_percent=float(totals.get("percent_branches_covered", 100.0)),
@@ -121,7 +132,7 @@ def read_summary(path: Path, *, precision: int) -> CoverageSummary:
             num_branches=int(totals.get("num_branches", 0)),
             precision=precision,
         )
-    except (OSError, ValueError, KeyError, TypeError) as error:
+    except (ValueError, KeyError, TypeError) as error:
         raise InfraError(f"{path} is not a readable coverage.py JSON report ({error}).") from None
 
 

@@ -195,7 +195,12 @@ def detect(
             workers = (
                 None
                 if pool is None
-                else rerun_workers(settings.workers, len(pool) * size, cpus=os.cpu_count())
+                else rerun_workers(
+                    settings.workers,
+                    len(pool) * size,
+                    cpus=os.cpu_count(),
+                    seconds=per_round * size,
+                )
             )
             processes += 1
             done = run_attempt(

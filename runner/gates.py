@@ -8,6 +8,7 @@ coverage.py's own ``fail_under`` rule, so 100 means exactly 100.
 from __future__ import annotations
 
 from runner.coverage_data import below
+from runner.diff_coverage import DiffCoverage, ranges
 from runner.results import BROKEN, CoverageSummary, GateResult, TestResult, Totals
 from runner.settings import Settings
 
@@ -20,6 +21,8 @@ def evaluate(
     tests: tuple[TestResult, ...],
     coverage: CoverageSummary | None,
     suite_duration_s: float,
+    diff: DiffCoverage | None = None,
+    diff_skipped: str = "",
 ) -> tuple[GateResult, ...]:
     """Every enabled gate, in the order a user reads them."""
     gates = [
@@ -35,6 +38,12 @@ def evaluate(
             threshold=settings.fail_under_branch,
             coverage=coverage,
             actual=None if coverage is None else coverage.branch_percent,
+        ),
+        diff_gate(
+            diff,
+            threshold=settings.fail_under_diff,
+            precision=0 if coverage is None else coverage.precision,
+            skipped=diff_skipped,
         ),
         max_flaky(tests, threshold=settings.max_flaky),
         min_tests(tests, threshold=settings.min_tests),
@@ -52,6 +61,35 @@ def failed_tests(tests: tuple[TestResult, ...]) -> GateResult:
     named = ", ".join(test.id for test in broken[:LISTED])
     more = f" and {len(broken) - LISTED} more" if len(broken) > LISTED else ""
     return GateResult("failed-tests", 0, len(broken), False, f"{len(broken)} failed: {named}{more}")
+
+
+def diff_gate(
+    diff: DiffCoverage | None, *, threshold: float, precision: int, skipped: str
+) -> GateResult:
+    """The lines a change touched are covered; passes, saying why, when none count."""
+    if diff is None:
+        return GateResult("diff-coverage", threshold, None, True, f"skipped: {skipped}")
+    actual = diff.percent
+    if actual is None:
+        return GateResult(
+            "diff-coverage", threshold, None, True, f"no changed Python lines since {diff.base}"
+        )
+    failed = below(actual, threshold, precision=precision)
+    missing = "; ".join(
+        f"{file.path}: " + ", ".join(_span(span) for span in ranges(file.missing_lines))
+        for file in diff.files
+        if file.missing_lines
+    )
+    message = (
+        f"{actual:.2f} % of {diff.statements} changed statements and {diff.branches} branches "
+        f"since {diff.base} covered; minimum {threshold:g} %"
+        + (f"; missing {missing}" if missing else "")
+    )
+    return GateResult("diff-coverage", threshold, actual, not failed, message)
+
+
+def _span(span: list[int]) -> str:
+    return str(span[0]) if span[0] == span[1] else f"{span[0]}-{span[1]}"
 
 
 def max_flaky(tests: tuple[TestResult, ...], *, threshold: int) -> GateResult:

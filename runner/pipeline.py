@@ -12,11 +12,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -29,8 +28,11 @@ from runner.attempts import (
     rerun_workers,
     run_attempt,
 )
+from runner.diff_coverage import DiffCoverage, added_lines, measure
 from runner.errors import ConfigError, InfraError
 from runner.flaky import ORDER_CHECKS, verdict
+from runner.git import Git, default_base, merge_base
+from runner.git import diff as diff_text
 from runner.junit import write_junit
 from runner.quarantine import Quarantine, read_quarantine
 from runner.results import BROKEN, Attempt, RunInfo, RunResult, TestResult, classify
@@ -67,12 +69,12 @@ class History:
 
     def add(self, run: AttemptRun, *, kind: str, only: set[str] | None = None) -> None:
         self.runs.append(run)
-        for test in recorded_tests(run, kind=kind):
-            if only is not None and test.id not in only:
+        for test in sorted(recorded_tests(run, kind=kind), key=lambda t: t.round or 0):
+            if only is not None and test.test_id not in only:
                 continue
-            self.attempts.setdefault(test.id, []).append(test.attempt)
-            if self.def_lines.get(test.id) is None:
-                self.def_lines[test.id] = test.def_line
+            self.attempts.setdefault(test.test_id, []).append(test.attempt)
+            if self.def_lines.get(test.test_id) is None:
+                self.def_lines[test.test_id] = test.def_line
 
     def still_failing(self, ids: list[str]) -> list[str]:
         return [i for i in ids if classify(self.attempts[i][-1]) in BROKEN]
@@ -108,7 +110,14 @@ def run(settings: Settings, *, environ: Mapping[str, str]) -> Outcome:
     for number in range(2, settings.reruns + 2):
         if not failing:
             break
-        workers = rerun_workers(settings.workers, len(failing), cpus=os.cpu_count())
+        # The last rerun runs each test alone, without xdist: a test that fails only when
+        # it runs beside others shows as flaky, not broken.
+        seconds = sum(history.attempts[test_id][0].duration_s for test_id in failing)
+        workers = rerun_workers(
+            settings.workers, len(failing), cpus=os.cpu_count(), seconds=seconds
+        )
+        if number == settings.reruns + 1:
+            workers = "0"
         rerun = run_attempt(
             session,
             number=number,
@@ -126,6 +135,9 @@ def run(settings: Settings, *, environ: Mapping[str, str]) -> Outcome:
         data_files=[path for done in history.runs for path in done.coverage_dir.glob(".coverage*")],
         reports_dir=reports,
     )
+    diff, diff_skipped = measure_change(settings, environ=environ, measured=coverage is not None)
+    if coverage is not None and diff is not None:
+        coverage = replace(coverage, diff_percent=diff.percent)
     found_problems = tuple(problem for done in history.runs for problem in problems(done))
     info = RunInfo(
         started=started.isoformat(timespec="seconds"),
@@ -148,8 +160,16 @@ def run(settings: Settings, *, environ: Mapping[str, str]) -> Outcome:
         tests=tests,
         coverage=coverage,
         suite_duration_s=first.completed.duration_s,
+        diff=diff,
+        diff_skipped=diff_skipped,
     )
-    result = RunResult(run=info, tests=tests, coverage=coverage, gates=verdicts)
+    result = RunResult(
+        run=info,
+        tests=tests,
+        coverage=coverage,
+        gates=verdicts,
+        diff_coverage=None if diff is None else diff.to_json(),
+    )
     write_reports(result, reports)
     shutil.rmtree(work, ignore_errors=True)
     sys.stdout.write(render.terminal(result, reports_dir=_shown(reports)))
@@ -176,18 +196,36 @@ def check_order(session: Session, history: History, first: AttemptRun) -> None:
         sequence = sequences[worker or None]
         last = max(index for index, test_id in enumerate(sequence) if test_id in flaky)
         replay = sequence[: last + 1][-REPLAY_LIMIT:]
-        for _ in range(ORDER_CHECKS):
-            number += 1
-            done = run_attempt(
-                session,
-                number=number,
-                select=replay,
-                ordered=True,
-                workers="0",
-                reseed=True,
-                label=f"attempt {number}, order check of {len(replay)} tests",
-            )
-            history.add(done, kind="order-check", only=flaky & set(replay))
+        number += 1
+        done = run_attempt(
+            session,
+            number=number,
+            select=replay,
+            ordered=True,
+            workers="0",
+            reseed=True,
+            rounds=[replay] * ORDER_CHECKS,
+            label=f"attempt {number}, order check: {ORDER_CHECKS} replays of {len(replay)} tests",
+        )
+        history.add(done, kind="order-check", only=flaky & set(replay))
+
+
+def measure_change(
+    settings: Settings, *, environ: Mapping[str, str], measured: bool
+) -> tuple[DiffCoverage | None, str]:
+    """Coverage of the lines changed since the merge base with diff-base, or why there is none."""
+    if not measured:
+        return None, "no coverage data"
+    git = Git(settings.project, environ)
+    if not git.is_repository():
+        return None, "not a git repository, so no change to measure"
+    base = settings.diff_base or default_base(git)
+    if base is None:
+        return None, "no diff base: none of origin/HEAD, main or master exists; set diff-base"
+    since = merge_base(git, base)
+    report = coverage_data.read_report(settings.reports_dir / "coverage.json")
+    changed = added_lines(diff_text(git, since))
+    return measure(changed, report["files"], base=base, merge_base=since), ""
 
 
 def classify_all(history: History, quarantine: Quarantine) -> tuple[TestResult, ...]:
@@ -237,19 +275,7 @@ def _prepare(reports: Path, work: Path) -> None:
 
 def commit_of(project: Path, environ: Mapping[str, str]) -> str | None:
     """The commit under test: GitHub's ``GITHUB_SHA``, else the project's git HEAD."""
-    if environ.get("GITHUB_SHA"):
-        return environ["GITHUB_SHA"]
-    try:
-        completed = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=project,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-    except OSError:  # pragma: no cover - git is installed wherever testgate's tests run
-        return None
-    return completed.stdout.strip() or None if completed.returncode == 0 else None
+    return environ.get("GITHUB_SHA") or Git(project, environ).head()
 
 
 def write_reports(result: RunResult, reports: Path) -> None:

@@ -6,7 +6,7 @@ them (never rounded up to 100 unless everything is covered).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from coverage.results import display_covered
 
@@ -62,6 +62,12 @@ def terminal(result: RunResult, *, reports_dir: str) -> str:
         lines.append(
             f"coverage: line {percent(result.coverage.line_percent)}, "
             f"branch {percent(result.coverage.branch_percent)}"
+        )
+    diff = result.diff_coverage
+    if diff is not None and diff["percent"] is not None:
+        lines.append(
+            f"diff coverage: {percent(diff['percent'])} of {diff['statements']} changed "
+            f"statements and {diff['branches']} branches since {diff['base']}"
         )
     rows = [("gate", "threshold", "actual", "verdict")]
     rows += [
@@ -129,6 +135,7 @@ def markdown(result: RunResult) -> str:
         actual = gate_value(gate, gate.actual, measured=True)
         verdict = "pass" if gate.passed else "**FAIL**"
         out.append(f"| {gate.name} | {threshold} | {actual} | {verdict} | {_cell(gate.message)} |")
+    out += _diff_table(result.diff_coverage)
     broken = [test for test in result.tests if test.outcome in BROKEN]
     if broken:
         out += ["", "### Failed tests", "", "| test | where | message |", "| --- | --- | --- |"]
@@ -162,6 +169,31 @@ def markdown(result: RunResult) -> str:
     if result.run.warnings:
         out += ["", "### Warnings", ""] + [f"- {_cell(warning)}" for warning in result.run.warnings]
     return "\n".join(out) + "\n"
+
+
+def _diff_table(diff: dict[str, Any] | None) -> list[str]:
+    """Per changed file: changed statements and branches, and the lines left uncovered."""
+    if diff is None or not diff["files"]:
+        return []
+    out = [
+        "",
+        f"### Coverage of the change since `{_cell(diff['base'])}`: {percent(diff['percent'])}",
+        "",
+        "| file | changed statements | covered | changed branches | covered | missing lines |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for file in diff["files"][:LISTED_FAILURES]:
+        missing = ", ".join(
+            str(first) if first == last else f"{first}-{last}"
+            for first, last in file["missing_ranges"]
+        )
+        out.append(
+            f"| `{_cell(file['path'])}` | {file['statements']} | {file['covered_statements']} | "
+            f"{file['branches']} | {file['covered_branches']} | {missing or '-'} |"
+        )
+    if len(diff["files"]) > LISTED_FAILURES:
+        out.append(f"\n{len(diff['files']) - LISTED_FAILURES} more files are in results.json.")
+    return out
 
 
 def _cell(text: str) -> str:

@@ -268,6 +268,7 @@ class RunResult:
     tests: tuple[TestResult, ...]
     coverage: CoverageSummary | None
     gates: tuple[GateResult, ...]
+    diff_coverage: dict[str, Any] | None = None
 
     @property
     def totals(self) -> Totals:
@@ -285,6 +286,7 @@ class RunResult:
             "passed": self.passed,
             "tests": [test.to_json() for test in self.tests],
             "coverage": None if self.coverage is None else self.coverage.to_json(),
+            "diff_coverage": self.diff_coverage,
             "gates": [gate.to_json() for gate in self.gates],
         }
 
@@ -296,4 +298,5 @@ class RunResult:
             tests=tuple(TestResult.from_json(item) for item in data["tests"]),
             coverage=None if coverage is None else CoverageSummary.from_json(coverage),
             gates=tuple(GateResult.from_json(item) for item in data["gates"]),
+            diff_coverage=data.get("diff_coverage"),
         )

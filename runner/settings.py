@@ -132,6 +132,15 @@ OPTIONS: tuple[Option, ...] = (
     Option("dist", _dist, "worksteal", "xdist scheduler"),
     Option("fail-under-line", _percent, 100.0, "minimum line coverage, percent"),
     Option("fail-under-branch", _percent, 100.0, "minimum branch coverage, percent"),
+    Option(
+        "fail-under-diff", _percent, 100.0, "minimum coverage of the lines changed since diff-base"
+    ),
+    Option(
+        "diff-base",
+        _optional_text,
+        None,
+        "git ref to diff against (default: the PR's base, else origin/HEAD, main or master)",
+    ),
     Option("min-tests", _count, 1, "fewest tests that must run (skipped tests do not count)"),
     Option("max-duration", _optional_seconds, None, "longest allowed suite wall time, seconds"),
     Option("reruns", _count, 2, "times a failed test is rerun to tell flaky from broken"),
@@ -159,6 +168,8 @@ class Settings:
     dist: str
     fail_under_line: float
     fail_under_branch: float
+    fail_under_diff: float
+    diff_base: str | None
     min_tests: int
     max_duration: float | None
     reruns: int

@@ -57,21 +57,22 @@ def test_verdicts_from_attempts() -> None:
 
 
 @pytest.mark.parametrize(
-    ("workers", "count", "cpus", "expected"),
+    ("workers", "count", "cpus", "seconds", "expected"),
     [
-        ("auto", 1, 8, "0"),
-        ("auto", 3, 8, "3"),
-        ("auto", 30, 8, "8"),
-        ("logical", 5, None, "0"),
-        ("4", 10, 2, "4"),
-        ("0", 10, 8, "0"),
-        ("1", 10, 8, "0"),
+        ("auto", 1, 8, 60.0, "0"),
+        ("auto", 3, 8, 60.0, "3"),
+        ("auto", 30, 8, 60.0, "8"),
+        ("auto", 30, 8, 1.0, "0"),  # too short to repay starting workers
+        ("logical", 5, None, 60.0, "0"),
+        ("4", 10, 2, 60.0, "4"),
+        ("0", 10, 8, 60.0, "0"),
+        ("1", 10, 8, 60.0, "0"),
     ],
 )
-def test_reruns_run_in_parallel_only_when_there_are_several(
-    workers: str, count: int, cpus: int | None, expected: str
+def test_reruns_run_in_parallel_only_when_it_pays(
+    workers: str, count: int, cpus: int | None, seconds: float, expected: str
 ) -> None:
-    assert rerun_workers(workers, count, cpus=cpus) == expected
+    assert rerun_workers(workers, count, cpus=cpus, seconds=seconds) == expected
 
 
 def test_quarantine_entries_match_tests_parameters_and_classes(tmp_path: Path) -> None:

@@ -167,9 +167,13 @@ def test_gates_name_threshold_actual_and_verdict(ran: Ran) -> None:
         "failed-tests": (0, False),
         "line-coverage": (100, False),
         "branch-coverage": (100, False),
+        "diff-coverage": (100, True),
         "max-flaky": (0, True),
         "min-tests": (1, True),
     }
+    assert ran.gate("diff-coverage")["message"] == (
+        "skipped: not a git repository, so no change to measure"
+    )
     assert ran.gate("failed-tests")["actual"] == 7
     assert ran.gate("min-tests")["actual"] == 11
 

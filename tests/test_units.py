@@ -7,6 +7,7 @@ import json
 import runpy
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import jsonschema
@@ -134,6 +135,22 @@ def test_long_flaky_lists_are_cut_and_say_so() -> None:
     assert terminal(result, reports_dir="out").count("FLAKY (nondeterministic)") == 20
 
 
+def test_long_changed_file_lists_are_cut_and_say_so() -> None:
+    files = [
+        {"path": f"pkg/m{n}.py", "statements": 2, "covered_statements": 1,
+         "missing_ranges": [[3, 4], [9, 9]], "branches": 0, "covered_branches": 0,
+         "missing_branches": []}
+        for n in range(22)
+    ]  # fmt: skip
+    diff = {"base": "main", "merge_base": "abc", "percent": 50.0, "line_percent": 50.0,
+            "statements": 44, "branches": 0, "files": files}  # fmt: skip
+    result = replace(run_of(), diff_coverage=diff)
+    summary = markdown(result)
+    assert "### Coverage of the change since `main`: 50.00 %" in summary
+    assert "| `pkg/m0.py` | 2 | 1 | 0 | 0 | 3-4, 9 |" in summary
+    assert "2 more files are in results.json." in summary
+
+
 def test_problems_are_shown_and_the_verdict_is_failed() -> None:
     result = run_of(problems=("pytest was interrupted",))
     assert "problem: pytest was interrupted" in terminal(result, reports_dir="out")
@@ -173,7 +190,11 @@ def test_a_corrupt_coverage_data_file_is_an_infrastructure_error(tmp_path: Path)
 
 @pytest.mark.parametrize(
     ("content", "reason"),
-    [("{", "Expecting property name"), ('{"totals": {}}', "percent_statements_covered")],
+    [
+        ("{", "Expecting property name"),
+        ('{"totals": {}}', "no 'totals' and 'files' tables"),
+        ('{"totals": {}, "files": {}}', "percent_statements_covered"),
+    ],
 )
 def test_a_malformed_coverage_json_is_named(tmp_path: Path, content: str, reason: str) -> None:
     path = tmp_path / "coverage.json"

@@ -1,0 +1,382 @@
+"""The fail-under-diff gate on real throwaway git repositories.
+
+The fixture project is committed on ``main``; a ``feature`` branch then adds a file,
+modifies one (a new function with a partly covered branch, comments, a docstring, a
+``# pragma: no cover`` line, a deleted function), renames one with a one-line change,
+and edits a file the coverage configuration omits. Every line that must count carries a
+``# diff: covered`` or ``# diff: missing`` marker; nothing else may count.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from runner.diff_coverage import added_lines, ranges
+from runner.errors import InfraError
+from runner.git import Git, diff
+from tests.conftest import Ran, environment, run_in_process
+
+PYPROJECT = """\
+[project]
+name = "diffy"
+version = "0"
+requires-python = ">=3.11"
+dependencies = []
+
+[dependency-groups]
+dev = ["pytest", "pytest-cov"]
+
+[tool.uv]
+package = false
+
+[tool.pytest.ini_options]
+pythonpath = ["."]
+
+[tool.coverage.run]
+source = ["lib"]
+omit = ["lib/generated.py"]
+
+[tool.testgate]
+workers = 0
+fail-under-line = 0
+fail-under-branch = 0
+"""
+
+MAIN = {
+    "pyproject.toml": PYPROJECT,
+    "lib/__init__.py": "",
+    "lib/calc.py": """\
+        def add(a, b):
+            return a + b
+
+
+        def sub(a, b):
+            return a - b
+        """,
+    "lib/old_name.py": """\
+        def greet(name):
+            greeting = "hello"
+            return f"{greeting} {name}"
+
+
+        def shout(name):
+            return greet(name).upper()
+        """,
+    "lib/generated.py": "VALUE = 1\n",
+    "tests/test_lib.py": """\
+        from lib.calc import add
+
+
+        def test_add():
+            assert add(1, 2) == 3
+        """,
+}
+
+FEATURE = {
+    "lib/calc.py": '''\
+        def add(a, b):
+            return a + b
+
+
+        def clamp(value):  # diff: covered
+            """Keep a value at most 10.
+
+            The docstring and the comment below never count.
+            """
+            # a comment
+            if value > 10:  # diff: covered
+                return 10  # diff: missing
+
+            return value  # diff: covered
+
+
+        def debug_only():  # diff: covered
+            print("never run")  # pragma: no cover
+        ''',
+    "lib/fresh.py": """\
+        def used():  # diff: covered
+            return 1  # diff: covered
+
+
+        def unused():  # diff: covered
+            return 2  # diff: missing
+        """,
+    "lib/generated.py": "VALUE = 2\nOTHER = 3\n",
+    "lib/__init__.py": "# a comment: a changed file with no changed statement\n",
+    "tests/test_lib.py": """\
+        from lib.calc import add, clamp
+        from lib.fresh import used
+        from lib.new_name import greet
+
+
+        def test_add():
+            assert add(1, 2) == 3
+
+
+        def test_clamp_small():
+            assert clamp(3) == 3
+
+
+        def test_fresh():
+            assert used() == 1
+
+
+        def test_greet():
+            assert greet("ann") == "hi ann"
+        """,
+}
+RENAMED_LINE = '    greeting = "hi"  # diff: covered\n'
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=repo, check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+def write(root: Path, files: dict[str, str]) -> None:
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text), "utf-8")
+
+
+def make_repo(root: Path) -> Path:
+    """The fixture repository: main, then a feature branch with the change checked out."""
+    repo = root / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "config", "user.email", "dev@example.com")
+    git(repo, "config", "user.name", "dev")
+    (repo / ".gitignore").write_text(".venv/\ntestgate-reports/\nuv.lock\n", "utf-8")
+    write(repo, MAIN)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "main")
+    git(repo, "checkout", "-q", "-b", "feature")
+    git(repo, "mv", "lib/old_name.py", "lib/new_name.py")
+    write(repo, FEATURE)
+    renamed = repo / "lib/new_name.py"
+    lines = renamed.read_text("utf-8").splitlines(keepends=True)
+    renamed.write_text("".join([lines[0], RENAMED_LINE, *lines[2:]]), "utf-8")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "feature")
+    return repo
+
+
+def marked(repo: Path) -> dict[str, dict[str, set[int]]]:
+    """The lines each file marks as counting, by expected state."""
+    found: dict[str, dict[str, set[int]]] = {}
+    for path in sorted((repo / "lib").glob("*.py")):
+        for number, line in enumerate(path.read_text("utf-8").splitlines(), start=1):
+            for state in ("covered", "missing"):
+                if f"# diff: {state}" in line:
+                    name = path.relative_to(repo).as_posix()
+                    found.setdefault(name, {}).setdefault(state, set()).add(number)
+    return found
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_repo(tmp_path_factory.mktemp("diff"))
+
+
+@pytest.fixture(scope="module")
+def ran(repo: Path) -> Ran:
+    return run_in_process(repo, "--diff-base", "main", "--fail-under-diff", "80")
+
+
+def files_of(ran: Ran) -> dict[str, dict[str, Any]]:
+    diff = ran.results()["diff_coverage"]
+    return {file["path"]: file for file in diff["files"]}
+
+
+def test_exactly_the_marked_lines_count(repo: Path, ran: Ran) -> None:
+    expected = marked(repo)
+    files = files_of(ran)
+    assert sorted(files) == sorted(expected)  # generated.py is omitted; tests are not measured
+    for path, states in expected.items():
+        counted = states.get("covered", set()) | states.get("missing", set())
+        assert files[path]["statements"] == len(counted), path
+        assert files[path]["covered_statements"] == len(states.get("covered", set())), path
+        assert files[path]["missing_ranges"] == ranges(states.get("missing", set())), path
+
+
+def test_branches_that_start_on_changed_lines_count(repo: Path, ran: Ran) -> None:
+    calc = files_of(ran)["lib/calc.py"]
+    branch_line = marked(repo)["lib/calc.py"]["covered"]
+    start = min(line for line in branch_line if line > min(branch_line))  # the if line
+    assert (calc["branches"], calc["covered_branches"]) == (2, 1)
+    assert calc["missing_branches"] == [[start, start + 1]]
+
+
+def test_the_percentage_combines_statements_and_branches(ran: Ran) -> None:
+    diff = ran.results()["diff_coverage"]
+    statements, branches = diff["statements"], diff["branches"]
+    assert (statements, branches) == (10, 2)
+    assert diff["percent"] == pytest.approx(100 * (8 + 1) / 12)
+    assert diff["line_percent"] == pytest.approx(100 * 8 / 10)
+    assert ran.results()["coverage"]["diff_percent"] == diff["percent"]
+    gate = ran.gate("diff-coverage")
+    assert (gate["threshold"], gate["passed"]) == (80, False)
+    assert gate["message"] == (
+        "75.00 % of 10 changed statements and 2 branches since main covered; minimum 80 %; "
+        "missing lib/calc.py: 12; lib/fresh.py: 6"
+    )
+    assert "diff coverage: 75.00 % of 10 changed statements and 2 branches since main" in ran.output
+    summary = (ran.reports / "summary.md").read_text("utf-8")
+    assert "| `lib/fresh.py` | 4 | 3 | 0 | 0 | 6 |" in summary
+    assert ran.results()["diff_coverage"]["merge_base"] == git(ran.project, "rev-parse", "main")
+
+
+def test_line_percentage_equals_diff_covers(repo: Path, ran: Ran, tmp_path: Path) -> None:
+    report = tmp_path / "diff-cover.json"
+    subprocess.run(
+        [str(Path(sys.executable).parent / "diff-cover"), str(ran.reports / "coverage.xml"),
+         "--compare-branch=main", "--ignore-staged", "--ignore-unstaged",
+         "--total-percent-float", "--format", f"json:{report}"],
+        cwd=repo,
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    theirs = json.loads(report.read_text("utf-8"))
+    assert theirs["total_percent_covered"] == pytest.approx(
+        ran.results()["diff_coverage"]["line_percent"]
+    )
+    for path, file in files_of(ran).items():
+        stats = theirs["src_stats"][path]
+        assert len(stats["covered_lines"]) == file["covered_statements"], path
+        assert ranges(stats["violation_lines"]) == file["missing_ranges"], path
+
+
+def test_parsing_a_zero_context_diff() -> None:
+    diff = textwrap.dedent(
+        """\
+        diff --git a/gone.py b/gone.py
+        deleted file mode 100644
+        --- a/gone.py
+        +++ /dev/null
+        @@ -1,2 +0,0 @@
+        -x = 1
+        -y = 2
+        diff --git a/kept.py b/kept.py
+        --- a/kept.py
+        +++ b/kept.py
+        @@ -3,2 +2,0 @@ def f():
+        -    a = 1
+        -    b = 2
+        @@ -10 +9 @@ def g():
+        -    return 1
+        +    return 2
+        @@ -20,0 +20,3 @@ def h():
+        +    c = 3
+        +    d = 4
+        +    e = 5
+        \\ No newline at end of file
+        """
+    )
+    assert added_lines(diff) == {"kept.py": {9, 20, 21, 22}}
+    assert ranges([5, 3, 4, 9, 7, 8]) == [[3, 5], [7, 9]]
+
+
+def test_a_shallow_clone_fetches_what_the_merge_base_needs(
+    repo: Path, ran: Ran, tmp_path: Path
+) -> None:
+    origin = tmp_path / "origin.git"
+    git(tmp_path, "clone", "-q", "--bare", str(repo), str(origin))
+    clone = tmp_path / "clone"
+    git(
+        tmp_path,
+        "clone",
+        "-q",
+        "--depth",
+        "1",
+        "--branch",
+        "feature",
+        f"file://{origin}",
+        str(clone),
+    )
+    assert git(clone, "rev-parse", "--is-shallow-repository") == "true"
+    shallow = run_in_process(clone, "--diff-base", "origin/main", "--fail-under-diff", "70")
+    assert shallow.exit_code == 0, shallow.output
+    assert (
+        shallow.results()["diff_coverage"]["percent"] == ran.results()["diff_coverage"]["percent"]
+    )
+    assert (
+        shallow.results()["diff_coverage"]["merge_base"]
+        == ran.results()["diff_coverage"]["merge_base"]
+    )
+
+
+def test_a_shallow_clone_of_unrelated_history_stops_after_bounded_fetches(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path)
+    git(repo, "checkout", "-q", "--orphan", "island")
+    git(repo, "commit", "-q", "-m", "unrelated")
+    git(repo, "checkout", "-q", "feature")
+    origin = tmp_path / "origin.git"
+    git(tmp_path, "clone", "-q", "--bare", str(repo), str(origin))
+    clone = tmp_path / "clone"
+    git(
+        tmp_path,
+        "clone",
+        "-q",
+        "--depth",
+        "1",
+        "--branch",
+        "feature",
+        f"file://{origin}",
+        str(clone),
+    )
+    ran = run_in_process(clone, "--diff-base", "origin/island")
+    assert ran.exit_code == 3
+    assert "HEAD and diff-base 'origin/island' share no commit" in ran.output
+    assert "'fetch-depth: 0' on actions/checkout" in ran.output
+
+
+def test_a_diff_git_refuses_is_an_infrastructure_error(repo: Path) -> None:
+    with pytest.raises(InfraError, match="git diff no-such-commit HEAD failed"):
+        diff(Git(repo, environment()), "no-such-commit")
+
+
+def test_a_base_that_cannot_be_found_is_exit_three_with_advice(repo: Path) -> None:
+    ran = run_in_process(repo, "--diff-base", "origin/no-such-branch")
+    assert ran.exit_code == 3
+    assert "diff-base 'origin/no-such-branch' is not a commit" in ran.output
+    assert "'fetch-depth: 0' on actions/checkout" in ran.output
+
+
+def test_unrelated_history_is_exit_three_with_advice(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path)
+    git(repo, "checkout", "-q", "--orphan", "island")
+    git(repo, "commit", "-q", "-m", "unrelated")
+    git(repo, "checkout", "-q", "feature")
+    ran = run_in_process(repo, "--diff-base", "island")
+    assert ran.exit_code == 3
+    assert "HEAD and diff-base 'island' share no commit" in ran.output
+
+
+def test_the_base_defaults_to_the_pr_base_then_main(repo: Path, tmp_path: Path) -> None:
+    on_main = tmp_path / "on-main"
+    git(tmp_path, "clone", "-q", "--branch", "main", str(repo), str(on_main))
+    ran = run_in_process(on_main)
+    gate = ran.gate("diff-coverage")
+    assert (gate["passed"], gate["message"]) == (True, "no changed Python lines since origin/HEAD")
+    pull = run_in_process(repo, extra_env={"GITHUB_BASE_REF": "no-such-base"})
+    assert pull.exit_code == 3
+    assert "diff-base 'origin/no-such-base' is not a commit" in pull.output
+
+
+def test_without_a_base_branch_the_gate_is_skipped_and_says_why(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path)
+    git(repo, "branch", "-q", "-m", "main", "trunk")
+    ran = run_in_process(repo)
+    assert ran.gate("diff-coverage")["message"] == (
+        "skipped: no diff base: none of origin/HEAD, main or master exists; set diff-base"
+    )
+    assert ran.results()["diff_coverage"] is None
