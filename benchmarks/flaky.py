@@ -126,8 +126,11 @@ def trials(project: Path, count: int) -> None:
             elif failed_first:
                 observed[test["id"]] += 1
                 right_class[test["id"]] += test["outcome"] == "flaky"
-                right_kind[test["id"]] += test["flaky_kind"] == label
+                right_kind[test["id"]] += test["outcome"] == "flaky" and test["flaky_kind"] == label
     print(f"\n1. classification over {count} testgate run trials (2 workers, reruns=2)")
+    print("seen: trials whose first attempt failed (every trial for broken and stable tests);")
+    print("class ok: share classified flaky (failed / passed for broken / stable);")
+    print("kind ok: share of those classified flaky whose kind is right.")
     header = ("test", "label", "seen", "class ok", "bound", "kind ok", "bound")
     print("{:40} {:17} {:>4} {:>9} {:>6} {:>8} {:>6}".format(*header))
     for test_id, label in LABELS.items():
@@ -137,9 +140,11 @@ def trials(project: Path, count: int) -> None:
         class_bound = f"{1 - rate**RERUNS:.2f}" if rate else "1.00"
         kind_bound = f"{1 - rate**ORDER_CHECKS:.2f}" if rate else "1.00"
         if seen:
+            flaky = right_class[test_id] if label not in ("failed", "passed") else seen
+            kind = f"{right_kind[test_id] / flaky:.2f}" if flaky else "-"
             print(
                 f"{test_id:40} {label:17} {seen:>4} {right_class[test_id] / seen:>9.2f} "
-                f"{class_bound:>6} {right_kind[test_id] / seen:>8.2f} {kind_bound:>6}"
+                f"{class_bound:>6} {kind:>8} {kind_bound:>6}"
             )
         else:
             print(f"{test_id:40} {label:17} {0:>4}  (its first attempt never failed)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import re
@@ -121,6 +122,35 @@ def run_in_process(
             [command, "--project", str(project), *args], environ=environment(**(extra_env or {}))
         )
     return Ran(code, log.read_text("utf-8"), project, project / "testgate-reports")
+
+
+def once_per_session(
+    factory: pytest.TempPathFactory, name: str, produce: Callable[[Path], Ran]
+) -> Ran:
+    """Produce a run once for the whole session, even when xdist workers all ask for it.
+
+    The first worker to take the lock runs ``produce`` in a directory every worker of
+    this session shares; the others wait and read what it recorded.
+    """
+    base = factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    target = shared / f"shared-{name}"
+    with (shared / f"shared-{name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        record = target / "ran.json"
+        if record.exists():
+            data = json.loads(record.read_text("utf-8"))
+            return Ran(
+                data["exit_code"], data["output"], Path(data["project"]), Path(data["reports"])
+            )
+        target.mkdir()
+        ran = produce(target)
+        record.write_text(
+            json.dumps({"exit_code": ran.exit_code, "output": ran.output,
+                        "project": str(ran.project), "reports": str(ran.reports)}),
+            "utf-8",
+        )  # fmt: skip
+        return ran
 
 
 def run_subprocess(project: Path, *args: str) -> Ran:

@@ -21,7 +21,7 @@ import pytest
 from runner.diff_coverage import added_lines, ranges
 from runner.errors import InfraError
 from runner.git import Git, diff
-from tests.conftest import Ran, environment, run_in_process
+from tests.conftest import Ran, environment, once_per_session, run_in_process
 
 PYPROJECT = """\
 [project]
@@ -183,13 +183,19 @@ def marked(repo: Path) -> dict[str, dict[str, set[int]]]:
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_repo(tmp_path_factory.mktemp("diff"))
+def ran(tmp_path_factory: pytest.TempPathFactory) -> Ran:
+    return once_per_session(
+        tmp_path_factory,
+        "diff",
+        lambda root: run_in_process(
+            make_repo(root), "--diff-base", "main", "--fail-under-diff", "80"
+        ),
+    )
 
 
 @pytest.fixture(scope="module")
-def ran(repo: Path) -> Ran:
-    return run_in_process(repo, "--diff-base", "main", "--fail-under-diff", "80")
+def repo(ran: Ran) -> Path:
+    return ran.project
 
 
 def files_of(ran: Ran) -> dict[str, dict[str, Any]]:
@@ -344,8 +350,14 @@ def test_a_diff_git_refuses_is_an_infrastructure_error(repo: Path) -> None:
         diff(Git(repo, environment()), "no-such-commit")
 
 
-def test_a_base_that_cannot_be_found_is_exit_three_with_advice(repo: Path) -> None:
-    ran = run_in_process(repo, "--diff-base", "origin/no-such-branch")
+def clone(repo: Path, destination: Path, *args: str) -> Path:
+    """A private clone, so that runs never touch the shared repository's reports."""
+    git(destination.parent, "clone", "-q", *args, str(repo), str(destination))
+    return destination
+
+
+def test_a_base_that_cannot_be_found_is_exit_three_with_advice(repo: Path, tmp_path: Path) -> None:
+    ran = run_in_process(clone(repo, tmp_path / "c"), "--diff-base", "origin/no-such-branch")
     assert ran.exit_code == 3
     assert "diff-base 'origin/no-such-branch' is not a commit" in ran.output
     assert "'fetch-depth: 0' on actions/checkout" in ran.output
@@ -362,12 +374,11 @@ def test_unrelated_history_is_exit_three_with_advice(tmp_path: Path) -> None:
 
 
 def test_the_base_defaults_to_the_pr_base_then_main(repo: Path, tmp_path: Path) -> None:
-    on_main = tmp_path / "on-main"
-    git(tmp_path, "clone", "-q", "--branch", "main", str(repo), str(on_main))
-    ran = run_in_process(on_main)
+    ran = run_in_process(clone(repo, tmp_path / "on-main", "--branch", "main"))
     gate = ran.gate("diff-coverage")
     assert (gate["passed"], gate["message"]) == (True, "no changed Python lines since origin/HEAD")
-    pull = run_in_process(repo, extra_env={"GITHUB_BASE_REF": "no-such-base"})
+    on_feature = clone(repo, tmp_path / "on-feature", "--branch", "feature")
+    pull = run_in_process(on_feature, extra_env={"GITHUB_BASE_REF": "no-such-base"})
     assert pull.exit_code == 3
     assert "diff-base 'origin/no-such-base' is not a commit" in pull.output
 

@@ -15,7 +15,14 @@ import jsonschema
 import pytest
 from junitparser import JUnitXml, xunit2
 
-from tests.conftest import SCHEMA, Ran, copy_fixture, marker_line, run_in_process
+from tests.conftest import (
+    SCHEMA,
+    Ran,
+    copy_fixture,
+    marker_line,
+    once_per_session,
+    run_in_process,
+)
 
 FIRST = "tests/test_flaky.py::test_fails_first_time"
 ORDER = "tests/test_order.py::test_b_needs_clean_state"
@@ -35,7 +42,7 @@ def flaky_run(tmp_path: Path, *args: str, quarantine: str | None = None) -> Ran:
 
 @pytest.fixture(scope="module")
 def ran(tmp_path_factory: pytest.TempPathFactory) -> Ran:
-    return flaky_run(tmp_path_factory.mktemp("flaky"))
+    return once_per_session(tmp_path_factory, "flaky", flaky_run)
 
 
 def attempts(ran: Ran, test_id: str) -> list[tuple[int, str, str]]:

@@ -22,6 +22,7 @@ from tests.conftest import (
     Ran,
     copy_fixture,
     marker_line,
+    once_per_session,
     run_in_process,
     run_subprocess,
     summary_counts,
@@ -32,8 +33,11 @@ MAIN = "tests/test_outcomes.py"
 
 @pytest.fixture(scope="module")
 def ran(tmp_path_factory: pytest.TempPathFactory) -> Ran:
-    project = copy_fixture("outcomes", tmp_path_factory.mktemp("outcomes"))
-    return run_in_process(project, "--workers", "2")
+    return once_per_session(
+        tmp_path_factory,
+        "outcomes",
+        lambda root: run_in_process(copy_fixture("outcomes", root), "--workers", "2"),
+    )
 
 
 def line_of(ran: Ran, file: str, marker: str) -> int:
