@@ -56,11 +56,13 @@ def run_attempt(
     reseed: bool = False,
     label: str | None = None,
     rounds: Sequence[Sequence[str]] = (),
+    schedule: Path | None = None,
 ) -> AttemptRun:
     """Run attempt ``number``; with ``select``, only those tests (in order when ``ordered``).
 
     ``reseed`` gives the run fresh random seeds; ``label`` is printed before its output;
-    ``rounds`` (orders of ``select``) runs every test once per round, in one process.
+    ``rounds`` (orders of ``select``) runs every test once per round, in one process;
+    ``schedule`` names the plugin's shard and ordering plan.
     """
     directory = session.work / f"attempt-{number}"
     directory.mkdir(parents=True)
@@ -76,6 +78,8 @@ def run_attempt(
         extra_env["PYTHONHASHSEED"] = str(seed)
         if session.project_env.has_randomly and not _randomly_off(session.settings.pytest_args):
             extra_args.append(f"--randomly-seed={seed}")
+    if schedule is not None:
+        extra_env[execute.SCHEDULE_ENV] = str(schedule)
     if label is not None:
         sys.stdout.write(f"\ntestgate: {label}\n")
         sys.stdout.flush()

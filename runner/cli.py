@@ -16,6 +16,7 @@ from pathlib import Path
 from runner import __version__, pipeline
 from runner.detection import detect
 from runner.errors import TestgateError
+from runner.merge import merge
 from runner.settings import OPTIONS, Settings, load_settings
 
 
@@ -42,6 +43,25 @@ def parser() -> argparse.ArgumentParser:
         "flips (flaky) or passes often enough in a row (stable). Arguments after -- go to pytest.",
     )
     _add_settings(flaky)
+    merge = commands.add_parser(
+        "merge",
+        help="merge the reports of several runs (matrix shards, variants), then evaluate gates",
+        description="Merge reports dirs of several runs into one and evaluate the gates on it.",
+    )
+    _add_settings(merge)
+    merge.add_argument(
+        "directories",
+        nargs="+",
+        metavar="DIR",
+        help="reports dirs to merge (relative to the project)",
+    )
+    merge.add_argument(
+        "--expect-shards",
+        type=int,
+        default=None,
+        metavar="N",
+        help="each variant must have shards 1/N .. N/N, once each (the matrix size)",
+    )
     flaky.add_argument("--only", nargs="+", default=[], metavar="ID", help="test ids to check")
     flaky.add_argument(
         "--from-quarantine", action="store_true", help="check the quarantine file's entries"
@@ -93,6 +113,13 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
                     else settings.project / namespace.from_results
                 ),
             )
+        if namespace.command == "merge":
+            return merge(
+                settings,
+                environ=env,
+                directories=[settings.project / directory for directory in namespace.directories],
+                expect_shards=namespace.expect_shards,
+            ).exit_code
         return pipeline.run(settings, environ=env).exit_code
     except TestgateError as error:
         sys.stdout.flush()

@@ -74,10 +74,18 @@ def infer_sources(project: Path) -> tuple[str, ...]:
 
 
 def combine_and_report(
-    *, project: Path, data_files: Sequence[Path], reports_dir: Path
+    *,
+    project: Path,
+    data_files: Sequence[Path],
+    reports_dir: Path,
+    other_roots: Sequence[str] = (),
 ) -> CoverageSummary | None:
     """Combine data files into ``.coverage`` and write the XML and JSON reports.
 
+    ``other_roots`` are the project roots the data files were measured in on other
+    machines (matrix shards, other OSes): they are remapped onto this project, as a
+    ``[paths]`` entry would, next to the project's own ``[paths]``. The data keeps the
+    absolute paths coverage.py records, so coverage.py's own commands read it as is.
     Returns None when nothing was measured (no data file, or no measured file ran).
     """
     target = reports_dir / ".coverage"
@@ -88,6 +96,11 @@ def combine_and_report(
         return None
     with in_directory(project):
         cov = coverage.Coverage(data_file=str(target), config_file=True)
+        elsewhere = sorted(set(other_roots) - {str(project)})
+        if elsewhere:
+            cov.set_option(
+                "paths", {**cov.config.paths, "testgate-runs": [str(project), *elsewhere]}
+            )
         try:
             cov.combine(present, strict=True, keep=True)
         except CoverageException as error:

@@ -25,6 +25,7 @@ PLUGIN_DIR = Path(__file__).parent / "plugin"
 PLUGIN_NAME = "_testgate_plugin"
 RECORD_ENV = "TESTGATE_RECORD"
 SELECT_ENV = "TESTGATE_SELECT"
+SCHEDULE_ENV = "TESTGATE_SCHEDULE"
 
 # Variables that must never reach the project's tests (secrets), or that belong to an
 # outer pytest/coverage/virtualenv and would confuse the inner run.
@@ -43,7 +44,7 @@ SECRET_NAMES = frozenset(
 )
 LEAKY_PREFIXES = ("PYTEST_XDIST_", "COV_CORE_", "COVERAGE_")
 LEAKY_NAMES = frozenset(
-    {"VIRTUAL_ENV", "PYTEST_CURRENT_TEST", "PYTEST_VERSION", RECORD_ENV, SELECT_ENV}
+    {"VIRTUAL_ENV", "PYTEST_CURRENT_TEST", "PYTEST_VERSION", RECORD_ENV, SELECT_ENV, SCHEDULE_ENV}
 )
 
 _PROBE = """

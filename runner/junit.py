@@ -14,7 +14,7 @@ from pathlib import Path
 from junitparser import Error, Failure, Skipped, xunit2
 from junitparser.junitparser import Result
 
-from runner.results import BROKEN, Attempt, RunResult, TestResult, classify
+from runner.results import BROKEN, Attempt, RunResult, TestResult, Totals, classify
 
 _ILLEGAL_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
@@ -116,17 +116,21 @@ def _results(test: TestResult, attempt: Attempt) -> list[Result]:
 
 
 def write_junit(result: RunResult, path: Path) -> None:
-    """Write the run as one JUnit XML file with one test suite."""
-    totals = result.totals
-    suite = xunit2.TestSuite("testgate")  # type: ignore[no-untyped-call]
-    # add_testcase recounts the whole suite after each case (quadratic); the counts
-    # are set once below from the totals, which follow pytest's own counting.
-    suite.extend([testcase(test) for test in result.tests])  # type: ignore[no-untyped-call]
-    suite.tests = totals.tests
-    suite.failures = totals.failed
-    suite.errors = totals.errors
-    suite.skipped = totals.skipped + totals.xfailed + totals.quarantined
-    suite.time = round(result.run.suite_duration_s, 3)
+    """Write the run as JUnit XML: one test suite, or one per variant after a merge."""
+    variants: dict[str | None, list[TestResult]] = {}
+    for test in result.tests:
+        variants.setdefault(test.variant, []).append(test)
     document = xunit2.JUnitXml()
-    document.add_testsuite(suite)
+    for variant, tests in variants.items() or [(None, [])]:
+        totals = Totals.of(tuple(tests))
+        suite = xunit2.TestSuite(variant or "testgate")  # type: ignore[no-untyped-call]
+        # add_testcase recounts the whole suite after each case (quadratic); the counts
+        # are set once below from the totals, which follow pytest's own counting.
+        suite.extend([testcase(test) for test in tests])  # type: ignore[no-untyped-call]
+        suite.tests = totals.tests
+        suite.failures = totals.failed
+        suite.errors = totals.errors
+        suite.skipped = totals.skipped + totals.xfailed + totals.quarantined
+        suite.time = round(sum(test.attempts[0].duration_s for test in tests), 3)
+        document.add_testsuite(suite)
     document.write(str(path), pretty=False)

@@ -37,6 +37,7 @@ from runner.junit import write_junit
 from runner.quarantine import Quarantine, read_quarantine
 from runner.results import BROKEN, Attempt, RunInfo, RunResult, TestResult, classify
 from runner.settings import Settings
+from runner.sharding import read_durations
 
 REPORT_FILES = (
     "results.json",
@@ -89,8 +90,15 @@ def run(settings: Settings, *, environ: Mapping[str, str]) -> Outcome:
     clock = time.monotonic()
     quarantine = read_quarantine(settings.quarantine)
     reports = settings.reports_dir
+    durations, durations_warning = read_durations(settings.durations or reports / "durations.json")
     work = reports / WORK_DIR
     _prepare(reports, work)
+    schedule = work / "schedule.json"
+    shard = None if settings.shard is None else [int(part) for part in settings.shard.split("/")]
+    schedule.write_text(
+        json.dumps({"durations": durations, "shard": shard, "order": settings.workers != "0"}),
+        "utf-8",
+    )
     project_env = execute.probe(settings, environ)
     session = Session(
         settings=settings,
@@ -100,7 +108,7 @@ def run(settings: Settings, *, environ: Mapping[str, str]) -> Outcome:
         work=work,
     )
     history = History()
-    first = run_attempt(session, number=1)
+    first = run_attempt(session, number=1, schedule=schedule)
     history.add(first, kind="run")
     failing = [
         test_id
@@ -135,7 +143,11 @@ def run(settings: Settings, *, environ: Mapping[str, str]) -> Outcome:
         data_files=[path for done in history.runs for path in done.coverage_dir.glob(".coverage*")],
         reports_dir=reports,
     )
-    diff, diff_skipped = measure_change(settings, environ=environ, measured=coverage is not None)
+    diff, diff_skipped = None, f"deferred to testgate merge (shard {settings.shard})"
+    if settings.shard is None:
+        diff, diff_skipped = measure_change(
+            settings, environ=environ, measured=coverage is not None
+        )
     if coverage is not None and diff is not None:
         coverage = replace(coverage, diff_percent=diff.percent)
     found_problems = tuple(problem for done in history.runs for problem in problems(done))
@@ -148,12 +160,15 @@ def run(settings: Settings, *, environ: Mapping[str, str]) -> Outcome:
         python=project_env.python,
         platform=project_env.platform,
         variant=f"py{project_env.python}-{project_env.platform}",
+        shard=settings.shard,
+        root=str(settings.project),
         pytest_exit_code=first.completed.exit_code,
         problems=found_problems,
         warnings=tuple(
             f"quarantine entry {entry!r} matches no test of this run"
             for entry in quarantine.unmatched(history.attempts)
-        ),
+        )
+        + ((durations_warning,) if durations_warning else ()),
     )
     verdicts = gates.evaluate(
         settings=settings,
@@ -284,11 +299,11 @@ def write_reports(result: RunResult, reports: Path) -> None:
         json.dumps(result.to_json(), indent=1, ensure_ascii=False) + "\n", encoding="utf-8"
     )
     write_junit(result, reports / "junit.xml")
-    durations = {
-        test.id: round(test.attempts[0].duration_s, 6)
-        for test in result.tests
-        if test.attempts[0].phase != "collect"
-    }
+    durations: dict[str, float] = {}
+    for test in result.tests:  # after a merge, a test's longest time over its variants
+        if test.attempts[0].phase != "collect":
+            seconds = round(test.attempts[0].duration_s, 6)
+            durations[test.id] = max(seconds, durations.get(test.id, 0.0))
     (reports / "durations.json").write_text(json.dumps(durations, indent=1) + "\n", "utf-8")
     (reports / "summary.md").write_text(render.markdown(result), encoding="utf-8")
 

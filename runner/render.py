@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from coverage.results import display_covered
 
-from runner.results import BROKEN, GateResult, RunResult
+from runner.results import BROKEN, GateResult, RunResult, TestResult
 
 if TYPE_CHECKING:
     from runner.detection import Detection
@@ -36,11 +36,26 @@ def gate_value(gate: GateResult, value: float | None, *, measured: bool) -> str:
     return f"{value:g}"
 
 
+def gate_verdict(gate: GateResult) -> str:
+    """pass or FAIL; a gate that passed without judging says so (deferred, skipped)."""
+    if not gate.passed:
+        return "FAIL"
+    first = gate.message.split(" ", 1)[0]
+    return first if first in ("deferred", "skipped:") else "pass"
+
+
 def counts_line(result: RunResult) -> str:
     """``12 tests: 10 passed, 1 failed, 1 skipped`` with only the non-zero counts."""
     totals = result.totals.to_json()
     parts = [f"{totals[name]} {name}" for name in list(totals)[1:] if totals[name]]
     return f"{totals['tests']} tests: " + (", ".join(parts) if parts else "none ran")
+
+
+def _headline(test: TestResult) -> str:
+    """``FAILED``, ``FLAKY (order-dependent)``, with ``[variant]`` after a merge."""
+    kind = f" ({test.flaky_kind})" if test.flaky_kind else ""
+    variant = f" [{test.variant}]" if test.variant else ""
+    return f"{test.outcome.upper()}{kind}{variant}"
 
 
 def location(test_file: str, line: int | None) -> str:
@@ -75,7 +90,7 @@ def terminal(result: RunResult, *, reports_dir: str) -> str:
             gate.name,
             gate_value(gate, gate.threshold, measured=False),
             gate_value(gate, gate.actual, measured=True),
-            "pass" if gate.passed else "FAIL",
+            gate_verdict(gate),
         )
         for gate in result.gates
     ]
@@ -89,19 +104,13 @@ def terminal(result: RunResult, *, reports_dir: str) -> str:
             lines.append(f"  {gate.name}: {gate.message}")
     broken = [test for test in result.tests if test.outcome in BROKEN]
     for test in broken[:LISTED_FAILURES]:
-        message = (test.attempts[-1].message or test.attempts[-1].teardown_error or "").split("\n")[
-            0
-        ]
-        lines.append(
-            f"{test.outcome.upper()} {location(test.file, test.line)} {test.id}: {message}"
-        )
+        last = test.attempts[-1]
+        message = (last.message or last.teardown_error or "").split("\n")[0]
+        lines.append(f"{_headline(test)} {location(test.file, test.line)} {test.id}: {message}")
     if len(broken) > LISTED_FAILURES:
         lines.append(f"... and {len(broken) - LISTED_FAILURES} more in results.json")
     for test in [test for test in result.tests if test.outcome in NOTED][:LISTED_FAILURES]:
-        kind = f" ({test.flaky_kind})" if test.flaky_kind else ""
-        lines.append(
-            f"{test.outcome.upper()}{kind} {location(test.file, test.line)} {test.id}: {test.note}"
-        )
+        lines.append(f"{_headline(test)} {location(test.file, test.line)} {test.id}: {test.note}")
     for problem in result.run.problems:
         lines.append(f"problem: {problem}")
     for warning in result.run.warnings:
@@ -133,8 +142,10 @@ def markdown(result: RunResult) -> str:
     for gate in result.gates:
         threshold = gate_value(gate, gate.threshold, measured=False)
         actual = gate_value(gate, gate.actual, measured=True)
-        verdict = "pass" if gate.passed else "**FAIL**"
-        out.append(f"| {gate.name} | {threshold} | {actual} | {verdict} | {_cell(gate.message)} |")
+        verdict_cell = gate_verdict(gate) if gate.passed else "**FAIL**"
+        out.append(
+            f"| {gate.name} | {threshold} | {actual} | {verdict_cell} | {_cell(gate.message)} |"
+        )
     out += _diff_table(result.diff_coverage)
     broken = [test for test in result.tests if test.outcome in BROKEN]
     if broken:

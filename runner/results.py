@@ -92,6 +92,7 @@ class TestResult:
     attempts: tuple[Attempt, ...]
     flaky_kind: str | None = None
     note: str | None = None
+    variant: str | None = None
 
     @property
     def categories(self) -> tuple[str, ...]:
@@ -113,6 +114,7 @@ class TestResult:
             "outcome": self.outcome,
             "flaky_kind": self.flaky_kind,
             "note": self.note,
+            "variant": self.variant,
             "attempts": [attempt.to_json() for attempt in self.attempts],
         }
 
@@ -125,6 +127,7 @@ class TestResult:
             outcome=data["outcome"],
             flaky_kind=data.get("flaky_kind"),
             note=data.get("note"),
+            variant=data.get("variant"),
             attempts=tuple(Attempt.from_json(item) for item in data["attempts"]),
         )
 
@@ -230,6 +233,7 @@ class RunInfo:
     shard: str | None = None
     pytest_exit_code: int | None = None
     rerun_duration_s: float = 0.0
+    root: str | None = None
     problems: tuple[str, ...] = field(default=())
     warnings: tuple[str, ...] = field(default=())
 
@@ -255,6 +259,7 @@ class RunInfo:
             shard=data.get("shard"),
             pytest_exit_code=data.get("pytest_exit_code"),
             rerun_duration_s=float(data.get("rerun_duration_s", 0.0)),
+            root=data.get("root"),
             problems=tuple(data.get("problems", ())),
             warnings=tuple(data.get("warnings", ())),
         )

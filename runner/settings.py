@@ -96,6 +96,16 @@ def _arguments(text: str) -> tuple[str, ...]:
         raise ValueError(f"cannot be split into arguments ({error})") from None
 
 
+def _shard(text: str) -> str | None:
+    value = text.strip()
+    if value.lower() in ("", "none"):
+        return None
+    index, _, count = value.partition("/")
+    if not (index.isdigit() and count.isdigit()) or not 1 <= int(index) <= int(count):
+        raise ValueError("must be I/N with 1 <= I <= N, such as 2/4")
+    return f"{int(index)}/{int(count)}"
+
+
 def _text(text: str) -> str:
     if not text.strip():
         raise ValueError("must not be empty")
@@ -151,6 +161,13 @@ OPTIONS: tuple[Option, ...] = (
     Option("confidence", _probability, 0.95, "flaky detection: confidence of a stable verdict"),
     Option("max-fail-rate", _probability, 0.05, "flaky detection: failure rate ruled out"),
     Option("time-budget", _optional_seconds, None, "flaky detection: stop after this many seconds"),
+    Option("shard", _shard, None, "run shard I/N of the suite, balanced by recorded durations"),
+    Option(
+        "durations",
+        _optional_text,
+        None,
+        "durations.json to balance shards and order tests by (default: the reports dir's)",
+    ),
     Option("pytest-args", _arguments, (), "extra pytest arguments, as one shell-quoted string"),
     Option("python-version", _optional_text, None, "the Python uv runs the suite with"),
     Option("sync", _boolean, True, "let 'uv run' sync the project environment first"),
@@ -178,6 +195,8 @@ class Settings:
     confidence: float
     max_fail_rate: float
     time_budget: float | None
+    shard: str | None
+    durations: Path | None
     pytest_args: tuple[str, ...]
     python_version: str | None
     sync: bool
@@ -206,10 +225,12 @@ def load_settings(
     values["pytest_args"] = tuple(values["pytest_args"]) + extra_pytest_args
     reports = Path(values.pop("reports_dir"))
     quarantine = values.pop("quarantine")
+    durations = values.pop("durations")
     return Settings(
         project=root,
         reports_dir=root / reports,
         quarantine=None if quarantine is None else root / quarantine,
+        durations=None if durations is None else root / durations,
         **values,
     )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import json
 import os
 import re
@@ -15,12 +16,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 
 from runner.cli import main
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SCHEMA = Path(__file__).parent.parent / "runner" / "schema" / "results.schema.json"
+
+
+@functools.cache
+def results_schema() -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(json.loads(SCHEMA.read_text("utf-8")))
 
 
 @dataclass(frozen=True)
@@ -33,7 +40,9 @@ class Ran:
     reports: Path
 
     def results(self) -> dict[str, Any]:
+        """results.json, checked against the published schema every time a test reads it."""
         data: dict[str, Any] = json.loads((self.reports / "results.json").read_text("utf-8"))
+        results_schema().validate(data)
         return data
 
     def test(self, test_id: str) -> dict[str, Any]:
@@ -113,15 +122,20 @@ def captured_output(path: Path) -> Iterator[None]:
 
 
 def run_in_process(
-    project: Path, *args: str, extra_env: dict[str, str] | None = None, command: str = "run"
+    project: Path,
+    *args: str,
+    extra_env: dict[str, str] | None = None,
+    command: str = "run",
+    reports: str = "testgate-reports",
 ) -> Ran:
     """Run a ``testgate`` command in this process outside any pytest capture fixture."""
     log = project.parent / f"{project.name}-{command}-output.txt"
     with captured_output(log):
         code = main(
-            [command, "--project", str(project), *args], environ=environment(**(extra_env or {}))
+            [command, "--project", str(project), "--reports-dir", reports, *args],
+            environ=environment(**(extra_env or {})),
         )
-    return Ran(code, log.read_text("utf-8"), project, project / "testgate-reports")
+    return Ran(code, log.read_text("utf-8"), project, project / reports)
 
 
 def once_per_session(

@@ -241,6 +241,20 @@ def test_the_percentage_combines_statements_and_branches(ran: Ran) -> None:
     assert ran.results()["diff_coverage"]["merge_base"] == git(ran.project, "rev-parse", "main")
 
 
+def test_the_diff_is_measured_once_on_merged_shards(repo: Path, ran: Ran, tmp_path: Path) -> None:
+    copy = clone(repo, tmp_path / "sharded", "--branch", "feature")
+    git(copy, "branch", "-q", "main", "origin/main")
+    for index in (1, 2):
+        shard = run_in_process(copy, "--shard", f"{index}/2", reports=f"shard-{index}")
+        assert shard.results()["diff_coverage"] is None  # deferred to the merge
+    merged = run_in_process(
+        copy, "--diff-base", "main", "shard-1", "shard-2", command="merge", reports="merged"
+    )
+    expected = ran.results()["diff_coverage"]
+    assert merged.results()["diff_coverage"]["percent"] == expected["percent"]
+    assert merged.results()["diff_coverage"]["files"] == expected["files"]
+
+
 def test_line_percentage_equals_diff_covers(repo: Path, ran: Ran, tmp_path: Path) -> None:
     report = tmp_path / "diff-cover.json"
     subprocess.run(

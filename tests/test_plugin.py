@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import xdist.workermanage
 
-from runner.execute import PLUGIN_DIR, PLUGIN_NAME, RECORD_ENV, SELECT_ENV
+from runner.execute import PLUGIN_DIR, PLUGIN_NAME, RECORD_ENV, SCHEDULE_ENV, SELECT_ENV
 
 SUITE = """
 import os
@@ -138,9 +138,15 @@ def test_long_text_is_cut_and_says_so(pytester: pytest.Pytester) -> None:
 def test_under_xdist_the_controller_records_every_worker(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         test_many="import pytest\n@pytest.mark.parametrize('n', range(6))\n"
-        "def test_n(n):\n    assert n != 3\n"
+        "def test_n(n):\n    assert n != 3\n",
+        test_unwanted="def test_never():\n    pass\n",
     )
-    found = records(pytester, "-n", "2")
+    # The workers get the selection from the controller, not from the environment.
+    selection = pytester.path / "select.json"
+    selection.write_text(json.dumps({"ids": ["test_many.py"], "ordered": False}), "utf-8")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(SELECT_ENV, str(selection))
+        found = records(pytester, "-n", "2")
     collected = [item for item in found if item["kind"] == "collected"]
     assert sorted(item["worker"] for item in collected) == ["gw0", "gw1"]
     assert all(item["count"] == 6 for item in collected)
@@ -150,12 +156,22 @@ def test_under_xdist_the_controller_records_every_worker(pytester: pytest.Pytest
     assert workers == {"gw0", "gw1"}
 
 
-def test_plugin_is_a_single_stdlib_and_pytest_file() -> None:
-    source = (Path(PLUGIN_DIR) / f"{PLUGIN_NAME}.py").read_text("utf-8")
-    imports = {
+def imports_of(name: str) -> set[str]:
+    source = (Path(PLUGIN_DIR) / f"{name}.py").read_text("utf-8")
+    return {
         line.split()[1] for line in source.splitlines() if line.startswith(("import ", "from "))
     }
-    assert imports == {"__future__", "json", "os", "collections.abc", "pathlib", "typing", "pytest"}
+
+
+def test_the_plugin_needs_only_the_standard_library_and_pytest() -> None:
+    assert imports_of(PLUGIN_NAME) == {
+        "__future__", "json", "os", "collections.abc", "pathlib", "typing", "pytest",
+        "_testgate_schedule",
+    }  # fmt: skip
+    assert imports_of("_testgate_schedule") <= set(sys.stdlib_module_names) | {
+        "__future__",
+        "collections.abc",
+    }
 
 
 def test_a_test_imported_from_another_module_gets_no_foreign_def_line(
@@ -227,3 +243,52 @@ def test_rounds_repeat_each_test_in_each_rounds_order(pytester: pytest.Pytester)
         ("test_r.py::test_b[1-testgate-round-1]", "test_r.py::test_b[1]", 1),
         ("test_r.py::test_a[testgate-round-1]", "test_r.py::test_a", 1),
     ]
+
+
+def test_a_schedule_puts_the_longest_work_first_keeping_fixture_groups(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        test_free="def test_short():\n    pass\n\ndef test_long():\n    pass\n",
+        test_grouped="import pytest\n\n@pytest.fixture(scope='module')\ndef shared():\n"
+        "    return 1\n\ndef test_g1(shared):\n    pass\n\ndef test_g2(shared):\n    pass\n",
+        test_klass="import pytest\n\nclass TestK:\n    @pytest.fixture(scope='class')\n"
+        "    def state(self):\n        return 1\n\n    def test_k1(self, state):\n        pass\n\n"
+        "    def test_k2(self, state):\n        pass\n",
+    )
+    durations = {
+        "test_free.py::test_short": 0.1,
+        "test_free.py::test_long": 5.0,
+        "test_grouped.py::test_g1": 2.0,
+        "test_grouped.py::test_g2": 2.0,
+        "test_klass.py::TestK::test_k1": 0.5,
+        "test_klass.py::TestK::test_k2": 3.0,
+    }
+    ran = scheduled(pytester, {"durations": durations, "order": True})
+    assert ran == [
+        "test_free.py::test_long",  # 5.0
+        "test_grouped.py::test_g1",  # the module's group: 4.0 together
+        "test_grouped.py::test_g2",
+        "test_klass.py::TestK::test_k1",  # the class's group: 3.5, in pytest's own order
+        "test_klass.py::TestK::test_k2",
+        "test_free.py::test_short",
+    ]
+
+
+def scheduled(pytester: pytest.Pytester, schedule: dict[str, Any]) -> list[str]:
+    """Run with a schedule file; return the ids of the tests that ran, in order."""
+    path = pytester.path / "schedule.json"
+    path.write_text(json.dumps(schedule), "utf-8")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(SCHEDULE_ENV, str(path))
+        found = records(pytester)
+    return [item["id"] for item in found if item.get("when") == "call"]
+
+
+def test_a_schedule_keeps_only_its_shard(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_s="def test_a():\n    pass\n\ndef test_b():\n    pass\n\n"
+                        "def test_c():\n    pass\n")  # fmt: skip
+    durations = {"test_s.py::test_a": 3.0, "test_s.py::test_b": 2.0, "test_s.py::test_c": 2.0}
+    first = scheduled(pytester, {"durations": durations, "shard": [1, 2]})
+    second = scheduled(pytester, {"durations": durations, "shard": [2, 2]})
+    assert (first, second) == (["test_s.py::test_a"], ["test_s.py::test_b", "test_s.py::test_c"])

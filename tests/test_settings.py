@@ -75,6 +75,9 @@ def test_environment_strings_are_parsed_like_flags(tmp_path: Path) -> None:
     assert settings.sync is False
     assert settings.max_duration is None
     assert settings.python_version == "3.11"
+    sharded = load_settings(project=project_with(tmp_path), flags={"shard": "02/4"}, environ={})
+    assert sharded.shard == "2/4"
+    assert load_settings(project=tmp_path, flags={"shard": "none"}, environ={}).shard is None
 
 
 @pytest.mark.parametrize(
@@ -111,6 +114,8 @@ def test_a_bad_value_names_its_source_and_what_is_accepted(
         ("sync", "maybe", "must be true or false"),
         ("pytest-args", "-k 'open", "cannot be split into arguments"),
         ("reports-dir", " ", "must not be empty"),
+        ("shard", "3/2", "must be I/N with 1 <= I <= N"),
+        ("shard", "one/two", "must be I/N with 1 <= I <= N"),
     ],
 )
 def test_every_option_rejects_what_it_cannot_use(

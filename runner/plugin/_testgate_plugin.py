@@ -14,7 +14,11 @@ pytest. It does two things pytest's own reports cannot:
   imports only their files; ``ordered`` runs them in the order listed (a replay); with
   ``"rounds": [[ids in order], ...]`` it runs each test once per round, round after round
   in each round's order, as ``ID[testgate-round-N]`` (flaky detection, many rounds in
-  one process).
+  one process);
+* when ``TESTGATE_SCHEDULE`` names a JSON file (``{"durations": {...}, "shard": [I, N],
+  "order": bool}``), it keeps only shard I of N of a duration-balanced partition, and
+  with ``order`` puts the longest work first for xdist's worksteal, keeping together the
+  tests that share a module- or class-scoped fixture (see ``_testgate_schedule``).
 
 Without those variables in the environment the plugin does nothing.
 """
@@ -28,15 +32,18 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import pytest
+from _testgate_schedule import partition, weights
 
 RECORD_ENV = "TESTGATE_RECORD"
 SELECT_ENV = "TESTGATE_SELECT"
+SCHEDULE_ENV = "TESTGATE_SCHEDULE"
 ROUND_ID = "testgate-round-"
 ROUND_ARG = "_testgate_round"
 TEXT_LIMIT = 64 * 1024
 MESSAGE_LIMIT = 4 * 1024
 _STREAM_KEY = pytest.StashKey["TextIO"]()
 _SELECT_KEY = pytest.StashKey["Selection"]()
+_SCHEDULE_KEY = pytest.StashKey[dict[str, Any]]()
 
 
 class Selection:
@@ -127,6 +134,59 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     items[:] = kept
     if dropped:
         config.hook.pytest_deselected(items=dropped)
+
+
+class Scheduler:
+    """Shard selection and duration ordering, registered only when a schedule is given."""
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(
+        self, config: pytest.Config, items: list[pytest.Item]
+    ) -> None:
+        """Keep this shard's tests; order the longest work first."""
+        _schedule(config, items)
+
+
+def _schedule(config: pytest.Config, items: list[pytest.Item]) -> None:
+    schedule = config.stash[_SCHEDULE_KEY]
+    durations = {str(k): float(v) for k, v in schedule.get("durations", {}).items()}
+    if schedule.get("shard"):
+        index, count = schedule["shard"]
+        ids = [item.nodeid for item in items]
+        mine = set(partition(ids, durations, count)[index - 1])
+        dropped = [item for item in items if item.nodeid not in mine]
+        items[:] = [item for item in items if item.nodeid in mine]
+        config.hook.pytest_deselected(items=dropped)
+    if schedule.get("order"):
+        items[:] = longest_first(items, durations)
+
+
+def longest_first(items: list[pytest.Item], durations: dict[str, float]) -> list[pytest.Item]:
+    """Units of work, longest first; a unit is one test, or the tests of a module (or class)
+    that share a fixture of that scope, in pytest's own order."""
+    weight = weights([item.nodeid for item in items], durations)
+    units: dict[str, list[pytest.Item]] = {}
+    for item in items:
+        units.setdefault(_unit(item), []).append(item)
+    total = {key: sum(weight[item.nodeid] for item in group) for key, group in units.items()}
+    ordered = sorted(units, key=lambda key: (-total[key], key))
+    return [item for key in ordered for item in units[key]]
+
+
+def _unit(item: pytest.Item) -> str:
+    """The node whose tests must stay together for this item's widest-scoped fixture."""
+    info = getattr(item, "_fixtureinfo", None)
+    scopes = {
+        definitions[-1].scope
+        for definitions in (info.name2fixturedefs.values() if info is not None else ())
+        if definitions
+    }
+    parts = item.nodeid.split("::")
+    if scopes & {"module", "package"}:
+        return parts[0]
+    if "class" in scopes and len(parts) > 2:
+        return "::".join(parts[:-1])
+    return item.nodeid
 
 
 def _clean(text: str, limit: int) -> str:
@@ -266,8 +326,14 @@ def _last_line(text: str) -> str:
     return lines[-1] if lines else ""
 
 
-def _read_selection(config: pytest.Config) -> None:
-    path = os.environ.get(SELECT_ENV)
+def _read_schedule(config: pytest.Config, path: str | None) -> None:
+    if path:
+        with open(path, encoding="utf-8") as stream:
+            config.stash[_SCHEDULE_KEY] = json.load(stream)
+        config.pluginmanager.register(Scheduler(), "testgate-scheduler")
+
+
+def _read_selection(config: pytest.Config, path: str | None) -> None:
     if path:
         with open(path, encoding="utf-8") as stream:
             wanted = json.load(stream)
@@ -279,15 +345,39 @@ def _read_selection(config: pytest.Config) -> None:
         )
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    """Read any selection; in the controller, register the recorder testgate asked for.
+class Handoff:
+    """Hands the selection and schedule to xdist's workers (they no longer see the env)."""
 
-    The record variable is taken out of the environment, so that neither the tests nor a pytest
-    session they start themselves (pytester) can write into testgate's record.
+    def __init__(self, plans: dict[str, str | None]) -> None:
+        self.plans = plans
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node: Any) -> None:
+        node.workerinput.update({f"testgate_{name}": path for name, path in self.plans.items()})
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Read testgate's plans; in the controller, register the recorder testgate asked for.
+
+    The variables are taken out of the environment (xdist's workers get the plans through
+    their ``workerinput``), so that neither the tests nor a pytest session they start
+    themselves (pytester) can read testgate's plans or write into its record.
     """
-    _read_selection(config)
+    worker = getattr(config, "workerinput", None)
+    if worker is not None:  # pragma: no cover - runs in xdist worker processes, which this
+        # suite's coverage cannot follow; test_under_xdist_the_controller_records_every_worker
+        # shows the workers applying the selection the controller handed them.
+        plans = {name: worker.get(f"testgate_{name}") for name in ("select", "schedule")}
+    else:
+        plans = {
+            "select": os.environ.pop(SELECT_ENV, None),
+            "schedule": os.environ.pop(SCHEDULE_ENV, None),
+        }
+        config.pluginmanager.register(Handoff(plans), "testgate-handoff")
+    _read_selection(config, plans["select"])
+    _read_schedule(config, plans["schedule"])
     path = os.environ.pop(RECORD_ENV, None)
-    if not path or hasattr(config, "workerinput"):
+    if not path or worker is not None:
         return
     stream = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed in pytest_unconfigure
     recorder = Recorder(stream)

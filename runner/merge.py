@@ -1,0 +1,187 @@
+"""``testgate merge DIR...``: one verdict from the reports of several runs.
+
+Matrix shards and variants (Python versions, OSes, taken from each run's metadata) are
+merged so that nothing is lost or counted twice: coverage data is combined exactly by
+coverage.py (``[paths]`` remapping applies), a test's result from each variant stays its
+own result, and ``--expect-shards N`` makes a missing or doubled shard an error instead
+of a silently smaller suite. Gates, the diff coverage and the summary then run on the
+merged result, and a new ``durations.json`` plans the next run.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+from runner import coverage_data, gates, render
+from runner.errors import ConfigError, InfraError
+from runner.junit import write_junit
+from runner.pipeline import Outcome, measure_change, write_reports
+from runner.results import SCHEMA_VERSION, RunInfo, RunResult, TestResult
+from runner.settings import Settings
+
+RESULTS_LIMIT_BYTES = 1024 * 1024 * 1024
+SEVERITY = ("error", "failed", "flaky", "quarantined", "xpassed", "passed", "xfailed", "skipped")
+
+
+@dataclass(frozen=True)
+class Part:
+    """One run's reports dir and what it holds."""
+
+    directory: Path
+    result: RunResult
+
+    @property
+    def variant(self) -> str:
+        return self.result.run.variant or "default"
+
+
+def read_part(directory: Path) -> Part:
+    """A run's reports dir; what is missing or malformed is an error that names it."""
+    path = directory / "results.json"
+    if not path.is_file():
+        raise InfraError(
+            f"{directory} holds no results.json: is it the reports dir of a testgate run "
+            "(or did that job fail before writing it)?"
+        )
+    try:
+        if path.stat().st_size > RESULTS_LIMIT_BYTES:
+            raise ValueError(f"over {RESULTS_LIMIT_BYTES} bytes")
+        data = json.loads(path.read_text("utf-8"))
+        if data.get("schema_version") != SCHEMA_VERSION:
+            raise ValueError(f"schema_version {data.get('schema_version')!r}, not {SCHEMA_VERSION}")
+        result = RunResult.from_json(data)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+        raise InfraError(f"{path} is not a readable testgate results.json ({error}).") from None
+    return Part(directory=directory, result=result)
+
+
+def check_shards(parts: Sequence[Part], *, expect: int | None) -> None:
+    """Every variant has each shard exactly once (when shards are expected)."""
+    seen: dict[tuple[str, str | None], Path] = {}
+    for part in parts:
+        key = (part.variant, part.result.run.shard)
+        if key in seen:
+            what = f"shard {key[1]}" if key[1] else "an unsharded run"
+            raise InfraError(
+                f"{what} of {key[0]} appears twice: {seen[key]} and {part.directory}; "
+                "each run's reports must be merged once."
+            )
+        seen[key] = part.directory
+    if expect is None:
+        return
+    for variant in sorted({part.variant for part in parts}):
+        shards = {shard for (name, shard) in seen if name == variant}
+        wanted = {f"{index}/{expect}" for index in range(1, expect + 1)}
+        missing = sorted(wanted - shards, key=lambda shard: int(shard.split("/")[0]))
+        if missing:
+            raise InfraError(
+                f"shard {missing[0]} of {variant} is missing: no reports dir given holds it "
+                f"(got {', '.join(sorted(s or 'unsharded' for s in shards))}). A failed or "
+                "cancelled matrix job leaves no reports; merge only after all shards ran."
+            )
+        if shards - wanted:
+            odd = sorted(s or "unsharded" for s in shards - wanted)
+            raise InfraError(
+                f"{variant} has runs that are not shards of {expect}: {', '.join(odd)}"
+            )
+
+
+def merged_tests(parts: Sequence[Part]) -> tuple[TestResult, ...]:
+    """Every test of every part; with several variants, each result names its variant."""
+    several = len({part.variant for part in parts}) > 1
+    tests: list[TestResult] = []
+    for part in parts:
+        for test in part.result.tests:
+            tests.append(replace(test, variant=part.variant) if several else test)
+    return tuple(tests)
+
+
+def sonar_tests(tests: Sequence[TestResult]) -> tuple[TestResult, ...]:
+    """One result per test, the worst across variants: SonarQube counts each file once."""
+    chosen: dict[str, TestResult] = {}
+    for test in tests:
+        held = chosen.get(test.id)
+        if held is None or SEVERITY.index(test.outcome) < SEVERITY.index(held.outcome):
+            chosen[test.id] = test
+    return tuple(replace(test, variant=None) for test in chosen.values())
+
+
+def merge(
+    settings: Settings,
+    *,
+    environ: Mapping[str, str],
+    directories: Sequence[Path],
+    expect_shards: int | None,
+) -> Outcome:
+    """Merge the reports dirs into the settings' reports dir and judge the result."""
+    if not directories:
+        raise ConfigError("testgate merge needs at least one reports dir: testgate merge DIR...")
+    started = datetime.now(UTC)
+    clock = time.monotonic()
+    parts = [read_part(directory) for directory in directories]
+    check_shards(parts, expect=expect_shards)
+    reports = settings.reports_dir
+    if reports.resolve() in {part.directory.resolve() for part in parts}:
+        raise ConfigError(
+            f"the merged reports would overwrite the input {reports}: set --reports-dir to "
+            "another directory."
+        )
+    reports.mkdir(parents=True, exist_ok=True)
+    coverage = coverage_data.combine_and_report(
+        project=settings.project,
+        data_files=[part.directory / ".coverage" for part in parts],
+        reports_dir=reports,
+        other_roots=[part.result.run.root for part in parts if part.result.run.root],
+    )
+    diff, diff_skipped = measure_change(settings, environ=environ, measured=coverage is not None)
+    if coverage is not None and diff is not None:
+        coverage = replace(coverage, diff_percent=diff.percent)
+    tests = merged_tests(parts)
+    runs = [part.result.run for part in parts]
+    info = RunInfo(
+        started=started.isoformat(timespec="seconds"),
+        duration_s=time.monotonic() - clock,
+        suite_duration_s=max(run.suite_duration_s for run in runs),
+        rerun_duration_s=max(run.rerun_duration_s for run in runs),
+        commit=environ.get("GITHUB_SHA") or runs[0].commit,
+        python=None,
+        platform=None,
+        variant=", ".join(sorted({part.variant for part in parts})),
+        shard=None,
+        root=str(settings.project),
+        pytest_exit_code=None,
+        problems=tuple(
+            f"{part.directory}: {p}" for part in parts for p in part.result.run.problems
+        ),
+        warnings=tuple(
+            f"{part.directory}: {w}" for part in parts for w in part.result.run.warnings
+        ),
+    )
+    unsharded = replace(settings, shard=None)
+    verdicts = gates.evaluate(
+        settings=unsharded,
+        tests=tests,
+        coverage=coverage,
+        suite_duration_s=info.suite_duration_s,
+        diff=diff,
+        diff_skipped=diff_skipped,
+    )
+    result = RunResult(
+        run=info,
+        tests=tests,
+        coverage=coverage,
+        gates=verdicts,
+        diff_coverage=None if diff is None else diff.to_json(),
+    )
+    write_reports(result, reports)
+    write_junit(replace(result, tests=sonar_tests(tests)), reports / "junit-sonar.xml")
+    sys.stdout.write(render.terminal(result, reports_dir=str(reports)))
+    if info.problems:
+        return Outcome(result, InfraError.exit_code)
+    return Outcome(result, 0 if result.passed else 1)

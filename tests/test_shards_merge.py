@@ -1,0 +1,279 @@
+"""Matrix shards balanced by durations, and ``testgate merge``: nothing lost or counted twice."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from junitparser import JUnitXml
+
+from runner.errors import ConfigError
+from runner.merge import merge as merge_function
+from runner.settings import load_settings
+from runner.sharding import partition, read_durations
+from tests.conftest import Ran, copy_fixture, environment, once_per_session, run_in_process
+
+RunCli = Callable[..., Ran]
+CALC = "tests/test_calc.py"
+IDS = [f"{CALC}::test_add", f"{CALC}::test_sign_negative", f"{CALC}::test_sign_positive"]
+
+
+def test_longest_processing_time_first_balances_and_is_deterministic() -> None:
+    durations = {"a": 5.0, "b": 4.0, "c": 3.0, "d": 3.0, "e": 2.0, "f": 2.0, "g": 1.0}
+    parts = partition(list(durations), durations, 2)
+    assert parts == [["a", "d", "f"], ["b", "c", "e", "g"]]
+    assert [sum(durations[t] for t in part) for part in parts] == [10.0, 10.0]
+    assert partition(list(reversed(durations)), durations, 2) == parts  # input order is irrelevant
+    assert sorted(t for part in partition(list(durations), durations, 3) for t in part) == sorted(
+        durations
+    )
+
+
+def test_tests_without_a_record_count_as_the_median() -> None:
+    parts = partition(["new", "a", "b", "c"], {"a": 1.0, "b": 2.0, "c": 9.0}, 2)
+    assert parts == [["c"], ["b", "new", "a"]]  # 'new' weighs 2.0, the median
+    assert partition(["x", "y", "z"], {}, 2) == [["x", "z"], ["y"]]  # no record: by count
+    weighted = {"x": 9.0, "y": 1.0, "z": 1.0, "w": 1.0}
+    assert partition(["x", "y", "z", "w"], weighted, 2) == [["x"], ["w", "y", "z"]]
+    assert partition(["x", "y", "z", "w"], weighted, 2, capacity=2) == [["x", "z"], ["w", "y"]]
+
+
+def test_a_durations_record_that_cannot_be_used_is_ignored_with_a_warning(tmp_path: Path) -> None:
+    assert read_durations(tmp_path / "absent.json") == ({}, None)
+    broken = tmp_path / "durations.json"
+    broken.write_text("[1, 2]", "utf-8")
+    assert read_durations(broken) == (
+        {},
+        f"ignored {broken}: not an object of test ids and seconds; "
+        "tests are planned without durations",
+    )
+
+
+def shard(project: Path, index: int, count: int, *args: str) -> Ran:
+    return run_in_process(
+        project, "--workers", "0", "--shard", f"{index}/{count}", *args, reports=f"shard-{index}"
+    )
+
+
+def ids(ran: Ran) -> list[str]:
+    return sorted(test["id"] for test in ran.results()["tests"])
+
+
+def test_shards_follow_the_recorded_durations(tmp_path: Path) -> None:
+    project = copy_fixture("passing", tmp_path)
+    record = project / "planned.json"
+    record.write_text(json.dumps({IDS[0]: 9.0, IDS[1]: 1.0, IDS[2]: 1.0}), "utf-8")
+    first = shard(project, 1, 2, "--durations", "planned.json")
+    second = shard(project, 2, 2, "--durations", "planned.json")
+    assert ids(first) == [IDS[0]]
+    assert ids(second) == sorted(IDS[1:])
+    assert first.results()["run"]["shard"] == "1/2"
+    assert first.exit_code == 0  # coverage is below 100 % in one shard, and that is for merge
+    coverage = first.gate("line-coverage")
+    assert (coverage["passed"], coverage["message"]) == (
+        True,
+        "deferred to testgate merge (shard 1/2)",
+    )
+    (row,) = [line.split() for line in first.output.splitlines() if line.startswith("line-cov")]
+    assert (row[0], row[-1]) == ("line-coverage", "deferred")  # its verdict column
+
+
+def test_an_empty_shard_writes_valid_empty_reports(tmp_path: Path) -> None:
+    project = copy_fixture("passing", tmp_path)
+    ran = shard(project, 4, 4, "--", "-k", "add")
+    assert ran.exit_code == 0, ran.output
+    assert ran.results()["tests"] == []
+    (suite,) = list(JUnitXml.fromfile(str(ran.reports / "junit.xml")))
+    assert suite.tests == 0
+    assert json.loads((ran.reports / "durations.json").read_text("utf-8")) == {}
+
+
+@pytest.fixture(scope="module")
+def two_shards(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Ran, Ran]:
+    """Shard 1 in one copy of the project, shard 2 in another: two 'machines'.
+
+    Made once per session and only read: each merge writes to its own directory.
+    """
+    first = once_per_session(
+        tmp_path_factory, "shard-1", lambda root: shard(copy_fixture("passing", root), 1, 2)
+    )
+    second = once_per_session(
+        tmp_path_factory, "shard-2", lambda root: shard(copy_fixture("passing", root), 2, 2)
+    )
+    return first.project, first, second
+
+
+@pytest.fixture
+def merge(tmp_path: Path) -> Callable[..., Ran]:
+    """Run testgate merge into this test's own reports dir."""
+
+    def run(project: Path, *args: str) -> Ran:
+        return run_in_process(project, *args, command="merge", reports=str(tmp_path / "merged"))
+
+    return run
+
+
+def test_merging_shards_from_two_machines_is_exact(
+    merge: Callable[..., Ran], two_shards: tuple[Path, Ran, Ran], tmp_path: Path
+) -> None:
+    here, first, second = two_shards
+    ran = merge(here, "--expect-shards", "2", str(first.reports), str(second.reports))
+    assert ran.exit_code == 0, ran.output
+    assert ids(ran) == sorted(IDS)
+    coverage = ran.results()["coverage"]
+    assert (coverage["line_percent"], coverage["branch_percent"]) == (100.0, 100.0)
+    # coverage.py itself reads the merged data the same way.
+    own = tmp_path / "own.json"
+    subprocess.run(
+        [sys.executable, "-m", "coverage", "json", "-q", "-o", str(own),
+         "--data-file", str(ran.reports / ".coverage")],
+        cwd=here,
+        check=True,
+    )  # fmt: skip
+    assert json.loads(own.read_text("utf-8"))["totals"]["percent_covered"] == 100.0
+    assert ran.results()["totals"]["tests"] == 3
+    durations = json.loads((ran.reports / "durations.json").read_text("utf-8"))
+    assert sorted(durations) == sorted(IDS)
+    (suite,) = list(JUnitXml.fromfile(str(ran.reports / "junit.xml")))
+    assert suite.tests == 3
+    assert (ran.reports / "junit-sonar.xml").is_file()
+
+
+@pytest.mark.parametrize(
+    ("expect", "twice", "message"),
+    [
+        ("3", False, "shard 1/3 of py3.11"),
+        ("2", True, "shard 1/2 of py3.11"),
+    ],
+)
+def test_a_missing_or_doubled_shard_is_exit_three_naming_it(
+    merge: Callable[..., Ran],
+    two_shards: tuple[Path, Ran, Ran],
+    expect: str,
+    twice: bool,
+    message: str,
+) -> None:
+    here, first, second = two_shards
+    dirs = [str(first.reports), str(second.reports)] + ([str(first.reports)] if twice else [])
+    ran = merge(here, "--expect-shards", expect, *dirs)
+    assert ran.exit_code == 3
+    assert message in ran.output
+    assert ("appears twice" if twice else "is missing") in ran.output
+
+
+def test_runs_that_are_not_shards_of_the_expected_count_are_refused(
+    merge: Callable[..., Ran], two_shards: tuple[Path, Ran, Ran], tmp_path: Path
+) -> None:
+    here, first, _ = two_shards
+    other = tmp_path / "other"
+    shutil.copytree(first.reports, other)
+    edit(other, lambda data: data["run"].update(shard="3/3"))
+    ran = merge(here, "--expect-shards", "2", str(first.reports), str(other), str(_.reports))
+    assert ran.exit_code == 3
+    assert "has runs that are not shards of 2: 3/3" in ran.output
+
+
+def edit(reports: Path, change: Callable[[dict[str, Any]], object]) -> None:
+    path = reports / "results.json"
+    data = json.loads(path.read_text("utf-8"))
+    change(data)
+    path.write_text(json.dumps(data), "utf-8")
+
+
+def test_variants_stay_visible_and_a_failure_names_its_variant(
+    merge: Callable[..., Ran], two_shards: tuple[Path, Ran, Ran], tmp_path: Path
+) -> None:
+    here, first, second = two_shards
+    # Only Python 3.11 is installed here: the 3.12 run is this run as another machine
+    # would have reported it, with one failure.
+    other = tmp_path / "py312"
+    shutil.copytree(first.reports, other)
+
+    def as_312_with_a_failure(data: dict[str, Any]) -> None:
+        data["run"]["variant"] = "py3.12.7-linux"
+        test = data["tests"][0]
+        test["outcome"] = "failed"
+        test["attempts"][0].update(
+            outcome="failed", message="AssertionError: on 3.12", phase="call"
+        )
+
+    edit(other, as_312_with_a_failure)
+    ran = merge(here, str(first.reports), str(second.reports), str(other))
+    assert ran.exit_code == 1
+    results = ran.results()
+    assert results["totals"]["tests"] == 5  # three on 3.11, two (a shard) on 3.12
+    failed = [t for t in results["tests"] if t["outcome"] == "failed"]
+    assert [(t["id"], t["variant"]) for t in failed] == [(ids(first)[0], "py3.12.7-linux")]
+    assert ran.gate("failed-tests")["message"] == f"1 failed: {ids(first)[0]} [py3.12.7-linux]"
+    assert f"FAILED [py3.12.7-linux] {CALC}:" in ran.output
+    suites = {suite.name: suite for suite in JUnitXml.fromfile(str(ran.reports / "junit.xml"))}
+    assert sorted(suites) == ["py3.11.7-linux", "py3.12.7-linux"]
+    (sonar,) = list(JUnitXml.fromfile(str(ran.reports / "junit-sonar.xml")))
+    assert (sonar.tests, sonar.failures) == (3, 1)  # each test once, its worst result
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "holds no results.json"),
+        ("{", "is not a readable testgate results.json"),
+        ('{"schema_version": 2}', "schema_version 2, not 1"),
+    ],
+)
+def test_unreadable_inputs_are_exit_three_naming_them(
+    merge: Callable[..., Ran], tmp_path: Path, content: str | None, message: str
+) -> None:
+    project = copy_fixture("passing", tmp_path)
+    broken = project / "broken"
+    broken.mkdir()
+    if content is not None:
+        (broken / "results.json").write_text(content, "utf-8")
+    ran = merge(project, str(broken))
+    assert ran.exit_code == 3
+    assert message in ran.output
+
+
+def test_a_problem_in_any_input_run_is_exit_three(
+    merge: Callable[..., Ran], two_shards: tuple[Path, Ran, Ran], tmp_path: Path
+) -> None:
+    here, first, second = two_shards
+    crashed = tmp_path / "crashed"
+    shutil.copytree(second.reports, crashed)
+    edit(crashed, lambda data: data["run"]["problems"].append("pytest internal error: boom"))
+    ran = merge(here, str(first.reports), str(crashed))
+    assert ran.exit_code == 3
+    assert ran.results()["run"]["problems"] == [f"{crashed}: pytest internal error: boom"]
+
+
+def test_oversized_inputs_are_refused(
+    merge: Callable[..., Ran], two_shards: tuple[Path, Ran, Ran], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    here, first, _ = two_shards
+    monkeypatch.setattr("runner.merge.RESULTS_LIMIT_BYTES", 10)
+    monkeypatch.setattr("runner.sharding.LIMIT_BYTES", 10)
+    assert read_durations(first.reports / "durations.json")[1] is not None
+    ran = merge(here, str(first.reports))
+    assert ran.exit_code == 3
+    assert "over 10 bytes" in ran.output
+
+
+def test_the_merge_may_not_overwrite_its_inputs(two_shards: tuple[Path, Ran, Ran]) -> None:
+    here, first, second = two_shards
+    ran = run_in_process(
+        here, str(first.reports), str(second.reports), command="merge", reports="shard-1"
+    )
+    assert ran.exit_code == 2
+    assert "would overwrite the input" in ran.output
+
+
+def test_merge_without_directories_is_a_usage_error(tmp_path: Path) -> None:
+    project = copy_fixture("passing", tmp_path)
+    settings = load_settings(project=project, flags={}, environ={})
+    with pytest.raises(ConfigError, match="needs at least one reports dir"):
+        merge_function(settings, environ=environment(), directories=[], expect_shards=None)
