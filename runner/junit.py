@@ -10,10 +10,16 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from xml.etree import ElementTree
+from xml.etree.ElementTree import Element
 
+from defusedxml import DefusedXmlException
+from defusedxml import ElementTree as DefusedET
 from junitparser import Error, Failure, Skipped, xunit2
 from junitparser.junitparser import Result
 
+from runner.errors import InfraError
+from runner.record import line_in_traceback
 from runner.results import BROKEN, Attempt, RunResult, TestResult, Totals, classify
 
 _ILLEGAL_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
@@ -134,3 +140,111 @@ def write_junit(result: RunResult, path: Path) -> None:
         suite.time = round(sum(test.attempts[0].duration_s for test in tests), 3)
         document.add_testsuite(suite)
     document.write(str(path), pretty=False)
+
+
+READ_LIMIT_BYTES = 2 * 1024 * 1024 * 1024
+_FAILED = {"failure": "failed", "error": "error"}
+_RETRIED = {
+    "flakyFailure": "failed",
+    "flakyError": "error",
+    "rerunFailure": "failed",
+    "rerunError": "error",
+}
+Located = dict[tuple[str, str | None], tuple[str, list[str]]]
+
+
+def read_junit(path: Path, *, project: Path) -> tuple[TestResult, ...]:
+    """The tests of a JUnit XML file (pytest's, ours, Surefire's), read as untrusted input.
+
+    No DTD, entity or external reference is accepted, the file's size is bounded, and it
+    is streamed: each ``<testcase>`` is turned into a result and freed. Node ids are
+    rebuilt from ``file`` (or the dotted ``classname``, resolved against the project's
+    files), and the failing line is read from the traceback's ``FILE:LINE:`` lines.
+    """
+    try:
+        size = path.stat().st_size
+    except OSError as error:
+        raise InfraError(f"cannot read {path}: {error}") from None
+    if size > READ_LIMIT_BYTES:
+        raise InfraError(f"{path} is {size} bytes, over testgate's limit of {READ_LIMIT_BYTES}.")
+    tests: list[TestResult] = []
+    zero_based = False
+    located: Located = {}
+    try:
+        for event, element in DefusedET.iterparse(
+            str(path), events=("start", "end"), forbid_dtd=True
+        ):
+            if event == "start":
+                if element.tag == "testsuite":
+                    zero_based = element.get("name") == "pytest"  # pytest's xunit1: 0-based
+                continue
+            if element.tag == "testcase":
+                tests.append(_read_case(element, located, project=project, zero_based=zero_based))
+                element.clear()
+    except (DefusedXmlException, ElementTree.ParseError) as error:
+        raise InfraError(f"{path} is not JUnit XML testgate can read safely: {error}") from None
+    return tuple(tests)
+
+
+def _read_case(
+    element: Element, located: Located, *, project: Path, zero_based: bool
+) -> TestResult:
+    name = element.get("name") or "(unnamed)"
+    key = (element.get("classname") or "", element.get("file"))
+    if key not in located:  # thousands of test cases share a handful of classes
+        located[key] = _locate(key[0], key[1], project)
+    file, classes = located[key]
+    final, message, text = "passed", None, None
+    retried: list[tuple[str, str | None, str | None, float]] = []
+    for child in element:
+        if child.tag in _FAILED:
+            final, message, text = _FAILED[child.tag], child.get("message"), child.text
+        elif child.tag == "skipped":
+            final = "xfailed" if child.get("type") == "pytest.xfail" else "skipped"
+            message = child.get("message")
+        elif child.tag in _RETRIED:
+            trace = child.findtext("stackTrace")
+            retried.append((_RETRIED[child.tag], child.get("message"), trace, 0.0))
+    # The testcase's own result is attempt 1 of a test that failed every time (its reruns
+    # follow), and the last attempt of a flaky one (its failures came first).
+    own = (final, message, text, float(element.get("time") or 0.0))
+    runs = [own, *retried] if final in BROKEN else [*retried, own]
+    attempts = tuple(
+        Attempt(
+            outcome=outcome,
+            duration_s=seconds,
+            number=number,
+            kind="run" if number == 1 else "rerun",
+            message=said,
+            line=line_in_traceback(trace, file),
+            text=trace,
+        )
+        for number, (outcome, said, trace, seconds) in enumerate(runs, 1)
+    )
+    declared = element.get("line")
+    def_line = int(declared) + zero_based if declared and declared.isdigit() else None
+    failing = next((attempt.line for attempt in attempts if attempt.line is not None), None)
+    flaky = bool(retried) and final not in BROKEN
+    failures = sum(attempt.outcome in BROKEN for attempt in attempts)
+    return TestResult(
+        id="::".join([file, *classes, name]),
+        file=file,
+        line=failing if failing is not None else def_line,
+        outcome="flaky" if flaky else final,
+        attempts=attempts,
+        flaky_kind="nondeterministic" if flaky else None,
+        note=f"failed {failures} of {len(attempts)} attempts" if retried else None,
+    )
+
+
+def _locate(classname: str, file: str | None, project: Path) -> tuple[str, list[str]]:
+    """The test file and the classes inside it, from JUnit's attributes."""
+    parts = [part for part in classname.split(".") if part]
+    if file:
+        module_parts = len(file.removesuffix(".py").replace("\\", "/").split("/"))
+        return file.replace("\\", "/"), parts[module_parts:]
+    for end in range(len(parts), 0, -1):
+        candidate = "/".join(parts[:end]) + ".py"
+        if (project / candidate).is_file():
+            return candidate, parts[end:]
+    return ("/".join(parts) + ".py") if parts else "(unknown)", []

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from runner import coverage_data, gates, render
 from runner.errors import ConfigError, InfraError
-from runner.junit import write_junit
+from runner.junit import read_junit, write_junit
 from runner.pipeline import Outcome, measure_change, write_reports
 from runner.results import SCHEMA_VERSION, RunInfo, RunResult, TestResult
 from runner.settings import Settings
@@ -41,13 +41,29 @@ class Part:
         return self.result.run.variant or "default"
 
 
-def read_part(directory: Path) -> Part:
-    """A run's reports dir; what is missing or malformed is an error that names it."""
+def read_part(directory: Path, *, project: Path) -> Part:
+    """A run's reports dir; what is missing or malformed is an error that names it.
+
+    A dir with only a ``junit.xml`` (another tool's run) is read from that, as the
+    variant ``junit:<dir name>``: its tests count, it brings no coverage.
+    """
     path = directory / "results.json"
+    if not path.is_file() and (directory / "junit.xml").is_file():
+        tests = read_junit(directory / "junit.xml", project=project)
+        info = RunInfo(
+            started="",
+            duration_s=0.0,
+            suite_duration_s=sum(test.attempts[0].duration_s for test in tests),
+            commit=None,
+            python=None,
+            platform=None,
+            variant=f"junit:{directory.name}",
+        )
+        return Part(directory, RunResult(run=info, tests=tests, coverage=None, gates=()))
     if not path.is_file():
         raise InfraError(
-            f"{directory} holds no results.json: is it the reports dir of a testgate run "
-            "(or did that job fail before writing it)?"
+            f"{directory} holds no results.json (nor junit.xml): is it the reports dir of a "
+            "testgate run, or did that job fail before writing it?"
         )
     try:
         if path.stat().st_size > RESULTS_LIMIT_BYTES:
@@ -124,7 +140,7 @@ def merge(
         raise ConfigError("testgate merge needs at least one reports dir: testgate merge DIR...")
     started = datetime.now(UTC)
     clock = time.monotonic()
-    parts = [read_part(directory) for directory in directories]
+    parts = [read_part(directory, project=settings.project) for directory in directories]
     check_shards(parts, expect=expect_shards)
     reports = settings.reports_dir
     if reports.resolve() in {part.directory.resolve() for part in parts}:

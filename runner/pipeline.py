@@ -96,7 +96,14 @@ def run(settings: Settings, *, environ: Mapping[str, str]) -> Outcome:
     schedule = work / "schedule.json"
     shard = None if settings.shard is None else [int(part) for part in settings.shard.split("/")]
     schedule.write_text(
-        json.dumps({"durations": durations, "shard": shard, "order": settings.workers != "0"}),
+        # Without durations there is nothing to order by: pytest's own order stays.
+        json.dumps(
+            {
+                "durations": durations,
+                "shard": shard,
+                "order": bool(durations) and settings.workers != "0",
+            }
+        ),
         "utf-8",
     )
     project_env = execute.probe(settings, environ)
@@ -295,9 +302,9 @@ def commit_of(project: Path, environ: Mapping[str, str]) -> str | None:
 
 def write_reports(result: RunResult, reports: Path) -> None:
     """results.json, junit.xml, durations.json and summary.md (coverage wrote its own)."""
-    (reports / "results.json").write_text(
-        json.dumps(result.to_json(), indent=1, ensure_ascii=False) + "\n", encoding="utf-8"
-    )
+    with (reports / "results.json").open("w", encoding="utf-8") as stream:
+        json.dump(result.to_json(), stream, indent=1, ensure_ascii=False)
+        stream.write("\n")
     write_junit(result, reports / "junit.xml")
     durations: dict[str, float] = {}
     for test in result.tests:  # after a merge, a test's longest time over its variants

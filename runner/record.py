@@ -163,7 +163,7 @@ class _Builder:
                 outcome="error",
                 duration_s=0.0,
                 message=record["message"],
-                line=_line_in_text(record["text"], node.split("::")[0]),
+                line=line_in_traceback(record["text"], node.split("::")[0]),
                 phase="collect",
                 text=record["text"],
             )
@@ -258,7 +258,9 @@ def _outcome(phase: str, report: dict[str, Any]) -> str:
     return str(outcome)
 
 
-def _line_in_text(text: str, file: str) -> int | None:
-    """The last ``FILE:LINE:`` location of ``file`` in a collection error's traceback."""
+def line_in_traceback(text: str | None, file: str) -> int | None:
+    """The last ``FILE:LINE:`` location of ``file`` in a traceback's text."""
+    if not text:
+        return None
     matches = re.findall(rf"^{re.escape(file)}:(\d+):", text, flags=re.MULTILINE)
     return int(matches[-1]) if matches else None

@@ -22,7 +22,7 @@ TEST_OUTCOMES = (*ATTEMPT_OUTCOMES, "flaky", "quarantined")
 BROKEN = frozenset({"failed", "error"})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Attempt:
     """One run of one test: setup, call and teardown taken together.
 
@@ -79,7 +79,7 @@ class Attempt:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TestResult:
     """One test (a pytest node id, or a module that failed to collect) and its verdict."""
 

@@ -182,3 +182,28 @@ def run_subprocess(project: Path, *args: str) -> Ran:
         project,
         project / "testgate-reports",
     )
+
+
+def flaky_run(root: Path, *args: str, quarantine: str | None = None) -> Ran:
+    """testgate run on the flaky fixture, attempt 1 under PYTHONHASHSEED=0 as its tests expect."""
+    project = copy_fixture("flaky", root)
+    if quarantine is not None:
+        (project / "quarantine.txt").write_text(quarantine, "utf-8")
+        args = (*args, "--quarantine", "quarantine.txt")
+    return run_in_process(project, *args, extra_env={"PYTHONHASHSEED": "0"})
+
+
+@pytest.fixture(scope="session")
+def outcomes_run(tmp_path_factory: pytest.TempPathFactory) -> Ran:
+    """The outcomes fixture run once for the session, under two xdist workers."""
+    return once_per_session(
+        tmp_path_factory,
+        "outcomes",
+        lambda root: run_in_process(copy_fixture("outcomes", root), "--workers", "2"),
+    )
+
+
+@pytest.fixture(scope="session")
+def flaky_fixture_run(tmp_path_factory: pytest.TempPathFactory) -> Ran:
+    """The flaky fixture run once for the session."""
+    return once_per_session(tmp_path_factory, "flaky", flaky_run)

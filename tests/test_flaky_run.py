@@ -19,8 +19,8 @@ from tests.conftest import (
     SCHEMA,
     Ran,
     copy_fixture,
+    flaky_run,
     marker_line,
-    once_per_session,
     run_in_process,
 )
 
@@ -32,17 +32,9 @@ BROKEN = "tests/test_broken.py::test_always"
 POLLUTER = "tests/test_order.py::test_a_pollutes"
 
 
-def flaky_run(tmp_path: Path, *args: str, quarantine: str | None = None) -> Ran:
-    project = copy_fixture("flaky", tmp_path)
-    if quarantine is not None:
-        (project / "quarantine.txt").write_text(quarantine, "utf-8")
-        args = (*args, "--quarantine", "quarantine.txt")
-    return run_in_process(project, *args, extra_env={"PYTHONHASHSEED": "0"})
-
-
-@pytest.fixture(scope="module")
-def ran(tmp_path_factory: pytest.TempPathFactory) -> Ran:
-    return once_per_session(tmp_path_factory, "flaky", flaky_run)
+@pytest.fixture
+def ran(flaky_fixture_run: Ran) -> Ran:
+    return flaky_fixture_run
 
 
 def attempts(ran: Ran, test_id: str) -> list[tuple[int, str, str]]:

@@ -22,8 +22,6 @@ from tests.conftest import (
     Ran,
     copy_fixture,
     marker_line,
-    once_per_session,
-    run_in_process,
     run_subprocess,
     summary_counts,
 )
@@ -31,13 +29,9 @@ from tests.conftest import (
 MAIN = "tests/test_outcomes.py"
 
 
-@pytest.fixture(scope="module")
-def ran(tmp_path_factory: pytest.TempPathFactory) -> Ran:
-    return once_per_session(
-        tmp_path_factory,
-        "outcomes",
-        lambda root: run_in_process(copy_fixture("outcomes", root), "--workers", "2"),
-    )
+@pytest.fixture
+def ran(outcomes_run: Ran) -> Ran:
+    return outcomes_run
 
 
 def line_of(ran: Ran, file: str, marker: str) -> int:

@@ -1,0 +1,113 @@
+"""Reading JUnit XML written by others: pytest's own, and the Surefire shape testgate writes."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from runner.errors import InfraError
+from runner.junit import read_junit
+from tests.conftest import Ran, copy_fixture, run_in_process
+
+BROKEN = "tests/test_broken.py::test_always"
+FIRST = "tests/test_flaky.py::test_fails_first_time"
+
+JUNIT_SAYS = {"xpassed": "passed"}  # pytest's JUnit writes an xpass as a plain pass
+
+
+@pytest.mark.parametrize("family", ["xunit2", "xunit1"])
+def test_pytests_own_junit_reads_as_testgate_recorded_the_same_suite(
+    outcomes_run: Ran,
+    tmp_path: Path,
+    family: str,
+) -> None:
+    junit = tmp_path / "theirs" / "junit.xml"
+    subprocess.run(
+        ["uv", "run", "--project", str(outcomes_run.project), "python", "-m", "pytest", "-q",
+         "-p", "no:cacheprovider", f"--junitxml={junit}", "-o", f"junit_family={family}"],
+        cwd=outcomes_run.project,
+        capture_output=True,
+        check=False,
+    )  # fmt: skip
+    tests = {test.id: test for test in read_junit(junit, project=outcomes_run.project)}
+    ours = {test["id"]: test for test in outcomes_run.results()["tests"]}
+    assert sorted(tests) == sorted(ours)
+    for test_id, test in ours.items():
+        assert tests[test_id].outcome == JUNIT_SAYS.get(test["outcome"], test["outcome"]), test_id
+        if test["outcome"] == "failed":
+            assert tests[test_id].line == test["line"], test_id
+
+
+def test_a_merge_takes_a_dir_with_only_another_tools_junit(
+    outcomes_run: Ran,
+    tmp_path: Path,
+) -> None:
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    (theirs / "junit.xml").write_bytes((outcomes_run.reports / "junit.xml").read_bytes())
+    merged = run_in_process(
+        outcomes_run.project, str(theirs), command="merge", reports=str(tmp_path / "merged")
+    )
+    assert merged.exit_code == 1
+    assert merged.results()["totals"]["tests"] == 12
+    assert merged.results()["run"]["variant"] == "junit:theirs"
+
+
+def test_surefire_reruns_and_flakes_read_back_as_attempts(flaky_fixture_run: Ran) -> None:
+    flaky = flaky_fixture_run
+    tests = {
+        test.id: test for test in read_junit(flaky.reports / "junit.xml", project=flaky.project)
+    }
+    assert (tests[BROKEN].outcome, len(tests[BROKEN].attempts)) == ("failed", 3)
+    assert tests[BROKEN].note == "failed 3 of 3 attempts"
+    assert (tests[FIRST].outcome, tests[FIRST].flaky_kind) == ("flaky", "nondeterministic")
+    assert [a.outcome for a in tests[FIRST].attempts] == ["failed", "passed"]
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        '<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;&a;">]>'
+        "<testsuites><testsuite><testcase name='t' classname='m'>&b;</testcase>"
+        "</testsuite></testsuites>",
+        "<testsuites><testsuite><testcase name='t'",
+    ],
+)
+def test_hostile_or_broken_xml_is_refused(tmp_path: Path, content: str) -> None:
+    path = tmp_path / "junit.xml"
+    path.write_text(content, "utf-8")
+    with pytest.raises(InfraError, match="is not JUnit XML testgate can read safely"):
+        read_junit(path, project=tmp_path)
+
+
+def test_oversized_or_missing_junit_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(InfraError, match="cannot read"):
+        read_junit(tmp_path / "missing.xml", project=tmp_path)
+    path = tmp_path / "junit.xml"
+    path.write_text("<testsuites/>", "utf-8")
+    monkeypatch.setattr("runner.junit.READ_LIMIT_BYTES", 4)
+    with pytest.raises(InfraError, match="over testgate's limit of 4"):
+        read_junit(path, project=tmp_path)
+
+
+def test_names_without_a_known_file_fall_back_to_the_dotted_path(tmp_path: Path) -> None:
+    path = tmp_path / "junit.xml"
+    path.write_text(
+        "<testsuites><testsuite name='other'>"
+        "<testcase classname='pkg.test_mod.TestK' name='test_a' time='0.5'/>"
+        "<testcase name='lonely'/>"
+        "<testcase classname='a.b' name='c' file='a/b.py' line='7'/>"
+        "</testsuite></testsuites>",
+        "utf-8",
+    )
+    copy_fixture("passing", tmp_path)  # a project whose files do not match these names
+    ids = [(test.id, test.line) for test in read_junit(path, project=tmp_path / "passing")]
+    assert ids == [
+        ("pkg/test_mod/TestK.py::test_a", None),
+        ("(unknown)::lonely", None),
+        ("a/b.py::c", 7),
+    ]
