@@ -25,13 +25,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import textwrap
-import time
 from pathlib import Path
 from typing import Any
 
 from pytest_split.algorithms import Algorithms
 
+from runner.junit import write_junit
 from runner.results import Attempt, RunInfo, RunResult, TestResult
 from runner.sharding import partition
 
@@ -69,7 +68,7 @@ def makespan(root: Path) -> None:
         f"def test_{n:02d}():\n    time.sleep({s})\n\n" for n, s in enumerate(seconds)
     )
     (project / "tests" / "test_skewed.py").write_text(body, "utf-8")
-    bound = max(sum(seconds) / 2, max(seconds))
+    bound = max(sum(seconds) / 2, *seconds)
     ways = {
         "--dist load": ["--dist", "load", "--durations", "none.json"],
         "--dist worksteal": ["--dist", "worksteal", "--durations", "none.json"],
@@ -118,7 +117,8 @@ def shard_balance() -> None:
     print("\n2. slowest shard / (total / N), 5,000 tests with lognormal durations")
     for count in (2, 4, 8):
         ours = max(sum(durations[t] for t in part) for part in partition(ids, durations, count))
-        groups = Algorithms.least_duration.value(count, [Item(t) for t in ids], durations)
+        items: list[Any] = [Item(t) for t in ids]  # pytest-split reads only .nodeid and str()
+        groups = Algorithms.least_duration.value(count, items, durations)
         theirs = max(group.duration for group in groups)
         print(
             f"  N={count}: testgate {ours / (total / count):.5f}   pytest-split {theirs / (total / count):.5f}"
@@ -141,7 +141,7 @@ def shard_results(index: int, count: int, per_shard: int, failures: int) -> dict
             worker="gw0",
         )
         test_id = f"tests/test_{number // 100}.py::test_{number}"
-        tests.append(TestResult(id=test_id, file=test_id.split("::")[0], line=3,
+        tests.append(TestResult(id=test_id, file=test_id.split("::", maxsplit=1)[0], line=3,
                                 outcome=attempt.outcome, attempts=(attempt,)))  # fmt: skip
     info = RunInfo(started="2026-11-21T00:00:00+00:00", duration_s=1.0, suite_duration_s=1.0,
                    commit=None, python="3.11.7", platform="linux", variant="py3.11.7-linux",
@@ -150,8 +150,6 @@ def shard_results(index: int, count: int, per_shard: int, failures: int) -> dict
 
 
 def merging(root: Path) -> None:
-    from runner.junit import write_junit
-
     project = root / "merged-project"
     (project / "pkg").mkdir(parents=True)
     (project / "pyproject.toml").write_text('[project]\nname = "m"\nversion = "0"\n', "utf-8")
