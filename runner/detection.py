@@ -23,13 +23,13 @@ from typing import Any
 
 from runner import execute, render
 from runner.attempts import Session, problems, recorded_tests, rerun_workers, run_attempt
-from runner.errors import ConfigError, InfraError
+from runner.errors import ConfigError
 from runner.flaky import runs_needed, wilson_interval
+from runner.merge import read_results
 from runner.quarantine import Quarantine, read_quarantine
 from runner.results import BROKEN, classify
 from runner.settings import Settings
 
-RESULTS_LIMIT_BYTES = 512 * 1024 * 1024
 WORK_DIR = ".testgate-flaky-work"
 _SHUFFLE = random.SystemRandom()
 
@@ -136,17 +136,11 @@ def failed_in(directory: Path) -> list[str]:
             f"--from-results {directory}: no results.json there; point it at the reports "
             "dir of an earlier testgate run."
         )
-    try:
-        if path.stat().st_size > RESULTS_LIMIT_BYTES:
-            raise InfraError(f"{path} is over {RESULTS_LIMIT_BYTES} bytes; not read.")
-        data = json.loads(path.read_text("utf-8"))
-        return [
-            str(test["id"])
-            for test in data["tests"]
-            if test["outcome"] in ("failed", "error", "flaky", "quarantined")
-        ]
-    except (ValueError, KeyError, TypeError) as error:
-        raise InfraError(f"{path} is not a testgate results.json ({error}).") from None
+    return [
+        test.id
+        for test in read_results(path).tests
+        if test.outcome in ("failed", "error", "flaky", "quarantined")
+    ]
 
 
 def detect(

@@ -11,17 +11,16 @@ merged result, and a new ``durations.json`` plans the next run.
 from __future__ import annotations
 
 import json
-import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from runner import coverage_data, gates, render
+from runner import coverage_data
 from runner.errors import ConfigError, InfraError
 from runner.junit import read_junit, write_junit
-from runner.pipeline import Outcome, measure_change, write_reports
+from runner.pipeline import Outcome, conclude, measure_change
 from runner.results import SCHEMA_VERSION, RunInfo, RunResult, TestResult
 from runner.settings import Settings
 
@@ -39,6 +38,19 @@ class Part:
     @property
     def variant(self) -> str:
         return self.result.run.variant or "default"
+
+
+def read_results(path: Path) -> RunResult:
+    """A results.json, read as untrusted input: bounded, its schema version checked."""
+    try:
+        if path.stat().st_size > RESULTS_LIMIT_BYTES:
+            raise ValueError(f"over {RESULTS_LIMIT_BYTES} bytes")
+        data = json.loads(path.read_text("utf-8"))
+        if data.get("schema_version") != SCHEMA_VERSION:
+            raise ValueError(f"schema_version {data.get('schema_version')!r}, not {SCHEMA_VERSION}")
+        return RunResult.from_json(data)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+        raise InfraError(f"{path} is not a readable testgate results.json ({error}).") from None
 
 
 def read_part(directory: Path, *, project: Path) -> Part:
@@ -65,16 +77,7 @@ def read_part(directory: Path, *, project: Path) -> Part:
             f"{directory} holds no results.json (nor junit.xml): is it the reports dir of a "
             "testgate run, or did that job fail before writing it?"
         )
-    try:
-        if path.stat().st_size > RESULTS_LIMIT_BYTES:
-            raise ValueError(f"over {RESULTS_LIMIT_BYTES} bytes")
-        data = json.loads(path.read_text("utf-8"))
-        if data.get("schema_version") != SCHEMA_VERSION:
-            raise ValueError(f"schema_version {data.get('schema_version')!r}, not {SCHEMA_VERSION}")
-        result = RunResult.from_json(data)
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
-        raise InfraError(f"{path} is not a readable testgate results.json ({error}).") from None
-    return Part(directory=directory, result=result)
+    return Part(directory=directory, result=read_results(path))
 
 
 def check_shards(parts: Sequence[Part], *, expect: int | None) -> None:
@@ -179,25 +182,12 @@ def merge(
             f"{part.directory}: {w}" for part in parts for w in part.result.run.warnings
         ),
     )
-    unsharded = replace(settings, shard=None)
-    verdicts = gates.evaluate(
-        settings=unsharded,
+    outcome = conclude(
+        settings=replace(settings, shard=None),
+        info=info,
         tests=tests,
         coverage=coverage,
-        suite_duration_s=info.suite_duration_s,
-        diff=diff,
-        diff_skipped=diff_skipped,
+        diff=(diff, diff_skipped),
     )
-    result = RunResult(
-        run=info,
-        tests=tests,
-        coverage=coverage,
-        gates=verdicts,
-        diff_coverage=None if diff is None else diff.to_json(),
-    )
-    write_reports(result, reports)
-    write_junit(replace(result, tests=sonar_tests(tests)), reports / "junit-sonar.xml")
-    sys.stdout.write(render.terminal(result, reports_dir=str(reports)))
-    if info.problems:
-        return Outcome(result, InfraError.exit_code)
-    return Outcome(result, 0 if result.passed else 1)
+    write_junit(replace(outcome.result, tests=sonar_tests(tests)), reports / "junit-sonar.xml")
+    return outcome

@@ -35,7 +35,15 @@ from runner.git import Git, default_base, merge_base
 from runner.git import diff as diff_text
 from runner.junit import write_junit
 from runner.quarantine import Quarantine, read_quarantine
-from runner.results import BROKEN, Attempt, RunInfo, RunResult, TestResult, classify
+from runner.results import (
+    BROKEN,
+    Attempt,
+    CoverageSummary,
+    RunInfo,
+    RunResult,
+    TestResult,
+    classify,
+)
 from runner.settings import Settings
 from runner.sharding import read_durations
 
@@ -54,9 +62,9 @@ REPLAY_LIMIT = 1000
 
 @dataclass(frozen=True)
 class Outcome:
-    """What a command produced: the result (when there is one) and the exit code."""
+    """What a command produced: the result and the exit code."""
 
-    result: RunResult | None
+    result: RunResult
     exit_code: int
 
 
@@ -177,25 +185,39 @@ def run(settings: Settings, *, environ: Mapping[str, str]) -> Outcome:
         )
         + ((durations_warning,) if durations_warning else ()),
     )
+    shutil.rmtree(work, ignore_errors=True)
+    return conclude(
+        settings=settings, info=info, tests=tests, coverage=coverage, diff=(diff, diff_skipped)
+    )
+
+
+def conclude(
+    *,
+    settings: Settings,
+    info: RunInfo,
+    tests: tuple[TestResult, ...],
+    coverage: CoverageSummary | None,
+    diff: tuple[DiffCoverage | None, str],
+) -> Outcome:
+    """Judge a result, write its reports, print its table: the end of run and of merge."""
     verdicts = gates.evaluate(
         settings=settings,
         tests=tests,
         coverage=coverage,
-        suite_duration_s=first.completed.duration_s,
-        diff=diff,
-        diff_skipped=diff_skipped,
+        suite_duration_s=info.suite_duration_s,
+        diff=diff[0],
+        diff_skipped=diff[1],
     )
     result = RunResult(
         run=info,
         tests=tests,
         coverage=coverage,
         gates=verdicts,
-        diff_coverage=None if diff is None else diff.to_json(),
+        diff_coverage=None if diff[0] is None else diff[0].to_json(),
     )
-    write_reports(result, reports)
-    shutil.rmtree(work, ignore_errors=True)
-    sys.stdout.write(render.terminal(result, reports_dir=_shown(reports)))
-    if found_problems:
+    write_reports(result, settings.reports_dir)
+    sys.stdout.write(render.terminal(result, reports_dir=_shown(settings.reports_dir)))
+    if info.problems:
         return Outcome(result, InfraError.exit_code)
     return Outcome(result, 0 if result.passed else 1)
 

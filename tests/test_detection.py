@@ -11,6 +11,7 @@ import pytest
 
 from runner.detection import failed_in
 from runner.errors import InfraError
+from runner.results import RunInfo, RunResult
 from tests.conftest import Ran, copy_fixture, run_in_process
 
 RunCli = Callable[..., Ran]
@@ -129,7 +130,14 @@ def test_the_whole_suite_when_nothing_is_chosen(run_cli: RunCli, tmp_path: Path)
 def test_nothing_to_check_is_a_quick_clean_answer(run_cli: RunCli, tmp_path: Path) -> None:
     project = copy_fixture("passing", tmp_path)
     (project / "earlier").mkdir()
-    (project / "earlier" / "results.json").write_text('{"tests": []}', "utf-8")
+    empty = RunResult(
+        run=RunInfo(started="", duration_s=0.0, suite_duration_s=0.0, commit=None, python=None,
+                    platform=None, variant=None),
+        tests=(),
+        coverage=None,
+        gates=(),
+    )  # fmt: skip
+    (project / "earlier" / "results.json").write_text(json.dumps(empty.to_json()), "utf-8")
     ran = run_cli(project, "--from-results", "earlier", command="flaky")
     assert ran.exit_code == 0
     assert report(ran)["rounds"] == 0
@@ -141,7 +149,7 @@ def test_nothing_to_check_is_a_quick_clean_answer(run_cli: RunCli, tmp_path: Pat
     [
         (("--from-quarantine",), 2, "--from-quarantine needs a quarantine file"),
         (("--from-results", "nowhere"), 2, "passing/nowhere: no results.json there"),
-        (("--from-results", "bad"), 3, "is not a testgate results.json"),
+        (("--from-results", "bad"), 3, "is not a readable testgate results.json"),
         (("--confidence", "1"), 2, "--confidence: '1' must be a probability between 0 and 1"),
     ],
 )
@@ -160,6 +168,6 @@ def test_an_oversized_earlier_results_file_is_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     (tmp_path / "results.json").write_text('{"tests": []}', "utf-8")
-    monkeypatch.setattr("runner.detection.RESULTS_LIMIT_BYTES", 3)
-    with pytest.raises(InfraError, match=r"results\.json is over 3 bytes; not read"):
+    monkeypatch.setattr("runner.merge.RESULTS_LIMIT_BYTES", 3)
+    with pytest.raises(InfraError, match=r"results\.json is not a readable .*over 3 bytes"):
         failed_in(tmp_path)

@@ -305,23 +305,19 @@ def test_parsing_a_zero_context_diff() -> None:
     assert ranges([5, 3, 4, 9, 7, 8]) == [[3, 5], [7, 9]]
 
 
+def shallow_clone(repo: Path, root: Path) -> Path:
+    """The feature branch alone, one commit deep, from a bare 'origin' of the repository."""
+    origin = root / "origin.git"
+    git(root, "clone", "-q", "--bare", str(repo), str(origin))
+    clone = root / "clone"
+    git(root, "clone", "-q", "--depth", "1", "--branch", "feature", f"file://{origin}", str(clone))
+    return clone
+
+
 def test_a_shallow_clone_fetches_what_the_merge_base_needs(
     repo: Path, ran: Ran, tmp_path: Path
 ) -> None:
-    origin = tmp_path / "origin.git"
-    git(tmp_path, "clone", "-q", "--bare", str(repo), str(origin))
-    clone = tmp_path / "clone"
-    git(
-        tmp_path,
-        "clone",
-        "-q",
-        "--depth",
-        "1",
-        "--branch",
-        "feature",
-        f"file://{origin}",
-        str(clone),
-    )
+    clone = shallow_clone(repo, tmp_path)
     assert git(clone, "rev-parse", "--is-shallow-repository") == "true"
     shallow = run_in_process(clone, "--diff-base", "origin/main", "--fail-under-diff", "70")
     assert shallow.exit_code == 0, shallow.output
@@ -339,20 +335,7 @@ def test_a_shallow_clone_of_unrelated_history_stops_after_bounded_fetches(tmp_pa
     git(repo, "checkout", "-q", "--orphan", "island")
     git(repo, "commit", "-q", "-m", "unrelated")
     git(repo, "checkout", "-q", "feature")
-    origin = tmp_path / "origin.git"
-    git(tmp_path, "clone", "-q", "--bare", str(repo), str(origin))
-    clone = tmp_path / "clone"
-    git(
-        tmp_path,
-        "clone",
-        "-q",
-        "--depth",
-        "1",
-        "--branch",
-        "feature",
-        f"file://{origin}",
-        str(clone),
-    )
+    clone = shallow_clone(repo, tmp_path)
     ran = run_in_process(clone, "--diff-base", "origin/island")
     assert ran.exit_code == 3
     assert "HEAD and diff-base 'origin/island' share no commit" in ran.output
