@@ -1,4 +1,4 @@
-"""Write ``junit.xml``: one ``<testcase>`` per test, in the xunit2 shape pytest writes.
+"""JUnit XML in and out: ``junit.xml`` in the xunit2 shape pytest writes, and reading others'.
 
 Consumers of pytest's JUnit XML (Jenkins, SonarQube, Codecov, GitHub reporting actions)
 read it as they read pytest's own. testgate adds ``file`` and a 1-based ``line`` to each
@@ -12,11 +12,10 @@ import re
 from pathlib import Path
 from xml.etree import ElementTree
 from xml.etree.ElementTree import Element
+from xml.sax.saxutils import escape, quoteattr
 
 from defusedxml import DefusedXmlException
 from defusedxml import ElementTree as DefusedET
-from junitparser import Error, Failure, Skipped, xunit2
-from junitparser.junitparser import Result
 
 from runner.errors import InfraError
 from runner.record import line_in_traceback
@@ -44,7 +43,7 @@ def _exception_type(message: str | None) -> str:
     return head if head.isidentifier() else "failure"
 
 
-def testcase(test: TestResult) -> xunit2.TestCase:
+def testcase_xml(test: TestResult) -> str:
     """The ``<testcase>`` of one test: its verdict, and every other failed attempt.
 
     Attempt 1 gives the final result of a test that failed every time, with its reruns
@@ -52,28 +51,39 @@ def testcase(test: TestResult) -> xunit2.TestCase:
     as ``<flakyFailure>``/``<flakyError>``. Order checks are evidence, not attempts.
     """
     name = test.id.split("::")[-1] if "::" in test.id else test.id
-    case = xunit2.TestCase(xml_text(name), xml_text(classname(test.id)), 0.0)
-    case.time = round(test.attempts[0].duration_s, 6)
-    case._elem.set("file", xml_text(test.file))
-    if test.line is not None:
-        case._elem.set("line", str(test.line))
     runs = [attempt for attempt in test.attempts if attempt.kind != "order-check"]
     first = runs[0]
-    results = _results(test, first)
-    if results:
-        case.result = results  # type: ignore[assignment]  # junitparser's hint is too narrow
-    if test.outcome in ("failed", "error"):
-        if first.stdout:
-            case.system_out = xml_text(first.stdout)
-        if first.stderr:
-            case.system_err = xml_text(first.stderr)
-    interim = _INTERIM.get(test.outcome)
+    line = "" if test.line is None else f' line="{test.line}"'
+    parts = [
+        f"<testcase classname={_attr(classname(test.id))} name={_attr(name)} "
+        f'time="{round(first.duration_s, 6)}" file={_attr(test.file)}{line}>'
+    ]
+    outcome = test.outcome
+    message = first.message or first.teardown_error
+    if outcome in BROKEN:
+        tag = "failure" if outcome == "failed" else "error"
+        parts.append(_element(tag, message, _exception_type(message), first.text))
+        parts += [_text("system-out", first.stdout), _text("system-err", first.stderr)]
+    elif outcome in _SKIP_TYPES:
+        said = test.note if outcome == "quarantined" else message
+        parts.append(_element("skipped", said, _SKIP_TYPES[outcome], None))
+    interim = _INTERIM.get(outcome)
     if interim is not None:
-        retried = runs if test.outcome in ("flaky", "quarantined") else runs[1:]
+        retried = runs if outcome in ("flaky", "quarantined") else runs[1:]
         for attempt in retried:
-            if classify(attempt) in BROKEN:
-                case.add_interim_result(_interim(interim, attempt))
-    return case
+            verdict = classify(attempt)
+            if verdict in BROKEN:
+                tag = interim[0] if verdict == "failed" else interim[1]
+                said = attempt.message or attempt.teardown_error
+                parts.append(
+                    f"<{tag} message={_attr(said)} type={_attr(_exception_type(said))}>"
+                    + _text("stackTrace", attempt.text)
+                    + _text("system-out", attempt.stdout)
+                    + _text("system-err", attempt.stderr)
+                    + f"</{tag}>"
+                )
+    parts.append("</testcase>")
+    return "".join(parts)
 
 
 _SKIP_TYPES = {
@@ -82,64 +92,48 @@ _SKIP_TYPES = {
     "quarantined": "testgate.quarantine",
 }
 _INTERIM = {
-    "flaky": (xunit2.FlakyFailure, xunit2.FlakyError),
-    "quarantined": (xunit2.FlakyFailure, xunit2.FlakyError),
-    "failed": (xunit2.RerunFailure, xunit2.RerunError),
-    "error": (xunit2.RerunFailure, xunit2.RerunError),
+    "flaky": ("flakyFailure", "flakyError"),
+    "quarantined": ("flakyFailure", "flakyError"),
+    "failed": ("rerunFailure", "rerunError"),
+    "error": ("rerunFailure", "rerunError"),
 }
 
 
-def _interim(
-    kinds: tuple[type[xunit2.InterimResult], type[xunit2.InterimResult]], attempt: Attempt
-) -> xunit2.InterimResult:
-    message = xml_text(attempt.message or attempt.teardown_error)
-    kind = kinds[0] if classify(attempt) == "failed" else kinds[1]
-    element = kind(message, _exception_type(message))
-    if attempt.text:
-        element.stack_trace = xml_text(attempt.text)
-    if attempt.stdout:
-        element.system_out = xml_text(attempt.stdout)
-    if attempt.stderr:
-        element.system_err = xml_text(attempt.stderr)
-    return element
+def _attr(value: str | None) -> str:
+    return quoteattr(xml_text(value))
 
 
-def _results(test: TestResult, attempt: Attempt) -> list[Result]:
-    outcome = test.outcome
-    message = xml_text(attempt.message or attempt.teardown_error)
-    result: Result
-    if outcome in ("failed", "error"):
-        kind = Failure if outcome == "failed" else Error
-        result = kind(message, _exception_type(message))
-        result.text = xml_text(attempt.text)
-    elif outcome in ("skipped", "xfailed", "quarantined"):
-        if outcome == "quarantined":
-            message = xml_text(test.note)
-        result = Skipped(message, _SKIP_TYPES[outcome])
-    else:
-        return []
-    return [result]
+def _text(tag: str, value: str | None) -> str:
+    return f"<{tag}>{escape(xml_text(value))}</{tag}>" if value else ""
+
+
+def _element(tag: str, message: str | None, kind: str, body: str | None) -> str:
+    return f"<{tag} message={_attr(message)} type={_attr(kind)}>{escape(xml_text(body))}</{tag}>"
 
 
 def write_junit(result: RunResult, path: Path) -> None:
-    """Write the run as JUnit XML: one test suite, or one per variant after a merge."""
+    """Write the run as JUnit XML: one test suite, or one per variant after a merge.
+
+    Streamed test case by test case: a run of any size is written in little memory.
+    """
     variants: dict[str | None, list[TestResult]] = {}
     for test in result.tests:
         variants.setdefault(test.variant, []).append(test)
-    document = xunit2.JUnitXml()
-    for variant, tests in variants.items() or [(None, [])]:
-        totals = Totals.of(tuple(tests))
-        suite = xunit2.TestSuite(variant or "testgate")  # type: ignore[no-untyped-call]
-        # add_testcase recounts the whole suite after each case (quadratic); the counts
-        # are set once below from the totals, which follow pytest's own counting.
-        suite.extend([testcase(test) for test in tests])  # type: ignore[no-untyped-call]
-        suite.tests = totals.tests
-        suite.failures = totals.failed
-        suite.errors = totals.errors
-        suite.skipped = totals.skipped + totals.xfailed + totals.quarantined
-        suite.time = round(sum(test.attempts[0].duration_s for test in tests), 3)
-        document.add_testsuite(suite)
-    document.write(str(path), pretty=False)
+    with path.open("w", encoding="utf-8") as out:
+        out.write('<?xml version="1.0" encoding="utf-8"?>\n<testsuites>')
+        for variant, tests in variants.items() or [(None, [])]:
+            totals = Totals.of(tuple(tests))
+            seconds = round(sum(test.attempts[0].duration_s for test in tests), 3)
+            skipped = totals.skipped + totals.xfailed + totals.quarantined
+            out.write(
+                f'<testsuite name={_attr(variant or "testgate")} tests="{totals.tests}" '
+                f'errors="{totals.errors}" failures="{totals.failed}" skipped="{skipped}" '
+                f'time="{seconds}">'
+            )
+            for test in tests:
+                out.write(testcase_xml(test))
+            out.write("</testsuite>")
+        out.write("</testsuites>\n")
 
 
 READ_LIMIT_BYTES = 2 * 1024 * 1024 * 1024
