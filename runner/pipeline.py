@@ -324,9 +324,10 @@ def commit_of(project: Path, environ: Mapping[str, str]) -> str | None:
 
 def write_reports(result: RunResult, reports: Path) -> None:
     """results.json, junit.xml, durations.json and summary.md (coverage wrote its own)."""
-    with (reports / "results.json").open("w", encoding="utf-8") as stream:
-        json.dump(result.to_json(), stream, indent=1, ensure_ascii=False)
-        stream.write("\n")
+    # Compact: json.dumps without indent runs in C, several times faster on a large run.
+    (reports / "results.json").write_text(
+        json.dumps(result.to_json(), ensure_ascii=False) + "\n", encoding="utf-8"
+    )
     write_junit(result, reports / "junit.xml")
     durations: dict[str, float] = {}
     for test in result.tests:  # after a merge, a test's longest time over its variants
