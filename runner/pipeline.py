@@ -101,19 +101,7 @@ def run(settings: Settings, *, environ: Mapping[str, str]) -> Outcome:
     durations, durations_warning = read_durations(settings.durations or reports / "durations.json")
     work = reports / WORK_DIR
     _prepare(reports, work)
-    schedule = work / "schedule.json"
-    shard = None if settings.shard is None else [int(part) for part in settings.shard.split("/")]
-    schedule.write_text(
-        # Without durations there is nothing to order by: pytest's own order stays.
-        json.dumps(
-            {
-                "durations": durations,
-                "shard": shard,
-                "order": bool(durations) and settings.workers != "0",
-            }
-        ),
-        "utf-8",
-    )
+    schedule = write_schedule(settings, durations, work / "schedule.json")
     project_env = execute.probe(settings, environ)
     session = Session(
         settings=settings,
@@ -125,32 +113,7 @@ def run(settings: Settings, *, environ: Mapping[str, str]) -> Outcome:
     history = History()
     first = run_attempt(session, number=1, schedule=schedule)
     history.add(first, kind="run")
-    failing = [
-        test_id
-        for test_id in history.still_failing(list(history.attempts))
-        if history.attempts[test_id][0].phase != "collect"
-    ]
-    for number in range(2, settings.reruns + 2):
-        if not failing:
-            break
-        # The last rerun runs each test alone, without xdist: a test that fails only when
-        # it runs beside others shows as flaky, not broken.
-        seconds = sum(history.attempts[test_id][0].duration_s for test_id in failing)
-        workers = rerun_workers(
-            settings.workers, len(failing), cpus=os.cpu_count(), seconds=seconds
-        )
-        if number == settings.reruns + 1:
-            workers = "0"
-        rerun = run_attempt(
-            session,
-            number=number,
-            select=failing,
-            workers=workers,
-            reseed=True,
-            label=f"attempt {number}, rerun of {len(failing)} tests",
-        )
-        history.add(rerun, kind="rerun", only=set(failing))
-        failing = history.still_failing(failing)
+    rerun_failures(session, history)
     check_order(session, history, first)
     tests = classify_all(history, quarantine)
     coverage = coverage_data.combine_and_report(
@@ -220,6 +183,48 @@ def conclude(
     if info.problems:
         return Outcome(result, InfraError.exit_code)
     return Outcome(result, 0 if result.passed else 1)
+
+
+def write_schedule(settings: Settings, durations: Mapping[str, float], path: Path) -> Path:
+    """The plugin's plan: the durations, this run's shard, and whether to order by them.
+
+    Without durations there is nothing to order by, so pytest's own order stays.
+    """
+    shard = None if settings.shard is None else [int(part) for part in settings.shard.split("/")]
+    order = bool(durations) and settings.workers != "0"
+    path.write_text(json.dumps({"durations": durations, "shard": shard, "order": order}), "utf-8")
+    return path
+
+
+def rerun_failures(session: Session, history: History) -> None:
+    """Rerun what failed (not collection errors), up to ``reruns`` times, while it fails.
+
+    Each rerun is a fresh process with new seeds. The last one runs without xdist, so a
+    test that fails only beside others (a shared file, a port) shows as flaky, not broken.
+    """
+    settings = session.settings
+    failing = [
+        test_id
+        for test_id in history.still_failing(list(history.attempts))
+        if history.attempts[test_id][0].phase != "collect"
+    ]
+    for number in range(2, settings.reruns + 2):
+        if not failing:
+            return
+        seconds = sum(history.attempts[test_id][0].duration_s for test_id in failing)
+        workers = rerun_workers(
+            settings.workers, len(failing), cpus=os.cpu_count(), seconds=seconds
+        )
+        rerun = run_attempt(
+            session,
+            number=number,
+            select=failing,
+            workers="0" if number == settings.reruns + 1 else workers,
+            reseed=True,
+            label=f"attempt {number}, rerun of {len(failing)} tests",
+        )
+        history.add(rerun, kind="rerun", only=set(failing))
+        failing = history.still_failing(failing)
 
 
 def check_order(session: Session, history: History, first: AttemptRun) -> None:
