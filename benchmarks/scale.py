@@ -19,12 +19,14 @@ Run: ``.venv/bin/python benchmarks/scale.py``.
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +96,63 @@ def makespan(root: Path) -> None:
             ratios.append(max(load.values()) / bound)
         print(
             f"  {name:28} median {statistics.median(ratios):.3f}  ({', '.join(f'{r:.3f}' for r in ratios)})"
+        )
+
+
+FIXTURE_MODULE = """
+import time
+import pytest
+
+
+@pytest.fixture(scope="module")
+def expensive():
+    time.sleep(0.4)  # a database schema, a server: paid once per module per process
+    return 1
+""" + "".join(
+    f"\n\ndef test_{n}(expensive):\n    time.sleep({0.05 + 0.08 * n:.2f})\n" for n in range(6)
+)
+
+
+def fixture_groups(root: Path) -> None:
+    """Wall time with and without keeping a module-scoped fixture's tests together."""
+    project = root / "fixtures"
+    (project / "tests").mkdir(parents=True)
+    (project / "pyproject.toml").write_text(
+        '[project]\nname = "fx"\nversion = "0"\nrequires-python = ">=3.11"\ndependencies = []\n'
+        '[dependency-groups]\ndev = ["pytest", "pytest-xdist"]\n[tool.uv]\npackage = false\n',
+        "utf-8",
+    )
+    durations = {}
+    for module in range(4):
+        (project / "tests" / f"test_m{module}.py").write_text(FIXTURE_MODULE, "utf-8")
+        for n in range(6):
+            durations[f"tests/test_m{module}.py::test_{n}"] = 0.05 + 0.08 * n
+    subprocess.run(["uv", "sync", "-q", "--project", str(project)], check=True)
+    plugin = Path(__file__).parent.parent / "runner" / "plugin"
+    print(
+        "\n1b. keeping a module fixture's tests together (4 modules x 6 tests, 0.4 s fixture, 2 workers)"
+    )
+    ways = {
+        "grouped (testgate)": {"order": True, "group": True},
+        "per test, longest first": {"order": True, "group": False},
+        "pytest's own order": {"order": False},
+    }
+    for label, plan in ways.items():
+        (project / "schedule.json").write_text(json.dumps({"durations": durations, **plan}))
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(plugin),
+            "TESTGATE_SCHEDULE": str(project / "schedule.json"),
+        }
+        walls = []
+        for _ in range(3):
+            started = time.perf_counter()
+            subprocess.run(["uv", "run", "--project", str(project), "python", "-m", "pytest", "-q",
+                            "-p", "_testgate_plugin", "-n", "2", "--dist", "worksteal"],
+                           cwd=project, env=env, capture_output=True, check=False)  # fmt: skip
+            walls.append(time.perf_counter() - started)
+        print(
+            f"  {label:24} median {statistics.median(walls):.2f} s  ({', '.join(f'{w:.2f}' for w in walls)})"
         )
 
 
@@ -244,6 +303,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as temporary:
         root = Path(temporary)
         makespan(root)
+        fixture_groups(root)
         shard_balance()
         merging(root)
         ingest(root)

@@ -273,6 +273,15 @@ def test_a_schedule_puts_the_longest_work_first_keeping_fixture_groups(
         "test_klass.py::TestK::test_k2",
         "test_free.py::test_short",
     ]
+    # Without grouping (what the benchmark compares against): strictly by duration.
+    assert scheduled(pytester, {"durations": durations, "order": True, "group": False}) == [
+        "test_free.py::test_long",
+        "test_klass.py::TestK::test_k2",
+        "test_grouped.py::test_g1",
+        "test_grouped.py::test_g2",
+        "test_klass.py::TestK::test_k1",
+        "test_free.py::test_short",
+    ]
 
 
 def scheduled(pytester: pytest.Pytester, schedule: dict[str, Any]) -> list[str]:

@@ -158,17 +158,19 @@ def _schedule(config: pytest.Config, items: list[pytest.Item]) -> None:
         items[:] = [item for item in items if item.nodeid in mine]
         config.hook.pytest_deselected(items=dropped)
     if schedule.get("order"):
-        items[:] = longest_first(items, durations)
+        items[:] = longest_first(items, durations, group=schedule.get("group", True))
 
 
-def longest_first(items: list[pytest.Item], durations: dict[str, float]) -> list[pytest.Item]:
-    """Units of work, longest first; a unit is one test, or the tests of a module (or class)
-    that share a fixture of that scope, in pytest's own order."""
+def longest_first(
+    items: list[pytest.Item], durations: dict[str, float], *, group: bool = True
+) -> list[pytest.Item]:
+    """Units of work, longest first; a unit is one test, or (with ``group``) the tests of a
+    module or class that share a fixture of that scope, in pytest's own order."""
     weight = weights([item.nodeid for item in items], durations)
     units: dict[str, list[pytest.Item]] = {}
     for item in items:
-        units.setdefault(_unit(item), []).append(item)
-    total = {key: sum(weight[item.nodeid] for item in group) for key, group in units.items()}
+        units.setdefault(_unit(item) if group else item.nodeid, []).append(item)
+    total = {key: sum(weight[item.nodeid] for item in members) for key, members in units.items()}
     ordered = sorted(units, key=lambda key: (-total[key], key))
     return [item for key in ordered for item in units[key]]
 
