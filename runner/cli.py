@@ -18,6 +18,7 @@ from runner.detection import detect
 from runner.errors import TestgateError
 from runner.merge import merge
 from runner.settings import OPTIONS, Settings, load_settings
+from runner.sonar import sonar
 
 
 def parser() -> argparse.ArgumentParser:
@@ -43,6 +44,18 @@ def parser() -> argparse.ArgumentParser:
         "flips (flaky) or passes often enough in a row (stable). Arguments after -- go to pytest.",
     )
     _add_settings(flaky)
+    sonar_command = commands.add_parser(
+        "sonar",
+        help="upload the reports to SonarQube with pysonar; optionally gate on its verdict",
+        description="Upload the reports dir's run to SonarQube Cloud or a Server with pysonar "
+        "(token in SONAR_TOKEN), then wait for the quality gate (sonar-wait).",
+    )
+    _add_settings(sonar_command)
+    sonar_command.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="pysonar's own dry run: validate the configuration and the coverage report",
+    )
     merge = commands.add_parser(
         "merge",
         help="merge the reports of several runs (matrix shards, variants), then evaluate gates",
@@ -113,6 +126,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
                     else settings.project / namespace.from_results
                 ),
             )
+        if namespace.command == "sonar":
+            return sonar(settings, environ=env, dry_run=namespace.dry_run)
         if namespace.command == "merge":
             return merge(
                 settings,

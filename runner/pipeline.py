@@ -179,7 +179,7 @@ def conclude(
         diff_coverage=None if diff[0] is None else diff[0].to_json(),
     )
     write_reports(result, settings.reports_dir)
-    sys.stdout.write(render.terminal(result, reports_dir=_shown(settings.reports_dir)))
+    sys.stdout.write(render.terminal(result, reports_dir=shown(settings.reports_dir)))
     if info.problems:
         return Outcome(result, InfraError.exit_code)
     return Outcome(result, 0 if result.passed else 1)
@@ -343,7 +343,7 @@ def write_reports(result: RunResult, reports: Path) -> None:
     (reports / "summary.md").write_text(render.markdown(result), encoding="utf-8")
 
 
-def _shown(path: Path) -> str:
+def shown(path: Path) -> str:
     """A path as a user would type it: relative to where they are, when it is below."""
     try:
         return str(path.relative_to(Path.cwd()))

@@ -57,6 +57,13 @@ def _probability(text: str) -> float:
     return value
 
 
+def _seconds(text: str) -> float:
+    value = _number(text)
+    if value <= 0:
+        raise ValueError("must be a number of seconds above 0")
+    return value
+
+
 def _optional_seconds(text: str) -> float | None:
     if text.strip().lower() in ("", "none", "off"):
         return None
@@ -168,6 +175,11 @@ OPTIONS: tuple[Option, ...] = (
         None,
         "durations.json to balance shards and order tests by (default: the reports dir's)",
     ),
+    Option("sonar-host-url", _text, "https://sonarcloud.io", "SonarQube Cloud, or a Server's URL"),
+    Option("sonar-organization", _optional_text, None, "SonarQube Cloud organization"),
+    Option("sonar-project-key", _optional_text, None, "SonarQube project key"),
+    Option("sonar-wait", _boolean, True, "wait for SonarQube's quality gate and fail on it"),
+    Option("sonar-timeout", _seconds, 300.0, "longest wait for SonarQube's quality gate, seconds"),
     Option("pytest-args", _arguments, (), "extra pytest arguments, as one shell-quoted string"),
     Option("python-version", _optional_text, None, "the Python uv runs the suite with"),
     Option("sync", _boolean, True, "let 'uv run' sync the project environment first"),
@@ -197,6 +209,11 @@ class Settings:
     time_budget: float | None
     shard: str | None
     durations: Path | None
+    sonar_host_url: str
+    sonar_organization: str | None
+    sonar_project_key: str | None
+    sonar_wait: bool
+    sonar_timeout: float
     pytest_args: tuple[str, ...]
     python_version: str | None
     sync: bool

@@ -115,6 +115,7 @@ def test_a_bad_value_names_its_source_and_what_is_accepted(
         ("pytest-args", "-k 'open", "cannot be split into arguments"),
         ("reports-dir", " ", "must not be empty"),
         ("shard", "3/2", "must be I/N with 1 <= I <= N"),
+        ("sonar-timeout", "0", "must be a number of seconds above 0"),
         ("shard", "one/two", "must be I/N with 1 <= I <= N"),
     ],
 )
