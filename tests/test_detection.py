@@ -58,12 +58,19 @@ def test_chosen_tests_flip_fail_or_prove_stable(run_cli: RunCli, tmp_path: Path)
     assert f"| `{BROKEN}` | failing | 5 | 5 | failed all 5 runs |" in summary
 
 
-def test_a_rerun_of_an_earlier_runs_failures_confirms_the_fixes(tmp_path: Path) -> None:
-    project = copy_fixture("flaky", tmp_path)
-    first = run_in_process(project, extra_env={"PYTHONHASHSEED": "0"})
+def test_a_rerun_of_an_earlier_runs_failures_confirms_the_fixes(
+    flaky_fixture_run: Ran, tmp_path: Path
+) -> None:
+    first = flaky_fixture_run  # the session's run: one failed and four flaky tests
     assert first.exit_code == 1
     ran = run_in_process(
-        project, "--from-results", "testgate-reports", "--max-fail-rate", "0.6", command="flaky"
+        first.project,
+        "--from-results",
+        str(first.reports),
+        "--max-fail-rate",
+        "0.6",
+        command="flaky",
+        reports=str(tmp_path / "detection"),
     )
     assert ran.exit_code == 1
     found = verdicts(ran)

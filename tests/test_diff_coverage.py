@@ -239,6 +239,7 @@ def test_the_percentage_combines_statements_and_branches(ran: Ran) -> None:
     summary = (ran.reports / "summary.md").read_text("utf-8")
     assert "| `lib/fresh.py` | 4 | 3 | 0 | 0 | 6 |" in summary
     assert ran.results()["diff_coverage"]["merge_base"] == git(ran.project, "rev-parse", "main")
+    assert ran.results()["run"]["commit"] == git(ran.project, "rev-parse", "HEAD")  # from git
 
 
 def test_the_diff_is_measured_once_on_merged_shards(repo: Path, ran: Ran, tmp_path: Path) -> None:

@@ -104,12 +104,16 @@ def test_arguments_after_double_dash_and_pytest_args_reach_pytest(
     run_cli: RunCli, tmp_path: Path
 ) -> None:
     project = copy_fixture("passing", tmp_path)
-    ran = run_cli(project, "--workers", "0", "--min-tests", "3", "--", "-m", "not slow")
+    ran = run_cli(
+        project, "--workers", "0", "--min-tests", "3", "--pytest-args", "-k 'add or sign'",
+        "--", "-m", "not slow",
+    )  # fmt: skip
     assert ran.exit_code == 1
     assert [test["id"] for test in ran.results()["tests"]] == [
         "tests/test_calc.py::test_add",
         "tests/test_calc.py::test_sign_negative",
     ]
+    assert "-k 'add or sign'" not in ran.output  # reached pytest as two arguments
     assert ran.gate("min-tests") == {
         "name": "min-tests",
         "threshold": 3,
@@ -119,24 +123,22 @@ def test_arguments_after_double_dash_and_pytest_args_reach_pytest(
     }
     # The unselected branch is now uncovered: the branch gate says so.
     assert ran.gate("branch-coverage")["passed"] is False
-    ran = run_cli(project, "--workers", "0", "--pytest-args", "-k add")
-    assert [test["id"] for test in ran.results()["tests"]] == ["tests/test_calc.py::test_add"]
 
 
 def test_thresholds_from_environment_beat_pyproject(run_cli: RunCli, tmp_path: Path) -> None:
     project = sample(tmp_path, tool="\n[tool.testgate]\nfail-under-line = 50\nworkers = 0\n")
-    ran = run_cli(project)
-    assert ran.exit_code == 1  # line coverage 75 % passes 50, but branches are 50 %
-    assert ran.gate("line-coverage")["passed"] is True
-    assert ran.gate("line-coverage")["actual"] == 75.0
-    ran = run_cli(
-        project, "--fail-under-branch", "50", env=environment(TESTGATE_FAIL_UNDER_LINE="80")
+    env = environment(TESTGATE_FAIL_UNDER_LINE="80")
+    ran = run_cli(project, "--fail-under-branch", "50", env=env)
+    assert ran.exit_code == 1  # the environment's 80 beats pyproject's 50; coverage is 75 %
+    assert (ran.gate("line-coverage")["threshold"], ran.gate("line-coverage")["actual"]) == (
+        80,
+        75.0,
     )
-    assert ran.exit_code == 1
-    assert ran.gate("line-coverage")["threshold"] == 80
     assert "75.00 % below the minimum 80 %" in ran.output
-    ran = run_cli(project, "--fail-under-line", "75", "--fail-under-branch", "50")
-    assert ran.exit_code == 0, ran.output
+    ran = run_cli(project, "--fail-under-line", "75", "--fail-under-branch", "50",
+                  "--max-duration", "600", env=env)  # fmt: skip
+    assert ran.exit_code == 0, ran.output  # the flag's 75 beats the environment's 80
+    assert ran.gate("max-duration")["passed"] is True
 
 
 def test_max_duration_gate(run_cli: RunCli, tmp_path: Path) -> None:
@@ -158,19 +160,6 @@ def test_max_duration_gate(run_cli: RunCli, tmp_path: Path) -> None:
     assert gate["threshold"] == 0.001
     assert gate["actual"] > 0.001
     assert "limit 0.001 s" in gate["message"]
-    ran = run_cli(
-        project,
-        "--workers",
-        "0",
-        "--max-duration",
-        "600",
-        "--fail-under-line",
-        "0",
-        "--fail-under-branch",
-        "0",
-    )
-    assert ran.exit_code == 0
-    assert ran.gate("max-duration")["passed"] is True
 
 
 def test_a_collection_error_fails_the_gate_and_points_at_the_import(
@@ -217,7 +206,7 @@ def test_a_crash_without_xdist_names_the_test_and_keeps_the_rest(
         TESTS
         + "\ndef test_dies():\n    import os\n    os._exit(7)\n\ndef test_never():\n    pass\n"
     )
-    ran = run_cli(sample(tmp_path, tests=crash), "--workers", "0")
+    ran = run_cli(sample(tmp_path, tests=crash), "--workers", "0", "--reruns", "1")
     assert ran.exit_code == 3
     outcomes = {test["id"]: test["outcome"] for test in ran.results()["tests"]}
     assert outcomes == {
@@ -346,18 +335,14 @@ def test_no_pyproject_is_a_usage_error(run_cli: RunCli, tmp_path: Path) -> None:
     assert f"testgate: error: no pyproject.toml in {tmp_path.resolve()}" in ran.output
 
 
-def test_the_commit_comes_from_github_sha_else_git(run_cli: RunCli, tmp_path: Path) -> None:
+def test_the_commit_comes_from_github_sha(run_cli: RunCli, tmp_path: Path) -> None:
     project = sample(
         tmp_path,
         tool="\n[tool.testgate]\nworkers = 0\nfail-under-line = 0\nfail-under-branch = 0\n",
     )
     ran = run_cli(project, "--sync", "true", env=environment(GITHUB_SHA="0123abc"))
     assert ran.exit_code == 0, ran.output
-    assert ran.results()["run"]["commit"] == "0123abc"
-    env = environment()
-    env.pop("GITHUB_SHA", None)
-    ran = run_cli(project, env=env)
-    assert ran.results()["run"]["commit"] is None  # a temp dir outside any git repository
+    assert ran.results()["run"]["commit"] == "0123abc"  # (git's HEAD: test_diff_coverage)
     run = ran.results()["run"]
     assert run["python"] == run["variant"].removeprefix("py").removesuffix("-linux")
 
