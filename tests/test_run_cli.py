@@ -301,22 +301,28 @@ def test_a_project_without_pytest_gets_it_added(run_cli: RunCli, tmp_path: Path)
     assert ran.exit_code == 0, ran.output
 
 
-def test_without_configured_sources_the_projects_packages_are_measured(
-    run_cli: RunCli, tmp_path: Path
+@pytest.mark.parametrize(
+    ("package", "importable_from"),
+    [("pkg/__init__.py", "."), ("src/pkg/__init__.py", "src")],
+    ids=["top-level package", "src layout"],
+)
+def test_without_configured_sources_the_projects_code_is_measured(
+    run_cli: RunCli, tmp_path: Path, package: str, importable_from: str
 ) -> None:
     project = make_project(
         tmp_path / "pkg",
         {
-            "pkg/__init__.py": "def one():\n    return 1\n",
+            package: "def one():\n    return 1\n",
             "tests/test_pkg.py": "from pkg import one\n\ndef test_one():\n    assert one() == 1\n",
         },
     )
-    text = (project / "pyproject.toml").read_text("utf-8")
-    (project / "pyproject.toml").write_text(text.replace('source = ["lib"]', ""), "utf-8")
+    text = (project / "pyproject.toml").read_text("utf-8").replace('source = ["lib"]', "")
+    text = text.replace('pythonpath = ["."]', f'pythonpath = ["{importable_from}"]')
+    (project / "pyproject.toml").write_text(text, "utf-8")
     ran = run_cli(project, "--workers", "0")
     assert ran.exit_code == 0, ran.output
     files = json.loads((ran.reports / "coverage.json").read_text("utf-8"))["files"]
-    assert sorted(files) == ["pkg/__init__.py"]
+    assert sorted(files) == [package]  # the tests themselves are not measured
 
 
 def test_a_reports_dir_that_cannot_be_created_is_a_config_error(
@@ -345,27 +351,6 @@ def test_the_commit_comes_from_github_sha(run_cli: RunCli, tmp_path: Path) -> No
     assert ran.results()["run"]["commit"] == "0123abc"  # (git's HEAD: test_diff_coverage)
     run = ran.results()["run"]
     assert run["python"] == run["variant"].removeprefix("py").removesuffix("-linux")
-
-
-def test_a_src_layout_is_measured_from_src(run_cli: RunCli, tmp_path: Path) -> None:
-    project = make_project(
-        tmp_path / "srcproj",
-        {
-            "src/thing/__init__.py": "def one():\n    return 1\n",
-            "tests/test_thing.py": (
-                "from thing import one\n\ndef test_one():\n    assert one() == 1\n"
-            ),
-        },
-    )
-    text = (project / "pyproject.toml").read_text("utf-8")
-    text = text.replace('source = ["lib"]', "").replace(
-        'pythonpath = ["."]', 'pythonpath = ["src"]'
-    )
-    (project / "pyproject.toml").write_text(text, "utf-8")
-    ran = run_cli(project, "--workers", "0")
-    assert ran.exit_code == 0, ran.output
-    files = json.loads((ran.reports / "coverage.json").read_text("utf-8"))["files"]
-    assert sorted(files) == ["src/thing/__init__.py"]
 
 
 def test_an_invalid_coverage_configuration_is_a_config_error(
