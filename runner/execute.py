@@ -13,12 +13,14 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from runner.errors import InfraError
+from runner.github import on_github, stop_commands
 from runner.settings import Settings
 
 PLUGIN_DIR = Path(__file__).parent / "plugin"
@@ -199,9 +201,16 @@ def run_pytest(
         **({SELECT_ENV: str(select)} if select is not None else {}),
         **(extra_env or {}),
     )
+    # On GitHub, the tests' output is untrusted: it may not issue workflow commands.
+    guard = stop_commands() if on_github(environ) else ("", "")
+    sys.stdout.write(guard[0])
+    sys.stdout.flush()
     started = time.monotonic()
     try:
         completed = subprocess.run(command, cwd=cwd, env=env, check=False)
     except OSError as error:
         raise InfraError(f"could not start {command[0]}: {error}") from None
+    finally:
+        sys.stdout.write(guard[1])
+        sys.stdout.flush()
     return Completed(exit_code=completed.returncode, duration_s=time.monotonic() - started)

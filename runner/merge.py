@@ -188,6 +188,7 @@ def merge(
         tests=tests,
         coverage=coverage,
         diff=(diff, diff_skipped),
+        environ=environ,
     )
     write_junit(replace(outcome.result, tests=sonar_tests(tests)), reports / "junit-sonar.xml")
     return outcome

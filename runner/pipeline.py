@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from runner import coverage_data, execute, gates, render
+from runner import coverage_data, execute, gates, github, render
 from runner.attempts import (
     AttemptRun,
     Session,
@@ -150,7 +150,12 @@ def run(settings: Settings, *, environ: Mapping[str, str]) -> Outcome:
     )
     shutil.rmtree(work, ignore_errors=True)
     return conclude(
-        settings=settings, info=info, tests=tests, coverage=coverage, diff=(diff, diff_skipped)
+        settings=settings,
+        info=info,
+        tests=tests,
+        coverage=coverage,
+        diff=(diff, diff_skipped),
+        environ=environ,
     )
 
 
@@ -161,6 +166,7 @@ def conclude(
     tests: tuple[TestResult, ...],
     coverage: CoverageSummary | None,
     diff: tuple[DiffCoverage | None, str],
+    environ: Mapping[str, str],
 ) -> Outcome:
     """Judge a result, write its reports, print its table: the end of run and of merge."""
     verdicts = gates.evaluate(
@@ -180,6 +186,12 @@ def conclude(
     )
     write_reports(result, settings.reports_dir)
     sys.stdout.write(render.terminal(result, reports_dir=shown(settings.reports_dir)))
+    if github.on_github(environ):
+        markdown = render.markdown(result)
+        where = shown(settings.reports_dir)
+        sys.stdout.write(
+            github.report(result, markdown=markdown, reports_dir=where, environ=environ)
+        )
     if info.problems:
         return Outcome(result, InfraError.exit_code)
     return Outcome(result, 0 if result.passed else 1)

@@ -21,6 +21,8 @@ import pytest
 from runner.diff_coverage import added_lines, ranges
 from runner.errors import InfraError
 from runner.git import Git, diff
+from runner.github import annotations_of
+from runner.merge import read_results
 from tests.conftest import Ran, environment, once_per_session, run_in_process
 
 PYPROJECT = """\
@@ -389,3 +391,14 @@ def test_without_a_base_branch_the_gate_is_skipped_and_says_why(tmp_path: Path) 
         "skipped: no diff base: none of origin/HEAD, main or master exists; set diff-base"
     )
     assert ran.results()["diff_coverage"] is None
+
+
+def test_uncovered_changed_lines_become_warnings_on_github(ran: Ran) -> None:
+    result = read_results(ran.reports / "results.json")
+    warnings = [a.command() for a in annotations_of(result) if a.level == "warning"]
+    assert warnings == [
+        "::warning file=lib/calc.py,line=12,endLine=12,title=changed lines not covered::"
+        "lines 12 changed since main are not covered",
+        "::warning file=lib/fresh.py,line=6,endLine=6,title=changed lines not covered::"
+        "lines 6 changed since main are not covered",
+    ]

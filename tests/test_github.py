@@ -1,0 +1,125 @@
+"""On a GitHub runner: annotations, the job summary, outputs, and untrusted test output."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from runner.github import (
+    PER_STEP,
+    SUMMARY_LIMIT,
+    Annotation,
+    annotations_of,
+    escape_data,
+    escape_property,
+    report,
+    shown_and_left,
+    summary,
+)
+from runner.merge import read_results
+from tests.conftest import Ran, copy_fixture, marker_line, run_in_process
+
+
+def test_escaping_is_that_of_actions_core() -> None:
+    hostile = "50% done\r\nfile: a, b\n::error::injected"
+    assert escape_data(hostile) == "50%25 done%0D%0Afile: a, b%0A::error::injected"
+    assert escape_property(hostile) == "50%25 done%0D%0Afile%3A a%2C b%0A%3A%3Aerror%3A%3Ainjected"
+
+
+def test_failed_tests_are_errors_at_their_failing_line(outcomes_run: Ran) -> None:
+    result = read_results(outcomes_run.reports / "results.json")
+    errors = [a for a in annotations_of(result) if a.level == "error"]
+    assert len(errors) == 7
+    same = next(a for a in errors if a.file == "tests/b/test_same.py")
+    line = marker_line(outcomes_run.project / "tests/b/test_same.py", "b-fails")
+    assert same.command().startswith(
+        f"::error file=tests/b/test_same.py,line={line},"
+        "title=failed%3A tests/b/test_same.py%3A%3Atest_same_name::"
+        "AssertionError: assert 'b' == 'c'%0A"
+    )
+
+
+def test_flaky_tests_are_warnings_that_say_how_often(flaky_fixture_run: Ran) -> None:
+    result = read_results(flaky_fixture_run.reports / "results.json")
+    warnings = [a for a in annotations_of(result) if a.level == "warning"]
+    first = next(a for a in warnings if a.file == "tests/test_flaky.py")
+    assert first.title == "flaky (nondeterministic): tests/test_flaky.py::test_fails_first_time"
+    assert first.message.startswith("flaky: failed 1 of 2 attempts; passed in isolation")
+
+
+def test_uncovered_changed_lines_are_warnings_on_their_range() -> None:
+    annotation = Annotation("warning", "lib/x.py", 3, "changed lines not covered", "m", 5)
+    assert annotation.command() == (
+        "::warning file=lib/x.py,line=3,endLine=5,title=changed lines not covered::m"
+    )
+
+
+def make(level: str, n: int) -> Annotation:
+    return Annotation(level, f"t{n}.py", n, f"{level} {n}", "message")
+
+
+def test_githubs_limits_keep_the_most_important_and_list_the_rest() -> None:
+    found = [make("error", n) for n in range(12)] + [make("warning", n) for n in range(12)]
+    shown, left = shown_and_left(found)
+    assert [a.level for a in shown] == ["error"] * 10 + ["warning"] * 10
+    assert [a.title for a in left] == ["error 10", "error 11", "warning 10", "warning 11"]
+    many = [make(level, n) for n in range(30) for level in ("error", "warning", "notice")]
+    assert len(shown_and_left(many)[0]) <= PER_STEP
+    text = summary("## testgate\n", left)
+    assert "### Not shown as annotations (GitHub's limit)" in text
+    assert "- error `t10.py:10` error 10" in text
+
+
+def test_the_summary_never_passes_githubs_1_mib() -> None:
+    huge = "x" * (SUMMARY_LIMIT + 100)
+    text = summary(huge, [])
+    assert len(text.encode("utf-8")) <= SUMMARY_LIMIT
+    assert text.endswith("results.json has everything)_\n")
+    assert summary("small", []) == "small"
+
+
+def test_on_a_runner_outputs_summary_and_guarded_test_output(tmp_path: Path) -> None:
+    project = copy_fixture("passing", tmp_path)
+    summary_file, output_file = tmp_path / "summary.md", tmp_path / "output.txt"
+    (project / "tests" / "test_hostile.py").write_text(
+        "def test_prints_a_command():\n    print('::error::from a test')\n", "utf-8"
+    )
+    ran = run_in_process(
+        project,
+        "--workers",
+        "0",
+        "--",
+        "-s",
+        extra_env={
+            "GITHUB_ACTIONS": "true",
+            "GITHUB_STEP_SUMMARY": str(summary_file),
+            "GITHUB_OUTPUT": str(output_file),
+        },
+    )
+    assert ran.exit_code == 0, ran.output
+    pattern = r"^(\S+)<<(\S+)\n(.*?)\n\2$"
+    found = re.findall(pattern, output_file.read_text("utf-8"), re.M | re.S)
+    values = {name: value for name, _, value in found}
+    assert values["passed"] == "true"
+    assert (values["tests"], values["failed"], values["flaky"]) == ("4", "0", "0")
+    assert values["line-coverage"] == "100.00"
+    assert values["reports-dir"].endswith("testgate-reports")
+    assert "✅ testgate passed" in summary_file.read_text("utf-8")
+    # The test's own '::error::' lies between stop-commands and its closing token.
+    opened = re.search(r"^::stop-commands::([0-9a-f]{32})$", ran.output, re.M)
+    assert opened is not None
+    inside = ran.output[opened.end() : ran.output.index(f"::{opened.group(1)}::")]
+    assert "::error::from a test" in inside
+
+
+@pytest.mark.parametrize("level", ["error", "warning"])
+def test_an_annotation_without_a_line_names_only_the_file(level: str) -> None:
+    assert Annotation(level, "t.py", None, "x", "m").command() == f"::{level} file=t.py,title=x::m"
+
+
+def test_without_summary_or_output_files_only_annotations_are_given(outcomes_run: Ran) -> None:
+    result = read_results(outcomes_run.reports / "results.json")
+    commands = report(result, markdown="## summary\n", reports_dir="r", environ={})
+    assert commands.count("::error ") == 7
