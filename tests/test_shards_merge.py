@@ -170,31 +170,32 @@ def test_a_missing_or_doubled_shard_is_exit_three_naming_it(
 def test_runs_that_are_not_shards_of_the_expected_count_are_refused(
     merge: Callable[..., Ran], two_shards: tuple[Path, Ran, Ran], tmp_path: Path
 ) -> None:
-    here, first, _ = two_shards
-    other = tmp_path / "other"
-    shutil.copytree(first.reports, other)
-    edit(other, lambda data: data["run"].update(shard="3/3"))
-    ran = merge(here, "--expect-shards", "2", str(first.reports), str(other), str(_.reports))
+    here, first, second = two_shards
+    other = edited_copy(first.reports, tmp_path / "other", lambda d: d["run"].update(shard="3/3"))
+    ran = merge(here, "--expect-shards", "2", str(first.reports), str(other), str(second.reports))
     assert ran.exit_code == 3
     assert "has runs that are not shards of 2: 3/3" in ran.output
 
 
-def edit(reports: Path, change: Callable[[dict[str, Any]], object]) -> None:
-    path = reports / "results.json"
+def edited_copy(
+    reports: Path, destination: Path, change: Callable[[dict[str, Any]], object]
+) -> Path:
+    """A copy of a reports dir whose results.json ``change`` has edited."""
+    shutil.copytree(reports, destination)
+    path = destination / "results.json"
     data = json.loads(path.read_text("utf-8"))
     change(data)
     path.write_text(json.dumps(data), "utf-8")
+    return destination
 
 
 def test_variants_stay_visible_and_a_failure_names_its_variant(
     merge: Callable[..., Ran], two_shards: tuple[Path, Ran, Ran], tmp_path: Path
 ) -> None:
     here, first, second = two_shards
+
     # Only Python 3.11 is installed here: the 3.12 run is this run as another machine
     # would have reported it, with one failure.
-    other = tmp_path / "py312"
-    shutil.copytree(first.reports, other)
-
     def as_312_with_a_failure(data: dict[str, Any]) -> None:
         data["run"]["variant"] = "py3.12.7-linux"
         test = data["tests"][0]
@@ -203,7 +204,7 @@ def test_variants_stay_visible_and_a_failure_names_its_variant(
             outcome="failed", message="AssertionError: on 3.12", phase="call"
         )
 
-    edit(other, as_312_with_a_failure)
+    other = edited_copy(first.reports, tmp_path / "py312", as_312_with_a_failure)
     ran = merge(here, str(first.reports), str(second.reports), str(other))
     assert ran.exit_code == 1
     results = ran.results()
@@ -243,9 +244,11 @@ def test_a_problem_in_any_input_run_is_exit_three(
     merge: Callable[..., Ran], two_shards: tuple[Path, Ran, Ran], tmp_path: Path
 ) -> None:
     here, first, second = two_shards
-    crashed = tmp_path / "crashed"
-    shutil.copytree(second.reports, crashed)
-    edit(crashed, lambda data: data["run"]["problems"].append("pytest internal error: boom"))
+    crashed = edited_copy(
+        second.reports,
+        tmp_path / "crashed",
+        lambda data: data["run"]["problems"].append("pytest internal error: boom"),
+    )
     ran = merge(here, str(first.reports), str(crashed))
     assert ran.exit_code == 3
     assert ran.results()["run"]["problems"] == [f"{crashed}: pytest internal error: boom"]
