@@ -12,12 +12,16 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from runner import __version__, pipeline
 from runner.detection import detect
 from runner.errors import TestgateError
 from runner.merge import merge
-from runner.settings import OPTIONS, Settings, load_settings
+from runner.services import lifecycle
+from runner.services.lifecycle import STATE_FILE
+from runner.services.spec import parse_specs
+from runner.settings import OPTIONS, OPTIONS_BY_NAME, Settings, load_settings, parse_option
 from runner.sonar import sonar
 
 
@@ -75,6 +79,41 @@ def parser() -> argparse.ArgumentParser:
         metavar="N",
         help="each variant must have shards 1/N .. N/N, once each (the matrix size)",
     )
+    services = commands.add_parser(
+        "services",
+        help="start services (containers or local processes) and wait until each answers",
+        description="Start the services integration tests need, wait until each answers its "
+        "own protocol, and export their connection variables; or stop them again.",
+    )
+    actions = services.add_subparsers(dest="action", required=True, metavar="ACTION")
+    services_up = actions.add_parser(
+        "up",
+        help="start services and export <NAME>_HOST, <NAME>_PORT and their URL variables",
+        description="Start services; SPECs such as postgres:16, redis, mysql:8, mariadb, "
+        "mongo:7, rabbitmq:3, NAME=IMAGE port=PORT [env=K=V] [ready=tcp|http:/PATH|cmd:CMD], "
+        "or NAME=URL for one already running (default: TESTGATE_SERVICES). Prints export "
+        "lines (for eval), writes $GITHUB_ENV on GitHub Actions, or --env-file.",
+    )
+    services_up.add_argument("specs", nargs="*", metavar="SPEC", help="services to start")
+    services_up.add_argument(
+        "--backend", default=None, help="auto (default), docker, local or external"
+    )
+    services_up.add_argument(
+        "--timeout", default=None, help="seconds to wait for every service (default 60)"
+    )
+    services_up.add_argument(
+        "--env-file", default=None, metavar="PATH", help="also write the variables as a dotenv"
+    )
+    services_down = actions.add_parser(
+        "down", help="stop and remove everything 'services up' started (idempotent)"
+    )
+    for command in (services_up, services_down):
+        command.add_argument(
+            "--state-file",
+            default=None,
+            metavar="PATH",
+            help=f"the record of what was started (default: {STATE_FILE})",
+        )
     flaky.add_argument("--only", nargs="+", default=[], metavar="ID", help="test ids to check")
     flaky.add_argument(
         "--from-quarantine", action="store_true", help="check the quarantine file's entries"
@@ -98,6 +137,17 @@ def _add_settings(command: argparse.ArgumentParser) -> None:
         help="the project root, with its pyproject.toml (default: the current directory)",
     )
     for option in OPTIONS:
+        if option.name == "services":
+            command.add_argument(
+                "--service",
+                "--services",
+                dest=option.attribute,
+                action="append",
+                default=None,
+                metavar="SPEC",
+                help=option.help + " (repeat --service for several)",
+            )
+            continue
         command.add_argument(
             f"--{option.name}", dest=option.attribute, default=None, help=option.help
         )
@@ -113,6 +163,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         args, pytest_args = args[:split], tuple(args[split + 1 :])
     namespace = parser().parse_args(args)
     try:
+        if namespace.command == "services":
+            return _services(namespace, environ=env)
         settings = _settings(namespace, environ=env, pytest_args=pytest_args)
         if namespace.command == "flaky":
             return detect(
@@ -147,6 +199,38 @@ def _settings(
 ) -> Settings:
     project = Path(namespace.project or environ.get("TESTGATE_WORKING_DIRECTORY") or ".")
     flags = {option.name: getattr(namespace, option.attribute) for option in OPTIONS}
+    if flags["services"] is not None:
+        flags["services"] = "\n".join(flags["services"])
     return load_settings(
         project=project, flags=flags, environ=environ, extra_pytest_args=pytest_args
     )
+
+
+def _services(namespace: argparse.Namespace, *, environ: Mapping[str, str]) -> int:
+    """``testgate services up|down``: no project needed, so no pyproject settings."""
+    state_file = Path(namespace.state_file or STATE_FILE)
+    if namespace.action == "down":
+        lifecycle.down(state_file=state_file, environ=environ)
+        return 0
+    texts = namespace.specs or [environ.get("TESTGATE_SERVICES", "")]
+    specs = parse_specs(texts)
+    backend = _option("services-backend", namespace.backend, environ)
+    timeout = _option("services-timeout", namespace.timeout, environ)
+    started = lifecycle.up(
+        specs, backend=backend, timeout=timeout, state_file=state_file, environ=environ
+    )
+    env_file = None if namespace.env_file is None else Path(namespace.env_file)
+    lifecycle.publish(
+        lifecycle.variables(started), environ=environ, env_file=env_file, out=sys.stdout
+    )
+    return 0
+
+
+def _option(name: str, flag: str | None, environ: Mapping[str, str]) -> Any:
+    """One option from its flag, else its ``TESTGATE_*`` variable, else its default."""
+    option = OPTIONS_BY_NAME[name]
+    if flag is not None:
+        return parse_option(option, flag, source=f"--{name.removeprefix('services-')}")
+    if option.env in environ:
+        return parse_option(option, environ[option.env], source=option.env)
+    return option.default

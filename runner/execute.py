@@ -28,6 +28,7 @@ PLUGIN_NAME = "_testgate_plugin"
 RECORD_ENV = "TESTGATE_RECORD"
 SELECT_ENV = "TESTGATE_SELECT"
 SCHEDULE_ENV = "TESTGATE_SCHEDULE"
+WORKER_ENV = "TESTGATE_WORKER_ENV"
 
 # Variables that must never reach the project's tests (secrets), or that belong to an
 # outer pytest/coverage/virtualenv and would confuse the inner run.

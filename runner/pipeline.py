@@ -30,6 +30,7 @@ from runner.attempts import (
 )
 from runner.diff_coverage import DiffCoverage, added_lines, measure
 from runner.errors import ConfigError, InfraError
+from runner.execute import WORKER_ENV
 from runner.flaky import ORDER_CHECKS, verdict
 from runner.git import Git, default_base, merge_base
 from runner.git import diff as diff_text
@@ -44,6 +45,7 @@ from runner.results import (
     TestResult,
     classify,
 )
+from runner.services import databases, lifecycle
 from runner.settings import Settings
 from runner.sharding import read_durations
 
@@ -93,6 +95,40 @@ class History:
 
 
 def run(settings: Settings, *, environ: Mapping[str, str]) -> Outcome:
+    """Run the suite with its services (``--service``, or an earlier ``services up``).
+
+    Each xdist worker gets a database of its own in every database service; the
+    databases are dropped and the run's own services stopped after the run and its
+    reruns, whatever their outcome.
+    """
+    with lifecycle.session(
+        settings.services,
+        project=settings.project,
+        backend=settings.services_backend,
+        timeout=settings.services_timeout,
+        environ=environ,
+    ) as services:
+        if not services:
+            return _run(settings, environ=environ)
+        count = lifecycle.worker_count(settings.workers, environ)
+        templates = databases.create(services, count=count)
+        with_services = {
+            **environ,
+            **lifecycle.variables(services),
+            WORKER_ENV: json.dumps(templates),
+        }
+        try:
+            return _run(settings, environ=with_services)
+        finally:
+            warnings = databases.drop(services, count=count)
+            print(
+                "".join(f"testgate: warning: {text}\n" for text in warnings),
+                end="",
+                file=sys.stderr,
+            )
+
+
+def _run(settings: Settings, *, environ: Mapping[str, str]) -> Outcome:
     """Run the suite, rerun what failed, write every report, return the verdict's exit code."""
     started = datetime.now(UTC)
     clock = time.monotonic()

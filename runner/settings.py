@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import ConfigError
+from runner.services.spec import BACKENDS, ServiceSpec, parse_specs
 
 ENV_PREFIX = "TESTGATE_"
 DIST_MODES = ("worksteal", "load", "loadscope", "loadfile", "loadgroup", "each", "no")
@@ -113,6 +114,20 @@ def _shard(text: str) -> str | None:
     return f"{int(index)}/{int(count)}"
 
 
+def _services(text: str) -> tuple[ServiceSpec, ...]:
+    try:
+        return parse_specs([text])
+    except ConfigError as error:
+        raise ValueError(f"is not a list of services: {error.message}") from None
+
+
+def _backend(text: str) -> str:
+    value = text.strip().lower()
+    if value not in BACKENDS:
+        raise ValueError("must be one of " + ", ".join(BACKENDS))
+    return value
+
+
 def _text(text: str) -> str:
     if not text.strip():
         raise ValueError("must not be empty")
@@ -183,6 +198,21 @@ OPTIONS: tuple[Option, ...] = (
     Option("pytest-args", _arguments, (), "extra pytest arguments, as one shell-quoted string"),
     Option("python-version", _optional_text, None, "the Python uv runs the suite with"),
     Option("sync", _boolean, True, "let 'uv run' sync the project environment first"),
+    Option(
+        "services",
+        _services,
+        (),
+        "services to start around the run, one per line or comma-separated: postgres:16, "
+        "redis, mysql, mariadb, mongo, rabbitmq, NAME=IMAGE port=PORT, or NAME=URL",
+    ),
+    Option(
+        "services-backend",
+        _backend,
+        "auto",
+        "how to provide services: auto (docker when an engine answers, else local), "
+        "docker, local or external",
+    ),
+    Option("services-timeout", _seconds, 60.0, "longest wait for the services to be ready"),
 )
 OPTIONS_BY_NAME = {option.name: option for option in OPTIONS}
 
@@ -217,6 +247,9 @@ class Settings:
     pytest_args: tuple[str, ...]
     python_version: str | None
     sync: bool
+    services: tuple[ServiceSpec, ...]
+    services_backend: str
+    services_timeout: float
 
 
 def load_settings(
@@ -256,31 +289,35 @@ def _resolve(
     option: Option, *, flag: str | None, environ: Mapping[str, str], table: Mapping[str, Any]
 ) -> Any:
     if flag is not None:
-        return _parse(option, flag, source=f"--{option.name}")
+        return parse_option(option, flag, source=f"--{option.name}")
     if option.env in environ:
-        return _parse(option, environ[option.env], source=option.env)
+        return parse_option(option, environ[option.env], source=option.env)
     if option.name in table:
-        return _parse(
+        return parse_option(
             option,
-            _toml_text(table[option.name]),
+            _toml_text(table[option.name], lines=option.name == "services"),
             source=f"{option.name} in [tool.testgate] of pyproject.toml",
         )
     return option.default
 
 
-def _parse(option: Option, text: str, *, source: str) -> Any:
+def parse_option(option: Option, text: str, *, source: str) -> Any:
     try:
         return option.parse(text)
     except ValueError as error:
         raise ConfigError(f"{source}: {text!r} {error} ({option.help}).") from None
 
 
-def _toml_text(value: object) -> str:
-    """TOML gives numbers, booleans and lists; every parser takes text."""
+def _toml_text(value: object, *, lines: bool = False) -> str:
+    """TOML gives numbers, booleans and lists; every parser takes text.
+
+    A list becomes shell words, or one item per line when ``lines`` (service specs).
+    """
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, list):
-        return shlex.join(str(item) for item in value)
+        items = [str(item) for item in value]
+        return "\n".join(items) if lines else shlex.join(items)
     return str(value)
 
 

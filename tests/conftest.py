@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import functools
+import importlib.util
 import json
 import os
 import re
@@ -55,6 +56,20 @@ class Ran:
         gates: list[dict[str, Any]] = self.results()["gates"]
         (gate,) = [gate for gate in gates if gate["name"] == name]
         return gate
+
+
+def fresh_plugin(monkeypatch: pytest.MonkeyPatch, name: str) -> Any:
+    """A fresh copy of the plugin, loaded by file as the project's pytest loads it."""
+    from runner import execute  # noqa: PLC0415  (conftest stays light to import)
+
+    monkeypatch.syspath_prepend(str(execute.PLUGIN_DIR))  # as PYTHONPATH does in a real run
+    path = execute.PLUGIN_DIR / f"{execute.PLUGIN_NAME}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def copy_fixture(name: str, destination: Path) -> Path:

@@ -117,6 +117,8 @@ def test_a_bad_value_names_its_source_and_what_is_accepted(
         ("shard", "3/2", "must be I/N with 1 <= I <= N"),
         ("sonar-timeout", "0", "must be a number of seconds above 0"),
         ("shard", "one/two", "must be I/N with 1 <= I <= N"),
+        ("services", "postgress", "is not a list of services: unknown service 'postgress'"),
+        ("services-backend", "podman", "must be one of auto, docker, local, external"),
     ],
 )
 def test_every_option_rejects_what_it_cannot_use(
@@ -153,3 +155,12 @@ def test_missing_project_or_pyproject_says_what_to_do(tmp_path: Path) -> None:
         load_settings(project=tmp_path / "nowhere", flags={}, environ={})
     with pytest.raises(ConfigError, match=r"no pyproject.toml in .*'uv init'"):
         load_settings(project=tmp_path, flags={}, environ={})
+
+
+def test_services_come_from_pyproject_as_a_list(tmp_path: Path) -> None:
+    table = 'services = ["postgres:16", "cache=redis"]\nservices-timeout = 30\n'
+    settings = load_settings(project=project_with(tmp_path, table), flags={}, environ={})
+    assert [(spec.name, spec.kind) for spec in settings.services] == [
+        ("postgres", "postgres"), ("cache", "redis"),
+    ]  # fmt: skip
+    assert (settings.services_backend, settings.services_timeout) == ("auto", 30.0)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import runpy
 import subprocess
@@ -29,7 +28,7 @@ from runner.results import (
     TestResult,
     Totals,
 )
-from tests.conftest import SCHEMA
+from tests.conftest import SCHEMA, fresh_plugin
 
 
 def failed(n: int) -> TestResult:
@@ -259,13 +258,7 @@ def test_python_dash_m_runner_is_the_cli(
 
 def test_the_plugin_file_imports_cleanly_on_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
     """The plugin is loaded by file in the project's pytest; load a fresh copy the same way."""
-    monkeypatch.syspath_prepend(str(execute.PLUGIN_DIR))  # as PYTHONPATH does in a real run
-    path = execute.PLUGIN_DIR / f"{execute.PLUGIN_NAME}.py"
-    spec = importlib.util.spec_from_file_location("_testgate_plugin_fresh", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = fresh_plugin(monkeypatch, "_testgate_plugin_fresh")
     assert module.RECORD_ENV == execute.RECORD_ENV
     assert module._clean("x" * 10, 4) == "xxxx\n[... 6 characters cut by testgate]"
 

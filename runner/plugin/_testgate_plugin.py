@@ -20,6 +20,11 @@ pytest. It does two things pytest's own reports cannot:
   with ``order`` puts the longest work first for xdist's worksteal, keeping together the
   tests that share a module- or class-scoped fixture (see ``_testgate_schedule``).
 
+* when ``TESTGATE_WORKER_ENV`` holds ``{"DATABASE_URL": "postgresql://…/test_{worker}"}``,
+  it sets each variable for the xdist worker it runs in (``gw0`` without xdist;
+  ``{index}`` is the worker's number), as soon as pytest loads it, before any conftest,
+  so parallel workers never share a database.
+
 Without those variables in the environment the plugin does nothing.
 """
 
@@ -41,9 +46,22 @@ ROUND_ID = "testgate-round-"
 ROUND_ARG = "_testgate_round"
 TEXT_LIMIT = 64 * 1024
 MESSAGE_LIMIT = 4 * 1024
+WORKER_ENV = "TESTGATE_WORKER_ENV"
 _STREAM_KEY = pytest.StashKey["TextIO"]()
 _SELECT_KEY = pytest.StashKey["Selection"]()
 _SCHEDULE_KEY = pytest.StashKey[dict[str, Any]]()
+
+
+def worker_environment(environ: dict[str, str] | os._Environ[str]) -> None:
+    """Point each per-worker variable at this worker's own database."""
+    templates = json.loads(environ.get(WORKER_ENV) or "{}")
+    worker = environ.get("PYTEST_XDIST_WORKER", "gw0")
+    index = worker.removeprefix("gw") if worker.removeprefix("gw").isdigit() else "0"
+    for name, template in templates.items():
+        environ[name] = template.replace("{worker}", worker).replace("{index}", index)
+
+
+worker_environment(os.environ)
 
 
 class Selection:

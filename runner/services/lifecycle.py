@@ -1,0 +1,355 @@
+"""``services up`` and ``services down``: start, wait for, record, export and remove services.
+
+``up`` picks a backend (``auto``: docker when an engine answers, else local binaries,
+else an error that says what to install), starts every service at once, and waits for
+each to answer its protocol before the deadline. Each service is written to the state
+file as soon as it starts, so ``down`` can remove it even when ``up`` was killed. When
+one service never becomes ready, its logs are in the error and everything already
+started is removed again. ``down`` is idempotent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import shlex
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, TextIO
+from urllib.parse import unquote, urlsplit
+
+from runner.errors import ConfigError, InfraError
+from runner.services import databases
+from runner.services.docker import DockerBackend, engine_answers
+from runner.services.local import LocalBackend, missing, stop_local
+from runner.services.probes import NotReady, wait_ready
+from runner.services.running import Running
+from runner.services.spec import KINDS, ServiceSpec
+
+STATE_VERSION = 1
+STATE_FILE = Path(".testgate") / "services.json"
+
+
+class Pending(Protocol):
+    """What a backend's ``start`` returns: the service, not yet known to be ready."""
+
+    running: Running
+
+
+class Backend(Protocol):
+    """One way of providing services (docker, local processes, external)."""
+
+    name: str
+
+    def start(self, spec: ServiceSpec) -> Any: ...
+
+    def died(self, started: Any) -> str | None: ...
+
+    def logs(self, running: Running) -> str: ...
+
+
+@dataclass
+class Given:
+    """An external service: nothing to start or stop."""
+
+    running: Running
+
+
+class ExternalBackend:
+    """Services that are already running somewhere: probe them and export them."""
+
+    name = "external"
+
+    def start(self, spec: ServiceSpec) -> Given:
+        assert spec.url is not None
+        parts = urlsplit(spec.url)
+        known = KINDS.get(spec.kind)
+        default_port = known.port if known else 80
+        return Given(
+            Running(
+                name=spec.name,
+                kind=spec.kind,
+                backend=self.name,
+                host=parts.hostname or "",
+                port=parts.port or default_port,
+                user=unquote(parts.username or (known.user if known else "")),
+                password=unquote(parts.password or ""),
+                database=unquote(parts.path.lstrip("/")),
+                ready=spec.ready,
+                url=spec.url,
+                description=f"external {known.label if known else spec.ready}",
+            )
+        )
+
+    def died(self, started: Given) -> str | None:
+        return None
+
+    def logs(self, running: Running) -> str:
+        return "    (an external service: its logs are wherever it runs)"
+
+
+class StateFile:
+    """The record of what ``up`` started, for ``down`` and for ``testgate run``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.lock = threading.Lock()
+        self.run_id = uuid.uuid4().hex[:12]
+        self.backend = ""
+        self.services: dict[str, Running] = {}
+
+    def record(self, running: Running) -> None:
+        with self.lock:
+            self.services[running.name] = running
+            self._write()
+
+    def _write(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        ignore = self.path.parent / ".gitignore"
+        if not ignore.exists():
+            ignore.write_text("# testgate's state; never commit it\n*\n", "utf-8")
+        data = {
+            "version": STATE_VERSION,
+            "run_id": self.run_id,
+            "backend": self.backend,
+            "services": [running.to_json() for running in self.services.values()],
+        }
+        temporary = self.path.with_suffix(".tmp")
+        temporary.write_text(json.dumps(data, indent=2) + "\n", "utf-8")
+        temporary.replace(self.path)
+
+    @classmethod
+    def load(cls, path: Path) -> StateFile | None:
+        """The recorded state, or None when there is none."""
+        if not path.exists():
+            return None
+        try:
+            data = json.loads(path.read_text("utf-8"))
+            state = cls(path)
+            state.run_id = str(data["run_id"])
+            state.backend = str(data["backend"])
+            state.services = {item["name"]: Running.from_json(item) for item in data["services"]}
+        except (ValueError, KeyError, TypeError, OSError) as error:
+            raise InfraError(
+                f"the services state file {path} cannot be read ({error}); stop what it "
+                "names by hand, then delete it."
+            ) from None
+        return state
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            (self.path.parent / ".gitignore").unlink(missing_ok=True)
+            self.path.parent.rmdir()
+
+
+def choose_backend(
+    name: str, specs: Sequence[ServiceSpec], environ: Mapping[str, str], *, run_id: str
+) -> Backend:
+    """The backend for the specs that are not external ones (``name`` is one of BACKENDS)."""
+    to_start = [spec for spec in specs if spec.url is None]
+    if name == "external" and to_start:
+        raise ConfigError(
+            f"the external backend only probes services that already run; give "
+            f"{to_start[0].name} as NAME=URL, such as postgres=postgresql://127.0.0.1:5432/test."
+        )
+    if name in ("auto", "docker") and engine_answers(environ):
+        return DockerBackend(environ, run_id=run_id)
+    if name == "docker":
+        raise InfraError(
+            "no Docker engine answers 'docker version' here; start Docker, or use "
+            "--backend local to run the services from this machine's own binaries."
+        )
+    absent = [reason for spec in to_start if (reason := missing(spec, environ)) is not None]
+    if absent:
+        raise InfraError(
+            "cannot start the services: no Docker engine answers here, and locally "
+            + "; ".join(absent)
+            + ". Install them, start Docker, or give running services as NAME=URL."
+        )
+    return LocalBackend(environ)
+
+
+def up(
+    specs: Sequence[ServiceSpec],
+    *,
+    backend: str,
+    timeout: float,
+    state_file: Path,
+    environ: Mapping[str, str],
+    log: TextIO | None = None,
+) -> list[Running]:
+    """Start every service, wait until each answers, record them; see the module doc."""
+    out = sys.stderr if log is None else log
+    if not specs:
+        raise ConfigError("no services given: name at least one, such as 'postgres:16'.")
+    if StateFile.load(state_file) is not None:
+        raise ConfigError(
+            f"services from an earlier 'up' are still recorded in {state_file}; run "
+            "'testgate services down' first."
+        )
+    state = StateFile(state_file)
+    chosen = choose_backend(backend, specs, environ, run_id=state.run_id)
+    state.backend = chosen.name
+    external = ExternalBackend()
+    deadline = time.monotonic() + timeout
+
+    def bring_up(spec: ServiceSpec) -> Running:
+        owner: Backend = external if spec.url is not None else chosen
+        begun = time.monotonic()
+        started = owner.start(spec)
+        state.record(started.running)
+        endpoint = started.running.endpoint()
+        if owner.name == "local":  # its own database is created once it answers
+            endpoint = dataclasses.replace(endpoint, database="")
+        try:
+            wait_ready(endpoint, deadline=deadline, died=lambda: owner.died(started))
+        except NotReady as error:
+            raise InfraError(
+                f"{spec.name} ({started.running.description}) never became ready: {error}\n"
+                f"  its last log lines:\n{owner.logs(started.running)}"
+            ) from None
+        if owner.name == "local":
+            databases.ensure(started.running)
+        data = started.running.to_json()
+        data["ready_s"] = round(time.monotonic() - begun, 3)
+        ready = Running.from_json(data)
+        state.record(ready)
+        return ready
+
+    failures: list[str] = []
+    ready: list[Running] = []
+    try:
+        with ThreadPoolExecutor(max_workers=len(specs)) as pool:
+            for future in [pool.submit(bring_up, spec) for spec in specs]:
+                try:
+                    ready.append(future.result())
+                except InfraError as error:
+                    failures.append(error.message)
+    finally:
+        if failures or len(ready) < len(specs):
+            _stop_all(state, environ)
+    if failures:
+        raise InfraError("\n".join(failures) + "\nEvery service started was stopped again.")
+    for running in ready:
+        spec = next(spec for spec in specs if spec.name == running.name)
+        print(
+            f"testgate: {running.name} ready in {running.ready_s:.2f} s "
+            f"({running.description} on {running.host}:{running.port})",
+            file=out,
+        )
+        if spec.version and running.backend == "local":
+            found = running.description.rsplit(" ", 1)[-1]
+            if not found.startswith(spec.version):
+                print(
+                    f"testgate: notice: {spec.name} asked for version {spec.version}; "
+                    f"this machine's is {found}.",
+                    file=out,
+                )
+    return ready
+
+
+def down(*, state_file: Path, environ: Mapping[str, str], log: TextIO | None = None) -> int:
+    """Remove everything the state file records; return how many services were stopped."""
+    out = sys.stderr if log is None else log
+    state = StateFile.load(state_file)
+    if state is None:
+        print(f"testgate: no services recorded in {state_file}; nothing to stop.", file=out)
+        return 0
+    count = len(state.services)
+    external = sum(running.backend == "external" for running in state.services.values())
+    _stop_all(state, environ)
+    left = f"; {external} external one(s) left running" if external else ""
+    print(
+        f"testgate: stopped {count - external} service(s) and removed what they left{left}.",
+        file=out,
+    )
+    return count
+
+
+def _stop_all(state: StateFile, environ: Mapping[str, str]) -> None:
+    docker = DockerBackend(environ, run_id=state.run_id)
+    for running in reversed(list(state.services.values())):
+        if running.backend == "local":
+            stop_local(running)
+        elif running.backend == "docker":
+            docker.stop(running)
+    if state.backend == "docker":
+        docker.stop_run(state.run_id)
+    state.remove()
+
+
+def variables(services: Sequence[Running]) -> dict[str, str]:
+    """Every exported variable of every service."""
+    found: dict[str, str] = {}
+    for running in services:
+        found.update(running.variables())
+    return found
+
+
+def publish(
+    found: Mapping[str, str],
+    *,
+    environ: Mapping[str, str],
+    env_file: Path | None,
+    out: TextIO,
+) -> None:
+    """Hand the variables on: ``$GITHUB_ENV`` on Actions, ``--env-file``, else ``export`` lines."""
+    lines = [f"{name}={value}" for name, value in found.items()]
+    if env_file is not None:
+        env_file.parent.mkdir(parents=True, exist_ok=True)
+        env_file.write_text("".join(line + "\n" for line in lines), "utf-8")
+    github_env = environ.get("GITHUB_ENV")
+    if github_env:
+        with open(github_env, "a", encoding="utf-8") as sink:
+            sink.write("".join(line + "\n" for line in lines))
+        print("testgate: exported to later steps: " + ", ".join(found), file=out)
+    elif env_file is None:
+        for name, value in found.items():
+            print(f"export {name}={shlex.quote(value)}", file=out)
+
+
+def worker_count(workers: str, environ: Mapping[str, str]) -> int:
+    """How many xdist workers ``--workers`` means (at least 1: no xdist is one worker)."""
+    if workers.isdigit():
+        return max(1, int(workers))
+    configured = environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS", "")
+    if configured.isdigit():
+        return max(1, int(configured))
+    return max(1, len(os.sched_getaffinity(0)))
+
+
+@contextlib.contextmanager
+def session(
+    specs: Sequence[ServiceSpec],
+    *,
+    project: Path,
+    backend: str,
+    timeout: float,
+    environ: Mapping[str, str],
+) -> Iterator[list[Running]]:
+    """Services for one ``testgate run``: up before, down after, whatever happens between.
+
+    Without specs, the services an earlier ``testgate services up`` recorded in the
+    project are used (and left running).
+    """
+    if not specs:
+        state = StateFile.load(project / STATE_FILE)
+        yield [] if state is None else list(state.services.values())
+        return
+    state_file = project / ".testgate" / "run-services.json"
+    if (earlier := StateFile.load(state_file)) is not None:  # a run that was killed
+        _stop_all(earlier, environ)
+    services = up(specs, backend=backend, timeout=timeout, state_file=state_file, environ=environ)
+    try:
+        yield services
+    finally:
+        down(state_file=state_file, environ=environ, log=sys.stdout)

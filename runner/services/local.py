@@ -1,0 +1,426 @@
+"""The ``local`` backend: services started from binaries installed on this machine.
+
+For a laptop, or a CI machine without a Docker engine, this gives the same services as
+containers would: each in a fresh temporary directory, on a free port of 127.0.0.1,
+with the credentials the container images use, stopped and deleted by ``down``. Each
+kind is a recipe (the binaries it needs, how to initialise a data directory, how to
+start the server), so one code path starts them all. Run as root, database servers
+that refuse root run as their own system user (``postgres``, ``mysql``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import pwd
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from runner.errors import InfraError
+from runner.services.running import Running
+from runner.services.spec import KINDS, ServiceSpec
+
+SEARCH_PATH = ("/usr/lib/postgresql/*/bin", "/usr/lib/rabbitmq/bin", "/usr/sbin", "/usr/local/sbin")
+LOG_NAME = "server.log"
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How to run one kind of service from its installed binaries.
+
+    Commands are lists of words in which ``{dir}``, ``{port}``, ``{port2}`` and each
+    binary's name in braces are replaced; ``files`` are written into the directory first.
+    """
+
+    kind: str
+    binaries: tuple[str, ...]
+    init: tuple[tuple[str, ...], ...]
+    server: tuple[str, ...]
+    install: str
+    run_as: str | None = None
+    user_flag: bool = False
+    stop_signal: int = signal.SIGTERM
+    files: Mapping[str, str] = field(default_factory=dict)
+    env: Mapping[str, str] = field(default_factory=dict)
+    version: tuple[str, ...] = ()
+    prefer: tuple[str, ...] = ()
+
+
+_MARIADB = Recipe(
+    kind="mysql",
+    binaries=("mariadb-install-db", "mariadbd"),
+    init=(
+        (
+            "{mariadb-install-db}",
+            "--no-defaults",
+            "--datadir={dir}/data",
+            "--auth-root-authentication-method=normal",
+            "--skip-test-db",
+            "--skip-name-resolve",
+            "{user-option}",
+        ),
+    ),
+    server=(
+        "{mariadbd}",
+        "--no-defaults",
+        "--datadir={dir}/data",
+        "--port={port}",
+        "--bind-address=127.0.0.1",
+        "--socket={dir}/mysqld.sock",
+        "--pid-file={dir}/mysqld.pid",
+        "--skip-name-resolve",
+        "--innodb-buffer-pool-size=16M",
+        "{user-option}",
+    ),
+    install="Debian: apt-get install mariadb-server",
+    run_as="mysql",
+    user_flag=True,  # as root, mariadbd switches to --user itself
+    version=("{mariadbd}", "--version"),
+)
+RECIPES: Mapping[str, Recipe] = {
+    "postgres": Recipe(
+        kind="postgres",
+        binaries=("initdb", "postgres"),
+        init=(
+            (
+                "{initdb}",
+                "--pgdata={dir}/data",
+                "--auth=trust",
+                "--username=postgres",
+                "--encoding=UTF8",
+                "--no-sync",
+                "--no-instructions",
+            ),
+        ),
+        server=(
+            "{postgres}",
+            "-D",
+            "{dir}/data",
+            "-p",
+            "{port}",
+            "-k",
+            "{dir}",
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            "fsync=off",
+            "-c",
+            "synchronous_commit=off",
+            "-c",
+            "full_page_writes=off",
+        ),
+        install="Debian: apt-get install postgresql",
+        run_as="postgres",
+        stop_signal=signal.SIGINT,  # PostgreSQL's fast shutdown: it ends open sessions
+        version=("{postgres}", "--version"),
+    ),
+    "mysql": _MARIADB,
+    "mariadb": _MARIADB,
+    "redis": Recipe(
+        kind="redis",
+        binaries=("redis-server",),
+        init=(),
+        server=(
+            "{redis-server}",
+            "--port",
+            "{port}",
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            "{dir}",
+            "--daemonize",
+            "no",
+        ),
+        install="Debian: apt-get install redis-server",
+        version=("{redis-server}", "--version"),
+    ),
+    "rabbitmq": Recipe(
+        kind="rabbitmq",
+        binaries=("rabbitmq-server",),
+        init=(),
+        server=("{rabbitmq-server}",),
+        install="Debian: apt-get install rabbitmq-server",
+        # Debian's /usr/sbin/rabbitmq-server switches to the rabbitmq user; the real
+        # script runs as whoever starts it, who owns the temporary directory.
+        prefer=("/usr/lib/rabbitmq/bin",),
+        files={
+            "rabbitmq.conf": "listeners.tcp.default = 127.0.0.1:{port}\n"
+            "loopback_users.guest = true\nlog.console = true\nlog.file = false\n",
+            "enabled_plugins": "[].\n",
+        },
+        env={
+            "HOME": "{dir}",
+            "RABBITMQ_NODENAME": "testgate{port}@localhost",
+            "RABBITMQ_CONFIG_FILE": "{dir}/rabbitmq.conf",
+            "RABBITMQ_CONF_ENV_FILE": "{dir}/rabbitmq-env.conf",
+            "RABBITMQ_ENABLED_PLUGINS_FILE": "{dir}/enabled_plugins",
+            "RABBITMQ_MNESIA_BASE": "{dir}/mnesia",
+            "RABBITMQ_LOG_BASE": "{dir}/log",
+            "RABBITMQ_PID_FILE": "{dir}/rabbitmq.pid",
+            "RABBITMQ_DIST_PORT": "{port2}",
+            "ERL_EPMD_ADDRESS": "127.0.0.1",
+        },
+    ),
+    "mongo": Recipe(
+        kind="mongo",
+        binaries=("mongod",),
+        init=(("mkdir", "{dir}/data"),),
+        server=("{mongod}", "--dbpath", "{dir}/data", "--port", "{port}", "--bind_ip", "127.0.0.1"),
+        install="MongoDB's own packages (mongodb-org-server)",
+        version=("{mongod}", "--version"),
+    ),
+}
+
+
+def find_binary(name: str, environ: Mapping[str, str], prefer: tuple[str, ...] = ()) -> str | None:
+    """``name`` in ``prefer``, on PATH, else where Debian puts server binaries (newest first)."""
+    found = shutil.which(name, path=os.pathsep.join((*prefer, environ.get("PATH", os.defpath))))
+    if found is not None:
+        return found
+    for pattern in SEARCH_PATH:
+        for directory in sorted(glob.glob(pattern), reverse=True):
+            candidate = Path(directory) / name
+            if os.access(candidate, os.X_OK):
+                return str(candidate)
+    return None
+
+
+def missing(spec: ServiceSpec, environ: Mapping[str, str]) -> str | None:
+    """What to install for this spec to run locally, or None when it can."""
+    recipe = RECIPES.get(spec.kind)
+    if recipe is None:
+        return f"{spec.name}: a generic image ({spec.image}) has no local equivalent"
+    absent = [name for name in recipe.binaries if find_binary(name, environ, recipe.prefer) is None]
+    if absent:
+        return f"{spec.name}: {', '.join(absent)} not found ({recipe.install})"
+    return None
+
+
+def free_port() -> int:
+    """A port of 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class LocalProcess:
+    """A server this process started, until it is ready (then it becomes a Running)."""
+
+    spec: ServiceSpec
+    process: subprocess.Popen[bytes]
+    running: Running
+
+
+class LocalBackend:
+    """Services as processes of this machine's own binaries."""
+
+    name = "local"
+
+    def __init__(self, environ: Mapping[str, str], *, root: Path | None = None) -> None:
+        self.environ = environ
+        self.root = root or environ.get("TMPDIR") or None
+
+    def start(self, spec: ServiceSpec) -> LocalProcess:
+        """Initialise a data directory and start the server; do not wait for it."""
+        recipe = RECIPES[spec.kind]
+        known = KINDS[spec.kind]
+        directory = Path(tempfile.mkdtemp(prefix=f"testgate-{spec.name}-", dir=self.root))
+        directory.chmod(0o755)
+        account = self._account(recipe)
+        _give(directory, account)
+        port = free_port()
+        words = {
+            "{dir}": str(directory),
+            "{port}": str(port),
+            "{port2}": str(free_port()),
+            "{user-option}": "" if account is None else f"--user={account.pw_name}",
+            **{
+                f"{{{name}}}": str(find_binary(name, self.environ, recipe.prefer))
+                for name in recipe.binaries
+            },
+        }
+        run_as = None if account is None or recipe.user_flag else account.pw_name
+
+        def fill(text: str) -> str:
+            for key, value in words.items():
+                text = text.replace(key, value)
+            return text
+
+        def command(template: tuple[str, ...]) -> list[str]:
+            # An empty word stays where a flag takes it as its value (redis' --save "").
+            return [fill(word) for word in template if word != "{user-option}" or fill(word)]
+
+        for name, content in recipe.files.items():
+            (directory / name).write_text(fill(content), "utf-8")
+            _give(directory / name, account)
+        env = {**self.environ, **{key: fill(value) for key, value in recipe.env.items()}}
+        log = directory / LOG_NAME
+        running = Running(
+            name=spec.name,
+            kind=spec.kind,
+            backend=self.name,
+            host="127.0.0.1",
+            port=port,
+            user=known.user,
+            password=known.password,
+            database=known.database,
+            directory=str(directory),
+            log=str(log),
+            stop_signal=int(recipe.stop_signal),
+            description=_version(command(recipe.version), env, known.label),
+        )
+        try:
+            process = self._run(
+                recipe=recipe, command=command, directory=directory, env=env, log=log,
+                run_as=run_as, running=running,
+            )  # fmt: skip
+        except OSError as error:
+            stop_local(running)
+            raise InfraError(
+                f"{spec.name}: could not run {error.filename or recipe.binaries[0]}: "
+                f"{error.strerror or error}"
+                + (
+                    f" (it runs as the {run_as} user, who must be able to reach it)"
+                    if run_as
+                    else ""
+                )
+            ) from None
+        return LocalProcess(spec=spec, process=process, running=_with_pid(running, process.pid))
+
+    @staticmethod
+    def _run(
+        *,
+        recipe: Recipe,
+        command: Callable[[tuple[str, ...]], list[str]],
+        directory: Path,
+        env: Mapping[str, str],
+        log: Path,
+        run_as: str | None,
+        running: Running,
+    ) -> subprocess.Popen[bytes]:
+        with log.open("ab") as sink:
+            for step in recipe.init:
+                completed = subprocess.run(
+                    command(step), cwd=directory, env=env, stdout=sink, stderr=sink,
+                    user=run_as, check=False,
+                )  # fmt: skip
+                if completed.returncode != 0:
+                    said = tail(log)
+                    stop_local(running)
+                    raise InfraError(
+                        f"{running.name}: {Path(command(step)[0]).name} failed (exit "
+                        f"{completed.returncode}) preparing {directory}:\n{said}"
+                    )
+            return subprocess.Popen(
+                command(recipe.server), cwd=directory, env=env, stdout=sink, stderr=sink,
+                stdin=subprocess.DEVNULL, user=run_as, start_new_session=True,
+            )  # fmt: skip
+
+    @staticmethod
+    def _account(recipe: Recipe) -> pwd.struct_passwd | None:
+        if os.geteuid() != 0 or recipe.run_as is None:
+            return None
+        try:
+            return pwd.getpwnam(recipe.run_as)
+        except KeyError:
+            raise InfraError(
+                f"{recipe.kind} refuses to run as root and there is no {recipe.run_as!r} "
+                f"user to run it as; run testgate as another user, or create {recipe.run_as!r}."
+            ) from None
+
+    @staticmethod
+    def died(started: LocalProcess) -> str | None:
+        code = started.process.poll()
+        return None if code is None else f"its server exited with code {code}"
+
+    @staticmethod
+    def logs(running: Running) -> str:
+        return tail(Path(str(running.log)))
+
+
+def _give(path: Path, account: pwd.struct_passwd | None) -> None:
+    """Hand a file to the account the server runs as (nothing to do when it is us)."""
+    if account is not None:
+        os.chown(path, account.pw_uid, account.pw_gid)
+
+
+def _version(command: list[str], env: Mapping[str, str], label: str) -> str:
+    """``local PostgreSQL 15.19``: what the binary says of its version."""
+    if not command:
+        return f"local {label}"
+    completed = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    match = re.search(r"\d+(\.\d+)+", completed.stdout)
+    return f"local {label} {match.group(0)}" if match else f"local {label}"
+
+
+def _with_pid(running: Running, pid: int) -> Running:
+    data = running.to_json()
+    data["pid"] = pid
+    return Running.from_json(data)
+
+
+def stop_local(running: Running, *, grace_s: float = 15.0) -> None:
+    """Stop the server's whole process group and delete its directory; idempotent."""
+    if running.pid is not None:
+        _signal_group(running.pid, running.stop_signal)
+        if not _wait_gone(running.pid, grace_s):
+            _signal_group(running.pid, signal.SIGKILL)
+            _wait_gone(running.pid, 5.0)
+    shutil.rmtree(str(running.directory), ignore_errors=True)
+
+
+def _signal_group(pid: int, number: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, number)
+
+
+def _wait_gone(pid: int, seconds: float) -> bool:
+    """Wait for the process to end (reaping it when it is our child)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            finished, _ = os.waitpid(pid, os.WNOHANG)
+            if finished:
+                return True
+        except ChildProcessError:
+            if _gone(pid):
+                return True
+        time.sleep(0.02)
+    return False
+
+
+def _gone(pid: int) -> bool:
+    """Whether the process has ended: no such process, or a zombie no one has reaped yet."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:  # pragma: no cover  (the process ended between the two calls)
+        return True
+    return stat.rsplit(")", 1)[-1].split()[0] == "Z"
+
+
+def tail(path: Path, lines: int = 30) -> str:
+    """The last lines of a log, for an error message."""
+    try:
+        text = path.read_text("utf-8", "replace")
+    except OSError:
+        return "(no log)"
+    return "\n".join("    " + line for line in text.rstrip().splitlines()[-lines:]) or "(empty log)"

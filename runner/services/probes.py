@@ -1,0 +1,233 @@
+"""Readiness: a service is ready when it answers its own protocol, never after a sleep.
+
+PostgreSQL must accept a login and answer ``SELECT 1`` (a server that accepts TCP while
+it is still starting refuses logins), MySQL and MariaDB must complete a login, Redis
+must answer ``PING`` with ``PONG``, RabbitMQ must answer the AMQP protocol header with
+``Connection.Start``, MongoDB must answer ``hello``, an HTTP service must return 2xx, a
+``cmd:`` check must exit 0. ``wait_ready`` retries with exponential backoff until a
+deadline, and stops at once when the service's process or container has died.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+FIRST_DELAY_S = 0.02
+MAX_DELAY_S = 0.5
+ATTEMPT_TIMEOUT_S = 5.0
+AMQP_HEADER = b"AMQP\x00\x00\x09\x01"
+AMQP_CONNECTION_START = b"\x00\x0a\x00\x0a"
+MONGO_OP_MSG = 2013
+
+
+class NotReady(Exception):
+    """One probe attempt failed; the message says what the service answered."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where a service listens and how to log in to it."""
+
+    probe: str
+    host: str
+    port: int
+    user: str = ""
+    password: str = ""
+    database: str = ""
+    ready: str = "tcp"
+    env: Mapping[str, str] = field(default_factory=dict)
+
+
+def check(endpoint: Endpoint, *, timeout: float = ATTEMPT_TIMEOUT_S) -> None:
+    """One attempt of the endpoint's protocol check; raises NotReady when it fails."""
+    try:
+        PROBES[endpoint.probe](endpoint, timeout)
+    except NotReady:
+        raise
+    except Exception as error:  # every client library has its own error classes
+        raise NotReady(f"{type(error).__name__}: {error}".strip()) from None
+
+
+def wait_ready(
+    endpoint: Endpoint, *, deadline: float, died: Callable[[], str | None] = lambda: None
+) -> float:
+    """Probe until the endpoint answers; return the seconds it took.
+
+    ``died`` returns why the service's process is gone (or None while it runs); a dead
+    service fails at once instead of at the deadline. Raises NotReady with the last answer.
+    """
+    started = time.monotonic()
+    delay = FIRST_DELAY_S
+    while True:
+        try:
+            check(endpoint, timeout=max(0.1, min(ATTEMPT_TIMEOUT_S, deadline - time.monotonic())))
+            return time.monotonic() - started
+        except NotReady as error:
+            last = str(error)
+        reason = died()
+        if reason is not None:
+            raise NotReady(f"{reason} before it was ready (last probe: {last})")
+        if time.monotonic() + delay > deadline:
+            raise NotReady(
+                f"not ready after {time.monotonic() - started:.1f} s (last probe: {last})"
+            )
+        time.sleep(delay)
+        delay = min(delay * 1.5, MAX_DELAY_S)
+
+
+def _postgres(endpoint: Endpoint, timeout: float) -> None:
+    import pg8000.native  # noqa: PLC0415  (imported only when PostgreSQL is used)
+
+    connection = pg8000.native.Connection(
+        endpoint.user,
+        host=endpoint.host,
+        port=endpoint.port,
+        database=endpoint.database or None,
+        password=endpoint.password or None,
+        timeout=timeout,
+    )
+    try:
+        connection.run("SELECT 1")
+    finally:
+        connection.close()
+
+
+def _mysql(endpoint: Endpoint, timeout: float) -> None:
+    import pymysql  # noqa: PLC0415  (imported only when MySQL is used)
+
+    connection = pymysql.connect(
+        host=endpoint.host,
+        port=endpoint.port,
+        user=endpoint.user,
+        password=endpoint.password,
+        database=endpoint.database or None,
+        connect_timeout=timeout,
+    )
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    finally:
+        connection.close()
+
+
+def _redis(endpoint: Endpoint, timeout: float) -> None:
+    commands: list[tuple[str, ...]] = [("PING",)]
+    if endpoint.password:
+        user = (endpoint.user,) if endpoint.user else ()
+        commands.insert(0, ("AUTH", *user, endpoint.password))
+    with socket.create_connection((endpoint.host, endpoint.port), timeout=timeout) as sock:
+        reader = sock.makefile("rb")
+        for command in commands:
+            sock.sendall(resp_command(*command))
+            answer = reader.readline().strip()
+            if command[0] == "PING" and answer != b"+PONG":
+                raise NotReady(f"PING answered {answer[:200]!r}")
+            if answer.startswith(b"-"):
+                raise NotReady(f"{command[0]} answered {answer[:200]!r}")
+
+
+def resp_command(*words: str) -> bytes:
+    """One Redis command in RESP, the way every Redis client sends it."""
+    parts = [f"*{len(words)}\r\n".encode()]
+    for word in words:
+        data = word.encode()
+        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(parts)
+
+
+def _amqp(endpoint: Endpoint, timeout: float) -> None:
+    with socket.create_connection((endpoint.host, endpoint.port), timeout=timeout) as sock:
+        sock.sendall(AMQP_HEADER)
+        frame = _receive(sock, 11)
+    # A method frame (type 1) on channel 0 whose class 10, method 10 is Connection.Start.
+    if frame[0] != 1 or frame[7:11] != AMQP_CONNECTION_START:
+        raise NotReady(f"the AMQP header was answered with {frame[:16]!r}, not Connection.Start")
+
+
+def _mongo(endpoint: Endpoint, timeout: float) -> None:
+    mongo_command(endpoint, {"hello": 1, "$db": "admin"}, timeout=timeout)
+
+
+def mongo_command(endpoint: Endpoint, command: dict[str, object], *, timeout: float) -> None:
+    """Send one command as an OP_MSG (MongoDB's wire protocol); raise unless it is ok."""
+    import bson  # noqa: PLC0415  (pymongo's BSON codec, only for MongoDB)
+
+    body = b"\x00\x00\x00\x00" + b"\x00" + bson.encode(command)
+    header = struct.pack("<iiii", 16 + len(body), 1, 0, MONGO_OP_MSG)
+    with socket.create_connection((endpoint.host, endpoint.port), timeout=timeout) as sock:
+        sock.sendall(header + body)
+        length, _, _, opcode = struct.unpack("<iiii", _receive(sock, 16))
+        reply = _receive(sock, length - 16)
+    if opcode != MONGO_OP_MSG or reply[4:5] != b"\x00":
+        raise NotReady(f"{next(iter(command))} was answered with opcode {opcode}, not OP_MSG")
+    document = bson.decode(reply[5:])
+    if document.get("ok") != 1:
+        raise NotReady(f"{next(iter(command))} answered {document.get('errmsg', document)!r}")
+
+
+def _http(endpoint: Endpoint, timeout: float) -> None:
+    path = endpoint.ready.removeprefix("http:") or "/"
+    url = f"http://{endpoint.host}:{endpoint.port}{path}"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            status = response.status
+    except urllib.error.HTTPError as error:
+        status = error.code
+    if not 200 <= status < 300:
+        raise NotReady(f"GET {path} answered HTTP {status}")
+
+
+def _tcp(endpoint: Endpoint, timeout: float) -> None:
+    with socket.create_connection((endpoint.host, endpoint.port), timeout=timeout):
+        pass
+
+
+def _command(endpoint: Endpoint, timeout: float) -> None:
+    completed = subprocess.run(
+        endpoint.ready.removeprefix("cmd:"),
+        shell=True,
+        env=dict(endpoint.env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    if completed.returncode != 0:
+        said = (completed.stdout + completed.stderr).strip().splitlines()[-1:] or [""]
+        raise NotReady(f"the ready command exited {completed.returncode}: {said[0][:200]}")
+
+
+def _generic(endpoint: Endpoint, timeout: float) -> None:
+    if endpoint.ready.startswith("http:"):
+        _http(endpoint, timeout)
+    elif endpoint.ready.startswith("cmd:"):
+        _command(endpoint, timeout)
+    else:
+        _tcp(endpoint, timeout)
+
+
+def _receive(sock: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            raise NotReady(f"the connection closed after {len(data)} bytes")
+        data += chunk
+    return data
+
+
+PROBES: Mapping[str, Callable[[Endpoint, float], None]] = {
+    "postgres": _postgres,
+    "mysql": _mysql,
+    "redis": _redis,
+    "amqp": _amqp,
+    "mongo": _mongo,
+    "generic": _generic,
+}

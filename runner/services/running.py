@@ -1,0 +1,128 @@
+"""A service that is up: where it listens, what started it, and the variables it exports.
+
+``Running`` is what the state file records for ``down`` and what ``testgate run`` reads
+to give each xdist worker a database of its own. Every backend produces one; nothing
+here knows how the service was started.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
+
+from runner.services.probes import Endpoint
+from runner.services.spec import KINDS
+
+WORKER = "{worker}"
+INDEX = "{index}"
+
+
+@dataclass(frozen=True)
+class Running:
+    """One service that answered its protocol.
+
+    ``backend`` is ``docker``, ``local`` or ``external``; ``container``, ``pid`` and
+    ``directory`` are what ``down`` removes (None where that backend has none).
+    """
+
+    name: str
+    kind: str
+    backend: str
+    host: str
+    port: int
+    user: str = ""
+    password: str = ""
+    database: str = ""
+    ready: str = "tcp"
+    url: str | None = None
+    container: str | None = None
+    pid: int | None = None
+    directory: str | None = None
+    log: str | None = None
+    stop_signal: int = 15
+    description: str = ""
+    ready_s: float = 0.0
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Running:
+        return cls(**data)
+
+    @property
+    def probe(self) -> str:
+        known = KINDS.get(self.kind)
+        return "generic" if known is None else known.probe
+
+    @property
+    def prefix(self) -> str:
+        return self.name.upper()
+
+    @property
+    def url_variable(self) -> str | None:
+        """``DATABASE_URL`` for ``postgres``, ``CACHE_URL`` for ``cache=redis``."""
+        known = KINDS.get(self.kind)
+        if known is not None and self.name == self.kind:
+            return known.url_variable
+        if known is not None or self.url is not None or self.ready.startswith("http:"):
+            return f"{self.prefix}_URL"
+        return None
+
+    def endpoint(self) -> Endpoint:
+        return Endpoint(
+            probe=self.probe,
+            host=self.host,
+            port=self.port,
+            user=self.user,
+            password=self.password,
+            database=self.database,
+            ready=self.ready,
+            env=self.variables(),
+        )
+
+    def connection_url(self, database: str | None = None) -> str:
+        """The URL its clients take; ``database`` replaces the URL's database."""
+        if self.url is not None:
+            parts = urlsplit(self.url)
+            path = parts.path if database is None else "/" + database
+            return urlunsplit(parts._replace(path=path))
+        known = KINDS.get(self.kind)
+        if known is None:
+            path = self.ready.removeprefix("http:") if self.ready.startswith("http:") else ""
+            return f"http://{self.host}:{self.port}{path}"
+        login = quote(self.user, safe="")
+        if self.password:
+            login += ":" + quote(self.password, safe="")
+        at = f"{login}@" if login else ""
+        name = self.database if database is None else database
+        return f"{known.scheme}://{at}{self.host}:{self.port}/{name}"
+
+    def variables(self) -> dict[str, str]:
+        """``<NAME>_HOST``, ``<NAME>_PORT`` and the URL variable, as exported."""
+        found = {f"{self.prefix}_HOST": self.host, f"{self.prefix}_PORT": str(self.port)}
+        if self.url_variable is not None:
+            found[self.url_variable] = self.connection_url()
+        return found
+
+    def worker_template(self) -> tuple[str, str] | None:
+        """The URL variable with a placeholder for the xdist worker's own database.
+
+        PostgreSQL, MySQL and MongoDB get ``<database>_{worker}`` (``test_gw0``); Redis
+        gets the database index ``{index}``; other services are shared.
+        """
+        variable = self.url_variable
+        if variable is None or self.kind not in ("postgres", "mysql", "mariadb", "redis", "mongo"):
+            return None
+        if self.kind == "redis":
+            return variable, self.connection_url(INDEX)
+        return variable, self.connection_url(f"{self.database_name}_{WORKER}")
+
+    @property
+    def database_name(self) -> str:
+        """The database the URL names (``test`` unless an external URL says otherwise)."""
+        if self.url is not None:
+            return urlsplit(self.url).path.lstrip("/") or "test"
+        return self.database
