@@ -19,8 +19,8 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-FIRST_DELAY_S = 0.02
-MAX_DELAY_S = 0.5
+FIRST_DELAY_S = 0.005
+MAX_DELAY_S = 0.1
 ATTEMPT_TIMEOUT_S = 5.0
 AMQP_HEADER = b"AMQP\x00\x00\x09\x01"
 AMQP_CONNECTION_START = b"\x00\x0a\x00\x0a"

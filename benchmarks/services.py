@@ -1,0 +1,114 @@
+"""Time to ready: when testgate calls a service ready, against when the service says it is.
+
+For each service the local backend starts (this machine's own PostgreSQL, MariaDB, Redis and
+RabbitMQ binaries), three moments are taken from the start of the process, in one run:
+
+* tcp:      the first moment a plain TCP connect succeeds (what a port check would wait for);
+* own log:  the moment the server writes its own "ready" line to its log;
+* testgate: the moment testgate's protocol probe succeeds (a login and SELECT 1, PING, the
+            AMQP header answered).
+
+A good probe is ready no later than a few milliseconds after the server's own log line and
+never before it; a port check can be early (PostgreSQL and MariaDB accept TCP while they are
+still starting, and refuse the login). Nothing here sleeps a fixed time: the log and the port
+are polled every 2 ms. Prints the medians of --trials starts and the ratio testgate / own log.
+Run: ``.venv/bin/python benchmarks/services.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from runner.services.databases import ensure
+from runner.services.local import LocalBackend, stop_local
+from runner.services.probes import wait_ready
+from runner.services.spec import parse_specs
+
+READY_LINES = {
+    "postgres": "database system is ready to accept connections",
+    "mariadb": "ready for connections",
+    "redis": "Ready to accept connections",
+    "rabbitmq": "Server startup complete",
+}
+POLL_S = 0.002
+
+
+def first_moment(check: object, started: float, stop: threading.Event) -> list[float]:
+    """Poll ``check`` until it is true; the list gets the seconds since ``started``."""
+    found: list[float] = []
+
+    def poll() -> None:
+        assert callable(check)
+        while not stop.is_set():
+            if check():
+                found.append(time.monotonic() - started)
+                return
+            time.sleep(POLL_S)
+
+    threading.Thread(target=poll, daemon=True).start()
+    return found
+
+
+def tcp_open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.05):
+            return True
+    except OSError:
+        return False
+
+
+def measure(kind: str, root: Path) -> tuple[float, float, float]:
+    """One start of ``kind``: (tcp, own log, testgate) seconds after the start began."""
+    (spec,) = parse_specs([kind])
+    backend = LocalBackend({"PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin"}, root=root)
+    started = time.monotonic()
+    process = backend.start(spec)
+    running = process.running
+    stop = threading.Event()
+    log = Path(str(running.log))
+    tcp = first_moment(lambda: tcp_open(running.port), started, stop)
+    own = first_moment(
+        lambda: READY_LINES[kind] in log.read_text("utf-8", "replace"), started, stop
+    )
+    endpoint = running.endpoint()
+    endpoint = type(endpoint)(**{**endpoint.__dict__, "database": ""})
+    wait_ready(endpoint, deadline=time.monotonic() + 60, died=lambda: backend.died(process))
+    probe = time.monotonic() - started
+    if kind in ("postgres", "mariadb"):
+        ensure(running)
+    deadline = time.monotonic() + 10
+    while not (tcp and own) and time.monotonic() < deadline:
+        time.sleep(POLL_S)
+    stop.set()
+    stop_local(running)
+    return tcp[0], own[0], probe
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=5)
+    parser.add_argument("--kinds", nargs="+", default=list(READY_LINES))
+    args = parser.parse_args()
+    print(f"{'service':10} {'tcp s':>8} {'own log s':>10} {'testgate s':>11} {'testgate/own':>13}")
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder)
+        root.chmod(0o755)
+        for kind in args.kinds:
+            rows = [measure(kind, root) for _ in range(args.trials)]
+            tcp, own, probe = (statistics.median(column) for column in zip(*rows, strict=True))
+            early = sum(row[0] < row[1] for row in rows)
+            print(
+                f"{kind:10} {tcp:8.3f} {own:10.3f} {probe:11.3f} {probe / own:13.3f}"
+                f"   (port open before the server was ready in {early}/{len(rows)} starts;"
+                f" testgate before its log line in {sum(row[2] < row[1] for row in rows)})"
+            )
+
+
+if __name__ == "__main__":
+    main()
