@@ -11,20 +11,38 @@ step outputs, and keeps the tests' own output from issuing workflow commands.
   what does not fit is listed in the summary instead.
 * The step summary is capped at GitHub's 1 MiB, saying what was cut; outputs use the
   ``name<<DELIMITER`` form, so any value is safe.
+* With a token (the action's ``github-token``), every annotation goes to a check run of
+  its own through the Checks API, 50 per request, as the API allows; without one, or when
+  the token may not write checks, the workflow-command limits above apply.
+* A pull request from a fork gets no usable token: token features are skipped with one
+  notice, and the gates still run.
+* On a re-run (``GITHUB_RUN_ATTEMPT`` > 1), the previous attempt's ``results.json``
+  artifact is read: a test that failed there and passes now, on the same commit, is flaky.
 """
 
 from __future__ import annotations
 
+import io
+import json
 import secrets
-from collections.abc import Mapping
-from dataclasses import dataclass
+import zipfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
-from runner.results import BROKEN, RunResult
+import requests
+
+from runner.results import BROKEN, RunResult, TestResult
 
 PER_TYPE = 10
 PER_STEP = 50
 SUMMARY_LIMIT = 1024 * 1024
+API_BATCH = 50
+API_SUMMARY_LIMIT = 65535
+API_TIMEOUT_S = 30
+ARTIFACT_LIMIT = 256 * 1024 * 1024
+LEVELS = {"error": "failure", "warning": "warning", "notice": "notice"}
 
 
 def on_github(environ: Mapping[str, str]) -> bool:
@@ -53,13 +71,13 @@ class Annotation:
     end_line: int | None = None
 
     def command(self) -> str:
-        properties = [f"file={escape_property(self.file)}"]
-        if self.line is not None:
-            properties.append(f"line={self.line}")
-        if self.end_line is not None:
-            properties.append(f"endLine={self.end_line}")
-        properties.append(f"title={escape_property(self.title)}")
-        return f"::{self.level} {','.join(properties)}::{escape_data(self.message)}"
+        """The workflow command, byte for byte as ``core.error``/``core.warning`` write it."""
+        properties = {"title": self.title, "file": self.file, "line": self.line,
+                      "endLine": self.end_line}  # fmt: skip
+        given = ",".join(
+            f"{name}={escape_property(str(value))}" for name, value in properties.items() if value
+        )
+        return f"::{self.level}{' ' if given else ''}{given}::{escape_data(self.message)}"
 
 
 def annotations_of(result: RunResult) -> list[Annotation]:
@@ -144,11 +162,197 @@ def write_outputs(path: Path, values: Mapping[str, str]) -> None:
             out.write(f"{name}<<{delimiter}\n{value}\n{delimiter}\n")
 
 
+class GitHubApi:
+    """The few REST endpoints testgate uses, with the job's token."""
+
+    def __init__(self, environ: Mapping[str, str], token: str) -> None:
+        self.base = environ.get("GITHUB_API_URL", "https://api.github.com").rstrip("/")
+        self.repository = environ.get("GITHUB_REPOSITORY", "")
+        self.session = requests.Session()
+        self.session.headers.update(
+            {
+                "Authorization": f"Bearer {token}",
+                "Accept": "application/vnd.github+json",
+                "X-GitHub-Api-Version": "2022-11-28",
+            }
+        )
+
+    def call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        response = self.session.request(
+            method, f"{self.base}/repos/{self.repository}{path}", timeout=API_TIMEOUT_S, **kwargs
+        )
+        response.raise_for_status()
+        return response
+
+
+def token_of(environ: Mapping[str, str]) -> str | None:
+    """The token for the API, unless this is a pull request from a fork (no usable token)."""
+    token = environ.get("TESTGATE_GITHUB_TOKEN") or environ.get("GITHUB_TOKEN")
+    return token if token and not from_fork(environ) else None
+
+
+def from_fork(environ: Mapping[str, str]) -> bool:
+    """Whether the event is a pull request whose head lives in another repository."""
+    event = _event(environ)
+    pull = event.get("pull_request") if isinstance(event, dict) else None
+    if not isinstance(pull, dict):
+        return False
+    head = pull.get("head", {}).get("repo") or {}
+    base = pull.get("base", {}).get("repo") or {}
+    return bool(head.get("full_name")) and head.get("full_name") != base.get("full_name")
+
+
+def _event(environ: Mapping[str, str]) -> Any:
+    path = environ.get("GITHUB_EVENT_PATH")
+    try:
+        return json.loads(Path(path).read_text("utf-8")) if path else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def head_sha(environ: Mapping[str, str]) -> str:
+    """The commit the check run belongs to: a pull request's head, else GITHUB_SHA."""
+    event = _event(environ)
+    pull = event.get("pull_request") if isinstance(event, dict) else None
+    if isinstance(pull, dict) and pull.get("head", {}).get("sha"):
+        return str(pull["head"]["sha"])
+    return environ.get("GITHUB_SHA", "")
+
+
+def create_check_run(
+    api: GitHubApi, *, result: RunResult, found: Sequence[Annotation], sha: str, markdown: str
+) -> int:
+    """One completed check run carrying every annotation, 50 per request; its id."""
+    title = "testgate passed" if result.passed else "testgate failed"
+    text = summary(markdown, [])[:API_SUMMARY_LIMIT]
+    batches = [found[start : start + API_BATCH] for start in range(0, len(found), API_BATCH)]
+    first, rest = (batches[0] if batches else []), batches[1:]
+    created = api.call(
+        "POST",
+        "/check-runs",
+        json={
+            "name": "testgate",
+            "head_sha": sha,
+            "status": "completed",
+            "conclusion": "success" if result.passed else "failure",
+            "output": {"title": title, "summary": text, "annotations": _api(first)},
+        },
+    ).json()
+    check_id = int(created["id"])
+    for batch in rest:
+        api.call(
+            "PATCH",
+            f"/check-runs/{check_id}",
+            json={"output": {"title": title, "summary": text, "annotations": _api(batch)}},
+        )
+    return check_id
+
+
+def _api(batch: Sequence[Annotation]) -> list[dict[str, Any]]:
+    return [
+        {
+            "path": annotation.file,
+            "start_line": annotation.line or 1,
+            "end_line": annotation.end_line or annotation.line or 1,
+            "annotation_level": LEVELS[annotation.level],
+            "title": annotation.title[:255],
+            "message": annotation.message[: 64 * 1024] or annotation.title,
+        }
+        for annotation in batch
+    ]
+
+
+def earlier_attempt_flakes(
+    tests: tuple[TestResult, ...], environ: Mapping[str, str], *, limit: int = ARTIFACT_LIMIT
+) -> tuple[tuple[TestResult, ...], list[str]]:
+    """Tests that failed in this run's previous attempt and pass now: flaky. And notices.
+
+    The artifact is untrusted: its results.json is read only when it unpacks to at most
+    ``limit`` bytes.
+    """
+    attempt = environ.get("GITHUB_RUN_ATTEMPT", "1")
+    prefix = environ.get("TESTGATE_ARTIFACT")
+    if not attempt.isdigit() or int(attempt) < 2 or not prefix:
+        return tests, []
+    token = token_of(environ)
+    if token is None:
+        return tests, ["no token to read the previous attempt's results; re-run flakes unchecked"]
+    previous = int(attempt) - 1
+    name = f"{prefix}-attempt-{previous}"
+    try:
+        earlier = _artifact_results(GitHubApi(environ, token), environ, name, limit)
+    except (requests.RequestException, ValueError, KeyError, zipfile.BadZipFile) as error:
+        return tests, [f"could not read artifact {name} of attempt {previous}: {error}"]
+    if earlier is None:
+        return tests, [f"no artifact {name}: attempt {previous} left no results to compare"]
+    if earlier.get("run", {}).get("commit") != environ.get("GITHUB_SHA"):
+        return tests, [f"attempt {previous} ran another commit; re-run flakes unchecked"]
+    failed_before = {
+        test["id"] for test in earlier.get("tests", []) if test.get("outcome") in BROKEN
+    }
+    note = (
+        f"failed in attempt {previous} of this workflow run, passed in attempt {attempt} "
+        "on the same commit"
+    )
+    changed = tuple(
+        replace(test, outcome="flaky", flaky_kind="nondeterministic", note=note)
+        if test.outcome == "passed" and test.id in failed_before
+        else test
+        for test in tests
+    )
+    return changed, []
+
+
+def _artifact_results(api: GitHubApi, environ: Mapping[str, str], name: str, limit: int) -> Any:
+    run_id = environ.get("GITHUB_RUN_ID", "")
+    listed = api.call("GET", f"/actions/runs/{run_id}/artifacts", params={"name": name}).json()
+    artifacts = [item for item in listed.get("artifacts", []) if item.get("name") == name]
+    if not artifacts:
+        return None
+    archive = api.call("GET", f"/actions/artifacts/{artifacts[0]['id']}/zip").content
+    with zipfile.ZipFile(io.BytesIO(archive)) as opened:
+        entry = opened.getinfo("results.json")
+        if entry.file_size > limit:
+            raise ValueError(f"results.json unpacks to {entry.file_size} bytes, over {limit}")
+        return json.loads(opened.read(entry))
+
+
 def report(
-    result: RunResult, *, markdown: str, reports_dir: str, environ: Mapping[str, str]
+    result: RunResult,
+    *,
+    markdown: str,
+    reports_dir: str,
+    environ: Mapping[str, str],
+    annotations: bool = True,
 ) -> str:
-    """On a runner: the annotation commands to print; summary and outputs are written."""
-    shown, left = shown_and_left(annotations_of(result))
+    """On a runner: what to print (annotation commands, notices); summary and outputs are written.
+
+    With a token, every annotation goes to a check run instead; if that fails (a token
+    without ``checks: write``), the workflow commands are the fallback.
+    """
+    found = annotations_of(result) if annotations else []
+    shown, left = shown_and_left(found)
+    printed = ""
+    token = token_of(environ)
+    if from_fork(environ):
+        printed += (
+            "::notice title=testgate::a pull request from a fork gets no token: annotations "
+            "are limited to GitHub's workflow-command limits and earlier attempts are not "
+            "read; the gates still run.\n"
+        )
+    elif token is not None and found:
+        try:
+            create_check_run(
+                GitHubApi(environ, token), result=result, found=found, sha=head_sha(environ),
+                markdown=markdown,
+            )  # fmt: skip
+            shown, left = [], []
+        except requests.RequestException as error:
+            printed += (
+                f"::warning title=testgate::could not create a check run ({_reason(error)}); "
+                "give the job 'permissions: checks: write' for every annotation. Showing "
+                "what workflow commands can.\n"
+            )
     summary_file = environ.get("GITHUB_STEP_SUMMARY")
     if summary_file:
         with Path(summary_file).open("a", encoding="utf-8") as out:
@@ -156,7 +360,12 @@ def report(
     output_file = environ.get("GITHUB_OUTPUT")
     if output_file:
         write_outputs(Path(output_file), outputs(result, reports_dir))
-    return "".join(annotation.command() + "\n" for annotation in shown)
+    return printed + "".join(annotation.command() + "\n" for annotation in shown)
+
+
+def _reason(error: requests.RequestException) -> str:
+    response = error.response
+    return f"HTTP {response.status_code}" if response is not None else type(error).__name__
 
 
 def stop_commands() -> tuple[str, str]:

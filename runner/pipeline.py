@@ -205,6 +205,9 @@ def conclude(
     environ: Mapping[str, str],
 ) -> Outcome:
     """Judge a result, write its reports, print its table: the end of run and of merge."""
+    if github.on_github(environ):
+        tests, notices = github.earlier_attempt_flakes(tests, environ)
+        info = replace(info, warnings=(*info.warnings, *notices))
     verdicts = gates.evaluate(
         settings=settings,
         tests=tests,
@@ -226,7 +229,13 @@ def conclude(
         markdown = render.markdown(result)
         where = shown(settings.reports_dir)
         sys.stdout.write(
-            github.report(result, markdown=markdown, reports_dir=where, environ=environ)
+            github.report(
+                result,
+                markdown=markdown,
+                reports_dir=where,
+                environ=environ,
+                annotations=settings.annotations,
+            )
         )
     if info.problems:
         return Outcome(result, InfraError.exit_code)

@@ -213,6 +213,7 @@ OPTIONS: tuple[Option, ...] = (
         "docker, local or external",
     ),
     Option("services-timeout", _seconds, 60.0, "longest wait for the services to be ready"),
+    Option("annotations", _boolean, True, "on GitHub: put failures and flaky tests on the PR"),
 )
 OPTIONS_BY_NAME = {option.name: option for option in OPTIONS}
 
@@ -250,6 +251,7 @@ class Settings:
     services: tuple[ServiceSpec, ...]
     services_backend: str
     services_timeout: float
+    annotations: bool
 
 
 def load_settings(

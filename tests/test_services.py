@@ -304,7 +304,7 @@ def test_a_service_that_never_answers_times_out_and_the_others_are_removed(
     with silent:
         code, _, err = services(
             capfd, "up", "redis", f"rabbitmq=amqp://guest:guest@127.0.0.1:{port}/%2F",
-            "--backend", "local", "--timeout", "1.5", "--state-file", str(state),
+            "--backend", "local", "--timeout", "0.6", "--state-file", str(state),
             TMPDIR=str(tmp_path / "tmp"),
         )  # fmt: skip
     assert code == 3

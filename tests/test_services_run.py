@@ -13,7 +13,8 @@ from runner.services import lifecycle
 from runner.services.spec import parse_specs
 from tests.conftest import copy_fixture, fresh_plugin, run_in_process
 
-WORKER_QUERY = "SELECT datname FROM pg_database WHERE datname LIKE 'test_gw%'"
+# Its own base database, so the workers' databases (postgres_gw0, ...) are this test's alone.
+WORKER_QUERY = "SELECT datname FROM pg_database WHERE datname LIKE 'postgres_gw%'"
 
 
 def test_each_worker_writes_to_its_own_database(tmp_path: Path) -> None:
@@ -22,7 +23,7 @@ def test_each_worker_writes_to_its_own_database(tmp_path: Path) -> None:
     ran = run_in_process(
         project,
         "--workers", "2",
-        "--service", "postgres=postgresql://postgres@127.0.0.1:5432/test",
+        "--service", "postgres=postgresql://postgres@127.0.0.1:5432/postgres",
         "--service", "redis=redis://127.0.0.1:6379/0",
     )  # fmt: skip
     assert ran.exit_code == 0, ran.output

@@ -1,0 +1,237 @@
+"""GitHub's REST API: check runs for every annotation, forks, and flakes seen across attempts.
+
+GitHub lies outside this machine: a local HTTP server (pytest-httpserver) answers the
+documented endpoints (POST/PATCH /repos/{repo}/check-runs, GET
+/repos/{repo}/actions/runs/{run_id}/artifacts, GET /repos/{repo}/actions/artifacts/{id}/zip,
+which redirects to storage as GitHub's does) and records what it received.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
+
+from runner.github import earlier_attempt_flakes, report
+from runner.merge import read_results
+from runner.results import RunResult
+from tests.conftest import Ran, copy_fixture, run_in_process
+
+REPO = "acme/shop"
+TOKEN = "ghs_secret_token_value"
+
+
+def many_failures(outcomes_run: Ran, count: int) -> RunResult:
+    """The outcomes run's result with its first failure repeated ``count`` times."""
+    result = read_results(outcomes_run.reports / "results.json")
+    failed = next(test for test in result.tests if test.outcome == "failed")
+    tests = tuple(replace(failed, id=f"{failed.id}[{n}]") for n in range(count))
+    return replace(result, tests=tests)
+
+
+def github_env(httpserver: HTTPServer, tmp_path: Path, **extra: str) -> dict[str, str]:
+    return {
+        "GITHUB_ACTIONS": "true",
+        "GITHUB_API_URL": httpserver.url_for("").rstrip("/"),
+        "GITHUB_REPOSITORY": REPO,
+        "GITHUB_SHA": "merge0sha",
+        "TESTGATE_GITHUB_TOKEN": TOKEN,
+        **extra,
+    }
+
+
+def pull_request_event(tmp_path: Path, *, head_repo: str) -> str:
+    path = tmp_path / "event.json"
+    event = {
+        "pull_request": {
+            "head": {"sha": "head1sha", "repo": {"full_name": head_repo}},
+            "base": {"repo": {"full_name": REPO}},
+        }
+    }
+    path.write_text(json.dumps(event), "utf-8")
+    return str(path)
+
+
+class Recorder:
+    """Records each request's method, path, headers and JSON body."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+
+    def answer(self, status: int, body: dict[str, Any]) -> Any:
+        def handler(request: Request) -> Response:
+            self.requests.append(
+                {
+                    "method": request.method,
+                    "path": request.path,
+                    "auth": request.headers.get("Authorization"),
+                    "json": request.get_json(silent=True),
+                }
+            )
+            return Response(json.dumps(body), status=status, content_type="application/json")
+
+        return handler
+
+
+def test_every_annotation_goes_to_one_check_run_in_batches_of_50(
+    httpserver: HTTPServer, tmp_path: Path, outcomes_run: Ran
+) -> None:
+    recorder = Recorder()
+    httpserver.expect_request(f"/repos/{REPO}/check-runs", method="POST").respond_with_handler(
+        recorder.answer(201, {"id": 77})
+    )
+    httpserver.expect_request(f"/repos/{REPO}/check-runs/77", method="PATCH").respond_with_handler(
+        recorder.answer(200, {"id": 77})
+    )
+    environ = github_env(
+        httpserver, tmp_path, GITHUB_EVENT_PATH=pull_request_event(tmp_path, head_repo=REPO)
+    )
+    printed = report(
+        many_failures(outcomes_run, 120), markdown="# summary", reports_dir="r", environ=environ
+    )
+    assert printed == ""  # nothing left for workflow commands: all 120 are in the check run
+    assert [(r["method"], len(r["json"]["output"]["annotations"])) for r in recorder.requests] == [
+        ("POST", 50), ("PATCH", 50), ("PATCH", 20),
+    ]  # fmt: skip
+    first = recorder.requests[0]
+    assert first["auth"] == f"Bearer {TOKEN}"
+    assert (first["json"]["head_sha"], first["json"]["conclusion"]) == ("head1sha", "failure")
+    annotation = first["json"]["output"]["annotations"][0]
+    assert annotation["annotation_level"] == "failure"
+    assert annotation["path"].startswith("tests/")
+    assert annotation["start_line"] == annotation["end_line"] > 0
+
+
+def test_a_token_that_may_not_write_checks_falls_back_to_workflow_commands(
+    httpserver: HTTPServer, tmp_path: Path, outcomes_run: Ran
+) -> None:
+    recorder = Recorder()
+    httpserver.expect_request(f"/repos/{REPO}/check-runs", method="POST").respond_with_handler(
+        recorder.answer(403, {"message": "Resource not accessible by integration"})
+    )
+    printed = report(
+        many_failures(outcomes_run, 12), markdown="", reports_dir="r",
+        environ=github_env(httpserver, tmp_path),
+    )  # fmt: skip
+    lines = printed.splitlines()
+    assert lines[0].startswith("::warning title=testgate::could not create a check run (HTTP 403)")
+    assert "permissions: checks: write" in lines[0]
+    assert sum(line.startswith("::error ") for line in lines) == 10  # GitHub's limit per type
+    assert TOKEN not in printed
+
+
+def test_a_fork_pull_request_skips_token_features_with_one_notice(
+    httpserver: HTTPServer, tmp_path: Path, outcomes_run: Ran
+) -> None:
+    environ = github_env(
+        httpserver, tmp_path,
+        GITHUB_EVENT_PATH=pull_request_event(tmp_path, head_repo="someone/shop"),
+    )  # fmt: skip
+    printed = report(many_failures(outcomes_run, 3), markdown="", reports_dir="r", environ=environ)
+    lines = printed.splitlines()
+    assert lines[0].startswith("::notice title=testgate::a pull request from a fork gets no token")
+    assert "the gates still run" in lines[0]
+    assert sum(line.startswith("::error ") for line in lines) == 3
+    assert httpserver.log == []  # not one request
+    assert earlier_attempt_flakes((), {**environ, "GITHUB_RUN_ATTEMPT": "2",
+                                       "TESTGATE_ARTIFACT": "a"})[1] == [
+        "no token to read the previous attempt's results; re-run flakes unchecked"
+    ]  # fmt: skip
+
+
+def results_zip(tests: list[dict[str, Any]], commit: str) -> bytes:
+    data = io.BytesIO()
+    with zipfile.ZipFile(data, "w") as archive:
+        archive.writestr("results.json", json.dumps({"run": {"commit": commit}, "tests": tests}))
+    return data.getvalue()
+
+
+def serve_artifact(httpserver: HTTPServer, name: str, archive: bytes) -> None:
+    httpserver.expect_request(
+        f"/repos/{REPO}/actions/runs/555/artifacts", query_string={"name": name}
+    ).respond_with_json({"total_count": 1, "artifacts": [{"id": 9, "name": name}]})
+    storage = httpserver.url_for("/storage/blob.zip")
+    httpserver.expect_request(f"/repos/{REPO}/actions/artifacts/9/zip").respond_with_response(
+        Response(status=302, headers={"Location": storage})
+    )
+    httpserver.expect_request("/storage/blob.zip").respond_with_data(
+        archive, content_type="application/zip"
+    )
+
+
+def test_a_test_that_failed_in_the_previous_attempt_and_passes_now_is_flaky(
+    httpserver: HTTPServer, tmp_path: Path
+) -> None:
+    """The whole path: a re-run attempt of the job, through the CLI, on a real project."""
+    earlier = [{"id": "tests/test_calc.py::test_add", "outcome": "failed"},
+               {"id": "tests/test_calc.py::test_sign_negative", "outcome": "passed"}]  # fmt: skip
+    serve_artifact(httpserver, "testgate-results-test-0-attempt-1", results_zip(earlier, "c0ffee"))
+    project = copy_fixture("passing", tmp_path)
+    ran = run_in_process(
+        project, "--workers", "0",
+        extra_env={**github_env(httpserver, tmp_path), "GITHUB_SHA": "c0ffee",
+                   "GITHUB_RUN_ID": "555", "GITHUB_RUN_ATTEMPT": "2",
+                   "TESTGATE_ARTIFACT": "testgate-results-test-0",
+                   "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md")},
+    )  # fmt: skip
+    assert ran.exit_code == 1
+    test = ran.test("tests/test_calc.py::test_add")
+    assert (test["outcome"], test["flaky_kind"]) == ("flaky", "nondeterministic")
+    assert test["note"] == (
+        "failed in attempt 1 of this workflow run, passed in attempt 2 on the same commit"
+    )
+    assert ran.test("tests/test_calc.py::test_sign_negative")["outcome"] == "passed"
+    assert ran.gate("max-flaky")["passed"] is False
+    assert ran.results()["totals"]["flaky"] == 1
+
+
+@pytest.mark.parametrize(
+    ("artifact", "archive", "notice"),
+    [
+        ("other", b"", "no artifact a-attempt-2: attempt 2 left no results to compare"),
+        ("a-attempt-2", results_zip([], "another"), "attempt 2 ran another commit"),
+        ("a-attempt-2", b"not a zip", "could not read artifact a-attempt-2 of attempt 2"),
+    ],
+)
+def test_what_cannot_be_compared_is_said_and_changes_nothing(
+    httpserver: HTTPServer, tmp_path: Path, artifact: str, archive: bytes, notice: str
+) -> None:
+    if artifact == "other":
+        httpserver.expect_request(f"/repos/{REPO}/actions/runs/555/artifacts").respond_with_json(
+            {"total_count": 0, "artifacts": []}
+        )
+    else:
+        serve_artifact(httpserver, artifact, archive)
+    environ = {**github_env(httpserver, tmp_path), "GITHUB_RUN_ID": "555",
+               "GITHUB_RUN_ATTEMPT": "3", "TESTGATE_ARTIFACT": "a"}  # fmt: skip
+    tests, notices = earlier_attempt_flakes((), environ)
+    assert tests == ()
+    assert len(notices) == 1
+    assert notices[0].startswith(notice)
+
+
+def test_an_artifact_that_unpacks_too_large_is_not_read(
+    httpserver: HTTPServer, tmp_path: Path
+) -> None:
+    serve_artifact(httpserver, "a-attempt-1", results_zip([], "c0ffee"))
+    environ = {**github_env(httpserver, tmp_path), "GITHUB_RUN_ID": "555",
+               "GITHUB_RUN_ATTEMPT": "2", "TESTGATE_ARTIFACT": "a",
+               "GITHUB_EVENT_PATH": str(tmp_path / "missing.json")}  # fmt: skip
+    _, notices = earlier_attempt_flakes((), environ, limit=10)
+    assert notices[0].startswith("could not read artifact a-attempt-1 of attempt 1:")
+    assert "results.json unpacks to" in notices[0]
+    assert "bytes, over 10" in notices[0]
+
+
+def test_a_first_attempt_reads_nothing(httpserver: HTTPServer, tmp_path: Path) -> None:
+    environ = {**github_env(httpserver, tmp_path), "GITHUB_RUN_ATTEMPT": "1",
+               "TESTGATE_ARTIFACT": "a"}  # fmt: skip
+    assert earlier_attempt_flakes((), environ) == ((), [])
+    assert httpserver.log == []
