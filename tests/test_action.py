@@ -53,6 +53,7 @@ JOB = """\
         with:
           working-directory: ${{{{ env.PROJECTS }}}}/{name}
           workers: "0"
+          reruns: "1"
       - if: always()
         env:
           OUT: ${{{{ toJSON(steps.tg.outputs) }}}}

@@ -83,7 +83,7 @@ def test_a_fully_covered_passing_suite_exits_zero_and_prints_the_table(
     run_cli: RunCli, tmp_path: Path
 ) -> None:
     # The fixture lists neither pytest-xdist nor pytest-cov: testgate adds them itself.
-    ran = run_cli(copy_fixture("passing", tmp_path))
+    ran = run_cli(copy_fixture("passing", tmp_path), "--workers", "2")
     assert ran.exit_code == 0, ran.output
     assert "testgate: 3 tests: 3 passed in" in ran.output
     assert "coverage: line 100.00 %, branch 100.00 %" in ran.output

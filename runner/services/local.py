@@ -172,6 +172,8 @@ RECIPES: Mapping[str, Recipe] = {
             "RABBITMQ_PID_FILE": "{dir}/rabbitmq.pid",
             "RABBITMQ_DIST_PORT": "{port2}",
             "ERL_EPMD_ADDRESS": "127.0.0.1",
+            # No busy-waiting schedulers: an idle test broker should not spin a CI core.
+            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "+sbwt none +sbwtdcpu none +sbwtdio none",
         },
     ),
     "mongo": Recipe(
