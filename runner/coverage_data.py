@@ -23,6 +23,7 @@ from runner.errors import ConfigError, InfraError
 from runner.results import CoverageSummary
 
 JSON_LIMIT_BYTES = 512 * 1024 * 1024
+WORST_FILES = 5
 NOT_SOURCE = frozenset({"tests", "test", "testing", "docs", "doc", "examples", "benchmarks"})
 
 
@@ -134,9 +135,11 @@ def read_report(path: Path) -> dict[str, Any]:
 
 def read_summary(path: Path, *, precision: int) -> CoverageSummary:
     """The totals of a coverage.py JSON report (format 3, coverage 7.12 or later)."""
-    totals: dict[str, Any] = read_report(path)["totals"]
+    report = read_report(path)
+    totals: dict[str, Any] = report["totals"]
     try:
         return CoverageSummary(
+            worst_files=worst_files(report["files"]),
             line_percent=float(totals["percent_statements_covered"]),
             branch_percent=float(totals.get("percent_branches_covered", 100.0)),
             covered_lines=int(totals["covered_lines"]),
@@ -147,6 +150,20 @@ def read_summary(path: Path, *, precision: int) -> CoverageSummary:
         )
     except (ValueError, KeyError, TypeError) as error:
         raise InfraError(f"{path} is not a readable coverage.py JSON report ({error}).") from None
+
+
+def worst_files(
+    files: dict[str, Any], count: int = WORST_FILES
+) -> tuple[tuple[str, float, float], ...]:
+    """The least covered files (line and branch percent), those below 100 % only."""
+    scored = []
+    for path, entry in files.items():
+        summary = entry["summary"]
+        line = float(summary["percent_statements_covered"])
+        branch = float(summary.get("percent_branches_covered", 100.0))
+        if min(line, branch) < 100:
+            scored.append((float(summary["percent_covered"]), path, line, branch))
+    return tuple((path, line, branch) for _, path, line, branch in sorted(scored)[:count])
 
 
 def below(actual: float, threshold: float, *, precision: int) -> bool:

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
 DISPLAY_PRECISION = 2
 LISTED_FAILURES = 20
+SLOWEST = 5
 NOTED = ("flaky", "quarantined")
 
 
@@ -138,6 +139,13 @@ def markdown(result: RunResult) -> str:
             f"({result.coverage.covered_branches}/{result.coverage.num_branches} branches)",
             "",
         ]
+        if result.coverage.worst_files:
+            out += ["| least covered file | lines | branches |", "| --- | --- | --- |"]
+            out += [
+                f"| `{_cell(path)}` | {percent(line)} | {percent(branch)} |"
+                for path, line, branch in result.coverage.worst_files
+            ]
+            out.append("")
     out += ["| gate | threshold | actual | verdict | |", "| --- | --- | --- | --- | --- |"]
     for gate in result.gates:
         threshold = gate_value(gate, gate.threshold, measured=False)
@@ -175,6 +183,13 @@ def markdown(result: RunResult) -> str:
             )
         if len(noted) > LISTED_FAILURES:
             out.append(f"\n{len(noted) - LISTED_FAILURES} more are in results.json.")
+    slowest = sorted(
+        (test for test in result.tests if test.attempts),
+        key=lambda test: -test.attempts[0].duration_s,
+    )[:SLOWEST]
+    if slowest:
+        out += ["", "### Slowest tests", "", "| test | seconds |", "| --- | --- |"]
+        out += [f"| `{_cell(test.id)}` | {test.attempts[0].duration_s:.2f} |" for test in slowest]
     if result.run.problems:
         out += ["", "### Problems", ""] + [f"- {_cell(problem)}" for problem in result.run.problems]
     if result.run.warnings:

@@ -192,13 +192,24 @@ class CoverageSummary:
     num_branches: int
     precision: int = 0
     diff_percent: float | None = None
+    worst_files: tuple[tuple[str, float, float], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+        data = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        data["worst_files"] = [
+            {"path": path, "line_percent": line, "branch_percent": branch}
+            for path, line, branch in self.worst_files
+        ]
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> CoverageSummary:
-        return cls(**{name: data[name] for name in cls.__dataclass_fields__ if name in data})
+        fields = {name: data[name] for name in cls.__dataclass_fields__ if name in data}
+        fields["worst_files"] = tuple(
+            (item["path"], item["line_percent"], item["branch_percent"])
+            for item in data.get("worst_files", ())
+        )
+        return cls(**fields)
 
 
 @dataclass(frozen=True)

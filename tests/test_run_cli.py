@@ -82,7 +82,7 @@ def sample(tmp_path: Path, tests: str = TESTS, **kwargs: str) -> Path:
 def test_a_fully_covered_passing_suite_exits_zero_and_prints_the_table(
     run_cli: RunCli, tmp_path: Path
 ) -> None:
-    # The fixture lists neither pytest-xdist nor pytest-cov: testgate adds them itself.
+    # The fixture does not list pytest-xdist: testgate adds it itself (uv run --with).
     ran = run_cli(copy_fixture("passing", tmp_path), "--workers", "2")
     assert ran.exit_code == 0, ran.output
     assert "testgate: 3 tests: 3 passed in" in ran.output
@@ -97,7 +97,12 @@ def test_a_fully_covered_passing_suite_exits_zero_and_prints_the_table(
     assert f"testgate passed; reports in {ran.reports}/" in ran.output
     assert "created: 2 workers" in ran.output or "2 workers [3 items]" in ran.output
     assert ran.results()["passed"] is True
-    assert "✅ testgate passed" in (ran.reports / "summary.md").read_text("utf-8")
+    summary = (ran.reports / "summary.md").read_text("utf-8")
+    assert "✅ testgate passed" in summary
+    assert "least covered file" not in summary  # every file is fully covered
+    slowest = summary.split("### Slowest tests\n\n| test | seconds |\n| --- | --- |\n")[1]
+    assert len(slowest.strip().splitlines()) == 3
+    assert "| `tests/test_calc.py::test_" in slowest
 
 
 def test_arguments_after_double_dash_and_pytest_args_reach_pytest(
@@ -135,6 +140,11 @@ def test_thresholds_from_environment_beat_pyproject(run_cli: RunCli, tmp_path: P
         75.0,
     )
     assert "75.00 % below the minimum 80 %" in ran.output
+    worst = ran.results()["coverage"]["worst_files"]
+    assert worst == [{"path": "lib.py", "line_percent": 75.0, "branch_percent": 50.0}]
+    summary = (ran.reports / "summary.md").read_text("utf-8")
+    assert "| least covered file | lines | branches |\n| --- | --- | --- |\n" in summary
+    assert "| `lib.py` | 75.00 % | 50.00 % |" in summary
     ran = run_cli(project, "--fail-under-line", "75", "--fail-under-branch", "50",
                   "--max-duration", "600", env=env)  # fmt: skip
     assert ran.exit_code == 0, ran.output  # the flag's 75 beats the environment's 80
