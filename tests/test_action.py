@@ -124,8 +124,9 @@ def run_act(root: Path) -> Ran:
     return Ran(completed.returncode, completed.stdout + completed.stderr, root, root)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def act_run(tmp_path_factory: pytest.TempPathFactory) -> Ran:
+    """One act run for the module: testgate's scheduler keeps its tests on one worker."""
     return once_per_session(tmp_path_factory, "act", run_act)
 
 
