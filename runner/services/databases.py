@@ -22,11 +22,6 @@ from runner.services.running import WORKER, Running
 REDIS_DATABASES = 16
 
 
-def worker_names(count: int) -> list[str]:
-    """xdist's worker ids, ``gw0 … gwN-1``."""
-    return [f"gw{index}" for index in range(max(1, count))]
-
-
 def create(services: Sequence[Running], *, count: int) -> dict[str, str]:
     """Create the workers' databases; return the plugin's ``variable -> template`` map."""
     templates: dict[str, str] = {}
@@ -68,7 +63,7 @@ def ensure(service: Running) -> None:
 
 def _names(service: Running, count: int) -> list[str]:
     base = f"{service.database_name}_{WORKER}"
-    return [base.replace(WORKER, worker) for worker in worker_names(count)]
+    return [base.replace(WORKER, f"gw{index}") for index in range(max(1, count))]
 
 
 def _create(service: Running, count: int) -> None:

@@ -56,7 +56,6 @@ def parse_port(output: str) -> int:
 class Container:
     """A container started and not yet known to be ready."""
 
-    spec: ServiceSpec
     running: Running
 
 
@@ -111,7 +110,7 @@ class DockerBackend:
             raise
         data = running.to_json()
         data["port"] = port
-        return Container(spec=spec, running=Running.from_json(data))
+        return Container(running=Running.from_json(data))
 
     def died(self, started: Container) -> str | None:
         state = self._docker(

@@ -38,12 +38,6 @@ STATE_VERSION = 1
 STATE_FILE = Path(".testgate") / "services.json"
 
 
-class Pending(Protocol):
-    """What a backend's ``start`` returns: the service, not yet known to be ready."""
-
-    running: Running
-
-
 class Backend(Protocol):
     """One way of providing services (docker, local processes, external)."""
 

@@ -223,7 +223,6 @@ def free_port() -> int:
 class LocalProcess:
     """A server this process started, until it is ready (then it becomes a Running)."""
 
-    spec: ServiceSpec
     process: subprocess.Popen[bytes]
     running: Running
 
@@ -302,7 +301,7 @@ class LocalBackend:
                     else ""
                 )
             ) from None
-        return LocalProcess(spec=spec, process=process, running=_with_pid(running, process.pid))
+        return LocalProcess(process=process, running=_with_pid(running, process.pid))
 
     @staticmethod
     def _run(
