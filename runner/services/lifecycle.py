@@ -194,7 +194,6 @@ def up(
     chosen = choose_backend(backend, specs, environ, run_id=state.run_id)
     state.backend = chosen.name
     external = ExternalBackend()
-    deadline = time.monotonic() + timeout
 
     def bring_up(spec: ServiceSpec) -> Running:
         owner: Backend = external if spec.url is not None else chosen
@@ -205,6 +204,8 @@ def up(
         if owner.name == "local":  # its own database is created once it answers
             endpoint = dataclasses.replace(endpoint, database="")
         try:
+            # The timeout counts from the start: an image pull or an initdb is not waiting.
+            deadline = time.monotonic() + timeout
             wait_ready(endpoint, deadline=deadline, died=lambda: owner.died(started))
         except NotReady as error:
             raise InfraError(
