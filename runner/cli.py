@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from runner import __version__, pipeline
+from runner import __version__, github, pipeline
 from runner.detection import detect
 from runner.errors import TestgateError
 from runner.merge import merge
@@ -191,6 +191,10 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     except TestgateError as error:
         sys.stdout.flush()
         print(f"testgate: error: {error.message}", file=sys.stderr)
+        if github.on_github(env):  # a workflow's next steps can see that nothing passed
+            print(f"::error title=testgate::{github.escape_data(error.message)}")
+            if env.get("GITHUB_OUTPUT"):
+                github.write_outputs(Path(env["GITHUB_OUTPUT"]), {"passed": "false"})
         return error.exit_code
 
 

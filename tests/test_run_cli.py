@@ -8,6 +8,7 @@ printed table and messages, and the reports.
 from __future__ import annotations
 
 import json
+import re
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
@@ -349,6 +350,19 @@ def test_no_pyproject_is_a_usage_error(run_cli: RunCli, tmp_path: Path) -> None:
     ran = run_cli(tmp_path)
     assert ran.exit_code == 2
     assert f"testgate: error: no pyproject.toml in {tmp_path.resolve()}" in ran.output
+
+
+def test_on_a_runner_an_error_is_an_annotation_and_passed_is_false(
+    run_cli: RunCli, tmp_path: Path
+) -> None:
+    outputs = tmp_path / "outputs.txt"
+    env = environment(GITHUB_ACTIONS="true", GITHUB_OUTPUT=str(outputs))
+    ran = run_cli(tmp_path / "missing", env=env)
+    assert ran.exit_code == 2
+    assert "::error title=testgate::project directory" in ran.output
+    assert re.fullmatch(r"passed<<(\S+)\nfalse\n\1\n", outputs.read_text("utf-8"))
+    without_outputs = run_cli(tmp_path / "missing", env=environment(GITHUB_ACTIONS="true"))
+    assert "::error title=testgate::project directory" in without_outputs.output
 
 
 def test_the_commit_comes_from_github_sha(run_cli: RunCli, tmp_path: Path) -> None:
