@@ -185,36 +185,35 @@ class GitHubApi:
         return response
 
 
-def token_of(environ: Mapping[str, str]) -> str | None:
+def token_of(environ: Mapping[str, str], pull: dict[str, Any] | None) -> str | None:
     """The token for the API, unless this is a pull request from a fork (no usable token)."""
     token = environ.get("TESTGATE_GITHUB_TOKEN") or environ.get("GITHUB_TOKEN")
-    return token if token and not from_fork(environ) else None
+    return token if token and not from_fork(pull) else None
 
 
-def from_fork(environ: Mapping[str, str]) -> bool:
-    """Whether the event is a pull request whose head lives in another repository."""
-    event = _event(environ)
+def pull_request(environ: Mapping[str, str]) -> dict[str, Any] | None:
+    """The event's pull request (read once from GITHUB_EVENT_PATH), or None."""
+    path = environ.get("GITHUB_EVENT_PATH")
+    try:
+        event = json.loads(Path(path).read_text("utf-8")) if path else {}
+    except (OSError, ValueError):
+        return None
     pull = event.get("pull_request") if isinstance(event, dict) else None
-    if not isinstance(pull, dict):
+    return pull if isinstance(pull, dict) else None
+
+
+def from_fork(pull: dict[str, Any] | None) -> bool:
+    """Whether the pull request's head lives in another repository."""
+    if pull is None:
         return False
     head = pull.get("head", {}).get("repo") or {}
     base = pull.get("base", {}).get("repo") or {}
     return bool(head.get("full_name")) and head.get("full_name") != base.get("full_name")
 
 
-def _event(environ: Mapping[str, str]) -> Any:
-    path = environ.get("GITHUB_EVENT_PATH")
-    try:
-        return json.loads(Path(path).read_text("utf-8")) if path else {}
-    except (OSError, ValueError):
-        return {}
-
-
-def head_sha(environ: Mapping[str, str]) -> str:
+def head_sha(pull: dict[str, Any] | None, environ: Mapping[str, str]) -> str:
     """The commit the check run belongs to: a pull request's head, else GITHUB_SHA."""
-    event = _event(environ)
-    pull = event.get("pull_request") if isinstance(event, dict) else None
-    if isinstance(pull, dict) and pull.get("head", {}).get("sha"):
+    if pull is not None and pull.get("head", {}).get("sha"):
         return str(pull["head"]["sha"])
     return environ.get("GITHUB_SHA", "")
 
@@ -274,7 +273,7 @@ def earlier_attempt_flakes(
     prefix = environ.get("TESTGATE_ARTIFACT")
     if not attempt.isdigit() or int(attempt) < 2 or not prefix:
         return tests, []
-    token = token_of(environ)
+    token = token_of(environ, pull_request(environ))
     if token is None:
         return tests, ["no token to read the previous attempt's results; re-run flakes unchecked"]
     previous = int(attempt) - 1
@@ -333,8 +332,9 @@ def report(
     found = annotations_of(result) if annotations else []
     shown, left = shown_and_left(found)
     printed = ""
-    token = token_of(environ)
-    if from_fork(environ):
+    pull = pull_request(environ)
+    token = token_of(environ, pull)
+    if from_fork(pull):
         printed += (
             "::notice title=testgate::a pull request from a fork gets no token: annotations "
             "are limited to GitHub's workflow-command limits and earlier attempts are not "
@@ -343,7 +343,7 @@ def report(
     elif token is not None and found:
         try:
             create_check_run(
-                GitHubApi(environ, token), result=result, found=found, sha=head_sha(environ),
+                GitHubApi(environ, token), result=result, found=found, sha=head_sha(pull, environ),
                 markdown=markdown,
             )  # fmt: skip
             shown, left = [], []
