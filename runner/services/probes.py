@@ -10,6 +10,7 @@ deadline, and stops at once when the service's process or container has died.
 
 from __future__ import annotations
 
+import os
 import socket
 import struct
 import subprocess
@@ -193,7 +194,7 @@ def _command(endpoint: Endpoint, timeout: float) -> None:
     completed = subprocess.run(
         endpoint.ready.removeprefix("cmd:"),
         shell=True,
-        env=dict(endpoint.env),
+        env={**os.environ, **endpoint.env},
         capture_output=True,
         text=True,
         timeout=timeout,
