@@ -2,13 +2,12 @@
 
 Both are pure functions of the results. Percentages are shown the way coverage.py shows
 them (never rounded up to 100 unless everything is covered).
+coverage.py is imported only to show a percentage: a run without coverage skips it.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
-
-from coverage.results import display_covered
 
 from runner.results import BROKEN, GateResult, RunResult, TestResult
 
@@ -23,6 +22,8 @@ NOTED = ("flaky", "quarantined")
 
 def percent(value: float | None) -> str:
     """A coverage percentage as coverage.py would print it, with two decimals."""
+    from coverage.results import display_covered  # noqa: PLC0415 (lazy, see top)
+
     return "n/a" if value is None else display_covered(value, DISPLAY_PRECISION) + " %"
 
 

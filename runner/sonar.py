@@ -11,6 +11,7 @@ output is shown with the token redacted, and pysonar never runs verbose (it woul
 its properties, token included). With ``sonar-wait``, testgate polls the compute-engine
 task named in the scanner's ``report-task.txt`` and then the quality gate, and records
 the verdict as the ``sonar-quality-gate`` gate of ``results.json``.
+requests is imported only for that poll, so other commands start faster.
 """
 
 from __future__ import annotations
@@ -23,8 +24,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
-
-import requests
 
 from runner import render
 from runner.errors import ConfigError, InfraError
@@ -128,7 +127,7 @@ def sonar(settings: Settings, *, environ: Mapping[str, str], dry_run: bool) -> i
     task = read_report_task(settings.reports_dir / ".sonar" / "report-task.txt")
     gate = quality_gate(client, task)
     judged = replace(result, gates=(*result.gates, gate))
-    write_reports(judged, settings.reports_dir)
+    write_reports(judged, settings.reports_dir, markdown=render.markdown(judged))
     sys.stdout.write(render.terminal(judged, reports_dir=shown(settings.reports_dir)))
     return 0 if judged.passed else 1
 
@@ -169,6 +168,8 @@ def read_report_task(path: Path) -> dict[str, str]:
 
 
 def _get(client: Sonar, url: str, **params: str) -> dict[str, Any]:
+    import requests  # noqa: PLC0415 (lazy, see top)
+
     try:
         response = requests.get(
             url, params=params, headers={"Authorization": f"Bearer {client.token}"}, timeout=30

@@ -15,8 +15,6 @@ import socket
 import struct
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -176,10 +174,12 @@ def mongo_command(endpoint: Endpoint, command: dict[str, object], *, timeout: fl
 def _http(endpoint: Endpoint, timeout: float) -> None:
     path = endpoint.ready.removeprefix("http:") or "/"
     url = f"http://{endpoint.host}:{endpoint.port}{path}"
+    import urllib.request  # noqa: PLC0415  (imported only when an HTTP check is used)
+
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
             status = response.status
-    except urllib.error.HTTPError as error:
+    except urllib.request.HTTPError as error:
         status = error.code
     if not 200 <= status < 300:
         raise NotReady(f"GET {path} answered HTTP {status}")
