@@ -16,6 +16,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from msgspec import structs
+
 from runner import execute
 from runner.errors import ConfigError, InfraError
 from runner.record import AttemptRecord, RecordedTest, read_record
@@ -134,12 +136,13 @@ def recorded_tests(run: AttemptRun, *, kind: str) -> list[RecordedTest]:
     if run.number == 1:  # a rerun's collection error names a file, not the test rerun
         found = [*run.record.collect_errors, *found]
     stamped = [
-        replace(test, attempt=replace(test.attempt, number=run.number, kind=kind)) for test in found
+        replace(test, attempt=structs.replace(test.attempt, number=run.number, kind=kind))
+        for test in found
     ]
     unfinished = run.record.unfinished
     if unfinished is not None:
         message = f"the pytest process died (exit {run.completed.exit_code}) while this test ran"
-        died = replace(unfinished.attempt, message=message, number=run.number, kind=kind)
+        died = structs.replace(unfinished.attempt, message=message, number=run.number, kind=kind)
         stamped.append(replace(unfinished, attempt=died))
     return stamped
 

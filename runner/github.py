@@ -27,13 +27,18 @@ import json
 import secrets
 import zipfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import requests
+import msgspec
 
 from runner.results import BROKEN, RunResult, TestResult
+
+# requests is imported where the API is called: most runs have no token, and do not
+# pay its import (about 70 ms).
+if TYPE_CHECKING:
+    import requests
 
 PER_TYPE = 10
 PER_STEP = 50
@@ -167,6 +172,8 @@ class GitHubApi:
 
     def __init__(self, environ: Mapping[str, str], token: str) -> None:
         self.base = environ.get("GITHUB_API_URL", "https://api.github.com").rstrip("/")
+        import requests  # noqa: PLC0415 (lazy, see top)
+
         self.repository = environ.get("GITHUB_REPOSITORY", "")
         self.session = requests.Session()
         self.session.headers.update(
@@ -278,6 +285,8 @@ def earlier_attempt_flakes(
         return tests, ["no token to read the previous attempt's results; re-run flakes unchecked"]
     previous = int(attempt) - 1
     name = f"{prefix}-attempt-{previous}"
+    import requests  # noqa: PLC0415 (lazy, see top)
+
     try:
         earlier = _artifact_results(GitHubApi(environ, token), environ, name, limit)
     except (requests.RequestException, ValueError, KeyError, zipfile.BadZipFile) as error:
@@ -294,7 +303,7 @@ def earlier_attempt_flakes(
         "on the same commit"
     )
     changed = tuple(
-        replace(test, outcome="flaky", flaky_kind="nondeterministic", note=note)
+        msgspec.structs.replace(test, outcome="flaky", flaky_kind="nondeterministic", note=note)
         if test.outcome == "passed" and test.id in failed_before
         else test
         for test in tests
@@ -341,6 +350,8 @@ def report(
             "read; the gates still run.\n"
         )
     elif token is not None and found:
+        import requests  # noqa: PLC0415 (lazy, see top)
+
         try:
             create_check_run(
                 GitHubApi(environ, token), result=result, found=found, sha=head_sha(pull, environ),

@@ -9,18 +9,30 @@ Text is cleaned of characters XML 1.0 cannot hold, as pytest's own writer does.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from functools import lru_cache
 from pathlib import Path
-from xml.etree import ElementTree
-from xml.etree.ElementTree import Element
-from xml.sax.saxutils import escape, quoteattr
-
-from defusedxml import DefusedXmlException
-from defusedxml import ElementTree as DefusedET
+from typing import NoReturn
+from xml.parsers import expat
 
 from runner.errors import InfraError
 from runner.record import line_in_traceback
 from runner.results import BROKEN, Attempt, RunResult, TestResult, Totals, classify
 
+# XML's escapes, as xml.sax.saxutils writes them (whose import pulls in urllib.request):
+# in an attribute, whitespace is kept as character references, or a reader normalizes it.
+_IN_TEXT = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;"})
+_IN_ATTRIBUTE = str.maketrans(
+    {
+        "&": "&amp;",
+        "<": "&lt;",
+        ">": "&gt;",
+        '"': "&quot;",
+        "\n": "&#10;",
+        "\r": "&#13;",
+        "\t": "&#9;",
+    }
+)
 _ILLEGAL_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
@@ -33,9 +45,24 @@ def xml_text(text: str | None) -> str:
 
 def classname(test_id: str) -> str:
     """pytest's classname: the module path dotted, then any classes."""
-    parts = test_id.split("::")
-    module = parts[0].removesuffix(".py").replace("/", ".")
-    return ".".join([module, *parts[1:-1]]) if len(parts) > 1 else module
+    return _dotted(test_id.rpartition("::")[0] or test_id)
+
+
+def _dotted(owner: str) -> str:
+    """A test file's path, then its classes (``a/b.py::K``), as one dotted name."""
+    parts = owner.split("::")
+    return ".".join([parts[0].removesuffix(".py").replace("/", "."), *parts[1:]])
+
+
+# Thousands of test cases share a handful of files and classes: their attributes are cached.
+@lru_cache(maxsize=4096)
+def _owner_attribute(owner: str) -> str:
+    return _attr(_dotted(owner))
+
+
+@lru_cache(maxsize=4096)
+def _file_attribute(file: str) -> str:
+    return _attr(file)
 
 
 def _exception_type(message: str | None) -> str:
@@ -50,15 +77,18 @@ def testcase_xml(test: TestResult) -> str:
     as ``<rerunFailure>``/``<rerunError>``; a flaky test passes, with each failed attempt
     as ``<flakyFailure>``/``<flakyError>``. Order checks are evidence, not attempts.
     """
-    name = test.id.split("::")[-1] if "::" in test.id else test.id
-    runs = [attempt for attempt in test.attempts if attempt.kind != "order-check"]
-    first = runs[0]
+    owner, _, name = test.id.rpartition("::")
+    first = test.attempts[0]  # a test's first attempt is a run, never an order check
     line = "" if test.line is None else f' line="{test.line}"'
-    parts = [
-        f"<testcase classname={_attr(classname(test.id))} name={_attr(name)} "
-        f'time="{round(first.duration_s, 6)}" file={_attr(test.file)}{line}>'
-    ]
+    opening = (
+        f"<testcase classname={_owner_attribute(owner or test.id)} name={_attr(name)} "
+        f'time="{round(first.duration_s, 6)}" file={_file_attribute(test.file)}{line}>'
+    )
     outcome = test.outcome
+    if outcome in _PASSED:  # nothing more to say, and by far the most common
+        return opening + "</testcase>"
+    runs = [attempt for attempt in test.attempts if attempt.kind != "order-check"]
+    parts = [opening]
     message = first.message or first.teardown_error
     if outcome in BROKEN:
         tag = "failure" if outcome == "failed" else "error"
@@ -86,6 +116,7 @@ def testcase_xml(test: TestResult) -> str:
     return "".join(parts)
 
 
+_PASSED = frozenset({"passed", "xpassed"})
 _SKIP_TYPES = {
     "skipped": "pytest.skip",
     "xfailed": "pytest.xfail",
@@ -100,15 +131,23 @@ _INTERIM = {
 
 
 def _attr(value: str | None) -> str:
-    return quoteattr(xml_text(value))
+    if value is None:
+        return '""'
+    if _PLAIN.fullmatch(value):  # nothing to escape, by far the most common
+        return f'"{value}"'
+    return '"' + xml_text(value).translate(_IN_ATTRIBUTE) + '"'
+
+
+_PLAIN = re.compile('[^&<>"\x00-\x1f\ud800-\udfff\ufffe\uffff]*')
 
 
 def _text(tag: str, value: str | None) -> str:
-    return f"<{tag}>{escape(xml_text(value))}</{tag}>" if value else ""
+    return f"<{tag}>{xml_text(value).translate(_IN_TEXT)}</{tag}>" if value else ""
 
 
 def _element(tag: str, message: str | None, kind: str, body: str | None) -> str:
-    return f"<{tag} message={_attr(message)} type={_attr(kind)}>{escape(xml_text(body))}</{tag}>"
+    text = xml_text(body).translate(_IN_TEXT)
+    return f"<{tag} message={_attr(message)} type={_attr(kind)}>{text}</{tag}>"
 
 
 def write_junit(result: RunResult, path: Path) -> None:
@@ -137,6 +176,7 @@ def write_junit(result: RunResult, path: Path) -> None:
 
 
 READ_LIMIT_BYTES = 2 * 1024 * 1024 * 1024
+_CHUNK_BYTES = 1024 * 1024
 _FAILED = {"failure": "failed", "error": "error"}
 _RETRIED = {
     "flakyFailure": "failed",
@@ -144,16 +184,23 @@ _RETRIED = {
     "rerunFailure": "failed",
     "rerunError": "error",
 }
-Located = dict[tuple[str, str | None], tuple[str, list[str]]]
+_RESULTS = frozenset({*_FAILED, *_RETRIED, "skipped"})
+# (classname, file) -> the test file, and the node id's prefix (``FILE::CLASS::``)
+Located = dict[tuple[str, str | None], tuple[str, str]]
+
+
+class _Refused(Exception):
+    """What makes a JUnit file unsafe or unreadable, raised from inside the parser."""
 
 
 def read_junit(path: Path, *, project: Path) -> tuple[TestResult, ...]:
     """The tests of a JUnit XML file (pytest's, ours, Surefire's), read as untrusted input.
 
-    No DTD, entity or external reference is accepted, the file's size is bounded, and it
-    is streamed: each ``<testcase>`` is turned into a result and freed. Node ids are
-    rebuilt from ``file`` (or the dotted ``classname``, resolved against the project's
-    files), and the failing line is read from the traceback's ``FILE:LINE:`` lines.
+    No DTD, entity or external reference is accepted (expat's handlers refuse them, as
+    defusedxml's do), the file's size is bounded, and it is streamed through expat in
+    chunks: each ``<testcase>`` becomes a result when it closes. Node ids are rebuilt
+    from ``file`` (or the dotted ``classname``, resolved against the project's files),
+    and the failing line is read from the traceback's ``FILE:LINE:`` lines.
     """
     try:
         size = path.stat().st_size
@@ -161,83 +208,152 @@ def read_junit(path: Path, *, project: Path) -> tuple[TestResult, ...]:
         raise InfraError(f"cannot read {path}: {error}") from None
     if size > READ_LIMIT_BYTES:
         raise InfraError(f"{path} is {size} bytes, over testgate's limit of {READ_LIMIT_BYTES}.")
-    tests: list[TestResult] = []
-    zero_based = False
-    located: Located = {}
+    parser = expat.ParserCreate()
+    reader = _Reader(parser, project=project)
     try:
-        for event, element in DefusedET.iterparse(
-            str(path), events=("start", "end"), forbid_dtd=True
-        ):
-            if event == "start":
-                if element.tag == "testsuite":
-                    zero_based = element.get("name") == "pytest"  # pytest's xunit1: 0-based
-                continue
-            if element.tag == "testcase":
-                tests.append(_read_case(element, located, project=project, zero_based=zero_based))
-                element.clear()
-    except (DefusedXmlException, ElementTree.ParseError) as error:
+        with path.open("rb") as stream:
+            while chunk := stream.read(_CHUNK_BYTES):
+                parser.Parse(chunk, False)
+            parser.Parse(b"", True)
+    except (expat.ExpatError, _Refused) as error:
         raise InfraError(f"{path} is not JUnit XML testgate can read safely: {error}") from None
-    return tuple(tests)
+    except OSError as error:
+        raise InfraError(f"cannot read {path}: {error}") from None
+    return tuple(reader.tests)
 
 
-def _read_case(
-    element: Element, located: Located, *, project: Path, zero_based: bool
-) -> TestResult:
-    name = element.get("name") or "(unnamed)"
-    key = (element.get("classname") or "", element.get("file"))
-    if key not in located:  # thousands of test cases share a handful of classes
-        located[key] = _locate(key[0], key[1], project)
-    file, classes = located[key]
-    seconds = float(element.get("time") or 0.0)
-    declared = element.get("line")
-    def_line = int(declared) + zero_based if declared and declared.isdigit() else None
-    if not len(element):  # a passing test case, by far the most common: kept fast
+def _refuse(what: str) -> Callable[..., NoReturn]:
+    def handler(*_: object) -> NoReturn:
+        raise _Refused(f"it declares {what}, which testgate does not accept")
+
+    return handler
+
+
+class _Reader:
+    """expat's callbacks: a ``<testcase>``'s attributes and its result elements.
+
+    Only what a result needs is kept: a passing test case costs two callbacks and one
+    shared ``Attempt`` per distinct ``time``. Text is collected only inside a result
+    element (up to its first child, as ElementTree's ``text``), never between cases.
+    """
+
+    def __init__(self, parser: expat.XMLParserType, *, project: Path) -> None:
+        self.tests: list[TestResult] = []
+        self._parser = parser
+        self._project = project
+        self._located: Located = {}
+        self._passing: dict[str, Attempt] = {}
+        self._zero_based = False
+        self._case: dict[str, str] | None = None
+        self._results: list[tuple[str, dict[str, str], list[str]]] = []
+        self._open: tuple[str, dict[str, str], list[str]] | None = None
+        self._depth = 0
+        parser.buffer_text = True
+        parser.buffer_size = 65536
+        parser.StartDoctypeDeclHandler = _refuse("a DTD")
+        parser.EntityDeclHandler = _refuse("an entity")
+        parser.UnparsedEntityDeclHandler = _refuse("an unparsed entity")
+        parser.ExternalEntityRefHandler = _refuse("an external reference")
+        parser.StartElementHandler = self._start
+        parser.EndElementHandler = self._end
+
+    def _start(self, tag: str, attributes: dict[str, str]) -> None:
+        if self._case is None:
+            if tag == "testcase":
+                self._case, self._results, self._depth = attributes, [], 0
+            elif tag == "testsuite":  # pytest's xunit1 names its suite "pytest": 0-based lines
+                self._zero_based = attributes.get("name") == "pytest"
+            return
+        self._depth += 1
+        self._parser.CharacterDataHandler = None
+        if self._depth == 1:
+            self._open = (tag, attributes, []) if tag in _RESULTS else None
+            if self._open is not None:
+                self._results.append(self._open)
+                if tag in _FAILED:
+                    self._parser.CharacterDataHandler = self._open[2].append
+        elif self._depth == 2 and tag == "stackTrace" and self._open and self._open[0] in _RETRIED:
+            self._parser.CharacterDataHandler = self._open[2].append
+
+    def _end(self, tag: str) -> None:
+        if self._case is None:
+            return
+        self._parser.CharacterDataHandler = None
+        if self._depth:
+            self._depth -= 1
+            return
+        self.tests.append(self._finish(self._case))
+        self._case = None
+
+    def _finish(self, case: dict[str, str]) -> TestResult:
+        name = case.get("name") or "(unnamed)"
+        key = (case.get("classname") or "", case.get("file"))
+        located = self._located.get(key)
+        if located is None:  # thousands of test cases share a handful of classes
+            file, classes = _locate(key[0], key[1], self._project)
+            located = self._located[key] = (file, "::".join([file, *classes, ""]))
+        file, prefix = located
+        test_id = prefix + name
+        time = case.get("time") or "0"
+        declared = case.get("line")
+        def_line = int(declared) + self._zero_based if declared and declared.isdigit() else None
+        if not self._results:  # a passing test case, by far the most common: kept fast
+            attempt = self._passing.get(time)
+            if attempt is None:
+                attempt = self._passing[time] = Attempt(
+                    outcome="passed", duration_s=_seconds(time, test_id)
+                )
+            return TestResult(
+                id=test_id, file=file, line=def_line, outcome="passed", attempts=(attempt,)
+            )
+        final, message, text = "passed", None, None
+        retried: list[tuple[str, str | None, str | None, float]] = []
+        for tag, attributes, parts in self._results:
+            if tag in _FAILED:
+                final, message, text = _FAILED[tag], attributes.get("message"), "".join(parts)
+            elif tag == "skipped":
+                final = "xfailed" if attributes.get("type") == "pytest.xfail" else "skipped"
+                message = attributes.get("message")
+            else:
+                retried.append((_RETRIED[tag], attributes.get("message"), "".join(parts), 0.0))
+        # The testcase's own result is attempt 1 of a test that failed every time (its
+        # reruns follow), and the last attempt of a flaky one (its failures came first).
+        own = (final, message, text, _seconds(time, test_id))
+        runs = [own, *retried] if final in BROKEN else [*retried, own]
+        attempts = tuple(
+            Attempt(
+                outcome=outcome,
+                duration_s=spent,
+                number=number,
+                kind="run" if number == 1 else "rerun",
+                message=said,
+                line=line_in_traceback(trace, file),
+                text=trace or None,
+            )
+            for number, (outcome, said, trace, spent) in enumerate(runs, 1)
+        )
+        failing = next((attempt.line for attempt in attempts if attempt.line is not None), None)
+        flaky = bool(retried) and final not in BROKEN
+        failures = sum(attempt.outcome in BROKEN for attempt in attempts)
         return TestResult(
-            id="::".join([file, *classes, name]),
+            id=test_id,
             file=file,
-            line=def_line,
-            outcome="passed",
-            attempts=(Attempt(outcome="passed", duration_s=seconds),),
+            line=failing if failing is not None else def_line,
+            outcome="flaky" if flaky else final,
+            attempts=attempts,
+            flaky_kind="nondeterministic" if flaky else None,
+            note=f"failed {failures} of {len(attempts)} attempts" if retried else None,
         )
-    final, message, text = "passed", None, None
-    retried: list[tuple[str, str | None, str | None, float]] = []
-    for child in element:
-        if child.tag in _FAILED:
-            final, message, text = _FAILED[child.tag], child.get("message"), child.text
-        elif child.tag == "skipped":
-            final = "xfailed" if child.get("type") == "pytest.xfail" else "skipped"
-            message = child.get("message")
-        elif child.tag in _RETRIED:
-            trace = child.findtext("stackTrace")
-            retried.append((_RETRIED[child.tag], child.get("message"), trace, 0.0))
-    # The testcase's own result is attempt 1 of a test that failed every time (its reruns
-    # follow), and the last attempt of a flaky one (its failures came first).
-    own = (final, message, text, seconds)
-    runs = [own, *retried] if final in BROKEN else [*retried, own]
-    attempts = tuple(
-        Attempt(
-            outcome=outcome,
-            duration_s=spent,
-            number=number,
-            kind="run" if number == 1 else "rerun",
-            message=said,
-            line=line_in_traceback(trace, file),
-            text=trace,
-        )
-        for number, (outcome, said, trace, spent) in enumerate(runs, 1)
-    )
-    failing = next((attempt.line for attempt in attempts if attempt.line is not None), None)
-    flaky = bool(retried) and final not in BROKEN
-    failures = sum(attempt.outcome in BROKEN for attempt in attempts)
-    return TestResult(
-        id="::".join([file, *classes, name]),
-        file=file,
-        line=failing if failing is not None else def_line,
-        outcome="flaky" if flaky else final,
-        attempts=attempts,
-        flaky_kind="nondeterministic" if flaky else None,
-        note=f"failed {failures} of {len(attempts)} attempts" if retried else None,
-    )
+
+
+def _seconds(time: str, test_id: str) -> float:
+    try:
+        seconds = float(time)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < float("inf"):
+        raise _Refused(f"{test_id} has time={time!r}, not a number of seconds")
+    return seconds
 
 
 def _locate(classname: str, file: str | None, project: Path) -> tuple[str, list[str]]:

@@ -17,6 +17,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from json.encoder import encode_basestring
 from pathlib import Path
 
 from runner import coverage_data, execute, gates, github, render
@@ -44,6 +45,7 @@ from runner.results import (
     RunResult,
     TestResult,
     classify,
+    encode,
 )
 from runner.services import databases, lifecycle
 from runner.settings import Settings
@@ -223,10 +225,10 @@ def conclude(
         gates=verdicts,
         diff_coverage=None if diff[0] is None else diff[0].to_json(),
     )
-    write_reports(result, settings.reports_dir)
+    markdown = render.markdown(result)
+    write_reports(result, settings.reports_dir, markdown=markdown)
     sys.stdout.write(render.terminal(result, reports_dir=shown(settings.reports_dir)))
     if github.on_github(environ):
-        markdown = render.markdown(result)
         where = shown(settings.reports_dir)
         sys.stdout.write(
             github.report(
@@ -384,20 +386,24 @@ def commit_of(project: Path, environ: Mapping[str, str]) -> str | None:
     return environ.get("GITHUB_SHA") or Git(project, environ).head()
 
 
-def write_reports(result: RunResult, reports: Path) -> None:
+def write_reports(result: RunResult, reports: Path, *, markdown: str) -> None:
     """results.json, junit.xml, durations.json and summary.md (coverage wrote its own)."""
-    # Compact: json.dumps without indent runs in C, several times faster on a large run.
-    (reports / "results.json").write_text(
-        json.dumps(result.to_json(), ensure_ascii=False) + "\n", encoding="utf-8"
-    )
+    with (reports / "results.json").open("wb") as out:
+        out.writelines(encode(result))
     write_junit(result, reports / "junit.xml")
     durations: dict[str, float] = {}
     for test in result.tests:  # after a merge, a test's longest time over its variants
         if test.attempts[0].phase != "collect":
             seconds = round(test.attempts[0].duration_s, 6)
             durations[test.id] = max(seconds, durations.get(test.id, 0.0))
-    (reports / "durations.json").write_text(json.dumps(durations, indent=1) + "\n", "utf-8")
-    (reports / "summary.md").write_text(render.markdown(result), encoding="utf-8")
+    # One test a line, as json.dumps(indent=1) would write it (in C, not its slow indenter).
+    lines = [
+        f" {encode_basestring(test_id)}: {seconds!r}" for test_id, seconds in durations.items()
+    ]
+    (reports / "durations.json").write_text(
+        "{\n" + ",\n".join(lines) + "\n}\n" if lines else "{}\n", "utf-8"
+    )
+    (reports / "summary.md").write_text(markdown, encoding="utf-8")
 
 
 def shown(path: Path) -> str:

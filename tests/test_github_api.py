@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from msgspec import structs
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
@@ -32,7 +33,7 @@ def many_failures(outcomes_run: Ran, count: int) -> RunResult:
     """The outcomes run's result with its first failure repeated ``count`` times."""
     result = read_results(outcomes_run.reports / "results.json")
     failed = next(test for test in result.tests if test.outcome == "failed")
-    tests = tuple(replace(failed, id=f"{failed.id}[{n}]") for n in range(count))
+    tests = tuple(structs.replace(failed, id=f"{failed.id}[{n}]") for n in range(count))
     return replace(result, tests=tests)
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from runner.errors import InfraError
-from runner.junit import read_junit
+from runner.junit import read_junit, write_junit
+from runner.results import RunInfo, RunResult
 from tests.conftest import Ran, copy_fixture, run_in_process
 
 BROKEN = "tests/test_broken.py::test_always"
@@ -111,3 +112,32 @@ def test_names_without_a_known_file_fall_back_to_the_dotted_path(tmp_path: Path)
         ("(unknown)::lonely", None),
         ("a/b.py::c", 7),
     ]
+
+
+@pytest.mark.parametrize("time", ["abc", "-1", "nan"])
+def test_a_time_that_is_not_seconds_is_refused(tmp_path: Path, time: str) -> None:
+    path = tmp_path / "junit.xml"
+    path.write_text(f"<testsuite><testcase classname='m' name='t' time='{time}'/></testsuite>")
+    with pytest.raises(InfraError, match=rf"m\.py::t has time='{time}', not a number of seconds"):
+        read_junit(path, project=tmp_path)
+
+
+def test_a_directory_is_not_a_junit_file(tmp_path: Path) -> None:
+    with pytest.raises(InfraError, match="cannot read"):
+        read_junit(tmp_path, project=tmp_path)
+
+
+def test_a_failure_without_a_message_is_written_back_with_an_empty_one(tmp_path: Path) -> None:
+    path = tmp_path / "junit.xml"
+    path.write_text(
+        "<testsuite><testcase classname='m' name='t'><failure>m.py:3: in t</failure>"
+        "</testcase></testsuite>",
+        "utf-8",
+    )
+    (test,) = read_junit(path, project=tmp_path)
+    assert (test.outcome, test.line, test.attempts[0].message) == ("failed", 3, None)
+    info = RunInfo(started="", duration_s=0.0, suite_duration_s=0.0, commit=None, python=None,
+                   platform=None, variant=None)  # fmt: skip
+    write_junit(RunResult(run=info, tests=(test,), coverage=None, gates=()), tmp_path / "out.xml")
+    written = (tmp_path / "out.xml").read_text("utf-8")
+    assert '<failure message="" type="failure">m.py:3: in t</failure>' in written

@@ -119,7 +119,7 @@ def test_long_flaky_lists_are_cut_and_say_so() -> None:
             note="failed 1 of 2 attempts",
             attempts=(
                 Attempt(outcome="failed", duration_s=0.1),
-                Attempt("passed", 0.1, 2, "rerun"),
+                Attempt(outcome="passed", duration_s=0.1, number=2, kind="rerun"),
             ),
         )
         for n in range(1, 24)
