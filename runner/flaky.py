@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
 
-from runner.results import BROKEN, Attempt, classify
+from runner.results import BROKEN, Attempt, TestOutcome, classify
 
 ORDER_CHECKS = 2
 
@@ -27,7 +27,7 @@ ORDER_CHECKS = 2
 class Verdict:
     """A test's outcome, the kind of flakiness when flaky, and a sentence saying why."""
 
-    outcome: str
+    outcome: TestOutcome
     flaky_kind: str | None = None
     note: str | None = None
 

@@ -17,7 +17,15 @@ from xml.parsers import expat
 
 from runner.errors import InfraError
 from runner.record import line_in_traceback
-from runner.results import BROKEN, Attempt, RunResult, TestResult, Totals, classify
+from runner.results import (
+    BROKEN,
+    Attempt,
+    AttemptOutcome,
+    RunResult,
+    TestResult,
+    Totals,
+    classify,
+)
 
 # XML's escapes, as xml.sax.saxutils writes them (whose import pulls in urllib.request):
 # in an attribute, whitespace is kept as character references, or a reader normalizes it.
@@ -177,8 +185,8 @@ def write_junit(result: RunResult, path: Path) -> None:
 
 READ_LIMIT_BYTES = 2 * 1024 * 1024 * 1024
 _CHUNK_BYTES = 1024 * 1024
-_FAILED = {"failure": "failed", "error": "error"}
-_RETRIED = {
+_FAILED: dict[str, AttemptOutcome] = {"failure": "failed", "error": "error"}
+_RETRIED: dict[str, AttemptOutcome] = {
     "flakyFailure": "failed",
     "flakyError": "error",
     "rerunFailure": "failed",
@@ -306,8 +314,9 @@ class _Reader:
             return TestResult(
                 id=test_id, file=file, line=def_line, outcome="passed", attempts=(attempt,)
             )
-        final, message, text = "passed", None, None
-        retried: list[tuple[str, str | None, str | None, float]] = []
+        final: AttemptOutcome = "passed"
+        message, text = None, None
+        retried: list[tuple[AttemptOutcome, str | None, str | None, float]] = []
         for tag, attributes, parts in self._results:
             if tag in _FAILED:
                 final, message, text = _FAILED[tag], attributes.get("message"), "".join(parts)

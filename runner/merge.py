@@ -43,17 +43,20 @@ class Part:
         return self.result.run.variant or "default"
 
 
-def read_results(path: Path) -> RunResult:
-    """A results.json, read as untrusted input: bounded, its schema version checked."""
+def read_results(path: Path, *, strings: dict[str, str] | None = None) -> RunResult:
+    """A results.json, read as untrusted input: bounded, its schema version checked.
+
+    ``strings`` lets the runs of one merge share their tests' file and worker names.
+    """
     try:
         if path.stat().st_size > RESULTS_LIMIT_BYTES:
             raise ValueError(f"over {RESULTS_LIMIT_BYTES} bytes")
-        return decode(path.read_bytes())
+        return decode(path.read_bytes(), strings=strings)
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
         raise InfraError(f"{path} is not a readable testgate results.json ({error}).") from None
 
 
-def read_part(directory: Path, *, project: Path) -> Part:
+def read_part(directory: Path, *, project: Path, strings: dict[str, str]) -> Part:
     """A run's reports dir; what is missing or malformed is an error that names it.
 
     A dir with only a ``junit.xml`` (another tool's run) is read from that, as the
@@ -77,7 +80,7 @@ def read_part(directory: Path, *, project: Path) -> Part:
             f"{directory} holds no results.json (nor junit.xml): is it the reports dir of a "
             "testgate run, or did that job fail before writing it?"
         )
-    return Part(directory=directory, result=read_results(path))
+    return Part(directory=directory, result=read_results(path, strings=strings))
 
 
 def check_shards(parts: Sequence[Part], *, expect: int | None) -> None:
@@ -146,7 +149,10 @@ def merge(
         raise ConfigError("testgate merge needs at least one reports dir: testgate merge DIR...")
     started = datetime.now(UTC)
     clock = time.monotonic()
-    parts = [read_part(directory, project=settings.project) for directory in directories]
+    strings: dict[str, str] = {}
+    parts = [
+        read_part(directory, project=settings.project, strings=strings) for directory in directories
+    ]
     check_shards(parts, expect=expect_shards)
     reports = settings.reports_dir
     if reports.resolve() in {part.directory.resolve() for part in parts}:

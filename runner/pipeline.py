@@ -396,13 +396,14 @@ def write_reports(result: RunResult, reports: Path, *, markdown: str) -> None:
         if test.attempts[0].phase != "collect":
             seconds = round(test.attempts[0].duration_s, 6)
             durations[test.id] = max(seconds, durations.get(test.id, 0.0))
-    # One test a line, as json.dumps(indent=1) would write it (in C, not its slow indenter).
-    lines = [
-        f" {encode_basestring(test_id)}: {seconds!r}" for test_id, seconds in durations.items()
-    ]
-    (reports / "durations.json").write_text(
-        "{\n" + ",\n".join(lines) + "\n}\n" if lines else "{}\n", "utf-8"
-    )
+    # One test a line, as json.dumps(indent=1) would write it, without its slow indenter.
+    with (reports / "durations.json").open("w", encoding="utf-8") as out:
+        out.write("{" if durations else "{}\n")
+        out.writelines(
+            f"{',' if index else ''}\n {encode_basestring(test_id)}: {seconds!r}"
+            for index, (test_id, seconds) in enumerate(durations.items())
+        )
+        out.write("\n}\n" if durations else "")
     (reports / "summary.md").write_text(markdown, encoding="utf-8")
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import InfraError
-from runner.results import Attempt
+from runner.results import Attempt, AttemptOutcome, Phase
 
 RECORD_LIMIT_BYTES = 1024 * 1024 * 1024
 PHASES = ("setup", "call", "teardown")
@@ -226,6 +226,7 @@ def _fold(phases: dict[str, dict[str, Any]]) -> Attempt:
     kept apart (``teardown_error``) and supplies the line and text when nothing else failed.
     """
     setup, call = phases.get("setup"), phases.get("call")
+    phase: Phase
     phase, report = ("call", call) if call is not None else ("setup", setup or {})
     if setup is not None and setup["outcome"] != "passed":
         phase, report = "setup", setup
@@ -249,13 +250,13 @@ def _fold(phases: dict[str, dict[str, Any]]) -> Attempt:
     )
 
 
-def _outcome(phase: str, report: dict[str, Any]) -> str:
+def _outcome(phase: str, report: dict[str, Any]) -> AttemptOutcome:
     outcome = report.get("outcome", "passed")
     if outcome == "failed":
         return "failed" if phase == "call" else "error"
     if "wasxfail" in report:
         return "xfailed" if outcome == "skipped" else "xpassed"
-    return str(outcome)
+    return "skipped" if outcome == "skipped" else "passed"  # pytest's three outcomes
 
 
 def line_in_traceback(text: str | None, file: str) -> int | None:
