@@ -95,6 +95,7 @@ def check_shards(parts: Sequence[Part], *, expect: int | None) -> None:
                 "each run's reports must be merged once."
             )
         seen[key] = part.directory
+    _check_plans(parts)
     if expect is None:
         return
     for variant in sorted({part.variant for part in parts}):
@@ -111,6 +112,27 @@ def check_shards(parts: Sequence[Part], *, expect: int | None) -> None:
             odd = sorted(s or "unsharded" for s in shards - wanted)
             raise InfraError(
                 f"{variant} has runs that are not shards of {expect}: {', '.join(odd)}"
+            )
+
+
+def _check_plans(parts: Sequence[Part]) -> None:
+    """The shards of each variant were planned from the same durations, so none overlap."""
+    plans: dict[str, dict[str | None, list[str]]] = {}
+    for part in parts:
+        shard = part.result.run.shard
+        if shard is not None:
+            plans.setdefault(part.variant, {}).setdefault(part.result.run.plan, []).append(shard)
+    for variant, seen in sorted(plans.items()):
+        if len(seen) > 1:
+            groups = "; ".join(
+                f"{', '.join(sorted(shards))} from {plan or 'unknown durations'}"
+                for plan, shards in sorted(seen.items(), key=lambda item: sorted(item[1]))
+            )
+            raise InfraError(
+                f"the shards of {variant} were planned from different durations ({groups}), so "
+                "some tests may have run in two shards and others in none. Give every shard "
+                "job the same durations.json (restore it once, with one cache key, before the "
+                "matrix), then run the shards again."
             )
 
 

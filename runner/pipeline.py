@@ -49,7 +49,7 @@ from runner.results import (
 )
 from runner.services import databases, lifecycle
 from runner.settings import Settings
-from runner.sharding import read_durations
+from runner.sharding import plan_of, read_durations
 
 REPORT_FILES = (
     "results.json",
@@ -177,6 +177,7 @@ def _run(settings: Settings, *, environ: Mapping[str, str]) -> Outcome:
         platform=project_env.platform,
         variant=f"py{project_env.python}-{project_env.platform}",
         shard=settings.shard,
+        plan=None if settings.shard is None else plan_of(durations),
         root=str(settings.project),
         pytest_exit_code=first.completed.exit_code,
         problems=found_problems,

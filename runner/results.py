@@ -202,6 +202,7 @@ class RunInfo:
     pytest_exit_code: int | None = None
     rerun_duration_s: float = 0.0
     root: str | None = None
+    plan: str | None = None
     problems: tuple[str, ...] = field(default=())
     warnings: tuple[str, ...] = field(default=())
 
@@ -228,6 +229,7 @@ class RunInfo:
             pytest_exit_code=data.get("pytest_exit_code"),
             rerun_duration_s=float(data.get("rerun_duration_s", 0.0)),
             root=data.get("root"),
+            plan=data.get("plan"),
             problems=tuple(data.get("problems", ())),
             warnings=tuple(data.get("warnings", ())),
         )

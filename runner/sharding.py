@@ -7,12 +7,14 @@ reads and writes the durations record that feeds it.
 
 from __future__ import annotations
 
+import hashlib
 import json
+from collections.abc import Mapping
 from pathlib import Path
 
 from runner.plugin._testgate_schedule import partition, weights
 
-__all__ = ["partition", "read_durations", "weights"]
+__all__ = ["partition", "plan_of", "read_durations", "weights"]
 
 LIMIT_BYTES = 256 * 1024 * 1024
 
@@ -34,3 +36,15 @@ def read_durations(path: Path) -> tuple[dict[str, float], str | None]:
         return {str(key): float(value) for key, value in data.items()}, None
     except (OSError, ValueError, TypeError) as error:
         return {}, f"ignored {path}: {error}; tests are planned without durations"
+
+
+def plan_of(durations: Mapping[str, float]) -> str:
+    """A fingerprint of the durations a shard was planned from.
+
+    Every shard computes the partition itself, from the same collection and these
+    durations; shards planned from different durations (one job restored another
+    durations.json, or none) split the suite differently, so that some tests run in two
+    shards and others in none. ``testgate merge`` compares the fingerprints to say so.
+    """
+    canonical = json.dumps(sorted(durations.items()), separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]

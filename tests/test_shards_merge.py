@@ -65,7 +65,9 @@ def ids(ran: Ran) -> list[str]:
     return sorted(test["id"] for test in ran.results()["tests"])
 
 
-def test_shards_follow_the_recorded_durations(tmp_path: Path) -> None:
+def test_shards_follow_the_recorded_durations(
+    tmp_path: Path, merge: Callable[..., Ran], two_shards: tuple[Path, Ran, Ran]
+) -> None:
     project = copy_fixture("passing", tmp_path)
     record = project / "planned.json"
     record.write_text(json.dumps({IDS[0]: 9.0, IDS[1]: 1.0, IDS[2]: 1.0}), "utf-8")
@@ -82,6 +84,15 @@ def test_shards_follow_the_recorded_durations(tmp_path: Path) -> None:
     )
     (row,) = [line.split() for line in first.output.splitlines() if line.startswith("line-cov")]
     assert (row[0], row[-1]) == ("line-coverage", "deferred")  # its verdict column
+    # A shard planned without those durations split the suite another way: refused.
+    unplanned = two_shards[2]
+    ran = merge(project, "--expect-shards", "2", str(first.reports), str(unplanned.reports))
+    assert ran.exit_code == 3
+    plans = (first.results()["run"]["plan"], unplanned.results()["run"]["plan"])
+    assert (
+        f"were planned from different durations (1/2 from {plans[0]}; 2/2 from {plans[1]}), so "
+        "some tests may have run in two shards and others in none" in ran.output
+    )
 
 
 def test_an_empty_shard_writes_valid_empty_reports(tmp_path: Path) -> None:
