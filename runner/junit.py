@@ -253,7 +253,7 @@ class _Reader:
         self._passing: dict[str, Attempt] = {}
         self._zero_based = False
         self._case: dict[str, str] | None = None
-        self._results: list[tuple[str, dict[str, str], list[str]]] = []
+        self._results: tuple[tuple[str, dict[str, str], list[str]], ...] = ()
         self._open: tuple[str, dict[str, str], list[str]] | None = None
         self._depth = 0
         parser.buffer_text = True
@@ -268,7 +268,7 @@ class _Reader:
     def _start(self, tag: str, attributes: dict[str, str]) -> None:
         if self._case is None:
             if tag == "testcase":
-                self._case, self._results, self._depth = attributes, [], 0
+                self._case, self._results, self._depth = attributes, (), 0
             elif tag == "testsuite":  # pytest's xunit1 names its suite "pytest": 0-based lines
                 self._zero_based = attributes.get("name") == "pytest"
             return
@@ -277,7 +277,7 @@ class _Reader:
         if self._depth == 1:
             self._open = (tag, attributes, []) if tag in _RESULTS else None
             if self._open is not None:
-                self._results.append(self._open)
+                self._results = (*self._results, self._open)
                 if tag in _FAILED:
                     self._parser.CharacterDataHandler = self._open[2].append
         elif self._depth == 2 and tag == "stackTrace" and self._open and self._open[0] in _RETRIED:
@@ -286,8 +286,8 @@ class _Reader:
     def _end(self, tag: str) -> None:
         if self._case is None:
             return
-        self._parser.CharacterDataHandler = None
         if self._depth:
+            self._parser.CharacterDataHandler = None
             self._depth -= 1
             return
         self.tests.append(self._finish(self._case))
