@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 from pathlib import Path
@@ -282,6 +283,20 @@ def test_a_schedule_puts_the_longest_work_first_keeping_fixture_groups(
         "test_klass.py::TestK::test_k1",
         "test_free.py::test_short",
     ]
+
+
+def test_worksteal_first_queues_each_start_on_long_work(pytester: pytest.Pytester) -> None:
+    pytester.syspathinsert(PLUGIN_DIR)
+    plugin = importlib.import_module(PLUGIN_NAME)
+    seconds = {"a": 8.0, "b": 5.0, "c": 4.0, "d": 3.0, "e": 1.0, "f": 1.0}
+    items = pytester.getitems("".join(f"def test_{name}():\n    pass\n" for name in seconds))
+    durations = {item.nodeid: seconds[item.name.removeprefix("test_")] for item in items}
+    ordered = [item.name for item in plugin.longest_first(items, durations, queues=2)]
+    # worksteal hands worker 1 the first three tests and worker 2 the last three: each
+    # chunk starts with its longest test and holds about half the work (12 s and 10 s),
+    # where plain longest-first would have given one worker 17 s and the other 5 s.
+    assert ordered == ["test_a", "test_d", "test_f", "test_b", "test_c", "test_e"]
+    assert plugin.longest_first(items, durations, queues=1)[0].name == "test_a"
 
 
 def scheduled(pytester: pytest.Pytester, schedule: dict[str, Any]) -> list[str]:

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import pytest
-from _testgate_schedule import partition, weights
+from _testgate_schedule import into_queues, partition, weights
 
 RECORD_ENV = "TESTGATE_RECORD"
 SELECT_ENV = "TESTGATE_SELECT"
@@ -176,20 +176,36 @@ def _schedule(config: pytest.Config, items: list[pytest.Item]) -> None:
         items[:] = [item for item in items if item.nodeid in mine]
         config.hook.pytest_deselected(items=dropped)
     if schedule.get("order"):
-        items[:] = longest_first(items, durations, group=schedule.get("group", True))
+        group = schedule.get("group", True)
+        items[:] = longest_first(items, durations, group=group, queues=_queues(config))
+
+
+def _queues(config: pytest.Config) -> int:
+    """The workers whose first queues worksteal cuts from the collection; 1 otherwise."""
+    worker = getattr(config, "workerinput", None)
+    if worker is None or config.getoption("dist", "no") != "worksteal":
+        return 1
+    return int(worker.get("workercount", 1))  # pragma: no cover - only in xdist's workers
 
 
 def longest_first(
-    items: list[pytest.Item], durations: dict[str, float], *, group: bool = True
+    items: list[pytest.Item], durations: dict[str, float], *, group: bool = True, queues: int = 1
 ) -> list[pytest.Item]:
     """Units of work, longest first; a unit is one test, or (with ``group``) the tests of a
-    module or class that share a fixture of that scope, in pytest's own order."""
+    module or class that share a fixture of that scope, in pytest's own order.
+
+    With several ``queues`` (worksteal's workers), the units are balanced across the
+    chunks worksteal first hands out, each chunk longest first.
+    """
     weight = weights([item.nodeid for item in items], durations)
     units: dict[str, list[pytest.Item]] = {}
     for item in items:
         units.setdefault(_unit(item) if group else item.nodeid, []).append(item)
     total = {key: sum(weight[item.nodeid] for item in members) for key, members in units.items()}
     ordered = sorted(units, key=lambda key: (-total[key], key))
+    if queues > 1:
+        sized = {key: (len(units[key]), total[key]) for key in units}
+        ordered = [key for part in into_queues(sized, queues) for key in part]
     return [item for key in ordered for item in units[key]]
 
 

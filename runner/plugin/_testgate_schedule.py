@@ -43,3 +43,34 @@ def partition(
         if capacity is None or len(parts[index]) < capacity:  # a full bin leaves the heap
             heapq.heappush(loads, (load + weight[test_id], index))
     return parts
+
+
+def queue_sizes(count: int, queues: int) -> list[int]:
+    """How xdist's worksteal first splits ``count`` tests: one contiguous chunk per worker,
+    each ``remaining // workers left`` long."""
+    sizes = []
+    for index in range(queues):
+        size = count // (queues - index)
+        sizes.append(size)
+        count -= size
+    return sizes
+
+
+def into_queues(units: Mapping[str, tuple[int, float]], queues: int) -> list[list[str]]:
+    """Units of work (key: tests, seconds) into worksteal's first queues, each longest first.
+
+    The queues get near-equal seconds (longest processing time first) and, as far as the
+    units allow, exactly the number of tests xdist will hand each worker, so that every
+    worker starts on long work and what is left to steal at the end is short.
+    """
+    room = queue_sizes(sum(count for count, _ in units.values()), queues)
+    loads = [0.0] * queues
+    parts: list[list[str]] = [[] for _ in range(queues)]
+    for key in sorted(units, key=lambda item: (-units[item][1], item)):
+        count, seconds = units[key]
+        fitting = [index for index in range(queues) if room[index] >= count]
+        chosen = min(fitting or range(queues), key=lambda index: (loads[index], -room[index]))
+        parts[chosen].append(key)
+        loads[chosen] += seconds
+        room[chosen] -= count
+    return parts
