@@ -62,8 +62,8 @@ def median_of(times: int, commands: list[list[str]], cwd: Path) -> tuple[float, 
     return statistics.median(run[0] for run in runs), statistics.median(run[1] for run in runs)
 
 
-def makespan(root: Path) -> None:
-    project = root / "skewed"
+def makespan(root: Path, *, seconds: list[float], title: str, runs: int = 5) -> None:
+    project = root / f"skewed-{len(seconds)}"
     (project / "tests").mkdir(parents=True)
     (project / "pyproject.toml").write_text(
         '[project]\nname = "skewed"\nversion = "0"\nrequires-python = ">=3.11"\n'
@@ -71,8 +71,6 @@ def makespan(root: Path) -> None:
         "[tool.uv]\npackage = false\n[tool.testgate]\nfail-under-line = 0\nfail-under-branch = 0\n",
         "utf-8",
     )
-    # Long tests last in file order: the case a count-based split handles worst.
-    seconds = [0.05] * 30 + [0.3] * 7 + [1.0] * 3
     body = "import time\n\n" + "".join(
         f"def test_{n:02d}():\n    time.sleep({s})\n\n" for n, s in enumerate(seconds)
     )
@@ -86,12 +84,10 @@ def makespan(root: Path) -> None:
     subprocess.run([str(BIN / "testgate"), "run", "--project", str(project), "--workers", "2"],
                    capture_output=True, check=False)  # fmt: skip
     shutil.copy(project / "testgate-reports" / "durations.json", project / "recorded.json")
-    print(
-        f"\n1. makespan / lower bound (about {bound:.2f} s), 40 tests of 0.05-1.0 s, 2 workers, 5 runs"
-    )
+    print(f"\n1. makespan / lower bound (about {bound:.2f} s), {title}, 2 workers, {runs} runs")
     for name, args in ways.items():
         ratios = []
-        for _ in range(5):
+        for _ in range(runs):
             subprocess.run(
                 [str(BIN / "testgate"), "run", "--project", str(project), "--workers", "2", *args],
                 capture_output=True,
@@ -356,7 +352,9 @@ def ingest(root: Path) -> None:
 def main() -> None:
     with tempfile.TemporaryDirectory() as temporary:
         root = Path(temporary)
-        makespan(root)
+        # Long tests last in file order: the case a count-based split handles worst.
+        makespan(root, seconds=[0.05] * 30 + [0.3] * 7 + [1.0] * 3, title="40 tests of 0.05-1.0 s")
+        makespan(root, seconds=[0.05] * 20 + [1.5], title="20 short tests, then one of 1.5 s")
         fixture_groups(root)
         shard_balance()
         merging(root)
