@@ -4,7 +4,8 @@ Thin on purpose: it builds ``docker`` command lines and reads their output, and 
 readiness probes do the rest. Each container publishes its port on a random port of
 127.0.0.1 and carries the run's label, so ``down`` finds every container of the run
 even when the state file missed one. A container that stops before it is ready
-fails at once, with its last log lines in the error.
+fails at once, with its last log lines in the error. An image that is neither here
+nor pullable is named in the error, with the engine's own reason.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from runner.services.spec import ServiceSpec
 LABEL = "io.testgate.run"
 LOG_LINES = 30
 _PORT_LINE = re.compile(r"^(?P<host>[0-9.]+):(?P<port>\d+)$")
+_NOT_HERE = "Unable to find image"
 
 
 def run_command(spec: ServiceSpec, *, run_id: str) -> list[str]:
@@ -79,16 +81,24 @@ class DockerBackend:
             return subprocess.CompletedProcess(["docker", *args], 127, "", str(error))
 
     def _docker(self, args: Sequence[str]) -> str:
-        completed = self._call(args)
-        if completed.returncode != 0:
-            raise InfraError(
-                f"'docker {' '.join(args[:1])}' exited {completed.returncode}: "
-                f"{completed.stderr.strip()[-500:]}"
-            )
-        return completed.stdout
+        return _checked(args, self._call(args))
 
     def start(self, spec: ServiceSpec) -> Container:
-        container = self._docker(run_command(spec, run_id=self.run_id)[1:]).strip()
+        args = run_command(spec, run_id=self.run_id)[1:]
+        completed = self._call(args)
+        if completed.returncode != 0 and _NOT_HERE in completed.stderr:
+            reason = completed.stderr.split(_NOT_HERE, 1)[1].partition("\n")[2]
+            reason = " ".join(
+                line.strip()
+                for line in reason.splitlines()
+                if line.strip() and not line.startswith("Run 'docker")
+            )
+            raise InfraError(
+                f"{spec.name}: the image {spec.image} is not on this machine and the engine "
+                f"could not pull it ({reason.removeprefix('docker: ')[:300] or 'no reason given'}"
+                f"); pull or build {spec.image} first, or correct the name in the service spec."
+            )
+        container = _checked(args, completed).strip()
         known = spec.known
         running = Running(
             name=spec.name,
@@ -105,9 +115,17 @@ class DockerBackend:
         )
         try:
             port = parse_port(self._docker(["port", container, f"{spec.container_port}/tcp"]))
-        except InfraError:
+        except InfraError as error:
+            # A container that already exited publishes no port: say why it exited.
+            died = self.died(Container(running=running))
+            message = error.message
+            if died is not None:
+                message = (
+                    f"{spec.name} ({running.description}) never became ready: {died}\n"
+                    f"  its last log lines:\n{self.logs(running)}"
+                )
             self.stop(running)
-            raise
+            raise InfraError(message) from None
         data = running.to_json()
         data["port"] = port
         return Container(running=Running.from_json(data))
@@ -139,6 +157,16 @@ class DockerBackend:
         for container in listed.stdout.split():
             self.stop(Running(name="", kind="", backend=self.name, host="", port=0,
                               container=container))  # fmt: skip
+
+
+def _checked(args: Sequence[str], completed: subprocess.CompletedProcess[str]) -> str:
+    """The output of ``docker ARGS``, or an InfraError with the end of what it said."""
+    if completed.returncode != 0:
+        raise InfraError(
+            f"'docker {' '.join(args[:1])}' exited {completed.returncode}: "
+            f"{completed.stderr.strip()[-500:]}"
+        )
+    return completed.stdout
 
 
 def engine_answers(environ: Mapping[str, str]) -> bool:

@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +33,7 @@ from runner.services.local import LocalBackend, missing, stop_local
 from runner.services.probes import NotReady, wait_ready
 from runner.services.running import Running
 from runner.services.spec import KINDS, ServiceSpec
+from runner.services.stopping import unwind_on_sigterm
 
 STATE_VERSION = 1
 STATE_FILE = Path(".testgate") / "services.json"
@@ -194,6 +195,7 @@ def up(
     chosen = choose_backend(backend, specs, environ, run_id=state.run_id)
     state.backend = chosen.name
     external = ExternalBackend()
+    stopping = threading.Event()  # set when up is interrupted: the waits end at once
 
     def bring_up(spec: ServiceSpec) -> Running:
         owner: Backend = external if spec.url is not None else chosen
@@ -206,7 +208,11 @@ def up(
         try:
             # The timeout counts from the start: an image pull or an initdb is not waiting.
             deadline = time.monotonic() + timeout
-            wait_ready(endpoint, deadline=deadline, died=lambda: owner.died(started))
+            wait_ready(
+                endpoint,
+                deadline=deadline,
+                died=lambda: "testgate was stopped" if stopping.is_set() else owner.died(started),
+            )
         except NotReady as error:
             raise InfraError(
                 f"{spec.name} ({started.running.description}) never became ready: {error}\n"
@@ -223,12 +229,7 @@ def up(
     failures: list[str] = []
     ready: list[Running] = []
     try:
-        with ThreadPoolExecutor(max_workers=len(specs)) as pool:
-            for future in [pool.submit(bring_up, spec) for spec in specs]:
-                try:
-                    ready.append(future.result())
-                except InfraError as error:
-                    failures.append(error.message)
+        ready, failures = _bring_all_up(bring_up, specs, stopping=stopping)
     finally:
         if failures or len(ready) < len(specs):
             _stop_all(state, environ)
@@ -250,6 +251,28 @@ def up(
                     file=out,
                 )
     return ready
+
+
+def _bring_all_up(
+    bring_up: Callable[[ServiceSpec], Running],
+    specs: Sequence[ServiceSpec],
+    *,
+    stopping: threading.Event,
+) -> tuple[list[Running], list[str]]:
+    """Bring every service up at once: those ready, and the failures' messages."""
+    ready: list[Running] = []
+    failures: list[str] = []
+    with unwind_on_sigterm(), ThreadPoolExecutor(max_workers=len(specs)) as pool:
+        try:
+            for future in [pool.submit(bring_up, spec) for spec in specs]:
+                try:
+                    ready.append(future.result())
+                except InfraError as error:
+                    failures.append(error.message)
+        except BaseException:  # SIGTERM (SystemExit), Ctrl-C: the waits end, clean-up follows
+            stopping.set()
+            raise
+    return ready, failures
 
 
 def down(*, state_file: Path, environ: Mapping[str, str], log: TextIO | None = None) -> int:
@@ -343,8 +366,11 @@ def session(
     state_file = project / ".testgate" / "run-services.json"
     if (earlier := StateFile.load(state_file)) is not None:  # a run that was killed
         _stop_all(earlier, environ)
-    services = up(specs, backend=backend, timeout=timeout, state_file=state_file, environ=environ)
-    try:
-        yield services
-    finally:
-        down(state_file=state_file, environ=environ, log=sys.stdout)
+    with unwind_on_sigterm():  # a cancelled run still removes its services
+        services = up(
+            specs, backend=backend, timeout=timeout, state_file=state_file, environ=environ
+        )
+        try:
+            yield services
+        finally:
+            down(state_file=state_file, environ=environ, log=sys.stdout)

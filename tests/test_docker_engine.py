@@ -1,0 +1,284 @@
+"""The docker backend on a real Docker engine: ``services up/down`` and ``run --service``.
+
+CI starts the engine and builds its images first (``.ci/docker-engine start`` and
+``images``: Debian root file systems under the official names, since no registry is
+reachable here) and exports DOCKER_HOST; where no engine answers, these tests skip and
+say so. One scenario runs once for the session, its steps side by side where they are
+independent, and records what a user would see; each test asserts on one part of it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from runner.services.docker import LABEL, engine_answers
+from tests.conftest import FIXTURES, Ran, once_per_session
+
+TESTGATE = Path(sys.executable).parent / "testgate"
+EXAMPLE = Path(__file__).parent.parent / "examples" / "inventory"
+
+pytestmark = pytest.mark.skipif(
+    not engine_answers(os.environ),
+    reason="no Docker engine answers here (DOCKER_HOST="
+    f"{os.environ.get('DOCKER_HOST', 'unset')}); 'bash .ci/docker-engine start' starts one",
+)
+
+# Run by the fixture project's workers: which database, on which server, each one used.
+WHERE_TEST = """\
+import os
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pg8000.native
+
+
+def test_where_my_database_is():
+    url = urlsplit(os.environ["DATABASE_URL"])
+    connection = pg8000.native.Connection(url.username, host=url.hostname, port=url.port,
+        database=url.path.lstrip("/"), password=url.password)
+    ((database, server),) = connection.run("SELECT current_database(), inet_server_addr()::text")
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    Path(__file__).with_name(f"seen-{worker}").write_text(f"{database} {server}")
+"""
+
+
+def cli(*args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """The console script, as a user runs it: exit code, stdout, stderr."""
+    completed = subprocess.run(
+        [str(TESTGATE), *args], capture_output=True, text=True, check=False,
+        env={**os.environ, **(env or {})}, timeout=180,
+    )  # fmt: skip
+    return {"code": completed.returncode, "out": completed.stdout, "err": completed.stderr}
+
+
+def docker(*args: str) -> str:
+    return subprocess.run(
+        ["docker", *args], capture_output=True, text=True, check=False, timeout=60
+    ).stdout.strip()
+
+
+def containers_of(run_id: str) -> list[str]:
+    return docker("ps", "--all", "--quiet", "--filter", f"label={LABEL}={run_id}").split()
+
+
+def shared_services(root: Path) -> dict[str, Any]:
+    """``services up`` in a project, a ``run`` on them with two workers, then ``down``."""
+    project = root / "project"
+    shutil.copytree(FIXTURES / "services", project, ignore=shutil.ignore_patterns(".venv"))
+    (project / "tests" / "test_where.py").write_text(WHERE_TEST, "utf-8")
+    state = project / ".testgate" / "services.json"
+    seen: dict[str, Any] = {}
+    seen["up"] = cli("services", "up", "postgres:16", "mysql:8", "redis:7",
+                          "--backend", "docker", "--state-file", str(state))  # fmt: skip
+    if seen["up"]["code"] != 0:
+        return seen
+    recorded = json.loads(state.read_text("utf-8"))
+    seen["run_id"] = recorded["run_id"]
+    seen["inspect"] = {
+        item["name"]: json.loads(docker("inspect", item["container"]))[0]
+        for item in recorded["services"]
+    }
+    seen["labelled"] = sorted(containers_of(recorded["run_id"]))
+    # Another run's container, labelled as testgate labels its own: 'down' leaves it alone.
+    other = f"other-{uuid.uuid4().hex[:8]}"
+    seen["other"] = other
+    docker("run", "--detach", "--label", f"{LABEL}={other}", "redis:7")
+    seen["run"] = cli("run", "--project", str(project), "--workers", "2")
+    seen["seen"] = {
+        path.name: path.read_text("utf-8") for path in (project / "tests").glob("seen-*")
+    }
+    postgres = recorded_container(recorded, "postgres")
+    seen["left_databases"] = docker(
+        "exec",
+        postgres,
+        "psql",
+        "-h",
+        "/run/postgresql",
+        "-p",
+        "5432",
+        "-U",
+        "postgres",
+        "-tAc",
+        "SELECT datname FROM pg_database",
+    ).split()
+    seen["down"] = cli("services", "down", "--state-file", str(state))
+    seen["after_down"] = containers_of(recorded["run_id"])
+    seen["other_after_down"] = containers_of(other)
+    for container in containers_of(other):
+        docker("rm", "--force", container)
+    return seen
+
+
+def recorded_container(recorded: dict[str, Any], name: str) -> str:
+    (container,) = [item["container"] for item in recorded["services"] if item["name"] == name]
+    return str(container)
+
+
+def example_run(root: Path) -> dict[str, Any]:
+    """The README's example project, with its PostgreSQL as a container."""
+    project = root / "inventory"
+    shutil.copytree(EXAMPLE, project, ignore=shutil.ignore_patterns(".venv", "*-reports"))
+    ran = cli("run", "--project", str(project), "--service", "postgres:16",
+                   "--services-backend", "docker")  # fmt: skip
+    ran["results"] = json.loads((project / "testgate-reports" / "results.json").read_text())
+    return ran
+
+
+def terminated_up(root: Path) -> dict[str, Any]:
+    """``services up`` sent SIGTERM while it waits: what it started is removed."""
+    state = root / "terminated.json"
+    process = subprocess.Popen(
+        [str(TESTGATE), "services", "up", "redis:7", "rabbitmq:3", "--backend", "docker",
+         "--state-file", str(state)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    run_id = ""
+    for _ in range(300):  # until both containers are recorded (RabbitMQ is not yet ready)
+        if state.exists():
+            recorded = json.loads(state.read_text("utf-8"))
+            if len(recorded["services"]) == 2:
+                run_id = recorded["run_id"]
+                break
+        time.sleep(0.05)
+    started = containers_of(run_id)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=60)
+    return {
+        "code": process.returncode, "err": err, "started": started,
+        "left": containers_of(run_id), "state_left": state.exists(),
+    }  # fmt: skip
+
+
+def failures(root: Path) -> dict[str, Any]:
+    """A container that exits during start-up, an image that is nowhere, no engine at all."""
+    return {
+        "exits": cli("services", "up", "pg=postgres:16 port=5432 env=POSTGRES_PASSWORD=",
+                          "--backend", "docker", "--state-file", str(root / "exits.json")),
+        "missing": cli("services", "up", "web=testgate-absent/none:1 port=80",
+                            "--backend", "docker", "--state-file", str(root / "missing.json")),
+        "no_engine": cli("run", "--project", str(root / "nowhere"), "--service", "redis:7",
+                              "--services-backend", "docker",
+                              env={"DOCKER_HOST": f"unix://{root}/no-engine.sock"}),
+    }  # fmt: skip
+
+
+def scenario(root: Path) -> Ran:
+    (root / "nowhere").mkdir()
+    (root / "nowhere" / "pyproject.toml").write_text('[project]\nname = "x"\nversion = "0"\n')
+    steps: dict[str, Callable[[Path], dict[str, Any]]] = {
+        "shared": shared_services,
+        "example": example_run,
+        "terminated": terminated_up,
+        "failures": failures,
+    }
+    with ThreadPoolExecutor(max_workers=len(steps)) as pool:
+        futures = {name: pool.submit(step, root) for name, step in steps.items()}
+        seen = {name: future.result() for name, future in futures.items()}
+    (root / "seen.json").write_text(json.dumps(seen), "utf-8")
+    return Ran(0, "", root, root)
+
+
+@pytest.fixture(scope="module")
+def seen(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    ran = once_per_session(tmp_path_factory, "docker-engine", scenario)
+    found: dict[str, Any] = json.loads((ran.project / "seen.json").read_text("utf-8"))
+    return found
+
+
+def test_services_up_starts_labelled_containers_published_on_localhost(
+    seen: dict[str, Any],
+) -> None:
+    shared = seen["shared"]
+    assert shared["up"]["code"] == 0, shared["up"]["err"]
+    inspect = shared["inspect"]
+    assert sorted(inspect) == ["mysql", "postgres", "redis"]
+    for name, container in inspect.items():
+        assert container["State"]["Running"] is True
+        labels = container["Config"]["Labels"]
+        assert (labels[LABEL], labels["io.testgate.service"]) == (shared["run_id"], name)
+        (binding,) = next(iter(container["NetworkSettings"]["Ports"].values()))
+        assert binding["HostIp"] == "127.0.0.1"
+        port = binding["HostPort"]
+        assert (
+            f"({'container ' + container['Config']['Image']} on 127.0.0.1:{port})"
+            in (shared["up"]["err"])
+        )
+    assert sorted(container["Id"][:12] for container in inspect.values()) == shared["labelled"]
+    out = shared["up"]["out"]
+    assert "export DATABASE_URL=postgresql://postgres:postgres@127.0.0.1:" in out
+    assert "export MYSQL_URL=mysql://root@127.0.0.1:" in out
+    assert "export REDIS_URL=redis://127.0.0.1:" in out
+
+
+def test_a_run_gets_per_worker_databases_inside_the_container_dropped_after(
+    seen: dict[str, Any],
+) -> None:
+    shared = seen["shared"]
+    assert shared["run"]["code"] == 0, shared["run"]["out"][-3000:] + shared["run"]["err"]
+    container_ip = shared["inspect"]["postgres"]["NetworkSettings"]["IPAddress"]
+    databases = sorted(text.split()[0] for text in shared["seen"].values())
+    assert databases in (["test_gw0"], ["test_gw1"], ["test_gw0", "test_gw1"])
+    assert {text.split()[1] for text in shared["seen"].values()} == {f"{container_ip}/32"}
+    assert "test" in shared["left_databases"]
+    assert [name for name in shared["left_databases"] if name.startswith("test_gw")] == []
+
+
+def test_down_removes_exactly_this_runs_containers(seen: dict[str, Any]) -> None:
+    shared = seen["shared"]
+    assert shared["down"]["code"] == 0
+    assert "stopped 3 service(s)" in shared["down"]["err"]
+    assert shared["after_down"] == []
+    assert len(shared["other_after_down"]) == 1  # another run's container survives
+
+
+def test_the_example_project_passes_against_a_postgres_container(seen: dict[str, Any]) -> None:
+    example = seen["example"]
+    assert example["code"] == 0, example["out"][-3000:] + example["err"]
+    assert "postgres ready in" in example["err"] + example["out"]
+    assert "(container postgres:16 on 127.0.0.1:" in example["err"] + example["out"]
+    totals = example["results"]["totals"]
+    assert (totals["failed"], totals["errors"], totals["skipped"]) == (0, 0, 0)
+
+
+def test_sigterm_during_up_removes_what_it_started(seen: dict[str, Any]) -> None:
+    terminated = seen["terminated"]
+    assert len(terminated["started"]) == 2, terminated["err"]
+    assert terminated["code"] == 143
+    assert (terminated["left"], terminated["state_left"]) == ([], False)
+
+
+def test_a_container_that_exits_during_start_up_fails_with_its_logs(
+    seen: dict[str, Any],
+) -> None:
+    exits = seen["failures"]["exits"]
+    assert exits["code"] == 3
+    assert (
+        "pg (container postgres:16) never became ready: its container exited with code 1"
+        in (exits["err"])
+    )
+    assert "superuser password is not specified" in exits["err"]
+
+
+def test_a_missing_image_and_a_missing_engine_are_named(seen: dict[str, Any]) -> None:
+    missing = seen["failures"]["missing"]
+    assert missing["code"] == 3
+    assert (
+        "web: the image testgate-absent/none:1 is not on this machine and the engine could "
+        "not pull it (" in missing["err"]
+    )
+    no_engine = seen["failures"]["no_engine"]
+    assert no_engine["code"] == 3
+    assert "no Docker engine answers 'docker version' here" in no_engine["err"]
