@@ -12,20 +12,29 @@ A good probe is ready no later than a few milliseconds after the server's own lo
 never before it; a port check can be early (PostgreSQL and MariaDB accept TCP while they are
 still starting, and refuse the login). Nothing here sleeps a fixed time: the log and the port
 are polled every 2 ms. Prints the medians of --trials starts and the ratio testgate / own log.
-Run: ``.venv/bin/python benchmarks/services.py``.
+
+With ``--backend docker`` the same three moments are taken for containers of the Docker
+engine at DOCKER_HOST (``.ci/docker-engine start`` and ``images`` provide one here), from
+just before ``docker run``: the server's ready line is read from ``docker logs --follow``,
+and "tcp" is docker-proxy's published port, which accepts connections before the server
+inside even runs (so it is early in every start).
+Run: ``.venv/bin/python benchmarks/services.py [--backend docker]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import socket
 import statistics
+import subprocess
 import tempfile
 import threading
 import time
 from pathlib import Path
 
 from runner.services.databases import ensure
+from runner.services.docker import DockerBackend
 from runner.services.local import LocalBackend, stop_local
 from runner.services.probes import wait_ready
 from runner.services.spec import parse_specs
@@ -90,17 +99,54 @@ def measure(kind: str, root: Path) -> tuple[float, float, float]:
     return tcp[0], own[0], probe
 
 
+def measure_docker(kind: str, root: Path) -> tuple[float, float, float]:
+    """One container of ``kind``: (tcp, own log, testgate) seconds after ``docker run``."""
+    (spec,) = parse_specs([kind])
+    backend = DockerBackend(os.environ, run_id=f"benchmark-{root.name}")
+    started = time.monotonic()
+    container = backend.start(spec)
+    running = container.running
+    stop = threading.Event()
+    tcp = first_moment(lambda: tcp_open(running.port), started, stop)
+    own: list[float] = []
+    follow = subprocess.Popen(
+        ["docker", "logs", "--follow", str(running.container)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+
+    def read() -> None:
+        assert follow.stdout is not None
+        for line in follow.stdout:
+            if READY_LINES[kind] in line and not own:
+                own.append(time.monotonic() - started)
+
+    threading.Thread(target=read, daemon=True).start()
+    wait_ready(running.endpoint(), deadline=time.monotonic() + 60,
+               died=lambda: backend.died(container))  # fmt: skip
+    probe = time.monotonic() - started
+    deadline = time.monotonic() + 10
+    while not (tcp and own) and time.monotonic() < deadline:
+        time.sleep(POLL_S)
+    stop.set()
+    follow.kill()
+    follow.wait()
+    backend.stop(running)
+    return tcp[0], own[0], probe
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=5)
     parser.add_argument("--kinds", nargs="+", default=list(READY_LINES))
+    parser.add_argument("--backend", choices=("local", "docker"), default="local")
     args = parser.parse_args()
+    one_start = measure_docker if args.backend == "docker" else measure
     print(f"{'service':10} {'tcp s':>8} {'own log s':>10} {'testgate s':>11} {'testgate/own':>13}")
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
         root.chmod(0o755)
         for kind in args.kinds:
-            rows = [measure(kind, root) for _ in range(args.trials)]
+            rows = [one_start(kind, root) for _ in range(args.trials)]
             tcp, own, probe = (statistics.median(column) for column in zip(*rows, strict=True))
             early = sum(row[0] < row[1] for row in rows)
             print(
