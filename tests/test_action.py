@@ -14,6 +14,7 @@ action's ``working-directory`` at its project.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from runner.services.docker import engine_answers
 from tests.conftest import FIXTURES, Ran, once_per_session
 
 ROOT = Path(__file__).parent.parent
@@ -75,9 +77,25 @@ def test_flaky():
 """
 
 
+SERVICES_JOB = """\
+  inventory:
+    runs-on: ubuntu-latest
+    steps:
+      - uses: acme/testgate@v1
+        with:
+          working-directory: ${{ env.PROJECTS }}/inventory
+          services: postgres:16
+          workers: "0"
+          fail-under-branch: "80"
+"""
+
+
 def make_projects(root: Path) -> None:
-    """green passes; red has a broken and a flaky test; low is below its coverage gate."""
+    """green passes; red has a broken and a flaky test; low is below its coverage gate;
+    inventory is the example project, with its PostgreSQL from ``services:``."""
     shutil.copytree(FIXTURES / "passing", root / "green")
+    shutil.copytree(ROOT / "examples" / "inventory", root / "inventory",
+                    ignore=shutil.ignore_patterns(".venv", "*-reports"))  # fmt: skip
     shutil.copytree(FIXTURES / "passing", root / "low")
     with (root / "low" / "calc" / "__init__.py").open("a", encoding="utf-8") as source:
         source.write("\n\ndef unused(x):\n    return x * 2\n")
@@ -105,7 +123,7 @@ def run_act(root: Path) -> Ran:
     make_projects(root)
     repo = root / "repo"
     (repo / ".github" / "workflows").mkdir(parents=True)
-    jobs = "".join(JOB.format(name=name) for name in ("green", "red", "low"))
+    jobs = "".join(JOB.format(name=name) for name in ("green", "red", "low")) + SERVICES_JOB
     (repo / ".github" / "workflows" / "test.yml").write_text(
         f"name: test\non: push\njobs:\n{jobs}", "utf-8"
     )
@@ -118,7 +136,9 @@ def run_act(root: Path) -> Ran:
          "--local-repository", f"acme/testgate@v1={action}",
          "--local-repository", f"astral-sh/setup-uv@v6={root / 'setup-uv'}",
          "--env", f"TESTGATE_TEST_UV_DIR={Path(shutil.which('uv') or sys.executable).parent}",
-         "--env", f"PROJECTS={root}"],
+         "--env", f"PROJECTS={root}",
+         *(["--env", f"DOCKER_HOST={os.environ['DOCKER_HOST']}"]
+           if "DOCKER_HOST" in os.environ else [])],
         cwd=repo, capture_output=True, text=True, check=False, timeout=300,
     )  # fmt: skip
     return Ran(completed.returncode, completed.stdout + completed.stderr, root, root)
@@ -189,6 +209,21 @@ def test_coverage_below_the_threshold_fails_the_job(act_run: Ran) -> None:
     summary = (act_run.project / "low" / "testgate-reports" / "summary.md").read_text("utf-8")
     assert "line-coverage" in summary
     assert "FAIL" in summary
+
+
+def test_services_run_as_containers_when_an_engine_answers(act_run: Ran) -> None:
+    lines = job_lines(act_run, "inventory")
+    assert any("🏁  Job succeeded" in line for line in lines), "\n".join(lines[-60:])
+    ready = [re.search(r"postgres ready in .* \((.*) on 127\.0\.0\.1:(\d+)\)", line)
+             for line in lines]  # fmt: skip
+    ((started, port),) = [match.groups() for match in ready if match]
+    if not engine_answers(os.environ):
+        pytest.skip(f"no Docker engine answers here: the job used {started}")
+    assert started == "container postgres:16"
+    assert any("stopped 1 service(s)" in line for line in lines)
+    published = subprocess.run(["docker", "ps", "--all", "--format", "{{.Ports}}"],
+                               capture_output=True, text=True, check=True).stdout  # fmt: skip
+    assert f"127.0.0.1:{port}->" not in published  # the job's container is gone
 
 
 def test_the_action_validates_against_the_github_actions_schema() -> None:
