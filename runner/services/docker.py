@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -21,6 +22,9 @@ from runner.services.spec import ServiceSpec
 
 LABEL = "io.testgate.run"
 LOG_LINES = 30
+# How often a waiting probe asks the engine whether the container still runs: each
+# 'docker inspect' costs a process start, which would otherwise slow every probe's retry.
+INSPECT_EVERY_S = 0.5
 _PORT_LINE = re.compile(r"^(?P<host>[0-9.]+):(?P<port>\d+)$")
 _NOT_HERE = "Unable to find image"
 
@@ -59,6 +63,7 @@ class Container:
     """A container started and not yet known to be ready."""
 
     running: Running
+    inspected: float = 0.0  # time.monotonic() of the last 'docker inspect'
 
 
 class DockerBackend:
@@ -131,6 +136,9 @@ class DockerBackend:
         return Container(running=Running.from_json(data))
 
     def died(self, started: Container) -> str | None:
+        if time.monotonic() - started.inspected < INSPECT_EVERY_S:
+            return None
+        started.inspected = time.monotonic()
         state = self._docker(
             [
                 "inspect",
