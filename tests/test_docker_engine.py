@@ -90,39 +90,30 @@ def shared_services(root: Path) -> dict[str, Any]:
         return seen
     recorded = json.loads(state.read_text("utf-8"))
     seen["run_id"] = recorded["run_id"]
-    seen["inspect"] = {
-        item["name"]: json.loads(docker("inspect", item["container"]))[0]
-        for item in recorded["services"]
-    }
-    seen["labelled"] = sorted(containers_of(recorded["run_id"]))
     # Another run's container, labelled as testgate labels its own: 'down' leaves it alone.
     other = f"other-{uuid.uuid4().hex[:8]}"
-    seen["other"] = other
     docker("run", "--detach", "--label", f"{LABEL}={other}", "redis:7")
-    seen["run"] = cli("run", "--project", str(project), "--workers", "2")
-    seen["results"] = json.loads((project / "testgate-reports" / "results.json").read_text())
-    seen["seen"] = {
-        path.name: path.read_text("utf-8") for path in (project / "tests").glob("seen-*")
-    }
-    postgres = recorded_container(recorded, "postgres")
-    seen["left_databases"] = docker(
-        "exec",
-        postgres,
-        "psql",
-        "-h",
-        "/run/postgresql",
-        "-p",
-        "5432",
-        "-U",
-        "postgres",
-        "-tAc",
-        "SELECT datname FROM pg_database",
-    ).split()
-    seen["down"] = cli("services", "down", "--state-file", str(state))
-    seen["after_down"] = containers_of(recorded["run_id"])
-    seen["other_after_down"] = containers_of(other)
-    for container in containers_of(other):
-        docker("rm", "--force", container)
+    try:
+        seen["inspect"] = {
+            item["name"]: json.loads(docker("inspect", item["container"]))[0]
+            for item in recorded["services"]
+        }
+        seen["labelled"] = sorted(containers_of(recorded["run_id"]))
+        seen["run"] = cli("run", "--project", str(project), "--workers", "2")
+        seen["results"] = json.loads((project / "testgate-reports" / "results.json").read_text())
+        seen["seen"] = {
+            path.name: path.read_text("utf-8") for path in (project / "tests").glob("seen-*")
+        }
+        seen["left_databases"] = docker(
+            "exec", recorded_container(recorded, "postgres"), "psql", "-h", "/run/postgresql",
+            "-p", "5432", "-U", "postgres", "-tAc", "SELECT datname FROM pg_database",
+        ).split()  # fmt: skip
+    finally:  # whatever failed above, nothing is left running on the engine
+        seen["down"] = cli("services", "down", "--state-file", str(state))
+        seen["after_down"] = containers_of(recorded["run_id"])
+        seen["other_after_down"] = containers_of(other)
+        for container in containers_of(other):
+            docker("rm", "--force", container)
     return seen
 
 
