@@ -18,6 +18,7 @@ from runner import __version__, github, pipeline
 from runner.detection import detect
 from runner.errors import TestgateError
 from runner.merge import merge
+from runner.output import emit
 from runner.services import lifecycle
 from runner.services.lifecycle import STATE_FILE
 from runner.services.spec import parse_specs
@@ -190,9 +191,9 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         return pipeline.run(settings, environ=env).exit_code
     except TestgateError as error:
         sys.stdout.flush()
-        print(f"testgate: error: {error.message}", file=sys.stderr)
+        emit(f"testgate: error: {error.message}\n", stream=sys.stderr)
         if github.on_github(env):  # a workflow's next steps can see that nothing passed
-            print(f"::error title=testgate::{github.escape_data(error.message)}")
+            emit(f"::error title=testgate::{github.escape_data(error.message)}\n", commands=True)
             if env.get("GITHUB_OUTPUT"):
                 github.write_outputs(Path(env["GITHUB_OUTPUT"]), {"passed": "false"})
         return error.exit_code

@@ -14,23 +14,22 @@ import json
 import os
 import random
 import shutil
-import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runner import execute, render
+from runner import execute, owned_dir, render
 from runner.attempts import Session, problems, recorded_tests, rerun_workers, run_attempt
 from runner.errors import ConfigError
 from runner.flaky import runs_needed, wilson_interval
 from runner.merge import read_results
+from runner.output import emit
 from runner.quarantine import Quarantine, read_quarantine
 from runner.results import BROKEN, classify
 from runner.settings import Settings
 
-WORK_DIR = ".testgate-flaky-work"
 _SHUFFLE = random.SystemRandom()
 
 
@@ -162,9 +161,9 @@ def detect(
         quarantine=quarantine,
     )
     needed = runs_needed(confidence=settings.confidence, max_fail_rate=settings.max_fail_rate)
-    work = settings.reports_dir / WORK_DIR
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
+    owned_dir.claim(settings.reports_dir)
+    owned_dir.clear_scratch(settings.reports_dir)
+    work = owned_dir.scratch(settings.reports_dir)
     tallies: dict[str, Tally] = {}
     found_problems: list[str] = []
     rounds, stopped_by, per_round = 0, "verdicts", 0.0
@@ -235,7 +234,7 @@ def detect(
         problems=tuple(found_problems),
     )
     write_detection(detection, settings.reports_dir)
-    sys.stdout.write(render.detection_terminal(detection))
+    emit(render.detection_terminal(detection))
     return 1 if detection.count("flaky") or detection.count("failing") else 0
 
 
@@ -301,6 +300,6 @@ def _stable_entries(quarantine: Quarantine, tallies: Mapping[str, Tally]) -> tup
 
 def write_detection(detection: Detection, reports: Path) -> None:
     """``flaky.json`` and the Markdown summary."""
-    reports.mkdir(parents=True, exist_ok=True)
-    (reports / "flaky.json").write_text(json.dumps(detection.to_json(), indent=1) + "\n", "utf-8")
-    (reports / "summary.md").write_text(render.detection_markdown(detection), "utf-8")
+    owned_dir.claim(reports)
+    owned_dir.write_text(reports / "flaky.json", json.dumps(detection.to_json(), indent=1) + "\n")
+    owned_dir.write_text(reports / "summary.md", render.detection_markdown(detection))

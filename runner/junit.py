@@ -16,6 +16,7 @@ from typing import NoReturn
 from xml.parsers import expat
 
 from runner.errors import InfraError
+from runner.owned_dir import open_text
 from runner.record import line_in_traceback
 from runner.results import (
     BROKEN,
@@ -166,7 +167,7 @@ def write_junit(result: RunResult, path: Path) -> None:
     variants: dict[str | None, list[TestResult]] = {}
     for test in result.tests:
         variants.setdefault(test.variant, []).append(test)
-    with path.open("w", encoding="utf-8") as out:
+    with open_text(path) as out:
         out.write('<?xml version="1.0" encoding="utf-8"?>\n<testsuites>')
         for variant, tests in variants.items() or [(None, [])]:
             totals = Totals.of(tuple(tests))

@@ -11,7 +11,6 @@ merged result, and a new ``durations.json`` plans the next run.
 from __future__ import annotations
 
 import operator
-import shutil
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import msgspec
 
-from runner import coverage_data
+from runner import coverage_data, owned_dir
 from runner.errors import ConfigError, InfraError
 from runner.junit import read_junit, write_junit
 from runner.pipeline import Outcome, conclude, measure_change
@@ -182,7 +181,7 @@ def merge(
             f"the merged reports would overwrite the input {reports}: set --reports-dir to "
             "another directory."
         )
-    reports.mkdir(parents=True, exist_ok=True)
+    owned_dir.claim(reports)
     coverage = coverage_data.combine_and_report(
         project=settings.project,
         data_files=[part.directory / ".coverage" for part in parts],
@@ -225,7 +224,7 @@ def merge(
     if len(once) == len(outcome.result.tests) and all(
         map(operator.is_, once, outcome.result.tests)
     ):
-        shutil.copyfile(reports / "junit.xml", reports / "junit-sonar.xml")  # one variant: the same
+        owned_dir.copy(reports / "junit.xml", reports / "junit-sonar.xml")  # one variant: the same
     else:
         write_junit(replace(outcome.result, tests=once), reports / "junit-sonar.xml")
     return outcome

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from json.encoder import encode_basestring
 from pathlib import Path
 
-from runner import coverage_data, execute, gates, github, render
+from runner import coverage_data, execute, gates, github, owned_dir, render
 from runner.attempts import (
     AttemptRun,
     Session,
@@ -36,6 +36,7 @@ from runner.flaky import ORDER_CHECKS, verdict
 from runner.git import Git, default_base, merge_base
 from runner.git import diff as diff_text
 from runner.junit import write_junit
+from runner.output import emit
 from runner.quarantine import Quarantine, read_quarantine
 from runner.results import (
     BROKEN,
@@ -60,7 +61,6 @@ REPORT_FILES = (
     "durations.json",
     "summary.md",
 )
-WORK_DIR = ".testgate-work"
 REPLAY_LIMIT = 1000
 
 
@@ -123,11 +123,7 @@ def run(settings: Settings, *, environ: Mapping[str, str]) -> Outcome:
             return _run(settings, environ=with_services)
         finally:
             warnings = databases.drop(services, count=count)
-            print(
-                "".join(f"testgate: warning: {text}\n" for text in warnings),
-                end="",
-                file=sys.stderr,
-            )
+            emit("".join(f"testgate: warning: {text}\n" for text in warnings), stream=sys.stderr)
 
 
 def _run(settings: Settings, *, environ: Mapping[str, str]) -> Outcome:
@@ -137,8 +133,7 @@ def _run(settings: Settings, *, environ: Mapping[str, str]) -> Outcome:
     quarantine = read_quarantine(settings.quarantine)
     reports = settings.reports_dir
     durations, durations_warning = read_durations(settings.durations or reports / "durations.json")
-    work = reports / WORK_DIR
-    _prepare(reports, work)
+    work = _prepare(reports)
     schedule = write_schedule(settings, durations, work / "schedule.json")
     project_env = execute.probe(settings, environ)
     session = Session(
@@ -228,17 +223,18 @@ def conclude(
     )
     markdown = render.markdown(result)
     write_reports(result, settings.reports_dir, markdown=markdown)
-    sys.stdout.write(render.terminal(result, reports_dir=shown(settings.reports_dir)))
+    emit(render.terminal(result, reports_dir=shown(settings.reports_dir)))
     if github.on_github(environ):
         where = shown(settings.reports_dir)
-        sys.stdout.write(
+        emit(
             github.report(
                 result,
                 markdown=markdown,
                 reports_dir=where,
                 environ=environ,
                 annotations=settings.annotations,
-            )
+            ),
+            commands=True,
         )
     if info.problems:
         return Outcome(result, InfraError.exit_code)
@@ -370,14 +366,18 @@ def result_of(
     )
 
 
-def _prepare(reports: Path, work: Path) -> None:
-    """Remove the reports of an earlier run, so that no stale file can be mistaken for ours."""
+def _prepare(reports: Path) -> Path:
+    """Claim the reports dir, remove an earlier run's reports from it; a fresh work dir.
+
+    Only a dir testgate claimed (``owned_dir.claim``) is cleaned: no stale file can be
+    mistaken for this run's, and no file testgate did not write is removed.
+    """
+    owned_dir.claim(reports)
     try:
-        reports.mkdir(parents=True, exist_ok=True)
         for name in REPORT_FILES:
             (reports / name).unlink(missing_ok=True)
-        shutil.rmtree(work, ignore_errors=True)
-        work.mkdir()
+        owned_dir.clear_scratch(reports)
+        return owned_dir.scratch(reports)
     except OSError as error:
         raise ConfigError(f"cannot write the reports dir {reports}: {error}") from None
 
@@ -389,7 +389,7 @@ def commit_of(project: Path, environ: Mapping[str, str]) -> str | None:
 
 def write_reports(result: RunResult, reports: Path, *, markdown: str) -> None:
     """results.json, junit.xml, durations.json and summary.md (coverage wrote its own)."""
-    with (reports / "results.json").open("wb") as out:
+    with owned_dir.open_binary(reports / "results.json") as out:
         out.writelines(encode(result))
     write_junit(result, reports / "junit.xml")
     durations: dict[str, float] = {}
@@ -398,14 +398,14 @@ def write_reports(result: RunResult, reports: Path, *, markdown: str) -> None:
             seconds = round(test.attempts[0].duration_s, 6)
             durations[test.id] = max(seconds, durations.get(test.id, 0.0))
     # One test a line, as json.dumps(indent=1) would write it, without its slow indenter.
-    with (reports / "durations.json").open("w", encoding="utf-8") as out:
+    with owned_dir.open_text(reports / "durations.json") as out:
         out.write("{" if durations else "{}\n")
         out.writelines(
             f"{',' if index else ''}\n {encode_basestring(test_id)}: {seconds!r}"
             for index, (test_id, seconds) in enumerate(durations.items())
         )
         out.write("\n}\n" if durations else "")
-    (reports / "summary.md").write_text(markdown, encoding="utf-8")
+    owned_dir.write_text(reports / "summary.md", markdown)
 
 
 def shown(path: Path) -> str:

@@ -210,6 +210,7 @@ def test_every_report_file_is_written(ran: Ran) -> None:
         ".coverage",
         "durations.json",
         "summary.md",
+        ".testgate-reports",  # the marker: this dir is testgate's own
     }
     durations = json.loads((ran.reports / "durations.json").read_text("utf-8"))
     assert set(durations) == {test["id"] for test in ran.results()["tests"]}

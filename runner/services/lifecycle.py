@@ -27,6 +27,7 @@ from typing import Any, Protocol, TextIO
 from urllib.parse import unquote, urlsplit
 
 from runner.errors import ConfigError, InfraError
+from runner.output import emit
 from runner.services import databases
 from runner.services.docker import DockerBackend, engine_answers
 from runner.services.local import LocalBackend, missing, stop_local
@@ -236,18 +237,18 @@ def up(
         raise InfraError("\n".join(failures) + "\nEvery service started was stopped again.")
     for running in ready:
         spec = next(spec for spec in specs if spec.name == running.name)
-        print(
+        emit(
             f"testgate: {running.name} ready in {running.ready_s:.2f} s "
-            f"({running.description} on {running.host}:{running.port})",
-            file=out,
+            f"({running.description} on {running.host}:{running.port})\n",
+            stream=out,
         )
         if spec.version and running.backend == "local":
             found = running.description.rsplit(" ", 1)[-1]
             if not found.startswith(spec.version):
-                print(
+                emit(
                     f"testgate: notice: {spec.name} asked for version {spec.version}; "
-                    f"this machine's is {found}.",
-                    file=out,
+                    f"this machine's is {found}.\n",
+                    stream=out,
                 )
     return ready
 
@@ -257,15 +258,15 @@ def down(*, state_file: Path, environ: Mapping[str, str], log: TextIO | None = N
     out = sys.stderr if log is None else log
     state = StateFile.load(state_file)
     if state is None:
-        print(f"testgate: no services recorded in {state_file}; nothing to stop.", file=out)
+        emit(f"testgate: no services recorded in {state_file}; nothing to stop.\n", stream=out)
         return 0
     count = len(state.services)
     external = sum(running.backend == "external" for running in state.services.values())
     _stop_all(state, environ)
     left = f"; {external} external one(s) left running" if external else ""
-    print(
-        f"testgate: stopped {count - external} service(s) and removed what they left{left}.",
-        file=out,
+    emit(
+        f"testgate: stopped {count - external} service(s) and removed what they left{left}.\n",
+        stream=out,
     )
     return count
 
@@ -306,10 +307,10 @@ def publish(
     if github_env:
         with open(github_env, "a", encoding="utf-8") as sink:
             sink.write("".join(line + "\n" for line in lines))
-        print("testgate: exported to later steps: " + ", ".join(found), file=out)
+        emit("testgate: exported to later steps: " + ", ".join(found) + "\n", stream=out)
     elif env_file is None:
         for name, value in found.items():
-            print(f"export {name}={shlex.quote(value)}", file=out)
+            emit(f"export {name}={shlex.quote(value)}\n", stream=out)
 
 
 def worker_count(workers: str, environ: Mapping[str, str]) -> int:
