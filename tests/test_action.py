@@ -1,8 +1,9 @@
 """The real action.yml, run end to end by act (``act -P ubuntu-latest=-self-hosted``).
 
-One workflow with three jobs runs the action, as a user's ``uses: acme/testgate@v1`` step,
-on three projects: one that passes, one with a broken and a flaky test, one below its
-coverage threshold. act runs the jobs on this machine, without Docker.
+One workflow with four jobs runs the action, as a user's ``uses: acme/testgate@v1`` step,
+on four projects: one that passes, one with a broken and a flaky test, one below its
+coverage threshold, and a hostile one (its own ``runner/`` package, a test that writes to
+``GITHUB_ENV``). act runs the jobs on this machine, without Docker.
 
 Stand-ins, and only these: ``astral-sh/setup-uv`` downloads uv over the network, so act's
 ``--local-repository`` replaces it with a composite action that puts this machine's uv on
@@ -75,6 +76,41 @@ def test_flaky():
 """
 
 
+OWN_JOB = """\
+  own:
+    runs-on: ubuntu-latest
+    steps:
+      - id: tg
+        uses: acme/testgate@v1
+        with:
+          working-directory: ${{ env.PROJECTS }}/own
+          workers: "0"
+      - if: always()
+        env:
+          OUT: ${{ toJSON(steps.tg.outputs) }}
+        run: echo "outputs=$OUT" | tr -d '\\n'; echo
+      - if: always()
+        run: echo "next step sees HIJACK=${HIJACK:-unset}"
+"""
+SHADOW = """\
+from pathlib import Path
+
+Path("hijacked.txt").write_text("the project's runner/ ran instead of testgate")
+print("HIJACKED")
+"""
+WRITES_GITHUB_ENV = """\
+import os
+
+
+def test_writes_the_next_steps_environment():
+    path = os.environ.get("GITHUB_ENV")
+    if path:
+        with open(path, "a") as sink:
+            sink.write("HIJACK=from-a-test\\n")
+    assert path is None
+"""
+
+
 def make_projects(root: Path) -> None:
     """green passes; red has a broken and a flaky test; low is below its coverage gate."""
     shutil.copytree(FIXTURES / "passing", root / "green")
@@ -90,6 +126,14 @@ def make_projects(root: Path) -> None:
         "utf-8",
     )
     (red / "tests" / "test_red.py").write_text(RED_TESTS, "utf-8")
+    own = root / "own"
+    shutil.copytree(FIXTURES / "passing", own)
+    (own / "runner").mkdir()
+    (own / "runner" / "__init__.py").write_text("", "utf-8")
+    (own / "runner" / "__main__.py").write_text(SHADOW, "utf-8")
+    (own / "tests" / "test_env.py").write_text(WRITES_GITHUB_ENV, "utf-8")
+    with (own / "pyproject.toml").open("a", encoding="utf-8") as config:
+        config.write('\n[tool.coverage.run]\nsource = ["calc"]\n')
 
 
 def run_act(root: Path) -> Ran:
@@ -105,7 +149,7 @@ def run_act(root: Path) -> Ran:
     make_projects(root)
     repo = root / "repo"
     (repo / ".github" / "workflows").mkdir(parents=True)
-    jobs = "".join(JOB.format(name=name) for name in ("green", "red", "low"))
+    jobs = "".join(JOB.format(name=name) for name in ("green", "red", "low")) + OWN_JOB
     (repo / ".github" / "workflows" / "test.yml").write_text(
         f"name: test\non: push\njobs:\n{jobs}", "utf-8"
     )
@@ -189,6 +233,18 @@ def test_coverage_below_the_threshold_fails_the_job(act_run: Ran) -> None:
     summary = (act_run.project / "low" / "testgate-reports" / "summary.md").read_text("utf-8")
     assert "line-coverage" in summary
     assert "FAIL" in summary
+
+
+def test_a_project_cannot_replace_testgate_nor_set_the_next_steps_environment(
+    act_run: Ran,
+) -> None:
+    lines = job_lines(act_run, "own")
+    assert any("🏁  Job succeeded" in line for line in lines), act_run.output[-3000:]
+    found = outputs(act_run, "own")
+    assert (found["passed"], found["tests"], found["failed"]) == ("true", "4", "0")
+    assert not any("HIJACKED" in line for line in lines)
+    assert not (act_run.project / "own" / "hijacked.txt").exists()
+    assert any("next step sees HIJACK=unset" in line for line in lines)
 
 
 def test_the_action_validates_against_the_github_actions_schema() -> None:
