@@ -110,7 +110,7 @@ def combine_and_report(
         )
         for name in names:
             if (work / name).is_file():
-                owned_dir.move_into(work / name, reports_dir / name)
+                os.replace(work / name, reports_dir / name)  # a link there is replaced
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if precision is None:

@@ -161,8 +161,7 @@ def detect(
         quarantine=quarantine,
     )
     needed = runs_needed(confidence=settings.confidence, max_fail_rate=settings.max_fail_rate)
-    owned_dir.claim(settings.reports_dir)
-    owned_dir.clear_scratch(settings.reports_dir)
+    owned_dir.claim(settings.reports_dir, fresh=("flaky.json",))
     work = owned_dir.scratch(settings.reports_dir)
     tallies: dict[str, Tally] = {}
     found_problems: list[str] = []

@@ -10,15 +10,18 @@ reports dir, so it must only ever touch files it wrote:
   fix); a new or empty dir gets the marker file ``.testgate-reports``. A dir written by an
   older testgate (no marker, only the file names testgate writes) is accepted and marked,
   so upgrading needs no clean-up.
-* ``open_text``/``open_binary`` write a report into a new temporary file beside its final name and
-  ``os.replace``-s it into place: a link at that name is replaced, never followed, and a
-  reader never sees half a file. A write that fails (a full disk) names the error, say
+* ``open_text``/``open_binary`` write a report into a new temporary file beside its final
+  name and ``os.replace`` it into place: a link at that name is replaced, never followed,
+  and a reader never sees half a file. A write that fails (a full disk) names the error, say
   ``ENOSPC``, and the path; the reports written before it stay.
+* ``claim(..., fresh=NAMES)`` removes an earlier run's reports of those names, and what an
+  interrupted run left, only ever inside a dir it claimed.
 * ``scratch`` makes a fresh work dir with a name no user file has (``.testgate-work-…``),
   so testgate's scratch files never collide with a user's and removing it removes only
   what testgate made.
 
-Reading needs no claim: ``merge``, ``gate`` and ``sonar`` read shards' dirs as they are.
+Reading needs no claim: ``merge`` reads its shards' dirs as they are, marked or not; only
+the dir a command writes into is claimed.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import errno
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -66,33 +69,54 @@ def _owned(name: str) -> bool:
     return name in OWN_NAMES or name in OLD_WORK_DIRS or name.startswith(OWN_PREFIXES)
 
 
-def claim(reports: Path) -> None:
-    """Make ``reports`` testgate's reports dir, or refuse it (exit 2) when it is not ours."""
-    fix = "choose another --reports-dir (the default, testgate-reports, is a dir of its own)"
+def claim(reports: Path, *, fresh: Sequence[str] = ()) -> None:
+    """Make ``reports`` testgate's reports dir, or refuse it (exit 2) when it is not ours.
+
+    ``fresh`` names the reports an earlier run left that this one writes anew: they are
+    removed, and so is whatever an interrupted run left (scratch dirs, unfinished files).
+    """
     if reports.is_symlink():
         raise ConfigError(
             f"the reports dir {reports} is a symbolic link: testgate writes its reports only "
-            f"into a real directory of its own; remove the link or {fix}."
+            f"into a real directory of its own; remove the link or {_FIX}."
         )
     try:
         reports.mkdir(parents=True, exist_ok=True)
-        marker = reports / MARKER
-        if marker.is_file() and not marker.is_symlink():
-            return
-        foreign = sorted(name for name in os.listdir(reports) if not _owned(name))
-        if foreign:
-            shown = ", ".join(foreign[:LISTED]) + (", ..." if len(foreign) > LISTED else "")
-            raise ConfigError(
-                f"the reports dir {reports} holds files testgate did not write ({shown}): "
-                "testgate replaces and removes files in its reports dir, so it uses only a "
-                f"new or empty dir, or one it marked with {MARKER}; {fix}."
-            )
-        # An older testgate's dir (only its own file names, no marker) is taken over as is.
-        write_text(marker, MARKER_TEXT)
-    except ConfigError:
-        raise
+        _mark(reports)
+        leftovers = [
+            entry.name for entry in reports.iterdir() if entry.name.startswith(OWN_PREFIXES)
+        ]
+        for name in [*fresh, *leftovers] if fresh else ():
+            _remove(reports / name)
     except OSError as error:
         raise ConfigError(f"cannot write the reports dir {reports}: {_describe(error)}.") from None
+
+
+_FIX = "choose another --reports-dir (the default, testgate-reports, is a dir of its own)"
+
+
+def _mark(reports: Path) -> None:
+    marker = reports / MARKER
+    if marker.is_file() and not marker.is_symlink():
+        return
+    foreign = sorted(name for name in os.listdir(reports) if not _owned(name))
+    if foreign:
+        shown = ", ".join(foreign[:LISTED]) + (", ..." if len(foreign) > LISTED else "")
+        raise ConfigError(
+            f"the reports dir {reports} holds files testgate did not write ({shown}): "
+            "testgate replaces and removes files in its reports dir, so it uses only a "
+            f"new or empty dir, or one it marked with {MARKER}; {_FIX}."
+        )
+    # An older testgate's dir (only its own file names, no marker) is taken over as is;
+    # its old work dirs are left alone: a user's file could be in one of that name.
+    write_text(marker, MARKER_TEXT)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def scratch(reports: Path) -> Path:
@@ -100,15 +124,11 @@ def scratch(reports: Path) -> Path:
     return Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX, dir=reports))
 
 
-def clear_scratch(reports: Path) -> None:
-    """Remove what an interrupted run left in a claimed dir: its work dirs, its new files."""
-    for stale in reports.iterdir():
-        if not stale.name.startswith(OWN_PREFIXES) and stale.name not in OLD_WORK_DIRS:
-            continue
-        if stale.is_dir() and not stale.is_symlink():
-            shutil.rmtree(stale, ignore_errors=True)
-        else:
-            stale.unlink(missing_ok=True)
+def without_link(path: Path) -> Path:
+    """``path`` with a symbolic link there removed: another tool will write through it."""
+    if path.is_symlink():
+        path.unlink()
+    return path
 
 
 def open_text(path: Path) -> contextlib.AbstractContextManager[IO[str]]:
@@ -154,18 +174,8 @@ def copy(source: Path, target: Path) -> None:
         shutil.copyfileobj(stream, out)
 
 
-def move_into(source: Path, target: Path) -> None:
-    """A file testgate wrote elsewhere in its dir renamed to ``target`` (a link there replaced)."""
-    try:
-        os.replace(source, target)
-    except OSError as error:
-        raise InfraError(f"could not write {target}: {_describe(error)}.") from None
-
-
 def _describe(error: OSError) -> str:
-    """``ENOSPC (No space left on device)``: the errno's name, which a search finds."""
-    name = errno.errorcode.get(error.errno or 0, "")
-    reason = error.strerror or str(error)
-    if name == "ENOSPC":
-        return f"ENOSPC, the disk is full ({reason})"
-    return f"{name} ({reason})" if name else reason
+    """``ENOSPC, the disk is full (No space left on device)``: the errno's name, searchable."""
+    name = errno.errorcode.get(error.errno or 0, type(error).__name__)
+    full = ", the disk is full" if error.errno == errno.ENOSPC else ""
+    return f"{name}{full} ({error.strerror or error})"

@@ -30,7 +30,7 @@ from runner.attempts import (
     run_attempt,
 )
 from runner.diff_coverage import DiffCoverage, added_lines, measure
-from runner.errors import ConfigError, InfraError
+from runner.errors import InfraError
 from runner.execute import WORKER_ENV
 from runner.flaky import ORDER_CHECKS, verdict
 from runner.git import Git, default_base, merge_base
@@ -372,14 +372,8 @@ def _prepare(reports: Path) -> Path:
     Only a dir testgate claimed (``owned_dir.claim``) is cleaned: no stale file can be
     mistaken for this run's, and no file testgate did not write is removed.
     """
-    owned_dir.claim(reports)
-    try:
-        for name in REPORT_FILES:
-            (reports / name).unlink(missing_ok=True)
-        owned_dir.clear_scratch(reports)
-        return owned_dir.scratch(reports)
-    except OSError as error:
-        raise ConfigError(f"cannot write the reports dir {reports}: {error}") from None
+    owned_dir.claim(reports, fresh=REPORT_FILES)
+    return owned_dir.scratch(reports)
 
 
 def commit_of(project: Path, environ: Mapping[str, str]) -> str | None:

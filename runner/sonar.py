@@ -115,9 +115,7 @@ def sonar(settings: Settings, *, environ: Mapping[str, str], dry_run: bool) -> i
     if token and environ.get("GITHUB_ACTIONS") == "true":
         emit(f"::add-mask::{token}\n", commands=True)
     owned_dir.claim(settings.reports_dir)
-    metadata = settings.reports_dir / ".sonar"
-    if metadata.is_symlink():  # the scanner would write through it: testgate's dir holds none
-        metadata.unlink()
+    owned_dir.without_link(settings.reports_dir / ".sonar")  # the scanner writes in there
     args = [f"-D{key}={value}" for key, value in properties(settings, result, environ).items()]
     code = run_pysonar([*args, *(["--dry-run"] if dry_run else [])], settings, environ, token)
     if code != 0:

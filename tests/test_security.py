@@ -22,6 +22,7 @@ import json
 import os
 import re
 import stat
+import struct
 import subprocess
 import sys
 import time
@@ -38,9 +39,9 @@ from runner.cli import main
 from runner.coverage_data import combine_and_report
 from runner.detection import Detection, write_detection
 from runner.environment import FILE_COMMANDS, SECRET_NAMES, child_environment
-from runner.errors import InfraError
+from runner.errors import ConfigError, InfraError
 from runner.execute import run_pytest
-from runner.owned_dir import MARKER, claim, open_text, write_text
+from runner.owned_dir import MARKER, claim, open_text, without_link, write_text
 from runner.record import MESSAGE_LIMIT, TEXT_LIMIT, read_record
 from runner.render import markdown
 from runner.results import Attempt, RunInfo, RunResult, TestResult, encode
@@ -636,9 +637,53 @@ def test_an_older_testgates_reports_dir_is_taken_over(tmp_path: Path) -> None:
     for name in ("results.json", "junit.xml", ".coverage", "summary.md"):
         (reports / name).write_text("old", "utf-8")
     (reports / ".testgate-work").mkdir()
+    (reports / ".testgate-work" / "notes.txt").write_text("maybe the user's", "utf-8")
     claim(reports)
     assert (reports / MARKER).is_file()
-    claim(reports)  # marked: accepted again whatever it holds
+    (reports / ".testgate-work-interrupted").mkdir()
+    (reports / ".testgate-new-unfinished").write_text("half", "utf-8")
+    (reports / "coverage.json").mkdir()  # a dir where a report goes: replaced too
+    claim(reports, fresh=("results.json", "coverage.json"))  # marked: accepted again
+    assert sorted(os.listdir(reports)) == [
+        ".coverage",
+        MARKER,
+        ".testgate-work",
+        "junit.xml",
+        "summary.md",
+    ]
+    assert (reports / ".testgate-work" / "notes.txt").is_file()  # an old name: left alone
+
+
+def test_a_dir_with_many_foreign_files_names_the_first_five(tmp_path: Path) -> None:
+    for number in range(7):
+        (tmp_path / f"user{number}.txt").write_text("mine", "utf-8")
+    with pytest.raises(ConfigError) as raised:
+        claim(tmp_path)
+    assert "(user0.txt, user1.txt, user2.txt, user3.txt, user4.txt, ...)" in raised.value.message
+    assert raised.value.exit_code == 2
+
+
+def test_a_link_where_another_tool_writes_is_removed(tmp_path: Path, decoy: Path) -> None:
+    (tmp_path / ".sonar").symlink_to(decoy)
+    assert without_link(tmp_path / ".sonar") == tmp_path / ".sonar"
+    assert not (tmp_path / ".sonar").exists()
+    (tmp_path / ".sonar").mkdir()
+    without_link(tmp_path / ".sonar")
+    assert (tmp_path / ".sonar").is_dir()
+
+
+def test_a_report_whose_writing_fails_leaves_the_old_one(tmp_path: Path) -> None:
+    (tmp_path / "summary.md").write_text("the last run's", "utf-8")
+
+    def fail_while_writing() -> None:
+        with open_text(tmp_path / "summary.md") as out:
+            out.write("half")
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fail_while_writing()
+    assert os.listdir(tmp_path) == ["summary.md"]
+    assert (tmp_path / "summary.md").read_text("utf-8") == "the last run's"
 
 
 def test_a_full_disk_is_named_with_the_path(tmp_path: Path) -> None:
@@ -736,6 +781,15 @@ def zipped(content: bytes, name: str = "results.json") -> bytes:
     return data.getvalue()
 
 
+def understated(content: bytes) -> bytes:
+    """A zip bomb's trick: its headers say results.json unpacks to 10 bytes."""
+    data = bytearray(zipped(content))
+    central = data.rfind(b"PK\x01\x02")
+    struct.pack_into("<I", data, central + 24, 10)
+    struct.pack_into("<I", data, 22, 10)
+    return bytes(data)
+
+
 def serve(httpserver: HTTPServer, archive: bytes, listing: Any = None) -> None:
     httpserver.expect_request(f"/repos/{REPO}/actions/runs/555/artifacts").respond_with_json(
         listing if listing is not None else {"artifacts": [{"id": 9, "name": "a-attempt-1"}]}
@@ -763,6 +817,7 @@ PASSED = TestResult(
         (zipped(b"{}", name="other.json"), None, "no item named 'results.json'"),
         (b"not a zip", None, "File is not a zip file"),
         (zipped(b" " * 300_000), None, "unpacks to"),
+        (understated(b" " * 300_000), None, "Bad CRC-32"),
         (b"x" * 300_000, None, "the artifact is 300000 bytes, over 200000"),
         (b"", [1, 2], "Expected `object`"),
         (b"", {"artifacts": [{"id": 9, "name": 3}]}, "Expected `str`"),
