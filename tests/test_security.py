@@ -37,13 +37,13 @@ from werkzeug import Request, Response
 from runner import github, output
 from runner.cli import main
 from runner.coverage_data import combine_and_report
-from runner.detection import Detection, write_detection
+from runner.detection import Detection, TestVerdict, write_detection
 from runner.environment import FILE_COMMANDS, SECRET_NAMES, child_environment
 from runner.errors import ConfigError, InfraError
 from runner.execute import run_pytest
 from runner.owned_dir import MARKER, claim, open_text, without_link, write_text
 from runner.record import MESSAGE_LIMIT, TEXT_LIMIT, read_record
-from runner.render import markdown
+from runner.render import detection_markdown, detection_terminal, markdown
 from runner.results import Attempt, RunInfo, RunResult, TestResult, encode
 from runner.services.probes import Endpoint, wait_ready
 from runner.sonar import run_pysonar
@@ -315,6 +315,47 @@ def test_only_text_marked_as_commands_may_start_a_line_with_two_colons() -> None
     assert runner_commands(stream.getvalue()) == [("error", "meant")]
 
 
+@pytest.mark.parametrize("number", range(len(HOSTILE)))
+def test_flaky_detections_output_is_inert_too(number: int) -> None:
+    text = HOSTILE[number]
+    verdicts = tuple(
+        TestVerdict(f"t.py::test_{text}", verdict, 3, 1, "failed 1 of 3 runs")
+        for verdict in ("flaky", "failing", "stable")
+    )
+    detection = Detection(
+        confidence=0.95,
+        max_fail_rate=0.05,
+        runs_needed=59,
+        rounds=3,
+        duration_s=1.0,
+        stopped_by="verdicts",
+        tests=verdicts,
+        quarantine_stable=(text,),
+        warnings=(text,),
+        problems=(text,),
+    )
+    stream = io.StringIO()
+    output.emit(detection_terminal(detection), stream=stream)
+    assert runner_commands(stream.getvalue()) == []
+    assert not RAW_CONTROLS.search(stream.getvalue())
+    rows = detection_markdown(detection).split("\n")
+    assert not any("\r" in row or RAW_CONTROLS.search(row) for row in rows)
+
+
+def test_an_error_naming_a_hostile_path_is_inert(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    (project / "shard\r::error::from a dir name").mkdir(parents=True)
+    (project / "pyproject.toml").write_text('[project]\nname = "p"\nversion = "0"\n', "utf-8")
+    ran = run_in_process(
+        project, "shard\r::error::from a dir name", command="merge", extra_env=github_mode(tmp_path)
+    )
+    assert ran.exit_code == 3
+    assert "holds no results.json" in ran.output
+    ((name, data),) = runner_commands(ran.output)  # testgate's own error, and nothing else
+    assert name == "error"
+    assert "%0D::error::from a dir name" in data
+
+
 def test_a_summary_cell_never_holds_a_line_break() -> None:
     rendered = markdown(hostile_result(["a\rb", "c\u2028d", "e\r\nf"]))
     for row in rendered.split("\n"):
@@ -366,7 +407,7 @@ def hostile_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Ran, Path, di
         "--workers",
         "0",
         "--reruns",
-        "1",
+        "0",
         "--fail-under-line",
         "0",
         "--fail-under-branch",
@@ -378,7 +419,7 @@ def hostile_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Ran, Path, di
     return ran, root, env
 
 
-def test_tests_and_their_reruns_get_none_of_the_runners_file_commands(
+def test_tests_get_none_of_the_runners_file_commands(
     hostile_run: tuple[Ran, Path, dict[str, str]],
 ) -> None:
     ran, root, env = hostile_run
@@ -706,7 +747,7 @@ def test_a_full_disk_is_named_with_the_path(tmp_path: Path) -> None:
 
 def test_a_record_written_around_the_plugin_is_bounded_too(tmp_path: Path) -> None:
     """The record's writer runs in the project's process: testgate bounds what it reads."""
-    huge = "m" * (50 * MESSAGE_LIMIT)
+    huge = "m" * (2 * MESSAGE_LIMIT)
     lines = [
         {"kind": "start"},
         {"kind": "logstart", "id": "t.py::t"},
@@ -908,14 +949,28 @@ def test_the_permissions_hint_is_given_only_on_a_403(
     assert "permissions: checks: write" in printed
 
 
-def test_a_server_error_is_retried_with_backoff_then_said(
-    httpserver: HTTPServer, tmp_path: Path
-) -> None:
-    httpserver.expect_request(f"/repos/{REPO}/check-runs").respond_with_json({}, status=502)
+@pytest.mark.parametrize("status", [500, 502, 503, 504])
+def test_a_server_error_is_retried(httpserver: HTTPServer, tmp_path: Path, status: int) -> None:
+    answers = iter([Response("{}", status=status), Response('{"id": 7}', status=201)])
+    httpserver.expect_request(f"/repos/{REPO}/check-runs").respond_with_handler(
+        lambda request: next(answers)
+    )
     printed = check_run(httpserver, tmp_path)
-    assert "(HTTP 502)" in printed
-    assert "permissions" not in printed
-    assert len(httpserver.log) == 1 + github.API_RETRIES
+    assert "could not create" not in printed
+    assert len(httpserver.log) == 2
+
+
+def test_retries_are_bounded_and_back_off() -> None:
+    from urllib3.exceptions import MaxRetryError  # noqa: PLC0415 (only this test needs it)
+
+    retry = github._retry()
+    waits = []
+    for _ in range(github.API_RETRIES):
+        retry = retry.increment(method="POST", url="/x")
+        waits.append(retry.get_backoff_time())
+    assert waits == [0, 2 * github.API_BACKOFF_S, 4 * github.API_BACKOFF_S]
+    with pytest.raises(MaxRetryError):
+        retry.increment(method="POST", url="/x")
 
 
 def test_a_secondary_rate_limit_is_waited_out(httpserver: HTTPServer, tmp_path: Path) -> None:
