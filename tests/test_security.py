@@ -45,7 +45,9 @@ from runner.owned_dir import MARKER, claim, open_text, without_link, write_text
 from runner.record import MESSAGE_LIMIT, TEXT_LIMIT, read_record
 from runner.render import detection_markdown, detection_terminal, markdown
 from runner.results import Attempt, RunInfo, RunResult, TestResult, encode
+from runner.services.lifecycle import StateFile
 from runner.services.probes import Endpoint, wait_ready
+from runner.services.running import Running
 from runner.sonar import run_pysonar
 from tests.conftest import Ran, copy_fixture, environment, run_in_process
 
@@ -670,6 +672,18 @@ def test_a_reports_dir_holding_the_users_files_is_refused(
     assert "holds files testgate did not write" in err
     assert "choose another --reports-dir" in err
     assert snapshot(project) == before
+
+
+def test_the_services_state_is_written_without_following_links(tmp_path: Path, decoy: Path) -> None:
+    state_dir = tmp_path / ".testgate"
+    state_dir.mkdir()
+    (state_dir / ".gitignore").symlink_to(decoy / "created-through-a-link.txt")
+    (state_dir / "services.json").symlink_to(decoy / "notes.txt")
+    before = snapshot(decoy)
+    state = StateFile(state_dir / "services.json")
+    state.record(Running(name="redis", kind="redis", backend="external", host="h", port=1))
+    assert snapshot(decoy) == before
+    assert json.loads((state_dir / "services.json").read_text("utf-8"))["services"]
 
 
 def test_an_older_testgates_reports_dir_is_taken_over(tmp_path: Path) -> None:

@@ -28,6 +28,7 @@ from urllib.parse import unquote, urlsplit
 
 from runner.errors import ConfigError, InfraError
 from runner.output import emit
+from runner.owned_dir import write_text
 from runner.services import databases
 from runner.services.docker import DockerBackend, engine_answers
 from runner.services.local import LocalBackend, missing, stop_local
@@ -109,17 +110,15 @@ class StateFile:
     def _write(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         ignore = self.path.parent / ".gitignore"
-        if not ignore.exists():
-            ignore.write_text("# testgate's state; never commit it\n*\n", "utf-8")
+        if not ignore.exists() and not ignore.is_symlink():  # written by rename: links stay
+            write_text(ignore, "# testgate's state; never commit it\n*\n")
         data = {
             "version": STATE_VERSION,
             "run_id": self.run_id,
             "backend": self.backend,
             "services": [running.to_json() for running in self.services.values()],
         }
-        temporary = self.path.with_suffix(".tmp")
-        temporary.write_text(json.dumps(data, indent=2) + "\n", "utf-8")
-        temporary.replace(self.path)
+        write_text(self.path, json.dumps(data, indent=2) + "\n")
 
     @classmethod
     def load(cls, path: Path) -> StateFile | None:
