@@ -162,6 +162,26 @@ def _open_new(path: Path, *, binary: bool) -> Iterator[IO[str] | IO[bytes]]:
         raise
 
 
+class Failures:
+    """Reports written one after another: one that fails does not stop the rest."""
+
+    def __init__(self) -> None:
+        self.messages: list[str] = []
+
+    @contextlib.contextmanager
+    def kept(self) -> Iterator[None]:
+        """Write one report; its failure is kept for ``raise_any``."""
+        try:
+            yield
+        except InfraError as error:
+            self.messages.append(error.message)
+
+    def raise_any(self) -> None:
+        """One InfraError naming every report that could not be written."""
+        if self.messages:
+            raise InfraError(" ".join(self.messages))
+
+
 def write_text(path: Path, text: str) -> None:
     """``path`` replaced by a new file holding ``text``."""
     with open_text(path) as out:

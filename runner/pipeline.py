@@ -382,24 +382,31 @@ def commit_of(project: Path, environ: Mapping[str, str]) -> str | None:
 
 
 def write_reports(result: RunResult, reports: Path, *, markdown: str) -> None:
-    """results.json, junit.xml, durations.json and summary.md (coverage wrote its own)."""
-    with owned_dir.open_binary(reports / "results.json") as out:
+    """results.json, junit.xml, durations.json and summary.md (coverage wrote its own).
+
+    One that cannot be written (a full disk) does not stop the others: each is named after.
+    """
+    failures = owned_dir.Failures()
+    with failures.kept(), owned_dir.open_binary(reports / "results.json") as out:
         out.writelines(encode(result))
-    write_junit(result, reports / "junit.xml")
+    with failures.kept():
+        write_junit(result, reports / "junit.xml")
     durations: dict[str, float] = {}
     for test in result.tests:  # after a merge, a test's longest time over its variants
         if test.attempts[0].phase != "collect":
             seconds = round(test.attempts[0].duration_s, 6)
             durations[test.id] = max(seconds, durations.get(test.id, 0.0))
     # One test a line, as json.dumps(indent=1) would write it, without its slow indenter.
-    with owned_dir.open_text(reports / "durations.json") as out:
+    with failures.kept(), owned_dir.open_text(reports / "durations.json") as out:
         out.write("{" if durations else "{}\n")
         out.writelines(
             f"{',' if index else ''}\n {encode_basestring(test_id)}: {seconds!r}"
             for index, (test_id, seconds) in enumerate(durations.items())
         )
         out.write("\n}\n" if durations else "")
-    owned_dir.write_text(reports / "summary.md", markdown)
+    with failures.kept():
+        owned_dir.write_text(reports / "summary.md", markdown)
+    failures.raise_any()
 
 
 def shown(path: Path) -> str:

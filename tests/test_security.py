@@ -788,6 +788,21 @@ def test_a_record_written_around_the_plugin_is_bounded_too(tmp_path: Path) -> No
     )
 
 
+def test_a_report_that_cannot_be_written_costs_none_of_the_others(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    plain_shard(project)
+    reports = project / "testgate-reports"
+    (reports / "junit.xml").mkdir(parents=True)  # where the file should go: cannot replace
+    (reports / "junit.xml" / "kept.txt").write_text("x", "utf-8")
+    (reports / MARKER).write_text("", "utf-8")
+    ran = run_in_process(project, "shard-1", command="merge", extra_env={"GITHUB_ACTIONS": "x"})
+    assert ran.exit_code == 3
+    assert f"could not write {reports / 'junit.xml'}: EISDIR" in ran.output
+    for name in ("results.json", "durations.json", "summary.md"):
+        assert (reports / name).is_file()
+    assert (reports / "junit.xml" / "kept.txt").is_file()
+
+
 def test_a_record_cut_by_a_full_disk_says_so(tmp_path: Path) -> None:
     record = tmp_path / "record.jsonl"
     record.write_text('{"kind": "start", "pytest": "9"}\n{"kind": "logst', "utf-8")
