@@ -16,8 +16,9 @@ from typing import NoReturn
 from xml.parsers import expat
 
 from runner.errors import InfraError
+from runner.output import bounded
 from runner.owned_dir import open_text
-from runner.record import line_in_traceback
+from runner.record import MESSAGE_LIMIT, TEXT_LIMIT, line_in_traceback
 from runner.results import (
     BROKEN,
     Attempt,
@@ -336,9 +337,9 @@ class _Reader:
                 duration_s=spent,
                 number=number,
                 kind="run" if number == 1 else "rerun",
-                message=said,
+                message=None if said is None else bounded(said, MESSAGE_LIMIT),
                 line=line_in_traceback(trace, file),
-                text=trace or None,
+                text=bounded(trace, TEXT_LIMIT) if trace else None,
             )
             for number, (outcome, said, trace, spent) in enumerate(runs, 1)
         )

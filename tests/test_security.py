@@ -803,6 +803,24 @@ def test_a_report_that_cannot_be_written_costs_none_of_the_others(tmp_path: Path
     assert (reports / "junit.xml" / "kept.txt").is_file()
 
 
+def test_a_huge_message_in_another_tools_junit_is_bounded_too(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    (project / "shard-1").mkdir(parents=True)
+    (project / "pyproject.toml").write_text('[project]\nname = "p"\nversion = "0"\n', "utf-8")
+    huge = "m" * (4 * MESSAGE_LIMIT)
+    (project / "shard-1" / "junit.xml").write_text(
+        f'<testsuites><testsuite><testcase classname="t" name="t"><failure message="{huge}">'
+        f"{huge * 40}</failure></testcase></testsuite></testsuites>",
+        "utf-8",
+    )
+    ran = run_in_process(project, "shard-1", command="merge", extra_env={"GITHUB_ACTIONS": "x"})
+    assert ran.exit_code == 1
+    (attempt,) = ran.results()["tests"][0]["attempts"]
+    assert len(attempt["message"]) < MESSAGE_LIMIT + 100
+    assert len(attempt["text"]) < TEXT_LIMIT + 100
+    assert "characters cut by testgate]" in attempt["text"]
+
+
 def test_a_record_cut_by_a_full_disk_says_so(tmp_path: Path) -> None:
     record = tmp_path / "record.jsonl"
     record.write_text('{"kind": "start", "pytest": "9"}\n{"kind": "logst', "utf-8")
