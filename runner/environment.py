@@ -8,8 +8,8 @@ caller's without:
 * the runner's file commands (``GITHUB_ENV``, ``GITHUB_PATH``, ``GITHUB_OUTPUT``,
   ``GITHUB_STATE``, ``GITHUB_STEP_SUMMARY``): a test that could append to ``GITHUB_ENV``
   would set, say, ``LD_PRELOAD`` for every later step, the SonarQube upload with its token
-  among them. The files' folder stays guessable on a runner, so SPEC tells users to keep
-  secrets in a job of their own (see README's "Security promises");
+  among them. The files' folder stays guessable on a runner, so README's "Security
+  promises" tells users to keep secrets out of the job that runs a fork's tests;
 * the variables of an outer pytest, coverage or virtualenv, which would confuse the inner run.
 """
 
