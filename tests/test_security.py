@@ -296,6 +296,15 @@ def test_each_hostile_text_reaches_a_terminal_without_raw_controls(
     assert runner_commands(merged_locally.output) == []
 
 
+@pytest.mark.parametrize("number", range(len(HOSTILE)))
+def test_any_text_through_the_writer_issues_no_command(number: int) -> None:
+    """As a scanner's log or a service's last log lines are passed on."""
+    stream = io.StringIO()
+    output.emit(HOSTILE[number] + "\n", stream=stream)
+    assert runner_commands(stream.getvalue()) == []
+    assert not RAW_CONTROLS.search(stream.getvalue().replace("\n", ""))
+
+
 @pytest.mark.parametrize(
     "terminator", ["\r", "\n", "\r\n", "\v", "\f", "\x1c", "\x85", "\u2028", "\u2029"]
 )
@@ -372,7 +381,10 @@ def test_a_summary_cell_never_holds_a_line_break() -> None:
 HOSTILE_TESTS = """\
 import os
 
+import pytest
+
 FILE_COMMANDS = {file_commands!r}
+HOSTILE = {hostile!r}
 
 
 def test_writes_to_the_runners_files():
@@ -386,6 +398,12 @@ def test_writes_to_the_runners_files():
 
 def test_fails_with_a_huge_message_and_a_bare_cr():
     assert False, "boom\\r::error file=evil.py,line=1::x" + "y" * {huge}
+
+
+@pytest.mark.parametrize("number", range(len(HOSTILE)))
+def test_fails_with_hostile_text(number):
+    print(HOSTILE[number])  # pytest's own output: inside the stop-commands guard
+    raise AssertionError(HOSTILE[number])
 """
 
 
@@ -394,7 +412,10 @@ def hostile_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Ran, Path, di
     root = tmp_path_factory.mktemp("hostile-run")
     project = copy_fixture("passing", root)
     (project / "tests" / "test_hostile.py").write_text(
-        HOSTILE_TESTS.format(file_commands=set(FILE_COMMANDS), huge=MESSAGE_LIMIT * 4), "utf-8"
+        HOSTILE_TESTS.format(
+            file_commands=set(FILE_COMMANDS), hostile=HOSTILE, huge=MESSAGE_LIMIT * 4
+        ),
+        "utf-8",
     )
     env = github_mode(root)
     for name in ("GITHUB_ENV", "GITHUB_PATH", "GITHUB_STATE"):
@@ -437,10 +458,18 @@ def test_a_real_runs_output_issues_only_testgates_commands(
     hostile_run: tuple[Ran, Path, dict[str, str]],
 ) -> None:
     ran, _, _ = hostile_run
-    names = [name for name, _ in runner_commands(ran.output)]
-    assert names == ["error"]
-    ((_, data),) = runner_commands(ran.output)
-    assert data.startswith("AssertionError: boom%0D::error file=evil.py")
+    commands = runner_commands(ran.output)
+    assert [name for name, _ in commands] == ["error"] * 10  # GitHub's limit; no other
+    assert any(
+        data.startswith("AssertionError: boom%0D::error file=evil.py") for _, data in commands
+    )
+    # What testgate printed itself (outside pytest's guarded output) holds no raw control.
+    unguarded = re.sub(r"::stop-commands::(\w+)\n.*?::\1::\n", "", ran.output, flags=re.S)
+    shown = (
+        r"FAILED tests/test_hostile.py:\d+ tests/test_hostile.py::test_fails_with_hostile_text\["
+    )
+    assert re.search(shown, unguarded)
+    assert not RAW_CONTROLS.search(unguarded.replace("\n", ""))
 
 
 def test_a_huge_failure_message_is_cut_once_saying_how_much(
