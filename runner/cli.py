@@ -21,7 +21,14 @@ from runner.merge import merge
 from runner.services import lifecycle
 from runner.services.lifecycle import STATE_FILE
 from runner.services.spec import parse_specs
-from runner.settings import OPTIONS, OPTIONS_BY_NAME, Settings, load_settings, parse_option
+from runner.settings import (
+    OPTIONS,
+    OPTIONS_BY_NAME,
+    Settings,
+    action_inputs,
+    load_settings,
+    resolve,
+)
 from runner.sonar import sonar
 
 
@@ -71,13 +78,6 @@ def parser() -> argparse.ArgumentParser:
         nargs="+",
         metavar="DIR",
         help="reports dirs to merge (relative to the project)",
-    )
-    merge.add_argument(
-        "--expect-shards",
-        type=int,
-        default=None,
-        metavar="N",
-        help="each variant must have shards 1/N .. N/N, once each (the matrix size)",
     )
     services = commands.add_parser(
         "services",
@@ -185,7 +185,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
                 settings,
                 environ=env,
                 directories=[settings.project / directory for directory in namespace.directories],
-                expect_shards=namespace.expect_shards,
+                expect_shards=settings.expect_shards,
+                expect_variants=settings.expect_variants,
             ).exit_code
         return pipeline.run(settings, environ=env).exit_code
     except TestgateError as error:
@@ -216,10 +217,11 @@ def _services(namespace: argparse.Namespace, *, environ: Mapping[str, str]) -> i
     if namespace.action == "down":
         lifecycle.down(state_file=state_file, environ=environ)
         return 0
-    texts = namespace.specs or [environ.get("TESTGATE_SERVICES", "")]
+    inputs = action_inputs(environ)
+    texts = namespace.specs or [inputs.get("services") or environ.get("TESTGATE_SERVICES", "")]
     specs = parse_specs(texts)
-    backend = _option("services-backend", namespace.backend, environ)
-    timeout = _option("services-timeout", namespace.timeout, environ)
+    backend = _option("services-backend", namespace.backend, inputs, environ)
+    timeout = _option("services-timeout", namespace.timeout, inputs, environ)
     started = lifecycle.up(
         specs, backend=backend, timeout=timeout, state_file=state_file, environ=environ
     )
@@ -230,11 +232,15 @@ def _services(namespace: argparse.Namespace, *, environ: Mapping[str, str]) -> i
     return 0
 
 
-def _option(name: str, flag: str | None, environ: Mapping[str, str]) -> Any:
-    """One option from its flag, else its ``TESTGATE_*`` variable, else its default."""
-    option = OPTIONS_BY_NAME[name]
-    if flag is not None:
-        return parse_option(option, flag, source=f"--{name.removeprefix('services-')}")
-    if option.env in environ:
-        return parse_option(option, environ[option.env], source=option.env)
-    return option.default
+def _option(
+    name: str, flag: str | None, inputs: Mapping[str, str], environ: Mapping[str, str]
+) -> Any:
+    """One option from its flag, input or ``TESTGATE_*`` variable, else its default."""
+    return resolve(
+        OPTIONS_BY_NAME[name],
+        flag=flag,
+        inputs=inputs,
+        environ=environ,
+        table={},
+        flag_name=name.removeprefix("services-"),
+    )

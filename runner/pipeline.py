@@ -46,6 +46,7 @@ from runner.results import (
     TestResult,
     classify,
     encode,
+    variant_name,
 )
 from runner.services import databases, lifecycle
 from runner.settings import Settings
@@ -175,7 +176,7 @@ def _run(settings: Settings, *, environ: Mapping[str, str]) -> Outcome:
         commit=commit_of(settings.project, environ),
         python=project_env.python,
         platform=project_env.platform,
-        variant=f"py{project_env.python}-{project_env.platform}",
+        variant=variant_name(python=project_env.python, platform=project_env.platform),
         shard=settings.shard,
         plan=None if settings.shard is None else plan_of(durations),
         root=str(settings.project),

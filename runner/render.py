@@ -132,6 +132,12 @@ def markdown(result: RunResult) -> str:
         f"**{counts_line(result)}** in {result.run.suite_duration_s:.2f} s",
         "",
     ]
+    if result.run.merged:
+        out += [
+            f"Merged {len(result.run.merged)} runs: "
+            + ", ".join(f"`{_cell(run)}`" for run in result.run.merged),
+            "",
+        ]
     if result.coverage is not None:
         out += [
             f"Coverage: line **{percent(result.coverage.line_percent)}** "

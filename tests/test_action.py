@@ -44,6 +44,10 @@ runs:
         UV_DIR: ${{ env.TESTGATE_TEST_UV_DIR }}
       run: echo "$UV_DIR" >> "$GITHUB_PATH"
 """
+# astral-sh/setup-uv@<sha>, as action.yml pins it
+SETUP_UV_REF = re.findall(
+    r"uses: (astral-sh/setup-uv@\w+)", (ROOT / "action.yml").read_text("utf-8")
+)[0]
 JOB = """\
   {name}:
     runs-on: ubuntu-latest
@@ -116,7 +120,7 @@ def run_act(root: Path) -> Ran:
     completed = subprocess.run(
         [str(ACT), "push", "-P", "ubuntu-latest=-self-hosted",
          "--local-repository", f"acme/testgate@v1={action}",
-         "--local-repository", f"astral-sh/setup-uv@v6={root / 'setup-uv'}",
+         "--local-repository", f"{SETUP_UV_REF}={root / 'setup-uv'}",
          "--env", f"TESTGATE_TEST_UV_DIR={Path(shutil.which('uv') or sys.executable).parent}",
          "--env", f"PROJECTS={root}"],
         cwd=repo, capture_output=True, text=True, check=False, timeout=300,
