@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
-import pwd
 import re
 import shutil
 import signal
@@ -24,10 +23,14 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from runner.errors import InfraError
 from runner.services.running import Running
 from runner.services.spec import KINDS, ServiceSpec
+
+if TYPE_CHECKING:  # pwd is POSIX only: imported where an account is looked up
+    import pwd
 
 SEARCH_PATH = ("/usr/lib/postgresql/*/bin", "/usr/lib/rabbitmq/bin", "/usr/sbin", "/usr/local/sbin")
 LOG_NAME = "server.log"
@@ -334,8 +337,10 @@ class LocalBackend:
 
     @staticmethod
     def _account(recipe: Recipe) -> pwd.struct_passwd | None:
-        if os.geteuid() != 0 or recipe.run_as is None:
+        if recipe.run_as is None or os.name != "posix" or os.geteuid() != 0:
             return None
+        import pwd  # noqa: PLC0415 (POSIX only; this module must import on Windows)
+
         try:
             return pwd.getpwnam(recipe.run_as)
         except KeyError:
