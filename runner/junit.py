@@ -51,9 +51,20 @@ def xml_text(text: str | None) -> str:
     return _ILLEGAL_XML.sub(lambda match: f"#x{ord(match.group()):02X}", text)
 
 
+def split_node_id(test_id: str) -> tuple[str, str]:
+    """A node id's owner (file, classes) and name, split as pytest's junitxml does.
+
+    The parametrization ``[...]`` stays whole in the name: the split is at the last
+    ``::`` before the first ``[``, so ``test_x[a::b]`` is the test ``test_x[a::b]``.
+    """
+    base, bracket, parameters = test_id.partition("[")
+    owner, _, name = base.rpartition("::")
+    return owner, name + bracket + parameters
+
+
 def classname(test_id: str) -> str:
     """pytest's classname: the module path dotted, then any classes."""
-    return _dotted(test_id.rpartition("::")[0] or test_id)
+    return _dotted(split_node_id(test_id)[0] or test_id)
 
 
 def _dotted(owner: str) -> str:
@@ -85,7 +96,7 @@ def testcase_xml(test: TestResult) -> str:
     as ``<rerunFailure>``/``<rerunError>``; a flaky test passes, with each failed attempt
     as ``<flakyFailure>``/``<flakyError>``. Order checks are evidence, not attempts.
     """
-    owner, _, name = test.id.rpartition("::")
+    owner, name = split_node_id(test.id)
     first = test.attempts[0]  # a test's first attempt is a run, never an order check
     line = "" if test.line is None else f' line="{test.line}"'
     opening = (
