@@ -44,6 +44,8 @@ from runner.results import BROKEN, RunResult, TestResult
 if TYPE_CHECKING:
     import requests
 
+    from runner.detection import Detection
+
 PER_TYPE = 10
 PER_STEP = 50
 SUMMARY_LIMIT = 1024 * 1024
@@ -402,6 +404,51 @@ def report(
     if output_file:
         write_outputs(Path(output_file), outputs(result, reports_dir))
     return printed + "".join(annotation.command() + "\n" for annotation in shown)
+
+
+def detection_annotations(detection: Detection, *, prefix: str = "") -> list[Annotation]:
+    """A flaky-detection job's annotations: each flaky test a warning at its ``def`` line
+    with its failure rate and interval; each test that failed every run an error."""
+    found = [
+        Annotation("warning", prefix + test.file, test.line, f"flaky: {test.id}", test.statement)
+        for test in detection.tests
+        if test.verdict == "flaky"
+    ]
+    return found + [
+        Annotation("error", prefix + test.file, test.line, f"failing: {test.id}", test.statement)
+        for test in detection.tests
+        if test.verdict == "failing"
+    ]
+
+
+def report_detection(
+    detection: Detection,
+    *,
+    markdown: str,
+    root: str,
+    environ: Mapping[str, str],
+    annotations: bool = True,
+) -> str:
+    """On a runner, after ``testgate flaky``: the summary and outputs are written, and the
+    annotation commands returned (GitHub's limits apply; the rest go to the summary)."""
+    found = detection_annotations(detection, prefix=repository_prefix(root, environ))
+    shown, left = shown_and_left(found if annotations else [])
+    summary_file = environ.get("GITHUB_STEP_SUMMARY")
+    if summary_file:
+        with Path(summary_file).open("a", encoding="utf-8") as out:
+            out.write(summary(markdown, left))
+    output_file = environ.get("GITHUB_OUTPUT")
+    if output_file:
+        bad = detection.count("flaky") or detection.count("failing") or detection.problems
+        counts = {
+            name: str(detection.count(name))
+            for name in ("flaky", "stable", "failing", "undecided", "skipped")
+        }
+        write_outputs(
+            Path(output_file),
+            {"passed": "false" if bad else "true", "tests": str(len(detection.tests)), **counts},
+        )
+    return "".join(annotation.command() + "\n" for annotation in shown)
 
 
 def _reason(error: requests.RequestException) -> str:
