@@ -167,17 +167,18 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             return _services(namespace, environ=env)
         settings = _settings(namespace, environ=env, pytest_args=pytest_args)
         if namespace.command == "flaky":
-            return detect(
-                settings,
-                environ=env,
-                only=tuple(namespace.only),
-                from_quarantine=namespace.from_quarantine,
-                from_results=(
-                    None
-                    if namespace.from_results is None
-                    else settings.project / namespace.from_results
-                ),
-            )
+            with pipeline.project_services(settings, environ=env) as served:
+                return detect(
+                    settings,
+                    environ=served,
+                    only=tuple(namespace.only),
+                    from_quarantine=namespace.from_quarantine,
+                    from_results=(
+                        None
+                        if namespace.from_results is None
+                        else settings.project / namespace.from_results
+                    ),
+                )
         if namespace.command == "sonar":
             return sonar(settings, environ=env, dry_run=namespace.dry_run)
         if namespace.command == "merge":
