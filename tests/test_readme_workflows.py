@@ -228,8 +228,15 @@ def test_the_single_job_passes_with_pyprojects_threshold(act_run: Ran) -> None:
     assert (act_run.reports / "test" / "artifacts" / "testgate-results-test-0-attempt-1").is_dir()
 
 
-def test_the_readme_shows_three_complete_workflows() -> None:
+def test_the_readme_shows_three_complete_workflows(npm_tools: Path, tmp_path: Path) -> None:
     workflows = readme_workflows()
+    for name, block in workflows.items():
+        (tmp_path / f"{name}.yml").write_text(block, "utf-8")
+    linted = subprocess.run(
+        ["node", str(npm_tools / "lint.mjs"), *sorted(map(str, tmp_path.glob("*.yml")))],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert json.loads(linted.stdout) == []  # actionlint, as for .github/workflows
     assert sorted(workflows) == ["flaky-detection", "test", "test-matrix"]
     for block in workflows.values():
         assert re.search(r"^on:", block, re.M)
