@@ -42,8 +42,8 @@ def gate_verdict(gate: GateResult) -> str:
     """pass or FAIL; a gate that passed without judging says so (deferred, skipped)."""
     if not gate.passed:
         return "FAIL"
-    first = gate.message.split(" ", 1)[0]
-    return first if first in ("deferred", "skipped:") else "pass"
+    first = gate.message.split(" ", 1)[0].rstrip(":")
+    return first if first in ("deferred", "skipped") else "pass"
 
 
 def counts_line(result: RunResult) -> str:

@@ -183,7 +183,7 @@ def test_a_collection_error_fails_the_gate_and_points_at_the_import(
     assert (test["id"], test["outcome"], test["line"]) == ("tests/test_lib.py", "error", 3)
     assert "ModuleNotFoundError" in test["attempts"][0]["message"]
     assert ran.results()["totals"]["errors"] == 1
-    assert ran.gate("failed-tests")["message"] == "1 failed: tests/test_lib.py"
+    assert ran.gate("failed-tests")["message"] == "1 error: tests/test_lib.py"  # not "failed"
 
 
 def test_no_tests_collected_fails_min_tests_and_says_why(run_cli: RunCli, tmp_path: Path) -> None:
