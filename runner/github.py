@@ -106,6 +106,11 @@ def repository_prefix(root: str | None, environ: Mapping[str, str]) -> str:
     return "" if inside == Path() else inside.as_posix() + "/"
 
 
+def _path(prefix: str, file: str) -> str:
+    """A project path made relative to the repository; no file stays no file."""
+    return prefix + file if file else ""
+
+
 def annotations_of(result: RunResult, *, prefix: str = "") -> list[Annotation]:
     """Every annotation the run deserves, the most important first.
 
@@ -117,12 +122,14 @@ def annotations_of(result: RunResult, *, prefix: str = "") -> list[Annotation]:
             attempt = test.attempts[0]
             message = attempt.message or attempt.teardown_error or test.outcome
             title = f"{test.outcome}: {test.id}" + (f" [{test.variant}]" if test.variant else "")
-            found.append(Annotation("error", prefix + test.file, test.line, title, message))
+            found.append(Annotation("error", _path(prefix, test.file), test.line, title, message))
     for test in result.tests:
         if test.outcome == "flaky":
             title = f"flaky ({test.flaky_kind}): {test.id}"
             found.append(
-                Annotation("warning", prefix + test.file, test.line, title, f"flaky: {test.note}")
+                Annotation(
+                    "warning", _path(prefix, test.file), test.line, title, f"flaky: {test.note}"
+                )
             )
     diff = result.diff_coverage or {"files": [], "base": ""}
     for file in diff["files"]:

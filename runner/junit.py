@@ -309,8 +309,7 @@ class _Reader:
         key = (case.get("classname") or "", case.get("file"))
         located = self._located.get(key)
         if located is None:  # thousands of test cases share a handful of classes
-            file, classes = _locate(key[0], key[1], self._project)
-            located = self._located[key] = (file, "::".join([file, *classes, ""]))
+            located = self._located[key] = _locate(key[0], key[1], self._project)
         file, prefix = located
         test_id = prefix + name
         time = case.get("time") or "0"
@@ -376,14 +375,22 @@ def _seconds(time: str, test_id: str) -> float:
     return seconds
 
 
-def _locate(classname: str, file: str | None, project: Path) -> tuple[str, list[str]]:
-    """The test file and the classes inside it, from JUnit's attributes."""
+def _locate(classname: str, file: str | None, project: Path) -> tuple[str, str]:
+    """The test file and the node id's prefix (``FILE::CLASS::``), from JUnit's attributes.
+
+    A file is never invented: a dotted ``classname`` names a file only when one exists in
+    the project (a Java-style ``example.ExampleTests`` does not), and a ``file`` that is
+    not on disk is kept in the id but not as the test's file, so no annotation points
+    at a file GitHub cannot show. Such a test's file is empty.
+    """
     parts = [part for part in classname.split(".") if part]
     if file:
-        module_parts = len(file.removesuffix(".py").replace("\\", "/").split("/"))
-        return file.replace("\\", "/"), parts[module_parts:]
+        path = file.replace("\\", "/")
+        module_parts = len(path.removesuffix(".py").split("/"))
+        prefix = "::".join([path, *parts[module_parts:], ""])
+        return (path if (project / path).is_file() else ""), prefix
     for end in range(len(parts), 0, -1):
         candidate = "/".join(parts[:end]) + ".py"
         if (project / candidate).is_file():
-            return candidate, parts[end:]
-    return ("/".join(parts) + ".py") if parts else "(unknown)", []
+            return candidate, "::".join([candidate, *parts[end:], ""])
+    return "", (classname + "::" if classname else "")
