@@ -32,7 +32,16 @@ from runner.services.spec import KINDS, ServiceSpec
 if TYPE_CHECKING:  # pwd is POSIX only: imported where an account is looked up
     import pwd
 
-SEARCH_PATH = ("/usr/lib/postgresql/*/bin", "/usr/lib/rabbitmq/bin", "/usr/sbin", "/usr/local/sbin")
+SEARCH_PATH = (
+    "/usr/lib/postgresql/*/bin",
+    "/usr/lib/rabbitmq/bin",
+    "/usr/sbin",
+    "/usr/local/sbin",
+    # macOS: Homebrew's keg-only formulae (postgresql@16) and its bin, Apple silicon and Intel
+    "/opt/homebrew/opt/postgresql@*/bin",
+    "/usr/local/opt/postgresql@*/bin",
+    "/opt/homebrew/bin",
+)
 LOG_NAME = "server.log"
 
 
@@ -191,7 +200,8 @@ RECIPES: Mapping[str, Recipe] = {
 
 
 def find_binary(name: str, environ: Mapping[str, str], prefer: tuple[str, ...] = ()) -> str | None:
-    """``name`` in ``prefer``, on PATH, else where Debian puts server binaries (newest first)."""
+    """``name`` in ``prefer``, on PATH, else where Debian or Homebrew put server binaries
+    (newest first)."""
     found = shutil.which(name, path=os.pathsep.join((*prefer, environ.get("PATH", os.defpath))))
     if found is not None:
         return found
