@@ -22,6 +22,7 @@ from runner.services import lifecycle
 from runner.services.lifecycle import STATE_FILE
 from runner.services.spec import parse_specs
 from runner.settings import (
+    INPUTS_ENV,
     OPTIONS,
     OPTIONS_BY_NAME,
     Settings,
@@ -156,7 +157,11 @@ def _add_settings(command: argparse.ArgumentParser) -> None:
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     """Entry point of the console script; returns the exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
-    env = os.environ if environ is None else environ
+    given = dict(os.environ if environ is None else environ)
+    # The action's inputs hold its tokens: they are read for the settings, and kept from
+    # every process testgate starts (servers, readiness commands, pytest).
+    env = {name: value for name, value in given.items() if name != INPUTS_ENV}
+    os.environ.pop(INPUTS_ENV, None)
     pytest_args: tuple[str, ...] = ()
     if "--" in args:
         split = args.index("--")
@@ -164,8 +169,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     namespace = parser().parse_args(args)
     try:
         if namespace.command == "services":
-            return _services(namespace, environ=env)
-        settings = _settings(namespace, environ=env, pytest_args=pytest_args)
+            return _services(namespace, environ=env, inputs=action_inputs(given))
+        settings = _settings(namespace, environ=given, pytest_args=pytest_args)
         if namespace.command == "flaky":
             with pipeline.project_services(settings, environ=env) as served:
                 return detect(
@@ -212,13 +217,14 @@ def _settings(
     )
 
 
-def _services(namespace: argparse.Namespace, *, environ: Mapping[str, str]) -> int:
+def _services(
+    namespace: argparse.Namespace, *, environ: Mapping[str, str], inputs: Mapping[str, str]
+) -> int:
     """``testgate services up|down``: no project needed, so no pyproject settings."""
     state_file = Path(namespace.state_file or STATE_FILE)
     if namespace.action == "down":
         lifecycle.down(state_file=state_file, environ=environ)
         return 0
-    inputs = action_inputs(environ)
     texts = namespace.specs or [inputs.get("services") or environ.get("TESTGATE_SERVICES", "")]
     specs = parse_specs(texts)
     backend = _option("services-backend", namespace.backend, inputs, environ)

@@ -9,6 +9,7 @@ added without its input (or an input without its option) fails here.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -154,3 +155,12 @@ def test_expect_counts_must_be_above_zero(tmp_path: Path) -> None:
         load_settings(project=project, flags={"expect-shards": "0"}, environ={})
     settings = load_settings(project=project, flags={"expect-shards": "none"}, environ={})
     assert settings.expect_shards is None
+
+
+def test_the_inputs_and_their_tokens_reach_no_process_testgate_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Readiness commands and local servers inherit testgate's own environment.
+    monkeypatch.setenv("TESTGATE_INPUTS", inputs_json(sonar_token="sqp_secret"))
+    assert main(["services", "down", "--state-file", str(tmp_path / "none.json")]) == 0
+    assert "TESTGATE_INPUTS" not in os.environ
