@@ -186,15 +186,18 @@ def read_summary(path: Path, *, precision: int) -> CoverageSummary:
 def worst_files(
     files: dict[str, Any], count: int = WORST_FILES
 ) -> tuple[tuple[str, float, float], ...]:
-    """The least covered files (line and branch percent), those below 100 % only."""
+    """The least covered files (line and branch percent), those below 100 % only.
+
+    Ordered by the numbers the summary shows: line coverage, then branch coverage.
+    """
     scored = []
     for path, entry in files.items():
         summary = entry["summary"]
         line = float(summary["percent_statements_covered"])
         branch = float(summary.get("percent_branches_covered", 100.0))
         if min(line, branch) < 100:
-            scored.append((float(summary["percent_covered"]), path, line, branch))
-    return tuple((path, line, branch) for _, path, line, branch in sorted(scored)[:count])
+            scored.append((line, branch, path))
+    return tuple((path, line, branch) for line, branch, path in sorted(scored)[:count])
 
 
 def below(actual: float, threshold: float, *, precision: int) -> bool:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runner import execute, owned_dir, render
+from runner import execute, github, owned_dir, render
 from runner.attempts import Session, problems, recorded_tests, rerun_workers, run_attempt
 from runner.errors import ConfigError
 from runner.flaky import runs_needed, wilson_interval
@@ -40,6 +40,7 @@ class Tally:
     runs: int = 0
     failures: int = 0
     verdict: str | None = None
+    line: int | None = None
 
 
 @dataclass(frozen=True)
@@ -53,12 +54,20 @@ class TestVerdict:
     runs: int
     failures: int
     statement: str
+    line: int | None = None
+
+    @property
+    def file(self) -> str:
+        """The test's file, from its node id (relative to the project)."""
+        return self.id.split("::", 1)[0]
 
     def to_json(self) -> dict[str, Any]:
         rate = self.failures / self.runs if self.runs else None
         interval = list(wilson_interval(self.failures, self.runs)) if self.runs else None
         return {
             "id": self.id,
+            "file": self.file,
+            "line": self.line,
             "verdict": self.verdict,
             "runs": self.runs,
             "failures": self.failures,
@@ -208,7 +217,7 @@ def detect(
             per_round = done.completed.duration_s / size
             found_problems += [f"rounds from {rounds + 1}: {p}" for p in problems(done)]
             for test in sorted(recorded_tests(done, kind="rerun"), key=lambda t: t.round or 0):
-                tally = tallies.setdefault(test.test_id, Tally())
+                tally = tallies.setdefault(test.test_id, Tally(line=test.def_line))
                 if tally.verdict is None:
                     _count(tally, classify(test.attempt), needed)
             rounds += size
@@ -234,6 +243,17 @@ def detect(
     )
     write_detection(detection, settings.reports_dir)
     emit(render.detection_terminal(detection))
+    if github.on_github(environ):
+        emit(
+            github.report_detection(
+                detection,
+                markdown=render.detection_markdown(detection),
+                root=str(settings.project),
+                environ=environ,
+                annotations=settings.annotations,
+            ),
+            commands=True,
+        )
     return 1 if detection.count("flaky") or detection.count("failing") else 0
 
 
@@ -282,7 +302,7 @@ def _verdict(test_id: str, tally: Tally, settings: Settings, needed: int) -> Tes
     else:
         same = "failed" if failures else "passed"
         statement = f"{same} {runs} runs in a row so far; {needed} needed for a verdict"
-    return TestVerdict(test_id, verdict, runs, failures, statement)
+    return TestVerdict(test_id, verdict, runs, failures, statement, line=tally.line)
 
 
 def _stable_entries(quarantine: Quarantine, tallies: Mapping[str, Tally]) -> tuple[str, ...]:

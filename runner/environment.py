@@ -32,6 +32,7 @@ SECRET_NAMES = frozenset(
         "INPUT_SONAR-TOKEN",
         "TESTGATE_GITHUB_TOKEN",
         "TESTGATE_SONAR_TOKEN",
+        "TESTGATE_INPUTS",  # the action's inputs as JSON, github-token and sonar-token included
     }
 )
 FILE_COMMANDS = frozenset(

@@ -16,6 +16,10 @@ step outputs, and keeps the tests' own output from issuing workflow commands.
   the token may not write checks, the workflow-command limits above apply.
 * A pull request from a fork gets no usable token: token features are skipped with one
   notice, and the gates still run.
+* GitHub resolves an annotation's ``file`` from the repository root: a project in a
+  subdirectory of ``GITHUB_WORKSPACE`` (``working-directory: svc``) has its paths
+  prefixed (``svc/tests/test_x.py``) in every annotation and Checks API payload, while
+  the reports keep project-relative paths.
 * On a re-run (``GITHUB_RUN_ATTEMPT`` > 1), the previous attempt's ``results.json``
   artifact is read: a test that failed there and passes now, on the same commit, is flaky.
   The artifact is untrusted: it is streamed to a temporary file and refused past a size
@@ -45,6 +49,8 @@ from runner.results import BROKEN, RunResult, TestResult
 # pay its import (about 70 ms).
 if TYPE_CHECKING:
     import requests
+
+    from runner.detection import Detection
 
 PER_TYPE = 10
 PER_STEP = 50
@@ -96,19 +102,46 @@ class Annotation:
         return f"::{self.level}{' ' if given else ''}{given}::{escape_data(self.message)}"
 
 
-def annotations_of(result: RunResult) -> list[Annotation]:
-    """Every annotation the run deserves, the most important first."""
+def repository_prefix(root: str | None, environ: Mapping[str, str]) -> str:
+    """The project's place in the repository, ``svc/`` (or nothing at its root).
+
+    A project outside ``GITHUB_WORKSPACE`` (or off a runner) keeps its own paths.
+    """
+    workspace = environ.get("GITHUB_WORKSPACE")
+    if not workspace or not root:
+        return ""
+    try:
+        inside = Path(root).resolve().relative_to(Path(workspace).resolve())
+    except ValueError:
+        return ""
+    return "" if inside == Path() else inside.as_posix() + "/"
+
+
+def _path(prefix: str, file: str) -> str:
+    """A project path made relative to the repository; no file stays no file."""
+    return prefix + file if file else ""
+
+
+def annotations_of(result: RunResult, *, prefix: str = "") -> list[Annotation]:
+    """Every annotation the run deserves, the most important first.
+
+    ``prefix`` makes the project's paths relative to the repository (``repository_prefix``).
+    """
     found: list[Annotation] = []
     for test in result.tests:
         if test.outcome in BROKEN:
             attempt = test.attempts[0]
             message = attempt.message or attempt.teardown_error or test.outcome
             title = f"{test.outcome}: {test.id}" + (f" [{test.variant}]" if test.variant else "")
-            found.append(Annotation("error", test.file, test.line, title, message))
+            found.append(Annotation("error", _path(prefix, test.file), test.line, title, message))
     for test in result.tests:
         if test.outcome == "flaky":
             title = f"flaky ({test.flaky_kind}): {test.id}"
-            found.append(Annotation("warning", test.file, test.line, title, f"flaky: {test.note}"))
+            found.append(
+                Annotation(
+                    "warning", _path(prefix, test.file), test.line, title, f"flaky: {test.note}"
+                )
+            )
     diff = result.diff_coverage or {"files": [], "base": ""}
     for file in diff["files"]:
         for first, last in file["missing_ranges"]:
@@ -116,7 +149,12 @@ def annotations_of(result: RunResult) -> list[Annotation]:
             message = f"lines {where} changed since {diff['base']} are not covered"
             found.append(
                 Annotation(
-                    "warning", file["path"], first, "changed lines not covered", message, last
+                    "warning",
+                    prefix + file["path"],
+                    first,
+                    "changed lines not covered",
+                    message,
+                    last,
                 )
             )
     return found
@@ -426,7 +464,8 @@ def report(
     With a token, every annotation goes to a check run instead; if that fails (a token
     without ``checks: write``), the workflow commands are the fallback.
     """
-    found = annotations_of(result) if annotations else []
+    prefix = repository_prefix(result.run.root, environ)
+    found = annotations_of(result, prefix=prefix) if annotations else []
     shown, left = shown_and_left(found)
     printed = ""
     pull = pull_request(environ)
@@ -465,6 +504,51 @@ def report(
     if output_file:
         write_outputs(Path(output_file), outputs(result, reports_dir))
     return printed + "".join(annotation.command() + "\n" for annotation in shown)
+
+
+def detection_annotations(detection: Detection, *, prefix: str = "") -> list[Annotation]:
+    """A flaky-detection job's annotations: each flaky test a warning at its ``def`` line
+    with its failure rate and interval; each test that failed every run an error."""
+    found = [
+        Annotation("warning", prefix + test.file, test.line, f"flaky: {test.id}", test.statement)
+        for test in detection.tests
+        if test.verdict == "flaky"
+    ]
+    return found + [
+        Annotation("error", prefix + test.file, test.line, f"failing: {test.id}", test.statement)
+        for test in detection.tests
+        if test.verdict == "failing"
+    ]
+
+
+def report_detection(
+    detection: Detection,
+    *,
+    markdown: str,
+    root: str,
+    environ: Mapping[str, str],
+    annotations: bool = True,
+) -> str:
+    """On a runner, after ``testgate flaky``: the summary and outputs are written, and the
+    annotation commands returned (GitHub's limits apply; the rest go to the summary)."""
+    found = detection_annotations(detection, prefix=repository_prefix(root, environ))
+    shown, left = shown_and_left(found if annotations else [])
+    summary_file = environ.get("GITHUB_STEP_SUMMARY")
+    if summary_file:
+        with Path(summary_file).open("a", encoding="utf-8") as out:
+            out.write(summary(markdown, left))
+    output_file = environ.get("GITHUB_OUTPUT")
+    if output_file:
+        bad = detection.count("flaky") or detection.count("failing") or detection.problems
+        counts = {
+            name: str(detection.count(name))
+            for name in ("flaky", "stable", "failing", "undecided", "skipped")
+        }
+        write_outputs(
+            Path(output_file),
+            {"passed": "false" if bad else "true", "tests": str(len(detection.tests)), **counts},
+        )
+    return "".join(annotation.command() + "\n" for annotation in shown)
 
 
 def _reason(error: requests.RequestException) -> str:

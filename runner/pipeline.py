@@ -9,12 +9,13 @@ problem is named in the results and the exit code.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from json.encoder import encode_basestring
@@ -47,6 +48,7 @@ from runner.results import (
     TestResult,
     classify,
     encode,
+    variant_name,
 )
 from runner.services import databases, lifecycle
 from runner.settings import Settings
@@ -97,11 +99,20 @@ class History:
 
 
 def run(settings: Settings, *, environ: Mapping[str, str]) -> Outcome:
-    """Run the suite with its services (``--service``, or an earlier ``services up``).
+    """Run the suite with its services (``--service``, or an earlier ``services up``)."""
+    with project_services(settings, environ=environ) as served:
+        return _run(settings, environ=served)
+
+
+@contextlib.contextmanager
+def project_services(
+    settings: Settings, *, environ: Mapping[str, str]
+) -> Iterator[Mapping[str, str]]:
+    """The environment for the project's tests, with their services (``run`` and ``flaky``).
 
     Each xdist worker gets a database of its own in every database service; the
-    databases are dropped and the run's own services stopped after the run and its
-    reruns, whatever their outcome.
+    databases are dropped and the run's own services stopped afterwards, whatever the
+    outcome.
     """
     with lifecycle.session(
         settings.services,
@@ -111,16 +122,12 @@ def run(settings: Settings, *, environ: Mapping[str, str]) -> Outcome:
         environ=environ,
     ) as services:
         if not services:
-            return _run(settings, environ=environ)
+            yield environ
+            return
         count = lifecycle.worker_count(settings.workers, environ)
         templates = databases.create(services, count=count)
-        with_services = {
-            **environ,
-            **lifecycle.variables(services),
-            WORKER_ENV: json.dumps(templates),
-        }
         try:
-            return _run(settings, environ=with_services)
+            yield {**environ, **lifecycle.variables(services), WORKER_ENV: json.dumps(templates)}
         finally:
             warnings = databases.drop(services, count=count)
             emit("".join(f"testgate: warning: {text}\n" for text in warnings), stream=sys.stderr)
@@ -170,7 +177,7 @@ def _run(settings: Settings, *, environ: Mapping[str, str]) -> Outcome:
         commit=commit_of(settings.project, environ),
         python=project_env.python,
         platform=project_env.platform,
-        variant=f"py{project_env.python}-{project_env.platform}",
+        variant=variant_name(python=project_env.python, platform=project_env.platform),
         shard=settings.shard,
         plan=None if settings.shard is None else plan_of(durations),
         root=str(settings.project),

@@ -43,8 +43,8 @@ def gate_verdict(gate: GateResult) -> str:
     """pass or FAIL; a gate that passed without judging says so (deferred, skipped)."""
     if not gate.passed:
         return "FAIL"
-    first = gate.message.split(" ", 1)[0]
-    return first if first in ("deferred", "skipped:") else "pass"
+    first = gate.message.split(" ", 1)[0].rstrip(":")
+    return first if first in ("deferred", "skipped") else "pass"
 
 
 def counts_line(result: RunResult) -> str:
@@ -140,6 +140,12 @@ def markdown(result: RunResult) -> str:
         f"**{counts_line(result)}** in {result.run.suite_duration_s:.2f} s",
         "",
     ]
+    if result.run.merged:
+        out += [
+            f"Merged {len(result.run.merged)} runs: "
+            + ", ".join(f"`{_cell(run)}`" for run in result.run.merged),
+            "",
+        ]
     if result.coverage is not None:
         out += [
             f"Coverage: line **{percent(result.coverage.line_percent)}** "

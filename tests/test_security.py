@@ -510,14 +510,16 @@ def test_the_actions_testgate_command_is_not_shadowed_by_a_runner_package(
     assert "-m runner" not in action.replace("-I -m runner", "")
     started = re.findall(r"^\s+TESTGATE: (.+)$", action, re.MULTILINE)
     assert started
-    assert all(value.endswith("/testgate-venv/bin/testgate") for value in started)
+    assert set(started) == {"${{ steps.install.outputs.testgate }}"}
     (line,) = [line.strip() for line in action.splitlines() if "-I -m runner" in line]
+    assert 'echo "testgate=$scripts/testgate" >> "$GITHUB_OUTPUT"' in action
     venv = tmp_path / "venv"
     (venv / "bin").mkdir(parents=True)
     python = venv / "bin" / "python"
     python.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n', "utf-8")
     python.chmod(python.stat().st_mode | stat.S_IEXEC)
-    script = f'VENV="{venv}"\n{line}\nchmod +x "$VENV/bin/testgate"\n'
+    script = f'scripts="{venv}/bin"\npython="$scripts/python"\n{line}\n'
+    script += f"chmod +x {venv}/bin/testgate\n"
     subprocess.run(["bash", "-c", script], check=True)
     env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(shadowing_project)}
     shadowed = subprocess.run(
