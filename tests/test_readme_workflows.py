@@ -12,7 +12,7 @@ is this checkout's action.
 
 The act runs cost about a minute of wall time on 2 cores (six jobs with a PostgreSQL
 each, and 59 rounds of flaky detection), far over the suite's budget: CI runs them in a
-job of its own (``TESTGATE_README_ACT=1``, see .github/workflows/ci.yml); elsewhere they
+job of its own (``TESTGATE_README_ACT=1``: .ci/run and .github/workflows/ci.yml); elsewhere they
 are skipped, saying how to run them. The static checks of the README's blocks always
 run. The act runs measure no runner code, so coverage loses nothing.
 """
