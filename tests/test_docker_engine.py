@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -24,7 +26,10 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+import pg8000.native
+import pymysql
 import pytest
 
 from runner.services.docker import LABEL, engine_answers
@@ -88,6 +93,7 @@ def shared_services(root: Path) -> dict[str, Any]:
                           "--backend", "docker", "--state-file", str(state))  # fmt: skip
     if seen["up"]["code"] != 0:
         return seen
+    seen["answers"] = answers(seen["up"]["out"])  # at once: ready means they answer
     recorded = json.loads(state.read_text("utf-8"))
     seen["run_id"] = recorded["run_id"]
     # Another run's container, labelled as testgate labels its own: 'down' leaves it alone.
@@ -115,6 +121,41 @@ def shared_services(root: Path) -> dict[str, Any]:
         for container in containers_of(other):
             docker("rm", "--force", container)
     return seen
+
+
+def answers(exports: str) -> dict[str, str]:
+    """What a user's own client gets from each exported URL, right after ``up``."""
+    urls = {
+        name: urlsplit(shlex.split(value)[0])
+        for line in exports.splitlines()
+        for name, _, value in [line.removeprefix("export ").partition("=")]
+        if name.endswith("_URL")
+    }
+    database = urls["DATABASE_URL"]
+    postgres = pg8000.native.Connection(
+        database.username or "", host=database.hostname, port=database.port,
+        password=database.password, database=database.path.lstrip("/"),
+    )  # fmt: skip
+    mysql_url = urls["MYSQL_URL"]
+    mysql = pymysql.connect(
+        host=mysql_url.hostname, port=mysql_url.port or 3306, user=mysql_url.username,
+        database=mysql_url.path.lstrip("/"),
+    )  # fmt: skip
+    with mysql.cursor() as cursor:
+        cursor.execute("SELECT DATABASE()")
+        (mysql_database,) = cursor.fetchone() or ("",)
+    mysql.close()
+    redis = urls["REDIS_URL"]
+    with socket.create_connection((redis.hostname, redis.port or 6379), timeout=5) as sock:
+        sock.sendall(b"*1\r\n$4\r\nPING\r\n")
+        pong = sock.recv(7).decode()
+    found = {
+        "postgres": str(postgres.run("SELECT current_database()")[0][0]),
+        "mysql": str(mysql_database),
+        "redis": pong.strip(),
+    }
+    postgres.close()
+    return found
 
 
 def recorded_container(recorded: dict[str, Any], name: str) -> str:
@@ -203,6 +244,7 @@ def test_services_up_starts_labelled_containers_published_on_localhost(
             in (shared["up"]["err"])
         )
     assert sorted(container["Id"][:12] for container in inspect.values()) == shared["labelled"]
+    assert shared["answers"] == {"postgres": "test", "mysql": "test", "redis": "+PONG"}
     out = shared["up"]["out"]
     assert "export DATABASE_URL=postgresql://postgres:postgres@127.0.0.1:" in out
     assert "export MYSQL_URL=mysql://root@127.0.0.1:" in out
