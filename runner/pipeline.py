@@ -113,16 +113,17 @@ def run(settings: Settings, *, environ: Mapping[str, str]) -> Outcome:
         if not services:
             return _run(settings, environ=environ)
         count = lifecycle.worker_count(settings.workers, environ)
-        templates = databases.create(services, count=count)
+        isolation = databases.create(services, count=count, mappings=settings.service_env)
+        print("".join(f"testgate: notice: {note}\n" for note in isolation.notes), end="")
         with_services = {
             **environ,
-            **lifecycle.variables(services),
-            WORKER_ENV: json.dumps(templates),
+            **lifecycle.variables(services, settings.service_env),
+            WORKER_ENV: json.dumps(isolation.templates),
         }
         try:
             return _run(settings, environ=with_services)
         finally:
-            warnings = databases.drop(services, count=count)
+            warnings = databases.drop(isolation)
             print(
                 "".join(f"testgate: warning: {text}\n" for text in warnings),
                 end="",

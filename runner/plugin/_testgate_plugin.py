@@ -22,7 +22,8 @@ pytest. It does two things pytest's own reports cannot:
 
 * when ``TESTGATE_WORKER_ENV`` holds ``{"DATABASE_URL": "postgresql://…/test_{worker}"}``,
   it sets each variable for the xdist worker it runs in (``gw0`` without xdist;
-  ``{index}`` is the worker's number), as soon as pytest loads it, before any conftest,
+  ``{index}`` is the worker's number; a list holds one value per worker), as soon as
+  pytest loads it, before any conftest,
   so parallel workers never share a database.
 
 Without those variables in the environment the plugin does nothing.
@@ -58,7 +59,10 @@ def worker_environment(environ: dict[str, str] | os._Environ[str]) -> None:
     worker = environ.get("PYTEST_XDIST_WORKER", "gw0")
     index = worker.removeprefix("gw") if worker.removeprefix("gw").isdigit() else "0"
     for name, template in templates.items():
-        environ[name] = template.replace("{worker}", worker).replace("{index}", index)
+        if isinstance(template, list):  # one value per worker, in worker order
+            environ[name] = template[int(index) % len(template)]
+        else:
+            environ[name] = template.replace("{worker}", worker).replace("{index}", index)
 
 
 worker_environment(os.environ)

@@ -282,11 +282,13 @@ def _stop_all(state: StateFile, environ: Mapping[str, str]) -> None:
     state.remove()
 
 
-def variables(services: Sequence[Running]) -> dict[str, str]:
-    """Every exported variable of every service."""
+def variables(
+    services: Sequence[Running], mappings: Mapping[str, Mapping[str, str]] | None = None
+) -> dict[str, str]:
+    """Every exported variable of every service (``mappings``: the project's own names)."""
     found: dict[str, str] = {}
     for running in services:
-        found.update(running.variables())
+        found.update(running.variables((mappings or {}).get(running.name)))
     return found
 
 
