@@ -138,7 +138,7 @@ def _service_env(text: str) -> dict[str, dict[str, str]]:
         problem = check_template(template)
         if problem is not None:
             raise ValueError(f"has {line.strip()!r}: {problem}")
-        found.setdefault(service.strip().lower(), {})[variable.strip()] = template
+        found.setdefault(service.strip().lower(), {})[variable.strip()] = template.strip()
     return found
 
 

@@ -34,7 +34,7 @@ from runner.errors import ConfigError, InfraError
 from runner.services import databases
 from runner.services.lifecycle import ExternalBackend
 from runner.services.local import LocalBackend, Recipe, find_binary, stop_local
-from runner.services.probes import Endpoint, NotReady, check, wait_ready
+from runner.services.probes import Endpoint, NotReady, check, resp_command, wait_ready
 from runner.services.running import Running
 from runner.services.spec import parse_specs
 from tests.conftest import environment
@@ -373,10 +373,11 @@ def test_worker_databases_are_created_fresh_and_dropped() -> None:
     assert admin.run(query) == [["test_gw0"], ["test_gw1"], ["test_gw2"]]
     assert databases.drop(isolation) == []
     assert admin.run(query) == []
-    admin.close()
     missing = external("postgres", "postgresql://postgres@127.0.0.1:1/test")
     with pytest.raises(InfraError, match="postgres: could not create the xdist workers' databases"):
-        databases.create([missing], count=1)
+        databases.create([service, missing], count=1)
+    assert admin.run(query) == []  # what was made for the services before it is removed
+    admin.close()
     gone = databases.Isolation(created=(databases.Created(service=missing, names=("x",)),))
     assert databases.drop(gone)[0].startswith("postgres: the workers' databases were not dropped:")
 
@@ -403,6 +404,10 @@ def test_redis_with_a_password_and_its_worker_indexes(tmp_path: Path) -> None:
         }
         assert databases.drop(isolation) == []
         own = dataclasses.replace(service, backend="local", url=None, database="0")
+        _redis_set(port, "sesame", "3")
+        isolation = databases.create([own], count=4)  # its own server: 0 … 3, emptied first
+        assert isolation.templates["REDIS_DB"] == ["0", "1", "2", "3"]
+        assert databases.drop(isolation) == []
         with pytest.raises(InfraError, match="Redis has 16 databases, not one for each of 17"):
             databases.create([own], count=17)
         wrong = external("redis", f"redis://:wrong@127.0.0.1:{port}/0")
@@ -411,6 +416,15 @@ def test_redis_with_a_password_and_its_worker_indexes(tmp_path: Path) -> None:
     finally:
         server.terminate()
         server.wait()
+
+
+def _redis_set(port: int, password: str, index: str) -> None:
+    """A key in database ``index`` of a Redis on this machine."""
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        reader = sock.makefile("rb")
+        for command in (("AUTH", password), ("SELECT", index), ("SET", "key", "value")):
+            sock.sendall(resp_command(*command))
+            assert reader.readline().startswith(b"+OK")
 
 
 def external(name: str, url: str) -> Running:
