@@ -25,7 +25,9 @@ import pg8000.native
 import pymysql
 import pytest
 
+from runner.services import lifecycle
 from runner.services.probes import Endpoint, wait_ready
+from runner.services.spec import parse_specs
 from tests.conftest import Ran, copy_fixture, once_per_session, run_in_process
 from tests.test_services import FakeMongo
 
@@ -232,3 +234,13 @@ def test_a_mongodb_database_named_as_a_workers_is_never_dropped(
     assert "mongo: app_gw0 already exists on the external server" in ran.output
     assert "app_gw0" not in facts["mongo_dropped"]
     assert len(facts["mongo_dropped"]) == 2  # the two fresh names it used
+
+
+def test_services_down_never_removes_a_gitignore_of_the_users(tmp_path: Path) -> None:
+    (tmp_path / ".gitignore").write_text("build/\n", "utf-8")
+    state = tmp_path / "services.json"
+    (spec,) = parse_specs(["redis=redis://127.0.0.1:6379/0"])
+    lifecycle.up([spec], backend="auto", timeout=10, state_file=state, environ={})
+    assert lifecycle.down(state_file=state, environ={}) == 1
+    assert [path.name for path in tmp_path.iterdir()] == [".gitignore"]
+    assert (tmp_path / ".gitignore").read_text("utf-8") == "build/\n"

@@ -93,7 +93,12 @@ def test_specs_of_every_form() -> None:
         "generic", 8080, "http:/health", {"MODE": "test"},
     )  # fmt: skip
     assert got["search"].ready == "cmd:curl -f localhost:9200"
-    assert (got["pg2"].kind, got["pg2"].container_port) == ("postgres", 5433)
+    assert (got["pg2"].kind, got["pg2"].version, got["pg2"].host_port) == ("postgres", "15", 5433)
+    assert got["pg2"].container_port == 5432  # port= of a known kind is the fixed host port
+    (fixed,) = parse_specs(["redis:7 port=6379"])
+    assert (fixed.name, fixed.kind, fixed.host_port, fixed.container_port) == (
+        "redis", "redis", 6379, 6379,
+    )  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -103,7 +108,8 @@ def test_specs_of_every_form() -> None:
             "postgress:16",
             "unknown service 'postgress' in 'postgress:16'; known services: postgres,",
         ),
-        ("redis port=1", "options such as 'port=1' need a name"),
+        ("nginx port=1", "options such as 'port=1' need a name"),
+        ("redis port=6379x", "cannot use 'port=6379x'"),
         ("9x=redis", "'9x' is not a usable name"),
         ("web=nginx", "a generic service needs port=PORT"),
         ("web=nginx port=http", "cannot use 'port=http'"),

@@ -15,6 +15,7 @@ import dataclasses
 import json
 import os
 import shlex
+import socket
 import sys
 import threading
 import time
@@ -36,6 +37,7 @@ from runner.services.spec import KINDS, ServiceSpec
 
 STATE_VERSION = 1
 STATE_FILE = Path(".testgate") / "services.json"
+IGNORE_TEXT = "# testgate's state; never commit it\n*\n"
 
 
 class Backend(Protocol):
@@ -109,7 +111,7 @@ class StateFile:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         ignore = self.path.parent / ".gitignore"
         if not ignore.exists():
-            ignore.write_text("# testgate's state; never commit it\n*\n", "utf-8")
+            ignore.write_text(IGNORE_TEXT, "utf-8")
         data = {
             "version": STATE_VERSION,
             "run_id": self.run_id,
@@ -139,10 +141,13 @@ class StateFile:
         return state
 
     def remove(self) -> None:
+        """Remove the state file, and its folder when testgate made it (its .gitignore)."""
         self.path.unlink(missing_ok=True)
+        ignore = self.path.parent / ".gitignore"
         with contextlib.suppress(OSError):
-            (self.path.parent / ".gitignore").unlink(missing_ok=True)
-            self.path.parent.rmdir()
+            if ignore.read_text("utf-8") == IGNORE_TEXT:  # never a .gitignore of the user's
+                ignore.unlink()
+                self.path.parent.rmdir()
 
 
 def choose_backend(
@@ -197,6 +202,7 @@ def up(
 
     def bring_up(spec: ServiceSpec) -> Running:
         owner: Backend = external if spec.url is not None else chosen
+        port_free(spec)
         begun = time.monotonic()
         started = owner.start(spec)
         state.record(started.running)
@@ -250,6 +256,22 @@ def up(
                     file=out,
                 )
     return ready
+
+
+def port_free(spec: ServiceSpec) -> None:
+    """Fail clearly when the spec's fixed port is taken: the suite would test what is there."""
+    if spec.host_port is None:  # external services take no options
+        return
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers bind
+        try:
+            sock.bind(("127.0.0.1", spec.host_port))
+        except OSError as error:
+            raise InfraError(
+                f"{spec.name}: port {spec.host_port} of 127.0.0.1 is taken ({error.strerror}), "
+                "so the tests would reach whatever listens there; stop that, or give another "
+                f"port=, or none for a free one ({spec.name} then exports the port it got)."
+            ) from None
 
 
 def down(*, state_file: Path, environ: Mapping[str, str], log: TextIO | None = None) -> int:
