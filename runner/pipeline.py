@@ -48,6 +48,7 @@ from runner.results import (
     encode,
 )
 from runner.services import databases, lifecycle
+from runner.services.schema import Setup
 from runner.settings import Settings
 from runner.sharding import plan_of, read_durations
 
@@ -113,13 +114,21 @@ def run(settings: Settings, *, environ: Mapping[str, str]) -> Outcome:
         if not services:
             return _run(settings, environ=environ)
         count = lifecycle.worker_count(settings.workers, environ)
-        isolation = databases.create(services, count=count, mappings=settings.service_env)
-        print("".join(f"testgate: notice: {note}\n" for note in isolation.notes), end="")
-        with_services = {
-            **environ,
-            **lifecycle.variables(services, settings.service_env),
-            WORKER_ENV: json.dumps(isolation.templates),
+        exported = {**environ, **lifecycle.variables(services, settings.service_env)}
+        setups = {
+            name: Setup(
+                command=command,
+                prefix=tuple(execute.uv_run(settings, environ)),
+                project=settings.project,
+                environ=execute.child_environment(exported),
+            )
+            for name, command in settings.service_setup.items()
         }
+        isolation = databases.create(
+            services, count=count, mappings=settings.service_env, setups=setups
+        )
+        print("".join(f"testgate: notice: {note}\n" for note in isolation.notes), end="")
+        with_services = {**exported, WORKER_ENV: json.dumps(isolation.templates)}
         try:
             return _run(settings, environ=with_services)
         finally:

@@ -142,6 +142,22 @@ def _service_env(text: str) -> dict[str, dict[str, str]]:
     return found
 
 
+def _service_setup(text: str) -> dict[str, str]:
+    """``SERVICE=COMMAND`` lines (pyproject: a table) -> the command per service."""
+    found: dict[str, str] = {}
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        service, equals, command = line.strip().partition("=")
+        if not (equals and service.strip() and command.strip()):
+            raise ValueError(
+                f"has {line.strip()!r}, not SERVICE=COMMAND such as "
+                "postgres=alembic upgrade head"
+            )
+        found[service.strip().lower()] = command.strip()
+    return found
+
+
 def _backend(text: str) -> str:
     value = text.strip().lower()
     if value not in BACKENDS:
@@ -242,6 +258,14 @@ OPTIONS: tuple[Option, ...] = (
         "SERVICE.VARIABLE=TEMPLATE with {host} {port} {user} {password} {database} {url} "
         '(pyproject: [tool.testgate.service-env.postgres] POSTGRES_SERVER = "{host}")',
     ),
+    Option(
+        "service-setup",
+        _service_setup,
+        {},
+        "the command that builds a service's schema (SERVICE=COMMAND lines, such as "
+        "postgres=alembic upgrade head), run in the project's environment against a "
+        "template database each worker's is copied from, or once per worker database",
+    ),
     Option("annotations", _boolean, True, "on GitHub: put failures and flaky tests on the PR"),
 )
 OPTIONS_BY_NAME = {option.name: option for option in OPTIONS}
@@ -281,6 +305,7 @@ class Settings:
     services_backend: str
     services_timeout: float
     service_env: dict[str, dict[str, str]]
+    service_setup: dict[str, str]
     annotations: bool
 
 

@@ -122,6 +122,7 @@ def test_a_bad_value_names_its_source_and_what_is_accepted(
         ("service-env", "POSTGRES_SERVER={host}", "not SERVICE.VARIABLE=TEMPLATE such as"),
         ("service-env", "postgres.DB={db}", "{db} is not a field; use {host}, {port}, {user}"),
         ("service-env", "postgres.DSN=a}b", "write a literal brace as {{ or }}"),
+        ("service-setup", "alembic upgrade head", "not SERVICE=COMMAND such as postgres=alembic"),
     ],
 )
 def test_every_option_rejects_what_it_cannot_use(
@@ -180,6 +181,7 @@ def test_service_env_maps_the_projects_own_names_per_service(tmp_path: Path) -> 
         "postgres": {"POSTGRES_SERVER": "{host}", "POSTGRES_DB": "{database}"},
         "cache": {"CELERY_BROKER_URL": "{url}"},
     }
-    flags = {"service-env": "Postgres.APP_DB = {database}\n\n"}
+    flags = {"service-env": "Postgres.APP_DB = {database}\n\n", "service-setup": "\nDB = a=b\n"}
     settings = load_settings(project=project_with(tmp_path, ""), flags=flags, environ={})
     assert settings.service_env == {"postgres": {"APP_DB": "{database}"}}
+    assert settings.service_setup == {"db": "a=b"}

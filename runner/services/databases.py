@@ -25,9 +25,10 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from runner.errors import InfraError
+from runner.errors import ConfigError, InfraError
 from runner.services.probes import ATTEMPT_TIMEOUT_S, mongo_command, resp_command
 from runner.services.running import ISOLATED, WORKER, Running
+from runner.services.schema import Setup, run_setup
 
 REDIS_DATABASES = 16
 Templates = dict[str, str | list[str]]
@@ -59,8 +60,13 @@ def create(
     *,
     count: int,
     mappings: Mapping[str, Mapping[str, str]] | None = None,
+    setups: Mapping[str, Setup] | None = None,
 ) -> Isolation:
-    """Create the workers' databases; ``mappings`` are the project's own names per service."""
+    """Create the workers' databases and their schema (``setups``, see ``schema``).
+
+    ``mappings`` are the project's own variable names per service.
+    """
+    _check_names(services, mappings or {}, setups or {})
     templates: Templates = {}
     created: list[Created] = []
     notes: list[str] = []
@@ -68,8 +74,12 @@ def create(
         if service.kind not in ISOLATED or service.url_variable is None:
             continue
         mapping = (mappings or {}).get(service.name)
+        setup = (setups or {}).get(service.name)
         try:
-            names, note = _create(service, max(1, count))
+            names, extra, note = _create(service, max(1, count), setup=setup, mapping=mapping)
+        except InfraError as error:
+            _drop_all(created)
+            raise InfraError(error.message) from None
         except Exception as error:  # each client library has its own error classes
             _drop_all(created)
             raise InfraError(
@@ -79,7 +89,7 @@ def create(
             notes.append(f"{service.name}: {note}")
         if not names:
             continue
-        created.append(Created(service=service, names=names))
+        created.append(Created(service=service, names=(*names, *extra)))
         if service.kind == "redis":
             differ = {key for name in names for key in service.worker_variables(name, mapping)}
             per_worker = [service.variables(mapping, database=name) for name in names]
@@ -89,6 +99,21 @@ def create(
             base = names[0].removesuffix("gw0") + WORKER
             templates.update(service.worker_variables(base, mapping))
     return Isolation(templates=templates, created=tuple(created), notes=tuple(notes))
+
+
+def _check_names(
+    services: Sequence[Running], mappings: Mapping[str, object], setups: Mapping[str, object]
+) -> None:
+    """A mapping or setup for a service the run does not have is a typo: say so."""
+    kinds = {service.name: service.kind for service in services}
+    for option, names in (("service-env", mappings), ("service-setup", setups)):
+        for name in names:
+            if name not in kinds or (option == "service-setup" and kinds[name] not in ISOLATED):
+                what = "a database service" if option == "service-setup" else "a service"
+                raise ConfigError(
+                    f"{option} names {name!r}, which is not {what} of this run (its "
+                    f"services: {', '.join(kinds)}); use one of their names."
+                )
 
 
 def drop(isolation: Isolation) -> list[str]:
@@ -123,34 +148,65 @@ def _names(base: str, count: int) -> tuple[str, ...]:
     return tuple(f"{base}_gw{index}" for index in range(count))
 
 
-def _create(service: Running, count: int) -> tuple[tuple[str, ...], str]:
-    """The names made for the workers (empty: shared) and a note for the user."""
+def _create(
+    service: Running, count: int, *, setup: Setup | None, mapping: Mapping[str, str] | None
+) -> tuple[tuple[str, ...], tuple[str, ...], str]:
+    """The workers' names (empty: shared), other names made (a template), a note."""
     if service.kind == "redis":
-        return _redis_indexes(service, count)
-    names = _names(service.database_name, count)
-    if service.backend != "external":  # testgate's own server: start from fresh ones
-        _remove(service, names)
-        _make(service, names)
-        return names, ""
-    taken = set(_existing(service)) & set(names)
+        indexes, note = _redis_indexes(service, count)
+        for index in indexes if setup else ():
+            _setup(service, setup, index, mapping)
+        return indexes, (), note
+    base = service.database_name
+    template = bool(setup) and service.kind == "postgres"
+    names = _names(base, count)
+    extra = (f"{base}_template",) if template else ()
     note = ""
-    if taken:
-        fresh = _names(f"{service.database_name}_{secrets.token_hex(3)}", count)
+    if service.backend != "external":  # testgate's own server: start from fresh ones
+        _remove(service, [*extra, *names])
+    elif taken := set(_existing(service)) & {*names, *extra}:
+        fresh = f"{base}_{secrets.token_hex(3)}"
+        names, extra = _names(fresh, count), ((f"{fresh}_template",) if template else ())
         note = (
             f"{sorted(taken)[0]} already exists on the external server and is not "
-            f"testgate's, so the workers use {fresh[0]} … instead (testgate never drops "
+            f"testgate's, so the workers use {names[0]} … instead (testgate never drops "
             "a database it did not create)."
         )
-        names = fresh
+    made: list[str] = []
     try:
-        _make(service, names)
+        _make(service, extra or names, made=made)
     except Exception as error:  # each client library has its own error classes
-        return (), (
+        if service.backend != "external":
+            raise
+        return (), (), (
             f"cannot create the workers' databases on the external server ({error}); the "
-            f"xdist workers share {service.database_name!r} as given. Grant the right to "
-            "create databases, or run with --workers 1."
+            f"xdist workers share {base!r} as given"
+            + (" and its setup command is not run there" if setup else "")
+            + ". Grant the right to create databases, or run with --workers 1."
         )
-    return names, note
+    try:
+        if extra:  # PostgreSQL: the schema once, copied into every worker's database
+            _setup(service, setup, extra[0], mapping)
+            _make(service, names, made=made, template=extra[0])
+        for name in names if setup and not extra else ():
+            _setup(service, setup, name, mapping)
+    except Exception:
+        with contextlib.suppress(Exception):
+            _remove(service, made)  # only what was made here
+        raise
+    return names, extra, note
+
+
+def _setup(
+    service: Running, setup: Setup | None, database: str, mapping: Mapping[str, str] | None
+) -> None:
+    assert setup is not None
+    run_setup(
+        setup,
+        service=service.name,
+        database=database,
+        variables=service.variables(mapping, database=database),
+    )
 
 
 def _existing(service: Running) -> list[str]:
@@ -168,22 +224,26 @@ def _existing(service: Running) -> list[str]:
     return [str(item["name"]) for item in answer.get("databases", [])]
 
 
-def _make(service: Running, names: Sequence[str]) -> None:
-    """Create the databases (each fails when it exists: what exists is never reused)."""
-    made: list[str] = []
+def _make(
+    service: Running, names: Sequence[str], *, made: list[str], template: str | None = None
+) -> None:
+    """Create the databases, adding each to ``made``; one that exists is an error, never reused.
+
+    MongoDB creates a database on its first write: a free name is all it takes.
+    """
+    copy = f' TEMPLATE "{template}"' if template else ""
     try:
         for name in names:
             if service.kind == "postgres":
                 with _postgres_admin(service) as run:
-                    run(f'CREATE DATABASE "{name}"')
+                    run(f'CREATE DATABASE "{name}"{copy}')
             elif service.kind in ("mysql", "mariadb"):
                 _mysql_admin(service, [f"CREATE DATABASE `{name}`"])
             made.append(name)
     except Exception:
         with contextlib.suppress(Exception):
-            _remove(service, made)  # only what this call made
+            _remove(service, [name for name in made if name in names])
         raise
-    # MongoDB creates a database on its first write: a free name is all it takes.
 
 
 def _remove(service: Running, names: Sequence[str]) -> None:

@@ -1,0 +1,170 @@
+"""Real applications' ways of reading their services, each proven with a real run.
+
+The fixture app reads ``POSTGRES_SERVER`` (mapped with ``service-env``) and testgate's
+``POSTGRES_*`` conventions, builds its schema with ``alembic upgrade head``
+(``service-setup``: once, into a template every worker database is copied from), and a
+second module reads only libpq's ``PG*``. Two xdist workers write the same keys; a test
+fails once, so a rerun runs too. The server is the machine's own PostgreSQL, given as
+an external service whose user database must come out untouched.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import secrets
+from pathlib import Path
+from typing import Any
+
+import pg8000.native
+import pytest
+
+from runner.errors import ConfigError, InfraError
+from runner.services import databases
+from runner.services.schema import Setup
+from tests.conftest import Ran, copy_fixture, once_per_session, run_in_process
+from tests.test_security_services import Redis
+from tests.test_services import external
+
+
+def _databases(base: str) -> list[str]:
+    admin = pg8000.native.Connection("postgres", host="127.0.0.1", database="postgres")
+    query = f"SELECT datname FROM pg_database WHERE datname LIKE '{base}%' ORDER BY 1"
+    names = [row[0] for row in admin.run(query)]
+    admin.close()
+    return names
+
+
+def _produce(target: Path) -> Ran:
+    base = "app" + secrets.token_hex(4)
+    admin = pg8000.native.Connection("postgres", host="127.0.0.1", database="postgres")
+    admin.run(f'CREATE DATABASE "{base}"')
+    user = pg8000.native.Connection("postgres", host="127.0.0.1", database=base)
+    user.run("CREATE TABLE users_own (note text)")
+    user.run("INSERT INTO users_own VALUES ('kept')")
+    try:
+        project = copy_fixture("sqlalchemy_app", target)
+        ran = run_in_process(
+            project, "--workers", "2", "--reruns", "1",
+            "--service", f"postgres=postgresql://postgres@127.0.0.1:5432/{base}",
+        )  # fmt: skip
+        facts = {
+            "base": base,
+            "databases": _databases(base),
+            "rows": [row[0] for row in user.run("SELECT note FROM users_own")],
+        }
+        (target / "facts.json").write_text(json.dumps(facts), "utf-8")
+    finally:
+        user.close()
+        admin.run(f'DROP DATABASE IF EXISTS "{base}" WITH (FORCE)')
+        admin.close()
+    return ran
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory: pytest.TempPathFactory) -> tuple[Ran, dict[str, Any]]:
+    ran = once_per_session(tmp_path_factory, "sqlalchemy-app", _produce)
+    return ran, json.loads((ran.project.parent / "facts.json").read_text("utf-8"))
+
+
+def test_the_app_passes_with_its_schema_in_every_workers_database(
+    app: tuple[Ran, dict[str, Any]],
+) -> None:
+    ran, _ = app
+    assert ran.exit_code == 0, ran.output
+    totals = ran.results()["totals"]
+    assert (totals["passed"], totals["flaky"], totals["failed"]) == (8, 1, 0)
+
+
+def test_no_database_testgate_made_is_left_and_the_users_is_untouched(
+    app: tuple[Ran, dict[str, Any]],
+) -> None:
+    _, facts = app
+    assert facts["databases"] == [facts["base"]]  # the template and test_gwN are gone
+    assert facts["rows"] == ["kept"]
+
+
+def test_a_failing_setup_command_is_exit_3_naming_it_and_leaves_nothing(tmp_path: Path) -> None:
+    project = copy_fixture("services", tmp_path)
+    base = "setup" + secrets.token_hex(4)
+    admin = pg8000.native.Connection("postgres", host="127.0.0.1", database="postgres")
+    admin.run(f'CREATE DATABASE "{base}"')
+    try:
+        ran = run_in_process(
+            project, "--workers", "2",
+            "--service", f"postgres=postgresql://postgres@127.0.0.1:5432/{base}",
+            "--service-setup", "postgres=echo migrating $PGDATABASE; exit 7",
+        )  # fmt: skip
+        assert ran.exit_code == 3
+        assert (
+            "postgres: the setup command 'echo migrating $PGDATABASE; exit 7' failed (exit 7)"
+            in ran.output
+        )
+        assert f"against database '{base}_template'; its output ends:" in ran.output
+        assert f"    migrating {base}_template" in ran.output
+        assert _databases(base) == [base]
+    finally:
+        admin.run(f'DROP DATABASE IF EXISTS "{base}" WITH (FORCE)')
+        admin.close()
+
+
+def test_without_a_template_the_setup_runs_once_per_worker_database(tmp_path: Path) -> None:
+    """MySQL has no CREATE DATABASE … TEMPLATE; Redis and MongoDB no schema to copy."""
+    log = tmp_path / "setup.log"
+    setup = Setup(command=f'echo "$MYSQL_DATABASE $REDIS_DB" >> {log}', prefix=(),
+                  project=tmp_path, environ={"PATH": "/usr/bin:/bin"})  # fmt: skip
+    base = "m" + secrets.token_hex(4)
+    mysql = external("mysql", f"mysql://root@127.0.0.1:3306/{base}")
+    assert databases.drop(databases.create([mysql], count=2, setups={"mysql": setup})) == []
+    server = Redis(tmp_path / "redis")
+    try:
+        url = f"redis://127.0.0.1:{server.port}/0"
+        own = dataclasses.replace(external("redis", url), backend="local", url=None, database="0")
+        assert databases.drop(databases.create([own], count=1, setups={"redis": setup})) == []
+    finally:
+        server.stop()
+    assert log.read_text("utf-8").splitlines() == [f"{base}_gw0 ", f"{base}_gw1 ", " 0"]
+
+
+@pytest.mark.parametrize(
+    ("option", "names", "message"),
+    [
+        ("mappings", {"postgre": {}}, "service-env names 'postgre', which is not a service of"),
+        ("setups", {"rabbitmq": None}, "service-setup names 'rabbitmq', which is not a database"),
+    ],
+)
+def test_an_option_naming_no_service_of_the_run_is_a_config_error(
+    option: str, names: dict[str, Any], message: str
+) -> None:
+    services = [external("postgres", "postgresql://postgres@127.0.0.1:1/x"),
+                external("rabbitmq", "amqp://guest:guest@127.0.0.1:1/%2F")]  # fmt: skip
+    with pytest.raises(ConfigError, match=message):
+        databases.create(services, count=1, **{option: names})
+
+
+def test_a_setup_that_fails_on_a_started_server_removes_what_was_made() -> None:
+    base = "own" + secrets.token_hex(4)
+    service = dataclasses.replace(
+        external("postgres", "postgresql://postgres@127.0.0.1:5432/postgres"), backend="local",
+        url=None, database=base,
+    )  # fmt: skip
+    setup = Setup(command="exit 1", prefix=(), project=Path("/"), environ={})
+    with pytest.raises(InfraError, match="the setup command 'exit 1' failed"):
+        databases.create([service], count=1, setups={"postgres": setup})
+    assert _databases(base) == []
+
+
+def test_a_started_server_that_refuses_to_create_databases_is_exit_3() -> None:
+    role = "role" + secrets.token_hex(4)
+    admin = pg8000.native.Connection("postgres", host="127.0.0.1", database="postgres")
+    admin.run(f'CREATE ROLE "{role}" LOGIN NOCREATEDB')
+    service = dataclasses.replace(
+        external("postgres", f"postgresql://{role}@127.0.0.1:5432/postgres"), backend="local",
+        url=None, database=role,
+    )  # fmt: skip
+    try:
+        with pytest.raises(InfraError, match="could not create the xdist workers' databases"):
+            databases.create([service], count=1)
+    finally:
+        admin.run(f'DROP ROLE "{role}"')
+        admin.close()
