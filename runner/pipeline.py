@@ -48,7 +48,8 @@ from runner.results import (
     encode,
 )
 from runner.services import databases, lifecycle
-from runner.services.schema import Setup
+from runner.services.databases import DJANGO_ENV
+from runner.services.schema import Setup, uses_pytest_django
 from runner.settings import Settings
 from runner.sharding import plan_of, read_durations
 
@@ -115,20 +116,20 @@ def run(settings: Settings, *, environ: Mapping[str, str]) -> Outcome:
             return _run(settings, environ=environ)
         count = lifecycle.worker_count(settings.workers, environ)
         exported = {**environ, **lifecycle.variables(services, settings.service_env)}
+        prefix = tuple(execute.uv_run(settings, environ))
+        child = execute.child_environment(exported)
         setups = {
-            name: Setup(
-                command=command,
-                prefix=tuple(execute.uv_run(settings, environ)),
-                project=settings.project,
-                environ=execute.child_environment(exported),
-            )
+            name: Setup(command=command, prefix=prefix, project=settings.project, environ=child)
             for name, command in settings.service_setup.items()
         }
+        django = uses_pytest_django(prefix=prefix, project=settings.project, environ=child)
         isolation = databases.create(
-            services, count=count, mappings=settings.service_env, setups=setups
+            services, count=count, mappings=settings.service_env, setups=setups, django=django
         )
         print("".join(f"testgate: notice: {note}\n" for note in isolation.notes), end="")
         with_services = {**exported, WORKER_ENV: json.dumps(isolation.templates)}
+        if django:
+            with_services[DJANGO_ENV] = "gw0"
         try:
             return _run(settings, environ=with_services)
         finally:

@@ -151,8 +151,7 @@ def _service_setup(text: str) -> dict[str, str]:
         service, equals, command = line.strip().partition("=")
         if not (equals and service.strip() and command.strip()):
             raise ValueError(
-                f"has {line.strip()!r}, not SERVICE=COMMAND such as "
-                "postgres=alembic upgrade head"
+                f"has {line.strip()!r}, not SERVICE=COMMAND such as postgres=alembic upgrade head"
             )
         found[service.strip().lower()] = command.strip()
     return found

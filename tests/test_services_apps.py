@@ -1,5 +1,9 @@
 """Real applications' ways of reading their services, each proven with a real run.
 
+A Django project tested with pytest-django reads ``DATABASE_URL``: testgate hands it the
+server, pytest-django creates each worker's ``test_<name>_gwN``, a rerun uses worker 0's
+name again, and with ``--reuse-db`` on an external server what pytest-django kept stays.
+
 The fixture app reads ``POSTGRES_SERVER`` (mapped with ``service-env``) and testgate's
 ``POSTGRES_*`` conventions, builds its schema with ``alembic upgrade head``
 (``service-setup``: once, into a template every worker database is copied from), and a
@@ -14,6 +18,7 @@ import dataclasses
 import json
 import secrets
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pg8000.native
@@ -22,7 +27,7 @@ import pytest
 from runner.errors import ConfigError, InfraError
 from runner.services import databases
 from runner.services.schema import Setup
-from tests.conftest import Ran, copy_fixture, once_per_session, run_in_process
+from tests.conftest import Ran, copy_fixture, fresh_plugin, once_per_session, run_in_process
 from tests.test_security_services import Redis
 from tests.test_services import external
 
@@ -84,6 +89,70 @@ def test_no_database_testgate_made_is_left_and_the_users_is_untouched(
     assert facts["rows"] == ["kept"]
 
 
+def _produce_django(target: Path) -> Ran:
+    base = "dj" + secrets.token_hex(4)
+    admin = pg8000.native.Connection("postgres", host="127.0.0.1", database="postgres")
+    admin.run(f'CREATE DATABASE "{base}"')
+    try:
+        project = copy_fixture("django_app", target)
+        ran = run_in_process(
+            project, "--workers", "2", "--reruns", "1",
+            "--service", f"postgres=postgresql://postgres@127.0.0.1:5432/{base}",
+            "--", "--reuse-db",
+        )  # fmt: skip
+        used = (project / "tests" / "databases.txt").read_text("utf-8").splitlines()
+        facts = {"base": base, "databases": _databases(f"%{base}"), "used": used}
+        (target / "facts.json").write_text(json.dumps(facts), "utf-8")
+    finally:
+        for name in (f"test_{base}_gw0", f"test_{base}_gw1", base):
+            admin.run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+    return ran
+
+
+@pytest.fixture(scope="module")
+def django_app(tmp_path_factory: pytest.TempPathFactory) -> tuple[Ran, dict[str, Any]]:
+    ran = once_per_session(tmp_path_factory, "django-app", _produce_django)
+    return ran, json.loads((ran.project.parent / "facts.json").read_text("utf-8"))
+
+
+def test_pytest_django_gets_the_server_and_makes_each_workers_database(
+    django_app: tuple[Ran, dict[str, Any]],
+) -> None:
+    ran, facts = django_app
+    assert ran.exit_code == 0, ran.output
+    totals = ran.results()["totals"]
+    assert (totals["passed"], totals["flaky"], totals["failed"]) == (4, 1, 0)
+    base = facts["base"]
+    assert "postgres: pytest-django creates each xdist worker's database itself" in ran.output
+    assert "on this external server it never drops them (--reuse-db keeps them)" in ran.output
+    # No test_gwN of testgate's, no third set from the rerun; --reuse-db kept pytest-django's.
+    assert facts["databases"] == [base, f"test_{base}_gw0", f"test_{base}_gw1"]
+    assert facts["used"][-1] == f"test_{base}_gw0"  # the rerun: the first worker's name
+    assert set(facts["used"]) <= {f"test_{base}_gw0", f"test_{base}_gw1"}
+
+
+def test_pytest_djangos_databases_on_a_started_server_are_removed() -> None:
+    base = "own" + secrets.token_hex(4)
+    admin = pg8000.native.Connection("postgres", host="127.0.0.1", database="postgres")
+    admin.run(f'CREATE DATABASE "test_{base}_gw0"')  # as pytest-django --reuse-db leaves it
+    admin.close()
+    service = dataclasses.replace(
+        external("postgres", "postgresql://postgres@127.0.0.1:5432/postgres"), backend="local",
+        url=None, database=base,
+    )  # fmt: skip
+    setup = Setup(command="exit 1", prefix=(), project=Path("/"), environ={})
+    isolation = databases.create([service], count=2, setups={"postgres": setup}, django=True)
+    assert (isolation.templates, isolation.django) == ({}, (service,))
+    assert "does not run service-setup (pytest-django migrates)" in isolation.notes[0]
+    assert "and removes those databases after the run." in isolation.notes[0]
+    assert databases.drop(isolation) == []
+    assert _databases(f"%{base}") == []
+    gone = dataclasses.replace(service, port=1)
+    warnings = databases.drop(databases.Isolation(django=(gone,)))
+    assert warnings[0].startswith("postgres: pytest-django's databases were not listed:")
+
+
 def test_a_failing_setup_command_is_exit_3_naming_it_and_leaves_nothing(tmp_path: Path) -> None:
     project = copy_fixture("services", tmp_path)
     base = "setup" + secrets.token_hex(4)
@@ -139,7 +208,7 @@ def test_an_option_naming_no_service_of_the_run_is_a_config_error(
     services = [external("postgres", "postgresql://postgres@127.0.0.1:1/x"),
                 external("rabbitmq", "amqp://guest:guest@127.0.0.1:1/%2F")]  # fmt: skip
     with pytest.raises(ConfigError, match=message):
-        databases.create(services, count=1, **{option: names})
+        databases.create(services, count=1, **{option: names})  # type: ignore[arg-type]
 
 
 def test_a_setup_that_fails_on_a_started_server_removes_what_was_made() -> None:
@@ -168,3 +237,18 @@ def test_a_started_server_that_refuses_to_create_databases_is_exit_3() -> None:
     finally:
         admin.run(f'DROP ROLE "{role}"')
         admin.close()
+
+
+def test_without_xdist_pytest_django_names_its_database_as_the_first_workers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    plugin = fresh_plugin(monkeypatch, "_testgate_plugin_django")
+    alone, under_xdist = SimpleNamespace(numprocesses=0), SimpleNamespace(numprocesses=2)
+    environ = {databases.DJANGO_ENV: "gw0"}
+    plugin.django_suffix(SimpleNamespace(option=under_xdist), environ)
+    assert "TOX_PARALLEL_ENV" not in environ  # each worker gets xdist's own suffix
+    plugin.django_suffix(SimpleNamespace(option=alone), environ)
+    assert environ["TOX_PARALLEL_ENV"] == "gw0"
+    users = {databases.DJANGO_ENV: "gw0", "TOX_PARALLEL_ENV": "py311"}
+    plugin.django_suffix(SimpleNamespace(option=alone), users)
+    assert users["TOX_PARALLEL_ENV"] == "py311"

@@ -31,6 +31,8 @@ from runner.services.running import ISOLATED, WORKER, Running
 from runner.services.schema import Setup, run_setup
 
 REDIS_DATABASES = 16
+SQL = ("postgres", "mysql", "mariadb")
+DJANGO_ENV = "TESTGATE_DJANGO_SUFFIX"  # the plugin's: name reruns' test databases as gw0's
 Templates = dict[str, str | list[str]]
 
 
@@ -53,6 +55,7 @@ class Isolation:
     templates: Templates = field(default_factory=dict)
     created: tuple[Created, ...] = ()
     notes: tuple[str, ...] = ()
+    django: tuple[Running, ...] = ()
 
 
 def create(
@@ -61,17 +64,25 @@ def create(
     count: int,
     mappings: Mapping[str, Mapping[str, str]] | None = None,
     setups: Mapping[str, Setup] | None = None,
+    django: bool = False,
 ) -> Isolation:
     """Create the workers' databases and their schema (``setups``, see ``schema``).
 
-    ``mappings`` are the project's own variable names per service.
+    ``mappings`` are the project's own variable names per service. With ``django``
+    (pytest-django in the project's environment), SQL services are handed over as they
+    are: pytest-django creates and migrates each worker's ``test_<name>_gwN`` itself.
     """
     _check_names(services, mappings or {}, setups or {})
     templates: Templates = {}
     created: list[Created] = []
     notes: list[str] = []
+    handed: list[Running] = []
     for service in services:
         if service.kind not in ISOLATED or service.url_variable is None:
+            continue
+        if django and service.kind in SQL:
+            notes.append(_hand_over(service, bool((setups or {}).get(service.name))))
+            handed += [service] if service.backend != "external" else []
             continue
         mapping = (mappings or {}).get(service.name)
         setup = (setups or {}).get(service.name)
@@ -98,7 +109,23 @@ def create(
         else:
             base = names[0].removesuffix("gw0") + WORKER
             templates.update(service.worker_variables(base, mapping))
-    return Isolation(templates=templates, created=tuple(created), notes=tuple(notes))
+    return Isolation(
+        templates=templates, created=tuple(created), notes=tuple(notes), django=tuple(handed)
+    )
+
+
+def _hand_over(service: Running, setup: bool) -> str:
+    name = f"test_{service.database_name}"
+    return (
+        f"{service.name}: pytest-django creates each xdist worker's database itself "
+        f"({name}_gw0 …, and {name}_gw0 again in reruns); testgate hands it the server"
+        + (" and does not run service-setup (pytest-django migrates)" if setup else "")
+        + (
+            ", and removes those databases after the run."
+            if service.backend != "external"
+            else "; on this external server it never drops them (--reuse-db keeps them)."
+        )
+    )
 
 
 def _check_names(
@@ -119,7 +146,16 @@ def _check_names(
 def drop(isolation: Isolation) -> list[str]:
     """Remove what ``create`` made; return a warning for each service where that failed."""
     warnings = []
-    for made in isolation.created:
+    created = list(isolation.created)
+    for service in isolation.django:  # a server testgate started: all of it is its own
+        prefix = f"test_{service.database_name}"
+        try:
+            names = tuple(name for name in _existing(service) if name.startswith(prefix))
+        except Exception as error:  # each client library has its own error classes
+            warnings.append(f"{service.name}: pytest-django's databases were not listed: {error}")
+            continue
+        created.append(Created(service=service, names=names))
+    for made in created:
         try:
             _drop(made)
         except Exception as error:  # each client library has its own error classes
@@ -178,11 +214,15 @@ def _create(
     except Exception as error:  # each client library has its own error classes
         if service.backend != "external":
             raise
-        return (), (), (
-            f"cannot create the workers' databases on the external server ({error}); the "
-            f"xdist workers share {base!r} as given"
-            + (" and its setup command is not run there" if setup else "")
-            + ". Grant the right to create databases, or run with --workers 1."
+        return (
+            (),
+            (),
+            (
+                f"cannot create the workers' databases on the external server ({error}); the "
+                f"xdist workers share {base!r} as given"
+                + (" and its setup command is not run there" if setup else "")
+                + ". Grant the right to create databases, or run with --workers 1."
+            ),
         )
     try:
         if extra:  # PostgreSQL: the schema once, copied into every worker's database

@@ -8,6 +8,10 @@ itself would read them. For PostgreSQL it runs once, against a template database
 every worker database is created from it (``CREATE DATABASE … TEMPLATE``); for the
 other kinds it runs once per worker database. A command that fails is exit 3 naming it,
 with the end of its output.
+
+A project that tests with pytest-django needs none of this: pytest-django creates and
+migrates each worker's database itself, so ``uses_pytest_django`` tells testgate to hand
+it the server instead.
 """
 
 from __future__ import annotations
@@ -55,3 +59,21 @@ def run_setup(setup: Setup, *, service: str, database: str, variables: Mapping[s
             + ("\n".join("    " + line for line in said) or "    (no output)")
             + f"\nFix the command (service-setup of {service}), or run it by hand to see why."
         )
+
+
+def uses_pytest_django(
+    *, prefix: tuple[str, ...], project: Path, environ: Mapping[str, str]
+) -> bool:
+    """Whether pytest-django is installed in the project's environment."""
+    found = (
+        "import importlib.util, sys; sys.exit(importlib.util.find_spec('pytest_django') is None)"
+    )
+    completed = subprocess.run(
+        [*prefix, "python", "-c", found],
+        cwd=project,
+        env=dict(environ),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        check=False,
+    )
+    return completed.returncode == 0
