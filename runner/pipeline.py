@@ -47,7 +47,7 @@ from runner.results import (
     classify,
     encode,
 )
-from runner.services import databases, lifecycle
+from runner.services import databases, lifecycle, precedence
 from runner.services.databases import DJANGO_ENV
 from runner.services.schema import Setup, uses_pytest_django
 from runner.settings import Settings
@@ -115,7 +115,10 @@ def run(settings: Settings, *, environ: Mapping[str, str]) -> Outcome:
         if not services:
             return _run(settings, environ=environ)
         count = lifecycle.worker_count(settings.workers, environ)
-        exported = {**environ, **lifecycle.variables(services, settings.service_env)}
+        found = precedence.resolve(
+            project=settings.project, services=services, mappings=settings.service_env
+        )
+        exported = {**environ, **lifecycle.variables(services, found.mappings)}
         prefix = tuple(execute.uv_run(settings, environ))
         child = execute.child_environment(exported)
         setups = {
@@ -124,14 +127,13 @@ def run(settings: Settings, *, environ: Mapping[str, str]) -> Outcome:
         }
         django = uses_pytest_django(prefix=prefix, project=settings.project, environ=child)
         isolation = databases.create(
-            services, count=count, mappings=settings.service_env, setups=setups, django=django
+            services, count=count, mappings=found.mappings, setups=setups, django=django
         )
-        print("".join(f"testgate: notice: {note}\n" for note in isolation.notes), end="")
         with_services = {**exported, WORKER_ENV: json.dumps(isolation.templates)}
         if django:
             with_services[DJANGO_ENV] = "gw0"
         try:
-            return _run(settings, environ=with_services)
+            return _run(settings, environ=with_services, notes=found.notes + isolation.notes)
         finally:
             warnings = databases.drop(isolation)
             print(
@@ -141,7 +143,7 @@ def run(settings: Settings, *, environ: Mapping[str, str]) -> Outcome:
             )
 
 
-def _run(settings: Settings, *, environ: Mapping[str, str]) -> Outcome:
+def _run(settings: Settings, *, environ: Mapping[str, str], notes: tuple[str, ...] = ()) -> Outcome:
     """Run the suite, rerun what failed, write every report, return the verdict's exit code."""
     started = datetime.now(UTC)
     clock = time.monotonic()
@@ -196,7 +198,8 @@ def _run(settings: Settings, *, environ: Mapping[str, str]) -> Outcome:
             f"quarantine entry {entry!r} matches no test of this run"
             for entry in quarantine.unmatched(history.attempts)
         )
-        + ((durations_warning,) if durations_warning else ()),
+        + ((durations_warning,) if durations_warning else ())
+        + tuple(f"services: {note}" for note in notes),
     )
     shutil.rmtree(work, ignore_errors=True)
     return conclude(

@@ -25,7 +25,7 @@ import pg8000.native
 import pytest
 
 from runner.errors import ConfigError, InfraError
-from runner.services import databases
+from runner.services import databases, precedence
 from runner.services.schema import Setup
 from tests.conftest import Ran, copy_fixture, fresh_plugin, once_per_session, run_in_process
 from tests.test_security_services import Redis
@@ -79,6 +79,20 @@ def test_the_app_passes_with_its_schema_in_every_workers_database(
     assert ran.exit_code == 0, ran.output
     totals = ran.results()["totals"]
     assert (totals["passed"], totals["flaky"], totals["failed"]) == (8, 1, 0)
+
+
+def test_the_summary_says_which_variables_the_apps_env_sets_as_well(
+    app: tuple[Ran, dict[str, Any]],
+) -> None:
+    """The app's .env points at another server: testgate sets the whole family, and says so."""
+    ran, _ = app
+    summary = (ran.reports / "summary.md").read_text("utf-8")
+    for text in (ran.output, summary):
+        assert "services: testgate also sets POSTGRES_HOSTNAME, named in the project's .env" in text
+        assert ".env sets POSTGRES_HOSTNAME, POSTGRES_PORT, POSTGRES_SERVER, which testgate" in text
+        assert "an app that loads it with override=True would not reach testgate's" in text
+        assert "sets POSTGRES_SSLMODE, which testgate does not set" in text
+        assert "db.internal" not in text  # names only, never values: a .env holds secrets
 
 
 def test_no_database_testgate_made_is_left_and_the_users_is_untouched(
@@ -252,3 +266,22 @@ def test_without_xdist_pytest_django_names_its_database_as_the_first_workers(
     users = {databases.DJANGO_ENV: "gw0", "TOX_PARALLEL_ENV": "py311"}
     plugin.django_suffix(SimpleNamespace(option=alone), users)
     assert users["TOX_PARALLEL_ENV"] == "py311"
+
+
+def test_env_files_complete_the_mapping_and_only_names_are_told(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text(
+        "# local\nCACHE_URI='redis://other:1/0'\n  export CACHE_TTL=5\nnot a line\n", "utf-8"
+    )
+    (tmp_path / ".env.test").write_text("DATABASE_URL=postgresql://elsewhere/db\n", "utf-8")
+    cache = dataclasses.replace(external("cache", "redis://127.0.0.1:6379/0"), database="0")
+    postgres = external("postgres", "postgresql://postgres@127.0.0.1:5432/app")
+    found = precedence.resolve(
+        project=tmp_path, services=[cache, postgres], mappings={"postgres": {"X": "{host}"}}
+    )
+    assert found.mappings == {"cache": {"CACHE_URI": "{url}"}, "postgres": {"X": "{host}"}}
+    assert cache.worker_variables("3", found.mappings["cache"])["CACHE_URI"].endswith(":6379/3")
+    assert found.notes[0].startswith("testgate also sets CACHE_URI, named in the project's .env")
+    assert found.notes[1].startswith(".env sets CACHE_URI, which testgate sets as well")
+    assert found.notes[2].startswith(".env.test sets DATABASE_URL, which testgate sets")
+    assert "sets CACHE_TTL, which testgate does not set" in found.notes[3]
+    assert precedence.resolve(project=tmp_path / "none", services=[cache], mappings={}).notes == ()
