@@ -4,12 +4,13 @@ A Django project tested with pytest-django reads ``DATABASE_URL``: testgate hand
 server, pytest-django creates each worker's ``test_<name>_gwN``, a rerun uses worker 0's
 name again, and with ``--reuse-db`` on an external server what pytest-django kept stays.
 
-The fixture app reads ``POSTGRES_SERVER`` (mapped with ``service-env``) and testgate's
-``POSTGRES_*`` conventions, builds its schema with ``alembic upgrade head``
-(``service-setup``: once, into a template every worker database is copied from), and a
-second module reads only libpq's ``PG*``. Two xdist workers write the same keys; a test
-fails once, so a rerun runs too. The server is the machine's own PostgreSQL, given as
-an external service whose user database must come out untouched.
+The session's run of the SQLAlchemy-style app (``tests/services_apps.py``) reads
+``POSTGRES_SERVER`` (mapped with ``service-env``) and testgate's ``POSTGRES_*``
+conventions, builds its schema with ``alembic upgrade head`` (``service-setup``: once,
+into a template every worker database is copied from), and a second module reads only
+libpq's ``PG*``. Two xdist workers write the same keys; a test fails once, so a rerun
+runs too. The server is the machine's own PostgreSQL, given as an external service whose
+user databases must come out untouched.
 """
 
 from __future__ import annotations
@@ -28,61 +29,28 @@ from runner.errors import ConfigError, InfraError
 from runner.services import databases, precedence
 from runner.services.schema import Setup
 from tests.conftest import Ran, copy_fixture, fresh_plugin, once_per_session, run_in_process
-from tests.test_security_services import Redis
+from tests.services_apps import Facts, Redis, app_run, postgres_databases
 from tests.test_services import external
 
 
-def _databases(base: str) -> list[str]:
-    admin = pg8000.native.Connection("postgres", host="127.0.0.1", database="postgres")
-    query = f"SELECT datname FROM pg_database WHERE datname LIKE '{base}%' ORDER BY 1"
-    names = [row[0] for row in admin.run(query)]
-    admin.close()
-    return names
-
-
-def _produce(target: Path) -> Ran:
-    base = "app" + secrets.token_hex(4)
-    admin = pg8000.native.Connection("postgres", host="127.0.0.1", database="postgres")
-    admin.run(f'CREATE DATABASE "{base}"')
-    user = pg8000.native.Connection("postgres", host="127.0.0.1", database=base)
-    user.run("CREATE TABLE users_own (note text)")
-    user.run("INSERT INTO users_own VALUES ('kept')")
-    try:
-        project = copy_fixture("sqlalchemy_app", target)
-        ran = run_in_process(
-            project, "--workers", "2", "--reruns", "1",
-            "--service", f"postgres=postgresql://postgres@127.0.0.1:5432/{base}",
-        )  # fmt: skip
-        facts = {
-            "base": base,
-            "databases": _databases(base),
-            "rows": [row[0] for row in user.run("SELECT note FROM users_own")],
-        }
-        (target / "facts.json").write_text(json.dumps(facts), "utf-8")
-    finally:
-        user.close()
-        admin.run(f'DROP DATABASE IF EXISTS "{base}" WITH (FORCE)')
-        admin.close()
-    return ran
-
-
 @pytest.fixture(scope="module")
-def app(tmp_path_factory: pytest.TempPathFactory) -> tuple[Ran, dict[str, Any]]:
-    ran = once_per_session(tmp_path_factory, "sqlalchemy-app", _produce)
-    return ran, json.loads((ran.project.parent / "facts.json").read_text("utf-8"))
+def app(tmp_path_factory: pytest.TempPathFactory) -> Facts:
+    return app_run(tmp_path_factory)
 
 
 def test_the_app_passes_with_its_schema_in_every_workers_database(
-    app: tuple[Ran, dict[str, Any]],
+    app: Facts,
 ) -> None:
     ran, _ = app
     assert ran.exit_code == 0, ran.output
     totals = ran.results()["totals"]
-    assert (totals["passed"], totals["flaky"], totals["failed"]) == (8, 1, 0)
+    assert (totals["passed"], totals["flaky"], totals["failed"]) == (17, 1, 0)
+    tests = {test["id"].split("::")[1].split("[")[0] for test in ran.results()["tests"]}
+    assert "test_the_app_writes_to_its_workers_migrated_table" in tests
 
 
 def test_the_summary_says_which_variables_the_apps_env_sets_as_well(
-    app: tuple[Ran, dict[str, Any]],
+    app: Facts,
 ) -> None:
     """The app's .env points at another server: testgate sets the whole family, and says so."""
     ran, _ = app
@@ -95,12 +63,11 @@ def test_the_summary_says_which_variables_the_apps_env_sets_as_well(
         assert "db.internal" not in text  # names only, never values: a .env holds secrets
 
 
-def test_no_database_testgate_made_is_left_and_the_users_is_untouched(
-    app: tuple[Ran, dict[str, Any]],
-) -> None:
+def test_no_database_testgate_made_is_left_and_the_users_is_untouched(app: Facts) -> None:
     _, facts = app
-    assert facts["databases"] == [facts["base"]]  # the template and test_gwN are gone
-    assert facts["rows"] == ["kept"]
+    base = facts["base"]
+    assert facts["postgres"] == [base, f"{base}_gw0"]  # the template and workers' are gone
+    assert facts["postgres_rows"] == ["kept", "kept"]
 
 
 def _produce_django(target: Path) -> Ran:
@@ -115,7 +82,7 @@ def _produce_django(target: Path) -> Ran:
             "--", "--reuse-db",
         )  # fmt: skip
         used = (project / "tests" / "databases.txt").read_text("utf-8").splitlines()
-        facts = {"base": base, "databases": _databases(f"%{base}"), "used": used}
+        facts = {"base": base, "databases": postgres_databases(f"%{base}%"), "used": used}
         (target / "facts.json").write_text(json.dumps(facts), "utf-8")
     finally:
         for name in (f"test_{base}_gw0", f"test_{base}_gw1", base):
@@ -125,13 +92,13 @@ def _produce_django(target: Path) -> Ran:
 
 
 @pytest.fixture(scope="module")
-def django_app(tmp_path_factory: pytest.TempPathFactory) -> tuple[Ran, dict[str, Any]]:
+def django_app(tmp_path_factory: pytest.TempPathFactory) -> Facts:
     ran = once_per_session(tmp_path_factory, "django-app", _produce_django)
     return ran, json.loads((ran.project.parent / "facts.json").read_text("utf-8"))
 
 
 def test_pytest_django_gets_the_server_and_makes_each_workers_database(
-    django_app: tuple[Ran, dict[str, Any]],
+    django_app: Facts,
 ) -> None:
     ran, facts = django_app
     assert ran.exit_code == 0, ran.output
@@ -161,34 +128,30 @@ def test_pytest_djangos_databases_on_a_started_server_are_removed() -> None:
     assert "does not run service-setup (pytest-django migrates)" in isolation.notes[0]
     assert "and removes those databases after the run." in isolation.notes[0]
     assert databases.drop(isolation) == []
-    assert _databases(f"%{base}") == []
+    assert postgres_databases(f"%{base}%") == []
     gone = dataclasses.replace(service, port=1)
     warnings = databases.drop(databases.Isolation(django=(gone,)))
     assert warnings[0].startswith("postgres: pytest-django's databases were not listed:")
 
 
-def test_a_failing_setup_command_is_exit_3_naming_it_and_leaves_nothing(tmp_path: Path) -> None:
-    project = copy_fixture("services", tmp_path)
+def test_a_failing_setup_command_is_exit_3_naming_it_and_leaves_nothing() -> None:
     base = "setup" + secrets.token_hex(4)
     admin = pg8000.native.Connection("postgres", host="127.0.0.1", database="postgres")
     admin.run(f'CREATE DATABASE "{base}"')
-    try:
-        ran = run_in_process(
-            project, "--workers", "2",
-            "--service", f"postgres=postgresql://postgres@127.0.0.1:5432/{base}",
-            "--service-setup", "postgres=echo migrating $PGDATABASE; exit 7",
-        )  # fmt: skip
-        assert ran.exit_code == 3
-        assert (
-            "postgres: the setup command 'echo migrating $PGDATABASE; exit 7' failed (exit 7)"
-            in ran.output
-        )
-        assert f"against database '{base}_template'; its output ends:" in ran.output
-        assert f"    migrating {base}_template" in ran.output
-        assert _databases(base) == [base]
-    finally:
-        admin.run(f'DROP DATABASE IF EXISTS "{base}" WITH (FORCE)')
-        admin.close()
+    service = external("postgres", f"postgresql://postgres@127.0.0.1:5432/{base}")
+    setup = Setup(command="echo migrating $PGDATABASE; exit 7", prefix=(), project=Path("/"),
+                  environ={"PATH": "/usr/bin:/bin"})  # fmt: skip
+    with pytest.raises(InfraError) as raised:
+        databases.create([service], count=2, setups={"postgres": setup})
+    assert raised.value.exit_code == 3
+    assert (
+        "postgres: the setup command 'echo migrating $PGDATABASE; exit 7' failed (exit 7) "
+        f"against database '{base}_template'; its output ends:\n    migrating {base}_template"
+    ) in raised.value.message
+    assert "Fix the command (service-setup of postgres)" in raised.value.message
+    assert postgres_databases(f"{base}%") == [base]
+    admin.run(f'DROP DATABASE "{base}"')
+    admin.close()
 
 
 def test_without_a_template_the_setup_runs_once_per_worker_database(tmp_path: Path) -> None:
@@ -234,7 +197,7 @@ def test_a_setup_that_fails_on_a_started_server_removes_what_was_made() -> None:
     setup = Setup(command="exit 1", prefix=(), project=Path("/"), environ={})
     with pytest.raises(InfraError, match="the setup command 'exit 1' failed"):
         databases.create([service], count=1, setups={"postgres": setup})
-    assert _databases(base) == []
+    assert postgres_databases(f"{base}%") == []
 
 
 def test_a_started_server_that_refuses_to_create_databases_is_exit_3() -> None:
@@ -273,6 +236,7 @@ def test_env_files_complete_the_mapping_and_only_names_are_told(tmp_path: Path) 
         "# local\nCACHE_URI='redis://other:1/0'\n  export CACHE_TTL=5\nnot a line\n", "utf-8"
     )
     (tmp_path / ".env.test").write_text("DATABASE_URL=postgresql://elsewhere/db\n", "utf-8")
+    (tmp_path / ".env.testing").write_text("SENTRY_DSN=\n", "utf-8")  # no service's
     cache = dataclasses.replace(external("cache", "redis://127.0.0.1:6379/0"), database="0")
     postgres = external("postgres", "postgresql://postgres@127.0.0.1:5432/app")
     found = precedence.resolve(
@@ -280,7 +244,9 @@ def test_env_files_complete_the_mapping_and_only_names_are_told(tmp_path: Path) 
     )
     assert found.mappings == {"cache": {"CACHE_URI": "{url}"}, "postgres": {"X": "{host}"}}
     assert cache.worker_variables("3", found.mappings["cache"])["CACHE_URI"].endswith(":6379/3")
-    assert found.notes[0].startswith("testgate also sets CACHE_URI, named in the project's .env")
+    assert found.notes[0].startswith(
+        "testgate also sets CACHE_URI, named in the project's .env and"
+    )
     assert found.notes[1].startswith(".env sets CACHE_URI, which testgate sets as well")
     assert found.notes[2].startswith(".env.test sets DATABASE_URL, which testgate sets")
     assert "sets CACHE_TTL, which testgate does not set" in found.notes[3]
