@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import random
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -20,6 +19,7 @@ from msgspec import structs
 
 from runner import execute
 from runner.errors import ConfigError, InfraError
+from runner.output import emit
 from runner.record import AttemptRecord, RecordedTest, read_record
 from runner.settings import Settings
 
@@ -83,8 +83,7 @@ def run_attempt(
     if schedule is not None:
         extra_env[execute.SCHEDULE_ENV] = str(schedule)
     if label is not None:
-        sys.stdout.write(f"\ntestgate: {label}\n")
-        sys.stdout.flush()
+        emit(f"\ntestgate: {label}\n")
     command = execute.pytest_command(
         settings=session.settings,
         env=session.project_env,

@@ -18,10 +18,19 @@ from runner import __version__, github, pipeline
 from runner.detection import detect
 from runner.errors import TestgateError
 from runner.merge import merge
+from runner.output import emit
 from runner.services import lifecycle
 from runner.services.lifecycle import STATE_FILE
 from runner.services.spec import parse_specs
-from runner.settings import OPTIONS, OPTIONS_BY_NAME, Settings, load_settings, parse_option
+from runner.settings import (
+    INPUTS_ENV,
+    OPTIONS,
+    OPTIONS_BY_NAME,
+    Settings,
+    action_inputs,
+    load_settings,
+    resolve,
+)
 from runner.sonar import sonar
 
 
@@ -71,13 +80,6 @@ def parser() -> argparse.ArgumentParser:
         nargs="+",
         metavar="DIR",
         help="reports dirs to merge (relative to the project)",
-    )
-    merge.add_argument(
-        "--expect-shards",
-        type=int,
-        default=None,
-        metavar="N",
-        help="each variant must have shards 1/N .. N/N, once each (the matrix size)",
     )
     services = commands.add_parser(
         "services",
@@ -156,7 +158,11 @@ def _add_settings(command: argparse.ArgumentParser) -> None:
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     """Entry point of the console script; returns the exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
-    env = os.environ if environ is None else environ
+    given = dict(os.environ if environ is None else environ)
+    # The action's inputs hold its tokens: they are read for the settings, and kept from
+    # every process testgate starts (servers, readiness commands, pytest).
+    env = {name: value for name, value in given.items() if name != INPUTS_ENV}
+    os.environ.pop(INPUTS_ENV, None)
     pytest_args: tuple[str, ...] = ()
     if "--" in args:
         split = args.index("--")
@@ -164,20 +170,21 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     namespace = parser().parse_args(args)
     try:
         if namespace.command == "services":
-            return _services(namespace, environ=env)
-        settings = _settings(namespace, environ=env, pytest_args=pytest_args)
+            return _services(namespace, environ=env, inputs=action_inputs(given))
+        settings = _settings(namespace, environ=given, pytest_args=pytest_args)
         if namespace.command == "flaky":
-            return detect(
-                settings,
-                environ=env,
-                only=tuple(namespace.only),
-                from_quarantine=namespace.from_quarantine,
-                from_results=(
-                    None
-                    if namespace.from_results is None
-                    else settings.project / namespace.from_results
-                ),
-            )
+            with pipeline.project_services(settings, environ=env) as served:
+                return detect(
+                    settings,
+                    environ=served,
+                    only=tuple(namespace.only),
+                    from_quarantine=namespace.from_quarantine,
+                    from_results=(
+                        None
+                        if namespace.from_results is None
+                        else settings.project / namespace.from_results
+                    ),
+                )
         if namespace.command == "sonar":
             return sonar(settings, environ=env, dry_run=namespace.dry_run)
         if namespace.command == "merge":
@@ -185,14 +192,15 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
                 settings,
                 environ=env,
                 directories=[settings.project / directory for directory in namespace.directories],
-                expect_shards=namespace.expect_shards,
+                expect_shards=settings.expect_shards,
+                expect_variants=settings.expect_variants,
             ).exit_code
         return pipeline.run(settings, environ=env).exit_code
     except TestgateError as error:
         sys.stdout.flush()
-        print(f"testgate: error: {error.message}", file=sys.stderr)
+        emit(f"testgate: error: {error.message}\n", stream=sys.stderr)
         if github.on_github(env):  # a workflow's next steps can see that nothing passed
-            print(f"::error title=testgate::{github.escape_data(error.message)}")
+            emit(f"::error title=testgate::{github.escape_data(error.message)}\n", commands=True)
             if env.get("GITHUB_OUTPUT"):
                 github.write_outputs(Path(env["GITHUB_OUTPUT"]), {"passed": "false"})
         return error.exit_code
@@ -210,16 +218,18 @@ def _settings(
     )
 
 
-def _services(namespace: argparse.Namespace, *, environ: Mapping[str, str]) -> int:
+def _services(
+    namespace: argparse.Namespace, *, environ: Mapping[str, str], inputs: Mapping[str, str]
+) -> int:
     """``testgate services up|down``: no project needed, so no pyproject settings."""
     state_file = Path(namespace.state_file or STATE_FILE)
     if namespace.action == "down":
         lifecycle.down(state_file=state_file, environ=environ)
         return 0
-    texts = namespace.specs or [environ.get("TESTGATE_SERVICES", "")]
+    texts = namespace.specs or [inputs.get("services") or environ.get("TESTGATE_SERVICES", "")]
     specs = parse_specs(texts)
-    backend = _option("services-backend", namespace.backend, environ)
-    timeout = _option("services-timeout", namespace.timeout, environ)
+    backend = _option("services-backend", namespace.backend, inputs, environ)
+    timeout = _option("services-timeout", namespace.timeout, inputs, environ)
     started = lifecycle.up(
         specs, backend=backend, timeout=timeout, state_file=state_file, environ=environ
     )
@@ -230,11 +240,15 @@ def _services(namespace: argparse.Namespace, *, environ: Mapping[str, str]) -> i
     return 0
 
 
-def _option(name: str, flag: str | None, environ: Mapping[str, str]) -> Any:
-    """One option from its flag, else its ``TESTGATE_*`` variable, else its default."""
-    option = OPTIONS_BY_NAME[name]
-    if flag is not None:
-        return parse_option(option, flag, source=f"--{name.removeprefix('services-')}")
-    if option.env in environ:
-        return parse_option(option, environ[option.env], source=option.env)
-    return option.default
+def _option(
+    name: str, flag: str | None, inputs: Mapping[str, str], environ: Mapping[str, str]
+) -> Any:
+    """One option from its flag, input or ``TESTGATE_*`` variable, else its default."""
+    return resolve(
+        OPTIONS_BY_NAME[name],
+        flag=flag,
+        inputs=inputs,
+        environ=environ,
+        table={},
+        flag_name=name.removeprefix("services-"),
+    )

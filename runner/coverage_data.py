@@ -11,10 +11,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from runner import owned_dir
 from runner.errors import ConfigError, InfraError
 from runner.results import CoverageSummary
 
@@ -93,12 +95,34 @@ def combine_and_report(
     absolute paths coverage.py records, so coverage.py's own commands read it as is.
     Returns None when nothing was measured (no data file, or no measured file ran).
     """
-    target = reports_dir / ".coverage"
-    for stale in (target, reports_dir / "coverage.xml", reports_dir / "coverage.json"):
-        stale.unlink(missing_ok=True)
+    names = (".coverage", "coverage.xml", "coverage.json")
+    for name in names:
+        (reports_dir / name).unlink(missing_ok=True)
     present = [str(path) for path in data_files if path.is_file()]
     if not present:
         return None
+    # coverage.py writes into a fresh dir of testgate's, then each file is renamed into
+    # place: a link at a report's name is replaced, never followed (see runner.owned_dir).
+    work = owned_dir.scratch(reports_dir)
+    try:
+        precision = _combine_and_report(
+            project=project, present=present, work=work, other_roots=other_roots
+        )
+        for name in names:
+            if (work / name).is_file():
+                os.replace(work / name, reports_dir / name)  # a link there is replaced
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    if precision is None:
+        return None
+    return read_summary(reports_dir / "coverage.json", precision=precision)
+
+
+def _combine_and_report(
+    *, project: Path, present: Sequence[str], work: Path, other_roots: Sequence[str]
+) -> int | None:
+    """Combine into ``work/.coverage``, report XML and JSON there; the precision, or None."""
+    target = work / ".coverage"
     import coverage  # noqa: PLC0415 (lazy, see top)
     from coverage.exceptions import CoverageException, NoDataError  # noqa: PLC0415 (lazy, see top)
 
@@ -117,14 +141,14 @@ def combine_and_report(
             ) from None
         cov.save()
         try:
-            cov.xml_report(outfile=str(reports_dir / "coverage.xml"))
-            cov.json_report(outfile=str(reports_dir / "coverage.json"))
+            cov.xml_report(outfile=str(work / "coverage.xml"))
+            cov.json_report(outfile=str(work / "coverage.json"))
         except NoDataError:
             return None
         except CoverageException as error:
             raise InfraError(f"coverage.py could not report the data: {error}") from None
         precision: int = cov.config.precision
-    return read_summary(reports_dir / "coverage.json", precision=precision)
+    return precision
 
 
 def read_report(path: Path) -> dict[str, Any]:
@@ -162,15 +186,18 @@ def read_summary(path: Path, *, precision: int) -> CoverageSummary:
 def worst_files(
     files: dict[str, Any], count: int = WORST_FILES
 ) -> tuple[tuple[str, float, float], ...]:
-    """The least covered files (line and branch percent), those below 100 % only."""
+    """The least covered files (line and branch percent), those below 100 % only.
+
+    Ordered by the numbers the summary shows: line coverage, then branch coverage.
+    """
     scored = []
     for path, entry in files.items():
         summary = entry["summary"]
         line = float(summary["percent_statements_covered"])
         branch = float(summary.get("percent_branches_covered", 100.0))
         if min(line, branch) < 100:
-            scored.append((float(summary["percent_covered"]), path, line, branch))
-    return tuple((path, line, branch) for _, path, line, branch in sorted(scored)[:count])
+            scored.append((line, branch, path))
+    return tuple((path, line, branch) for line, branch, path in sorted(scored)[:count])
 
 
 def below(actual: float, threshold: float, *, precision: int) -> bool:

@@ -14,23 +14,22 @@ import json
 import os
 import random
 import shutil
-import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runner import execute, render
+from runner import execute, github, owned_dir, render
 from runner.attempts import Session, problems, recorded_tests, rerun_workers, run_attempt
 from runner.errors import ConfigError
 from runner.flaky import runs_needed, wilson_interval
 from runner.merge import read_results
+from runner.output import emit
 from runner.quarantine import Quarantine, read_quarantine
 from runner.results import BROKEN, classify
 from runner.settings import Settings
 
-WORK_DIR = ".testgate-flaky-work"
 _SHUFFLE = random.SystemRandom()
 
 
@@ -41,6 +40,7 @@ class Tally:
     runs: int = 0
     failures: int = 0
     verdict: str | None = None
+    line: int | None = None
 
 
 @dataclass(frozen=True)
@@ -54,12 +54,20 @@ class TestVerdict:
     runs: int
     failures: int
     statement: str
+    line: int | None = None
+
+    @property
+    def file(self) -> str:
+        """The test's file, from its node id (relative to the project)."""
+        return self.id.split("::", 1)[0]
 
     def to_json(self) -> dict[str, Any]:
         rate = self.failures / self.runs if self.runs else None
         interval = list(wilson_interval(self.failures, self.runs)) if self.runs else None
         return {
             "id": self.id,
+            "file": self.file,
+            "line": self.line,
             "verdict": self.verdict,
             "runs": self.runs,
             "failures": self.failures,
@@ -162,9 +170,8 @@ def detect(
         quarantine=quarantine,
     )
     needed = runs_needed(confidence=settings.confidence, max_fail_rate=settings.max_fail_rate)
-    work = settings.reports_dir / WORK_DIR
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
+    owned_dir.claim(settings.reports_dir, fresh=("flaky.json",))
+    work = owned_dir.scratch(settings.reports_dir)
     tallies: dict[str, Tally] = {}
     found_problems: list[str] = []
     rounds, stopped_by, per_round = 0, "verdicts", 0.0
@@ -210,7 +217,7 @@ def detect(
             per_round = done.completed.duration_s / size
             found_problems += [f"rounds from {rounds + 1}: {p}" for p in problems(done)]
             for test in sorted(recorded_tests(done, kind="rerun"), key=lambda t: t.round or 0):
-                tally = tallies.setdefault(test.test_id, Tally())
+                tally = tallies.setdefault(test.test_id, Tally(line=test.def_line))
                 if tally.verdict is None:
                     _count(tally, classify(test.attempt), needed)
             rounds += size
@@ -235,7 +242,18 @@ def detect(
         problems=tuple(found_problems),
     )
     write_detection(detection, settings.reports_dir)
-    sys.stdout.write(render.detection_terminal(detection))
+    emit(render.detection_terminal(detection))
+    if github.on_github(environ):
+        emit(
+            github.report_detection(
+                detection,
+                markdown=render.detection_markdown(detection),
+                root=str(settings.project),
+                environ=environ,
+                annotations=settings.annotations,
+            ),
+            commands=True,
+        )
     return 1 if detection.count("flaky") or detection.count("failing") else 0
 
 
@@ -284,7 +302,7 @@ def _verdict(test_id: str, tally: Tally, settings: Settings, needed: int) -> Tes
     else:
         same = "failed" if failures else "passed"
         statement = f"{same} {runs} runs in a row so far; {needed} needed for a verdict"
-    return TestVerdict(test_id, verdict, runs, failures, statement)
+    return TestVerdict(test_id, verdict, runs, failures, statement, line=tally.line)
 
 
 def _stable_entries(quarantine: Quarantine, tallies: Mapping[str, Tally]) -> tuple[str, ...]:
@@ -301,6 +319,6 @@ def _stable_entries(quarantine: Quarantine, tallies: Mapping[str, Tally]) -> tup
 
 def write_detection(detection: Detection, reports: Path) -> None:
     """``flaky.json`` and the Markdown summary."""
-    reports.mkdir(parents=True, exist_ok=True)
-    (reports / "flaky.json").write_text(json.dumps(detection.to_json(), indent=1) + "\n", "utf-8")
-    (reports / "summary.md").write_text(render.detection_markdown(detection), "utf-8")
+    owned_dir.claim(reports)
+    owned_dir.write_text(reports / "flaky.json", json.dumps(detection.to_json(), indent=1) + "\n")
+    owned_dir.write_text(reports / "summary.md", render.detection_markdown(detection))

@@ -3,8 +3,8 @@
 testgate never imports the project's code. It asks ``uv run`` for the project's
 environment, probes once what is installed there (pytest, xdist, pytest-cov), adds
 what is missing with ``uv run --with``, and starts pytest with the injected plugin on
-``PYTHONPATH``. The child's environment is cleaned: secrets never reach the tests, and
-the variables of an outer pytest or coverage run do not leak into the inner one.
+``PYTHONPATH``. The child's environment is ``runner.environment``'s: secrets and the
+runner's file commands never reach the tests, and an outer pytest run does not leak in.
 """
 
 from __future__ import annotations
@@ -13,42 +13,24 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from runner import environment
+from runner.environment import child_environment
 from runner.errors import InfraError
 from runner.github import on_github, stop_commands
+from runner.output import emit
 from runner.settings import Settings
 
 PLUGIN_DIR = Path(__file__).parent / "plugin"
 PLUGIN_NAME = "_testgate_plugin"
-RECORD_ENV = "TESTGATE_RECORD"
-SELECT_ENV = "TESTGATE_SELECT"
-SCHEDULE_ENV = "TESTGATE_SCHEDULE"
+RECORD_ENV = environment.RECORD_ENV
+SELECT_ENV = environment.SELECT_ENV
+SCHEDULE_ENV = environment.SCHEDULE_ENV
 WORKER_ENV = "TESTGATE_WORKER_ENV"
-
-# Variables that must never reach the project's tests (secrets), or that belong to an
-# outer pytest/coverage/virtualenv and would confuse the inner run.
-SECRET_NAMES = frozenset(
-    {
-        "GITHUB_TOKEN",
-        "GH_TOKEN",
-        "SONAR_TOKEN",
-        "ACTIONS_RUNTIME_TOKEN",
-        "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
-        "INPUT_GITHUB-TOKEN",
-        "INPUT_SONAR-TOKEN",
-        "TESTGATE_GITHUB_TOKEN",
-        "TESTGATE_SONAR_TOKEN",
-    }
-)
-LEAKY_PREFIXES = ("PYTEST_XDIST_", "COV_CORE_", "COVERAGE_")
-LEAKY_NAMES = frozenset(
-    {"VIRTUAL_ENV", "PYTEST_CURRENT_TEST", "PYTEST_VERSION", RECORD_ENV, SELECT_ENV, SCHEDULE_ENV}
-)
 
 _PROBE = """
 import importlib.util, json, platform, sys
@@ -88,19 +70,6 @@ def find_uv(environ: Mapping[str, str]) -> str:
             "'uv run'. Install uv ('pip install uv', or astral-sh/setup-uv on GitHub)."
         )
     return uv
-
-
-def child_environment(environ: Mapping[str, str], **extra: str) -> dict[str, str]:
-    """The environment for the project's processes: no secrets, no outer-run leftovers."""
-    clean = {
-        name: value
-        for name, value in environ.items()
-        if name not in SECRET_NAMES
-        and name not in LEAKY_NAMES
-        and not name.startswith(LEAKY_PREFIXES)
-    }
-    clean.update(extra)
-    return clean
 
 
 def uv_run(settings: Settings, environ: Mapping[str, str]) -> list[str]:
@@ -204,14 +173,12 @@ def run_pytest(
     )
     # On GitHub, the tests' output is untrusted: it may not issue workflow commands.
     guard = stop_commands() if on_github(environ) else ("", "")
-    sys.stdout.write(guard[0])
-    sys.stdout.flush()
+    emit(guard[0], commands=True)
     started = time.monotonic()
     try:
         completed = subprocess.run(command, cwd=cwd, env=env, check=False)
     except OSError as error:
         raise InfraError(f"could not start {command[0]}: {error}") from None
     finally:
-        sys.stdout.write(guard[1])
-        sys.stdout.flush()
+        emit(guard[1], commands=True)
     return Completed(exit_code=completed.returncode, duration_s=time.monotonic() - started)

@@ -76,7 +76,10 @@ def failed_tests(tests: tuple[TestResult, ...]) -> GateResult:
         return GateResult("failed-tests", 0, 0, True, "no test failed")
     named = ", ".join(_named(test) for test in broken[:LISTED])
     more = f" and {len(broken) - LISTED} more" if len(broken) > LISTED else ""
-    return GateResult("failed-tests", 0, len(broken), False, f"{len(broken)} failed: {named}{more}")
+    errors = sum(test.outcome == "error" for test in broken)
+    counts = [f"{len(broken) - errors} failed"] if len(broken) > errors else []
+    counts += [f"{errors} error" + ("s" if errors > 1 else "")] if errors else []
+    return GateResult("failed-tests", 0, len(broken), False, f"{', '.join(counts)}: {named}{more}")
 
 
 def diff_gate(

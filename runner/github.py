@@ -16,15 +16,24 @@ step outputs, and keeps the tests' own output from issuing workflow commands.
   the token may not write checks, the workflow-command limits above apply.
 * A pull request from a fork gets no usable token: token features are skipped with one
   notice, and the gates still run.
+* GitHub resolves an annotation's ``file`` from the repository root: a project in a
+  subdirectory of ``GITHUB_WORKSPACE`` (``working-directory: svc``) has its paths
+  prefixed (``svc/tests/test_x.py``) in every annotation and Checks API payload, while
+  the reports keep project-relative paths.
 * On a re-run (``GITHUB_RUN_ATTEMPT`` > 1), the previous attempt's ``results.json``
   artifact is read: a test that failed there and passes now, on the same commit, is flaky.
+  The artifact is untrusted: it is streamed to a temporary file and refused past a size
+  bound, unpacked only within one, and decoded into typed structs; whatever is wrong with
+  it is one warning, and the run goes on (its own reports are never lost to it).
+* The REST calls retry a server error (5xx) and a secondary rate limit (403 or 429 with
+  ``Retry-After``) a few times with exponential backoff, by urllib3's ``Retry``.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import secrets
+import tempfile
 import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -33,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from runner.output import clean
 from runner.results import BROKEN, RunResult, TestResult
 
 # requests is imported where the API is called: most runs have no token, and do not
@@ -40,13 +50,20 @@ from runner.results import BROKEN, RunResult, TestResult
 if TYPE_CHECKING:
     import requests
 
+    from runner.detection import Detection
+
 PER_TYPE = 10
 PER_STEP = 50
 SUMMARY_LIMIT = 1024 * 1024
 API_BATCH = 50
 API_SUMMARY_LIMIT = 65535
 API_TIMEOUT_S = 30
+API_RETRIES = 3
+API_BACKOFF_S = 0.25  # urllib3 waits 0 s, then 0.5 s, then 1 s
+API_RETRY_AFTER_MAX_S = 60
 ARTIFACT_LIMIT = 256 * 1024 * 1024
+_CHUNK_BYTES = 1024 * 1024
+_IN_MEMORY_BYTES = 8 * 1024 * 1024
 LEVELS = {"error": "failure", "warning": "warning", "notice": "notice"}
 
 
@@ -85,19 +102,46 @@ class Annotation:
         return f"::{self.level}{' ' if given else ''}{given}::{escape_data(self.message)}"
 
 
-def annotations_of(result: RunResult) -> list[Annotation]:
-    """Every annotation the run deserves, the most important first."""
+def repository_prefix(root: str | None, environ: Mapping[str, str]) -> str:
+    """The project's place in the repository, ``svc/`` (or nothing at its root).
+
+    A project outside ``GITHUB_WORKSPACE`` (or off a runner) keeps its own paths.
+    """
+    workspace = environ.get("GITHUB_WORKSPACE")
+    if not workspace or not root:
+        return ""
+    try:
+        inside = Path(root).resolve().relative_to(Path(workspace).resolve())
+    except ValueError:
+        return ""
+    return "" if inside == Path() else inside.as_posix() + "/"
+
+
+def _path(prefix: str, file: str) -> str:
+    """A project path made relative to the repository; no file stays no file."""
+    return prefix + file if file else ""
+
+
+def annotations_of(result: RunResult, *, prefix: str = "") -> list[Annotation]:
+    """Every annotation the run deserves, the most important first.
+
+    ``prefix`` makes the project's paths relative to the repository (``repository_prefix``).
+    """
     found: list[Annotation] = []
     for test in result.tests:
         if test.outcome in BROKEN:
             attempt = test.attempts[0]
             message = attempt.message or attempt.teardown_error or test.outcome
             title = f"{test.outcome}: {test.id}" + (f" [{test.variant}]" if test.variant else "")
-            found.append(Annotation("error", test.file, test.line, title, message))
+            found.append(Annotation("error", _path(prefix, test.file), test.line, title, message))
     for test in result.tests:
         if test.outcome == "flaky":
             title = f"flaky ({test.flaky_kind}): {test.id}"
-            found.append(Annotation("warning", test.file, test.line, title, f"flaky: {test.note}"))
+            found.append(
+                Annotation(
+                    "warning", _path(prefix, test.file), test.line, title, f"flaky: {test.note}"
+                )
+            )
     diff = result.diff_coverage or {"files": [], "base": ""}
     for file in diff["files"]:
         for first, last in file["missing_ranges"]:
@@ -105,7 +149,12 @@ def annotations_of(result: RunResult) -> list[Annotation]:
             message = f"lines {where} changed since {diff['base']} are not covered"
             found.append(
                 Annotation(
-                    "warning", file["path"], first, "changed lines not covered", message, last
+                    "warning",
+                    prefix + file["path"],
+                    first,
+                    "changed lines not covered",
+                    message,
+                    last,
                 )
             )
     return found
@@ -129,7 +178,7 @@ def summary(markdown: str, left: list[Annotation]) -> str:
     """The job summary: testgate's summary, the annotations that did not fit, under 1 MiB."""
     if left:
         markdown += "\n### Not shown as annotations (GitHub's limit)\n\n" + "".join(
-            f"- {a.level} `{a.file}:{a.line}` {a.title}\n" for a in left
+            f"- {a.level} `{clean(a.file)}:{a.line}` {clean(a.title)}\n" for a in left
         )
     data = markdown.encode("utf-8")
     if len(data) <= SUMMARY_LIMIT:
@@ -176,6 +225,9 @@ class GitHubApi:
 
         self.repository = environ.get("GITHUB_REPOSITORY", "")
         self.session = requests.Session()
+        adapter = requests.adapters.HTTPAdapter(max_retries=_retry())
+        self.session.mount("https://", adapter)
+        self.session.mount("http://", adapter)
         self.session.headers.update(
             {
                 "Authorization": f"Bearer {token}",
@@ -190,6 +242,32 @@ class GitHubApi:
         )
         response.raise_for_status()
         return response
+
+
+def _retry() -> Any:
+    """urllib3's ``Retry`` for GitHub: 5xx, and 403/429 that carry ``Retry-After``.
+
+    A 403 without ``Retry-After`` is a permission: it is not retried. Methods other than
+    GET are retried too (a check run the server failed on was not created).
+    """
+    from urllib3.util.retry import Retry  # noqa: PLC0415 (lazy, see top)
+
+    class GitHubRetry(Retry):
+        def is_retry(self, method: str, status_code: int, has_retry_after: bool = False) -> bool:
+            if status_code == 403 and has_retry_after and self.respect_retry_after_header:
+                return bool(self.total)  # a secondary rate limit, not a permission
+            return bool(super().is_retry(method, status_code, has_retry_after))
+
+    return GitHubRetry(
+        total=API_RETRIES,
+        connect=1,  # a host that refuses once more is reported, not waited for
+        read=0,
+        status_forcelist=(500, 502, 503, 504),
+        allowed_methods=None,
+        backoff_factor=API_BACKOFF_S,
+        raise_on_status=False,
+        retry_after_max=API_RETRY_AFTER_MAX_S,
+    )
 
 
 def token_of(environ: Mapping[str, str], pull: dict[str, Any] | None) -> str | None:
@@ -289,15 +367,15 @@ def earlier_attempt_flakes(
 
     try:
         earlier = _artifact_results(GitHubApi(environ, token), environ, name, limit)
-    except (requests.RequestException, ValueError, KeyError, zipfile.BadZipFile) as error:
-        return tests, [f"could not read artifact {name} of attempt {previous}: {error}"]
+    except (requests.RequestException, ValueError, KeyError, OSError, zipfile.BadZipFile) as error:
+        # msgspec's errors are ValueErrors; anything wrong with the artifact is one warning.
+        reason = clean(str(error))[:500]
+        return tests, [f"could not read artifact {name} of attempt {previous}: {reason}"]
     if earlier is None:
         return tests, [f"no artifact {name}: attempt {previous} left no results to compare"]
-    if earlier.get("run", {}).get("commit") != environ.get("GITHUB_SHA"):
+    if earlier.run.commit != environ.get("GITHUB_SHA"):
         return tests, [f"attempt {previous} ran another commit; re-run flakes unchecked"]
-    failed_before = {
-        test["id"] for test in earlier.get("tests", []) if test.get("outcome") in BROKEN
-    }
+    failed_before = {test.id for test in earlier.tests if test.outcome in BROKEN}
     note = (
         f"failed in attempt {previous} of this workflow run, passed in attempt {attempt} "
         "on the same commit"
@@ -311,18 +389,66 @@ def earlier_attempt_flakes(
     return changed, []
 
 
-def _artifact_results(api: GitHubApi, environ: Mapping[str, str], name: str, limit: int) -> Any:
+class _Artifact(msgspec.Struct):
+    id: int
+    name: str
+
+
+class _Artifacts(msgspec.Struct):
+    artifacts: list[_Artifact] = []
+
+
+class _EarlierRun(msgspec.Struct):
+    commit: str | None = None
+
+
+class _EarlierTest(msgspec.Struct):
+    id: str
+    outcome: str
+
+
+class _Earlier(msgspec.Struct):
+    """The fields of an earlier attempt's ``results.json`` that are read, typed as its schema."""
+
+    run: _EarlierRun
+    tests: list[_EarlierTest] = []
+
+
+def _artifact_results(
+    api: GitHubApi, environ: Mapping[str, str], name: str, limit: int
+) -> _Earlier | None:
     run_id = environ.get("GITHUB_RUN_ID", "")
-    listed = api.call("GET", f"/actions/runs/{run_id}/artifacts", params={"name": name}).json()
-    artifacts = [item for item in listed.get("artifacts", []) if item.get("name") == name]
+    listed = api.call("GET", f"/actions/runs/{run_id}/artifacts", params={"name": name})
+    found = msgspec.json.decode(listed.content, type=_Artifacts).artifacts
+    artifacts = [item for item in found if item.name == name]
     if not artifacts:
         return None
-    archive = api.call("GET", f"/actions/artifacts/{artifacts[0]['id']}/zip").content
-    with zipfile.ZipFile(io.BytesIO(archive)) as opened:
-        entry = opened.getinfo("results.json")
-        if entry.file_size > limit:
-            raise ValueError(f"results.json unpacks to {entry.file_size} bytes, over {limit}")
-        return json.loads(opened.read(entry))
+    with (
+        tempfile.SpooledTemporaryFile(max_size=_IN_MEMORY_BYTES) as archive,
+        api.session.get(
+            f"{api.base}/repos/{api.repository}/actions/artifacts/{artifacts[0].id}/zip",
+            stream=True,
+            timeout=API_TIMEOUT_S,
+        ) as response,
+    ):
+        response.raise_for_status()
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise ValueError(f"the artifact is {declared} bytes, over {limit}")
+        size = 0
+        for chunk in response.iter_content(_CHUNK_BYTES):
+            size += len(chunk)
+            if size > limit:
+                raise ValueError(f"the artifact's download passed {limit} bytes; not read")
+            archive.write(chunk)
+        archive.seek(0)
+        with zipfile.ZipFile(archive) as opened:
+            entry = opened.getinfo("results.json")
+            if entry.file_size > limit:
+                raise ValueError(f"results.json unpacks to {entry.file_size} bytes, over {limit}")
+            # zipfile stops at the declared size: a lying one fails its CRC check instead.
+            data = opened.read(entry)
+    return msgspec.json.decode(data, type=_Earlier)
 
 
 def report(
@@ -338,7 +464,8 @@ def report(
     With a token, every annotation goes to a check run instead; if that fails (a token
     without ``checks: write``), the workflow commands are the fallback.
     """
-    found = annotations_of(result) if annotations else []
+    prefix = repository_prefix(result.run.root, environ)
+    found = annotations_of(result, prefix=prefix) if annotations else []
     shown, left = shown_and_left(found)
     printed = ""
     pull = pull_request(environ)
@@ -359,10 +486,15 @@ def report(
             )  # fmt: skip
             shown, left = [], []
         except requests.RequestException as error:
+            forbidden = error.response is not None and error.response.status_code == 403
+            advice = (
+                "give the job 'permissions: checks: write' for every annotation"
+                if forbidden
+                else "GitHub could not be reached or failed; the annotations are not lost"
+            )
             printed += (
                 f"::warning title=testgate::could not create a check run ({_reason(error)}); "
-                "give the job 'permissions: checks: write' for every annotation. Showing "
-                "what workflow commands can.\n"
+                f"{advice}. Showing what workflow commands can.\n"
             )
     summary_file = environ.get("GITHUB_STEP_SUMMARY")
     if summary_file:
@@ -374,9 +506,57 @@ def report(
     return printed + "".join(annotation.command() + "\n" for annotation in shown)
 
 
+def detection_annotations(detection: Detection, *, prefix: str = "") -> list[Annotation]:
+    """A flaky-detection job's annotations: each flaky test a warning at its ``def`` line
+    with its failure rate and interval; each test that failed every run an error."""
+    found = [
+        Annotation("warning", prefix + test.file, test.line, f"flaky: {test.id}", test.statement)
+        for test in detection.tests
+        if test.verdict == "flaky"
+    ]
+    return found + [
+        Annotation("error", prefix + test.file, test.line, f"failing: {test.id}", test.statement)
+        for test in detection.tests
+        if test.verdict == "failing"
+    ]
+
+
+def report_detection(
+    detection: Detection,
+    *,
+    markdown: str,
+    root: str,
+    environ: Mapping[str, str],
+    annotations: bool = True,
+) -> str:
+    """On a runner, after ``testgate flaky``: the summary and outputs are written, and the
+    annotation commands returned (GitHub's limits apply; the rest go to the summary)."""
+    found = detection_annotations(detection, prefix=repository_prefix(root, environ))
+    shown, left = shown_and_left(found if annotations else [])
+    summary_file = environ.get("GITHUB_STEP_SUMMARY")
+    if summary_file:
+        with Path(summary_file).open("a", encoding="utf-8") as out:
+            out.write(summary(markdown, left))
+    output_file = environ.get("GITHUB_OUTPUT")
+    if output_file:
+        bad = detection.count("flaky") or detection.count("failing") or detection.problems
+        counts = {
+            name: str(detection.count(name))
+            for name in ("flaky", "stable", "failing", "undecided", "skipped")
+        }
+        write_outputs(
+            Path(output_file),
+            {"passed": "false" if bad else "true", "tests": str(len(detection.tests)), **counts},
+        )
+    return "".join(annotation.command() + "\n" for annotation in shown)
+
+
 def _reason(error: requests.RequestException) -> str:
+    """``HTTP 502`` or ``ConnectionError: …``: what actually happened, one line, no secret."""
     response = error.response
-    return f"HTTP {response.status_code}" if response is not None else type(error).__name__
+    if response is not None:
+        return f"HTTP {response.status_code}"
+    return escape_data(f"{type(error).__name__}: {clean(str(error))[:300]}")
 
 
 def stop_commands() -> tuple[str, str]:

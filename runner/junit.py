@@ -16,7 +16,9 @@ from typing import NoReturn
 from xml.parsers import expat
 
 from runner.errors import InfraError
-from runner.record import line_in_traceback
+from runner.output import bounded
+from runner.owned_dir import open_text
+from runner.record import MESSAGE_LIMIT, TEXT_LIMIT, line_in_traceback
 from runner.results import (
     BROKEN,
     Attempt,
@@ -51,9 +53,20 @@ def xml_text(text: str | None) -> str:
     return _ILLEGAL_XML.sub(lambda match: f"#x{ord(match.group()):02X}", text)
 
 
+def split_node_id(test_id: str) -> tuple[str, str]:
+    """A node id's owner (file, classes) and name, split as pytest's junitxml does.
+
+    The parametrization ``[...]`` stays whole in the name: the split is at the last
+    ``::`` before the first ``[``, so ``test_x[a::b]`` is the test ``test_x[a::b]``.
+    """
+    base, bracket, parameters = test_id.partition("[")
+    owner, _, name = base.rpartition("::")
+    return owner, name + bracket + parameters
+
+
 def classname(test_id: str) -> str:
     """pytest's classname: the module path dotted, then any classes."""
-    return _dotted(test_id.rpartition("::")[0] or test_id)
+    return _dotted(split_node_id(test_id)[0] or test_id)
 
 
 def _dotted(owner: str) -> str:
@@ -85,7 +98,7 @@ def testcase_xml(test: TestResult) -> str:
     as ``<rerunFailure>``/``<rerunError>``; a flaky test passes, with each failed attempt
     as ``<flakyFailure>``/``<flakyError>``. Order checks are evidence, not attempts.
     """
-    owner, _, name = test.id.rpartition("::")
+    owner, name = split_node_id(test.id)
     first = test.attempts[0]  # a test's first attempt is a run, never an order check
     line = "" if test.line is None else f' line="{test.line}"'
     opening = (
@@ -166,7 +179,7 @@ def write_junit(result: RunResult, path: Path) -> None:
     variants: dict[str | None, list[TestResult]] = {}
     for test in result.tests:
         variants.setdefault(test.variant, []).append(test)
-    with path.open("w", encoding="utf-8") as out:
+    with open_text(path) as out:
         out.write('<?xml version="1.0" encoding="utf-8"?>\n<testsuites>')
         for variant, tests in variants.items() or [(None, [])]:
             totals = Totals.of(tuple(tests))
@@ -298,8 +311,7 @@ class _Reader:
         key = (case.get("classname") or "", case.get("file"))
         located = self._located.get(key)
         if located is None:  # thousands of test cases share a handful of classes
-            file, classes = _locate(key[0], key[1], self._project)
-            located = self._located[key] = (file, "::".join([file, *classes, ""]))
+            located = self._located[key] = _locate(key[0], key[1], self._project)
         file, prefix = located
         test_id = prefix + name
         time = case.get("time") or "0"
@@ -335,9 +347,9 @@ class _Reader:
                 duration_s=spent,
                 number=number,
                 kind="run" if number == 1 else "rerun",
-                message=said,
+                message=None if said is None else bounded(said, MESSAGE_LIMIT),
                 line=line_in_traceback(trace, file),
-                text=trace or None,
+                text=bounded(trace, TEXT_LIMIT) if trace else None,
             )
             for number, (outcome, said, trace, spent) in enumerate(runs, 1)
         )
@@ -365,14 +377,22 @@ def _seconds(time: str, test_id: str) -> float:
     return seconds
 
 
-def _locate(classname: str, file: str | None, project: Path) -> tuple[str, list[str]]:
-    """The test file and the classes inside it, from JUnit's attributes."""
+def _locate(classname: str, file: str | None, project: Path) -> tuple[str, str]:
+    """The test file and the node id's prefix (``FILE::CLASS::``), from JUnit's attributes.
+
+    A file is never invented: a dotted ``classname`` names a file only when one exists in
+    the project (a Java-style ``example.ExampleTests`` does not), and a ``file`` that is
+    not on disk is kept in the id but not as the test's file, so no annotation points
+    at a file GitHub cannot show. Such a test's file is empty.
+    """
     parts = [part for part in classname.split(".") if part]
     if file:
-        module_parts = len(file.removesuffix(".py").replace("\\", "/").split("/"))
-        return file.replace("\\", "/"), parts[module_parts:]
+        path = file.replace("\\", "/")
+        module_parts = len(path.removesuffix(".py").split("/"))
+        prefix = "::".join([path, *parts[module_parts:], ""])
+        return (path if (project / path).is_file() else ""), prefix
     for end in range(len(parts), 0, -1):
         candidate = "/".join(parts[:end]) + ".py"
         if (project / candidate).is_file():
-            return candidate, parts[end:]
-    return ("/".join(parts) + ".py") if parts else "(unknown)", []
+            return candidate, "::".join([candidate, *parts[end:], ""])
+    return "", (classname + "::" if classname else "")

@@ -3,15 +3,15 @@
 Matrix shards and variants (Python versions, OSes, taken from each run's metadata) are
 merged so that nothing is lost or counted twice: coverage data is combined exactly by
 coverage.py (``[paths]`` remapping applies), a test's result from each variant stays its
-own result, and ``--expect-shards N`` makes a missing or doubled shard an error instead
-of a silently smaller suite. Gates, the diff coverage and the summary then run on the
-merged result, and a new ``durations.json`` plans the next run.
+own result, and ``--expect-shards N`` and ``--expect-variants N`` make a missing or doubled
+shard, or a whole missing variant, an error instead of a silently smaller suite. Gates,
+the diff coverage and the summary then run on the merged result, and a new
+``durations.json`` plans the next run.
 """
 
 from __future__ import annotations
 
 import operator
-import shutil
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import msgspec
 
-from runner import coverage_data
+from runner import coverage_data, owned_dir
 from runner.errors import ConfigError, InfraError
 from runner.junit import read_junit, write_junit
 from runner.pipeline import Outcome, conclude, measure_change
@@ -81,6 +81,33 @@ def read_part(directory: Path, *, project: Path, strings: dict[str, str]) -> Par
             "testgate run, or did that job fail before writing it?"
         )
     return Part(directory=directory, result=read_results(path, strings=strings))
+
+
+def merged_run(part: Part, *, project: Path) -> str:
+    """``py3.12-linux shard 1/2 (testgate-reports-1)``: one merged run, for the summary."""
+    shard = f" shard {part.result.run.shard}" if part.result.run.shard else ""
+    try:
+        where = part.directory.resolve().relative_to(project.resolve()).as_posix()
+    except ValueError:
+        where = str(part.directory)
+    return f"{part.variant}{shard} ({where})"
+
+
+def check_variants(parts: Sequence[Part], *, expect: int | None) -> None:
+    """The merge holds as many variants as the matrix runs (when they are expected).
+
+    When every shard of one variant failed before writing reports, the other variants'
+    shards are complete on their own: only the count of variants shows the hole.
+    """
+    variants = sorted({part.variant for part in parts})
+    if expect is None or len(variants) == expect:
+        return
+    what = "missing" if len(variants) < expect else "more than the matrix runs"
+    raise InfraError(
+        f"expected {expect} variants, got {len(variants)} ({', '.join(variants)}): {what}. "
+        "A matrix job that failed before writing its reports leaves none; merge only after "
+        "every variant ran, or set expect-variants to the matrix's number of variants."
+    )
 
 
 def check_shards(parts: Sequence[Part], *, expect: int | None) -> None:
@@ -165,6 +192,7 @@ def merge(
     environ: Mapping[str, str],
     directories: Sequence[Path],
     expect_shards: int | None,
+    expect_variants: int | None = None,
 ) -> Outcome:
     """Merge the reports dirs into the settings' reports dir and judge the result."""
     if not directories:
@@ -176,13 +204,14 @@ def merge(
         read_part(directory, project=settings.project, strings=strings) for directory in directories
     ]
     check_shards(parts, expect=expect_shards)
+    check_variants(parts, expect=expect_variants)
     reports = settings.reports_dir
     if reports.resolve() in {part.directory.resolve() for part in parts}:
         raise ConfigError(
             f"the merged reports would overwrite the input {reports}: set --reports-dir to "
             "another directory."
         )
-    reports.mkdir(parents=True, exist_ok=True)
+    owned_dir.claim(reports)
     coverage = coverage_data.combine_and_report(
         project=settings.project,
         data_files=[part.directory / ".coverage" for part in parts],
@@ -212,6 +241,7 @@ def merge(
         warnings=tuple(
             f"{part.directory}: {w}" for part in parts for w in part.result.run.warnings
         ),
+        merged=tuple(merged_run(part, project=settings.project) for part in parts),
     )
     outcome = conclude(
         settings=replace(settings, shard=None),
@@ -225,7 +255,7 @@ def merge(
     if len(once) == len(outcome.result.tests) and all(
         map(operator.is_, once, outcome.result.tests)
     ):
-        shutil.copyfile(reports / "junit.xml", reports / "junit-sonar.xml")  # one variant: the same
+        owned_dir.copy(reports / "junit.xml", reports / "junit-sonar.xml")  # one variant: the same
     else:
         write_junit(replace(outcome.result, tests=once), reports / "junit-sonar.xml")
     return outcome

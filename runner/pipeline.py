@@ -9,18 +9,19 @@ problem is named in the results and the exit code.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from json.encoder import encode_basestring
 from pathlib import Path
 
-from runner import coverage_data, execute, gates, github, render
+from runner import coverage_data, execute, gates, github, owned_dir, render
 from runner.attempts import (
     AttemptRun,
     Session,
@@ -30,12 +31,14 @@ from runner.attempts import (
     run_attempt,
 )
 from runner.diff_coverage import DiffCoverage, added_lines, measure
-from runner.errors import ConfigError, InfraError
+from runner.environment import child_environment
+from runner.errors import InfraError
 from runner.execute import WORKER_ENV
 from runner.flaky import ORDER_CHECKS, verdict
 from runner.git import Git, default_base, merge_base
 from runner.git import diff as diff_text
 from runner.junit import write_junit
+from runner.output import emit
 from runner.quarantine import Quarantine, read_quarantine
 from runner.results import (
     BROKEN,
@@ -46,6 +49,7 @@ from runner.results import (
     TestResult,
     classify,
     encode,
+    variant_name,
 )
 from runner.services import databases, lifecycle, precedence
 from runner.services.databases import DJANGO_ENV
@@ -62,7 +66,6 @@ REPORT_FILES = (
     "durations.json",
     "summary.md",
 )
-WORK_DIR = ".testgate-work"
 REPLAY_LIMIT = 1000
 
 
@@ -99,12 +102,29 @@ class History:
 
 
 def run(settings: Settings, *, environ: Mapping[str, str]) -> Outcome:
-    """Run the suite with its services (``--service``, or an earlier ``services up``).
+    """Run the suite with its services (``--service``, or an earlier ``services up``)."""
+    notes: list[str] = []
+    with project_services(settings, environ=environ, notes=notes) as served:
+        return _run(settings, environ=served, notes=tuple(notes))
+
+
+@contextlib.contextmanager
+def project_services(
+    settings: Settings, *, environ: Mapping[str, str], notes: list[str] | None = None
+) -> Iterator[Mapping[str, str]]:
+    """The environment for the project's tests, with their services (``run`` and ``flaky``).
 
     Each xdist worker gets a database of its own in every database service; the
-    databases are dropped and the run's own services stopped after the run and its
-    reruns, whatever their outcome.
+    databases are dropped and the run's own services stopped afterwards, whatever the
+    outcome. What the user should know about them (a shared service, the variables an
+    app's ``.env`` sets as well) goes into ``notes``, or is printed when none is given.
     """
+    if notes is None:
+        told: list[str] = []
+        with project_services(settings, environ=environ, notes=told) as served:
+            emit("".join(f"testgate: notice: {note}\n" for note in told), stream=sys.stdout)
+            yield served
+        return
     with lifecycle.session(
         settings.services,
         project=settings.project,
@@ -113,14 +133,15 @@ def run(settings: Settings, *, environ: Mapping[str, str]) -> Outcome:
         environ=environ,
     ) as services:
         if not services:
-            return _run(settings, environ=environ)
+            yield environ
+            return
         count = lifecycle.worker_count(settings.workers, environ)
         found = precedence.resolve(
             project=settings.project, services=services, mappings=settings.service_env
         )
         exported = {**environ, **lifecycle.variables(services, found.mappings)}
         prefix = tuple(execute.uv_run(settings, environ))
-        child = execute.child_environment(exported)
+        child = child_environment(exported)
         setups = {
             name: Setup(command=command, prefix=prefix, project=settings.project, environ=child)
             for name, command in settings.service_setup.items()
@@ -129,18 +150,15 @@ def run(settings: Settings, *, environ: Mapping[str, str]) -> Outcome:
         isolation = databases.create(
             services, count=count, mappings=found.mappings, setups=setups, django=django
         )
-        with_services = {**exported, WORKER_ENV: json.dumps(isolation.templates)}
+        served = {**exported, WORKER_ENV: json.dumps(isolation.templates)}
         if django:
-            with_services[DJANGO_ENV] = "gw0"
+            served[DJANGO_ENV] = "gw0"
+        notes[:] = [*found.notes, *isolation.notes]
         try:
-            return _run(settings, environ=with_services, notes=found.notes + isolation.notes)
+            yield served
         finally:
             warnings = databases.drop(isolation)
-            print(
-                "".join(f"testgate: warning: {text}\n" for text in warnings),
-                end="",
-                file=sys.stderr,
-            )
+            emit("".join(f"testgate: warning: {text}\n" for text in warnings), stream=sys.stderr)
 
 
 def _run(settings: Settings, *, environ: Mapping[str, str], notes: tuple[str, ...] = ()) -> Outcome:
@@ -150,8 +168,7 @@ def _run(settings: Settings, *, environ: Mapping[str, str], notes: tuple[str, ..
     quarantine = read_quarantine(settings.quarantine)
     reports = settings.reports_dir
     durations, durations_warning = read_durations(settings.durations or reports / "durations.json")
-    work = reports / WORK_DIR
-    _prepare(reports, work)
+    work = _prepare(reports)
     schedule = write_schedule(settings, durations, work / "schedule.json")
     project_env = execute.probe(settings, environ)
     session = Session(
@@ -188,7 +205,7 @@ def _run(settings: Settings, *, environ: Mapping[str, str], notes: tuple[str, ..
         commit=commit_of(settings.project, environ),
         python=project_env.python,
         platform=project_env.platform,
-        variant=f"py{project_env.python}-{project_env.platform}",
+        variant=variant_name(python=project_env.python, platform=project_env.platform),
         shard=settings.shard,
         plan=None if settings.shard is None else plan_of(durations),
         root=str(settings.project),
@@ -242,17 +259,18 @@ def conclude(
     )
     markdown = render.markdown(result)
     write_reports(result, settings.reports_dir, markdown=markdown)
-    sys.stdout.write(render.terminal(result, reports_dir=shown(settings.reports_dir)))
+    emit(render.terminal(result, reports_dir=shown(settings.reports_dir)))
     if github.on_github(environ):
         where = shown(settings.reports_dir)
-        sys.stdout.write(
+        emit(
             github.report(
                 result,
                 markdown=markdown,
                 reports_dir=where,
                 environ=environ,
                 annotations=settings.annotations,
-            )
+            ),
+            commands=True,
         )
     if info.problems:
         return Outcome(result, InfraError.exit_code)
@@ -384,16 +402,14 @@ def result_of(
     )
 
 
-def _prepare(reports: Path, work: Path) -> None:
-    """Remove the reports of an earlier run, so that no stale file can be mistaken for ours."""
-    try:
-        reports.mkdir(parents=True, exist_ok=True)
-        for name in REPORT_FILES:
-            (reports / name).unlink(missing_ok=True)
-        shutil.rmtree(work, ignore_errors=True)
-        work.mkdir()
-    except OSError as error:
-        raise ConfigError(f"cannot write the reports dir {reports}: {error}") from None
+def _prepare(reports: Path) -> Path:
+    """Claim the reports dir, remove an earlier run's reports from it; a fresh work dir.
+
+    Only a dir testgate claimed (``owned_dir.claim``) is cleaned: no stale file can be
+    mistaken for this run's, and no file testgate did not write is removed.
+    """
+    owned_dir.claim(reports, fresh=REPORT_FILES)
+    return owned_dir.scratch(reports)
 
 
 def commit_of(project: Path, environ: Mapping[str, str]) -> str | None:
@@ -402,24 +418,31 @@ def commit_of(project: Path, environ: Mapping[str, str]) -> str | None:
 
 
 def write_reports(result: RunResult, reports: Path, *, markdown: str) -> None:
-    """results.json, junit.xml, durations.json and summary.md (coverage wrote its own)."""
-    with (reports / "results.json").open("wb") as out:
+    """results.json, junit.xml, durations.json and summary.md (coverage wrote its own).
+
+    One that cannot be written (a full disk) does not stop the others: each is named after.
+    """
+    failures = owned_dir.Failures()
+    with failures.kept(), owned_dir.open_binary(reports / "results.json") as out:
         out.writelines(encode(result))
-    write_junit(result, reports / "junit.xml")
+    with failures.kept():
+        write_junit(result, reports / "junit.xml")
     durations: dict[str, float] = {}
     for test in result.tests:  # after a merge, a test's longest time over its variants
         if test.attempts[0].phase != "collect":
             seconds = round(test.attempts[0].duration_s, 6)
             durations[test.id] = max(seconds, durations.get(test.id, 0.0))
     # One test a line, as json.dumps(indent=1) would write it, without its slow indenter.
-    with (reports / "durations.json").open("w", encoding="utf-8") as out:
+    with failures.kept(), owned_dir.open_text(reports / "durations.json") as out:
         out.write("{" if durations else "{}\n")
         out.writelines(
             f"{',' if index else ''}\n {encode_basestring(test_id)}: {seconds!r}"
             for index, (test_id, seconds) in enumerate(durations.items())
         )
         out.write("\n}\n" if durations else "")
-    (reports / "summary.md").write_text(markdown, encoding="utf-8")
+    with failures.kept():
+        owned_dir.write_text(reports / "summary.md", markdown)
+    failures.raise_any()
 
 
 def shown(path: Path) -> str:

@@ -4,6 +4,10 @@ The record is a JSON-lines file written by the project's pytest process, so it i
 as untrusted input: bounded in size, every line checked for the fields testgate uses,
 and a malformed file is an ``InfraError`` that names the file and the line.
 
+A test's failure message is kept to ``MESSAGE_LIMIT`` characters, its traceback and
+captured output to ``TEXT_LIMIT`` each, saying how much was cut: a test that fails with a
+50 MB message costs neither the terminal, results.json nor junit.xml 50 MB.
+
 The result is one ``Attempt`` per test (its setup, call and teardown reports folded
 together), in the order pytest finished them, plus what the session said about itself.
 """
@@ -12,14 +16,19 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from runner.errors import InfraError
+from runner.output import bounded
 from runner.results import Attempt, AttemptOutcome, Phase
 
 RECORD_LIMIT_BYTES = 1024 * 1024 * 1024
+MESSAGE_LIMIT = 16 * 1024
+TEXT_LIMIT = 256 * 1024
+FULL_DISK_BYTES = 1024 * 1024
 PHASES = ("setup", "call", "teardown")
 
 
@@ -55,8 +64,14 @@ class AttemptRecord:
     unfinished: RecordedTest | None
 
 
-def read_record(path: Path, *, limit_bytes: int = RECORD_LIMIT_BYTES) -> AttemptRecord:
-    """Parse a record file; a missing file means pytest never got as far as configuring."""
+def read_record(
+    path: Path, *, limit_bytes: int = RECORD_LIMIT_BYTES, full_below: int = FULL_DISK_BYTES
+) -> AttemptRecord:
+    """Parse a record file; a missing file means pytest never got as far as configuring.
+
+    A record cut short on a disk with less than ``full_below`` bytes free was cut by the
+    full disk (the plugin's write failed with ENOSPC), and the error says so.
+    """
     if not path.exists():
         return AttemptRecord(
             started=False,
@@ -81,9 +96,19 @@ def read_record(path: Path, *, limit_bytes: int = RECORD_LIMIT_BYTES) -> Attempt
             except (ValueError, KeyError, TypeError) as error:
                 raise InfraError(
                     f"{path} line {number} is not a valid testgate record ({error}); "
-                    "the test process may have been killed while writing it."
+                    + _why_cut(path, full_below)
                 ) from None
     return builder.build()
+
+
+def _why_cut(path: Path, full_below: int) -> str:
+    free = shutil.disk_usage(path.parent).free
+    if free < full_below:
+        return (
+            f"the disk holding {path.parent} is full (ENOSPC: {free} bytes free), so the "
+            "test process could not finish writing it: free some space and run again."
+        )
+    return "the test process may have been killed while writing it."
 
 
 _TYPES: dict[str, dict[str, type | tuple[type, ...]]] = {
@@ -162,10 +187,10 @@ class _Builder:
             attempt = Attempt(
                 outcome="error",
                 duration_s=0.0,
-                message=record["message"],
+                message=bounded(record["message"], MESSAGE_LIMIT),
                 line=line_in_traceback(record["text"], node.split("::")[0]),
                 phase="collect",
-                text=record["text"],
+                text=bounded(record["text"], TEXT_LIMIT),
             )
             self.collect_errors[node] = RecordedTest(id=node, def_line=None, attempt=attempt)
 
@@ -234,20 +259,24 @@ def _fold(phases: dict[str, dict[str, Any]]) -> Attempt:
     teardown = phases.get("teardown")
     broken_teardown = teardown if teardown is not None and teardown["outcome"] == "failed" else {}
     source = report if failed else broken_teardown
+    message = report.get("message") or report.get("wasxfail") or None
+    teardown_error = broken_teardown.get("message", "teardown failed") if broken_teardown else None
     return Attempt(
         outcome=_outcome(phase, report),
         duration_s=sum(float(item["duration"]) for item in phases.values()),
-        message=report.get("message") or report.get("wasxfail") or None,
+        message=_cut(message, MESSAGE_LIMIT),
         line=source.get("line"),
         phase=phase if failed else ("teardown" if broken_teardown else None),
         worker=report.get("worker"),
-        teardown_error=broken_teardown.get("message", "teardown failed")
-        if broken_teardown
-        else None,
-        text=source.get("text") or None,
-        stdout=source.get("stdout") or None,
-        stderr=source.get("stderr") or None,
+        teardown_error=_cut(teardown_error, MESSAGE_LIMIT),
+        text=_cut(source.get("text"), TEXT_LIMIT),
+        stdout=_cut(source.get("stdout"), TEXT_LIMIT),
+        stderr=_cut(source.get("stderr"), TEXT_LIMIT),
     )
+
+
+def _cut(text: str | None, limit: int) -> str | None:
+    return bounded(text, limit) if text else None
 
 
 def _outcome(phase: str, report: dict[str, Any]) -> AttemptOutcome:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from runner.output import PRINTED_LIMIT, bounded, clean, first_line
 from runner.results import BROKEN, GateResult, RunResult, TestResult
 
 if TYPE_CHECKING:
@@ -42,8 +43,8 @@ def gate_verdict(gate: GateResult) -> str:
     """pass or FAIL; a gate that passed without judging says so (deferred, skipped)."""
     if not gate.passed:
         return "FAIL"
-    first = gate.message.split(" ", 1)[0]
-    return first if first in ("deferred", "skipped:") else "pass"
+    first = gate.message.split(" ", 1)[0].rstrip(":")
+    return first if first in ("deferred", "skipped") else "pass"
 
 
 def counts_line(result: RunResult) -> str:
@@ -62,6 +63,11 @@ def _headline(test: TestResult) -> str:
 
 def location(test_file: str, line: int | None) -> str:
     return test_file if line is None else f"{test_file}:{line}"
+
+
+def _one(text: str | None) -> str:
+    """An untrusted text's first line, bounded, as one inert line (see runner.output)."""
+    return clean(bounded(first_line(text or ""), PRINTED_LIMIT))
 
 
 def terminal(result: RunResult, *, reports_dir: str) -> str:
@@ -103,20 +109,22 @@ def terminal(result: RunResult, *, reports_dir: str) -> str:
     ]
     for gate in result.gates:
         if not gate.passed:
-            lines.append(f"  {gate.name}: {gate.message}")
+            lines.append(f"  {gate.name}: {clean(gate.message)}")
     broken = [test for test in result.tests if test.outcome in BROKEN]
     for test in broken[:LISTED_FAILURES]:
         last = test.attempts[-1]
-        message = (last.message or last.teardown_error or "").split("\n")[0]
-        lines.append(f"{_headline(test)} {location(test.file, test.line)} {test.id}: {message}")
+        message = _one(last.message or last.teardown_error)
+        where = clean(location(test.file, test.line))
+        lines.append(f"{_headline(test)} {where} {clean(test.id)}: {message}")
     if len(broken) > LISTED_FAILURES:
         lines.append(f"... and {len(broken) - LISTED_FAILURES} more in results.json")
     for test in [test for test in result.tests if test.outcome in NOTED][:LISTED_FAILURES]:
-        lines.append(f"{_headline(test)} {location(test.file, test.line)} {test.id}: {test.note}")
+        where = clean(location(test.file, test.line))
+        lines.append(f"{_headline(test)} {where} {clean(test.id)}: {_one(test.note)}")
     for problem in result.run.problems:
-        lines.append(f"problem: {problem}")
+        lines.append(f"problem: {clean(bounded(problem, PRINTED_LIMIT))}")
     for warning in result.run.warnings:
-        lines.append(f"warning: {warning}")
+        lines.append(f"warning: {clean(bounded(warning, PRINTED_LIMIT))}")
     verdict = "passed" if result.passed and not result.run.problems else "FAILED"
     lines.append(f"testgate {verdict}; reports in {reports_dir}/")
     return "\n".join(lines) + "\n"
@@ -132,6 +140,12 @@ def markdown(result: RunResult) -> str:
         f"**{counts_line(result)}** in {result.run.suite_duration_s:.2f} s",
         "",
     ]
+    if result.run.merged:
+        out += [
+            f"Merged {len(result.run.merged)} runs: "
+            + ", ".join(f"`{_cell(run)}`" for run in result.run.merged),
+            "",
+        ]
     if result.coverage is not None:
         out += [
             f"Coverage: line **{percent(result.coverage.line_percent)}** "
@@ -162,7 +176,7 @@ def markdown(result: RunResult) -> str:
         for test in broken[:LISTED_FAILURES]:
             attempt = test.attempts[-1]
             out.append(
-                f"| `{_cell(test.id)}` | `{location(test.file, test.line)}` | "
+                f"| `{_cell(test.id)}` | `{_cell(location(test.file, test.line))}` | "
                 f"{_cell(attempt.message or attempt.teardown_error or '')} |"
             )
         if len(broken) > LISTED_FAILURES:
@@ -179,7 +193,7 @@ def markdown(result: RunResult) -> str:
         for test in noted[:LISTED_FAILURES]:
             kind = f" ({test.flaky_kind})" if test.flaky_kind else ""
             out.append(
-                f"| `{_cell(test.id)}` | `{location(test.file, test.line)}` | "
+                f"| `{_cell(test.id)}` | `{_cell(location(test.file, test.line))}` | "
                 f"{test.outcome}{kind} | {_cell(test.note or '')} |"
             )
         if len(noted) > LISTED_FAILURES:
@@ -224,9 +238,9 @@ def _diff_table(diff: dict[str, Any] | None) -> list[str]:
 
 
 def _cell(text: str) -> str:
-    """Text safe inside one Markdown table cell."""
-    first = text.strip().split("\n")[0]
-    return first.replace("|", "\\|").replace("`", "'")[:300]
+    """Text safe inside one Markdown table cell: its first line, no raw control character."""
+    first = clean(first_line(text)[:300])
+    return first.replace("|", "\\|").replace("`", "'")
 
 
 VERDICT_ORDER = ("flaky", "failing", "undecided", "skipped", "stable")
@@ -247,15 +261,15 @@ def detection_terminal(detection: Detection) -> str:
     ]
     for name in VERDICT_ORDER:
         lines += [
-            f"{name.upper()} {test.id}: {test.statement}"
+            f"{name.upper()} {clean(test.id)}: {test.statement}"
             for test in detection.tests
             if test.verdict == name
         ]
     if detection.stopped_by == "time-budget":
         lines.append("stopped by the time budget; undecided tests need more rounds")
-    lines += [f"quarantine entry now stable: {entry}" for entry in detection.quarantine_stable]
-    lines += [f"warning: {warning}" for warning in detection.warnings]
-    lines += [f"problem: {problem}" for problem in detection.problems]
+    lines += [f"quarantine entry now stable: {clean(e)}" for e in detection.quarantine_stable]
+    lines += [f"warning: {clean(bounded(w, PRINTED_LIMIT))}" for w in detection.warnings]
+    lines += [f"problem: {clean(bounded(p, PRINTED_LIMIT))}" for p in detection.problems]
     return "\n".join(lines) + "\n"
 
 

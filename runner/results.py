@@ -187,6 +187,16 @@ class GateResult:
         return cls(**{name: data[name] for name in cls.__dataclass_fields__})
 
 
+OS_NAMES = {"linux": "linux", "darwin": "macos", "win32": "windows", "cygwin": "windows"}
+
+
+def variant_name(*, python: str, platform: str) -> str:
+    """``py3.12-linux``: a matrix entry's Python (major.minor) and OS, as GitHub's runners
+    name them, so two shards of one entry merge even on runners with other patch releases."""
+    major_minor = ".".join(python.split(".")[:2])
+    return f"py{major_minor}-{OS_NAMES.get(platform, platform)}"
+
+
 @dataclass(frozen=True)
 class RunInfo:
     """Where and how the run happened."""
@@ -205,6 +215,7 @@ class RunInfo:
     plan: str | None = None
     problems: tuple[str, ...] = field(default=())
     warnings: tuple[str, ...] = field(default=())
+    merged: tuple[str, ...] = field(default=())
 
     def to_json(self) -> dict[str, Any]:
         data = {name: getattr(self, name) for name in self.__dataclass_fields__}
@@ -213,6 +224,7 @@ class RunInfo:
         data["rerun_duration_s"] = round(self.rerun_duration_s, 3)
         data["problems"] = list(self.problems)
         data["warnings"] = list(self.warnings)
+        data["merged"] = list(self.merged)
         return data
 
     @classmethod
@@ -232,6 +244,7 @@ class RunInfo:
             plan=data.get("plan"),
             problems=tuple(data.get("problems", ())),
             warnings=tuple(data.get("warnings", ())),
+            merged=tuple(data.get("merged", ())),
         )
 
 

@@ -1,14 +1,19 @@
 """Settings: what one testgate command was asked to do, from every place it can be said.
 
 Each option has one kebab-case name, shared by the command line (``--fail-under-line``),
-the environment (``TESTGATE_FAIL_UNDER_LINE``), ``[tool.testgate]`` in the project's
-pyproject.toml (``fail-under-line``) and the action's inputs. The first of those that
-sets an option wins, in that order; otherwise the default applies. A bad value is a
-``ConfigError`` that names where it came from and what would be accepted.
+the action's inputs (``fail-under-line:``), the environment (``TESTGATE_FAIL_UNDER_LINE``)
+and ``[tool.testgate]`` in the project's pyproject.toml (``fail-under-line``). The first of
+those that sets an option wins, in that order; otherwise the default applies. A bad value
+is a ``ConfigError`` that names where it came from and what would be accepted.
+
+The action hands testgate all of its inputs at once, as ``toJSON(inputs)`` in
+``TESTGATE_INPUTS``; an input left empty (every option input's default) is not set, so
+pyproject decides. Adding an option is one entry in ``OPTIONS`` and one input in action.yml.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import shlex
 import tomllib
@@ -22,6 +27,10 @@ from runner.services.running import check_template
 from runner.services.spec import BACKENDS, ServiceSpec, parse_specs
 
 ENV_PREFIX = "TESTGATE_"
+INPUTS_ENV = "TESTGATE_INPUTS"
+# Inputs the action itself acts on in a step of its own: the action's services step has
+# started them (the run then finds them in the project's state file), so the run does not.
+STEP_INPUTS = frozenset({"services"})
 DIST_MODES = ("worksteal", "load", "loadscope", "loadfile", "loadgroup", "each", "no")
 
 
@@ -49,6 +58,15 @@ def _count(text: str) -> int:
         raise ValueError("must be a whole number") from None
     if value < 0:
         raise ValueError("must not be negative")
+    return value
+
+
+def _optional_count(text: str) -> int | None:
+    if text.strip().lower() in ("", "none"):
+        return None
+    value = _count(text)
+    if value < 1:
+        raise ValueError("must be a whole number above 0")
     return value
 
 
@@ -266,6 +284,18 @@ OPTIONS: tuple[Option, ...] = (
         "template database each worker's is copied from, or once per worker database",
     ),
     Option("annotations", _boolean, True, "on GitHub: put failures and flaky tests on the PR"),
+    Option(
+        "expect-shards",
+        _optional_count,
+        None,
+        "merge: the matrix's shard count; each variant must have shards 1/N .. N/N, once each",
+    ),
+    Option(
+        "expect-variants",
+        _optional_count,
+        None,
+        "merge: the number of variants (Python x OS) the matrix runs; one missing is an error",
+    ),
 )
 OPTIONS_BY_NAME = {option.name: option for option in OPTIONS}
 
@@ -306,6 +336,33 @@ class Settings:
     service_env: dict[str, dict[str, str]]
     service_setup: dict[str, str]
     annotations: bool
+    expect_shards: int | None
+    expect_variants: int | None
+
+
+def action_inputs(environ: Mapping[str, str]) -> dict[str, str]:
+    """The options the action's inputs set: ``TESTGATE_INPUTS`` read, empty inputs dropped.
+
+    Inputs that are not options (``mode``, the tokens ...) are the action's own business.
+    """
+    text = environ.get(INPUTS_ENV, "").strip()
+    if not text:
+        return {}
+    try:
+        inputs = json.loads(text)
+    except ValueError as error:
+        raise ConfigError(
+            f"{INPUTS_ENV} is not JSON ({error}): the action sets it to toJSON(inputs); "
+            "unset it outside the action."
+        ) from None
+    if not isinstance(inputs, dict):
+        raise ConfigError(f"{INPUTS_ENV} must be a JSON object of the action's inputs.")
+    found: dict[str, str] = {}
+    for name, value in inputs.items():
+        given = _toml_text(value)
+        if name in OPTIONS_BY_NAME and given.strip():
+            found[name] = given
+    return found
 
 
 def load_settings(
@@ -315,7 +372,7 @@ def load_settings(
     environ: Mapping[str, str],
     extra_pytest_args: tuple[str, ...] = (),
 ) -> Settings:
-    """Resolve every option: flags, then ``TESTGATE_*`` variables, then pyproject, then defaults.
+    """Resolve every option: flags, the action's inputs, ``TESTGATE_*``, pyproject, defaults.
 
     ``flags`` maps kebab-case option names to the text given on the command line (None
     when absent). ``extra_pytest_args`` are the arguments after ``--``; they come after
@@ -323,10 +380,13 @@ def load_settings(
     """
     root = project.resolve()
     table = read_tool_table(root)
+    inputs = {
+        name: text for name, text in action_inputs(environ).items() if name not in STEP_INPUTS
+    }
     values: dict[str, Any] = {}
     for option in OPTIONS:
-        values[option.attribute] = _resolve(
-            option, flag=flags.get(option.name), environ=environ, table=table
+        values[option.attribute] = resolve(
+            option, flag=flags.get(option.name), inputs=inputs, environ=environ, table=table
         )
     values["pytest_args"] = tuple(values["pytest_args"]) + extra_pytest_args
     reports = Path(values.pop("reports_dir"))
@@ -341,11 +401,20 @@ def load_settings(
     )
 
 
-def _resolve(
-    option: Option, *, flag: str | None, environ: Mapping[str, str], table: Mapping[str, Any]
+def resolve(
+    option: Option,
+    *,
+    flag: str | None,
+    inputs: Mapping[str, str],
+    environ: Mapping[str, str],
+    table: Mapping[str, Any],
+    flag_name: str | None = None,
 ) -> Any:
+    """One option's value from the first place that sets it, or its default."""
     if flag is not None:
-        return parse_option(option, flag, source=f"--{option.name}")
+        return parse_option(option, flag, source=f"--{flag_name or option.name}")
+    if option.name in inputs:
+        return parse_option(option, inputs[option.name], source=f"the action's input {option.name}")
     if option.env in environ:
         return parse_option(option, environ[option.env], source=option.env)
     if option.name in table:

@@ -25,9 +25,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from runner import render
+from runner import owned_dir, render
 from runner.errors import ConfigError, InfraError
 from runner.merge import read_results
+from runner.output import emit
 from runner.pipeline import shown, write_reports
 from runner.results import GateResult, RunResult
 from runner.settings import Settings
@@ -112,7 +113,9 @@ def sonar(settings: Settings, *, environ: Mapping[str, str], dry_run: bool) -> i
         )
         return 0
     if token and environ.get("GITHUB_ACTIONS") == "true":
-        print(f"::add-mask::{token}", flush=True)
+        emit(f"::add-mask::{token}\n", commands=True)
+    owned_dir.claim(settings.reports_dir)
+    owned_dir.without_link(settings.reports_dir / ".sonar")  # the scanner writes in there
     args = [f"-D{key}={value}" for key, value in properties(settings, result, environ).items()]
     code = run_pysonar([*args, *(["--dry-run"] if dry_run else [])], settings, environ, token)
     if code != 0:
@@ -128,7 +131,7 @@ def sonar(settings: Settings, *, environ: Mapping[str, str], dry_run: bool) -> i
     gate = quality_gate(client, task)
     judged = replace(result, gates=(*result.gates, gate))
     write_reports(judged, settings.reports_dir, markdown=render.markdown(judged))
-    sys.stdout.write(render.terminal(judged, reports_dir=shown(settings.reports_dir)))
+    emit(render.terminal(judged, reports_dir=shown(settings.reports_dir)))
     return 0 if judged.passed else 1
 
 
@@ -140,7 +143,8 @@ def run_pysonar(args: list[str], settings: Settings, environ: Mapping[str, str],
         if name not in ("GITHUB_TOKEN", "GH_TOKEN") and not name.startswith("INPUT_")
     }
     completed = subprocess.run(
-        [sys.executable, "-c", _PYSONAR, *args],
+        # -I: the project directory (the cwd) never shadows pysonar or its imports.
+        [sys.executable, "-I", "-c", _PYSONAR, *args],
         cwd=settings.project,
         env=env,
         capture_output=True,
@@ -148,8 +152,7 @@ def run_pysonar(args: list[str], settings: Settings, environ: Mapping[str, str],
         check=False,
     )
     for stream, text in ((sys.stdout, completed.stdout), (sys.stderr, completed.stderr)):
-        stream.write(text.replace(token, "***") if token else text)
-    sys.stdout.flush()
+        emit(text.replace(token, "***") if token else text, stream=stream)
     return completed.returncode
 
 
@@ -226,4 +229,4 @@ def quality_gate(client: Sonar, task: Mapping[str, str]) -> GateResult:
 
 def _notice(environ: Mapping[str, str], message: str) -> None:
     prefix = "::notice::" if environ.get("GITHUB_ACTIONS") == "true" else "testgate: "
-    print(prefix + message, flush=True)
+    emit(prefix + message + "\n", commands=prefix.startswith("::"))

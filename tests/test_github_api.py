@@ -147,10 +147,11 @@ def test_a_fork_pull_request_skips_token_features_with_one_notice(
     ]  # fmt: skip
 
 
-def results_zip(tests: list[dict[str, Any]], commit: str) -> bytes:
+def results_zip(tests: list[dict[str, Any]], commit: str, padding: int = 0) -> bytes:
     data = io.BytesIO()
-    with zipfile.ZipFile(data, "w") as archive:
-        archive.writestr("results.json", json.dumps({"run": {"commit": commit}, "tests": tests}))
+    with zipfile.ZipFile(data, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        document = json.dumps({"run": {"commit": commit}, "tests": tests}) + " " * padding
+        archive.writestr("results.json", document)
     return data.getvalue()
 
 
@@ -221,14 +222,14 @@ def test_what_cannot_be_compared_is_said_and_changes_nothing(
 def test_an_artifact_that_unpacks_too_large_is_not_read(
     httpserver: HTTPServer, tmp_path: Path
 ) -> None:
-    serve_artifact(httpserver, "a-attempt-1", results_zip([], "c0ffee"))
+    serve_artifact(httpserver, "a-attempt-1", results_zip([], "c0ffee", padding=100_000))
     environ = {**github_env(httpserver, tmp_path), "GITHUB_RUN_ID": "555",
                "GITHUB_RUN_ATTEMPT": "2", "TESTGATE_ARTIFACT": "a",
                "GITHUB_EVENT_PATH": str(tmp_path / "missing.json")}  # fmt: skip
-    _, notices = earlier_attempt_flakes((), environ, limit=10)
+    _, notices = earlier_attempt_flakes((), environ, limit=1000)
     assert notices[0].startswith("could not read artifact a-attempt-1 of attempt 1:")
     assert "results.json unpacks to" in notices[0]
-    assert "bytes, over 10" in notices[0]
+    assert "bytes, over 1000" in notices[0]
 
 
 def test_a_first_attempt_reads_nothing(httpserver: HTTPServer, tmp_path: Path) -> None:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from runner.errors import InfraError
+from runner.github import annotations_of
 from runner.junit import read_junit, write_junit
 from runner.results import RunInfo, RunResult
 from tests.conftest import Ran, copy_fixture, run_in_process
@@ -106,11 +108,33 @@ def test_names_without_a_known_file_fall_back_to_the_dotted_path(tmp_path: Path)
         "utf-8",
     )
     copy_fixture("passing", tmp_path)  # a project whose files do not match these names
-    ids = [(test.id, test.line) for test in read_junit(path, project=tmp_path / "passing")]
-    assert ids == [
-        ("pkg/test_mod/TestK.py::test_a", None),
-        ("(unknown)::lonely", None),
-        ("a/b.py::c", 7),
+    found = [(t.id, t.file, t.line) for t in read_junit(path, project=tmp_path / "passing")]
+    # no file is invented: none of these is on disk, so none is the test's file
+    assert found == [
+        ("pkg.test_mod.TestK::test_a", "", None),
+        ("lonely", "", None),
+        ("a/b.py::c", "", 7),
+    ]
+    failing = msgspec.structs.replace(read_junit(path, project=tmp_path)[2], outcome="failed")
+    info = RunInfo(started="", duration_s=0.0, suite_duration_s=0.0, commit=None,
+                   python=None, platform=None, variant=None)  # fmt: skip
+    run = RunResult(run=info, tests=(failing,), coverage=None, gates=())
+    (annotation,) = annotations_of(run, prefix="svc/")
+    assert "file=" not in annotation.command()
+
+
+def test_a_dotted_classname_names_a_file_only_when_it_exists(tmp_path: Path) -> None:
+    project = copy_fixture("passing", tmp_path)
+    path = tmp_path / "junit.xml"
+    path.write_text(
+        "<testsuite><testcase classname='tests.test_calc.TestK' name='test_a'/>"
+        "<testcase classname='x' name='t' file='tests/test_calc.py'/></testsuite>",
+        "utf-8",
+    )
+    found = [(t.id, t.file) for t in read_junit(path, project=project)]
+    assert found == [
+        ("tests/test_calc.py::TestK::test_a", "tests/test_calc.py"),
+        ("tests/test_calc.py::t", "tests/test_calc.py"),
     ]
 
 
@@ -118,7 +142,7 @@ def test_names_without_a_known_file_fall_back_to_the_dotted_path(tmp_path: Path)
 def test_a_time_that_is_not_seconds_is_refused(tmp_path: Path, time: str) -> None:
     path = tmp_path / "junit.xml"
     path.write_text(f"<testsuite><testcase classname='m' name='t' time='{time}'/></testsuite>")
-    with pytest.raises(InfraError, match=rf"m\.py::t has time='{time}', not a number of seconds"):
+    with pytest.raises(InfraError, match=rf"m::t has time='{time}', not a number of seconds"):
         read_junit(path, project=tmp_path)
 
 
@@ -134,6 +158,7 @@ def test_a_failure_without_a_message_is_written_back_with_an_empty_one(tmp_path:
         "</testcase></testsuite>",
         "utf-8",
     )
+    (tmp_path / "m.py").write_text("", "utf-8")  # the file the classname names
     (test,) = read_junit(path, project=tmp_path)
     assert (test.outcome, test.line, test.attempts[0].message) == ("failed", 3, None)
     info = RunInfo(started="", duration_s=0.0, suite_duration_s=0.0, commit=None, python=None,

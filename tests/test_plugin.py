@@ -12,6 +12,7 @@ import pytest
 import xdist.workermanage
 
 from runner.execute import PLUGIN_DIR, PLUGIN_NAME, RECORD_ENV, SCHEDULE_ENV, SELECT_ENV
+from tests.conftest import fresh_plugin
 
 SUITE = """
 import os
@@ -119,7 +120,8 @@ def test_collection_and_internal_errors_are_recorded(pytester: pytest.Pytester) 
     found = records(pytester)
     (error,) = [item for item in found if item["kind"] == "collect-error"]
     assert error["id"] == "test_broken.py"
-    assert "ModuleNotFoundError" in error["message"]
+    # pytest's "E   " marker is layout: the message starts with the exception
+    assert error["message"].startswith("ModuleNotFoundError: No module named")
     pytester.makeconftest(
         "def pytest_collection_modifyitems(items):\n    raise RuntimeError('plugin bug')\n"
     )
@@ -316,3 +318,17 @@ def test_a_schedule_keeps_only_its_shard(pytester: pytest.Pytester) -> None:
     first = scheduled(pytester, {"durations": durations, "shard": [1, 2]})
     second = scheduled(pytester, {"durations": durations, "shard": [2, 2]})
     assert (first, second) == (["test_s.py::test_a"], ["test_s.py::test_b", "test_s.py::test_c"])
+
+
+def test_failure_texts_drop_xdists_worker_line_and_messages_the_error_marker(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    plugin = fresh_plugin(monkeypatch, "_testgate_plugin_texts")
+    text = "[gw0] linux -- Python 3.12.1 /tmp/.tmpAbc/bin/python\n\n    def test_a():\n>  x\n"
+    assert plugin.report_text(text) == "    def test_a():\n>  x\n"
+    assert plugin.report_text("[gw0] only one line") == "[gw0] only one line"
+    assert plugin.report_text("[gw1] not xdist's\nline") == "[gw1] not xdist's\nline"
+    assert plugin._last_line("x\nE   ImportError: nope\n") == "ImportError: nope"
+    assert plugin._last_line("E is a letter") == "E is a letter"
+    assert plugin._last_line("E   ") == "E   "
+    assert plugin._last_line("") == ""

@@ -9,6 +9,7 @@ once, under two xdist workers, through the installed console script.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -173,7 +174,10 @@ def test_gates_name_threshold_actual_and_verdict(ran: Ran) -> None:
         "skipped: not a git repository, so no change to measure"
     )
     assert ran.gate("failed-tests")["actual"] == 7
+    assert re.match(r"\d+ failed, \d+ errors: ", ran.gate("failed-tests")["message"])
     assert ran.gate("min-tests")["actual"] == 11
+    # a gate that passed without judging says so, in a word
+    assert re.search(r"^diff-coverage +100 % +n/a +skipped$", ran.output, re.M)
 
 
 def test_junit_xml_reads_back_with_the_same_counts_and_lines(ran: Ran) -> None:
@@ -210,6 +214,7 @@ def test_every_report_file_is_written(ran: Ran) -> None:
         ".coverage",
         "durations.json",
         "summary.md",
+        ".testgate-reports",  # the marker: this dir is testgate's own
     }
     durations = json.loads((ran.reports / "durations.json").read_text("utf-8"))
     assert set(durations) == {test["id"] for test in ran.results()["tests"]}

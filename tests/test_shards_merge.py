@@ -13,8 +13,10 @@ from typing import Any
 import pytest
 from junitparser import JUnitXml
 
-from runner.errors import ConfigError
+from runner.errors import ConfigError, InfraError
+from runner.merge import Part, check_variants
 from runner.merge import merge as merge_function
+from runner.results import RunInfo, RunResult, variant_name
 from runner.settings import load_settings
 from runner.sharding import partition, read_durations
 from tests.conftest import Ran, copy_fixture, environment, once_per_session, run_in_process
@@ -208,7 +210,7 @@ def test_variants_stay_visible_and_a_failure_names_its_variant(
     # Only Python 3.11 is installed here: the 3.12 run is this run as another machine
     # would have reported it, with one failure.
     def as_312_with_a_failure(data: dict[str, Any]) -> None:
-        data["run"]["variant"] = "py3.12.7-linux"
+        data["run"]["variant"] = "py3.12-linux"
         test = data["tests"][0]
         test["outcome"] = "failed"
         test["attempts"][0].update(
@@ -221,13 +223,45 @@ def test_variants_stay_visible_and_a_failure_names_its_variant(
     results = ran.results()
     assert results["totals"]["tests"] == 5  # three on 3.11, two (a shard) on 3.12
     failed = [t for t in results["tests"] if t["outcome"] == "failed"]
-    assert [(t["id"], t["variant"]) for t in failed] == [(ids(first)[0], "py3.12.7-linux")]
-    assert ran.gate("failed-tests")["message"] == f"1 failed: {ids(first)[0]} [py3.12.7-linux]"
-    assert f"FAILED [py3.12.7-linux] {CALC}:" in ran.output
+    assert [(t["id"], t["variant"]) for t in failed] == [(ids(first)[0], "py3.12-linux")]
+    assert ran.gate("failed-tests")["message"] == f"1 failed: {ids(first)[0]} [py3.12-linux]"
+    assert f"FAILED [py3.12-linux] {CALC}:" in ran.output
     suites = {suite.name: suite for suite in JUnitXml.fromfile(str(ran.reports / "junit.xml"))}
-    assert sorted(suites) == ["py3.11.7-linux", "py3.12.7-linux"]
+    assert sorted(suites) == ["py3.11-linux", "py3.12-linux"]
     (sonar,) = list(JUnitXml.fromfile(str(ran.reports / "junit-sonar.xml")))
     assert (sonar.tests, sonar.failures) == (3, 1)  # each test once, its worst result
+    summary = (ran.reports / "summary.md").read_text("utf-8")
+    assert "Merged 3 runs: `py3.11-linux shard 1/2 (shard-1)`" in summary
+    assert f"`py3.12-linux shard 1/2 ({other})`" in summary  # outside the project: as given
+
+
+def test_a_whole_missing_variant_is_exit_three(
+    merge: Callable[..., Ran], two_shards: tuple[Path, Ran, Ran]
+) -> None:
+    # Both shards of the other Python failed before writing reports: this one's are complete.
+    here, first, second = two_shards
+    dirs = [str(first.reports), str(second.reports)]
+    ran = merge(here, "--expect-shards", "2", "--expect-variants", "2", *dirs)
+    assert ran.exit_code == 3
+    assert "expected 2 variants, got 1 (py3.11-linux): missing" in ran.output
+    assert merge(here, "--expect-variants", "1", *dirs).exit_code == 0
+
+
+def test_more_variants_than_expected_are_refused(tmp_path: Path) -> None:
+    def part(variant: str) -> Part:
+        info = RunInfo(started="", duration_s=0.0, suite_duration_s=0.0, commit=None,
+                       python=None, platform=None, variant=variant)  # fmt: skip
+        return Part(tmp_path / variant, RunResult(run=info, tests=(), coverage=None, gates=()))
+
+    with pytest.raises(InfraError, match=r"expected 1 variants, got 2 \(a, b\): more than"):
+        check_variants([part("a"), part("b")], expect=1)
+
+
+def test_a_variant_is_python_major_minor_and_the_os() -> None:
+    assert variant_name(python="3.11.7", platform="linux") == "py3.11-linux"
+    assert variant_name(python="3.13.0rc1", platform="darwin") == "py3.13-macos"
+    assert variant_name(python="3.12.1", platform="win32") == "py3.12-windows"
+    assert variant_name(python="3.12.1", platform="freebsd14") == "py3.12-freebsd14"
 
 
 @pytest.mark.parametrize(

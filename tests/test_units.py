@@ -8,14 +8,15 @@ import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 import pytest
 from coverage.exceptions import CoverageWarning
 from junitparser import JUnitXml
 
-from runner import execute, junit
-from runner.coverage_data import combine_and_report, read_summary
+from runner import environment, execute, junit
+from runner.coverage_data import combine_and_report, read_summary, worst_files
 from runner.errors import InfraError
 from runner.junit import classname, write_junit, xml_text
 from runner.render import markdown, terminal
@@ -239,7 +240,7 @@ def test_secrets_and_outer_run_variables_never_reach_the_tests() -> None:
         "VIRTUAL_ENV": "/v",
         "HOME": "/root",
     }
-    assert execute.child_environment(environ, EXTRA="1") == {
+    assert environment.child_environment(environ, EXTRA="1") == {
         "PATH": "/bin",
         "HOME": "/root",
         "EXTRA": "1",
@@ -279,3 +280,12 @@ def test_source_gone_before_reporting_is_an_infrastructure_error(tmp_path: Path)
         InfraError, match=r"coverage.py could not report the data: No source for code"
     ):
         combine_and_report(project=tmp_path, data_files=[data], reports_dir=reports)
+
+
+def test_the_least_covered_files_are_ordered_by_the_numbers_shown() -> None:
+    def entry(line: float, branch: float, combined: float) -> dict[str, Any]:
+        summary = {"percent_statements_covered": line, "percent_branches_covered": branch}
+        return {"summary": {**summary, "percent_covered": combined}}
+
+    files = {"a.py": entry(90, 10, 80), "b.py": entry(50, 100, 85), "c.py": entry(100, 100, 100)}
+    assert worst_files(files) == (("b.py", 50.0, 100.0), ("a.py", 90.0, 10.0))

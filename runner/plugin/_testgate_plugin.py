@@ -324,7 +324,7 @@ class Recorder:
                     "kind": "collect-error",
                     "id": report.nodeid,
                     "message": _clean(_last_line(report.longreprtext), MESSAGE_LIMIT),
-                    "text": _clean(report.longreprtext, TEXT_LIMIT),
+                    "text": _clean(report_text(report.longreprtext), TEXT_LIMIT),
                 }
             )
 
@@ -351,7 +351,7 @@ class Recorder:
             message = getattr(report, "testgate_message", None) or _last_line(report.longreprtext)
             record["message"] = _clean(message, MESSAGE_LIMIT)
             record["line"] = getattr(report, "testgate_line", None)
-            record["text"] = _clean(report.longreprtext, TEXT_LIMIT)
+            record["text"] = _clean(report_text(report.longreprtext), TEXT_LIMIT)
             record["stdout"] = _clean(report.capstdout, TEXT_LIMIT)
             record["stderr"] = _clean(report.capstderr, TEXT_LIMIT)
         self.write(record)
@@ -377,9 +377,24 @@ def _def_line(nodeid: str, location: tuple[str, int | None, str]) -> int | None:
 
 
 def _last_line(text: str) -> str:
-    """The last non-empty line of a report text, which names the error for most reports."""
+    """The last non-empty line of a report text, which names the error for most reports.
+
+    pytest marks error lines with ``E`` and spaces (``E   ImportError: ...``): the marker
+    is layout, not message, and goes.
+    """
     lines = [line for line in text.splitlines() if line.strip()]
-    return lines[-1] if lines else ""
+    last = lines[-1] if lines else ""
+    marker, _, rest = last.partition(" ")
+    return rest.lstrip() if marker == "E" and rest.startswith("  ") and rest.strip() else last
+
+
+def report_text(text: str) -> str:
+    """A failure's text without xdist's first line (``[gw0] linux -- Python 3.12.1 PATH``),
+    which names the worker and a temporary environment's path, not the failure."""
+    first, newline, rest = text.partition("\n")
+    if newline and first.startswith("[gw") and " -- Python " in first:
+        return rest.lstrip("\n")
+    return text
 
 
 def _read_schedule(config: pytest.Config, path: str | None) -> None:

@@ -28,6 +28,8 @@ from typing import Any, Protocol, TextIO
 from urllib.parse import unquote, urlsplit
 
 from runner.errors import ConfigError, InfraError
+from runner.output import emit
+from runner.owned_dir import write_text
 from runner.services import databases
 from runner.services.docker import DockerBackend, engine_answers
 from runner.services.local import LocalBackend, missing, stop_local
@@ -110,17 +112,15 @@ class StateFile:
     def _write(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         ignore = self.path.parent / ".gitignore"
-        if not ignore.exists():
-            ignore.write_text(IGNORE_TEXT, "utf-8")
+        if not ignore.exists() and not ignore.is_symlink():  # written by rename: links stay
+            write_text(ignore, IGNORE_TEXT)
         data = {
             "version": STATE_VERSION,
             "run_id": self.run_id,
             "backend": self.backend,
             "services": [running.to_json() for running in self.services.values()],
         }
-        temporary = self.path.with_suffix(".tmp")
-        temporary.write_text(json.dumps(data, indent=2) + "\n", "utf-8")
-        temporary.replace(self.path)
+        write_text(self.path, json.dumps(data, indent=2) + "\n")
 
     @classmethod
     def load(cls, path: Path) -> StateFile | None:
@@ -242,18 +242,18 @@ def up(
         raise InfraError("\n".join(failures) + "\nEvery service started was stopped again.")
     for running in ready:
         spec = next(spec for spec in specs if spec.name == running.name)
-        print(
+        emit(
             f"testgate: {running.name} ready in {running.ready_s:.2f} s "
-            f"({running.description} on {running.host}:{running.port})",
-            file=out,
+            f"({running.description} on {running.host}:{running.port})\n",
+            stream=out,
         )
         if spec.version and running.backend == "local":
             found = running.description.rsplit(" ", 1)[-1]
             if not found.startswith(spec.version):
-                print(
+                emit(
                     f"testgate: notice: {spec.name} asked for version {spec.version}; "
-                    f"this machine's is {found}.",
-                    file=out,
+                    f"this machine's is {found}.\n",
+                    stream=out,
                 )
     return ready
 
@@ -279,15 +279,15 @@ def down(*, state_file: Path, environ: Mapping[str, str], log: TextIO | None = N
     out = sys.stderr if log is None else log
     state = StateFile.load(state_file)
     if state is None:
-        print(f"testgate: no services recorded in {state_file}; nothing to stop.", file=out)
+        emit(f"testgate: no services recorded in {state_file}; nothing to stop.\n", stream=out)
         return 0
     count = len(state.services)
     external = sum(running.backend == "external" for running in state.services.values())
     _stop_all(state, environ)
     left = f"; {external} external one(s) left running" if external else ""
-    print(
-        f"testgate: stopped {count - external} service(s) and removed what they left{left}.",
-        file=out,
+    emit(
+        f"testgate: stopped {count - external} service(s) and removed what they left{left}.\n",
+        stream=out,
     )
     return count
 
@@ -330,10 +330,10 @@ def publish(
     if github_env:
         with open(github_env, "a", encoding="utf-8") as sink:
             sink.write("".join(line + "\n" for line in lines))
-        print("testgate: exported to later steps: " + ", ".join(found), file=out)
+        emit("testgate: exported to later steps: " + ", ".join(found) + "\n", stream=out)
     elif env_file is None:
         for name, value in found.items():
-            print(f"export {name}={shlex.quote(value)}", file=out)
+            emit(f"export {name}={shlex.quote(value)}\n", stream=out)
 
 
 def worker_count(workers: str, environ: Mapping[str, str]) -> int:

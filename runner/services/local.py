@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
-import pwd
 import re
 import shutil
 import signal
@@ -25,12 +24,25 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from runner.errors import InfraError
 from runner.services.running import Running
 from runner.services.spec import KINDS, ServiceSpec
 
-SEARCH_PATH = ("/usr/lib/postgresql/*/bin", "/usr/lib/rabbitmq/bin", "/usr/sbin", "/usr/local/sbin")
+if TYPE_CHECKING:  # pwd is POSIX only: imported where an account is looked up
+    import pwd
+
+SEARCH_PATH = (
+    "/usr/lib/postgresql/*/bin",
+    "/usr/lib/rabbitmq/bin",
+    "/usr/sbin",
+    "/usr/local/sbin",
+    # macOS: Homebrew's keg-only formulae (postgresql@16) and its bin, Apple silicon and Intel
+    "/opt/homebrew/opt/postgresql@*/bin",
+    "/usr/local/opt/postgresql@*/bin",
+    "/opt/homebrew/bin",
+)
 LOG_NAME = "server.log"
 
 
@@ -189,7 +201,8 @@ RECIPES: Mapping[str, Recipe] = {
 
 
 def find_binary(name: str, environ: Mapping[str, str], prefer: tuple[str, ...] = ()) -> str | None:
-    """``name`` in ``prefer``, on PATH, else where Debian puts server binaries (newest first)."""
+    """``name`` in ``prefer``, on PATH, else where Debian or Homebrew put server binaries
+    (newest first)."""
     found = shutil.which(name, path=os.pathsep.join((*prefer, environ.get("PATH", os.defpath))))
     if found is not None:
         return found
@@ -335,8 +348,10 @@ class LocalBackend:
 
     @staticmethod
     def _account(recipe: Recipe) -> pwd.struct_passwd | None:
-        if os.geteuid() != 0 or recipe.run_as is None:
+        if recipe.run_as is None or os.name != "posix" or os.geteuid() != 0:
             return None
+        import pwd  # noqa: PLC0415 (POSIX only; this module must import on Windows)
+
         try:
             return pwd.getpwnam(recipe.run_as)
         except KeyError:

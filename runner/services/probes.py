@@ -19,6 +19,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from runner.environment import child_environment
+
 FIRST_DELAY_S = 0.005
 MAX_DELAY_S = 0.1
 ATTEMPT_TIMEOUT_S = 5.0
@@ -198,7 +200,7 @@ def _command(endpoint: Endpoint, timeout: float) -> None:
     completed = subprocess.run(
         endpoint.ready.removeprefix("cmd:"),
         shell=True,
-        env={**os.environ, **endpoint.env},
+        env=child_environment(os.environ, **endpoint.env),
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -1,0 +1,62 @@
+"""Every runner module imports where POSIX-only parts of Python are missing (Windows).
+
+One Python process hides ``pwd`` and ``fcntl`` behind a meta path finder and deletes
+``os.killpg`` (and the other process-group calls Windows lacks), then imports every
+module of ``runner``, and the plugin as pytest loads it, as a Windows runner's ``testgate`` would.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).parent.parent
+HIDDEN_MODULES = ("pwd", "fcntl", "grp", "termios", "resource")
+HIDDEN_FUNCTIONS = ("killpg", "getpgid", "setpgid", "setsid", "getuid", "geteuid", "fork")
+IMPORT_ALL = """
+import importlib, json, os, pkgutil, sys
+
+hidden = set(sys.argv[1].split(","))
+
+class Hide:
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in hidden:
+            raise ModuleNotFoundError(f"No module named {name!r} (hidden: not on Windows)")
+        return None
+
+sys.meta_path.insert(0, Hide())
+for name in hidden:
+    sys.modules.pop(name, None)
+for name in sys.argv[2].split(","):
+    if hasattr(os, name):
+        delattr(os, name)
+sys.path.insert(0, sys.argv[3])  # the plugin imports its sibling as pytest loads it
+import runner
+
+failed = {}
+names = [module.name for module in pkgutil.walk_packages(runner.__path__, "runner.")]
+names.remove("runner.__main__")  # importing it runs the command line (runner.cli is checked)
+names += ["_testgate_plugin", "_testgate_schedule"]  # loaded into pytest from runner/plugin
+for name in names:
+    try:
+        importlib.import_module(name)
+    except Exception as error:
+        failed[name] = f"{type(error).__name__}: {error}"
+print(json.dumps({"imported": names, "failed": failed}))
+"""
+
+
+def test_every_module_imports_without_pwd_fcntl_or_killpg() -> None:
+    completed = subprocess.run(
+        [sys.executable, "-I", "-c", IMPORT_ALL, ",".join(HIDDEN_MODULES),
+         ",".join(HIDDEN_FUNCTIONS), str(ROOT / "runner" / "plugin")],
+        cwd=ROOT, capture_output=True, text=True, check=False, timeout=60,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr
+    found = json.loads(completed.stdout.splitlines()[-1])
+    assert found["failed"] == {}
+    for module in ("runner.cli", "runner.services.local", "runner.execute", "runner.pipeline"):
+        assert module in found["imported"]
+    assert "_testgate_plugin" in found["imported"]
