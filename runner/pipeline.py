@@ -137,14 +137,14 @@ def project_services(
             return
         count = lifecycle.worker_count(settings.workers, environ)
         found = precedence.resolve(
-            project=settings.project, services=services, mappings=settings.service_env
+            project=settings.project, services=services, mappings=settings.service_env or {}
         )
         exported = {**environ, **lifecycle.variables(services, found.mappings)}
         prefix = tuple(execute.uv_run(settings, environ))
         child = child_environment(exported)
         setups = {
             name: Setup(command=command, prefix=prefix, project=settings.project, environ=child)
-            for name, command in settings.service_setup.items()
+            for name, command in (settings.service_setup or {}).items()
         }
         django = uses_pytest_django(prefix=prefix, project=settings.project, environ=child)
         isolation = databases.create(

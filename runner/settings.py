@@ -270,7 +270,7 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "service-env",
         _service_env,
-        {},
+        None,
         "the project's own variable names per service, filled per xdist worker: lines of "
         "SERVICE.VARIABLE=TEMPLATE with {host} {port} {user} {password} {database} {url} "
         '(pyproject: [tool.testgate.service-env.postgres] POSTGRES_SERVER = "{host}")',
@@ -278,7 +278,7 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "service-setup",
         _service_setup,
-        {},
+        None,
         "the command that builds a service's schema (SERVICE=COMMAND lines, such as "
         "postgres=alembic upgrade head), run in the project's environment against a "
         "template database each worker's is copied from, or once per worker database",
@@ -333,8 +333,8 @@ class Settings:
     services: tuple[ServiceSpec, ...]
     services_backend: str
     services_timeout: float
-    service_env: dict[str, dict[str, str]]
-    service_setup: dict[str, str]
+    service_env: dict[str, dict[str, str]] | None
+    service_setup: dict[str, str] | None
     annotations: bool
     expect_shards: int | None
     expect_variants: int | None
