@@ -31,6 +31,7 @@ from runner.attempts import (
     run_attempt,
 )
 from runner.diff_coverage import DiffCoverage, added_lines, measure
+from runner.environment import child_environment
 from runner.errors import InfraError
 from runner.execute import WORKER_ENV
 from runner.flaky import ORDER_CHECKS, verdict
@@ -50,7 +51,9 @@ from runner.results import (
     encode,
     variant_name,
 )
-from runner.services import databases, lifecycle
+from runner.services import databases, lifecycle, precedence
+from runner.services.databases import DJANGO_ENV
+from runner.services.schema import Setup, uses_pytest_django
 from runner.settings import Settings
 from runner.sharding import plan_of, read_durations
 
@@ -100,20 +103,28 @@ class History:
 
 def run(settings: Settings, *, environ: Mapping[str, str]) -> Outcome:
     """Run the suite with its services (``--service``, or an earlier ``services up``)."""
-    with project_services(settings, environ=environ) as served:
-        return _run(settings, environ=served)
+    notes: list[str] = []
+    with project_services(settings, environ=environ, notes=notes) as served:
+        return _run(settings, environ=served, notes=tuple(notes))
 
 
 @contextlib.contextmanager
 def project_services(
-    settings: Settings, *, environ: Mapping[str, str]
+    settings: Settings, *, environ: Mapping[str, str], notes: list[str] | None = None
 ) -> Iterator[Mapping[str, str]]:
     """The environment for the project's tests, with their services (``run`` and ``flaky``).
 
     Each xdist worker gets a database of its own in every database service; the
     databases are dropped and the run's own services stopped afterwards, whatever the
-    outcome.
+    outcome. What the user should know about them (a shared service, the variables an
+    app's ``.env`` sets as well) goes into ``notes``, or is printed when none is given.
     """
+    if notes is None:
+        told: list[str] = []
+        with project_services(settings, environ=environ, notes=told) as served:
+            emit("".join(f"testgate: notice: {note}\n" for note in told), stream=sys.stdout)
+            yield served
+        return
     with lifecycle.session(
         settings.services,
         project=settings.project,
@@ -125,15 +136,32 @@ def project_services(
             yield environ
             return
         count = lifecycle.worker_count(settings.workers, environ)
-        templates = databases.create(services, count=count)
+        found = precedence.resolve(
+            project=settings.project, services=services, mappings=settings.service_env or {}
+        )
+        exported = {**environ, **lifecycle.variables(services, found.mappings)}
+        prefix = tuple(execute.uv_run(settings, environ))
+        child = child_environment(exported)
+        setups = {
+            name: Setup(command=command, prefix=prefix, project=settings.project, environ=child)
+            for name, command in (settings.service_setup or {}).items()
+        }
+        django = uses_pytest_django(prefix=prefix, project=settings.project, environ=child)
+        isolation = databases.create(
+            services, count=count, mappings=found.mappings, setups=setups, django=django
+        )
+        served = {**exported, WORKER_ENV: json.dumps(isolation.templates)}
+        if django:
+            served[DJANGO_ENV] = "gw0"
+        notes[:] = [*found.notes, *isolation.notes]
         try:
-            yield {**environ, **lifecycle.variables(services), WORKER_ENV: json.dumps(templates)}
+            yield served
         finally:
-            warnings = databases.drop(services, count=count)
+            warnings = databases.drop(isolation)
             emit("".join(f"testgate: warning: {text}\n" for text in warnings), stream=sys.stderr)
 
 
-def _run(settings: Settings, *, environ: Mapping[str, str]) -> Outcome:
+def _run(settings: Settings, *, environ: Mapping[str, str], notes: tuple[str, ...] = ()) -> Outcome:
     """Run the suite, rerun what failed, write every report, return the verdict's exit code."""
     started = datetime.now(UTC)
     clock = time.monotonic()
@@ -187,7 +215,8 @@ def _run(settings: Settings, *, environ: Mapping[str, str]) -> Outcome:
             f"quarantine entry {entry!r} matches no test of this run"
             for entry in quarantine.unmatched(history.attempts)
         )
-        + ((durations_warning,) if durations_warning else ()),
+        + ((durations_warning,) if durations_warning else ())
+        + tuple(f"services: {note}" for note in notes),
     )
     shutil.rmtree(work, ignore_errors=True)
     return conclude(

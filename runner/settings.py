@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import ConfigError
+from runner.services.running import check_template
 from runner.services.spec import BACKENDS, ServiceSpec, parse_specs
 
 ENV_PREFIX = "TESTGATE_"
@@ -139,6 +140,41 @@ def _services(text: str) -> tuple[ServiceSpec, ...]:
         raise ValueError(f"is not a list of services: {error.message}") from None
 
 
+def _service_env(text: str) -> dict[str, dict[str, str]]:
+    """``SERVICE.VARIABLE=TEMPLATE`` lines (pyproject: a table of tables) -> per service."""
+    found: dict[str, dict[str, str]] = {}
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        target, equals, template = line.strip().partition("=")
+        service, dot, variable = target.strip().partition(".")
+        if not (equals and dot and service.strip() and variable.strip().isidentifier()):
+            raise ValueError(
+                f"has {line.strip()!r}, not SERVICE.VARIABLE=TEMPLATE such as "
+                "postgres.POSTGRES_SERVER={host}"
+            )
+        problem = check_template(template)
+        if problem is not None:
+            raise ValueError(f"has {line.strip()!r}: {problem}")
+        found.setdefault(service.strip().lower(), {})[variable.strip()] = template.strip()
+    return found
+
+
+def _service_setup(text: str) -> dict[str, str]:
+    """``SERVICE=COMMAND`` lines (pyproject: a table) -> the command per service."""
+    found: dict[str, str] = {}
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        service, equals, command = line.strip().partition("=")
+        if not (equals and service.strip() and command.strip()):
+            raise ValueError(
+                f"has {line.strip()!r}, not SERVICE=COMMAND such as postgres=alembic upgrade head"
+            )
+        found[service.strip().lower()] = command.strip()
+    return found
+
+
 def _backend(text: str) -> str:
     value = text.strip().lower()
     if value not in BACKENDS:
@@ -231,6 +267,22 @@ OPTIONS: tuple[Option, ...] = (
         "docker, local or external",
     ),
     Option("services-timeout", _seconds, 60.0, "longest wait for the services to be ready"),
+    Option(
+        "service-env",
+        _service_env,
+        None,
+        "the project's own variable names per service, filled per xdist worker: lines of "
+        "SERVICE.VARIABLE=TEMPLATE with {host} {port} {user} {password} {database} {url} "
+        '(pyproject: [tool.testgate.service-env.postgres] POSTGRES_SERVER = "{host}")',
+    ),
+    Option(
+        "service-setup",
+        _service_setup,
+        None,
+        "the command that builds a service's schema (SERVICE=COMMAND lines, such as "
+        "postgres=alembic upgrade head), run in the project's environment against a "
+        "template database each worker's is copied from, or once per worker database",
+    ),
     Option("annotations", _boolean, True, "on GitHub: put failures and flaky tests on the PR"),
     Option(
         "expect-shards",
@@ -281,6 +333,8 @@ class Settings:
     services: tuple[ServiceSpec, ...]
     services_backend: str
     services_timeout: float
+    service_env: dict[str, dict[str, str]] | None
+    service_setup: dict[str, str] | None
     annotations: bool
     expect_shards: int | None
     expect_variants: int | None
@@ -389,6 +443,12 @@ def _toml_text(value: object, *, lines: bool = False) -> str:
     if isinstance(value, list):
         items = [str(item) for item in value]
         return "\n".join(items) if lines else shlex.join(items)
+    if isinstance(value, dict):  # a table: KEY=VALUE lines, nested keys joined by dots
+        return "\n".join(
+            f"{key}.{line}" if isinstance(item, dict) else f"{key}={item}"
+            for key, item in value.items()
+            for line in (_toml_text(item).splitlines() if isinstance(item, dict) else [""])
+        )
     return str(value)
 
 

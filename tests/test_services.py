@@ -9,6 +9,7 @@ points at the real Redis), and MongoDB by a small server speaking its OP_MSG pro
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -33,7 +34,7 @@ from runner.errors import ConfigError, InfraError
 from runner.services import databases
 from runner.services.lifecycle import ExternalBackend
 from runner.services.local import LocalBackend, Recipe, find_binary, stop_local
-from runner.services.probes import Endpoint, NotReady, check, wait_ready
+from runner.services.probes import Endpoint, NotReady, check, resp_command, wait_ready
 from runner.services.running import Running
 from runner.services.spec import parse_specs
 from tests.conftest import environment
@@ -92,7 +93,12 @@ def test_specs_of_every_form() -> None:
         "generic", 8080, "http:/health", {"MODE": "test"},
     )  # fmt: skip
     assert got["search"].ready == "cmd:curl -f localhost:9200"
-    assert (got["pg2"].kind, got["pg2"].container_port) == ("postgres", 5433)
+    assert (got["pg2"].kind, got["pg2"].version, got["pg2"].host_port) == ("postgres", "15", 5433)
+    assert got["pg2"].container_port == 5432  # port= of a known kind is the fixed host port
+    (fixed,) = parse_specs(["redis:7 port=6379"])
+    assert (fixed.name, fixed.kind, fixed.host_port, fixed.container_port) == (
+        "redis", "redis", 6379, 6379,
+    )  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -102,7 +108,8 @@ def test_specs_of_every_form() -> None:
             "postgress:16",
             "unknown service 'postgress' in 'postgress:16'; known services: postgres,",
         ),
-        ("redis port=1", "options such as 'port=1' need a name"),
+        ("nginx port=1", "options such as 'port=1' need a name"),
+        ("redis port=6379x", "cannot use 'port=6379x'"),
         ("9x=redis", "'9x' is not a usable name"),
         ("web=nginx", "a generic service needs port=PORT"),
         ("web=nginx port=http", "cannot use 'port=http'"),
@@ -163,12 +170,34 @@ def test_variables_and_worker_urls_of_each_kind() -> None:
         "POSTGRES_HOST": "127.0.0.1",
         "POSTGRES_PORT": "1",
         "DATABASE_URL": "postgresql://postgres:p%20w@127.0.0.1:1/test",
+        "POSTGRES_USER": "postgres",
+        "POSTGRES_PASSWORD": "p w",
+        "POSTGRES_DB": "test",
+        "PGHOST": "127.0.0.1",
+        "PGPORT": "1",
+        "PGUSER": "postgres",
+        "PGPASSWORD": "p w",
+        "PGDATABASE": "test",
     }
+    own = {"POSTGRES_SERVER": "{host}", "POSTGRES_DB": "{database}", "DSN": "{url}?x={{y}}"}
+    assert postgres.worker_variables("test_{worker}", own) == {
+        "DATABASE_URL": "postgresql://postgres:p%20w@127.0.0.1:1/test_{worker}",
+        "POSTGRES_DB": "test_{worker}",
+        "PGDATABASE": "test_{worker}",
+        "DSN": "postgresql://postgres:p%20w@127.0.0.1:1/test_{worker}?x={y}",
+    }
+    assert postgres.variables(own)["POSTGRES_SERVER"] == "127.0.0.1"
+    second = running("reports", "postgres", database="test")
+    assert "PGHOST" not in second.variables()  # libpq's names are the service postgres's
+    assert second.variables()["REPORTS_DB"] == "test"
     assert postgres.worker_template() == (
         "DATABASE_URL", "postgresql://postgres:p%20w@127.0.0.1:1/test_{worker}",
     )  # fmt: skip
     cache = running("cache", "redis", database="0")
     assert cache.variables()["CACHE_URL"] == "redis://127.0.0.1:1/0"
+    assert "CACHE_PASSWORD" not in cache.variables()  # no AUTH "" for clients that read it
+    assert cache.worker_variables("3") == {"CACHE_URL": "redis://127.0.0.1:1/3", "CACHE_DB": "3"}
+    assert running("redis", "redis", password="pw").variables()["REDIS_PASSWORD"] == "pw"
     assert cache.worker_template() == ("CACHE_URL", "redis://127.0.0.1:1/{index}")
     web = running("web", "generic", ready="http:/health")
     assert web.variables()["WEB_URL"] == "http://127.0.0.1:1/health"
@@ -176,9 +205,19 @@ def test_variables_and_worker_urls_of_each_kind() -> None:
     assert "SMTP_URL" not in running("smtp", "generic").variables()
     external = running("db", "mysql", url="mysql://root@h:3306/app")
     assert external.worker_template() == ("DB_URL", "mysql://root@h:3306/app_{worker}")
+    assert "MYSQL_HOST" not in external.variables()
+    assert external.variables()["DB_DATABASE"] == "app"
+    mariadb = running("mariadb", "mariadb", user="root", database="test")
+    assert mariadb.variables()["MYSQL_DATABASE"] == mariadb.variables()["MARIADB_DATABASE"]
     rabbitmq = running("rabbitmq", "rabbitmq", user="guest", password="guest", database="%2F")
     assert rabbitmq.variables()["AMQP_URL"] == "amqp://guest:guest@127.0.0.1:1/%2F"
+    assert rabbitmq.variables()["RABBITMQ_URL"] == rabbitmq.variables()["AMQP_URL"]
     assert running("rabbitmq", "rabbitmq").worker_template() is None
+    mongo = running("mongo", "mongo", url="mongodb://h:27017/app")
+    assert (mongo.variables()["MONGODB_URL"], mongo.variables()["MONGO_DB"]) == (
+        "mongodb://h:27017/app",
+        "app",
+    )
 
 
 # --- real services on this machine ----------------------------------------------------
@@ -199,11 +238,17 @@ def test_local_backend_starts_probes_exports_and_removes_all_four(
     assert "notice: postgres asked for version 16; this machine's is 15." in err
     assert "notice: redis" not in err  # 7 is what this machine has
     exported = dict(line.split("=", 1) for line in env_file.read_text("utf-8").splitlines())
+    mysql = {f"{family}_{key}" for family in ("MYSQL", "MARIADB")
+             for key in ("HOST", "PORT", "USER", "PASSWORD", "DATABASE")}  # fmt: skip
     assert set(exported) == {
-        "POSTGRES_HOST", "POSTGRES_PORT", "DATABASE_URL", "MARIADB_HOST", "MARIADB_PORT",
-        "MYSQL_URL", "REDIS_HOST", "REDIS_PORT", "REDIS_URL", "RABBITMQ_HOST", "RABBITMQ_PORT",
-        "AMQP_URL",
+        "POSTGRES_HOST", "POSTGRES_PORT", "DATABASE_URL", "POSTGRES_USER", "POSTGRES_PASSWORD",
+        "POSTGRES_DB", "PGHOST", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE", *mysql,
+        "MYSQL_URL", "REDIS_HOST", "REDIS_PORT", "REDIS_URL", "REDIS_DB", "RABBITMQ_HOST",
+        "RABBITMQ_PORT", "AMQP_URL", "RABBITMQ_URL", "RABBITMQ_USER", "RABBITMQ_PASSWORD",
+        "RABBITMQ_VHOST",
     }  # fmt: skip
+    assert (exported["PGPORT"], exported["PGDATABASE"]) == (exported["POSTGRES_PORT"], "test")
+    assert exported["RABBITMQ_VHOST"] == "/"
     assert out == ""  # with --env-file, no export lines
     assert (
         exported["DATABASE_URL"]
@@ -262,6 +307,7 @@ def test_export_lines_are_shell_quoted_for_eval(
         "export REDIS_HOST=127.0.0.1",
         "export REDIS_PORT=6379",
         "export REDIS_URL=redis://127.0.0.1:6379/0",
+        "export REDIS_DB=0",
     ]
     code, _, err = services(capfd, "up", "redis", "--state-file", str(tmp_path / "s.json"))
     assert code == 2
@@ -319,23 +365,27 @@ def test_worker_databases_are_created_fresh_and_dropped() -> None:
     service = external("postgres", "postgresql://postgres@127.0.0.1:5432/test")
     mysql = external("mysql", "mysql://root@127.0.0.1:3306/test")
     rabbitmq = external("rabbitmq", "amqp://guest:guest@127.0.0.1:5672/%2F")  # shared by all
-    templates = databases.create([service, mysql, rabbitmq], count=3)
-    assert templates == {
+    isolation = databases.create([service, mysql, rabbitmq], count=3)
+    assert isolation.templates == {
         "DATABASE_URL": "postgresql://postgres@127.0.0.1:5432/test_{worker}",
+        "POSTGRES_DB": "test_{worker}",
+        "PGDATABASE": "test_{worker}",
         "MYSQL_URL": "mysql://root@127.0.0.1:3306/test_{worker}",
+        **{f"{family}_DATABASE": "test_{worker}" for family in ("MYSQL", "MARIADB")},
     }
+    assert isolation.notes == ()
     admin = pg8000.native.Connection("postgres", host="127.0.0.1", database="test")
     query = "SELECT datname FROM pg_database WHERE datname LIKE 'test_gw%' ORDER BY 1"
     assert admin.run(query) == [["test_gw0"], ["test_gw1"], ["test_gw2"]]
-    assert databases.drop([service, mysql, rabbitmq], count=3) == []
+    assert databases.drop(isolation) == []
     assert admin.run(query) == []
-    admin.close()
     missing = external("postgres", "postgresql://postgres@127.0.0.1:1/test")
     with pytest.raises(InfraError, match="postgres: could not create the xdist workers' databases"):
-        databases.create([missing], count=1)
-    assert databases.drop([missing], count=1)[0].startswith(
-        "postgres: the workers' databases were not dropped:"
-    )
+        databases.create([service, missing], count=1)
+    assert admin.run(query) == []  # what was made for the services before it is removed
+    admin.close()
+    gone = databases.Isolation(created=(databases.Created(service=missing, names=("x",)),))
+    assert databases.drop(gone)[0].startswith("postgres: the workers' databases were not dropped:")
 
 
 def test_redis_with_a_password_and_its_worker_indexes(tmp_path: Path) -> None:
@@ -353,18 +403,34 @@ def test_redis_with_a_password_and_its_worker_indexes(tmp_path: Path) -> None:
         with pytest.raises(NotReady, match="PING answered b'-NOAUTH"):
             check(Endpoint(probe="redis", host="127.0.0.1", port=port))
         service = external("redis", f"redis://:sesame@127.0.0.1:{port}/0")
-        assert databases.create([service], count=2) == {
-            "REDIS_URL": f"redis://:sesame@127.0.0.1:{port}/{{index}}"
+        isolation = databases.create([service], count=2)
+        assert isolation.templates == {
+            "REDIS_URL": [f"redis://:sesame@127.0.0.1:{port}/{index}" for index in (0, 1)],
+            "REDIS_DB": ["0", "1"],
         }
-        assert databases.drop([service], count=2) == []
+        assert databases.drop(isolation) == []
+        own = dataclasses.replace(service, backend="local", url=None, database="0")
+        _redis_set(port, "sesame", "3")
+        isolation = databases.create([own], count=4)  # its own server: 0 … 3, emptied first
+        assert isolation.templates["REDIS_DB"] == ["0", "1", "2", "3"]
+        assert databases.drop(isolation) == []
         with pytest.raises(InfraError, match="Redis has 16 databases, not one for each of 17"):
-            databases.create([service], count=17)
+            databases.create([own], count=17)
         wrong = external("redis", f"redis://:wrong@127.0.0.1:{port}/0")
-        with pytest.raises(InfraError, match="Redis answered b'-NOAUTH"):
+        with pytest.raises(InfraError, match="Redis answered b'-WRONGPASS"):
             databases.create([wrong], count=1)
     finally:
         server.terminate()
         server.wait()
+
+
+def _redis_set(port: int, password: str, index: str) -> None:
+    """A key in database ``index`` of a Redis on this machine."""
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        reader = sock.makefile("rb")
+        for command in (("AUTH", password), ("SELECT", index), ("SET", "key", "value")):
+            sock.sendall(resp_command(*command))
+            assert reader.readline().startswith(b"+OK")
 
 
 def external(name: str, url: str) -> Running:
@@ -420,15 +486,23 @@ def test_mongo_answers_hello_and_drops_worker_databases(mongo: FakeMongo) -> Non
     port = mongo.server_address[1]
     check(Endpoint(probe="mongo", host="127.0.0.1", port=port))
     service = external("mongo", f"mongodb://127.0.0.1:{port}/app")
-    assert databases.create([service], count=2) == {
-        "MONGODB_URL": f"mongodb://127.0.0.1:{port}/app_{{worker}}"
+    isolation = databases.create([service], count=2)
+    assert isolation.templates == {
+        "MONGODB_URL": f"mongodb://127.0.0.1:{port}/app_{{worker}}",
+        "MONGO_URL": f"mongodb://127.0.0.1:{port}/app_{{worker}}",
+        "MONGO_DB": "app_{worker}",
     }
-    assert mongo.commands == [
+    assert databases.drop(isolation) == []
+    assert mongo.commands == [  # only the names the server did not hold are dropped
         {"hello": 1, "$db": "admin"},
+        {"listDatabases": 1, "nameOnly": True, "$db": "admin"},
         {"dropDatabase": 1, "$db": "app_gw0"},
         {"dropDatabase": 1, "$db": "app_gw1"},
     ]
-    assert databases.drop([service], count=1) == []
+    mongo.commands.clear()
+    started = dataclasses.replace(service, backend="docker")  # its own server: fresh ones
+    assert databases.drop(databases.create([started], count=1)) == []
+    assert [command["$db"] for command in mongo.commands] == ["app_gw0", "app_gw0"]
     mongo.reply = {"ok": 0.0, "errmsg": "not authorized"}
     with pytest.raises(NotReady, match="hello answered 'not authorized'"):
         check(Endpoint(probe="mongo", host="127.0.0.1", port=port))

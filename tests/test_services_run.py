@@ -76,13 +76,18 @@ def test_the_plugin_points_each_worker_at_its_own_database_before_any_conftest(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The plugin sets the variables when pytest imports it (-p), before conftest files."""
-    templates = '{"DATABASE_URL": "pg://h/test_{worker}", "REDIS_URL": "r://h/{index}"}'
+    templates = (
+        '{"DATABASE_URL": "pg://h/test_{worker}", "REDIS_URL": "r://h/{index}",'
+        ' "REDIS_DB": ["2", "3", "5", "7"]}'
+    )
     monkeypatch.setenv(execute.WORKER_ENV, templates)
     monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw3")
     monkeypatch.delenv("DATABASE_URL", raising=False)
     monkeypatch.delenv("REDIS_URL", raising=False)
+    monkeypatch.delenv("REDIS_DB", raising=False)
     module = fresh_plugin(monkeypatch, "_testgate_plugin_workers")
     assert (os.environ["DATABASE_URL"], os.environ["REDIS_URL"]) == ("pg://h/test_gw3", "r://h/3")
+    assert os.environ["REDIS_DB"] == "7"  # one value per worker, in worker order
     without_xdist = {execute.WORKER_ENV: templates}
     module.worker_environment(without_xdist)
     assert (without_xdist["DATABASE_URL"], without_xdist["REDIS_URL"]) == (

@@ -119,6 +119,10 @@ def test_a_bad_value_names_its_source_and_what_is_accepted(
         ("shard", "one/two", "must be I/N with 1 <= I <= N"),
         ("services", "postgress", "is not a list of services: unknown service 'postgress'"),
         ("services-backend", "podman", "must be one of auto, docker, local, external"),
+        ("service-env", "POSTGRES_SERVER={host}", "not SERVICE.VARIABLE=TEMPLATE such as"),
+        ("service-env", "postgres.DB={db}", "{db} is not a field; use {host}, {port}, {user}"),
+        ("service-env", "postgres.DSN=a}b", "write a literal brace as {{ or }}"),
+        ("service-setup", "alembic upgrade head", "not SERVICE=COMMAND such as postgres=alembic"),
     ],
 )
 def test_every_option_rejects_what_it_cannot_use(
@@ -164,3 +168,20 @@ def test_services_come_from_pyproject_as_a_list(tmp_path: Path) -> None:
         ("postgres", "postgres"), ("cache", "redis"),
     ]  # fmt: skip
     assert (settings.services_backend, settings.services_timeout) == ("auto", 30.0)
+
+
+def test_service_env_maps_the_projects_own_names_per_service(tmp_path: Path) -> None:
+    table = (
+        '[tool.testgate.service-env.postgres]\nPOSTGRES_SERVER = "{host}"\n'
+        'POSTGRES_DB = "{database}"\n'
+        '[tool.testgate.service-env.cache]\nCELERY_BROKER_URL = "{url}"\n'
+    )
+    settings = load_settings(project=project_with(tmp_path, table), flags={}, environ={})
+    assert settings.service_env == {
+        "postgres": {"POSTGRES_SERVER": "{host}", "POSTGRES_DB": "{database}"},
+        "cache": {"CELERY_BROKER_URL": "{url}"},
+    }
+    flags = {"service-env": "Postgres.APP_DB = {database}\n\n", "service-setup": "\nDB = a=b\n"}
+    settings = load_settings(project=project_with(tmp_path, ""), flags=flags, environ={})
+    assert settings.service_env == {"postgres": {"APP_DB": "{database}"}}
+    assert settings.service_setup == {"db": "a=b"}

@@ -22,8 +22,12 @@ pytest. It does two things pytest's own reports cannot:
 
 * when ``TESTGATE_WORKER_ENV`` holds ``{"DATABASE_URL": "postgresql://…/test_{worker}"}``,
   it sets each variable for the xdist worker it runs in (``gw0`` without xdist;
-  ``{index}`` is the worker's number), as soon as pytest loads it, before any conftest,
+  ``{index}`` is the worker's number; a list holds one value per worker), as soon as
+  pytest loads it, before any conftest,
   so parallel workers never share a database.
+
+* when ``TESTGATE_DJANGO_SUFFIX`` is set (pytest-django creates the workers' databases),
+  a run without xdist names its test database as the first xdist worker's.
 
 Without those variables in the environment the plugin does nothing.
 """
@@ -47,6 +51,7 @@ ROUND_ARG = "_testgate_round"
 TEXT_LIMIT = 64 * 1024
 MESSAGE_LIMIT = 4 * 1024
 WORKER_ENV = "TESTGATE_WORKER_ENV"
+DJANGO_ENV = "TESTGATE_DJANGO_SUFFIX"
 _STREAM_KEY = pytest.StashKey["TextIO"]()
 _SELECT_KEY = pytest.StashKey["Selection"]()
 _SCHEDULE_KEY = pytest.StashKey[dict[str, Any]]()
@@ -58,10 +63,25 @@ def worker_environment(environ: dict[str, str] | os._Environ[str]) -> None:
     worker = environ.get("PYTEST_XDIST_WORKER", "gw0")
     index = worker.removeprefix("gw") if worker.removeprefix("gw").isdigit() else "0"
     for name, template in templates.items():
-        environ[name] = template.replace("{worker}", worker).replace("{index}", index)
+        if isinstance(template, list):  # one value per worker, in worker order
+            environ[name] = template[int(index) % len(template)]
+        else:
+            environ[name] = template.replace("{worker}", worker).replace("{index}", index)
 
 
 worker_environment(os.environ)
+
+
+def django_suffix(config: pytest.Config, environ: dict[str, str] | os._Environ[str]) -> None:
+    """Without xdist, let pytest-django name its database as xdist's first worker's.
+
+    Under xdist pytest-django names each worker's database ``test_<name>_gw0``, ``…_gw1``;
+    a rerun without xdist would make a third, ``test_<name>``. pytest-django also appends
+    ``TOX_PARALLEL_ENV``: set to ``gw0`` (unless the user set it) in a run without xdist,
+    the rerun uses ``test_<name>_gw0``, the name its first attempt used.
+    """
+    if environ.get(DJANGO_ENV) and not getattr(config.option, "numprocesses", None):
+        environ.setdefault("TOX_PARALLEL_ENV", environ[DJANGO_ENV])
 
 
 class Selection:
@@ -420,6 +440,7 @@ def pytest_configure(config: pytest.Config) -> None:
         # shows the workers applying the selection the controller handed them.
         plans = {name: worker.get(f"testgate_{name}") for name in ("select", "schedule")}
     else:
+        django_suffix(config, os.environ)
         plans = {
             "select": os.environ.pop(SELECT_ENV, None),
             "schedule": os.environ.pop(SCHEDULE_ENV, None),

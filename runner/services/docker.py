@@ -2,10 +2,11 @@
 
 Thin on purpose: it builds ``docker`` command lines and reads their output, and the
 readiness probes do the rest. Each container publishes its port on a random port of
-127.0.0.1 and carries the run's label, so ``down`` finds every container of the run
-even when the state file missed one. A container that stops before it is ready
-fails at once, with its last log lines in the error. An image that is neither here
-nor pullable is named in the error, with the engine's own reason.
+127.0.0.1 (or the spec's fixed ``port=``) and carries the run's label, so ``down``
+finds every container of the run even when the state file missed one. A container
+that stops before it is ready fails at once, with its last log lines in the error. An
+image that is neither here nor pullable is named in the error, with the engine's own
+reason.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def run_command(spec: ServiceSpec, *, run_id: str) -> list[str]:
         "--label",
         f"io.testgate.service={spec.name}",
         "--publish",
-        f"127.0.0.1::{spec.container_port}",
+        f"127.0.0.1:{spec.host_port or ''}:{spec.container_port}",
     ]
     for key, value in env.items():
         command += ["--env", f"{key}={value}"]

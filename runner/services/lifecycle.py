@@ -15,6 +15,7 @@ import dataclasses
 import json
 import os
 import shlex
+import socket
 import sys
 import threading
 import time
@@ -39,6 +40,7 @@ from runner.services.stopping import unwind_on_sigterm
 
 STATE_VERSION = 1
 STATE_FILE = Path(".testgate") / "services.json"
+IGNORE_TEXT = "# testgate's state; never commit it\n*\n"
 
 
 class Backend(Protocol):
@@ -112,7 +114,7 @@ class StateFile:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         ignore = self.path.parent / ".gitignore"
         if not ignore.exists() and not ignore.is_symlink():  # written by rename: links stay
-            write_text(ignore, "# testgate's state; never commit it\n*\n")
+            write_text(ignore, IGNORE_TEXT)
         data = {
             "version": STATE_VERSION,
             "run_id": self.run_id,
@@ -140,10 +142,13 @@ class StateFile:
         return state
 
     def remove(self) -> None:
+        """Remove the state file, and its folder when testgate made it (its .gitignore)."""
         self.path.unlink(missing_ok=True)
+        ignore = self.path.parent / ".gitignore"
         with contextlib.suppress(OSError):
-            (self.path.parent / ".gitignore").unlink(missing_ok=True)
-            self.path.parent.rmdir()
+            if ignore.read_text("utf-8") == IGNORE_TEXT:  # never a .gitignore of the user's
+                ignore.unlink()
+                self.path.parent.rmdir()
 
 
 def choose_backend(
@@ -199,6 +204,7 @@ def up(
 
     def bring_up(spec: ServiceSpec) -> Running:
         owner: Backend = external if spec.url is not None else chosen
+        port_free(spec)
         begun = time.monotonic()
         started = owner.start(spec)
         state.record(started.running)
@@ -275,6 +281,22 @@ def _bring_all_up(
     return ready, failures
 
 
+def port_free(spec: ServiceSpec) -> None:
+    """Fail clearly when the spec's fixed port is taken: the suite would test what is there."""
+    if spec.host_port is None:  # external services take no options
+        return
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers bind
+        try:
+            sock.bind(("127.0.0.1", spec.host_port))
+        except OSError as error:
+            raise InfraError(
+                f"{spec.name}: port {spec.host_port} of 127.0.0.1 is taken ({error.strerror}), "
+                "so the tests would reach whatever listens there; stop that, or give another "
+                f"port=, or none for a free one ({spec.name} then exports the port it got)."
+            ) from None
+
+
 def down(*, state_file: Path, environ: Mapping[str, str], log: TextIO | None = None) -> int:
     """Remove everything the state file records; return how many services were stopped."""
     out = sys.stderr if log is None else log
@@ -305,11 +327,13 @@ def _stop_all(state: StateFile, environ: Mapping[str, str]) -> None:
     state.remove()
 
 
-def variables(services: Sequence[Running]) -> dict[str, str]:
-    """Every exported variable of every service."""
+def variables(
+    services: Sequence[Running], mappings: Mapping[str, Mapping[str, str]] | None = None
+) -> dict[str, str]:
+    """Every exported variable of every service (``mappings``: the project's own names)."""
     found: dict[str, str] = {}
     for running in services:
-        found.update(running.variables())
+        found.update(running.variables((mappings or {}).get(running.name)))
     return found
 
 

@@ -1,7 +1,8 @@
 """The ``local`` backend: services started from binaries installed on this machine.
 
 For a laptop, or a CI machine without a Docker engine, this gives the same services as
-containers would: each in a fresh temporary directory, on a free port of 127.0.0.1,
+containers would: each in a fresh temporary directory, on a free port of 127.0.0.1
+(or the spec's fixed ``port=``),
 with the credentials the container images use, stopped and deleted by ``down``. Each
 kind is a recipe (the binaries it needs, how to initialise a data directory, how to
 start the server), so one code path starts them all. Run as root, database servers
@@ -257,7 +258,7 @@ class LocalBackend:
         directory.chmod(0o755)
         account = self._account(recipe)
         _give(directory, account)
-        port = free_port()
+        port = spec.host_port or free_port()
         words = {
             "{dir}": str(directory),
             "{port}": str(port),

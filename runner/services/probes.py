@@ -17,6 +17,7 @@ import subprocess
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from runner.environment import child_environment
 
@@ -156,8 +157,10 @@ def _mongo(endpoint: Endpoint, timeout: float) -> None:
     mongo_command(endpoint, {"hello": 1, "$db": "admin"}, timeout=timeout)
 
 
-def mongo_command(endpoint: Endpoint, command: dict[str, object], *, timeout: float) -> None:
-    """Send one command as an OP_MSG (MongoDB's wire protocol); raise unless it is ok."""
+def mongo_command(
+    endpoint: Endpoint, command: dict[str, object], *, timeout: float
+) -> dict[str, Any]:
+    """Send one command as an OP_MSG (MongoDB's wire protocol); its answer, unless not ok."""
     import bson  # noqa: PLC0415  (pymongo's BSON codec, only for MongoDB)
 
     body = b"\x00\x00\x00\x00" + b"\x00" + bson.encode(command)
@@ -171,6 +174,7 @@ def mongo_command(endpoint: Endpoint, command: dict[str, object], *, timeout: fl
     document = bson.decode(reply[5:])
     if document.get("ok") != 1:
         raise NotReady(f"{next(iter(command))} answered {document.get('errmsg', document)!r}")
+    return dict(document)
 
 
 def _http(endpoint: Endpoint, timeout: float) -> None:

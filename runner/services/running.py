@@ -7,15 +7,77 @@ here knows how the service was started.
 
 from __future__ import annotations
 
+import string
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from runner.services.probes import Endpoint
 from runner.services.spec import KINDS
 
 WORKER = "{worker}"
 INDEX = "{index}"
+ISOLATED = ("postgres", "mysql", "mariadb", "redis", "mongo")
+FIELDS = ("host", "port", "user", "password", "database", "url")
+# The names applications commonly read, per kind. ``{prefix}`` is the service's own
+# (``POSTGRES`` for ``postgres``, ``CACHE`` for ``cache=redis``); the others are set only
+# for the service named as its kind, as they have no prefix to tell two services apart.
+_MYSQL = tuple(
+    (f"{family}_{key}", template)
+    for family in ("MYSQL", "MARIADB")
+    for key, template in (
+        ("HOST", "{host}"),
+        ("PORT", "{port}"),
+        ("USER", "{user}"),
+        ("PASSWORD", "{password}"),
+        ("DATABASE", "{database}"),
+    )
+)
+CONVENTIONS: Mapping[str, tuple[tuple[str, str], ...]] = {
+    "postgres": (
+        ("{prefix}_USER", "{user}"),
+        ("{prefix}_PASSWORD", "{password}"),
+        ("{prefix}_DB", "{database}"),
+        ("PGHOST", "{host}"),
+        ("PGPORT", "{port}"),
+        ("PGUSER", "{user}"),
+        ("PGPASSWORD", "{password}"),
+        ("PGDATABASE", "{database}"),
+    ),
+    "mysql": (
+        ("{prefix}_USER", "{user}"),
+        ("{prefix}_PASSWORD", "{password}"),
+        ("{prefix}_DATABASE", "{database}"),
+        *_MYSQL,
+    ),
+    "redis": (("{prefix}_DB", "{database}"), ("{prefix}_PASSWORD", "{password}")),
+    "rabbitmq": (
+        ("{prefix}_USER", "{user}"),
+        ("{prefix}_PASSWORD", "{password}"),
+        ("{prefix}_VHOST", "{database}"),
+        ("RABBITMQ_URL", "{url}"),
+    ),
+    "mongo": (("{prefix}_DB", "{database}"), ("MONGO_URL", "{url}")),
+}
+CONVENTIONS = {**CONVENTIONS, "mariadb": CONVENTIONS["mysql"]}
+
+
+def fill(template: str, fields: Mapping[str, str]) -> str:
+    """``{host}:{port}`` with the service's values; ``{{`` is a literal brace."""
+    return template.format_map(fields)
+
+
+def check_template(template: str) -> str | None:
+    """Why ``template`` is not usable in an ``env`` mapping, or None when it is."""
+    try:
+        names = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+    except ValueError as error:
+        return f"{error} (write a literal brace as {{{{ or }}}})"
+    unknown = [name for name in names if name not in FIELDS]
+    if unknown:
+        return f"{{{unknown[0]}}} is not a field; use " + ", ".join(f"{{{f}}}" for f in FIELDS)
+    return None
 
 
 @dataclass(frozen=True)
@@ -100,12 +162,50 @@ class Running:
         name = self.database if database is None else database
         return f"{known.scheme}://{at}{self.host}:{self.port}/{name}"
 
-    def variables(self) -> dict[str, str]:
-        """``<NAME>_HOST``, ``<NAME>_PORT`` and the URL variable, as exported."""
+    def fields(self, database: str | None = None) -> dict[str, str]:
+        """What a placeholder of an ``env`` mapping stands for (see FIELDS)."""
+        name = self.database_name if database is None else database
+        return {
+            "host": self.host,
+            "port": str(self.port),
+            "user": self.user,
+            "password": self.password,
+            "database": unquote(name),
+            "url": self.connection_url(database),
+        }
+
+    def variables(
+        self, mapping: Mapping[str, str] | None = None, *, database: str | None = None
+    ) -> dict[str, str]:
+        """Every variable exported for the service (for ``database``, else its own).
+
+        ``<NAME>_HOST``, ``<NAME>_PORT``, the URL variable, the conventions of its kind
+        (CONVENTIONS) and the project's own names (``mapping``: variable -> template).
+        """
+        fields = self.fields(database)
         found = {f"{self.prefix}_HOST": self.host, f"{self.prefix}_PORT": str(self.port)}
         if self.url_variable is not None:
-            found[self.url_variable] = self.connection_url()
+            found[self.url_variable] = fields["url"]
+        own = self.name == self.kind
+        for variable, template in CONVENTIONS.get(self.kind, ()):
+            if variable.startswith("{prefix}") or own:
+                if template == "{password}" and not self.password and self.kind == "redis":
+                    continue  # an empty password would make some clients send AUTH ""
+                found[variable.replace("{prefix}", self.prefix)] = fill(template, fields)
+        for variable, template in (mapping or {}).items():
+            found[variable] = fill(template, fields)
         return found
+
+    def worker_variables(
+        self, database: str, mapping: Mapping[str, str] | None = None
+    ) -> dict[str, str]:
+        """The variables that differ for a worker whose database is ``database``."""
+        shared = self.variables(mapping)
+        return {
+            variable: value
+            for variable, value in self.variables(mapping, database=database).items()
+            if shared.get(variable) != value
+        }
 
     def worker_template(self) -> tuple[str, str] | None:
         """The URL variable with a placeholder for the xdist worker's own database.
@@ -114,7 +214,7 @@ class Running:
         gets the database index ``{index}``; other services are shared.
         """
         variable = self.url_variable
-        if variable is None or self.kind not in ("postgres", "mysql", "mariadb", "redis", "mongo"):
+        if variable is None or self.kind not in ISOLATED:
             return None
         if self.kind == "redis":
             return variable, self.connection_url(INDEX)

@@ -5,6 +5,9 @@ A spec is one of:
 * a known kind with an optional version: ``postgres``, ``postgres:16``, ``mysql:8``,
   ``mariadb:11``, ``redis:7``, ``mongo:7``, ``rabbitmq:3``;
 * a known kind under its own name: ``cache=redis:7`` (exported as ``CACHE_*``);
+* a known kind on a fixed port of 127.0.0.1: ``redis:7 port=6379`` (for a suite whose
+  settings hardcode the port; taken, it fails rather than test against what listens
+  there), also with a name and ``env=KEY=VALUE`` for the container;
 * something already running: ``postgres=postgresql://user:pw@host:5432/db`` (any
   ``NAME=URL``; the kind comes from the name or the URL's scheme);
 * a generic container: ``NAME=IMAGE port=8080 env=KEY=VALUE ready=tcp|http:/PATH|cmd:…``.
@@ -158,6 +161,7 @@ class ServiceSpec:
     env: Mapping[str, str] = field(default_factory=dict)
     ready: str = "tcp"
     url: str | None = None
+    host_port: int | None = None
 
     @property
     def known(self) -> Kind | None:
@@ -207,6 +211,8 @@ def parse_spec(text: str) -> ServiceSpec:
         raise ConfigError(f"service spec {text!r} cannot be split into words: {error}.") from None
     head, options = words[0], words[1:]
     name, equals, target = head.partition("=")
+    if not equals and options and name.partition(":")[0].lower() in KINDS:
+        return _generic(name.partition(":")[0].lower(), name, options, text)
     if not equals:
         if options:
             raise ConfigError(
@@ -288,13 +294,18 @@ def _generic(name: str, image: str, options: list[str], text: str) -> ServiceSpe
                 f"service spec {text!r}: cannot use {option!r}; options are port=PORT, "
                 f"env=KEY=VALUE and ready={'|'.join(READY_KINDS)}."
             )
+    base, _, version = image.partition(":")
+    kind = base.rsplit("/", 1)[-1]
+    if kind in KINDS:
+        # A known image with options: keep its protocol probe; port= is the fixed port
+        # of 127.0.0.1 it is reached on (the container listens on its usual one).
+        return ServiceSpec(
+            name=name, kind=kind, image=image, version=version or None, host_port=port,
+            env=env, ready=ready,
+        )  # fmt: skip
     if port is None:
         raise ConfigError(
             f"service spec {text!r}: a generic service needs port=PORT, the port the "
             "container listens on."
         )
-    kind = image.split(":", 1)[0].rsplit("/", 1)[-1]
-    if kind in KINDS:
-        # A known image with options: keep its protocol probe, honour the options.
-        return ServiceSpec(name=name, kind=kind, image=image, port=port, env=env, ready=ready)
     return ServiceSpec(name=name, kind="generic", image=image, port=port, env=env, ready=ready)
