@@ -18,7 +18,7 @@ from pathlib import Path
 
 from msgspec import structs
 
-from runner import execute
+from runner import environment, execute
 from runner.errors import ConfigError, InfraError
 from runner.record import AttemptRecord, RecordedTest, read_record
 from runner.settings import Settings
@@ -33,7 +33,7 @@ class Session:
 
     settings: Settings
     environ: Mapping[str, str]
-    project_env: execute.ProjectEnv
+    project_env: environment.ProjectEnv
     cov_args: tuple[str, ...]
     work: Path
 
@@ -85,10 +85,9 @@ def run_attempt(
     if label is not None:
         sys.stdout.write(f"\ntestgate: {label}\n")
         sys.stdout.flush()
-    command = execute.pytest_command(
+    command = environment.pytest_command(
         settings=session.settings,
         env=session.project_env,
-        environ=session.environ,
         cov_args=session.cov_args,
         workers=workers,
         extra_args=extra_args,
@@ -97,7 +96,7 @@ def run_attempt(
     completed = execute.run_pytest(
         command,
         cwd=session.settings.project,
-        environ=session.environ,
+        environ=session.project_env.environ(session.environ),
         record=record_path,
         coverage_file=directory / ".coverage",
         select=select_path,

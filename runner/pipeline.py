@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from json.encoder import encode_basestring
 from pathlib import Path
 
-from runner import coverage_data, execute, gates, github, render
+from runner import coverage_data, environment, gates, github, render
 from runner.attempts import (
     AttemptRun,
     Session,
@@ -140,12 +140,14 @@ def _run(settings: Settings, *, environ: Mapping[str, str]) -> Outcome:
     work = reports / WORK_DIR
     _prepare(reports, work)
     schedule = write_schedule(settings, durations, work / "schedule.json")
-    project_env = execute.probe(settings, environ)
+    cov_args = coverage_data.cov_arguments(settings.project)
+    sources = coverage_data.infer_sources(settings.project)
+    project_env = environment.probe(settings, environ, sources=sources)
     session = Session(
         settings=settings,
         environ=environ,
         project_env=project_env,
-        cov_args=coverage_data.cov_arguments(settings.project),
+        cov_args=cov_args,
         work=work,
     )
     history = History()

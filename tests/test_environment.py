@@ -1,0 +1,330 @@
+"""The project's own environment: every shape installed, nothing of the project shadowed."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Literal
+
+import pytest
+
+from runner import environment
+from runner.environment import (
+    PLUGINS,
+    Plugin,
+    ProjectEnv,
+    check_overlay,
+    detect_shape,
+    planned_installs,
+    project_packages,
+    pytest_command,
+    read_pyproject,
+    sync_arguments,
+)
+from runner.errors import ConfigError, InfraError
+from runner.gates import max_skipped
+from runner.results import Attempt, TestResult
+from runner.settings import Settings, load_settings
+from tests.conftest import Ran, copy_fixture, once_per_session, run_in_process
+from tests.conftest import environment as shell
+
+PYPROJECT = """\
+[project]
+name = "shop"
+version = "1.0"
+optional-dependencies = {postgres = ["psycopg"], fast = ["orjson"]}
+
+[dependency-groups]
+dev = ["ruff"]
+test = ["pytest"]
+docs = ["sphinx"]
+"""
+
+
+def settings_of(project: Path, **flags: str) -> Settings:
+    return load_settings(
+        project=project, flags={name.replace("_", "-"): v for name, v in flags.items()}, environ={}
+    )
+
+
+def write(project: Path, text: str, name: str = "pyproject.toml") -> Path:
+    project.mkdir(parents=True, exist_ok=True)
+    (project / name).write_text(text, "utf-8")
+    return project
+
+
+@pytest.fixture(scope="module")
+def early_run(tmp_path_factory: pytest.TempPathFactory) -> Ran:
+    """A library pytest imports before any plugin, at a .dev version, with only pytest."""
+    return once_per_session(
+        tmp_path_factory,
+        "early",
+        lambda root: run_in_process(
+            copy_fixture("early", root), extra_env={"XDG_CACHE_HOME": str(root / "cache")}
+        ),
+    )
+
+
+@pytest.fixture(scope="module")
+def requirements_run(tmp_path_factory: pytest.TempPathFactory) -> Ran:
+    """An app with only a requirements.txt."""
+    return once_per_session(
+        tmp_path_factory,
+        "requirements",
+        lambda root: run_in_process(
+            copy_fixture("requirements", root),
+            "--workers",
+            "0",
+            extra_env={"XDG_CACHE_HOME": str(root / "cache")},
+        ),
+    )
+
+
+def test_a_library_pytest_depends_on_is_measured_from_its_own_src(early_run: Ran) -> None:
+    assert early_run.exit_code == 0, early_run.output
+    # only what the environment lacked was added; the project's iniconfig was never replaced
+    assert "testgate: added coverage==" in early_run.output
+    assert "iniconfig==" not in early_run.output.split("testgate: added", 1)[1].splitlines()[0]
+    assert "measured with 'coverage run' from the process start" in early_run.output
+    report = json.loads((early_run.reports / "coverage.json").read_text("utf-8"))
+    assert list(report["files"]) == ["src/iniconfig/__init__.py"]
+    # its module-level lines ran before pytest-cov could start: 100 % only from process start
+    assert report["totals"]["percent_covered"] == 100.0
+    assert not (early_run.project / "uv.lock").exists()
+
+
+def test_a_project_whose_package_comes_from_elsewhere_is_refused(tmp_path: Path) -> None:
+    # the environment has a msgspec of its own, so the project's src/msgspec is not tested
+    project = write(tmp_path / "msgspec", '[project]\nname = "msgspec"\nversion = "0.dev0"\n')
+    write(project / "src" / "msgspec", "", "__init__.py")
+    ran = run_in_process(project, "--python", sys.executable)
+    assert ran.exit_code == 2
+    assert "the project's package 'msgspec' is imported from" in ran.output
+    assert "package = false" in ran.output
+
+
+def test_a_requirements_only_app_runs_in_a_testgate_made_venv(requirements_run: Ran) -> None:
+    assert requirements_run.exit_code == 0, requirements_run.output
+    assert "testgate: no [project] table: installed requirements.txt with uv into" in (
+        requirements_run.output
+    )
+    results = json.loads((requirements_run.reports / "results.json").read_text("utf-8"))
+    assert [test["outcome"] for test in results["tests"]] == ["passed"]
+    # pytest's own cache aside, nothing new in the project
+    left = sorted(p.name for p in requirements_run.project.iterdir() if p.name != ".pytest_cache")
+    assert left == ["app", "requirements.txt", "testgate-reports", "tests"]
+
+
+def test_a_requirements_env_is_reused_without_sync(requirements_run: Ran) -> None:
+    cache = {"XDG_CACHE_HOME": str(requirements_run.project.parent / "cache")}
+    settings = settings_of(requirements_run.project, sync="false", workers="0")
+    found = environment.probe(settings, shell(**cache), sources=("app",))
+    assert Path(found.executable).is_file()
+    assert found.overlay is not None
+    assert (found.overlay / "pytest_cov").is_dir()  # the overlay of the run, reused
+
+
+def test_a_requirements_file_that_cannot_install_says_so(tmp_path: Path) -> None:
+    project = write(tmp_path / "app", "-e /nowhere/at/all\n", "requirements.txt")
+    settings = settings_of(project, requirements="requirements.txt")
+    with pytest.raises(InfraError, match=r"uv pip install -r failed \(exit 1\)"):
+        environment.prepare(settings, shell(XDG_CACHE_HOME=str(tmp_path / "cache")))
+
+
+def test_a_poetry_project_gets_the_way_to_provide_its_environment(tmp_path: Path) -> None:
+    project = write(tmp_path / "poem", '[tool.poetry]\nname = "poem"\n')
+    ran = run_in_process(project)
+    assert ran.exit_code == 3
+    assert "is a Poetry project" in ran.output
+    assert '--python "$(poetry env info --executable)"' in ran.output
+    assert sorted(path.name for path in project.iterdir()) == ["pyproject.toml", "testgate-reports"]
+
+
+def test_an_existing_environment_is_used_as_it_is(tmp_path: Path) -> None:
+    project = copy_fixture("passing", tmp_path)
+    settings = settings_of(project, python=sys.executable)
+    found = environment.probe(settings, shell(), sources=("calc",))
+    assert found.executable == sys.executable
+    assert found.overlay is None  # this environment has every plugin already
+    assert found.found["xdist"]
+    assert not (project / ".venv").exists()
+    relative = settings_of(project, python=os.path.relpath(sys.executable, project))
+    assert environment.prepare(relative, shell())[0].endswith("python")
+    with pytest.raises(ConfigError, match="--python: nowhere/python is not a file"):
+        environment.prepare(settings_of(project, python="nowhere/python"), shell())
+
+
+def test_a_python_that_does_not_answer_the_probe_is_named(tmp_path: Path) -> None:
+    project = copy_fixture("passing", tmp_path)
+    with pytest.raises(InfraError, match="/bin/true did not answer testgate's probe"):
+        environment.probe(settings_of(project, python="/bin/true"), shell())
+
+
+def test_a_uv_project_reuses_its_lock_and_its_environment(early_run: Ran, tmp_path: Path) -> None:
+    project = copy_fixture("early", tmp_path)
+    subprocess.run(["uv", "lock", "-q", "--project", str(project)], check=True)
+    _, notices = environment.prepare(settings_of(project), shell())
+    assert (project / "uv.lock").is_file()  # the user's lock stays; it was used as it is
+    assert "uv sync --group test" in notices[0]
+    synced = settings_of(early_run.project, sync="false")
+    assert environment.prepare(synced, shell()) == (
+        str(early_run.project / ".venv" / "bin" / "python"),
+        (),
+    )
+
+
+def test_a_failed_sync_is_reported(tmp_path: Path) -> None:
+    project = write(tmp_path / "shop", PYPROJECT + "\n[tool.testgate]\ngroup = 'missing'\n")
+    with pytest.raises(InfraError, match=r"uv sync failed"):
+        environment.prepare(settings_of(project), shell())
+    assert not (project / "uv.lock").exists()
+
+
+def test_plugins_that_would_replace_a_package_are_refused(tmp_path: Path) -> None:
+    project = copy_fixture("passing", tmp_path)
+    settings = settings_of(project)
+    cache = shell(XDG_CACHE_HOME=str(tmp_path / "cache"))
+    older = Plugin("pytest<9", "pytest", lambda settings: True)
+    with pytest.raises(ConfigError, match=r"pytest<9 would replace pytest==") as raised:
+        environment.provide([older], python=sys.executable, installed=[], settings=settings,
+                            environ=cache)  # fmt: skip
+    assert "add them to the project's test dependencies" in raised.value.message
+    pinned = [("pytest-cov", "7.1.0")]  # no version satisfies both
+    older = Plugin("pytest-cov<7", "pytest_cov", lambda settings: True)
+    with pytest.raises(ConfigError, match="cannot be resolved"):
+        environment.provide([older], python=sys.executable, installed=pinned,
+                            settings=settings, environ=cache)  # fmt: skip
+
+
+def test_an_overlay_that_holds_a_project_package_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "execnet").mkdir()
+    check_overlay(tmp_path, packages=("shop",), wanted=PLUGINS)
+    with pytest.raises(ConfigError, match=r"'execnet' would be shadowed .* pytest-xdist"):
+        check_overlay(tmp_path, packages=("execnet",), wanted=PLUGINS[1:2])
+
+
+def test_test_dependencies_are_installed_by_default(tmp_path: Path) -> None:
+    project = write(tmp_path / "shop", PYPROJECT)
+    pyproject = read_pyproject(project)
+    assert sync_arguments(settings_of(project), pyproject) == [
+        "--all-extras", "--group", "dev", "--group", "test",
+    ]  # fmt: skip
+    chosen = settings_of(project, group="docs, test", extra="postgres")
+    assert sync_arguments(chosen, pyproject) == [
+        "--extra", "postgres", "--group", "docs", "--group", "test",
+    ]  # fmt: skip
+    assert sync_arguments(settings_of(project, all_groups="true"), {}) == ["--all-groups"]
+    member = settings_of(project, package="api")
+    assert sync_arguments(member, {}) == ["--package", "api"]
+    workspace = {"tool": {"uv": {"workspace": {"members": ["packages/*"]}}}}
+    assert sync_arguments(settings_of(project), workspace) == ["--all-packages"]
+
+
+def test_every_shape_is_told_apart(tmp_path: Path) -> None:
+    project = write(
+        tmp_path / "shop", PYPROJECT + "[build-system]\nbuild-backend = 'flit_core.buildapi'\n"
+    )
+    shape = detect_shape(settings_of(project), read_pyproject(project))
+    assert (shape.kind, shape.description) == (
+        "uv",
+        "a PEP 621 project (build backend: flit_core.buildapi)",
+    )
+    assert (
+        detect_shape(settings_of(project), {"tool": {"uv": {"workspace": {}}}}).kind == "workspace"
+    )
+    assert detect_shape(settings_of(project, python="/x/python"), {}).kind == "existing"
+    app = write(tmp_path / "app", "pytest\n", "requirements-dev.txt")
+    write(app / "requirements", "fastapi\n", "base.txt")
+    found = detect_shape(settings_of(app), {"tool": {"black": {}}})
+    assert [path.relative_to(app).as_posix() for path in found.requirements] == [
+        "requirements-dev.txt", "requirements/base.txt",
+    ]  # fmt: skip
+    with pytest.raises(ConfigError, match=r"--requirements: .*nope.txt does not exist"):
+        detect_shape(settings_of(app, requirements="nope.txt"), {})
+    with pytest.raises(ConfigError, match=r"pyproject.toml has no \[project\] table and no"):
+        detect_shape(settings_of(write(tmp_path / "empty", "[tool.black]\n")), {"tool": {}})
+    write(tmp_path / "bad", "[project\n")
+    with pytest.raises(ConfigError, match="is not valid TOML"):
+        read_pyproject(tmp_path / "bad")
+
+
+def test_the_project_packages_are_its_source_folders(tmp_path: Path) -> None:
+    project = tmp_path / "p"
+    for folder in ("src/shop", "src/ns/pkg", "src/_private", "src/.hidden", "flat", "notpkg"):
+        (project / folder).mkdir(parents=True)
+    (project / "src" / "single.py").write_text("", "utf-8")
+    (project / "flat" / "__init__.py").write_text("", "utf-8")
+    settings = settings_of(write(project, PYPROJECT))
+    assert project_packages(settings, ("src", "flat", "notpkg", "gone/src")) == (
+        "flat", "ns", "shop", "single",
+    )  # fmt: skip
+
+
+def test_the_pytest_command_runs_the_environments_python(tmp_path: Path) -> None:
+    settings = settings_of(write(tmp_path / "p", PYPROJECT), workers="2")
+    env = ProjectEnv(python="3.11", platform="linux", executable="/env/bin/python")
+    cov = ("--cov=src", "--cov-branch")
+    assert pytest_command(settings=settings, env=env, cov_args=cov, extra_args=("-x",)) == [
+        "/env/bin/python", "-m", "pytest", "-p", "_testgate_plugin", "-n", "2", "--dist",
+        "worksteal", *cov, "-x",
+    ]  # fmt: skip
+    early = ProjectEnv(python="3.11", platform="linux", executable="/e/python", early=("pluggy",))
+    assert pytest_command(settings=settings, env=early, cov_args=cov)[:8] == [
+        "/e/python", "-m", "coverage", "run", "--parallel-mode", "--branch", "--source=src", "-m",
+    ]  # fmt: skip
+    assert "--source" not in " ".join(
+        pytest_command(settings=settings, env=early, cov_args=("--cov",))
+    )
+    assert pytest_command(settings=settings, env=early, cov_args=(), workers="0")[2] == "pytest"
+
+
+def test_pytest_finds_the_environments_scripts_and_the_overlay(tmp_path: Path) -> None:
+    env = ProjectEnv(
+        python="3.11", platform="linux", executable="/env/bin/python", overlay=tmp_path
+    )
+    seen = env.environ({"PATH": "/usr/bin", "PYTHONPATH": "/mine"})
+    assert seen["PATH"] == "/env/bin:/usr/bin"
+    assert seen["PYTHONPATH"] == f"{tmp_path}:/mine"
+    assert "PYTHONPATH" not in ProjectEnv(python="3", platform="linux").environ({})
+    assert not ProjectEnv(python="3", platform="linux").has_randomly
+
+
+def test_the_install_plan_is_read_from_uv() -> None:
+    plan = (
+        "Resolved 9 packages\nWould install 2 packages\n"
+        " - pytest==8.0.0\n + pytest==9.0.1\n + execnet==2.1.2\n"
+    )
+    assert planned_installs(plan) == (["pytest==9.0.1", "execnet==2.1.2"], ["pytest==8.0.0"])
+
+
+def test_group_extra_and_max_skipped_options_parse(tmp_path: Path) -> None:
+    project = write(tmp_path / "p", PYPROJECT)
+    settings = settings_of(project, group="a,b c", max_skipped="5%")
+    assert (settings.group, settings.max_skipped) == (("a", "b", "c"), "5.0%")
+    assert settings_of(project, max_skipped="3").max_skipped == "3"
+    assert settings_of(project, max_skipped="off").max_skipped is None
+    assert shutil.which("uv") is not None
+
+
+def test_the_max_skipped_gate_takes_a_count_or_a_share() -> None:
+    def test(number: int, outcome: Literal["passed", "skipped"]) -> TestResult:
+        attempt = Attempt(outcome=outcome, duration_s=0.1)
+        return TestResult(id=f"t{number}", file="t", line=1, outcome=outcome, attempts=(attempt,))
+
+    tests = (test(1, "passed"), test(2, "skipped"), test(3, "skipped"), test(4, "passed"))
+    share = max_skipped(tests, limit="40.0%")
+    assert (share.passed, share.actual) == (False, 50.0)
+    assert share.message == "2 of 4 tests skipped (50 %); at most 40 % allowed"
+    assert max_skipped(tests, limit="2").passed
+    assert max_skipped((), limit="0.0%").passed
+
+
+def test_an_environment_whose_python_says_nothing_is_named(early_run: Ran, tmp_path: Path) -> None:
+    (tmp_path / "sitecustomize.py").write_text("import os\nos._exit(0)\n", "utf-8")
+    settings = settings_of(early_run.project, sync="false")
+    with pytest.raises(InfraError, match=r"'uv run python' in .* did not answer testgate's probe"):
+        environment.prepare(settings, shell(PYTHONPATH=str(tmp_path)))
