@@ -178,3 +178,8 @@ def below(actual: float, threshold: float, *, precision: int) -> bool:
     from coverage.results import should_fail_under  # noqa: PLC0415 (lazy, see top)
 
     return bool(should_fail_under(actual, threshold, precision))
+
+
+def fail_under_of(project: Path) -> float:
+    """``[report] fail_under`` from the project's coverage configuration (0 when unset)."""
+    return float(_configured(project).config.fail_under)

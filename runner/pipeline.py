@@ -50,6 +50,7 @@ from runner.results import (
 from runner.services import databases, lifecycle
 from runner.settings import Settings
 from runner.sharding import plan_of, read_durations
+from runner.thresholds import with_stated_threshold
 
 REPORT_FILES = (
     "results.json",
@@ -134,6 +135,7 @@ def _run(settings: Settings, *, environ: Mapping[str, str]) -> Outcome:
     """Run the suite, rerun what failed, write every report, return the verdict's exit code."""
     started = datetime.now(UTC)
     clock = time.monotonic()
+    settings = with_stated_threshold(settings)
     quarantine = read_quarantine(settings.quarantine)
     reports = settings.reports_dir
     durations, durations_warning = read_durations(settings.durations or reports / "durations.json")

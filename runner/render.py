@@ -49,8 +49,17 @@ def gate_verdict(gate: GateResult) -> str:
 def counts_line(result: RunResult) -> str:
     """``12 tests: 10 passed, 1 failed, 1 skipped`` with only the non-zero counts."""
     totals = result.totals.to_json()
-    parts = [f"{totals[name]} {name}" for name in list(totals)[1:] if totals[name]]
-    return f"{totals['tests']} tests: " + (", ".join(parts) if parts else "none ran")
+    parts = [
+        f"{totals[name]} {_noun(name, totals[name])}" for name in list(totals)[1:] if totals[name]
+    ]
+    return f"{totals['tests']} {_noun('tests', totals['tests'])}: " + (
+        ", ".join(parts) if parts else "none ran"
+    )
+
+
+def _noun(name: str, count: int) -> str:
+    """``1 error``, ``2 errors``, ``1 test``: pytest's own words for a count."""
+    return name.removesuffix("s") if count == 1 and name in ("errors", "tests") else name
 
 
 def _headline(test: TestResult) -> str:

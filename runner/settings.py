@@ -303,6 +303,7 @@ class Settings:
     services_backend: str
     services_timeout: float
     annotations: bool
+    explicit: frozenset[str] = frozenset()  # the options set anywhere but by default
 
 
 def load_settings(
@@ -326,6 +327,11 @@ def load_settings(
             option, flag=flags.get(option.name), environ=environ, table=table
         )
     values["pytest_args"] = tuple(values["pytest_args"]) + extra_pytest_args
+    explicit = frozenset(
+        option.name
+        for option in OPTIONS
+        if flags.get(option.name) is not None or option.env in environ or option.name in table
+    )
     reports = Path(values.pop("reports_dir"))
     quarantine = values.pop("quarantine")
     durations = values.pop("durations")
@@ -334,6 +340,7 @@ def load_settings(
         reports_dir=root / reports,
         quarantine=None if quarantine is None else root / quarantine,
         durations=None if durations is None else root / durations,
+        explicit=explicit,
         **values,
     )
 

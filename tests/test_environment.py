@@ -29,6 +29,7 @@ from runner.errors import ConfigError, InfraError
 from runner.gates import max_skipped
 from runner.results import Attempt, TestResult
 from runner.settings import Settings, load_settings
+from runner.thresholds import stated_threshold, with_stated_threshold
 from tests.conftest import Ran, copy_fixture, once_per_session, run_in_process
 from tests.conftest import environment as shell
 
@@ -112,6 +113,7 @@ def test_a_requirements_only_app_runs_in_a_testgate_made_venv(requirements_run: 
     assert "testgate: no [project] table: installed requirements.txt with uv into" in (
         requirements_run.output
     )
+    assert "testgate: 1 test: 1 passed in" in requirements_run.output
     results = json.loads((requirements_run.reports / "results.json").read_text("utf-8"))
     assert [test["outcome"] for test in results["tests"]] == ["passed"]
     # pytest's own cache aside, nothing new in the project
@@ -328,3 +330,27 @@ def test_an_environment_whose_python_says_nothing_is_named(early_run: Ran, tmp_p
     settings = settings_of(early_run.project, sync="false")
     with pytest.raises(InfraError, match=r"'uv run python' in .* did not answer testgate's probe"):
         environment.prepare(settings, shell(PYTHONPATH=str(tmp_path)))
+
+
+def test_the_projects_stated_threshold_applies_with_a_notice(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    coverage = write(tmp_path / "c", PYPROJECT + "[tool.coverage.report]\nfail_under = 80\n")
+    assert with_stated_threshold(settings_of(coverage)).fail_under_line == 80
+    assert "threshold 80 % from fail_under in the project's coverage" in capsys.readouterr().out
+    assert with_stated_threshold(settings_of(coverage, fail_under_line="90")).fail_under_line == 90
+    addopts = PYPROJECT + '[tool.pytest.ini_options]\naddopts = ["-q", "--cov-fail-under", "85"]\n'
+    assert stated_threshold(write(tmp_path / "a", addopts)) == (
+        85.0, "--cov-fail-under in the addopts of pyproject.toml",
+    )  # fmt: skip
+    ini = write(
+        tmp_path / "i", "[pytest]\naddopts = --cov-fail-under=70.5 --cov-fail-under\n", "pytest.ini"
+    )
+    write(ini, "[tool:pytest]\naddopts = --cov-fail-under=x\n", "setup.cfg")
+    write(ini, "[pytest]\nminversion = 8\n", "tox.ini")
+    assert stated_threshold(ini) == (70.5, "--cov-fail-under in the addopts of pytest.ini")
+    broken = write(tmp_path / "b", "[pytest\n", "pytest.ini")
+    write(broken, "[tool:pytest]\naddopts = --cov-fail-under=x --cov-fail-under\n", "setup.cfg")
+    assert stated_threshold(broken) is None
+    nothing = settings_of(write(tmp_path / "n", PYPROJECT))
+    assert with_stated_threshold(nothing) is nothing
