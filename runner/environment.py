@@ -351,6 +351,11 @@ def probe(
             f"testgate: added {', '.join(added)} (missing from the project's environment; "
             "resolved against its installed packages, none replaced)"
         )
+    if overlay is not None and not found["found"].get("pytest"):  # pytest itself was added
+        with_overlay = {**environ, "PYTHONPATH": str(overlay)}
+        found["early"] = _ask(python, settings=settings, environ=with_overlay, packages=packages)[
+            "early"
+        ]
     early = tuple(found["early"])
     if early:
         notices.append(

@@ -80,6 +80,8 @@ def requirements_run(tmp_path_factory: pytest.TempPathFactory) -> Ran:
             copy_fixture("requirements", root),
             "--workers",
             "0",
+            "--max-skipped",
+            "0",
             extra_env={"XDG_CACHE_HOME": str(root / "cache")},
         ),
     )
@@ -116,6 +118,10 @@ def test_a_requirements_only_app_runs_in_a_testgate_made_venv(requirements_run: 
     assert "testgate: 1 test: 1 passed in" in requirements_run.output
     results = json.loads((requirements_run.reports / "results.json").read_text("utf-8"))
     assert [test["outcome"] for test in results["tests"]] == ["passed"]
+    assert [gate for gate in results["gates"] if gate["name"] == "max-skipped"] == [
+        {"name": "max-skipped", "threshold": 0, "actual": 0, "passed": True,
+         "message": "0 of 1 tests skipped (0); at most 0 allowed"},
+    ]  # fmt: skip
     # pytest's own cache aside, nothing new in the project
     left = sorted(p.name for p in requirements_run.project.iterdir() if p.name != ".pytest_cache")
     assert left == ["app", "requirements.txt", "testgate-reports", "tests"]
