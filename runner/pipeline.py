@@ -37,6 +37,7 @@ from runner.git import Git, default_base, merge_base
 from runner.git import diff as diff_text
 from runner.junit import write_junit
 from runner.quarantine import Quarantine, read_quarantine
+from runner.record import PYTEST_WARNED
 from runner.results import (
     BROKEN,
     Attempt,
@@ -185,7 +186,8 @@ def _run(settings: Settings, *, environ: Mapping[str, str]) -> Outcome:
         root=str(settings.project),
         pytest_exit_code=first.completed.exit_code,
         problems=found_problems,
-        warnings=tuple(
+        warnings=tuple(PYTEST_WARNED + text for text in first.record.warnings)
+        + tuple(
             f"quarantine entry {entry!r} matches no test of this run"
             for entry in quarantine.unmatched(history.attempts)
         )

@@ -53,6 +53,7 @@ class AttemptRecord:
     collect_errors: tuple[RecordedTest, ...]
     internal_errors: tuple[str, ...]
     unfinished: RecordedTest | None
+    warnings: tuple[str, ...] = ()  # pytest's own warnings: configuration, marks, plugins
 
 
 def read_record(path: Path, *, limit_bytes: int = RECORD_LIMIT_BYTES) -> AttemptRecord:
@@ -93,6 +94,8 @@ _TYPES: dict[str, dict[str, type | tuple[type, ...]]] = {
     "collect-error": {"id": str, "message": str, "text": str},
     "report": {"id": str, "when": str, "outcome": str, "duration": (int, float)},
     "internal-error": {"text": str},
+    "warning": {"text": str},
+    "collect-skip": {"id": str, "message": str},
     "finish": {"exitstatus": int},
 }
 _OPTIONAL: dict[str, type | tuple[type, ...]] = {
@@ -135,6 +138,7 @@ class _Builder:
         self.order: list[str] = []
         self.collect_errors: dict[str, RecordedTest] = {}
         self.internal_errors: list[str] = []
+        self.warnings: list[str] = []
         self.running: str | None = None
 
     def add(self, record: dict[str, Any]) -> None:
@@ -152,6 +156,12 @@ class _Builder:
             self._report(record)
         elif kind == "internal-error":
             self.internal_errors.append(record["text"])
+        elif kind == "warning":
+            self.warnings.append(record["text"])
+        elif kind == "collect-skip":
+            if MISSING_DEPENDENCY.search(record["message"]):  # else pytest's own skip stands
+                message = f"skipped because a plugin or dependency is missing: {record['message']}"
+                self._collect_error({**record, "message": message, "text": message})
         else:
             self.exit_status = record["exitstatus"]
 
@@ -211,12 +221,22 @@ class _Builder:
             collect_errors=tuple(self.collect_errors.values()),
             internal_errors=tuple(self.internal_errors),
             unfinished=unfinished,
+            warnings=tuple(self.warnings),
         )
 
 
 def _first(phases: dict[str, dict[str, Any]], name: str) -> Any:
     """A field every phase report of a test carries alike."""
     return next(iter(phases.values())).get(name)
+
+
+# Skip reasons that mean a plugin or an import is missing, not a test's own choice:
+# pytest.importorskip, and pytest's own skip of async tests without an async plugin.
+MISSING_DEPENDENCY = re.compile(
+    r"^could not import '|No module named |async def functions? (are|is) not natively"
+    r"|no async plugin installed"
+)
+PYTEST_WARNED = "pytest warned: "
 
 
 def _fold(phases: dict[str, dict[str, Any]]) -> Attempt:
@@ -234,10 +254,14 @@ def _fold(phases: dict[str, dict[str, Any]]) -> Attempt:
     teardown = phases.get("teardown")
     broken_teardown = teardown if teardown is not None and teardown["outcome"] == "failed" else {}
     source = report if failed else broken_teardown
+    outcome, message = _outcome(phase, report), report.get("message") or report.get("wasxfail")
+    if outcome == "skipped" and message and MISSING_DEPENDENCY.search(message):
+        outcome, failed = "error", True  # a silent skip would hide tests that never ran
+        message = f"skipped because a plugin or dependency is missing: {message}"
     return Attempt(
-        outcome=_outcome(phase, report),
+        outcome=outcome,
         duration_s=sum(float(item["duration"]) for item in phases.values()),
-        message=report.get("message") or report.get("wasxfail") or None,
+        message=message or None,
         line=source.get("line"),
         phase=phase if failed else ("teardown" if broken_teardown else None),
         worker=report.get("worker"),

@@ -360,3 +360,73 @@ def test_the_projects_stated_threshold_applies_with_a_notice(
     assert stated_threshold(broken) is None
     nothing = settings_of(write(tmp_path / "n", PYPROJECT))
     assert with_stated_threshold(nothing) is nothing
+
+
+@pytest.fixture(scope="module")
+def asyncio_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Ran, Ran]:
+    """Async tests with their plugin in a `test` group; and the same with the group renamed
+    (so not installed), plus a test that skips itself when a module is missing."""
+
+    def both(root: Path) -> Ran:
+        cache = {"XDG_CACHE_HOME": str(root / "cache")}
+        run_in_process(copy_fixture("asyncio", root / "with"), extra_env=cache)
+        project = copy_fixture("asyncio", root / "without")
+        pyproject = project / "pyproject.toml"
+        pyproject.write_text(pyproject.read_text("utf-8").replace("test = [", "lint = ["), "utf-8")
+        (project / "tests" / "test_optional.py").write_text(
+            "import pytest\n\nyaml = pytest.importorskip('testgate_absent_module')\n\n\n"
+            "def test_never() -> None:\n    pass\n",
+            "utf-8",
+        )
+        (project / "tests" / "test_plugin_needed.py").write_text(
+            "import pytest\n\n\ndef test_needs() -> None:\n"
+            "    pytest.importorskip('testgate_absent_module')\n\n\n"
+            "@pytest.mark.skip(reason='not today')\ndef test_chosen() -> None:\n    pass\n",
+            "utf-8",
+        )
+        (project / "tests" / "test_elsewhere.py").write_text(
+            "import pytest\n\npytest.skip('windows only', allow_module_level=True)\n", "utf-8"
+        )
+        github = {"GITHUB_ACTIONS": "true", "GITHUB_STEP_SUMMARY": str(root / "summary.md")}
+        return run_in_process(project, "--reruns", "0", extra_env={**cache, **github})
+
+    without = once_per_session(tmp_path_factory, "asyncio", both)
+    with_group = without.project.parent.parent / "with" / "asyncio"
+    output = (with_group.parent / "asyncio-run-output.txt").read_text("utf-8")
+    return Ran(0, output, with_group, with_group / "testgate-reports"), without
+
+
+def test_async_tests_run_with_the_plugin_of_their_test_group(asyncio_runs: tuple[Ran, Ran]) -> None:
+    ran = asyncio_runs[0]
+    results = json.loads((ran.reports / "results.json").read_text("utf-8"))
+    assert results["totals"]["passed"] == 2, ran.output
+    assert "uv sync --group test" in ran.output
+    assert results["run"]["warnings"] == []  # a plugin's deprecation changes no outcome
+
+
+def test_without_their_plugin_async_tests_never_pass_and_pytest_warnings_show(
+    asyncio_runs: tuple[Ran, Ran],
+) -> None:
+    ran = asyncio_runs[1]
+    assert ran.exit_code == 1
+    results = json.loads((ran.reports / "results.json").read_text("utf-8"))
+    warned = "pytest warned: PytestConfigWarning: Unknown config option: asyncio_mode"
+    assert results["run"]["warnings"] == [warned]
+    assert f"warning: {warned}" in ran.output
+    assert "::warning title=pytest warned 1 time::PytestConfigWarning: Unknown config" in (
+        ran.output
+    )
+    assert "- pytest warned: PytestConfigWarning" in (ran.reports / "summary.md").read_text("utf-8")
+    outcomes = {
+        test["id"]: (test["outcome"], test["attempts"][0]["message"]) for test in results["tests"]
+    }
+    assert outcomes["tests/test_waiter.py::test_soup"][0] == "failed"
+    # a test skipped for want of a module is an error, not a skip
+    assert outcomes["tests/test_plugin_needed.py::test_needs"][0] == "error"
+    assert not [test_id for test_id in outcomes if "elsewhere" in test_id]  # its own choice
+    assert outcomes["tests/test_plugin_needed.py::test_chosen"] == ("skipped", "not today")
+    assert outcomes["tests/test_optional.py"] == (
+        "error",
+        "skipped because a plugin or dependency is missing: could not import "
+        "'testgate_absent_module': No module named 'testgate_absent_module'",
+    )

@@ -279,6 +279,7 @@ class Recorder:
     def __init__(self, stream: TextIO) -> None:
         self._stream = stream
         self._seq = 0
+        self._warned: set[str] = set()
 
     def write(self, record: dict[str, Any]) -> None:
         self._seq += 1
@@ -305,6 +306,15 @@ class Recorder:
                     "id": report.nodeid,
                     "message": _clean(_last_line(report.longreprtext), MESSAGE_LIMIT),
                     "text": _clean(report.longreprtext, TEXT_LIMIT),
+                }
+            )
+        elif report.skipped and isinstance(report.longrepr, tuple):  # a module skipped itself
+            message = str(report.longrepr[2]).removeprefix("Skipped: ")
+            self.write(
+                {
+                    "kind": "collect-skip",
+                    "id": report.nodeid,
+                    "message": _clean(message, MESSAGE_LIMIT),
                 }
             )
 
@@ -338,6 +348,23 @@ class Recorder:
 
     def pytest_internalerror(self, excrepr: Any) -> None:
         self.write({"kind": "internal-error", "text": _clean(str(excrepr), TEXT_LIMIT)})
+
+    def pytest_warning_recorded(
+        self, warning_message: Any, when: str, nodeid: str, location: Any
+    ) -> None:
+        """pytest's own warnings (configuration, marks, plugins, collection), once each;
+        not deprecations, which change no outcome."""
+        category = warning_message.category
+        if (
+            isinstance(category, type)
+            and issubclass(category, pytest.PytestWarning)
+            and not issubclass(category, pytest.PytestDeprecationWarning)
+        ):
+            message = _clean(str(warning_message.message).strip(), MESSAGE_LIMIT)
+            text = f"{category.__name__}: {message}"
+            if text not in self._warned:
+                self._warned.add(text)
+                self.write({"kind": "warning", "text": text})
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
