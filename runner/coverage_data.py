@@ -183,3 +183,8 @@ def below(actual: float, threshold: float, *, precision: int) -> bool:
 def fail_under_of(project: Path) -> float:
     """``[report] fail_under`` from the project's coverage configuration (0 when unset)."""
     return float(_configured(project).config.fail_under)
+
+
+def dynamic_context_of(project: Path) -> str | None:
+    """``[run] dynamic_context`` from the project's coverage configuration."""
+    return _configured(project).config.dynamic_context

@@ -31,10 +31,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runner import coverage_data
 from runner.errors import ConfigError, InfraError
 from runner.execute import PLUGIN_NAME, child_environment, find_uv
 from runner.settings import Settings
 
+NO_DYNAMIC_CONTEXT_ENV = "TESTGATE_COVERAGE_NO_DYNAMIC_CONTEXT"  # read by the plugin
 DEFAULT_GROUPS = ("dev", "test", "tests", "testing")
 SHAPES = ("uv", "workspace", "requirements", "existing")
 
@@ -106,6 +108,7 @@ class ProjectEnv:
     found: Mapping[str, bool] = field(default_factory=dict)
     overlay: Path | None = None
     early: tuple[str, ...] = ()
+    variables: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def has_randomly(self) -> bool:
@@ -119,7 +122,8 @@ class ProjectEnv:
         python_path = os.pathsep.join(
             part for part in (str(self.overlay or ""), environ.get("PYTHONPATH", "")) if part
         )
-        return {**environ, "PATH": path, **({"PYTHONPATH": python_path} if python_path else {})}
+        python_paths = {"PYTHONPATH": python_path} if python_path else {}
+        return {**environ, "PATH": path, **python_paths, **self.variables}
 
 
 def read_pyproject(project: Path) -> dict[str, Any]:
@@ -362,6 +366,13 @@ def probe(
             f"testgate: pytest imports the project's {', '.join(early)} before any plugin: "
             "measured with 'coverage run' from the process start, without xdist"
         )
+    variables = {}
+    if settings.workers != "0" and coverage_data.dynamic_context_of(settings.project):
+        variables[NO_DYNAMIC_CONTEXT_ENV] = "1"
+        notices.append(
+            "testgate: [run] dynamic_context makes pytest-cov refuse xdist (DistCovError): "
+            "switched off for this run; --cov-context=test records the per-test contexts"
+        )
     sys.stdout.write("".join(f"{notice}\n" for notice in notices))
     sys.stdout.flush()
     return ProjectEnv(
@@ -371,6 +382,7 @@ def probe(
         found={name: bool(value) for name, value in found["found"].items()},
         overlay=overlay,
         early=early,
+        variables=variables,
     )
 
 
@@ -491,4 +503,6 @@ def pytest_command(
     command = [env.executable, "-m", "pytest", "-p", PLUGIN_NAME]
     if workers != "0":
         command += ["-n", workers, "--dist", settings.dist]
+    if env.variables.get(NO_DYNAMIC_CONTEXT_ENV) and cov_args:
+        command.append("--cov-context=test")
     return [*command, *cov_args, *settings.pytest_args, *extra_args]

@@ -14,6 +14,7 @@ import pytest
 
 from runner import environment
 from runner.environment import (
+    NO_DYNAMIC_CONTEXT_ENV,
     PLUGINS,
     Plugin,
     ProjectEnv,
@@ -30,7 +31,7 @@ from runner.gates import max_skipped
 from runner.results import Attempt, TestResult
 from runner.settings import Settings, load_settings
 from runner.thresholds import stated_threshold, with_stated_threshold
-from tests.conftest import Ran, copy_fixture, once_per_session, run_in_process
+from tests.conftest import Ran, copy_fixture, fresh_plugin, once_per_session, run_in_process
 from tests.conftest import environment as shell
 
 PYPROJECT = """\
@@ -430,3 +431,40 @@ def test_without_their_plugin_async_tests_never_pass_and_pytest_warnings_show(
         "skipped because a plugin or dependency is missing: could not import "
         "'testgate_absent_module': No module named 'testgate_absent_module'",
     )
+
+
+@pytest.fixture(scope="module")
+def contexts_run(tmp_path_factory: pytest.TempPathFactory) -> Ran:
+    """``dynamic_context = "test_function"`` under two xdist workers."""
+    return once_per_session(
+        tmp_path_factory,
+        "contexts",
+        lambda root: run_in_process(copy_fixture("contexts", root), "--workers", "2"),
+    )
+
+
+def test_dynamic_context_under_xdist_is_switched_off_with_a_notice(contexts_run: Ran) -> None:
+    assert contexts_run.exit_code == 0, contexts_run.output
+    assert "[run] dynamic_context makes pytest-cov refuse xdist" in contexts_run.output
+    import coverage  # noqa: PLC0415 (only this test reads a data file)
+
+    data = coverage.CoverageData(str(contexts_run.reports / ".coverage"))
+    data.read()
+    assert "tests/test_shapes.py::test_square|run" in data.measured_contexts()
+
+
+def test_the_plugin_switches_dynamic_context_off_only_when_asked(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import coverage.control  # noqa: PLC0415 (the module the plugin patches)
+
+    write(tmp_path, '[tool.coverage.run]\ndynamic_context = "test_function"\n')
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(
+        coverage.control, "read_coverage_config", coverage.control.read_coverage_config
+    )
+    fresh_plugin(monkeypatch, "plugin_with_contexts")
+    assert coverage.Coverage().config.dynamic_context == "test_function"
+    monkeypatch.setenv(NO_DYNAMIC_CONTEXT_ENV, "1")
+    fresh_plugin(monkeypatch, "plugin_without_contexts")
+    assert coverage.Coverage().config.dynamic_context is None

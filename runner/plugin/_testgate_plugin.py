@@ -52,6 +52,9 @@ _SELECT_KEY = pytest.StashKey["Selection"]()
 _SCHEDULE_KEY = pytest.StashKey[dict[str, Any]]()
 
 
+NO_DYNAMIC_CONTEXT_ENV = "TESTGATE_COVERAGE_NO_DYNAMIC_CONTEXT"
+
+
 def worker_environment(environ: dict[str, str] | os._Environ[str]) -> None:
     """Point each per-worker variable at this worker's own database."""
     templates = json.loads(environ.get(WORKER_ENV) or "{}")
@@ -62,6 +65,26 @@ def worker_environment(environ: dict[str, str] | os._Environ[str]) -> None:
 
 
 worker_environment(os.environ)
+
+
+def without_dynamic_context(environ: dict[str, str] | os._Environ[str]) -> None:
+    """Switch off ``[run] dynamic_context`` when testgate asks (it makes pytest-cov refuse
+    xdist; ``--cov-context=test`` records the same per-test contexts). Before pytest-cov
+    starts coverage: this module is loaded with ``-p``, ahead of the plugins."""
+    if environ.get(NO_DYNAMIC_CONTEXT_ENV):
+        import coverage.control  # noqa: PLC0415 (only when asked)
+
+        read = coverage.control.read_coverage_config  # type: ignore[attr-defined]
+
+        def read_without(*args: Any, **kwargs: Any) -> Any:
+            config = read(*args, **kwargs)
+            config.dynamic_context = None
+            return config
+
+        coverage.control.read_coverage_config = read_without  # type: ignore[attr-defined]
+
+
+without_dynamic_context(os.environ)
 
 
 class Selection:
