@@ -460,9 +460,8 @@ def test_the_plugin_switches_dynamic_context_off_only_when_asked(
 
     write(tmp_path, '[tool.coverage.run]\ndynamic_context = "test_function"\n')
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(
-        coverage.control, "read_coverage_config", coverage.control.read_coverage_config
-    )
+    original = vars(coverage.control)["read_coverage_config"]
+    monkeypatch.setattr(coverage.control, "read_coverage_config", original)
     fresh_plugin(monkeypatch, "plugin_with_contexts")
     assert coverage.Coverage().config.dynamic_context == "test_function"
     monkeypatch.setenv(NO_DYNAMIC_CONTEXT_ENV, "1")
