@@ -25,6 +25,7 @@ from runner.settings import Settings
 
 _SEEDS = random.SystemRandom()
 PARALLEL_WORTH_S = 2.0
+INTERNAL_ERROR = "pytest internal error: "
 
 
 @dataclass(frozen=True)
@@ -153,7 +154,7 @@ def problems(run: AttemptRun) -> tuple[str, ...]:
     attempt), not a problem: the suite's own run already said whether tests were lost.
     """
     record, exit_code = run.record, run.completed.exit_code
-    found = ["pytest internal error: " + _last_line(text) for text in record.internal_errors]
+    found = [INTERNAL_ERROR + _last_line(text) for text in record.internal_errors]
     if record.unfinished is not None and run.number == 1:
         found.append(
             f"the pytest process died (exit {exit_code}) while running {record.unfinished.id}"

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from runner import coverage_data, environment, gates, github, render
 from runner.attempts import (
+    INTERNAL_ERROR,
     AttemptRun,
     Session,
     problems,
@@ -29,6 +30,7 @@ from runner.attempts import (
     rerun_workers,
     run_attempt,
 )
+from runner.crash import CRASHED, crash_problem, not_evaluated
 from runner.diff_coverage import DiffCoverage, added_lines, measure
 from runner.errors import ConfigError, InfraError
 from runner.execute import WORKER_ENV
@@ -171,7 +173,13 @@ def _run(settings: Settings, *, environ: Mapping[str, str]) -> Outcome:
         )
     if coverage is not None and diff is not None:
         coverage = replace(coverage, diff_percent=diff.percent)
-    found_problems = tuple(problem for done in history.runs for problem in problems(done))
+    crash = crash_problem(first.record.internal_errors, parallel=settings.workers != "0")
+    found_problems = ((crash,) if crash else ()) + tuple(
+        problem
+        for done in history.runs
+        for problem in problems(done)
+        if done is not first or not problem.startswith(INTERNAL_ERROR)  # said by crash
+    )
     info = RunInfo(
         started=started.isoformat(timespec="seconds"),
         duration_s=time.monotonic() - clock,
@@ -225,6 +233,8 @@ def conclude(
         diff=diff[0],
         diff_skipped=diff[1],
     )
+    if any(problem.startswith(CRASHED) for problem in info.problems):
+        verdicts = not_evaluated(verdicts)
     result = RunResult(
         run=info,
         tests=tests,

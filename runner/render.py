@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from runner.crash import CRASHED
 from runner.results import BROKEN, GateResult, RunResult, TestResult
 
 if TYPE_CHECKING:
@@ -75,8 +76,10 @@ def location(test_file: str, line: int | None) -> str:
 
 def terminal(result: RunResult, *, reports_dir: str) -> str:
     """The table printed after a run."""
+    crashed = [problem for problem in result.run.problems if problem.startswith(CRASHED)]
     lines = [
         "",
+        *(f"testgate: {problem}" for problem in crashed),
         f"testgate: {counts_line(result)} in {result.run.suite_duration_s:.2f} s"
         + (
             f" (+{result.run.rerun_duration_s:.2f} s rerunning)"
@@ -123,7 +126,8 @@ def terminal(result: RunResult, *, reports_dir: str) -> str:
     for test in [test for test in result.tests if test.outcome in NOTED][:LISTED_FAILURES]:
         lines.append(f"{_headline(test)} {location(test.file, test.line)} {test.id}: {test.note}")
     for problem in result.run.problems:
-        lines.append(f"problem: {problem}")
+        if problem not in crashed:  # already the first line
+            lines.append(f"problem: {problem}")
     for warning in result.run.warnings:
         lines.append(f"warning: {warning}")
     verdict = "passed" if result.passed and not result.run.problems else "FAILED"

@@ -13,6 +13,7 @@ from typing import Literal
 import pytest
 
 from runner import environment
+from runner.crash import crash_problem
 from runner.environment import (
     NO_DYNAMIC_CONTEXT_ENV,
     PLUGINS,
@@ -467,3 +468,39 @@ def test_the_plugin_switches_dynamic_context_off_only_when_asked(
     monkeypatch.setenv(NO_DYNAMIC_CONTEXT_ENV, "1")
     fresh_plugin(monkeypatch, "plugin_without_contexts")
     assert coverage.Coverage().config.dynamic_context is None
+
+
+def test_an_internal_error_is_said_first_with_its_fix_and_no_gate_advice(
+    tmp_path: Path,
+) -> None:
+    ran = run_in_process(copy_fixture("crash", tmp_path), "--workers", "2")
+    assert ran.exit_code == 3
+    summary = ran.output[ran.output.index("\ntestgate: pytest crashed") :].splitlines()
+    assert summary[1] == (
+        "testgate: pytest crashed with an internal error: conftest.BenchmarkWarning: Benchmarks "
+        "are automatically disabled because xdist plugin is active. pytest-benchmark warns "
+        "under xdist and the project's filterwarnings turns that into an error: pass "
+        "--pytest-args='-p no:benchmark', or --workers 0 to run the benchmarks"
+    )
+    results = json.loads((ran.reports / "results.json").read_text("utf-8"))
+    assert {gate["message"] for gate in results["gates"]} == {
+        "not evaluated: pytest crashed (see the problem above)"
+    }
+    assert "Set [tool.coverage.run] source" not in ran.output
+
+
+@pytest.mark.parametrize(
+    ("text", "parallel", "fix"),
+    [
+        ("Traceback\nValueError: bad\n", True, "it may happen only under xdist: try --workers 0"),
+        ("Traceback\nUserWarning: odd\n", True, "a warning became an error (filterwarnings)"),
+        ("Traceback\nValueError: bad\n", False, "see pytest's INTERNALERROR traceback above"),
+        ("\n", False, "(no message)"),
+    ],
+)
+def test_a_crash_gets_the_fix_that_fits(text: str, *, parallel: bool, fix: str) -> None:
+    problem = crash_problem([text], parallel=parallel)
+    assert problem is not None
+    assert problem.startswith("pytest crashed with an internal error: ")
+    assert fix in problem
+    assert crash_problem([], parallel=True) is None

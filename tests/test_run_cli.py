@@ -206,8 +206,11 @@ def test_an_internal_error_is_exit_three_with_results_written(
     ran = run_cli(project, "--workers", "0")
     assert ran.exit_code == 3
     problems = ran.results()["run"]["problems"]
-    assert problems == ["pytest internal error: RuntimeError: broken hook"]
-    assert "problem: pytest internal error" in ran.output
+    assert problems == [
+        "pytest crashed with an internal error: RuntimeError: broken hook. see pytest's "
+        "INTERNALERROR traceback above"
+    ]
+    assert "\ntestgate: pytest crashed with an internal error: RuntimeError" in ran.output
 
 
 def test_a_crash_without_xdist_names_the_test_and_keeps_the_rest(

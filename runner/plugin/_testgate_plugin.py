@@ -442,6 +442,7 @@ class Handoff:
         node.workerinput.update({f"testgate_{name}": path for name, path in self.plans.items()})
 
 
+@pytest.hookimpl(tryfirst=True)  # first: a crash in another plugin's configure is recorded
 def pytest_configure(config: pytest.Config) -> None:
     """Read testgate's plans; in the controller, register the recorder testgate asked for.
 
