@@ -298,10 +298,10 @@ def project_packages(settings: Settings, sources: Sequence[str]) -> tuple[str, .
     names: set[str] = set()
     for source in sources:
         folder = settings.project / source
-        if source == "src" or folder.name == "src":
+        if folder.name == "src":
             names.update(_importable(folder))
-        elif (folder / "__init__.py").is_file():
-            names.add(folder.name)
+        elif source != "." and (folder.is_dir() or folder.with_suffix(".py").is_file()):
+            names.add(folder.name)  # a package, a namespace package, or a module
     return tuple(sorted(names))
 
 

@@ -145,8 +145,8 @@ def _run(settings: Settings, *, environ: Mapping[str, str]) -> Outcome:
     work = reports / WORK_DIR
     _prepare(reports, work)
     schedule = write_schedule(settings, durations, work / "schedule.json")
-    cov_args = coverage_data.cov_arguments(settings.project)
-    sources = coverage_data.infer_sources(settings.project)
+    cov_args = coverage_data.cov_arguments(settings.project, package=settings.package)
+    sources = coverage_data.infer_sources(settings.project, package=settings.package)
     project_env = environment.probe(settings, environ, sources=sources)
     session = Session(
         settings=settings,

@@ -13,6 +13,7 @@ from typing import Literal
 import pytest
 
 from runner import environment
+from runner.coverage_data import infer_sources, workspace_members
 from runner.crash import crash_problem
 from runner.environment import (
     NO_DYNAMIC_CONTEXT_ENV,
@@ -269,8 +270,9 @@ def test_the_project_packages_are_its_source_folders(tmp_path: Path) -> None:
     (project / "src" / "single.py").write_text("", "utf-8")
     (project / "flat" / "__init__.py").write_text("", "utf-8")
     settings = settings_of(write(project, PYPROJECT))
-    assert project_packages(settings, ("src", "flat", "notpkg", "gone/src")) == (
-        "flat", "ns", "shop", "single",
+    (project / "tool.py").write_text("", "utf-8")
+    assert project_packages(settings, ("src", "flat", "notpkg", "gone/src", "tool", ".")) == (
+        "flat", "notpkg", "ns", "shop", "single", "tool",
     )  # fmt: skip
 
 
@@ -504,3 +506,49 @@ def test_a_crash_gets_the_fix_that_fits(text: str, *, parallel: bool, fix: str) 
     assert problem.startswith("pytest crashed with an internal error: ")
     assert fix in problem
     assert crash_problem([], parallel=True) is None
+
+
+@pytest.fixture(scope="module")
+def workspace_run(tmp_path_factory: pytest.TempPathFactory) -> Ran:
+    """A uv workspace of three members, one a namespace package."""
+    return once_per_session(
+        tmp_path_factory,
+        "workspace",
+        lambda root: run_in_process(copy_fixture("workspace", root)),
+    )
+
+
+def test_a_workspace_runs_whole_with_each_members_sources(workspace_run: Ran) -> None:
+    assert workspace_run.exit_code == 0, workspace_run.output
+    assert "testgate: a uv workspace: uv sync --group dev --all-packages" in workspace_run.output
+    files = json.loads((workspace_run.reports / "coverage.json").read_text("utf-8"))["files"]
+    assert sorted(files) == [
+        "packages/alpha/src/alpha/__init__.py",
+        "packages/beta/src/acme/beta/__init__.py",
+        "packages/gamma/gamma/__init__.py",
+    ]
+    assert not (workspace_run.project / "uv.lock").exists()
+
+
+def test_sources_are_the_code_never_the_tests(tmp_path: Path) -> None:
+    flat = tmp_path / "flat"
+    for name in ("ns/pkg/__init__.py", "build/lib/x/__init__.py", "tests/__init__.py",
+                 "app.py", "conftest.py", "test_app.py", "app_test.py", "setup.py", "_x.py",
+                 "data/readme.txt", "bad-name/y/__init__.py"):  # fmt: skip
+        (flat / name).parent.mkdir(parents=True, exist_ok=True)
+        (flat / name).write_text("", "utf-8")
+    assert infer_sources(flat) == ("ns", "app")
+    workspace = write(
+        tmp_path / "ws", '[tool.uv.workspace]\nmembers = ["libs/*"]\nexclude = ["libs/old"]\n'
+    )
+    write(workspace / "libs" / "one", '[project]\nname = "one"\n')
+    write(workspace / "libs" / "one" / "src" / "one", "", "__init__.py")
+    write(workspace / "libs" / "two", "[tool.black]\n")
+    write(workspace / "libs" / "two" / "two", "", "__init__.py")
+    write(workspace / "libs" / "bad", "[project\n")
+    write(workspace / "libs" / "old", '[project]\nname = "old"\n')
+    (workspace / "libs" / "notes").mkdir()
+    assert infer_sources(workspace) == ("libs/bad", "libs/one/src", "libs/two/two")
+    assert infer_sources(workspace, package="one") == ("libs/one/src",)
+    write(tmp_path / "broken", "[tool\n")
+    assert workspace_members(tmp_path / "broken") == ()
