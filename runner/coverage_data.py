@@ -136,14 +136,15 @@ def workspace_members(project: Path, *, package: str | None = None) -> tuple[Pat
         if path not in excluded
         and (path / "pyproject.toml").is_file()
         and path != project
-        and (package is None or _project_name(path) == package)
+        and (package is None or project_name(path) == package)
     )
 
 
-def _project_name(member: Path) -> str | None:
+def project_name(member: Path) -> str | None:
+    """``[project] name`` from a folder's pyproject.toml, when it has one."""
     try:
         data = tomllib.loads((member / "pyproject.toml").read_text("utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError):
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
         return None
     name = data.get("project", {}).get("name")
     return str(name) if name is not None else None

@@ -59,8 +59,10 @@ PLUGINS: tuple[Plugin, ...] = (
 PROBED_MODULES = (*(plugin.module for plugin in PLUGINS), "pytest_randomly", "coverage")
 
 _PROBE = """
-import importlib.metadata, importlib.util, json, os, platform, sys
+import importlib.metadata, importlib.util, json, os, platform, re, sys
 modules, packages = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+own, roots = json.loads(sys.argv[3]), json.loads(sys.argv[4])
+norm = lambda name: re.sub(r"[-_.]+", "-", name).lower()
 def origin(name):
     try:
         spec = importlib.util.find_spec(name)
@@ -73,9 +75,23 @@ def origin(name):
     return next(iter(spec.submodule_search_locations or ()), None)
 found = {name: origin(name) is not None for name in modules}
 early = []
+needed, todo = set(), [norm(name) for name in roots]
+while todo:  # what pytest and the plugins depend on: imported before coverage starts
+    name = todo.pop()
+    if name in needed:
+        continue
+    needed.add(name)
+    try:
+        requires = importlib.metadata.distribution(name).requires or []
+    except importlib.metadata.PackageNotFoundError:
+        continue
+    todo += [norm(re.match(r"[A-Za-z0-9._-]+", r).group()) for r in requires if "extra ==" not in r]
+plugins = {norm(d.metadata["Name"] or "") for d in importlib.metadata.distributions()
+    if any(point.group == "pytest11" for point in d.entry_points)}
+early = [name for name in own if norm(name) in needed | plugins]
 try:  # what pytest imports before it loads any plugin
     import pytest, _pytest.config
-    early = [name for name in packages if name in sys.modules]
+    early += [name for name in packages if name in sys.modules]
 except Exception:  # pytest itself will say what is wrong
     pass
 print(json.dumps({"python": platform.python_version(), "platform": sys.platform,
@@ -293,6 +309,16 @@ def _uv_env(
     return found.group(1), tuple(notices)
 
 
+def project_distributions(settings: Settings) -> list[str]:
+    """The names of the distributions the project provides: its own, its members'."""
+    names = [coverage_data.project_name(settings.project)]
+    names += [
+        coverage_data.project_name(member)
+        for member in coverage_data.workspace_members(settings.project)
+    ]
+    return [name for name in names if name]
+
+
 def project_packages(settings: Settings, sources: Sequence[str]) -> tuple[str, ...]:
     """The top-level import names of the project's own code, from its source directories."""
     names: set[str] = set()
@@ -355,15 +381,15 @@ def probe(
             f"testgate: added {', '.join(added)} (missing from the project's environment; "
             "resolved against its installed packages, none replaced)"
         )
-    if overlay is not None and not found["found"].get("pytest"):  # pytest itself was added
+    if overlay is not None:  # the added plugins may depend on, or import, the project
         with_overlay = {**environ, "PYTHONPATH": str(overlay)}
         found["early"] = _ask(python, settings=settings, environ=with_overlay, packages=packages)[
             "early"
         ]
-    early = tuple(found["early"])
+    early = tuple(dict.fromkeys(found["early"]))
     if early:
         notices.append(
-            f"testgate: pytest imports the project's {', '.join(early)} before any plugin: "
+            f"testgate: pytest needs the project's {', '.join(early)} before any plugin starts: "
             "measured with 'coverage run' from the process start, without xdist"
         )
     variables = {}
@@ -404,7 +430,10 @@ def _inside(path: Path, folder: Path) -> bool:
 def _ask(
     python: str, *, settings: Settings, environ: Mapping[str, str], packages: Sequence[str]
 ) -> dict[str, Any]:
-    command = [python, "-c", _PROBE, json.dumps(PROBED_MODULES), json.dumps(list(packages))]
+    roots = [plugin.distribution for plugin in PLUGINS] + ["coverage"]
+    own = project_distributions(settings)
+    command = [python, "-c", _PROBE, json.dumps(PROBED_MODULES), json.dumps(list(packages)),
+               json.dumps(own), json.dumps(roots)]  # fmt: skip
     completed = subprocess.run(
         command,
         cwd=settings.project,
