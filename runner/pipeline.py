@@ -195,6 +195,7 @@ def _run(settings: Settings, *, environ: Mapping[str, str]) -> Outcome:
         pytest_exit_code=first.completed.exit_code,
         problems=found_problems,
         warnings=tuple(PYTEST_WARNED + text for text in first.record.warnings)
+        + collection_counts(first)
         + tuple(
             f"quarantine entry {entry!r} matches no test of this run"
             for entry in quarantine.unmatched(history.attempts)
@@ -209,6 +210,18 @@ def _run(settings: Settings, *, environ: Mapping[str, str]) -> Outcome:
         coverage=coverage,
         diff=(diff, diff_skipped),
         environ=environ,
+    )
+
+
+def collection_counts(first: AttemptRun) -> tuple[str, ...]:
+    """Why pytest's summary may count more errors than testgate: under xdist, each worker
+    reports the same collection error."""
+    errors, reports = len(first.record.collect_errors), first.record.collect_reports
+    if reports <= errors:
+        return ()
+    return (
+        f"pytest counts {reports} collection errors where testgate counts {errors}: each "
+        "xdist worker reported the same ones (pytest without xdist counts them once)",
     )
 
 

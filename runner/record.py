@@ -54,6 +54,7 @@ class AttemptRecord:
     internal_errors: tuple[str, ...]
     unfinished: RecordedTest | None
     warnings: tuple[str, ...] = ()  # pytest's own warnings: configuration, marks, plugins
+    collect_reports: int = 0  # collection errors as pytest counts them: once per xdist worker
 
 
 def read_record(path: Path, *, limit_bytes: int = RECORD_LIMIT_BYTES) -> AttemptRecord:
@@ -139,6 +140,7 @@ class _Builder:
         self.collect_errors: dict[str, RecordedTest] = {}
         self.internal_errors: list[str] = []
         self.warnings: list[str] = []
+        self.collect_reports = 0
         self.running: str | None = None
 
     def add(self, record: dict[str, Any]) -> None:
@@ -168,6 +170,7 @@ class _Builder:
     def _collect_error(self, record: dict[str, Any]) -> None:
         # Every xdist worker collects, so the same error arrives once per worker.
         node = record["id"]
+        self.collect_reports += 1
         if node not in self.collect_errors:
             attempt = Attempt(
                 outcome="error",
@@ -222,6 +225,7 @@ class _Builder:
             internal_errors=tuple(self.internal_errors),
             unfinished=unfinished,
             warnings=tuple(self.warnings),
+            collect_reports=self.collect_reports,
         )
 
 

@@ -13,6 +13,7 @@ from typing import Literal
 import pytest
 
 from runner import environment
+from runner.attempts import AttemptRun
 from runner.coverage_data import infer_sources, workspace_members
 from runner.crash import crash_problem
 from runner.environment import (
@@ -29,7 +30,10 @@ from runner.environment import (
     sync_arguments,
 )
 from runner.errors import ConfigError, InfraError
+from runner.execute import Completed
 from runner.gates import max_skipped
+from runner.pipeline import collection_counts
+from runner.record import read_record
 from runner.results import Attempt, TestResult
 from runner.settings import Settings, load_settings
 from runner.thresholds import stated_threshold, with_stated_threshold
@@ -552,3 +556,15 @@ def test_sources_are_the_code_never_the_tests(tmp_path: Path) -> None:
     assert infer_sources(workspace, package="one") == ("libs/one/src",)
     write(tmp_path / "broken", "[tool\n")
     assert workspace_members(tmp_path / "broken") == ()
+
+
+def test_pytests_own_count_of_collection_errors_is_explained(tmp_path: Path) -> None:
+    error = {"kind": "collect-error", "id": "t.py", "message": "E   OSError", "text": "E   OSError"}
+    lines = [{"kind": "start"}, error, error, {"kind": "finish", "exitstatus": 1}]
+    path = tmp_path / "record.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines), "utf-8")
+    run = AttemptRun(1, read_record(path), Completed(exit_code=1, duration_s=0.1), tmp_path)
+    assert collection_counts(run) == (
+        "pytest counts 2 collection errors where testgate counts 1: each xdist worker "
+        "reported the same ones (pytest without xdist counts them once)",
+    )
