@@ -151,12 +151,14 @@ def test_a_requirements_file_that_cannot_install_says_so(tmp_path: Path) -> None
 
 
 def test_a_poetry_project_gets_the_way_to_provide_its_environment(tmp_path: Path) -> None:
-    project = write(tmp_path / "poem", '[tool.poetry]\nname = "poem"\n')
+    project = copy_fixture("poetry", tmp_path)
     ran = run_in_process(project)
     assert ran.exit_code == 3
     assert "is a Poetry project" in ran.output
     assert '--python "$(poetry env info --executable)"' in ran.output
-    assert sorted(path.name for path in project.iterdir()) == ["pyproject.toml", "testgate-reports"]
+    assert sorted(path.name for path in project.iterdir()) == [
+        "conftest.py", "pyproject.toml", "testgate-reports", "tests",
+    ]  # fmt: skip
 
 
 def test_an_existing_environment_is_used_as_it_is(tmp_path: Path) -> None:
