@@ -23,6 +23,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -96,13 +97,16 @@ except Exception:  # pytest itself will say what is wrong
     pass
 print(json.dumps({"python": platform.python_version(), "platform": sys.platform,
     "executable": sys.executable, "found": found,
+    "abi": f"{sys.implementation.cache_tag}-{sys.platform}-{platform.machine()}",
     "distributions": sorted({(d.metadata["Name"] or "", d.version)
         for d in importlib.metadata.distributions() if d.metadata["Name"]}),
     "packages": {name: origin(name) for name in packages}, "early": early}))
 """
 
 
-_ANSWER = ("python", "platform", "executable", "found", "distributions", "packages", "early")
+_ANSWER = (
+    "python", "platform", "executable", "abi", "found", "distributions", "packages", "early",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -375,6 +379,7 @@ def probe(
             installed=found["distributions"],
             settings=settings,
             environ=environ,
+            abi=found["abi"],
         )
         check_overlay(overlay, packages=packages, wanted=wanted)
         notices.append(
@@ -465,8 +470,12 @@ def provide(
     installed: Sequence[Sequence[str]],
     settings: Settings,
     environ: Mapping[str, str],
+    abi: str = "",
 ) -> tuple[Path, list[str]]:
     """Install ``plugins``, and only the distributions the environment lacks, in an overlay.
+
+    The overlay is keyed by the plan and the interpreter's ``abi`` (any environment of the
+    same Python reuses it), else by the interpreter's path.
 
     uv resolves them with every installed distribution pinned at its version; the plan's
     additions (never a replacement) go into a directory keyed by that plan, reused later.
@@ -496,17 +505,30 @@ def provide(
             "message is above): add them to the project's test dependencies (a 'test' "
             "dependency group or extra), so the project's own resolver picks their versions."
         )
-    overlay = base / "overlays" / _digest(python, *added)
+    overlay = base / "overlays" / _digest(abi or python, *added)
     if not (overlay / ".complete").is_file():
+        # Built beside, then renamed into place: another testgate may be building it too.
+        building = overlay.with_name(f"{overlay.name}.{os.getpid()}")
         target = [uv, "pip", "install", "-q", "--no-deps", "--python", python, "--target"]
         _run(
-            [*target, str(overlay), *added],
+            [*target, str(building), *added],
             cwd=settings.project,
             environ=environ,
             what="uv pip install --target",
         )
-        (overlay / ".complete").write_text("\n".join(added), "utf-8")
+        (building / ".complete").write_text("\n".join(added), "utf-8")
+        place(building, overlay)
     return overlay, added
+
+
+def place(building: Path, overlay: Path) -> None:
+    """Rename a finished overlay into place, unless another testgate placed it first."""
+    if overlay.is_dir() and not (overlay / ".complete").is_file():
+        shutil.rmtree(overlay)  # left half-built by a testgate that was killed
+    try:
+        building.rename(overlay)
+    except OSError:  # the other one was first: its overlay is the same
+        shutil.rmtree(building, ignore_errors=True)
 
 
 def pytest_command(

@@ -59,6 +59,12 @@ def settings_of(project: Path, **flags: str) -> Settings:
     )
 
 
+def session_cache(root: Path) -> dict[str, str]:
+    """testgate's cache for this session's runs (beside every ``once_per_session`` root):
+    the overlays of added plugins are built once and reused, and go with the session."""
+    return {"XDG_CACHE_HOME": str(root.parent / "testgate-cache")}
+
+
 def write(project: Path, text: str, name: str = "pyproject.toml") -> Path:
     project.mkdir(parents=True, exist_ok=True)
     (project / name).write_text(text, "utf-8")
@@ -71,9 +77,7 @@ def early_run(tmp_path_factory: pytest.TempPathFactory) -> Ran:
     return once_per_session(
         tmp_path_factory,
         "early",
-        lambda root: run_in_process(
-            copy_fixture("early", root), extra_env={"XDG_CACHE_HOME": str(root / "cache")}
-        ),
+        lambda root: run_in_process(copy_fixture("early", root), extra_env=session_cache(root)),
     )
 
 
@@ -89,7 +93,7 @@ def requirements_run(tmp_path_factory: pytest.TempPathFactory) -> Ran:
             "0",
             "--max-skipped",
             "0",
-            extra_env={"XDG_CACHE_HOME": str(root / "cache")},
+            extra_env=session_cache(root),
         ),
     )
 
@@ -135,7 +139,7 @@ def test_a_requirements_only_app_runs_in_a_testgate_made_venv(requirements_run: 
 
 
 def test_a_requirements_env_is_reused_without_sync(requirements_run: Ran) -> None:
-    cache = {"XDG_CACHE_HOME": str(requirements_run.project.parent / "cache")}
+    cache = session_cache(requirements_run.project.parent)
     settings = settings_of(requirements_run.project, sync="false", workers="0")
     found = environment.probe(settings, shell(**cache), sources=("app",))
     assert Path(found.executable).is_file()
@@ -378,7 +382,7 @@ def asyncio_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Ran, Ran]:
     (so not installed), plus a test that skips itself when a module is missing."""
 
     def both(root: Path) -> Ran:
-        cache = {"XDG_CACHE_HOME": str(root / "cache")}
+        cache = session_cache(root)
         run_in_process(copy_fixture("asyncio", root / "with"), extra_env=cache)
         project = copy_fixture("asyncio", root / "without")
         pyproject = project / "pyproject.toml"
@@ -442,24 +446,13 @@ def test_without_their_plugin_async_tests_never_pass_and_pytest_warnings_show(
     )
 
 
-@pytest.fixture(scope="module")
-def contexts_run(tmp_path_factory: pytest.TempPathFactory) -> Ran:
-    """``dynamic_context = "test_function"`` under two xdist workers."""
-    return once_per_session(
-        tmp_path_factory,
-        "contexts",
-        lambda root: run_in_process(copy_fixture("contexts", root), "--workers", "2"),
-    )
-
-
-def test_dynamic_context_under_xdist_is_switched_off_with_a_notice(contexts_run: Ran) -> None:
-    assert contexts_run.exit_code == 0, contexts_run.output
-    assert "[run] dynamic_context makes pytest-cov refuse xdist" in contexts_run.output
+def test_dynamic_context_under_xdist_is_switched_off_with_a_notice(workspace_run: Ran) -> None:
+    assert "[run] dynamic_context makes pytest-cov refuse xdist" in workspace_run.output
     import coverage  # noqa: PLC0415 (only this test reads a data file)
 
-    data = coverage.CoverageData(str(contexts_run.reports / ".coverage"))
+    data = coverage.CoverageData(str(workspace_run.reports / ".coverage"))
     data.read()
-    assert "tests/test_shapes.py::test_square|run" in data.measured_contexts()
+    assert "packages/alpha/tests/test_alpha.py::test_first|run" in data.measured_contexts()
 
 
 def test_the_plugin_switches_dynamic_context_off_only_when_asked(
@@ -516,11 +509,14 @@ def test_a_crash_gets_the_fix_that_fits(text: str, *, parallel: bool, fix: str) 
 
 @pytest.fixture(scope="module")
 def workspace_run(tmp_path_factory: pytest.TempPathFactory) -> Ran:
-    """A uv workspace of three members, one a namespace package."""
+    """A uv workspace of three members, one a namespace package, with coverage contexts per
+    test (``dynamic_context``), under two xdist workers."""
     return once_per_session(
         tmp_path_factory,
         "workspace",
-        lambda root: run_in_process(copy_fixture("workspace", root)),
+        lambda root: run_in_process(
+            copy_fixture("workspace", root), "--workers", "2", extra_env=session_cache(root)
+        ),
     )
 
 
@@ -570,3 +566,16 @@ def test_pytests_own_count_of_collection_errors_is_explained(tmp_path: Path) -> 
         "pytest counts 2 collection errors where testgate counts 1: each xdist worker "
         "reported the same ones (pytest without xdist counts them once)",
     )
+
+
+def test_an_overlay_is_placed_whole_once(tmp_path: Path) -> None:
+    building, overlay = tmp_path / "o.1", tmp_path / "o"
+    (building / "pkg").mkdir(parents=True)
+    (overlay / "half").mkdir(parents=True)  # a killed run's leftover, never completed
+    environment.place(building, overlay)
+    assert sorted(path.name for path in overlay.iterdir()) == ["pkg"]
+    (overlay / ".complete").write_text("", "utf-8")
+    (tmp_path / "o.2" / "pkg").mkdir(parents=True)
+    environment.place(tmp_path / "o.2", overlay)  # another was first: its copy stays
+    assert not (tmp_path / "o.2").exists()
+    assert (overlay / ".complete").is_file()
