@@ -116,6 +116,7 @@ class Shape:
     kind: str
     description: str
     requirements: tuple[Path, ...] = ()
+    python: str | None = None  # an existing environment's
 
 
 @dataclass(frozen=True)
@@ -163,11 +164,19 @@ def find_requirements(project: Path) -> tuple[Path, ...]:
     return tuple(path for path in found if path.is_file())
 
 
-def detect_shape(settings: Settings, pyproject: Mapping[str, Any]) -> Shape:
-    """Which kind of project this is, or a ConfigError/InfraError saying what to do."""
+def detect_shape(
+    settings: Settings, pyproject: Mapping[str, Any], *, active: str | None = None
+) -> Shape:
+    """Which kind of project this is, or a ConfigError/InfraError saying what to do.
+
+    ``active`` is an activated virtual environment (``VIRTUAL_ENV``): used as it is when
+    the project names nothing to install.
+    """
     project = settings.project
     if settings.python is not None:
-        return Shape("existing", f"the existing environment of {settings.python}")
+        return Shape(
+            "existing", f"the existing environment of {settings.python}", python=settings.python
+        )
     tool = pyproject.get("tool", {})
     if "workspace" in tool.get("uv", {}):
         return Shape("workspace", "a uv workspace")
@@ -187,11 +196,14 @@ def detect_shape(settings: Settings, pyproject: Mapping[str, Any]) -> Shape:
         raise ConfigError(f"--requirements: {missing[0]} does not exist. Name an existing file.")
     if files:
         return Shape("requirements", "a project with requirements files", requirements=files)
+    if active and (Path(active) / "bin" / "python").is_file():
+        python = str(Path(active) / "bin" / "python")
+        return Shape("existing", f"the active virtual environment {active}", python=python)
     where = "pyproject.toml has no [project] table" if pyproject else "no pyproject.toml"
     raise ConfigError(
         f"{project}: {where} and no requirements*.txt, so testgate cannot tell what the tests "
         "need. Pass --project DIR with the project's root, --requirements FILE, or --python "
-        "PATH of an environment that has the project installed."
+        "PATH of an environment that has the project installed (or activate it)."
     )
 
 
@@ -246,9 +258,9 @@ def _run(command: Sequence[str], *, cwd: Path, environ: Mapping[str, str], what:
 def prepare(settings: Settings, environ: Mapping[str, str]) -> tuple[str, tuple[str, ...]]:
     """Install the project's environment; return its Python and the notices to print."""
     pyproject = read_pyproject(settings.project)
-    shape = detect_shape(settings, pyproject)
+    shape = detect_shape(settings, pyproject, active=environ.get("VIRTUAL_ENV"))
     if shape.kind == "existing":
-        python = str(settings.python)
+        python = str(shape.python)
         if not Path(python).is_file() and not Path(python).is_absolute():
             python = str(settings.project / python)
         if not Path(python).is_file():

@@ -266,6 +266,11 @@ def test_every_shape_is_told_apart(tmp_path: Path) -> None:
     ]  # fmt: skip
     with pytest.raises(ConfigError, match=r"--requirements: .*nope.txt does not exist"):
         detect_shape(settings_of(app, requirements="nope.txt"), {})
+    empty = settings_of(write(tmp_path / "bare", "[tool.black]\n"))
+    active = detect_shape(empty, {}, active=str(Path(sys.executable).parent.parent))
+    assert (active.kind, active.python) == ("existing", str(Path(sys.executable).parent / "python"))
+    with pytest.raises(ConfigError, match=r"or --python PATH .* \(or activate it\)"):
+        detect_shape(empty, {}, active=str(tmp_path / "not-a-venv"))
     with pytest.raises(ConfigError, match=r"pyproject.toml has no \[project\] table and no"):
         detect_shape(settings_of(write(tmp_path / "empty", "[tool.black]\n")), {"tool": {}})
     write(tmp_path / "bad", "[project\n")

@@ -350,7 +350,8 @@ def test_a_reports_dir_that_cannot_be_created_is_a_config_error(
 
 
 def test_no_pyproject_is_a_usage_error(run_cli: RunCli, tmp_path: Path) -> None:
-    ran = run_cli(tmp_path)
+    shell = {name: value for name, value in environment().items() if name != "VIRTUAL_ENV"}
+    ran = run_cli(tmp_path, env=shell)  # an activated venv would be used as it is
     assert ran.exit_code == 2
     assert f"testgate: error: {tmp_path.resolve()}: no pyproject.toml and no requirements" in (
         ran.output
