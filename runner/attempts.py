@@ -17,7 +17,7 @@ from pathlib import Path
 
 from msgspec import structs
 
-from runner import execute
+from runner import environment, execute
 from runner.errors import ConfigError, InfraError
 from runner.output import emit
 from runner.record import AttemptRecord, RecordedTest, read_record
@@ -25,6 +25,7 @@ from runner.settings import Settings
 
 _SEEDS = random.SystemRandom()
 PARALLEL_WORTH_S = 2.0
+INTERNAL_ERROR = "pytest internal error: "
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,7 @@ class Session:
 
     settings: Settings
     environ: Mapping[str, str]
-    project_env: execute.ProjectEnv
+    project_env: environment.ProjectEnv
     cov_args: tuple[str, ...]
     work: Path
 
@@ -84,10 +85,9 @@ def run_attempt(
         extra_env[execute.SCHEDULE_ENV] = str(schedule)
     if label is not None:
         emit(f"\ntestgate: {label}\n")
-    command = execute.pytest_command(
+    command = environment.pytest_command(
         settings=session.settings,
         env=session.project_env,
-        environ=session.environ,
         cov_args=session.cov_args,
         workers=workers,
         extra_args=extra_args,
@@ -96,7 +96,7 @@ def run_attempt(
     completed = execute.run_pytest(
         command,
         cwd=session.settings.project,
-        environ=session.environ,
+        environ=session.project_env.environ(session.environ),
         record=record_path,
         coverage_file=directory / ".coverage",
         select=select_path,
@@ -153,7 +153,7 @@ def problems(run: AttemptRun) -> tuple[str, ...]:
     attempt), not a problem: the suite's own run already said whether tests were lost.
     """
     record, exit_code = run.record, run.completed.exit_code
-    found = ["pytest internal error: " + _last_line(text) for text in record.internal_errors]
+    found = [INTERNAL_ERROR + _last_line(text) for text in record.internal_errors]
     if record.unfinished is not None and run.number == 1:
         found.append(
             f"the pytest process died (exit {exit_code}) while running {record.unfinished.id}"

@@ -129,6 +129,10 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
+# uv's own singular flags, beside the plural names the action's inputs share.
+CLI_ALIASES = {"groups": ("--group",), "extras": ("--extra",)}
+
+
 def _add_settings(command: argparse.ArgumentParser) -> None:
     """The options every command shares, named as the action's inputs are."""
     command.add_argument(
@@ -151,7 +155,11 @@ def _add_settings(command: argparse.ArgumentParser) -> None:
             )
             continue
         command.add_argument(
-            f"--{option.name}", dest=option.attribute, default=None, help=option.help
+            f"--{option.name}",
+            *CLI_ALIASES.get(option.name, ()),
+            dest=option.attribute,
+            default=None,
+            help=option.help,
         )
 
 

@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import shutil
+import tomllib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -52,7 +53,7 @@ def _configured(project: Path) -> coverage.Coverage:
             raise ConfigError(f"the project's coverage configuration is invalid: {error}") from None
 
 
-def cov_arguments(project: Path) -> tuple[str, ...]:
+def cov_arguments(project: Path, *, package: str | None = None) -> tuple[str, ...]:
     """pytest-cov arguments that measure the project's sources, with branches.
 
     The user's ``[run] source``/``source_pkgs``/``include`` win; without them testgate
@@ -62,22 +63,93 @@ def cov_arguments(project: Path) -> tuple[str, ...]:
     base = ("--cov-branch", "--cov-report=", "--cov-fail-under=0")
     if config.source or config.source_pkgs or config.run_include:
         return ("--cov", *base)
-    return (*(f"--cov={source}" for source in infer_sources(project)), *base)
+    return (*(f"--cov={source}" for source in infer_sources(project, package=package)), *base)
 
 
-def infer_sources(project: Path) -> tuple[str, ...]:
-    """The directories a project's code lives in, when its config does not say."""
+def infer_sources(project: Path, *, package: str | None = None) -> tuple[str, ...]:
+    """Where a project's code lives, when its config does not say; never its tests.
+
+    A uv workspace: each member's sources. Else ``src/`` in a src layout; else the
+    top-level packages, namespace packages included (a folder without ``__init__.py``
+    that holds packages); else the top-level modules that are not tests; else ``.``.
+    """
+    members = workspace_members(project, package=package)
+    if members:
+        return tuple(
+            (member / source).relative_to(project).as_posix()
+            for member in members
+            for source in infer_sources(member)
+        )
     if (project / "src").is_dir():
         return ("src",)
-    packages = sorted(
-        entry.name
+    candidates = sorted(
+        entry
         for entry in project.iterdir()
-        if entry.is_dir()
-        and (entry / "__init__.py").is_file()
-        and entry.name not in NOT_SOURCE
-        and not entry.name.startswith(("test_", "."))
+        if entry.name not in NOT_SOURCE | NOT_NAMESPACE
+        and entry.name.isidentifier()
+        and not entry.name.startswith(("test_", "_"))
     )
-    return tuple(packages) or (".",)
+    packages = tuple(
+        entry.name
+        for entry in candidates
+        if entry.is_dir()
+        and (
+            (entry / "__init__.py").is_file()
+            or (entry.name not in NOT_NAMESPACE and _holds_packages(entry))
+        )
+    )
+    modules = tuple(
+        entry.stem
+        for entry in project.glob("*.py")
+        if entry.stem.isidentifier()
+        and entry.stem not in NOT_MODULES
+        and not entry.stem.startswith(("test_", "_"))
+        and not entry.stem.endswith("_test")
+    )
+    return packages + tuple(sorted(modules)) or (".",)
+
+
+NOT_NAMESPACE = frozenset({"build", "dist", "venv", "env", "node_modules", "htmlcov"})
+NOT_MODULES = frozenset({"conftest", "setup", "noxfile", "fabfile", "manage", "tasks"})
+
+
+def _holds_packages(folder: Path) -> bool:
+    """A namespace package: no ``__init__.py`` of its own, a package inside (at any depth)."""
+    return any(
+        init.parent != folder
+        and all(part.isidentifier() for part in init.relative_to(folder).parts[:-1])
+        for init in folder.rglob("__init__.py")
+    )
+
+
+def workspace_members(project: Path, *, package: str | None = None) -> tuple[Path, ...]:
+    """The member folders of a uv workspace rooted at ``project`` (none when it is not one);
+    with ``package``, only the member of that name."""
+    try:
+        data = tomllib.loads((project / "pyproject.toml").read_text("utf-8"))
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return ()
+    workspace = data.get("tool", {}).get("uv", {}).get("workspace", {})
+    excluded = {path for pattern in workspace.get("exclude", []) for path in project.glob(pattern)}
+    return tuple(
+        path
+        for pattern in workspace.get("members", [])
+        for path in sorted(project.glob(pattern))
+        if path not in excluded
+        and (path / "pyproject.toml").is_file()
+        and path != project
+        and (package is None or project_name(path) == package)
+    )
+
+
+def project_name(member: Path) -> str | None:
+    """``[project] name`` from a folder's pyproject.toml, when it has one."""
+    try:
+        data = tomllib.loads((member / "pyproject.toml").read_text("utf-8"))
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return None
+    name = data.get("project", {}).get("name")
+    return str(name) if name is not None else None
 
 
 def combine_and_report(
@@ -205,3 +277,13 @@ def below(actual: float, threshold: float, *, precision: int) -> bool:
     from coverage.results import should_fail_under  # noqa: PLC0415 (lazy, see top)
 
     return bool(should_fail_under(actual, threshold, precision))
+
+
+def fail_under_of(project: Path) -> float:
+    """``[report] fail_under`` from the project's coverage configuration (0 when unset)."""
+    return float(_configured(project).config.fail_under)
+
+
+def dynamic_context_of(project: Path) -> str | None:
+    """``[run] dynamic_context`` from the project's coverage configuration."""
+    return _configured(project).config.dynamic_context

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runner import execute, github, owned_dir, render
+from runner import environment, github, owned_dir, render
 from runner.attempts import Session, problems, recorded_tests, rerun_workers, run_attempt
 from runner.errors import ConfigError
 from runner.flaky import runs_needed, wilson_interval
@@ -179,7 +179,7 @@ def detect(
         session = Session(
             settings=settings,
             environ=environ,
-            project_env=execute.probe(settings, environ),
+            project_env=environment.probe(settings, environ),
             cov_args=(),
             work=work,
         )

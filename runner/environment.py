@@ -1,58 +1,594 @@
-"""The environment of every process that runs the project's code: the one cleaner.
+"""The project's own environment: find its shape, install it, probe it, add only what is missing.
 
-pytest, its reruns, the flaky-detection rounds, the environment probe and a service's
-``cmd:`` readiness check all run code the project controls. Their environment is the
-caller's without:
+testgate runs the suite with the project's own Python and packages. It recognises the
+common shapes of a Python project (a uv or other PEP 621 project, a uv workspace, a
+project with only ``requirements*.txt``, an existing environment given with ``--python``;
+a Poetry project without a ``[project]`` table gets a clear error), installs the project
+with its test dependencies (all extras and the ``dev``/``test``/``tests``/``testing``
+dependency groups, unless told otherwise), and probes the environment once per command.
 
-* secrets (the runner's and the action's tokens);
-* the runner's file commands (``GITHUB_ENV``, ``GITHUB_PATH``, ``GITHUB_OUTPUT``,
-  ``GITHUB_STATE``, ``GITHUB_STEP_SUMMARY``): a test that could append to ``GITHUB_ENV``
-  would set, say, ``LD_PRELOAD`` for every later step, the SonarQube upload with its token
-  among them. The files' folder stays guessable on a runner, so README's "Security
-  promises" tells users to keep secrets out of the job that runs a fork's tests;
-* the variables of an outer pytest, coverage or virtualenv, which would confuse the inner run.
+The pytest plugins testgate needs (``PLUGINS``) are added only when missing, into a
+testgate-owned directory put on ``PYTHONPATH`` (no ``.pth`` file runs from it): uv
+resolves them against every distribution already installed, pinned at its installed
+version, and only the distributions the environment lacks go in. So nothing the project
+has, and never the project itself, is replaced or shadowed. The probe then checks that
+every package of the project is imported from the project. A project that pytest imports
+before any plugin (pluggy, a pytest plugin) is measured by ``coverage run`` from the
+process start, so its coverage equals ``coverage run -m pytest``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
-RECORD_ENV = "TESTGATE_RECORD"
-SELECT_ENV = "TESTGATE_SELECT"
-SCHEDULE_ENV = "TESTGATE_SCHEDULE"
+from runner import coverage_data
+from runner.child_env import child_environment
+from runner.errors import ConfigError, InfraError
+from runner.execute import PLUGIN_NAME, find_uv
+from runner.output import emit
+from runner.settings import Settings
 
-SECRET_NAMES = frozenset(
-    {
-        "GITHUB_TOKEN",
-        "GH_TOKEN",
-        "SONAR_TOKEN",
-        "ACTIONS_RUNTIME_TOKEN",
-        "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
-        "INPUT_GITHUB-TOKEN",
-        "INPUT_SONAR-TOKEN",
-        "TESTGATE_GITHUB_TOKEN",
-        "TESTGATE_SONAR_TOKEN",
-        "TESTGATE_INPUTS",  # the action's inputs as JSON, github-token and sonar-token included
+NO_DYNAMIC_CONTEXT_ENV = "TESTGATE_COVERAGE_NO_DYNAMIC_CONTEXT"  # read by the plugin
+DEFAULT_GROUPS = ("dev", "test", "tests", "testing")
+SHAPES = ("uv", "workspace", "requirements", "existing")
+
+
+@dataclass(frozen=True)
+class Plugin:
+    """A pytest plugin testgate needs: its distribution, its module, and when it is needed."""
+
+    distribution: str
+    module: str
+    needed: Callable[[Settings], bool]
+
+
+# Adding a plugin testgate relies on is one entry here.
+PLUGINS: tuple[Plugin, ...] = (
+    Plugin("pytest", "pytest", lambda settings: True),
+    Plugin("pytest-xdist", "xdist", lambda settings: settings.workers != "0"),
+    Plugin("pytest-cov", "pytest_cov", lambda settings: True),
+)
+PROBED_MODULES = (*(plugin.module for plugin in PLUGINS), "pytest_randomly", "coverage")
+
+_PROBE = """
+import importlib.metadata, importlib.util, json, os, platform, re, sys
+modules, packages = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+own, roots = json.loads(sys.argv[3]), json.loads(sys.argv[4])
+norm = lambda name: re.sub(r"[-_.]+", "-", name).lower()
+def origin(name):
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return None
+    if spec is None:
+        return None
+    if spec.origin and spec.origin not in ("namespace", "built-in", "frozen"):
+        return spec.origin
+    return next(iter(spec.submodule_search_locations or ()), None)
+found = {name: origin(name) is not None for name in modules}
+early = []
+needed, todo = set(), [norm(name) for name in roots]
+while todo:  # what pytest and the plugins depend on: imported before coverage starts
+    name = todo.pop()
+    if name in needed:
+        continue
+    needed.add(name)
+    try:
+        requires = importlib.metadata.distribution(name).requires or []
+    except importlib.metadata.PackageNotFoundError:
+        continue
+    todo += [norm(re.match(r"[A-Za-z0-9._-]+", r).group()) for r in requires if "extra ==" not in r]
+plugins = {norm(d.metadata["Name"] or "") for d in importlib.metadata.distributions()
+    if any(point.group == "pytest11" for point in d.entry_points)}
+early = [name for name in own if norm(name) in needed | plugins]
+try:  # what pytest imports before it loads any plugin
+    import pytest, _pytest.config
+    early += [name for name in packages if name in sys.modules]
+except Exception:  # pytest itself will say what is wrong
+    pass
+print(json.dumps({"python": platform.python_version(), "platform": sys.platform,
+    "executable": sys.executable, "found": found,
+    "abi": f"{sys.implementation.cache_tag}-{sys.platform}-{platform.machine()}",
+    "distributions": sorted({(d.metadata["Name"] or "", d.version)
+        for d in importlib.metadata.distributions() if d.metadata["Name"]}),
+    "packages": {name: origin(name) for name in packages}, "early": early}))
+"""
+
+
+_ANSWER = (
+    "python", "platform", "executable", "abi", "found", "distributions", "packages", "early",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Shape:
+    """How the project says what it needs: one of SHAPES, and the files that say it."""
+
+    kind: str
+    description: str
+    requirements: tuple[Path, ...] = ()
+    python: str | None = None  # an existing environment's
+
+
+@dataclass(frozen=True)
+class ProjectEnv:
+    """The project's environment, probed once per command; every attempt reuses it."""
+
+    python: str
+    platform: str
+    executable: str = sys.executable
+    found: Mapping[str, bool] = field(default_factory=dict)
+    overlay: Path | None = None
+    early: tuple[str, ...] = ()
+    variables: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def has_randomly(self) -> bool:
+        return bool(self.found.get("pytest_randomly"))
+
+    def environ(self, environ: Mapping[str, str]) -> dict[str, str]:
+        """The variables pytest runs with: the environment's scripts first on PATH, the
+        overlay of added plugins on PYTHONPATH."""
+        scripts = str(Path(self.executable).parent)
+        path = os.pathsep.join(part for part in (scripts, environ.get("PATH", "")) if part)
+        python_path = os.pathsep.join(
+            part for part in (str(self.overlay or ""), environ.get("PYTHONPATH", "")) if part
+        )
+        python_paths = {"PYTHONPATH": python_path} if python_path else {}
+        return {**environ, "PATH": path, **python_paths, **self.variables}
+
+
+def read_pyproject(project: Path) -> dict[str, Any]:
+    """The project's pyproject.toml as a table, or an empty one when there is none."""
+    path = project / "pyproject.toml"
+    if not path.is_file():
+        return {}
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path} is not valid TOML: {error}. Fix the file.") from None
+
+
+def find_requirements(project: Path) -> tuple[Path, ...]:
+    """``requirements*.txt`` at the root and ``requirements/*.txt``, in name order."""
+    found = sorted(project.glob("requirements*.txt")) + sorted(project.glob("requirements/*.txt"))
+    return tuple(path for path in found if path.is_file())
+
+
+def detect_shape(
+    settings: Settings, pyproject: Mapping[str, Any], *, active: str | None = None
+) -> Shape:
+    """Which kind of project this is, or a ConfigError/InfraError saying what to do.
+
+    ``active`` is an activated virtual environment (``VIRTUAL_ENV``): used as it is when
+    the project names nothing to install.
+    """
+    project = settings.project
+    if settings.python is not None:
+        return Shape(
+            "existing", f"the existing environment of {settings.python}", python=settings.python
+        )
+    tool = pyproject.get("tool", {})
+    if "workspace" in tool.get("uv", {}):
+        return Shape("workspace", "a uv workspace")
+    if "project" in pyproject:
+        backend = str(pyproject.get("build-system", {}).get("build-backend", "none"))
+        return Shape("uv", f"a PEP 621 project (build backend: {backend})")
+    if "poetry" in tool:
+        raise InfraError(
+            f"{project / 'pyproject.toml'} is a Poetry project ([tool.poetry] and no [project] "
+            "table): uv cannot install its dependencies. Create its environment with "
+            "'poetry install --all-extras --with dev' and pass that environment's Python: "
+            '--python "$(poetry env info --executable)".'
+        )
+    files = tuple(project / name for name in settings.requirements) or find_requirements(project)
+    missing = [str(path) for path in files if not path.is_file()]
+    if missing:
+        raise ConfigError(f"--requirements: {missing[0]} does not exist. Name an existing file.")
+    if files:
+        return Shape("requirements", "a project with requirements files", requirements=files)
+    if active and (Path(active) / "bin" / "python").is_file():
+        python = str(Path(active) / "bin" / "python")
+        return Shape("existing", f"the active virtual environment {active}", python=python)
+    where = "pyproject.toml has no [project] table" if pyproject else "no pyproject.toml"
+    raise ConfigError(
+        f"{project}: {where} and no requirements*.txt, so testgate cannot tell what the tests "
+        "need. Pass --project DIR with the project's root, --requirements FILE, or --python "
+        "PATH of an environment that has the project installed (or activate it)."
+    )
+
+
+def sync_arguments(settings: Settings, pyproject: Mapping[str, Any]) -> list[str]:
+    """``uv sync`` arguments for a test run: extras and test dependency groups.
+
+    Without ``--extra``/``--group``/``--all-groups`` that is every extra and each of the
+    groups dev, test, tests, testing that the project has.
+    """
+    arguments: list[str] = []
+    if settings.extras:
+        for extra in settings.extras:
+            arguments += ["--extra", extra]
+    elif pyproject.get("project", {}).get("optional-dependencies"):
+        arguments.append("--all-extras")
+    if settings.all_groups:
+        arguments.append("--all-groups")
+    else:
+        present = pyproject.get("dependency-groups", {})
+        names = settings.groups or tuple(name for name in DEFAULT_GROUPS if name in present)
+        for name in names:
+            arguments += ["--group", name]
+    if settings.package is not None:
+        arguments += ["--package", settings.package]
+    elif "workspace" in pyproject.get("tool", {}).get("uv", {}):
+        arguments.append("--all-packages")
+    return arguments
+
+
+def cache_dir(environ: Mapping[str, str]) -> Path:
+    """testgate's own cache: requirements environments and plugin overlays."""
+    base = environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "testgate"
+
+
+def _digest(*parts: str) -> str:
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
+
+
+def _run(command: Sequence[str], *, cwd: Path, environ: Mapping[str, str], what: str) -> str:
+    """Run one uv command; its output is returned, and shown (made inert) when it fails.
+
+    A build backend is the project's code, so what uv passes on from it is untrusted.
+    """
+    completed = subprocess.run(
+        command,
+        cwd=cwd,
+        env=child_environment(environ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        check=False,
+    )
+    out = completed.stdout.decode("utf-8", "replace")
+    if completed.returncode != 0:
+        emit(out)
+        raise InfraError(f"{what} failed (exit {completed.returncode}); its message is above.")
+    return out
+
+
+def prepare(settings: Settings, environ: Mapping[str, str]) -> tuple[str, tuple[str, ...]]:
+    """Install the project's environment; return its Python and the notices to print."""
+    pyproject = read_pyproject(settings.project)
+    shape = detect_shape(settings, pyproject, active=environ.get("VIRTUAL_ENV"))
+    if shape.kind == "existing":
+        python = str(shape.python)
+        if not Path(python).is_file() and not Path(python).is_absolute():
+            python = str(settings.project / python)
+        if not Path(python).is_file():
+            raise ConfigError(f"--python: {settings.python} is not a file. Name a Python binary.")
+        return python, (f"testgate: using {shape.description} as it is",)
+    uv = find_uv(environ)
+    if shape.kind == "requirements":
+        return _requirements_env(settings, shape, uv=uv, environ=environ)
+    return _uv_env(settings, pyproject, shape, uv=uv, environ=environ)
+
+
+def _requirements_env(
+    settings: Settings, shape: Shape, *, uv: str, environ: Mapping[str, str]
+) -> tuple[str, tuple[str, ...]]:
+    venv = cache_dir(environ) / "envs" / f"{settings.project.name}-{_digest(str(settings.project))}"
+    python = venv / "bin" / "python"
+    if settings.sync or not python.is_file():
+        version = ["--python", settings.python_version] if settings.python_version else []
+        quiet = [uv, "venv", "-q", "--allow-existing", *version, str(venv)]
+        _run(quiet, cwd=settings.project, environ=environ, what="uv venv")
+        files = [arg for path in shape.requirements for arg in ("-r", str(path))]
+        install = [uv, "pip", "install", "-q", "--python", str(python), *files]
+        _run(install, cwd=settings.project, environ=environ, what="uv pip install -r")
+    names = ", ".join(str(path.relative_to(settings.project)) for path in shape.requirements)
+    return str(python), (f"testgate: no [project] table: installed {names} with uv into {venv}",)
+
+
+def _uv_env(
+    settings: Settings,
+    pyproject: Mapping[str, Any],
+    shape: Shape,
+    *,
+    uv: str,
+    environ: Mapping[str, str],
+) -> tuple[str, tuple[str, ...]]:
+    project = settings.project
+    notices: list[str] = []
+    version = ["--python", settings.python_version] if settings.python_version else []
+    if settings.sync:
+        locks = [folder / "uv.lock" for folder in (project, *project.parents)]
+        had = {lock for lock in locks if lock.is_file()}
+        lock_flag = ["--locked"] if had else []
+        arguments = sync_arguments(settings, pyproject)
+        command = [uv, "sync", "-q", "--project", str(project), *lock_flag, *version, *arguments]
+        try:
+            _run(command, cwd=project, environ=environ, what="uv sync")
+        finally:
+            for lock in locks:  # a lock file uv wrote is testgate's doing: take it away
+                if lock not in had and lock.is_file():
+                    lock.unlink()
+        notices.append(f"testgate: {shape.description}: uv sync {' '.join(arguments)}".rstrip())
+    find = [uv, "run", "--no-sync", "--project", str(project), *version, "python", "-c"]
+    out = _run(
+        [*find, "import sys; print('testgate-python:' + sys.executable)"],
+        cwd=project,
+        environ=environ,
+        what="uv run python",
+    )
+    found = re.search(r"^testgate-python:(.+)$", out, flags=re.MULTILINE)
+    if found is None:
+        raise InfraError(f"'uv run python' in {project} did not answer testgate's probe: {out!r}")
+    return found.group(1), tuple(notices)
+
+
+def uv_run(settings: Settings, environ: Mapping[str, str]) -> list[str]:
+    """The ``uv run`` prefix that enters the project's environment, for a command of its own.
+
+    A service's setup command (``alembic upgrade head``) runs this way, before the suite's
+    own environment is probed; uv syncs the project first unless ``sync`` is off.
+    """
+    command = [find_uv(environ), "run", "--project", str(settings.project)]
+    if not settings.sync:
+        command.append("--no-sync")
+    if settings.python_version:
+        command += ["--python", settings.python_version]
+    return command
+
+
+def project_distributions(settings: Settings) -> list[str]:
+    """The names of the distributions the project provides: its own, its members'."""
+    names = [coverage_data.project_name(settings.project)]
+    names += [
+        coverage_data.project_name(member)
+        for member in coverage_data.workspace_members(settings.project)
+    ]
+    return [name for name in names if name]
+
+
+def project_packages(settings: Settings, sources: Sequence[str]) -> tuple[str, ...]:
+    """The top-level import names of the project's own code, from its source directories."""
+    names: set[str] = set()
+    for source in sources:
+        folder = settings.project / source
+        if folder.name == "src":
+            names.update(_importable(folder))
+        elif source != "." and (folder.is_dir() or folder.with_suffix(".py").is_file()):
+            names.add(folder.name)  # a package, a namespace package, or a module
+    return tuple(sorted(names))
+
+
+def _importable(folder: Path) -> set[str]:
+    if not folder.is_dir():
+        return set()
+    return {
+        entry.stem if entry.is_file() else entry.name
+        for entry in folder.iterdir()
+        if not entry.name.startswith((".", "_"))
+        and (entry.suffix == ".py" or (entry.is_dir() and re.fullmatch(r"\w+", entry.name)))
     }
-)
-FILE_COMMANDS = frozenset(
-    {"GITHUB_ENV", "GITHUB_PATH", "GITHUB_OUTPUT", "GITHUB_STATE", "GITHUB_STEP_SUMMARY"}
-)
-LEAKY_PREFIXES = ("PYTEST_XDIST_", "COV_CORE_", "COVERAGE_")
-LEAKY_NAMES = frozenset(
-    {"VIRTUAL_ENV", "PYTEST_CURRENT_TEST", "PYTEST_VERSION", RECORD_ENV, SELECT_ENV, SCHEDULE_ENV}
-)
 
 
-def child_environment(environ: Mapping[str, str], **extra: str) -> dict[str, str]:
-    """The environment for the project's processes: no secrets, no file commands, no leftovers."""
-    clean = {
-        name: value
-        for name, value in environ.items()
-        if name not in SECRET_NAMES
-        and name not in FILE_COMMANDS
-        and name not in LEAKY_NAMES
-        and not name.startswith(LEAKY_PREFIXES)
-    }
-    clean.update(extra)
-    return clean
+def probe(
+    settings: Settings, environ: Mapping[str, str], *, sources: Sequence[str] = ()
+) -> ProjectEnv:
+    """Install and probe the project's environment, and add the plugins it lacks.
+
+    Raises a ConfigError when one of the project's packages would be imported from
+    somewhere else than the project.
+    """
+    python, prepared = prepare(settings, environ)
+    notices = list(prepared)
+    packages = project_packages(settings, sources)
+    found = _ask(python, settings=settings, environ=environ, packages=packages)
+    for name, origin in found["packages"].items():
+        if origin is not None and not _inside(Path(origin), settings.project):
+            raise ConfigError(
+                f"the project's package {name!r} is imported from {origin}, not from the "
+                f"project in {settings.project}: the tests would test another copy. Install "
+                "the project into its environment (remove '[tool.uv] package = false', or "
+                "'uv pip install -e .'), or pass --python with an environment that has it."
+            )
+    wanted = [
+        plugin
+        for plugin in PLUGINS
+        if plugin.needed(settings) and not found["found"].get(plugin.module)
+    ]
+    overlay = None
+    if wanted:
+        overlay, added = provide(
+            wanted,
+            python=python,
+            installed=found["distributions"],
+            settings=settings,
+            environ=environ,
+            abi=found["abi"],
+        )
+        check_overlay(overlay, packages=packages, wanted=wanted)
+        notices.append(
+            f"testgate: added {', '.join(added)} (missing from the project's environment; "
+            "resolved against its installed packages, none replaced)"
+        )
+    if overlay is not None:  # the added plugins may depend on, or import, the project
+        with_overlay = {**environ, "PYTHONPATH": str(overlay)}
+        found["early"] = _ask(python, settings=settings, environ=with_overlay, packages=packages)[
+            "early"
+        ]
+    early = tuple(dict.fromkeys(found["early"]))
+    if early:
+        notices.append(
+            f"testgate: pytest needs the project's {', '.join(early)} before any plugin starts: "
+            "measured with 'coverage run' from the process start, without xdist"
+        )
+    variables = {}
+    if settings.workers != "0" and coverage_data.dynamic_context_of(settings.project):
+        variables[NO_DYNAMIC_CONTEXT_ENV] = "1"
+        notices.append(
+            "testgate: [run] dynamic_context makes pytest-cov refuse xdist (DistCovError): "
+            "switched off for this run; --cov-context=test records the per-test contexts"
+        )
+    emit("".join(f"{notice}\n" for notice in notices))
+    return ProjectEnv(
+        python=str(found["python"]),
+        platform=str(found["platform"]),
+        executable=python,
+        found={name: bool(value) for name, value in found["found"].items()},
+        overlay=overlay,
+        early=early,
+        variables=variables,
+    )
+
+
+def check_overlay(overlay: Path, *, packages: Sequence[str], wanted: Sequence[Plugin]) -> None:
+    """A ConfigError when a package of the project is in the overlay of added plugins."""
+    clash = sorted(set(packages) & _importable(overlay))
+    if clash:
+        raise ConfigError(
+            f"the project's package {clash[0]!r} would be shadowed by a copy testgate "
+            f"needs for {', '.join(plugin.distribution for plugin in wanted)}: add "
+            "those to the project's test dependencies, so they resolve against it."
+        )
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path.resolve().is_relative_to(folder.resolve())
+
+
+def _ask(
+    python: str, *, settings: Settings, environ: Mapping[str, str], packages: Sequence[str]
+) -> dict[str, Any]:
+    roots = [plugin.distribution for plugin in PLUGINS] + ["coverage"]
+    own = project_distributions(settings)
+    command = [python, "-c", _PROBE, json.dumps(PROBED_MODULES), json.dumps(list(packages)),
+               json.dumps(own), json.dumps(roots)]  # fmt: skip
+    completed = subprocess.run(
+        command,
+        cwd=settings.project,
+        env=child_environment(environ),
+        stdout=subprocess.PIPE,
+        check=False,
+    )
+    try:
+        answer = json.loads(completed.stdout.decode("utf-8", "replace").strip().splitlines()[-1])
+        return {key: answer[key] for key in _ANSWER}
+    except (ValueError, KeyError, IndexError, TypeError):
+        raise InfraError(
+            f"the project's Python {python} did not answer testgate's probe (exit "
+            f"{completed.returncode}): {completed.stdout[-500:]!r}; see the output above."
+        ) from None
+
+
+def planned_installs(output: str) -> tuple[list[str], list[str]]:
+    """From ``uv pip install --dry-run``'s plan: what it would add, and what it would remove."""
+    added = re.findall(r"^\s*\+\s*(\S+==\S+)", output, flags=re.MULTILINE)
+    removed = re.findall(r"^\s*-\s*(\S+==\S+)", output, flags=re.MULTILINE)
+    return added, removed
+
+
+def provide(
+    plugins: Sequence[Plugin],
+    *,
+    python: str,
+    installed: Sequence[Sequence[str]],
+    settings: Settings,
+    environ: Mapping[str, str],
+    abi: str = "",
+) -> tuple[Path, list[str]]:
+    """Install ``plugins``, and only the distributions the environment lacks, in an overlay.
+
+    The overlay is keyed by the plan and the interpreter's ``abi`` (any environment of the
+    same Python reuses it), else by the interpreter's path.
+
+    uv resolves them with every installed distribution pinned at its version; the plan's
+    additions (never a replacement) go into a directory keyed by that plan, reused later.
+    """
+    uv = find_uv(environ)
+    base = cache_dir(environ)
+    base.mkdir(parents=True, exist_ok=True)
+    pins = "".join(f"{name}=={version}\n" for name, version in installed)
+    constraints = base / f"constraints-{_digest(pins)}.txt"
+    constraints.write_text(pins, "utf-8")
+    names = [plugin.distribution for plugin in plugins]
+    plan = [uv, "pip", "install", "--dry-run", "--python", python, "-c", str(constraints), *names]
+    completed = subprocess.run(
+        plan,
+        cwd=settings.project,
+        env=child_environment(environ),
+        capture_output=True,
+        check=False,
+    )
+    output = (completed.stdout + completed.stderr).decode("utf-8", "replace")
+    added, removed = planned_installs(output)
+    if completed.returncode != 0 or removed:
+        emit(output)
+        reason = f"would replace {', '.join(removed)}" if removed else "cannot be resolved"
+        raise ConfigError(
+            f"{', '.join(names)} {reason} against the project's installed packages (uv's "
+            "message is above): add them to the project's test dependencies (a 'test' "
+            "dependency group or extra), so the project's own resolver picks their versions."
+        )
+    overlay = base / "overlays" / _digest(abi or python, *added)
+    if not (overlay / ".complete").is_file():
+        # Built beside, then renamed into place: another testgate may be building it too.
+        building = overlay.with_name(f"{overlay.name}.{os.getpid()}")
+        target = [uv, "pip", "install", "-q", "--no-deps", "--python", python, "--target"]
+        _run(
+            [*target, str(building), *added],
+            cwd=settings.project,
+            environ=environ,
+            what="uv pip install --target",
+        )
+        (building / ".complete").write_text("\n".join(added), "utf-8")
+        place(building, overlay)
+    return overlay, added
+
+
+def place(building: Path, overlay: Path) -> None:
+    """Rename a finished overlay into place, unless another testgate placed it first."""
+    if overlay.is_dir() and not (overlay / ".complete").is_file():
+        shutil.rmtree(overlay)  # left half-built by a testgate that was killed
+    try:
+        building.rename(overlay)
+    except OSError:  # the other one was first: its overlay is the same
+        shutil.rmtree(building, ignore_errors=True)
+
+
+def pytest_command(
+    *,
+    settings: Settings,
+    env: ProjectEnv,
+    cov_args: Sequence[str],
+    workers: str | None = None,
+    extra_args: Sequence[str] = (),
+) -> list[str]:
+    """The full command: the environment's ``python -m pytest`` with testgate's flags.
+
+    ``workers`` overrides the setting (reruns use fewer); ``extra_args`` come last. A
+    project pytest imports early runs under ``coverage run``, serially.
+    """
+    workers = settings.workers if workers is None else workers
+    if env.early and cov_args:
+        sources = [arg.removeprefix("--cov=") for arg in cov_args if arg.startswith("--cov=")]
+        source = [f"--source={','.join(sources)}"] if sources else []
+        command = [env.executable, "-m", "coverage", "run", "--parallel-mode", "--branch"]
+        command += [*source, "-m", "pytest", "-p", PLUGIN_NAME]
+        return [*command, *settings.pytest_args, *extra_args]
+    command = [env.executable, "-m", "pytest", "-p", PLUGIN_NAME]
+    if workers != "0":
+        command += ["-n", workers, "--dist", settings.dist]
+    if env.variables.get(NO_DYNAMIC_CONTEXT_ENV) and cov_args:
+        command.append("--cov-context=test")
+    return [*command, *cov_args, *settings.pytest_args, *extra_args]

@@ -1,15 +1,13 @@
 """Start pytest in the project's own environment: the only module that spawns it.
 
-testgate never imports the project's code. It asks ``uv run`` for the project's
-environment, probes once what is installed there (pytest, xdist, pytest-cov), adds
-what is missing with ``uv run --with``, and starts pytest with the injected plugin on
-``PYTHONPATH``. The child's environment is ``runner.environment``'s: secrets and the
+testgate never imports the project's code. runner.environment finds the project's
+environment and what it lacks; this module starts pytest with the injected plugin on
+``PYTHONPATH``. The child's environment is ``runner.child_env``'s: secrets and the
 runner's file commands never reach the tests, and an outer pytest run does not leak in.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -18,39 +16,18 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from runner import environment
-from runner.environment import child_environment
+from runner import child_env
+from runner.child_env import child_environment
 from runner.errors import InfraError
 from runner.github import on_github, stop_commands
 from runner.output import emit
-from runner.settings import Settings
 
 PLUGIN_DIR = Path(__file__).parent / "plugin"
 PLUGIN_NAME = "_testgate_plugin"
-RECORD_ENV = environment.RECORD_ENV
-SELECT_ENV = environment.SELECT_ENV
-SCHEDULE_ENV = environment.SCHEDULE_ENV
+RECORD_ENV = child_env.RECORD_ENV
+SELECT_ENV = child_env.SELECT_ENV
+SCHEDULE_ENV = child_env.SCHEDULE_ENV
 WORKER_ENV = "TESTGATE_WORKER_ENV"
-
-_PROBE = """
-import importlib.util, json, platform, sys
-have = lambda name: importlib.util.find_spec(name) is not None
-print(json.dumps({"python": platform.python_version(), "platform": sys.platform,
-    "pytest": have("pytest"), "xdist": have("xdist"), "pytest_cov": have("pytest_cov"),
-    "randomly": have("pytest_randomly")}))
-"""
-
-
-@dataclass(frozen=True)
-class ProjectEnv:
-    """What the project's environment holds, as far as running its tests goes."""
-
-    python: str
-    platform: str
-    has_pytest: bool
-    has_xdist: bool
-    has_cov: bool
-    has_randomly: bool = False
 
 
 @dataclass(frozen=True)
@@ -70,79 +47,6 @@ def find_uv(environ: Mapping[str, str]) -> str:
             "'uv run'. Install uv ('pip install uv', or astral-sh/setup-uv on GitHub)."
         )
     return uv
-
-
-def uv_run(settings: Settings, environ: Mapping[str, str]) -> list[str]:
-    """The ``uv run`` prefix for the project's environment."""
-    command = [find_uv(environ), "run", "--project", str(settings.project)]
-    if not settings.sync:
-        command.append("--no-sync")
-    if settings.python_version:
-        command += ["--python", settings.python_version]
-    return command
-
-
-def probe(settings: Settings, environ: Mapping[str, str]) -> ProjectEnv:
-    """Ask the project's environment which Python it is and which plugins it has."""
-    command = [*uv_run(settings, environ), "python", "-c", _PROBE]
-    completed = subprocess.run(
-        command,
-        cwd=settings.project,
-        env=child_environment(environ),
-        stdout=subprocess.PIPE,
-        check=False,
-    )
-    if completed.returncode != 0:
-        raise InfraError(
-            f"'uv run' could not prepare the project's environment in {settings.project} "
-            f"(exit {completed.returncode}); its message is above. Check that "
-            "'uv sync' works there."
-        )
-    try:
-        found = json.loads(completed.stdout.decode("utf-8", "replace").strip().splitlines()[-1])
-        return ProjectEnv(
-            python=str(found["python"]),
-            platform=str(found["platform"]),
-            has_pytest=bool(found["pytest"]),
-            has_xdist=bool(found["xdist"]),
-            has_cov=bool(found["pytest_cov"]),
-            has_randomly=bool(found["randomly"]),
-        )
-    except (ValueError, KeyError, IndexError, TypeError):
-        raise InfraError(
-            "the project's Python did not answer testgate's probe: "
-            f"{completed.stdout[-500:]!r}. Does 'uv run python' work in the project?"
-        ) from None
-
-
-def pytest_command(
-    *,
-    settings: Settings,
-    env: ProjectEnv,
-    environ: Mapping[str, str],
-    cov_args: Sequence[str],
-    workers: str | None = None,
-    extra_args: Sequence[str] = (),
-) -> list[str]:
-    """The full command: ``uv run [--with plugins] python -m pytest`` with testgate's flags.
-
-    ``workers`` overrides the setting (reruns use fewer); ``extra_args`` come last.
-    """
-    command = uv_run(settings, environ)
-    workers = settings.workers if workers is None else workers
-    parallel = workers != "0"
-    wanted = (
-        ("pytest", env.has_pytest),
-        ("pytest-xdist", env.has_xdist or not parallel),
-        ("pytest-cov", env.has_cov),
-    )
-    for package, present in wanted:
-        if not present:
-            command += ["--with", package]
-    command += ["python", "-m", "pytest", "-p", PLUGIN_NAME]
-    if parallel:
-        command += ["-n", workers, "--dist", settings.dist]
-    return [*command, *cov_args, *settings.pytest_args, *extra_args]
 
 
 def run_pytest(

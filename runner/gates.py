@@ -50,13 +50,22 @@ def evaluate(
     ]
     if settings.max_duration is not None:
         gates.append(max_duration(suite_duration_s, threshold=settings.max_duration))
+    if settings.max_skipped is not None:
+        gates.append(max_skipped(tests, limit=settings.max_skipped))
     if settings.shard is not None:
         return tuple(_deferred(gate, settings.shard) for gate in gates)
     return tuple(gates)
 
 
 SUITE_WIDE = frozenset(
-    {"line-coverage", "branch-coverage", "diff-coverage", "min-tests", "max-duration"}
+    {
+        "line-coverage",
+        "branch-coverage",
+        "diff-coverage",
+        "min-tests",
+        "max-duration",
+        "max-skipped",
+    }
 )
 
 
@@ -161,6 +170,26 @@ def min_tests(tests: tuple[TestResult, ...], *, threshold: int) -> GateResult:
     else:
         message = f"{ran} tests ran; at least {threshold} required"
     return GateResult("min-tests", threshold, ran, passed, message)
+
+
+def max_skipped(tests: tuple[TestResult, ...], *, limit: str) -> GateResult:
+    """At most ``limit`` tests skipped: a count (``3``) or a share of the tests (``5.0%``)."""
+    totals = Totals.of(tests)
+    if limit.endswith("%"):
+        threshold = float(limit[:-1])
+        actual = round(100 * totals.skipped / totals.tests, 2) if totals.tests else 0.0
+        unit = " %"
+    else:
+        threshold, actual, unit = float(limit), float(totals.skipped), ""
+    passed = actual <= threshold
+    return GateResult(
+        "max-skipped",
+        threshold,
+        actual,
+        passed,
+        f"{totals.skipped} of {totals.tests} tests skipped ({actual:g}{unit}); "
+        f"at most {threshold:g}{unit} allowed",
+    )
 
 
 def max_duration(suite_duration_s: float, *, threshold: float) -> GateResult:

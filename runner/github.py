@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from runner.output import clean
+from runner.record import PYTEST_WARNED
 from runner.results import BROKEN, RunResult, TestResult
 
 # requests is imported where the API is called: most runs have no token, and do not
@@ -158,6 +159,17 @@ def annotations_of(result: RunResult, *, prefix: str = "") -> list[Annotation]:
                 )
             )
     return found
+
+
+def pytest_warnings(result: RunResult) -> str:
+    """pytest's own warnings (a config option or mark it did not know, a plugin that is
+    missing) as one warning annotation: tests may have been skipped because of them."""
+    texts = [text for text in result.run.warnings if text.startswith(PYTEST_WARNED)]
+    if not texts:
+        return ""
+    message = "\n".join(text.removeprefix(PYTEST_WARNED) for text in texts)
+    title = escape_property(f"pytest warned {len(texts)} time{'s' if len(texts) > 1 else ''}")
+    return f"::warning title={title}::{escape_data(message)}\n"
 
 
 def shown_and_left(found: list[Annotation]) -> tuple[list[Annotation], list[Annotation]]:
@@ -496,6 +508,7 @@ def report(
                 f"::warning title=testgate::could not create a check run ({_reason(error)}); "
                 f"{advice}. Showing what workflow commands can.\n"
             )
+    printed += pytest_warnings(result)
     summary_file = environ.get("GITHUB_STEP_SUMMARY")
     if summary_file:
         with Path(summary_file).open("a", encoding="utf-8") as out:

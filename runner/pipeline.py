@@ -21,8 +21,9 @@ from datetime import UTC, datetime
 from json.encoder import encode_basestring
 from pathlib import Path
 
-from runner import coverage_data, execute, gates, github, owned_dir, render
+from runner import coverage_data, environment, gates, github, owned_dir, render
 from runner.attempts import (
+    INTERNAL_ERROR,
     AttemptRun,
     Session,
     problems,
@@ -30,8 +31,9 @@ from runner.attempts import (
     rerun_workers,
     run_attempt,
 )
+from runner.child_env import child_environment
+from runner.crash import CRASHED, crash_problem, not_evaluated
 from runner.diff_coverage import DiffCoverage, added_lines, measure
-from runner.environment import child_environment
 from runner.errors import InfraError
 from runner.execute import WORKER_ENV
 from runner.flaky import ORDER_CHECKS, verdict
@@ -40,6 +42,7 @@ from runner.git import diff as diff_text
 from runner.junit import write_junit
 from runner.output import emit
 from runner.quarantine import Quarantine, read_quarantine
+from runner.record import PYTEST_WARNED
 from runner.results import (
     BROKEN,
     Attempt,
@@ -56,6 +59,7 @@ from runner.services.databases import DJANGO_ENV
 from runner.services.schema import Setup, uses_pytest_django
 from runner.settings import Settings
 from runner.sharding import plan_of, read_durations
+from runner.thresholds import with_stated_threshold
 
 REPORT_FILES = (
     "results.json",
@@ -140,7 +144,7 @@ def project_services(
             project=settings.project, services=services, mappings=settings.service_env or {}
         )
         exported = {**environ, **lifecycle.variables(services, found.mappings)}
-        prefix = tuple(execute.uv_run(settings, environ))
+        prefix = tuple(environment.uv_run(settings, environ))
         child = child_environment(exported)
         setups = {
             name: Setup(command=command, prefix=prefix, project=settings.project, environ=child)
@@ -165,17 +169,20 @@ def _run(settings: Settings, *, environ: Mapping[str, str], notes: tuple[str, ..
     """Run the suite, rerun what failed, write every report, return the verdict's exit code."""
     started = datetime.now(UTC)
     clock = time.monotonic()
+    settings = with_stated_threshold(settings)
     quarantine = read_quarantine(settings.quarantine)
     reports = settings.reports_dir
     durations, durations_warning = read_durations(settings.durations or reports / "durations.json")
     work = _prepare(reports)
     schedule = write_schedule(settings, durations, work / "schedule.json")
-    project_env = execute.probe(settings, environ)
+    cov_args = coverage_data.cov_arguments(settings.project, package=settings.package)
+    sources = coverage_data.infer_sources(settings.project, package=settings.package)
+    project_env = environment.probe(settings, environ, sources=sources)
     session = Session(
         settings=settings,
         environ=environ,
         project_env=project_env,
-        cov_args=coverage_data.cov_arguments(settings.project),
+        cov_args=cov_args,
         work=work,
     )
     history = History()
@@ -196,7 +203,13 @@ def _run(settings: Settings, *, environ: Mapping[str, str], notes: tuple[str, ..
         )
     if coverage is not None and diff is not None:
         coverage = replace(coverage, diff_percent=diff.percent)
-    found_problems = tuple(problem for done in history.runs for problem in problems(done))
+    crash = crash_problem(first.record.internal_errors, parallel=settings.workers != "0")
+    found_problems = ((crash,) if crash else ()) + tuple(
+        problem
+        for done in history.runs
+        for problem in problems(done)
+        if done is not first or not problem.startswith(INTERNAL_ERROR)  # said by crash
+    )
     info = RunInfo(
         started=started.isoformat(timespec="seconds"),
         duration_s=time.monotonic() - clock,
@@ -211,7 +224,9 @@ def _run(settings: Settings, *, environ: Mapping[str, str], notes: tuple[str, ..
         root=str(settings.project),
         pytest_exit_code=first.completed.exit_code,
         problems=found_problems,
-        warnings=tuple(
+        warnings=tuple(PYTEST_WARNED + text for text in first.record.warnings)
+        + collection_counts(first)
+        + tuple(
             f"quarantine entry {entry!r} matches no test of this run"
             for entry in quarantine.unmatched(history.attempts)
         )
@@ -226,6 +241,18 @@ def _run(settings: Settings, *, environ: Mapping[str, str], notes: tuple[str, ..
         coverage=coverage,
         diff=(diff, diff_skipped),
         environ=environ,
+    )
+
+
+def collection_counts(first: AttemptRun) -> tuple[str, ...]:
+    """Why pytest's summary may count more errors than testgate: under xdist, each worker
+    reports the same collection error."""
+    errors, reports = len(first.record.collect_errors), first.record.collect_reports
+    if reports <= errors:
+        return ()
+    return (
+        f"pytest counts {reports} collection errors where testgate counts {errors}: each "
+        "xdist worker reported the same ones (pytest without xdist counts them once)",
     )
 
 
@@ -250,6 +277,8 @@ def conclude(
         diff=diff[0],
         diff_skipped=diff[1],
     )
+    if any(problem.startswith(CRASHED) for problem in info.problems):
+        verdicts = not_evaluated(verdicts)
     result = RunResult(
         run=info,
         tests=tests,

@@ -62,6 +62,8 @@ class AttemptRecord:
     collect_errors: tuple[RecordedTest, ...]
     internal_errors: tuple[str, ...]
     unfinished: RecordedTest | None
+    warnings: tuple[str, ...] = ()  # pytest's own warnings: configuration, marks, plugins
+    collect_reports: int = 0  # collection errors as pytest counts them: once per xdist worker
 
 
 def read_record(
@@ -118,6 +120,8 @@ _TYPES: dict[str, dict[str, type | tuple[type, ...]]] = {
     "collect-error": {"id": str, "message": str, "text": str},
     "report": {"id": str, "when": str, "outcome": str, "duration": (int, float)},
     "internal-error": {"text": str},
+    "warning": {"text": str},
+    "collect-skip": {"id": str, "message": str},
     "finish": {"exitstatus": int},
 }
 _OPTIONAL: dict[str, type | tuple[type, ...]] = {
@@ -160,6 +164,8 @@ class _Builder:
         self.order: list[str] = []
         self.collect_errors: dict[str, RecordedTest] = {}
         self.internal_errors: list[str] = []
+        self.warnings: list[str] = []
+        self.collect_reports = 0
         self.running: str | None = None
 
     def add(self, record: dict[str, Any]) -> None:
@@ -177,12 +183,19 @@ class _Builder:
             self._report(record)
         elif kind == "internal-error":
             self.internal_errors.append(record["text"])
+        elif kind == "warning":
+            self.warnings.append(record["text"])
+        elif kind == "collect-skip":
+            if MISSING_DEPENDENCY.search(record["message"]):  # else pytest's own skip stands
+                message = f"skipped because a plugin or dependency is missing: {record['message']}"
+                self._collect_error({**record, "message": message, "text": message})
         else:
             self.exit_status = record["exitstatus"]
 
     def _collect_error(self, record: dict[str, Any]) -> None:
         # Every xdist worker collects, so the same error arrives once per worker.
         node = record["id"]
+        self.collect_reports += 1
         if node not in self.collect_errors:
             attempt = Attempt(
                 outcome="error",
@@ -236,12 +249,23 @@ class _Builder:
             collect_errors=tuple(self.collect_errors.values()),
             internal_errors=tuple(self.internal_errors),
             unfinished=unfinished,
+            warnings=tuple(self.warnings),
+            collect_reports=self.collect_reports,
         )
 
 
 def _first(phases: dict[str, dict[str, Any]], name: str) -> Any:
     """A field every phase report of a test carries alike."""
     return next(iter(phases.values())).get(name)
+
+
+# Skip reasons that mean a plugin or an import is missing, not a test's own choice:
+# pytest.importorskip, and pytest's own skip of async tests without an async plugin.
+MISSING_DEPENDENCY = re.compile(
+    r"^could not import '|No module named |async def functions? (are|is) not natively"
+    r"|no async plugin installed"
+)
+PYTEST_WARNED = "pytest warned: "
 
 
 def _fold(phases: dict[str, dict[str, Any]]) -> Attempt:
@@ -259,10 +283,13 @@ def _fold(phases: dict[str, dict[str, Any]]) -> Attempt:
     teardown = phases.get("teardown")
     broken_teardown = teardown if teardown is not None and teardown["outcome"] == "failed" else {}
     source = report if failed else broken_teardown
-    message = report.get("message") or report.get("wasxfail") or None
+    outcome, message = _outcome(phase, report), report.get("message") or report.get("wasxfail")
+    if outcome == "skipped" and message and MISSING_DEPENDENCY.search(message):
+        outcome, failed = "error", True  # a silent skip would hide tests that never ran
+        message = f"skipped because a plugin or dependency is missing: {message}"
     teardown_error = broken_teardown.get("message", "teardown failed") if broken_teardown else None
     return Attempt(
-        outcome=_outcome(phase, report),
+        outcome=outcome,
         duration_s=sum(float(item["duration"]) for item in phases.values()),
         message=_cut(message, MESSAGE_LIMIT),
         line=source.get("line"),

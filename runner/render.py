@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from runner.crash import CRASHED
 from runner.output import PRINTED_LIMIT, bounded, clean, first_line
 from runner.results import BROKEN, GateResult, RunResult, TestResult
 
@@ -50,8 +51,17 @@ def gate_verdict(gate: GateResult) -> str:
 def counts_line(result: RunResult) -> str:
     """``12 tests: 10 passed, 1 failed, 1 skipped`` with only the non-zero counts."""
     totals = result.totals.to_json()
-    parts = [f"{totals[name]} {name}" for name in list(totals)[1:] if totals[name]]
-    return f"{totals['tests']} tests: " + (", ".join(parts) if parts else "none ran")
+    parts = [
+        f"{totals[name]} {_noun(name, totals[name])}" for name in list(totals)[1:] if totals[name]
+    ]
+    return f"{totals['tests']} {_noun('tests', totals['tests'])}: " + (
+        ", ".join(parts) if parts else "none ran"
+    )
+
+
+def _noun(name: str, count: int) -> str:
+    """``1 error``, ``2 errors``, ``1 test``: pytest's own words for a count."""
+    return name.removesuffix("s") if count == 1 and name in ("errors", "tests") else name
 
 
 def _headline(test: TestResult) -> str:
@@ -72,8 +82,10 @@ def _one(text: str | None) -> str:
 
 def terminal(result: RunResult, *, reports_dir: str) -> str:
     """The table printed after a run."""
+    crashed = [problem for problem in result.run.problems if problem.startswith(CRASHED)]
     lines = [
         "",
+        *(f"testgate: {clean(bounded(problem, PRINTED_LIMIT))}" for problem in crashed),
         f"testgate: {counts_line(result)} in {result.run.suite_duration_s:.2f} s"
         + (
             f" (+{result.run.rerun_duration_s:.2f} s rerunning)"
@@ -122,7 +134,8 @@ def terminal(result: RunResult, *, reports_dir: str) -> str:
         where = clean(location(test.file, test.line))
         lines.append(f"{_headline(test)} {where} {clean(test.id)}: {_one(test.note)}")
     for problem in result.run.problems:
-        lines.append(f"problem: {clean(bounded(problem, PRINTED_LIMIT))}")
+        if problem not in crashed:  # already the first line
+            lines.append(f"problem: {clean(bounded(problem, PRINTED_LIMIT))}")
     for warning in result.run.warnings:
         lines.append(f"warning: {clean(bounded(warning, PRINTED_LIMIT))}")
     verdict = "passed" if result.passed and not result.run.problems else "FAILED"

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import shlex
 import tomllib
 from collections.abc import Callable, Mapping
@@ -192,6 +193,21 @@ def _optional_text(text: str) -> str | None:
     return text.strip() or None
 
 
+def _names(text: str) -> tuple[str, ...]:
+    """Names separated by commas or spaces: dependency groups, extras, files."""
+    return tuple(name for name in re.split(r"[,\s]+", text.strip()) if name)
+
+
+def _skipped(text: str) -> str | None:
+    """A count (``10``) or a share of the tests (``5%``), or none (off)."""
+    value = text.strip().lower()
+    if value in ("", "none", "off"):
+        return None
+    if value.endswith("%"):
+        return f"{_percent(value[:-1])}%"
+    return str(_count(value))
+
+
 @dataclass(frozen=True)
 class Option:
     """One setting: its kebab-case name, how text becomes a value, the default, help."""
@@ -251,7 +267,35 @@ OPTIONS: tuple[Option, ...] = (
     Option("sonar-timeout", _seconds, 300.0, "longest wait for SonarQube's quality gate, seconds"),
     Option("pytest-args", _arguments, (), "extra pytest arguments, as one shell-quoted string"),
     Option("python-version", _optional_text, None, "the Python uv runs the suite with"),
-    Option("sync", _boolean, True, "let 'uv run' sync the project environment first"),
+    Option("sync", _boolean, True, "install the project's environment first (uv sync)"),
+    Option(
+        "python",
+        _optional_text,
+        None,
+        "an existing environment's Python to run the suite with, as it is (no sync)",
+    ),
+    Option(
+        "groups",
+        _names,
+        (),
+        "dependency groups to install (default: those of dev, test, tests, testing it has)",
+    ),
+    Option("extras", _names, (), "extras to install (default: all of them)"),
+    Option("all-groups", _boolean, False, "install every dependency group"),
+    Option(
+        "requirements",
+        _names,
+        (),
+        "requirements files to install, for a project without a [project] table "
+        "(default: requirements*.txt and requirements/*.txt)",
+    ),
+    Option("package", _optional_text, None, "the uv workspace member to test (default: all)"),
+    Option(
+        "max-skipped",
+        _skipped,
+        None,
+        "most skipped tests allowed: a count, or a percent of the tests such as 5%",
+    ),
     Option(
         "services",
         _services,
@@ -330,6 +374,13 @@ class Settings:
     pytest_args: tuple[str, ...]
     python_version: str | None
     sync: bool
+    python: str | None
+    groups: tuple[str, ...]
+    extras: tuple[str, ...]
+    all_groups: bool
+    requirements: tuple[str, ...]
+    package: str | None
+    max_skipped: str | None
     services: tuple[ServiceSpec, ...]
     services_backend: str
     services_timeout: float
@@ -338,6 +389,7 @@ class Settings:
     annotations: bool
     expect_shards: int | None
     expect_variants: int | None
+    explicit: frozenset[str] = frozenset()  # the options set anywhere but by default
 
 
 def action_inputs(environ: Mapping[str, str]) -> dict[str, str]:
@@ -389,6 +441,11 @@ def load_settings(
             option, flag=flags.get(option.name), inputs=inputs, environ=environ, table=table
         )
     values["pytest_args"] = tuple(values["pytest_args"]) + extra_pytest_args
+    explicit = frozenset(
+        option.name
+        for option in OPTIONS
+        if flags.get(option.name) is not None or option.env in environ or option.name in table
+    )
     reports = Path(values.pop("reports_dir"))
     quarantine = values.pop("quarantine")
     durations = values.pop("durations")
@@ -397,6 +454,7 @@ def load_settings(
         reports_dir=root / reports,
         quarantine=None if quarantine is None else root / quarantine,
         durations=None if durations is None else root / durations,
+        explicit=explicit,
         **values,
     )
 
@@ -415,7 +473,7 @@ def resolve(
         return parse_option(option, flag, source=f"--{flag_name or option.name}")
     if option.name in inputs:
         return parse_option(option, inputs[option.name], source=f"the action's input {option.name}")
-    if option.env in environ:
+    if environ.get(option.env, "").strip():  # empty: not set, as an empty action input
         return parse_option(option, environ[option.env], source=option.env)
     if option.name in table:
         return parse_option(
@@ -458,10 +516,7 @@ def read_tool_table(project: Path) -> dict[str, Any]:
     if not project.is_dir():
         raise ConfigError(f"project directory {project} does not exist: pass --project DIR.")
     if not pyproject.is_file():
-        raise ConfigError(
-            f"no pyproject.toml in {project}: testgate runs uv projects. Pass --project DIR "
-            "with the project's root, or create one with 'uv init'."
-        )
+        return {}  # a project with requirements files only (runner.environment says)
     try:
         data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:

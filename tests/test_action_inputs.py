@@ -55,7 +55,13 @@ def test_option_inputs_default_to_empty_and_document_testgates_default() -> None
             assert spec.get("default", "") == "", f"input {name} has a default"
             default = OPTIONS_BY_NAME[name].default
             if default not in (None, (), True) and name != "services":
-                shown = f"{default:g}" if isinstance(default, float) else str(default)
+                shown = (
+                    f"{default:g}"
+                    if isinstance(default, float)
+                    else str(default).lower()
+                    if isinstance(default, bool)
+                    else str(default)
+                )
                 assert f"(default: {shown})" in spec["description"], name
 
 

@@ -332,3 +332,29 @@ def test_failure_texts_drop_xdists_worker_line_and_messages_the_error_marker(
     assert plugin._last_line("E is a letter") == "E is a letter"
     assert plugin._last_line("E   ") == "E   "
     assert plugin._last_line("") == ""
+
+
+def test_pytest_warnings_and_module_skips_are_recorded(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\nasyncio_mode = auto\nmarkers =\n    known: a mark\n")
+    pytester.makepyfile(
+        test_marks=(
+            "import warnings\n\nimport pytest\n\n\n"
+            "@pytest.mark.unheard_of\ndef test_a():\n"
+            "    warnings.warn(UserWarning('not pytest\\'s own'))\n"
+            "    warnings.warn(pytest.PytestDeprecationWarning('a deprecation'))\n\n\n"
+            "@pytest.mark.unheard_of\ndef test_b():\n    pass\n"
+        ),
+        test_skipped="import pytest\n\npytest.importorskip('missing_module_xyz')\n",
+        test_chosen="import pytest\n\npytest.skip('not here', allow_module_level=True)\n",
+    )
+    found = records(pytester)
+    warned = [item["text"] for item in found if item["kind"] == "warning"]
+    assert warned == [
+        "PytestConfigWarning: Unknown config option: asyncio_mode",
+        "PytestUnknownMarkWarning: Unknown pytest.mark.unheard_of - is this a typo?  You can "
+        "register custom marks to avoid this warning - for details, see "
+        "https://docs.pytest.org/en/stable/how-to/mark.html",
+    ]  # once each, and neither the user's own warnings nor deprecations
+    skips = {item["id"]: item["message"] for item in found if item["kind"] == "collect-skip"}
+    assert skips["test_chosen.py"] == "not here"
+    assert skips["test_skipped.py"].startswith("could not import 'missing_module_xyz'")

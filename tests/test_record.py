@@ -92,6 +92,7 @@ def test_collection_errors_from_every_worker_count_once(tmp_path: Path) -> None:
     record = read_record(write_lines(tmp_path / "r.jsonl", {"kind": "start"}, error, error))
     (only,) = record.collect_errors
     assert (only.attempt.outcome, only.attempt.phase, only.attempt.line) == ("error", "collect", 3)
+    assert record.collect_reports == 2  # as pytest under xdist counts them
 
 
 @pytest.mark.parametrize(

@@ -35,10 +35,10 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from runner import github, output
+from runner.child_env import FILE_COMMANDS, SECRET_NAMES, child_environment
 from runner.cli import main
 from runner.coverage_data import combine_and_report
 from runner.detection import Detection, TestVerdict, write_detection
-from runner.environment import FILE_COMMANDS, SECRET_NAMES, child_environment
 from runner.errors import ConfigError, InfraError
 from runner.execute import run_pytest
 from runner.owned_dir import MARKER, claim, open_text, without_link, write_text

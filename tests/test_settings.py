@@ -157,8 +157,8 @@ def test_invalid_toml_names_the_file(tmp_path: Path) -> None:
 def test_missing_project_or_pyproject_says_what_to_do(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist: pass --project DIR"):
         load_settings(project=tmp_path / "nowhere", flags={}, environ={})
-    with pytest.raises(ConfigError, match=r"no pyproject.toml in .*'uv init'"):
-        load_settings(project=tmp_path, flags={}, environ={})
+    # without a pyproject.toml the defaults apply: runner.environment says what is missing
+    assert load_settings(project=tmp_path, flags={}, environ={}).workers == "auto"
 
 
 def test_services_come_from_pyproject_as_a_list(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ import pytest
 from coverage.exceptions import CoverageWarning
 from junitparser import JUnitXml
 
-from runner import environment, execute, junit
+from runner import child_env, execute, junit
 from runner.coverage_data import combine_and_report, read_summary, worst_files
 from runner.errors import InfraError
 from runner.junit import classname, write_junit, xml_text
@@ -240,7 +240,7 @@ def test_secrets_and_outer_run_variables_never_reach_the_tests() -> None:
         "VIRTUAL_ENV": "/v",
         "HOME": "/root",
     }
-    assert environment.child_environment(environ, EXTRA="1") == {
+    assert child_env.child_environment(environ, EXTRA="1") == {
         "PATH": "/bin",
         "HOME": "/root",
         "EXTRA": "1",

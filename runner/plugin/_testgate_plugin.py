@@ -57,6 +57,9 @@ _SELECT_KEY = pytest.StashKey["Selection"]()
 _SCHEDULE_KEY = pytest.StashKey[dict[str, Any]]()
 
 
+NO_DYNAMIC_CONTEXT_ENV = "TESTGATE_COVERAGE_NO_DYNAMIC_CONTEXT"
+
+
 def worker_environment(environ: dict[str, str] | os._Environ[str]) -> None:
     """Point each per-worker variable at this worker's own database."""
     templates = json.loads(environ.get(WORKER_ENV) or "{}")
@@ -82,6 +85,26 @@ def django_suffix(config: pytest.Config, environ: dict[str, str] | os._Environ[s
     """
     if environ.get(DJANGO_ENV) and not getattr(config.option, "numprocesses", None):
         environ.setdefault("TOX_PARALLEL_ENV", environ[DJANGO_ENV])
+
+
+def without_dynamic_context(environ: dict[str, str] | os._Environ[str]) -> None:
+    """Switch off ``[run] dynamic_context`` when testgate asks (it makes pytest-cov refuse
+    xdist; ``--cov-context=test`` records the same per-test contexts). Before pytest-cov
+    starts coverage: this module is loaded with ``-p``, ahead of the plugins."""
+    if environ.get(NO_DYNAMIC_CONTEXT_ENV):
+        import coverage.control  # noqa: PLC0415 (only when asked)
+
+        read = coverage.control.read_coverage_config  # type: ignore[attr-defined]
+
+        def read_without(*args: Any, **kwargs: Any) -> Any:
+            config = read(*args, **kwargs)
+            config.dynamic_context = None
+            return config
+
+        coverage.control.read_coverage_config = read_without  # type: ignore[attr-defined]
+
+
+without_dynamic_context(os.environ)
 
 
 class Selection:
@@ -299,6 +322,7 @@ class Recorder:
     def __init__(self, stream: TextIO) -> None:
         self._stream = stream
         self._seq = 0
+        self._warned: set[str] = set()
 
     def write(self, record: dict[str, Any]) -> None:
         self._seq += 1
@@ -325,6 +349,15 @@ class Recorder:
                     "id": report.nodeid,
                     "message": _clean(_last_line(report.longreprtext), MESSAGE_LIMIT),
                     "text": _clean(report_text(report.longreprtext), TEXT_LIMIT),
+                }
+            )
+        elif report.skipped and isinstance(report.longrepr, tuple):  # a module skipped itself
+            message = str(report.longrepr[2]).removeprefix("Skipped: ")
+            self.write(
+                {
+                    "kind": "collect-skip",
+                    "id": report.nodeid,
+                    "message": _clean(message, MESSAGE_LIMIT),
                 }
             )
 
@@ -358,6 +391,23 @@ class Recorder:
 
     def pytest_internalerror(self, excrepr: Any) -> None:
         self.write({"kind": "internal-error", "text": _clean(str(excrepr), TEXT_LIMIT)})
+
+    def pytest_warning_recorded(
+        self, warning_message: Any, when: str, nodeid: str, location: Any
+    ) -> None:
+        """pytest's own warnings (configuration, marks, plugins, collection), once each;
+        not deprecations, which change no outcome."""
+        category = warning_message.category
+        if (
+            isinstance(category, type)
+            and issubclass(category, pytest.PytestWarning)
+            and not issubclass(category, pytest.PytestDeprecationWarning)
+        ):
+            message = _clean(str(warning_message.message).strip(), MESSAGE_LIMIT)
+            text = f"{category.__name__}: {message}"
+            if text not in self._warned:
+                self._warned.add(text)
+                self.write({"kind": "warning", "text": text})
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
@@ -427,6 +477,7 @@ class Handoff:
         node.workerinput.update({f"testgate_{name}": path for name, path in self.plans.items()})
 
 
+@pytest.hookimpl(tryfirst=True)  # first: a crash in another plugin's configure is recorded
 def pytest_configure(config: pytest.Config) -> None:
     """Read testgate's plans; in the controller, register the recorder testgate asked for.
 

@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from runner.environment import child_environment
+from runner.child_env import child_environment
 
 FIRST_DELAY_S = 0.005
 MAX_DELAY_S = 0.1

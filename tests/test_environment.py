@@ -1,0 +1,586 @@
+"""The project's own environment: every shape installed, nothing of the project shadowed."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Literal
+
+import pytest
+
+from runner import environment
+from runner.attempts import AttemptRun
+from runner.coverage_data import infer_sources, workspace_members
+from runner.crash import crash_problem
+from runner.environment import (
+    NO_DYNAMIC_CONTEXT_ENV,
+    PLUGINS,
+    Plugin,
+    ProjectEnv,
+    check_overlay,
+    detect_shape,
+    planned_installs,
+    project_packages,
+    pytest_command,
+    read_pyproject,
+    sync_arguments,
+)
+from runner.errors import ConfigError, InfraError
+from runner.execute import Completed
+from runner.gates import max_skipped
+from runner.pipeline import collection_counts
+from runner.record import read_record
+from runner.results import Attempt, TestResult
+from runner.settings import Settings, load_settings
+from runner.thresholds import stated_threshold, with_stated_threshold
+from tests.conftest import Ran, copy_fixture, fresh_plugin, once_per_session, run_in_process
+from tests.conftest import environment as shell
+
+PYPROJECT = """\
+[project]
+name = "shop"
+version = "1.0"
+optional-dependencies = {postgres = ["psycopg"], fast = ["orjson"]}
+
+[dependency-groups]
+dev = ["ruff"]
+test = ["pytest"]
+docs = ["sphinx"]
+"""
+
+
+def settings_of(project: Path, **flags: str) -> Settings:
+    return load_settings(
+        project=project, flags={name.replace("_", "-"): v for name, v in flags.items()}, environ={}
+    )
+
+
+def session_cache(root: Path) -> dict[str, str]:
+    """testgate's cache for this session's runs (beside every ``once_per_session`` root):
+    the overlays of added plugins are built once and reused, and go with the session."""
+    return {"XDG_CACHE_HOME": str(root.parent / "testgate-cache")}
+
+
+def write(project: Path, text: str, name: str = "pyproject.toml") -> Path:
+    project.mkdir(parents=True, exist_ok=True)
+    (project / name).write_text(text, "utf-8")
+    return project
+
+
+@pytest.fixture(scope="module")
+def early_run(tmp_path_factory: pytest.TempPathFactory) -> Ran:
+    """A library pytest imports before any plugin, at a .dev version, with only pytest."""
+    return once_per_session(
+        tmp_path_factory,
+        "early",
+        lambda root: run_in_process(copy_fixture("early", root), extra_env=session_cache(root)),
+    )
+
+
+@pytest.fixture(scope="module")
+def requirements_run(tmp_path_factory: pytest.TempPathFactory) -> Ran:
+    """An app with only a requirements.txt."""
+    return once_per_session(
+        tmp_path_factory,
+        "requirements",
+        lambda root: run_in_process(
+            copy_fixture("requirements", root),
+            "--workers",
+            "0",
+            "--max-skipped",
+            "0",
+            extra_env=session_cache(root),
+        ),
+    )
+
+
+def test_a_library_pytest_depends_on_is_measured_from_its_own_src(early_run: Ran) -> None:
+    assert early_run.exit_code == 0, early_run.output
+    # only what the environment lacked was added; the project's iniconfig was never replaced
+    assert "testgate: added coverage==" in early_run.output
+    assert "iniconfig==" not in early_run.output.split("testgate: added", 1)[1].splitlines()[0]
+    assert "measured with 'coverage run' from the process start" in early_run.output
+    report = json.loads((early_run.reports / "coverage.json").read_text("utf-8"))
+    assert list(report["files"]) == ["src/iniconfig/__init__.py"]
+    # its module-level lines ran before pytest-cov could start: 100 % only from process start
+    assert report["totals"]["percent_covered"] == 100.0
+    assert not (early_run.project / "uv.lock").exists()
+
+
+def test_a_project_whose_package_comes_from_elsewhere_is_refused(tmp_path: Path) -> None:
+    # the environment has a msgspec of its own, so the project's src/msgspec is not tested
+    project = write(tmp_path / "msgspec", '[project]\nname = "msgspec"\nversion = "0.dev0"\n')
+    write(project / "src" / "msgspec", "", "__init__.py")
+    ran = run_in_process(project, "--python", sys.executable)
+    assert ran.exit_code == 2
+    assert "the project's package 'msgspec' is imported from" in ran.output
+    assert "package = false" in ran.output
+
+
+def test_a_requirements_only_app_runs_in_a_testgate_made_venv(requirements_run: Ran) -> None:
+    assert requirements_run.exit_code == 0, requirements_run.output
+    assert "testgate: no [project] table: installed requirements.txt with uv into" in (
+        requirements_run.output
+    )
+    assert "testgate: 1 test: 1 passed in" in requirements_run.output
+    results = json.loads((requirements_run.reports / "results.json").read_text("utf-8"))
+    assert [test["outcome"] for test in results["tests"]] == ["passed"]
+    assert [gate for gate in results["gates"] if gate["name"] == "max-skipped"] == [
+        {"name": "max-skipped", "threshold": 0, "actual": 0, "passed": True,
+         "message": "0 of 1 tests skipped (0); at most 0 allowed"},
+    ]  # fmt: skip
+    # pytest's own cache aside, nothing new in the project
+    left = sorted(p.name for p in requirements_run.project.iterdir() if p.name != ".pytest_cache")
+    assert left == ["app", "requirements.txt", "testgate-reports", "tests"]
+
+
+def test_a_requirements_env_is_reused_without_sync(requirements_run: Ran) -> None:
+    cache = session_cache(requirements_run.project.parent)
+    settings = settings_of(requirements_run.project, sync="false", workers="0")
+    found = environment.probe(settings, shell(**cache), sources=("app",))
+    assert Path(found.executable).is_file()
+    assert found.overlay is not None
+    assert (found.overlay / "pytest_cov").is_dir()  # the overlay of the run, reused
+
+
+def test_a_requirements_file_that_cannot_install_says_so(tmp_path: Path) -> None:
+    project = write(tmp_path / "app", "-e /nowhere/at/all\n", "requirements.txt")
+    settings = settings_of(project, requirements="requirements.txt")
+    with pytest.raises(InfraError, match=r"uv pip install -r failed \(exit 1\)"):
+        environment.prepare(settings, shell(XDG_CACHE_HOME=str(tmp_path / "cache")))
+
+
+def test_a_poetry_project_gets_the_way_to_provide_its_environment(tmp_path: Path) -> None:
+    project = copy_fixture("poetry", tmp_path)
+    ran = run_in_process(project)
+    assert ran.exit_code == 3
+    assert "is a Poetry project" in ran.output
+    assert '--python "$(poetry env info --executable)"' in ran.output
+    assert sorted(path.name for path in project.iterdir()) == [
+        "conftest.py", "pyproject.toml", "testgate-reports", "tests",
+    ]  # fmt: skip
+
+
+def test_an_existing_environment_is_used_as_it_is(tmp_path: Path) -> None:
+    project = copy_fixture("passing", tmp_path)
+    settings = settings_of(project, python=sys.executable)
+    found = environment.probe(settings, shell(), sources=("calc",))
+    assert found.executable == sys.executable
+    assert found.overlay is None  # this environment has every plugin already
+    assert found.found["xdist"]
+    assert not (project / ".venv").exists()
+    relative = settings_of(project, python=os.path.relpath(sys.executable, project))
+    assert environment.prepare(relative, shell())[0].endswith("python")
+    with pytest.raises(ConfigError, match="--python: nowhere/python is not a file"):
+        environment.prepare(settings_of(project, python="nowhere/python"), shell())
+
+
+def test_a_python_that_does_not_answer_the_probe_is_named(tmp_path: Path) -> None:
+    project = copy_fixture("passing", tmp_path)
+    with pytest.raises(InfraError, match="/bin/true did not answer testgate's probe"):
+        environment.probe(settings_of(project, python="/bin/true"), shell())
+
+
+def test_a_uv_project_reuses_its_lock_and_its_environment(early_run: Ran, tmp_path: Path) -> None:
+    project = copy_fixture("early", tmp_path)
+    subprocess.run(["uv", "lock", "-q", "--project", str(project)], check=True)
+    _, notices = environment.prepare(settings_of(project), shell())
+    assert (project / "uv.lock").is_file()  # the user's lock stays; it was used as it is
+    assert "(build backend: hatchling.build): uv sync --all-extras" in notices[0]
+    synced = settings_of(early_run.project, sync="false")
+    assert environment.prepare(synced, shell()) == (
+        str(early_run.project / ".venv" / "bin" / "python"),
+        (),
+    )
+
+
+def test_a_failed_sync_is_reported(tmp_path: Path) -> None:
+    project = write(tmp_path / "shop", PYPROJECT + "\n[tool.testgate]\ngroups = 'missing'\n")
+    with pytest.raises(InfraError, match=r"uv sync failed"):
+        environment.prepare(settings_of(project), shell())
+    assert not (project / "uv.lock").exists()
+
+
+def test_plugins_that_would_replace_a_package_are_refused(tmp_path: Path) -> None:
+    project = copy_fixture("passing", tmp_path)
+    settings = settings_of(project)
+    cache = shell(XDG_CACHE_HOME=str(tmp_path / "cache"))
+    older = Plugin("pytest<9", "pytest", lambda settings: True)
+    with pytest.raises(ConfigError, match=r"pytest<9 would replace pytest==") as raised:
+        environment.provide([older], python=sys.executable, installed=[], settings=settings,
+                            environ=cache)  # fmt: skip
+    assert "add them to the project's test dependencies" in raised.value.message
+    pinned = [("pytest-cov", "7.1.0")]  # no version satisfies both
+    older = Plugin("pytest-cov<7", "pytest_cov", lambda settings: True)
+    with pytest.raises(ConfigError, match="cannot be resolved"):
+        environment.provide([older], python=sys.executable, installed=pinned,
+                            settings=settings, environ=cache)  # fmt: skip
+
+
+def test_an_overlay_that_holds_a_project_package_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "execnet").mkdir()
+    check_overlay(tmp_path, packages=("shop",), wanted=PLUGINS)
+    with pytest.raises(ConfigError, match=r"'execnet' would be shadowed .* pytest-xdist"):
+        check_overlay(tmp_path, packages=("execnet",), wanted=PLUGINS[1:2])
+
+
+def test_test_dependencies_are_installed_by_default(tmp_path: Path) -> None:
+    project = write(tmp_path / "shop", PYPROJECT)
+    pyproject = read_pyproject(project)
+    assert sync_arguments(settings_of(project), pyproject) == [
+        "--all-extras", "--group", "dev", "--group", "test",
+    ]  # fmt: skip
+    chosen = settings_of(project, groups="docs, test", extras="postgres")
+    assert sync_arguments(chosen, pyproject) == [
+        "--extra", "postgres", "--group", "docs", "--group", "test",
+    ]  # fmt: skip
+    assert sync_arguments(settings_of(project, all_groups="true"), {}) == ["--all-groups"]
+    member = settings_of(project, package="api")
+    assert sync_arguments(member, {}) == ["--package", "api"]
+    workspace = {"tool": {"uv": {"workspace": {"members": ["packages/*"]}}}}
+    assert sync_arguments(settings_of(project), workspace) == ["--all-packages"]
+
+
+def test_every_shape_is_told_apart(tmp_path: Path) -> None:
+    project = write(
+        tmp_path / "shop", PYPROJECT + "[build-system]\nbuild-backend = 'flit_core.buildapi'\n"
+    )
+    shape = detect_shape(settings_of(project), read_pyproject(project))
+    assert (shape.kind, shape.description) == (
+        "uv",
+        "a PEP 621 project (build backend: flit_core.buildapi)",
+    )
+    assert (
+        detect_shape(settings_of(project), {"tool": {"uv": {"workspace": {}}}}).kind == "workspace"
+    )
+    assert detect_shape(settings_of(project, python="/x/python"), {}).kind == "existing"
+    app = write(tmp_path / "app", "pytest\n", "requirements-dev.txt")
+    write(app / "requirements", "fastapi\n", "base.txt")
+    found = detect_shape(settings_of(app), {"tool": {"black": {}}})
+    assert [path.relative_to(app).as_posix() for path in found.requirements] == [
+        "requirements-dev.txt", "requirements/base.txt",
+    ]  # fmt: skip
+    with pytest.raises(ConfigError, match=r"--requirements: .*nope.txt does not exist"):
+        detect_shape(settings_of(app, requirements="nope.txt"), {})
+    empty = settings_of(write(tmp_path / "bare", "[tool.black]\n"))
+    active = detect_shape(empty, {}, active=str(Path(sys.executable).parent.parent))
+    assert (active.kind, active.python) == ("existing", str(Path(sys.executable).parent / "python"))
+    with pytest.raises(ConfigError, match=r"or --python PATH .* \(or activate it\)"):
+        detect_shape(empty, {}, active=str(tmp_path / "not-a-venv"))
+    with pytest.raises(ConfigError, match=r"pyproject.toml has no \[project\] table and no"):
+        detect_shape(settings_of(write(tmp_path / "empty", "[tool.black]\n")), {"tool": {}})
+    write(tmp_path / "bad", "[project\n")
+    with pytest.raises(ConfigError, match="is not valid TOML"):
+        read_pyproject(tmp_path / "bad")
+
+
+def test_the_project_packages_are_its_source_folders(tmp_path: Path) -> None:
+    project = tmp_path / "p"
+    for folder in ("src/shop", "src/ns/pkg", "src/_private", "src/.hidden", "flat", "notpkg"):
+        (project / folder).mkdir(parents=True)
+    (project / "src" / "single.py").write_text("", "utf-8")
+    (project / "flat" / "__init__.py").write_text("", "utf-8")
+    settings = settings_of(write(project, PYPROJECT))
+    (project / "tool.py").write_text("", "utf-8")
+    assert project_packages(settings, ("src", "flat", "notpkg", "gone/src", "tool", ".")) == (
+        "flat", "notpkg", "ns", "shop", "single", "tool",
+    )  # fmt: skip
+
+
+def test_the_pytest_command_runs_the_environments_python(tmp_path: Path) -> None:
+    settings = settings_of(write(tmp_path / "p", PYPROJECT), workers="2")
+    env = ProjectEnv(python="3.11", platform="linux", executable="/env/bin/python")
+    cov = ("--cov=src", "--cov-branch")
+    assert pytest_command(settings=settings, env=env, cov_args=cov, extra_args=("-x",)) == [
+        "/env/bin/python", "-m", "pytest", "-p", "_testgate_plugin", "-n", "2", "--dist",
+        "worksteal", *cov, "-x",
+    ]  # fmt: skip
+    early = ProjectEnv(python="3.11", platform="linux", executable="/e/python", early=("pluggy",))
+    assert pytest_command(settings=settings, env=early, cov_args=cov)[:8] == [
+        "/e/python", "-m", "coverage", "run", "--parallel-mode", "--branch", "--source=src", "-m",
+    ]  # fmt: skip
+    assert "--source" not in " ".join(
+        pytest_command(settings=settings, env=early, cov_args=("--cov",))
+    )
+    assert pytest_command(settings=settings, env=early, cov_args=(), workers="0")[2] == "pytest"
+
+
+def test_pytest_finds_the_environments_scripts_and_the_overlay(tmp_path: Path) -> None:
+    env = ProjectEnv(
+        python="3.11", platform="linux", executable="/env/bin/python", overlay=tmp_path
+    )
+    seen = env.environ({"PATH": "/usr/bin", "PYTHONPATH": "/mine"})
+    assert seen["PATH"] == "/env/bin:/usr/bin"
+    assert seen["PYTHONPATH"] == f"{tmp_path}:/mine"
+    assert "PYTHONPATH" not in ProjectEnv(python="3", platform="linux").environ({})
+    assert not ProjectEnv(python="3", platform="linux").has_randomly
+
+
+def test_the_install_plan_is_read_from_uv() -> None:
+    plan = (
+        "Resolved 9 packages\nWould install 2 packages\n"
+        " - pytest==8.0.0\n + pytest==9.0.1\n + execnet==2.1.2\n"
+    )
+    assert planned_installs(plan) == (["pytest==9.0.1", "execnet==2.1.2"], ["pytest==8.0.0"])
+
+
+def test_group_extra_and_max_skipped_options_parse(tmp_path: Path) -> None:
+    project = write(tmp_path / "p", PYPROJECT)
+    settings = settings_of(project, groups="a,b c", max_skipped="5%")
+    assert (settings.groups, settings.max_skipped) == (("a", "b", "c"), "5.0%")
+    assert settings_of(project, max_skipped="3").max_skipped == "3"
+    assert settings_of(project, max_skipped="off").max_skipped is None
+    assert shutil.which("uv") is not None
+
+
+def test_the_max_skipped_gate_takes_a_count_or_a_share() -> None:
+    def test(number: int, outcome: Literal["passed", "skipped"]) -> TestResult:
+        attempt = Attempt(outcome=outcome, duration_s=0.1)
+        return TestResult(id=f"t{number}", file="t", line=1, outcome=outcome, attempts=(attempt,))
+
+    tests = (test(1, "passed"), test(2, "skipped"), test(3, "skipped"), test(4, "passed"))
+    share = max_skipped(tests, limit="40.0%")
+    assert (share.passed, share.actual) == (False, 50.0)
+    assert share.message == "2 of 4 tests skipped (50 %); at most 40 % allowed"
+    assert max_skipped(tests, limit="2").passed
+    assert max_skipped((), limit="0.0%").passed
+
+
+def test_an_environment_whose_python_says_nothing_is_named(early_run: Ran, tmp_path: Path) -> None:
+    (tmp_path / "sitecustomize.py").write_text("import os\nos._exit(0)\n", "utf-8")
+    settings = settings_of(early_run.project, sync="false")
+    with pytest.raises(InfraError, match=r"'uv run python' in .* did not answer testgate's probe"):
+        environment.prepare(settings, shell(PYTHONPATH=str(tmp_path)))
+
+
+def test_the_projects_stated_threshold_applies_with_a_notice(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    coverage = write(tmp_path / "c", PYPROJECT + "[tool.coverage.report]\nfail_under = 80\n")
+    assert with_stated_threshold(settings_of(coverage)).fail_under_line == 80
+    assert "threshold 80 % from fail_under in the project's coverage" in capsys.readouterr().out
+    assert with_stated_threshold(settings_of(coverage, fail_under_line="90")).fail_under_line == 90
+    addopts = PYPROJECT + '[tool.pytest.ini_options]\naddopts = ["-q", "--cov-fail-under", "85"]\n'
+    assert stated_threshold(write(tmp_path / "a", addopts)) == (
+        85.0, "--cov-fail-under in the addopts of pyproject.toml",
+    )  # fmt: skip
+    ini = write(
+        tmp_path / "i", "[pytest]\naddopts = --cov-fail-under=70.5 --cov-fail-under\n", "pytest.ini"
+    )
+    write(ini, "[tool:pytest]\naddopts = --cov-fail-under=x\n", "setup.cfg")
+    write(ini, "[pytest]\nminversion = 8\n", "tox.ini")
+    assert stated_threshold(ini) == (70.5, "--cov-fail-under in the addopts of pytest.ini")
+    broken = write(tmp_path / "b", "[pytest\n", "pytest.ini")
+    write(broken, "[tool:pytest]\naddopts = --cov-fail-under=x --cov-fail-under\n", "setup.cfg")
+    assert stated_threshold(broken) is None
+    nothing = settings_of(write(tmp_path / "n", PYPROJECT))
+    assert with_stated_threshold(nothing) is nothing
+
+
+@pytest.fixture(scope="module")
+def asyncio_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Ran, Ran]:
+    """Async tests with their plugin in a `test` group; and the same with the group renamed
+    (so not installed), plus a test that skips itself when a module is missing."""
+
+    def both(root: Path) -> Ran:
+        cache = session_cache(root)
+        run_in_process(copy_fixture("asyncio", root / "with"), extra_env=cache)
+        project = copy_fixture("asyncio", root / "without")
+        pyproject = project / "pyproject.toml"
+        pyproject.write_text(pyproject.read_text("utf-8").replace("test = [", "lint = ["), "utf-8")
+        (project / "tests" / "test_optional.py").write_text(
+            "import pytest\n\nyaml = pytest.importorskip('testgate_absent_module')\n\n\n"
+            "def test_never() -> None:\n    pass\n",
+            "utf-8",
+        )
+        (project / "tests" / "test_plugin_needed.py").write_text(
+            "import pytest\n\n\ndef test_needs() -> None:\n"
+            "    pytest.importorskip('testgate_absent_module')\n\n\n"
+            "@pytest.mark.skip(reason='not today')\ndef test_chosen() -> None:\n    pass\n",
+            "utf-8",
+        )
+        (project / "tests" / "test_elsewhere.py").write_text(
+            "import pytest\n\npytest.skip('windows only', allow_module_level=True)\n", "utf-8"
+        )
+        github = {"GITHUB_ACTIONS": "true", "GITHUB_STEP_SUMMARY": str(root / "summary.md")}
+        return run_in_process(project, "--reruns", "0", extra_env={**cache, **github})
+
+    without = once_per_session(tmp_path_factory, "asyncio", both)
+    with_group = without.project.parent.parent / "with" / "asyncio"
+    output = (with_group.parent / "asyncio-run-output.txt").read_text("utf-8")
+    return Ran(0, output, with_group, with_group / "testgate-reports"), without
+
+
+def test_async_tests_run_with_the_plugin_of_their_test_group(asyncio_runs: tuple[Ran, Ran]) -> None:
+    ran = asyncio_runs[0]
+    results = json.loads((ran.reports / "results.json").read_text("utf-8"))
+    assert results["totals"]["passed"] == 2, ran.output
+    assert "uv sync --group test" in ran.output
+    assert results["run"]["warnings"] == []  # a plugin's deprecation changes no outcome
+
+
+def test_without_their_plugin_async_tests_never_pass_and_pytest_warnings_show(
+    asyncio_runs: tuple[Ran, Ran],
+) -> None:
+    ran = asyncio_runs[1]
+    assert ran.exit_code == 1
+    results = json.loads((ran.reports / "results.json").read_text("utf-8"))
+    warned = "pytest warned: PytestConfigWarning: Unknown config option: asyncio_mode"
+    assert results["run"]["warnings"] == [warned]
+    assert f"warning: {warned}" in ran.output
+    assert "::warning title=pytest warned 1 time::PytestConfigWarning: Unknown config" in (
+        ran.output
+    )
+    assert "- pytest warned: PytestConfigWarning" in (ran.reports / "summary.md").read_text("utf-8")
+    outcomes = {
+        test["id"]: (test["outcome"], test["attempts"][0]["message"]) for test in results["tests"]
+    }
+    assert outcomes["tests/test_waiter.py::test_soup"][0] == "failed"
+    # a test skipped for want of a module is an error, not a skip
+    assert outcomes["tests/test_plugin_needed.py::test_needs"][0] == "error"
+    assert not [test_id for test_id in outcomes if "elsewhere" in test_id]  # its own choice
+    assert outcomes["tests/test_plugin_needed.py::test_chosen"] == ("skipped", "not today")
+    assert outcomes["tests/test_optional.py"] == (
+        "error",
+        "skipped because a plugin or dependency is missing: could not import "
+        "'testgate_absent_module': No module named 'testgate_absent_module'",
+    )
+
+
+def test_dynamic_context_under_xdist_is_switched_off_with_a_notice(workspace_run: Ran) -> None:
+    assert "[run] dynamic_context makes pytest-cov refuse xdist" in workspace_run.output
+    import coverage  # noqa: PLC0415 (only this test reads a data file)
+
+    data = coverage.CoverageData(str(workspace_run.reports / ".coverage"))
+    data.read()
+    assert "packages/alpha/tests/test_alpha.py::test_first|run" in data.measured_contexts()
+
+
+def test_the_plugin_switches_dynamic_context_off_only_when_asked(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import coverage.control  # noqa: PLC0415 (the module the plugin patches)
+
+    write(tmp_path, '[tool.coverage.run]\ndynamic_context = "test_function"\n')
+    monkeypatch.chdir(tmp_path)
+    original = vars(coverage.control)["read_coverage_config"]
+    monkeypatch.setattr(coverage.control, "read_coverage_config", original)
+    fresh_plugin(monkeypatch, "plugin_with_contexts")
+    assert coverage.Coverage().config.dynamic_context == "test_function"
+    monkeypatch.setenv(NO_DYNAMIC_CONTEXT_ENV, "1")
+    fresh_plugin(monkeypatch, "plugin_without_contexts")
+    assert coverage.Coverage().config.dynamic_context is None
+
+
+def test_an_internal_error_is_said_first_with_its_fix_and_no_gate_advice(
+    tmp_path: Path,
+) -> None:
+    ran = run_in_process(copy_fixture("crash", tmp_path), "--workers", "2")
+    assert ran.exit_code == 3
+    summary = ran.output[ran.output.index("\ntestgate: pytest crashed") :].splitlines()
+    assert summary[1] == (
+        "testgate: pytest crashed with an internal error: conftest.BenchmarkWarning: Benchmarks "
+        "are automatically disabled because xdist plugin is active. pytest-benchmark warns "
+        "under xdist and the project's filterwarnings turns that into an error: pass "
+        "--pytest-args='-p no:benchmark', or --workers 0 to run the benchmarks"
+    )
+    results = json.loads((ran.reports / "results.json").read_text("utf-8"))
+    assert {gate["message"] for gate in results["gates"]} == {
+        "not evaluated: pytest crashed (see the problem above)"
+    }
+    assert "Set [tool.coverage.run] source" not in ran.output
+
+
+@pytest.mark.parametrize(
+    ("text", "parallel", "fix"),
+    [
+        ("Traceback\nValueError: bad\n", True, "it may happen only under xdist: try --workers 0"),
+        ("Traceback\nUserWarning: odd\n", True, "a warning became an error (filterwarnings)"),
+        ("Traceback\nValueError: bad\n", False, "see pytest's INTERNALERROR traceback above"),
+        ("\n", False, "(no message)"),
+    ],
+)
+def test_a_crash_gets_the_fix_that_fits(text: str, *, parallel: bool, fix: str) -> None:
+    problem = crash_problem([text], parallel=parallel)
+    assert problem is not None
+    assert problem.startswith("pytest crashed with an internal error: ")
+    assert fix in problem
+    assert crash_problem([], parallel=True) is None
+
+
+@pytest.fixture(scope="module")
+def workspace_run(tmp_path_factory: pytest.TempPathFactory) -> Ran:
+    """A uv workspace of three members, one a namespace package, with coverage contexts per
+    test (``dynamic_context``), under two xdist workers."""
+    return once_per_session(
+        tmp_path_factory,
+        "workspace",
+        lambda root: run_in_process(
+            copy_fixture("workspace", root), "--workers", "2", extra_env=session_cache(root)
+        ),
+    )
+
+
+def test_a_workspace_runs_whole_with_each_members_sources(workspace_run: Ran) -> None:
+    assert workspace_run.exit_code == 0, workspace_run.output
+    assert "testgate: a uv workspace: uv sync --group dev --all-packages" in workspace_run.output
+    files = json.loads((workspace_run.reports / "coverage.json").read_text("utf-8"))["files"]
+    assert sorted(files) == [
+        "packages/alpha/src/alpha/__init__.py",
+        "packages/beta/src/acme/beta/__init__.py",
+        "packages/gamma/gamma/__init__.py",
+    ]
+    assert not (workspace_run.project / "uv.lock").exists()
+
+
+def test_sources_are_the_code_never_the_tests(tmp_path: Path) -> None:
+    flat = tmp_path / "flat"
+    for name in ("ns/pkg/__init__.py", "build/lib/x/__init__.py", "tests/__init__.py",
+                 "app.py", "conftest.py", "test_app.py", "app_test.py", "setup.py", "_x.py",
+                 "data/readme.txt", "bad-name/y/__init__.py"):  # fmt: skip
+        (flat / name).parent.mkdir(parents=True, exist_ok=True)
+        (flat / name).write_text("", "utf-8")
+    assert infer_sources(flat) == ("ns", "app")
+    workspace = write(
+        tmp_path / "ws", '[tool.uv.workspace]\nmembers = ["libs/*"]\nexclude = ["libs/old"]\n'
+    )
+    write(workspace / "libs" / "one", '[project]\nname = "one"\n')
+    write(workspace / "libs" / "one" / "src" / "one", "", "__init__.py")
+    write(workspace / "libs" / "two", "[tool.black]\n")
+    write(workspace / "libs" / "two" / "two", "", "__init__.py")
+    write(workspace / "libs" / "bad", "[project\n")
+    write(workspace / "libs" / "old", '[project]\nname = "old"\n')
+    (workspace / "libs" / "notes").mkdir()
+    assert infer_sources(workspace) == ("libs/bad", "libs/one/src", "libs/two/two")
+    assert infer_sources(workspace, package="one") == ("libs/one/src",)
+    write(tmp_path / "broken", "[tool\n")
+    assert workspace_members(tmp_path / "broken") == ()
+
+
+def test_pytests_own_count_of_collection_errors_is_explained(tmp_path: Path) -> None:
+    error = {"kind": "collect-error", "id": "t.py", "message": "E   OSError", "text": "E   OSError"}
+    lines = [{"kind": "start"}, error, error, {"kind": "finish", "exitstatus": 1}]
+    path = tmp_path / "record.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines), "utf-8")
+    run = AttemptRun(1, read_record(path), Completed(exit_code=1, duration_s=0.1), tmp_path)
+    assert collection_counts(run) == (
+        "pytest counts 2 collection errors where testgate counts 1: each xdist worker "
+        "reported the same ones (pytest without xdist counts them once)",
+    )
+
+
+def test_an_overlay_is_placed_whole_once(tmp_path: Path) -> None:
+    building, overlay = tmp_path / "o.1", tmp_path / "o"
+    (building / "pkg").mkdir(parents=True)
+    (overlay / "half").mkdir(parents=True)  # a killed run's leftover, never completed
+    environment.place(building, overlay)
+    assert sorted(path.name for path in overlay.iterdir()) == ["pkg"]
+    (overlay / ".complete").write_text("", "utf-8")
+    (tmp_path / "o.2" / "pkg").mkdir(parents=True)
+    environment.place(tmp_path / "o.2", overlay)  # another was first: its copy stays
+    assert not (tmp_path / "o.2").exists()
+    assert (overlay / ".complete").is_file()
