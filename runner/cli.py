@@ -14,9 +14,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from runner import __version__, github, pipeline
+from runner import __version__, github, interrupts, pipeline
 from runner.detection import detect
-from runner.errors import TestgateError
+from runner.errors import InfraError, TestgateError
 from runner.merge import merge
 from runner.services import lifecycle
 from runner.services.lifecycle import STATE_FILE
@@ -137,6 +137,8 @@ def _add_settings(command: argparse.ArgumentParser) -> None:
         help="the project root, with its pyproject.toml (default: the current directory)",
     )
     for option in OPTIONS:
+        if option.pyproject_only:
+            continue
         if option.name == "services":
             command.add_argument(
                 "--service",
@@ -162,6 +164,14 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         split = args.index("--")
         args, pytest_args = args[:split], tuple(args[split + 1 :])
     namespace = parser().parse_args(args)
+    with interrupts.handling_signals():
+        return _command(namespace, env=env, pytest_args=pytest_args)
+
+
+def _command(
+    namespace: argparse.Namespace, *, env: Mapping[str, str], pytest_args: tuple[str, ...]
+) -> int:
+    """Run one command; errors and interruptions become a message and an exit code."""
     try:
         if namespace.command == "services":
             return _services(namespace, environ=env)
@@ -196,13 +206,21 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             if env.get("GITHUB_OUTPUT"):
                 github.write_outputs(Path(env["GITHUB_OUTPUT"]), {"passed": "false"})
         return error.exit_code
+    except interrupts.Interrupted as stop:
+        sys.stdout.flush()
+        print(
+            f"testgate: error: interrupted by {stop.reason} before any test ran; "
+            "what testgate had started is stopped",
+            file=sys.stderr,
+        )
+        return InfraError.exit_code
 
 
 def _settings(
     namespace: argparse.Namespace, *, environ: Mapping[str, str], pytest_args: tuple[str, ...]
 ) -> Settings:
     project = Path(namespace.project or environ.get("TESTGATE_WORKING_DIRECTORY") or ".")
-    flags = {option.name: getattr(namespace, option.attribute) for option in OPTIONS}
+    flags = {option.name: getattr(namespace, option.attribute, None) for option in OPTIONS}
     if flags["services"] is not None:
         flags["services"] = "\n".join(flags["services"])
     return load_settings(

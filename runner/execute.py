@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from runner import interrupts, process_group
 from runner.errors import InfraError
 from runner.github import on_github, stop_commands
 from runner.settings import Settings
@@ -29,6 +30,7 @@ RECORD_ENV = "TESTGATE_RECORD"
 SELECT_ENV = "TESTGATE_SELECT"
 SCHEDULE_ENV = "TESTGATE_SCHEDULE"
 WORKER_ENV = "TESTGATE_WORKER_ENV"
+TIMEOUTS_ENV = "TESTGATE_TIMEOUTS"
 
 # Variables that must never reach the project's tests (secrets), or that belong to an
 # outer pytest/coverage/virtualenv and would confuse the inner run.
@@ -48,14 +50,14 @@ SECRET_NAMES = frozenset(
 LEAKY_PREFIXES = ("PYTEST_XDIST_", "COV_CORE_", "COVERAGE_")
 LEAKY_NAMES = frozenset(
     {"VIRTUAL_ENV", "PYTEST_CURRENT_TEST", "PYTEST_VERSION", RECORD_ENV, SELECT_ENV, SCHEDULE_ENV}
-)
+) | {TIMEOUTS_ENV}
 
 _PROBE = """
 import importlib.util, json, platform, sys
 have = lambda name: importlib.util.find_spec(name) is not None
 print(json.dumps({"python": platform.python_version(), "platform": sys.platform,
     "pytest": have("pytest"), "xdist": have("xdist"), "pytest_cov": have("pytest_cov"),
-    "randomly": have("pytest_randomly")}))
+    "randomly": have("pytest_randomly"), "timeout": have("pytest_timeout")}))
 """
 
 
@@ -69,6 +71,7 @@ class ProjectEnv:
     has_xdist: bool
     has_cov: bool
     has_randomly: bool = False
+    has_timeout: bool = False
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,8 @@ class Completed:
 
     exit_code: int
     duration_s: float
+    leftovers: tuple[str, ...] = ()
+    stopped: str | None = None
 
 
 def find_uv(environ: Mapping[str, str]) -> str:
@@ -138,6 +143,7 @@ def probe(settings: Settings, environ: Mapping[str, str]) -> ProjectEnv:
             has_xdist=bool(found["xdist"]),
             has_cov=bool(found["pytest_cov"]),
             has_randomly=bool(found["randomly"]),
+            has_timeout=bool(found["timeout"]),
         )
     except (ValueError, KeyError, IndexError, TypeError):
         raise InfraError(
@@ -166,6 +172,7 @@ def pytest_command(
         ("pytest", env.has_pytest),
         ("pytest-xdist", env.has_xdist or not parallel),
         ("pytest-cov", env.has_cov),
+        ("pytest-timeout", env.has_timeout or not timeouts_wanted(settings)),
     )
     for package, present in wanted:
         if not present:
@@ -174,6 +181,16 @@ def pytest_command(
     if parallel:
         command += ["-n", workers, "--dist", settings.dist]
     return [*command, *cov_args, *settings.pytest_args, *extra_args]
+
+
+def timeouts_wanted(settings: Settings) -> bool:
+    """Whether any test gets a time limit (``timeout`` 0 and no ``timeouts``: none)."""
+    return settings.timeout > 0 or bool(settings.timeouts)
+
+
+def timeouts_plan(settings: Settings) -> str:
+    """The plugin's time limits: the default and the per-marker ones, as JSON."""
+    return json.dumps({"default": settings.timeout, "markers": dict(settings.timeouts)})
 
 
 def run_pytest(
@@ -185,11 +202,14 @@ def run_pytest(
     coverage_file: Path,
     select: Path | None = None,
     extra_env: Mapping[str, str] | None = None,
+    deadline: float | None = None,
 ) -> Completed:
     """Run pytest, its output streaming to ours; return its exit code and wall time.
 
     ``select`` names the plugin's selection file (a rerun or replay); ``extra_env`` adds
-    variables such as a fresh ``PYTHONHASHSEED``.
+    variables such as a fresh ``PYTHONHASHSEED``. pytest runs in a process group of its
+    own, stopped as a whole on a signal or at ``deadline`` (``time.monotonic()``); what
+    its tests left running in the group is killed and named in ``leftovers``.
     """
     python_path = os.pathsep.join(
         part for part in (str(PLUGIN_DIR), environ.get("PYTHONPATH", "")) if part
@@ -208,10 +228,16 @@ def run_pytest(
     sys.stdout.flush()
     started = time.monotonic()
     try:
-        completed = subprocess.run(command, cwd=cwd, env=env, check=False)
+        child = process_group.start(command, cwd=cwd, env=env)
+        exit_code, leftovers, stopped = interrupts.wait(child, deadline=deadline)
     except OSError as error:
         raise InfraError(f"could not start {command[0]}: {error}") from None
     finally:
         sys.stdout.write(guard[1])
         sys.stdout.flush()
-    return Completed(exit_code=completed.returncode, duration_s=time.monotonic() - started)
+    return Completed(
+        exit_code=exit_code,
+        duration_s=time.monotonic() - started,
+        leftovers=leftovers,
+        stopped=stopped,
+    )

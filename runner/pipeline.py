@@ -5,6 +5,12 @@ recording plugin) → reruns of what failed, each in a fresh process with a new 
 order check for what turned out flaky → classify → combine the coverage of every attempt
 → gates → reports. Whatever the run produced is written even when pytest crashed, and the
 problem is named in the results and the exit code.
+
+A signal or the run's deadline (``timeout-run``) stops pytest; what was recorded is
+reported, the run is ``interrupted`` and names the tests that never ran (exit 3). The
+tests a crashed xdist worker had finished lost their coverage with it: they are rerun
+with the failures, so that it joins the combined data, or the coverage is incomplete and
+its gates say so (exit 3), never judged as if it were whole.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from datetime import UTC, datetime
 from json.encoder import encode_basestring
 from pathlib import Path
 
-from runner import coverage_data, execute, gates, github, render
+from runner import coverage_data, execute, gates, github, interrupts, render
 from runner.attempts import (
     AttemptRun,
     Session,
@@ -41,6 +47,7 @@ from runner.results import (
     BROKEN,
     Attempt,
     CoverageSummary,
+    GateResult,
     RunInfo,
     RunResult,
     TestResult,
@@ -62,6 +69,8 @@ REPORT_FILES = (
 )
 WORK_DIR = ".testgate-work"
 REPLAY_LIMIT = 1000
+LISTED = 20
+COVERAGE_GATES = frozenset({"line-coverage", "branch-coverage", "diff-coverage"})
 
 
 @dataclass(frozen=True)
@@ -147,13 +156,17 @@ def _run(settings: Settings, *, environ: Mapping[str, str]) -> Outcome:
         project_env=project_env,
         cov_args=coverage_data.cov_arguments(settings.project),
         work=work,
+        deadline=None if settings.timeout_run is None else clock + settings.timeout_run,
     )
     history = History()
     first = run_attempt(session, number=1, schedule=schedule)
     history.add(first, kind="run")
     rerun_failures(session, history)
-    check_order(session, history, first)
+    lost = remeasure(session, history, lost=set(first.record.lost))
+    if interrupts.reason() is None:
+        check_order(session, history, first)
     tests = classify_all(history, quarantine)
+    stop = stopped(settings, history, first)
     coverage = coverage_data.combine_and_report(
         project=settings.project,
         data_files=[path for done in history.runs for path in done.coverage_dir.glob(".coverage*")],
@@ -167,6 +180,8 @@ def _run(settings: Settings, *, environ: Mapping[str, str]) -> Outcome:
     if coverage is not None and diff is not None:
         coverage = replace(coverage, diff_percent=diff.percent)
     found_problems = tuple(problem for done in history.runs for problem in problems(done))
+    incomplete = incomplete_coverage(lost, first, interrupted=stop[0] is not None)
+    found_problems += tuple(text for text in (stop[1], incomplete) if text)
     info = RunInfo(
         started=started.isoformat(timespec="seconds"),
         duration_s=time.monotonic() - clock,
@@ -185,7 +200,11 @@ def _run(settings: Settings, *, environ: Mapping[str, str]) -> Outcome:
             f"quarantine entry {entry!r} matches no test of this run"
             for entry in quarantine.unmatched(history.attempts)
         )
-        + ((durations_warning,) if durations_warning else ()),
+        + ((durations_warning,) if durations_warning else ())
+        + leftover_warnings(history.runs),
+        interrupted=stop[0],
+        not_run=stop[2],
+        coverage_incomplete=incomplete,
     )
     shutil.rmtree(work, ignore_errors=True)
     return conclude(
@@ -219,6 +238,8 @@ def conclude(
         diff=diff[0],
         diff_skipped=diff[1],
     )
+    if info.coverage_incomplete is not None:
+        verdicts = not_judged(verdicts, why=info.coverage_incomplete)
     result = RunResult(
         run=info,
         tests=tests,
@@ -245,6 +266,71 @@ def conclude(
     return Outcome(result, 0 if result.passed else 1)
 
 
+def not_judged(verdicts: tuple[GateResult, ...], *, why: str) -> tuple[GateResult, ...]:
+    """Coverage gates on partial data: failed, saying that the data, not the suite, is short."""
+    return tuple(
+        replace(gate, passed=False, message=f"not judged: {why}")
+        if gate.name in COVERAGE_GATES
+        else gate
+        for gate in verdicts
+    )
+
+
+def stopped(
+    settings: Settings, history: History, first: AttemptRun
+) -> tuple[str | None, str | None, tuple[str, ...]]:
+    """Why the run was cut short (None: it was not), the problem, the tests never run."""
+    why = interrupts.reason()
+    if why is None:
+        return None, None, ()
+    never = tuple(
+        test_id for test_id in first.record.collected_ids if test_id not in history.attempts
+    )
+    listed = ", ".join(never[:LISTED]) + (
+        f" and {len(never) - LISTED} more" if len(never) > LISTED else ""
+    )
+    cause = (
+        f"stopped at its deadline (timeout-run {settings.timeout_run:g} s)"
+        if why == "timeout-run"
+        else f"interrupted by {why}"
+    )
+    problem = f"the run was {cause}: {len(never)} tests never ran" + (
+        f": {listed}" if never else ""
+    )
+    return why, problem, never
+
+
+def incomplete_coverage(lost: set[str], first: AttemptRun, *, interrupted: bool) -> str | None:
+    """Why the combined coverage is known to be partial, or None when it is whole."""
+    if interrupted:
+        return "the run was interrupted, so its coverage is partial"
+    if not lost:
+        return None
+    crashes = ", ".join(first.record.crashes) or "the pytest process"
+    return (
+        f"coverage is incomplete: {len(lost)} tests ran on a process that died ({crashes}) "
+        "and took their coverage with it; rerunning them did not recover it (set reruns "
+        "to 1 or more)"
+    )
+
+
+def leftover_warnings(runs: list[AttemptRun]) -> tuple[str, ...]:
+    """The processes tests left running, which testgate killed when pytest had ended."""
+    left = [
+        process
+        for done in runs
+        if done.completed.stopped is None  # when testgate stopped pytest, its workers remain
+        for process in done.completed.leftovers
+    ]
+    if not left:
+        return ()
+    shown = "; ".join(left[:5]) + (f"; and {len(left) - 5} more" if len(left) > 5 else "")
+    return (
+        f"the tests left {len(left)} processes running after pytest ended; testgate killed "
+        f"them: {shown}",
+    )
+
+
 def write_schedule(settings: Settings, durations: Mapping[str, float], path: Path) -> Path:
     """The plugin's plan: the durations, this run's shard, and whether to order by them.
 
@@ -261,6 +347,7 @@ def rerun_failures(session: Session, history: History) -> None:
 
     Each rerun is a fresh process with new seeds. The last one runs without xdist, so a
     test that fails only beside others (a shared file, a port) shows as flaky, not broken.
+    A signal or the deadline ends the reruns.
     """
     settings = session.settings
     failing = [
@@ -269,7 +356,7 @@ def rerun_failures(session: Session, history: History) -> None:
         if history.attempts[test_id][0].phase != "collect"
     ]
     for number in range(2, settings.reruns + 2):
-        if not failing:
+        if not failing or interrupts.reason() is not None:
             return
         seconds = sum(history.attempts[test_id][0].duration_s for test_id in failing)
         workers = rerun_workers(
@@ -285,6 +372,30 @@ def rerun_failures(session: Session, history: History) -> None:
         )
         history.add(rerun, kind="rerun", only=set(failing))
         failing = history.still_failing(failing)
+
+
+def remeasure(session: Session, history: History, *, lost: set[str]) -> set[str]:
+    """Run again, in a process of their own, the tests whose coverage died with their
+    process (a crashed xdist worker); return those whose coverage is still missing.
+
+    They are rerun like failures (not with ``reruns`` 0, nor once the run is stopped),
+    apart from the test that crashed, so that the crash cannot take them down again.
+    """
+    if not lost or session.settings.reruns == 0 or interrupts.reason() is not None:
+        return lost
+    number = len(history.runs) + 1
+    rerun = run_attempt(
+        session,
+        number=number,
+        select=sorted(lost),
+        workers="0",
+        reseed=True,
+        label=f"attempt {number}, measuring again the coverage of {len(lost)} tests "
+        "that a crashed process lost",
+    )
+    history.add(rerun, kind="rerun", only=lost)
+    done = {test.test_id for test in rerun.record.tests}
+    return {test_id for test_id in lost if test_id not in done} | set(rerun.record.lost)
 
 
 def check_order(session: Session, history: History, first: AttemptRun) -> None:
@@ -305,6 +416,8 @@ def check_order(session: Session, history: History, first: AttemptRun) -> None:
         sequence = sequences[worker or None]
         last = max(index for index, test_id in enumerate(sequence) if test_id in flaky)
         replay = sequence[: last + 1][-REPLAY_LIMIT:]
+        if interrupts.reason() is not None:
+            return
         number += 1
         done = run_attempt(
             session,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,14 @@ class AttemptRecord:
     collect_errors: tuple[RecordedTest, ...]
     internal_errors: tuple[str, ...]
     unfinished: RecordedTest | None
+    collected_ids: tuple[str, ...] = ()
+    lost: tuple[str, ...] = ()
+    crashes: tuple[str, ...] = ()
+
+    def never_ran(self) -> tuple[str, ...]:
+        """Collected tests that this attempt never finished (it was cut short)."""
+        done = {test.test_id for test in self.tests}
+        return tuple(dict.fromkeys(i for i in self.collected_ids if i not in done))
 
 
 def read_record(path: Path, *, limit_bytes: int = RECORD_LIMIT_BYTES) -> AttemptRecord:
@@ -93,6 +102,7 @@ _TYPES: dict[str, dict[str, type | tuple[type, ...]]] = {
     "collect-error": {"id": str, "message": str, "text": str},
     "report": {"id": str, "when": str, "outcome": str, "duration": (int, float)},
     "internal-error": {"text": str},
+    "worker-down": {"worker": str},
     "finish": {"exitstatus": int},
 }
 _OPTIONAL: dict[str, type | tuple[type, ...]] = {
@@ -106,6 +116,9 @@ _OPTIONAL: dict[str, type | tuple[type, ...]] = {
     "stderr": str,
     "test": str,
     "round": (int, type(None)),
+    "timed_out": bool,
+    "ids": list,
+    "exit": (int, type(None)),
 }
 
 
@@ -136,6 +149,10 @@ class _Builder:
         self.collect_errors: dict[str, RecordedTest] = {}
         self.internal_errors: list[str] = []
         self.running: str | None = None
+        self.collected_ids: list[str] = []
+        self.finished_on: dict[str, list[str]] = {}
+        self.lost: list[str] = []
+        self.crashes: dict[str, str] = {}
 
     def add(self, record: dict[str, Any]) -> None:
         kind = record["kind"]
@@ -143,6 +160,7 @@ class _Builder:
             self.started = True
         elif kind == "collected":
             self.collected = max(self.collected or 0, record["count"])
+            self.collected_ids = self.collected_ids or [str(i) for i in record.get("ids", ())]
         elif kind == "logstart":
             self.running = record["id"]
             self.def_lines.setdefault(record["id"], record.get("def_line"))
@@ -152,6 +170,8 @@ class _Builder:
             self._report(record)
         elif kind == "internal-error":
             self.internal_errors.append(record["text"])
+        elif kind == "worker-down":
+            self._worker_down(record["worker"], record.get("exit"))
         else:
             self.exit_status = record["exitstatus"]
 
@@ -169,8 +189,20 @@ class _Builder:
             )
             self.collect_errors[node] = RecordedTest(id=node, def_line=None, attempt=attempt)
 
+    def _worker_down(self, worker: str, code: int | None) -> None:
+        """A dead xdist worker took the coverage of every test it had finished with it."""
+        self.crashes[worker] = "" if code is None else f" ({describe_exit(code)})"
+        self.lost += self.finished_on.pop(worker, [])
+
     def _report(self, record: dict[str, Any]) -> None:
         node = record["id"]
+        worker = record.get("worker")
+        if record["when"] not in PHASES:  # xdist's report of the test its worker died in
+            how = self.crashes.get(worker or "", "")
+            message = f"the xdist worker {worker} died{how} while this test ran"
+            record = {**record, "message": message, "crashed": True, "text": message}
+        elif record["when"] == "teardown" and worker is not None:
+            self.finished_on.setdefault(worker, []).append(record.get("test") or node)
         if node not in self.phases:
             self.phases[node] = {}
             self.order.append(node)
@@ -183,6 +215,9 @@ class _Builder:
 
     def build(self) -> AttemptRecord:
         died = self.running if self.exit_status is None else None
+        cut = {node for node in self.order if _cut_short(self.phases[node])}
+        if died is not None:  # the only process died: nothing it measured was saved
+            self.lost = [_first(self.phases[node], "test") or node for node in self.order]
         tests = tuple(
             RecordedTest(
                 id=node,
@@ -192,7 +227,7 @@ class _Builder:
                 round=_first(self.phases[node], "round"),
             )
             for node in self.order
-            if node != died
+            if node != died and node not in cut
         )
         unfinished = None
         if died is not None:
@@ -211,7 +246,17 @@ class _Builder:
             collect_errors=tuple(self.collect_errors.values()),
             internal_errors=tuple(self.internal_errors),
             unfinished=unfinished,
+            collected_ids=tuple(self.collected_ids),
+            lost=tuple(dict.fromkeys(test for test in self.lost if test != died)),
+            crashes=tuple(f"{worker}{how}" for worker, how in self.crashes.items()),
         )
+
+
+def _cut_short(phases: dict[str, dict[str, Any]]) -> bool:
+    """A test whose setup passed but whose call never reported: an interrupt (Ctrl-C,
+    ``pytest.exit``) stopped it mid-call, and pytest still ran its teardown."""
+    setup = phases.get("setup")
+    return setup is not None and setup["outcome"] == "passed" and "call" not in phases
 
 
 def _first(phases: dict[str, dict[str, Any]], name: str) -> Any:
@@ -252,11 +297,22 @@ def _fold(phases: dict[str, dict[str, Any]]) -> Attempt:
 
 def _outcome(phase: str, report: dict[str, Any]) -> AttemptOutcome:
     outcome = report.get("outcome", "passed")
-    if outcome == "failed":
-        return "failed" if phase == "call" else "error"
+    if outcome == "failed":  # a test stopped by its time limit or a crash is an error
+        stopped = report.get("timed_out") or report.get("crashed")
+        return "failed" if phase == "call" and not stopped else "error"
     if "wasxfail" in report:
         return "xfailed" if outcome == "skipped" else "xpassed"
     return "skipped" if outcome == "skipped" else "passed"  # pytest's three outcomes
+
+
+def describe_exit(code: int) -> str:
+    """``exit 7``, or ``killed by signal SIGSEGV`` for a negative (POSIX) exit code."""
+    if code >= 0:
+        return f"exit {code}"
+    try:
+        return f"killed by signal {signal.Signals(-code).name}"
+    except ValueError:
+        return f"killed by signal {-code}"
 
 
 def line_in_traceback(text: str | None, file: str) -> int | None:

@@ -75,6 +75,8 @@ def terminal(result: RunResult, *, reports_dir: str) -> str:
             else ""
         ),
     ]
+    if result.run.interrupted is not None:
+        lines.append(f"testgate: {interruption(result)}")
     if result.coverage is not None:
         lines.append(
             f"coverage: line {percent(result.coverage.line_percent)}, "
@@ -122,6 +124,16 @@ def terminal(result: RunResult, *, reports_dir: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def interruption(result: RunResult) -> str:
+    """The notice on an interrupted run's reports: they hold only what finished."""
+    why = result.run.interrupted
+    cause = "stopped at its deadline (timeout-run)" if why == "timeout-run" else f"by {why}"
+    return (
+        f"INTERRUPTED {cause}: these reports hold the {len(result.tests)} tests that "
+        f"finished; {len(result.run.not_run)} never ran"
+    )
+
+
 def markdown(result: RunResult) -> str:
     """The job summary: verdict, counts, coverage, gates, failures."""
     verdict = "passed" if result.passed and not result.run.problems else "failed"
@@ -132,6 +144,8 @@ def markdown(result: RunResult) -> str:
         f"**{counts_line(result)}** in {result.run.suite_duration_s:.2f} s",
         "",
     ]
+    if result.run.interrupted is not None:
+        out += [f"> **{_cell(interruption(result))}**", ""]
     if result.coverage is not None:
         out += [
             f"Coverage: line **{percent(result.coverage.line_percent)}** "

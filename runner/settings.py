@@ -74,6 +74,29 @@ def _optional_seconds(text: str) -> float | None:
     return value
 
 
+def _timeout(text: str) -> float:
+    value = _number(text)
+    if value < 0:
+        raise ValueError("must be a number of seconds, or 0 for no limit")
+    return value
+
+
+def _marker_timeouts(text: str) -> tuple[tuple[str, float], ...]:
+    """``unit=1, integration=5`` (a TOML table arrives in this form) as sorted pairs."""
+    pairs: dict[str, float] = {}
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        marker, equals, seconds = (piece.strip() for piece in item.partition("="))
+        if not equals or not marker.isidentifier():
+            raise ValueError("must be a table of marker = seconds, such as {unit = 1, slow = 30}")
+        value = _number(seconds)
+        if value <= 0:
+            raise ValueError(f"gives marker {marker!r} {seconds} s: a timeout must be above 0")
+        pairs[marker] = value
+    return tuple(sorted(pairs.items()))
+
+
 def _workers(text: str) -> str:
     value = text.strip().lower()
     if value in ("auto", "logical"):
@@ -146,6 +169,7 @@ class Option:
     parse: Callable[[str], Any]
     default: Any
     help: str
+    pyproject_only: bool = False
 
     @property
     def attribute(self) -> str:
@@ -183,6 +207,22 @@ OPTIONS: tuple[Option, ...] = (
     Option("confidence", _probability, 0.95, "flaky detection: confidence of a stable verdict"),
     Option("max-fail-rate", _probability, 0.05, "flaky detection: failure rate ruled out"),
     Option("time-budget", _optional_seconds, None, "flaky detection: stop after this many seconds"),
+    Option(
+        "timeout", _timeout, 900.0, "seconds one test may take before it is stopped (0: no limit)"
+    ),
+    Option(
+        "timeouts",
+        _marker_timeouts,
+        (),
+        "per-marker test timeouts, {unit = 1, integration = 5}: the strictest marker wins",
+        pyproject_only=True,
+    ),
+    Option(
+        "timeout-run",
+        _optional_seconds,
+        None,
+        "hard deadline for the whole run, seconds: pytest is stopped and the run is interrupted",
+    ),
     Option("shard", _shard, None, "run shard I/N of the suite, balanced by recorded durations"),
     Option(
         "durations",
@@ -238,6 +278,9 @@ class Settings:
     confidence: float
     max_fail_rate: float
     time_budget: float | None
+    timeout: float
+    timeouts: tuple[tuple[str, float], ...]
+    timeout_run: float | None
     shard: str | None
     durations: Path | None
     sonar_host_url: str
@@ -290,9 +333,9 @@ def load_settings(
 def _resolve(
     option: Option, *, flag: str | None, environ: Mapping[str, str], table: Mapping[str, Any]
 ) -> Any:
-    if flag is not None:
+    if flag is not None and not option.pyproject_only:
         return parse_option(option, flag, source=f"--{option.name}")
-    if option.env in environ:
+    if option.env in environ and not option.pyproject_only:
         return parse_option(option, environ[option.env], source=option.env)
     if option.name in table:
         return parse_option(
@@ -313,10 +356,13 @@ def parse_option(option: Option, text: str, *, source: str) -> Any:
 def _toml_text(value: object, *, lines: bool = False) -> str:
     """TOML gives numbers, booleans and lists; every parser takes text.
 
-    A list becomes shell words, or one item per line when ``lines`` (service specs).
+    A list becomes shell words, or one item per line when ``lines`` (service specs); a
+    table becomes ``key=value, ...``.
     """
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, dict):
+        return ", ".join(f"{key}={item}" for key, item in value.items())
     if isinstance(value, list):
         items = [str(item) for item in value]
         return "\n".join(items) if lines else shlex.join(items)

@@ -105,7 +105,9 @@ def test_records_lines_messages_and_output_of_failures(pytester: pytest.Pytester
     kinds = [item["kind"] for item in found]
     assert kinds[0] == "start"
     assert kinds[-1] == "finish"
-    assert {k: v for k, v in found[1].items() if k != "seq"} == {"kind": "collected", "count": 7}
+    collected = {k: v for k, v in found[1].items() if k != "seq"}
+    assert collected == {"kind": "collected", "count": 7, "ids": collected["ids"]}
+    assert collected["ids"][:2] == ["test_suite.py::test_ok", "test_suite.py::test_assert"]
     assert [item["seq"] for item in found] == list(range(1, len(found) + 1))
 
 

@@ -1,0 +1,216 @@
+"""Every run ends: hung tests stop at their time limit, and the run still reports them.
+
+The hangs fixture has tests that hang in a call, in a fixture's setup and in its
+teardown, with per-marker limits from its pyproject (unit 0.25 s, integration 0.5 s), a
+test with its own ``@pytest.mark.timeout``, one that hangs only the first time (flaky),
+and one after them all. It runs once, under two xdist workers, then its reruns alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from runner import process_group
+from runner.errors import ConfigError
+from runner.settings import load_settings
+from tests.conftest import Ran, copy_fixture, environment, marker_line, run_in_process
+
+HANGS = "tests/test_hangs.py"
+
+
+@pytest.fixture(scope="module")
+def hangs(tmp_path_factory: pytest.TempPathFactory) -> Ran:
+    return run_in_process(copy_fixture("hangs", tmp_path_factory.mktemp("hangs")))
+
+
+def first(ran: Ran, name: str) -> dict[str, Any]:
+    attempts: list[dict[str, Any]] = ran.test(f"{HANGS}::{name}")["attempts"]
+    return attempts[0]
+
+
+@pytest.mark.parametrize(
+    ("name", "message", "phase", "marker"),
+    [
+        ("test_call_hangs", "timed out after 0.5 s (marker integration)", "call", "call-hang"),
+        ("test_setup_hangs", "timed out after 0.25 s (marker unit)", "setup", "setup-hang"),
+    ],
+)
+def test_a_hang_is_an_error_at_its_markers_limit_with_the_hanging_line(
+    hangs: Ran, name: str, message: str, phase: str, marker: str
+) -> None:
+    test = hangs.test(f"{HANGS}::{name}")
+    assert test["outcome"] == "error"
+    assert [a["message"] for a in test["attempts"]] == [message, message]  # rerun, hangs again
+    assert first(hangs, name)["phase"] == phase
+    line = marker_line(hangs.project / HANGS, marker)
+    assert f"{HANGS}:{line}: Failed" in first(hangs, name)["text"]
+    assert f"{HANGS}:{test['line']}" in first(hangs, name)["text"]
+
+
+def test_a_hang_in_teardown_is_the_tests_error(hangs: Ran) -> None:
+    test = hangs.test(f"{HANGS}::test_teardown_hangs")
+    assert test["outcome"] == "error"
+    assert first(hangs, "test_teardown_hangs")["teardown_error"] == (
+        "timed out after 0.25 s (marker unit)"
+    )
+    line = marker_line(hangs.project / HANGS, "teardown-hang")
+    assert f"{HANGS}:{line}: Failed" in first(hangs, "test_teardown_hangs")["text"]
+
+
+def test_the_strictest_marker_wins_and_a_tests_own_limit_wins_over_all(hangs: Ran) -> None:
+    assert first(hangs, "test_strictest_marker_wins")["message"] == (
+        "timed out after 0.25 s (marker unit)"
+    )
+    assert first(hangs, "test_own_marker_wins")["message"] == (
+        "timed out after 0.3 s (its own timeout marker)"
+    )
+
+
+def test_a_test_that_times_out_once_is_flaky_and_the_run_goes_on(hangs: Ran) -> None:
+    assert hangs.exit_code == 1
+    assert hangs.test(f"{HANGS}::test_hangs_once")["outcome"] == "flaky"
+    assert hangs.test(f"{HANGS}::test_after_the_hangs")["outcome"] == "passed"
+    assert len(hangs.results()["tests"]) == 7
+    assert "timed out after 0.5 s (marker integration)" in hangs.output
+    junit = (hangs.reports / "junit.xml").read_text("utf-8")
+    assert "timed out after 0.25 s (marker unit)" in junit
+
+
+def settings_of(project: Path, tool: str, **flags: str | None) -> Any:
+    (project / "pyproject.toml").write_text(f"[tool.testgate]\n{tool}\n", "utf-8")
+    return load_settings(project=project, flags=flags, environ=environment())
+
+
+def test_timeouts_come_from_pyproject_only_and_are_checked(tmp_path: Path) -> None:
+    found = settings_of(tmp_path, "timeouts = {unit = 1, slow = 30}\ntimeout = 0")
+    assert found.timeouts == (("slow", 30.0), ("unit", 1.0))
+    assert found.timeout == 0
+    ignored = load_settings(
+        project=tmp_path, flags={"timeouts": "unit=9"}, environ={"TESTGATE_TIMEOUTS": "unit=9"}
+    )
+    assert ignored.timeouts == (("slow", 30.0), ("unit", 1.0))
+    for tool, words in [
+        ("timeouts = 5", "must be a table of marker = seconds"),
+        ('timeouts = {unit = "soon"}', "must be a number"),
+        ("timeouts = {unit = 0}", "a timeout must be above 0"),
+        ("timeout = -1", "or 0 for no limit"),
+        ("timeout-run = 0", "above 0, or 'none'"),
+    ]:
+        with pytest.raises(ConfigError, match=words):
+            settings_of(tmp_path, tool)
+
+
+CANCEL = "tests/test_cancel.py"
+
+
+def gone(pid: int) -> bool:
+    """Whether a process has ended (a zombie no one reaped yet has ended too)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text("utf-8").rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def signal_when_hanging(pids: Path, state: Path, number: int) -> dict[str, Any]:
+    """Once the hanging test has written its pids, note the services' pids, then signal us."""
+    seen: dict[str, Any] = {}
+
+    def watch() -> None:
+        while not pids.exists():
+            time.sleep(0.05)
+        try:
+            seen.update(json.loads(pids.read_text("utf-8")))
+            services = json.loads(state.read_text("utf-8"))["services"]
+            seen["services"] = [service["pid"] for service in services]
+        finally:
+            os.kill(os.getpid(), number)
+
+    threading.Thread(target=watch, daemon=True).start()
+    return seen
+
+
+@pytest.fixture(scope="module", params=["SIGINT", "SIGTERM"])
+def cancelled(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Ran, dict[str, Any]]:
+    """The cancel fixture with a local redis, signalled while its second test hangs."""
+    project = copy_fixture("cancel", tmp_path_factory.mktemp("cancel"))
+    pids = project / "pids.json"
+    state = project / ".testgate" / "run-services.json"
+    seen = signal_when_hanging(pids, state, getattr(signal, request.param))
+    ran = run_in_process(
+        project,
+        "--service",
+        "redis",
+        "--services-backend",
+        "local",
+        extra_env={"CANCEL_PIDS": str(pids)},
+    )
+    return ran, seen
+
+
+def test_a_signal_ends_the_run_with_exit_3_and_reports_what_finished(
+    cancelled: tuple[Ran, dict[str, Any]],
+) -> None:
+    ran, _ = cancelled
+    assert ran.exit_code == 3, ran.output
+    run = ran.results()["run"]
+    assert run["interrupted"] in ("SIGINT", "SIGTERM")
+    assert ran.test(f"{CANCEL}::test_a_finishes")["outcome"] == "passed"
+    assert {f"{CANCEL}::test_b_hangs", f"{CANCEL}::test_c_never_reached"} <= set(run["not_run"])
+    assert f"{CANCEL}::test_b_hangs" not in [test["id"] for test in ran.results()["tests"]]
+    notice = f"INTERRUPTED by {run['interrupted']}"
+    assert notice in ran.output
+    assert notice in (ran.reports / "summary.md").read_text("utf-8")
+    assert "test_a_finishes" in (ran.reports / "junit.xml").read_text("utf-8")
+    assert ran.gate("line-coverage")["message"].startswith("not judged: the run was interrupted")
+
+
+def test_a_signal_leaves_no_process_and_no_service_behind(
+    cancelled: tuple[Ran, dict[str, Any]],
+) -> None:
+    ran, seen = cancelled
+    assert process_group.members(seen["group"]) == ()
+    for pid in [seen["test"], seen["parent"], seen["daemon"], *seen["services"]]:
+        assert gone(pid), pid
+    assert not (ran.project / ".testgate" / "run-services.json").exists()
+    assert "stopped 1 service(s)" in ran.output
+
+
+CRASH = "tests/test_crash.py"
+
+
+def test_a_crashed_worker_loses_no_coverage_and_its_test_is_an_error(tmp_path: Path) -> None:
+    """The issue's fixture: without remeasuring test_b, g was uncovered (75 %)."""
+    ran = run_in_process(copy_fixture("crash", tmp_path))
+    assert ran.results()["coverage"]["line_percent"] == 100.0
+    assert ran.gate("line-coverage")["passed"]
+    assert ran.exit_code == 1  # test_crash itself fails the failed-tests gate
+    crashed = ran.test(f"{CRASH}::test_crash")
+    assert crashed["outcome"] == "error"
+    assert [attempt["message"] for attempt in crashed["attempts"]] == [
+        "the xdist worker gw0 died (exit 7) while this test ran",
+        "the pytest process died (exit 7) while this test ran",
+    ]
+    assert "test_crash: the pytest process died (exit 7)" in ran.output
+    assert 'message="the pytest process died (exit 7)' in (ran.reports / "junit.xml").read_text(
+        "utf-8"
+    )
+    assert ran.test(f"{CRASH}::test_b")["outcome"] == "passed"
+
+
+def test_coverage_a_crash_took_is_incomplete_exit_3_never_a_gate_failure(tmp_path: Path) -> None:
+    ran = run_in_process(copy_fixture("crash", tmp_path), "--workers", "0", "--reruns", "0")
+    assert ran.exit_code == 3
+    incomplete = ran.results()["run"]["coverage_incomplete"]
+    assert incomplete.startswith("coverage is incomplete: 1 tests ran on a process that died")
+    assert ran.gate("line-coverage")["message"] == f"not judged: {incomplete}"
+    assert f"problem: {incomplete}" in ran.output
