@@ -108,7 +108,8 @@ def run_attempt(
         deadline=session.deadline,
     )
     record = read_record(record_path)
-    _raise_if_never_started(record, completed.exit_code, record_path)
+    if completed.stopped is None:  # stopped before it began, it simply recorded nothing
+        _raise_if_never_started(record, completed.exit_code, record_path)
     return AttemptRun(number, record, completed, directory)
 
 

@@ -5,7 +5,9 @@ outcomes matter here). A test leaves the pool at its first flip (``flaky``, with
 observed failure rate and a 95 % Wilson interval), after n passing runs in a row
 (``stable``: "fails less than p of the time, at confidence c"), or after n failing runs
 in a row (``failing``), where n = ceil(ln(1 - c) / ln(1 - p)). ``--time-budget`` stops it
-with the verdicts reached so far; the rest are ``undecided``.
+with the verdicts reached so far, inside a round when need be (it is the pytest process's
+deadline); the rest are ``undecided``. A signal stops it the same way, but the job is
+then ``interrupted`` (exit 3), as is one that reaches ``timeout-run`` first.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runner import execute, render
+from runner import execute, interrupts, render
 from runner.attempts import Session, problems, recorded_tests, rerun_workers, run_attempt
 from runner.errors import ConfigError
 from runner.flaky import runs_needed, wilson_interval
@@ -175,6 +177,10 @@ def detect(
             project_env=execute.probe(settings, environ),
             cov_args=(),
             work=work,
+            deadline=min(
+                (clock + limit for limit in (settings.time_budget, settings.timeout_run) if limit),
+                default=None,
+            ),
         )
         pool, batch, processes = wanted, 1, 0
         while pool is None or pool:
@@ -214,6 +220,11 @@ def detect(
                 if tally.verdict is None:
                     _count(tally, classify(test.attempt), needed)
             rounds += size
+            if interrupts.reason() is not None:
+                stopped_by = _stopped_by(settings, interrupts.reason() or "")
+                if stopped_by != "time-budget":
+                    found_problems.append(f"flaky detection was {stopped_by}")
+                break
             batch *= 2
             pool = [test_id for test_id, tally in tallies.items() if tally.verdict is None]
     shutil.rmtree(work, ignore_errors=True)
@@ -236,7 +247,19 @@ def detect(
     )
     write_detection(detection, settings.reports_dir)
     sys.stdout.write(render.detection_terminal(detection))
+    if stopped_by not in ("verdicts", "time-budget"):
+        return 3
     return 1 if detection.count("flaky") or detection.count("failing") else 0
+
+
+def _stopped_by(settings: Settings, reason: str) -> str:
+    """``time-budget`` when the budget's deadline stopped the job, else why it was stopped."""
+    if reason != "timeout-run":
+        return f"interrupted by {reason}"
+    budget, hard = settings.time_budget, settings.timeout_run
+    if budget is not None and (hard is None or budget <= hard):
+        return "time-budget"
+    return f"stopped at its deadline (timeout-run {hard:g} s)"
 
 
 def _batch_size(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from runner import process_group
+from runner import interrupts, process_group
 from runner.errors import ConfigError
 from runner.settings import load_settings
 from tests.conftest import Ran, copy_fixture, environment, marker_line, run_in_process
@@ -214,3 +215,93 @@ def test_coverage_a_crash_took_is_incomplete_exit_3_never_a_gate_failure(tmp_pat
     assert incomplete.startswith("coverage is incomplete: 1 tests ran on a process that died")
     assert ran.gate("line-coverage")["message"] == f"not judged: {incomplete}"
     assert f"problem: {incomplete}" in ran.output
+    merged = run_in_process(
+        ran.project, "testgate-reports", command="merge", reports="merged-reports"
+    )
+    assert merged.exit_code == 3
+    assert merged.gate("line-coverage")["message"].startswith("not judged: ")
+    assert merged.gate("line-coverage")["message"].endswith(incomplete)
+
+
+def test_timeout_run_stops_the_run_reports_it_and_exits_3(tmp_path: Path) -> None:
+    project = copy_fixture("cancel", tmp_path)
+    ran = run_in_process(
+        project,
+        "--workers", "0", "--timeout-run", "4",
+        extra_env={"CANCEL_PIDS": str(tmp_path / "pids.json")},
+    )  # fmt: skip
+    assert ran.exit_code == 3
+    run = ran.results()["run"]
+    assert run["interrupted"] == "timeout-run"
+    assert run["problems"][0].startswith("the run was stopped at its deadline (timeout-run 4 s)")
+    assert "INTERRUPTED stopped at its deadline (timeout-run)" in ran.output
+    finished = {test["id"] for test in ran.results()["tests"]}
+    assert f"{CANCEL}::test_b_hangs" not in finished
+
+
+def test_flaky_detection_stops_inside_a_round_when_its_budget_is_spent(tmp_path: Path) -> None:
+    project = copy_fixture("cancel", tmp_path)
+    ran = run_in_process(
+        project,
+        "--workers", "0", "--time-budget", "3", "--timeout", "0",
+        "--only", f"{CANCEL}::test_a_finishes", f"{CANCEL}::test_b_hangs",
+        command="flaky",
+        extra_env={"CANCEL_PIDS": str(tmp_path / "pids.json")},
+    )  # fmt: skip
+    assert ran.exit_code == 0, ran.output
+    detection = json.loads((ran.reports / "flaky.json").read_text("utf-8"))
+    assert detection["stopped_by"] == "time-budget"
+    decided = [test["id"] for test in detection["tests"] if test["verdict"] != "undecided"]
+    assert f"{CANCEL}::test_b_hangs" not in decided
+
+
+def signal_once_handled(number: int, *, after: float) -> threading.Thread:
+    """Send ``number`` to this process once testgate handles it, ``after`` seconds later."""
+
+    def send() -> None:
+        while getattr(signal.getsignal(number), "__module__", "") != "runner.interrupts":
+            time.sleep(0.02)
+        time.sleep(after)
+        os.kill(os.getpid(), number)
+
+    thread = threading.Thread(target=send, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_a_signal_before_any_test_stops_the_services_wait_and_exits_3(tmp_path: Path) -> None:
+    project = copy_fixture("cancel", tmp_path)
+    signal_once_handled(signal.SIGTERM, after=0.3)
+    ran = run_in_process(
+        project, "--service", "redis=redis://127.0.0.1:1/0", "--services-timeout", "60"
+    )
+    assert ran.exit_code == 3
+    assert "testgate: error: interrupted by SIGTERM before any test ran" in ran.output
+    assert not (project / ".testgate" / "run-services.json").exists()
+
+
+def test_a_second_signal_kills_a_group_that_ignores_the_first(tmp_path: Path) -> None:
+    stubborn = "import signal, time; signal.signal(signal.SIGINT, signal.SIG_IGN); time.sleep(30)"
+    with interrupts.handling_signals():
+        child = process_group.start([sys.executable, "-c", stubborn], cwd=tmp_path, env=os.environ)
+        first = threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGTERM))
+        second = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGTERM))
+        first.start()
+        second.start()
+        code, left, stopped = interrupts.wait(child, deadline=None)
+        first.join()
+        second.join()
+    assert (code, left, stopped) == (-signal.SIGKILL, (), "SIGTERM")
+
+
+def test_signals_are_left_alone_outside_the_main_thread() -> None:
+    handlers: list[object] = []
+
+    def command() -> None:
+        with interrupts.handling_signals():
+            handlers.append(signal.getsignal(signal.SIGTERM))
+
+    thread = threading.Thread(target=command)
+    thread.start()
+    thread.join()
+    assert handlers == [signal.getsignal(signal.SIGTERM)]

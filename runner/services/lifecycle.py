@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Protocol, TextIO
 from urllib.parse import unquote, urlsplit
 
+from runner import interrupts
 from runner.errors import ConfigError, InfraError
 from runner.services import databases
 from runner.services.docker import DockerBackend, engine_answers
@@ -206,7 +207,7 @@ def up(
         try:
             # The timeout counts from the start: an image pull or an initdb is not waiting.
             deadline = time.monotonic() + timeout
-            wait_ready(endpoint, deadline=deadline, died=lambda: owner.died(started))
+            wait_ready(endpoint, deadline=deadline, died=lambda: _stopped() or owner.died(started))
         except NotReady as error:
             raise InfraError(
                 f"{spec.name} ({started.running.description}) never became ready: {error}\n"
@@ -250,6 +251,12 @@ def up(
                     file=out,
                 )
     return ready
+
+
+def _stopped() -> str | None:
+    """A signal ends the wait for every service at once (they are then stopped)."""
+    why = interrupts.reason()
+    return None if why is None else f"testgate was interrupted by {why}"
 
 
 def down(*, state_file: Path, environ: Mapping[str, str], log: TextIO | None = None) -> int:
