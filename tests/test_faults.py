@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -23,6 +25,7 @@ from runner import interrupts, process_group
 from runner.errors import ConfigError
 from runner.settings import load_settings
 from tests.conftest import Ran, copy_fixture, environment, marker_line, run_in_process
+from tests.test_action import ACT, ROOT, SETUP_UV
 
 HANGS = "tests/test_hangs.py"
 
@@ -138,17 +141,21 @@ def signal_when_hanging(pids: Path, state: Path, number: int) -> dict[str, Any]:
     return seen
 
 
-@pytest.fixture(scope="module", params=["SIGINT", "SIGTERM"])
+@pytest.fixture(scope="module", params=[("SIGINT", "0"), ("SIGTERM", "2")], ids=str)
 def cancelled(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[Ran, dict[str, Any]]:
-    """The cancel fixture with a local redis, signalled while its second test hangs."""
+    """The cancel fixture with a local redis, signalled while its second test hangs:
+    SIGINT without xdist, SIGTERM with two workers."""
+    name, workers = request.param
     project = copy_fixture("cancel", tmp_path_factory.mktemp("cancel"))
     pids = project / "pids.json"
     state = project / ".testgate" / "run-services.json"
-    seen = signal_when_hanging(pids, state, getattr(signal, request.param))
+    seen = signal_when_hanging(pids, state, getattr(signal, name))
     ran = run_in_process(
         project,
+        "--workers",
+        workers,
         "--service",
         "redis",
         "--services-backend",
@@ -227,13 +234,13 @@ def test_timeout_run_stops_the_run_reports_it_and_exits_3(tmp_path: Path) -> Non
     project = copy_fixture("cancel", tmp_path)
     ran = run_in_process(
         project,
-        "--workers", "0", "--timeout-run", "4",
+        "--workers", "0", "--timeout-run", "2",
         extra_env={"CANCEL_PIDS": str(tmp_path / "pids.json")},
     )  # fmt: skip
     assert ran.exit_code == 3
     run = ran.results()["run"]
     assert run["interrupted"] == "timeout-run"
-    assert run["problems"][0].startswith("the run was stopped at its deadline (timeout-run 4 s)")
+    assert run["problems"][0].startswith("the run was stopped at its deadline (timeout-run 2 s)")
     assert "INTERRUPTED stopped at its deadline (timeout-run)" in ran.output
     finished = {test["id"] for test in ran.results()["tests"]}
     assert f"{CANCEL}::test_b_hangs" not in finished
@@ -243,7 +250,7 @@ def test_flaky_detection_stops_inside_a_round_when_its_budget_is_spent(tmp_path:
     project = copy_fixture("cancel", tmp_path)
     ran = run_in_process(
         project,
-        "--workers", "0", "--time-budget", "3", "--timeout", "0",
+        "--workers", "0", "--time-budget", "2", "--timeout", "0",
         "--only", f"{CANCEL}::test_a_finishes", f"{CANCEL}::test_b_hangs",
         command="flaky",
         extra_env={"CANCEL_PIDS": str(tmp_path / "pids.json")},
@@ -305,3 +312,87 @@ def test_signals_are_left_alone_outside_the_main_thread() -> None:
     thread.start()
     thread.join()
     assert handlers == [signal.getsignal(signal.SIGTERM)]
+
+
+CANCEL_JOB = """\
+name: cancel
+on: push
+jobs:
+  cancel:
+    runs-on: ubuntu-latest
+    steps:
+      - uses: acme/testgate@v1
+        with:
+          working-directory: {project}
+          services: redis
+"""
+
+
+def parent_of(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text("utf-8").rsplit(")", 1)[1].split()[1])
+
+
+def step_shell(act: int, descendant: int) -> int:
+    """The process act started for the step: the ancestor of ``descendant`` below act."""
+    pid = descendant
+    while parent_of(pid) != act:
+        pid = parent_of(pid)
+        assert pid > 1, "the test's process does not descend from act"
+    return pid
+
+
+def test_the_actions_step_lets_a_cancelled_jobs_signal_reach_testgate(tmp_path: Path) -> None:
+    """Under act, SIGTERM to the step's shell (as the runner sends it) ends the run cleanly."""
+    action = tmp_path / "action"
+    action.mkdir()
+    for name in ("action.yml", "action.lock"):
+        shutil.copy(ROOT / name, action / name)
+    shutil.copytree(
+        ROOT / "runner", action / "runner", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    (tmp_path / "setup-uv").mkdir()
+    (tmp_path / "setup-uv" / "action.yml").write_text(SETUP_UV, "utf-8")
+    project = copy_fixture("cancel", tmp_path)
+    pids = project / "pids.json"
+    repo = tmp_path / "repo"
+    (repo / ".github" / "workflows").mkdir(parents=True)
+    workflow = CANCEL_JOB.format(project=project)
+    (repo / ".github" / "workflows" / "cancel.yml").write_text(workflow, "utf-8")
+    git = ["git", "-C", str(repo), "-c", "user.email=t@example.com", "-c", "user.name=t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-qm", "workflow"], check=True)
+    uv_dir = Path(shutil.which("uv") or sys.executable).parent
+    with (tmp_path / "act-output.txt").open("w+", encoding="utf-8") as log:
+        act = subprocess.Popen(
+            [str(ACT), "push", "-P", "ubuntu-latest=-self-hosted",
+             "--local-repository", f"acme/testgate@v1={action}",
+             "--local-repository", f"astral-sh/setup-uv@v6={tmp_path / 'setup-uv'}",
+             "--env", f"TESTGATE_TEST_UV_DIR={uv_dir}", "--env", f"CANCEL_PIDS={pids}"],
+            cwd=repo, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 240
+            while not pids.exists() and act.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.1)
+            seen = json.loads(pids.read_text("utf-8"))
+            shell = step_shell(act.pid, seen["test"])
+            state = project / ".testgate" / "services.json"  # the action's services step
+            services = json.loads(state.read_text("utf-8"))["services"]
+            os.kill(shell, signal.SIGTERM)
+            act.wait(timeout=120)
+        finally:
+            act.kill()
+            act.wait()
+        log.seek(0)
+        output = log.read()
+    ran = Ran(3, output, project, project / "testgate-reports")
+    assert ran.results()["run"]["interrupted"] == "SIGTERM", output[-3000:]
+    assert ran.test(f"{CANCEL}::test_a_finishes")["outcome"] == "passed"
+    assert "INTERRUPTED by SIGTERM" in output
+    assert "[cancel/cancel] exit status 3" in output
+    assert process_group.members(seen["group"]) == ()
+    for pid in [seen["test"], seen["parent"], seen["daemon"], shell]:
+        assert gone(pid), pid
+    assert all(gone(service["pid"]) for service in services)  # the Stop services step
+    assert not state.exists()
