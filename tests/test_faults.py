@@ -24,15 +24,24 @@ import pytest
 from runner import interrupts, process_group
 from runner.errors import ConfigError
 from runner.settings import load_settings
-from tests.conftest import Ran, copy_fixture, environment, marker_line, run_in_process
+from tests.conftest import (
+    Ran,
+    copy_fixture,
+    environment,
+    marker_line,
+    once_per_session,
+    run_in_process,
+)
 from tests.test_action import ACT, ROOT, SETUP_UV
 
 HANGS = "tests/test_hangs.py"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def hangs(tmp_path_factory: pytest.TempPathFactory) -> Ran:
-    return run_in_process(copy_fixture("hangs", tmp_path_factory.mktemp("hangs")))
+    return once_per_session(
+        tmp_path_factory, "hangs", lambda root: run_in_process(copy_fixture("hangs", root))
+    )
 
 
 def first(ran: Ran, name: str) -> dict[str, Any]:
