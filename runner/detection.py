@@ -220,7 +220,9 @@ def detect(
                 if tally.verdict is None:
                     _count(tally, classify(test.attempt), needed)
             rounds += size
-            if interrupts.reason() is not None:
+            if interrupts.reason() is not None:  # what it never reached has no verdict
+                for test_id in done.record.collected_ids or pool or ():
+                    tallies.setdefault(test_id, Tally())
                 stopped_by = _stopped_by(settings, interrupts.reason() or "")
                 if stopped_by != "time-budget":
                     found_problems.append(f"flaky detection was {stopped_by}")
@@ -254,12 +256,10 @@ def detect(
 
 def _stopped_by(settings: Settings, reason: str) -> str:
     """``time-budget`` when the budget's deadline stopped the job, else why it was stopped."""
-    if reason != "timeout-run":
-        return f"interrupted by {reason}"
     budget, hard = settings.time_budget, settings.timeout_run
-    if budget is not None and (hard is None or budget <= hard):
+    if reason == "timeout-run" and budget is not None and (hard is None or budget <= hard):
         return "time-budget"
-    return f"stopped at its deadline (timeout-run {hard:g} s)"
+    return f"interrupted by {reason}"
 
 
 def _batch_size(
@@ -304,9 +304,11 @@ def _verdict(test_id: str, tally: Tally, settings: Settings, needed: int) -> Tes
         statement = f"failed all {runs} runs"
     elif verdict == "skipped":
         statement = "skipped: cannot be judged"
-    else:
+    elif runs:
         same = "failed" if failures else "passed"
         statement = f"{same} {runs} runs in a row so far; {needed} needed for a verdict"
+    else:
+        statement = f"never ran before the job was stopped; {needed} runs needed for a verdict"
     return TestVerdict(test_id, verdict, runs, failures, statement)
 
 

@@ -8,9 +8,9 @@ problem is named in the results and the exit code.
 
 A signal or the run's deadline (``timeout-run``) stops pytest; what was recorded is
 reported, the run is ``interrupted`` and names the tests that never ran (exit 3). The
-tests a crashed xdist worker had finished lost their coverage with it: they are rerun
-with the failures, so that it joins the combined data, or the coverage is incomplete and
-its gates say so (exit 3), never judged as if it were whole.
+tests a crashed xdist worker had finished lost their coverage with it: they are run
+again in a process of their own, so that it joins the combined data, or the coverage is
+incomplete and its gates say so (exit 3), never judged as if it were whole.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from json.encoder import encode_basestring
 from pathlib import Path
 
-from runner import coverage_data, execute, gates, github, interrupts, render
+from runner import coverage_data, execute, faults, gates, github, interrupts, render
 from runner.attempts import (
     AttemptRun,
     Session,
@@ -47,7 +47,6 @@ from runner.results import (
     BROKEN,
     Attempt,
     CoverageSummary,
-    GateResult,
     RunInfo,
     RunResult,
     TestResult,
@@ -69,8 +68,6 @@ REPORT_FILES = (
 )
 WORK_DIR = ".testgate-work"
 REPLAY_LIMIT = 1000
-LISTED = 20
-COVERAGE_GATES = frozenset({"line-coverage", "branch-coverage", "diff-coverage"})
 
 
 @dataclass(frozen=True)
@@ -166,7 +163,7 @@ def _run(settings: Settings, *, environ: Mapping[str, str]) -> Outcome:
     if interrupts.reason() is None:
         check_order(session, history, first)
     tests = classify_all(history, quarantine)
-    stop = stopped(settings, history, first)
+    stop = faults.stopped(settings, first.record.collected_ids, done=history.attempts)
     coverage = coverage_data.combine_and_report(
         project=settings.project,
         data_files=[path for done in history.runs for path in done.coverage_dir.glob(".coverage*")],
@@ -180,8 +177,10 @@ def _run(settings: Settings, *, environ: Mapping[str, str]) -> Outcome:
     if coverage is not None and diff is not None:
         coverage = replace(coverage, diff_percent=diff.percent)
     found_problems = tuple(problem for done in history.runs for problem in problems(done))
-    incomplete = incomplete_coverage(lost, first, interrupted=stop[0] is not None)
-    found_problems += tuple(text for text in (stop[1], incomplete) if text)
+    incomplete = faults.incomplete_coverage(
+        lost, crashes=first.record.crashes, reruns=settings.reruns, interrupted=stop.why is not None
+    )
+    found_problems += tuple(text for text in (stop.problem, incomplete) if text)
     info = RunInfo(
         started=started.isoformat(timespec="seconds"),
         duration_s=time.monotonic() - clock,
@@ -201,9 +200,9 @@ def _run(settings: Settings, *, environ: Mapping[str, str]) -> Outcome:
             for entry in quarantine.unmatched(history.attempts)
         )
         + ((durations_warning,) if durations_warning else ())
-        + leftover_warnings(history.runs),
-        interrupted=stop[0],
-        not_run=stop[2],
+        + faults.leftover_warnings([done.completed for done in history.runs]),
+        interrupted=stop.why,
+        not_run=stop.not_run,
         coverage_incomplete=incomplete,
     )
     shutil.rmtree(work, ignore_errors=True)
@@ -239,7 +238,7 @@ def conclude(
         diff_skipped=diff[1],
     )
     if info.coverage_incomplete is not None:
-        verdicts = not_judged(verdicts, why=info.coverage_incomplete)
+        verdicts = faults.not_judged(verdicts, why=info.coverage_incomplete)
     result = RunResult(
         run=info,
         tests=tests,
@@ -264,71 +263,6 @@ def conclude(
     if info.problems:
         return Outcome(result, InfraError.exit_code)
     return Outcome(result, 0 if result.passed else 1)
-
-
-def not_judged(verdicts: tuple[GateResult, ...], *, why: str) -> tuple[GateResult, ...]:
-    """Coverage gates on partial data: failed, saying that the data, not the suite, is short."""
-    return tuple(
-        replace(gate, passed=False, message=f"not judged: {why}")
-        if gate.name in COVERAGE_GATES
-        else gate
-        for gate in verdicts
-    )
-
-
-def stopped(
-    settings: Settings, history: History, first: AttemptRun
-) -> tuple[str | None, str | None, tuple[str, ...]]:
-    """Why the run was cut short (None: it was not), the problem, the tests never run."""
-    why = interrupts.reason()
-    if why is None:
-        return None, None, ()
-    never = tuple(
-        test_id for test_id in first.record.collected_ids if test_id not in history.attempts
-    )
-    listed = ", ".join(never[:LISTED]) + (
-        f" and {len(never) - LISTED} more" if len(never) > LISTED else ""
-    )
-    cause = (
-        f"stopped at its deadline (timeout-run {settings.timeout_run:g} s)"
-        if why == "timeout-run"
-        else f"interrupted by {why}"
-    )
-    problem = f"the run was {cause}: {len(never)} tests never ran" + (
-        f": {listed}" if never else ""
-    )
-    return why, problem, never
-
-
-def incomplete_coverage(lost: set[str], first: AttemptRun, *, interrupted: bool) -> str | None:
-    """Why the combined coverage is known to be partial, or None when it is whole."""
-    if interrupted:
-        return "the run was interrupted, so its coverage is partial"
-    if not lost:
-        return None
-    crashes = ", ".join(first.record.crashes) or "the pytest process"
-    return (
-        f"coverage is incomplete: {len(lost)} tests ran on a process that died ({crashes}) "
-        "and took their coverage with it; rerunning them did not recover it (set reruns "
-        "to 1 or more)"
-    )
-
-
-def leftover_warnings(runs: list[AttemptRun]) -> tuple[str, ...]:
-    """The processes tests left running, which testgate killed when pytest had ended."""
-    left = [
-        process
-        for done in runs
-        if done.completed.stopped is None  # when testgate stopped pytest, its workers remain
-        for process in done.completed.leftovers
-    ]
-    if not left:
-        return ()
-    shown = "; ".join(left[:5]) + (f"; and {len(left) - 5} more" if len(left) > 5 else "")
-    return (
-        f"the tests left {len(left)} processes running after pytest ended; testgate killed "
-        f"them: {shown}",
-    )
 
 
 def write_schedule(settings: Settings, durations: Mapping[str, float], path: Path) -> Path:
@@ -416,8 +350,6 @@ def check_order(session: Session, history: History, first: AttemptRun) -> None:
         sequence = sequences[worker or None]
         last = max(index for index, test_id in enumerate(sequence) if test_id in flaky)
         replay = sequence[: last + 1][-REPLAY_LIMIT:]
-        if interrupts.reason() is not None:
-            return
         number += 1
         done = run_attempt(
             session,

@@ -58,11 +58,6 @@ class AttemptRecord:
     lost: tuple[str, ...] = ()
     crashes: tuple[str, ...] = ()
 
-    def never_ran(self) -> tuple[str, ...]:
-        """Collected tests that this attempt never finished (it was cut short)."""
-        done = {test.test_id for test in self.tests}
-        return tuple(dict.fromkeys(i for i in self.collected_ids if i not in done))
-
 
 def read_record(path: Path, *, limit_bytes: int = RECORD_LIMIT_BYTES) -> AttemptRecord:
     """Parse a record file; a missing file means pytest never got as far as configuring."""

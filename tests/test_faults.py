@@ -23,6 +23,7 @@ import pytest
 
 from runner import interrupts, process_group
 from runner.errors import ConfigError
+from runner.record import describe_exit
 from runner.settings import load_settings
 from tests.conftest import (
     Ran,
@@ -103,6 +104,7 @@ def settings_of(project: Path, tool: str, **flags: str | None) -> Any:
 
 
 def test_timeouts_come_from_pyproject_only_and_are_checked(tmp_path: Path) -> None:
+    assert settings_of(tmp_path, "timeouts = {}").timeouts == ()
     found = settings_of(tmp_path, "timeouts = {unit = 1, slow = 30}\ntimeout = 0")
     assert found.timeouts == (("slow", 30.0), ("unit", 1.0))
     assert found.timeout == 0
@@ -115,6 +117,7 @@ def test_timeouts_come_from_pyproject_only_and_are_checked(tmp_path: Path) -> No
         ('timeouts = {unit = "soon"}', "must be a number"),
         ("timeouts = {unit = 0}", "a timeout must be above 0"),
         ("timeout = -1", "or 0 for no limit"),
+        ('timeouts = {"not a name" = 1}', "must be a table of marker = seconds"),
         ("timeout-run = 0", "above 0, or 'none'"),
     ]:
         with pytest.raises(ConfigError, match=words):
@@ -267,8 +270,20 @@ def test_flaky_detection_stops_inside_a_round_when_its_budget_is_spent(tmp_path:
     assert ran.exit_code == 0, ran.output
     detection = json.loads((ran.reports / "flaky.json").read_text("utf-8"))
     assert detection["stopped_by"] == "time-budget"
-    decided = [test["id"] for test in detection["tests"] if test["verdict"] != "undecided"]
-    assert f"{CANCEL}::test_b_hangs" not in decided
+    assert f"{CANCEL}::test_b_hangs" in detection["undecided"]
+
+
+def test_flaky_detection_that_reaches_timeout_run_is_interrupted(tmp_path: Path) -> None:
+    project = copy_fixture("cancel", tmp_path)
+    ran = run_in_process(
+        project,
+        "--workers", "0", "--timeout-run", "1", "--only", f"{CANCEL}::test_a_finishes",
+        command="flaky",
+    )  # fmt: skip
+    assert ran.exit_code == 3
+    detection = json.loads((ran.reports / "flaky.json").read_text("utf-8"))
+    assert detection["stopped_by"] == "interrupted by timeout-run"
+    assert detection["problems"] == ["flaky detection was interrupted by timeout-run"]
 
 
 def signal_once_handled(number: int, *, after: float) -> threading.Thread:
@@ -308,6 +323,12 @@ def test_a_second_signal_kills_a_group_that_ignores_the_first(tmp_path: Path) ->
         first.join()
         second.join()
     assert (code, left, stopped) == (-signal.SIGKILL, (), "SIGTERM")
+
+
+def test_an_exit_code_names_the_signal_that_ended_the_process() -> None:
+    assert describe_exit(7) == "exit 7"
+    assert describe_exit(-signal.SIGSEGV) == "killed by signal SIGSEGV"
+    assert describe_exit(-99) == "killed by signal 99"  # no such signal here
 
 
 def test_signals_are_left_alone_outside_the_main_thread() -> None:

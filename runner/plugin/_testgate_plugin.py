@@ -420,7 +420,7 @@ def _exit_code(node: Any) -> int | None:
     """The exit code of a worker's process (execnet's popen gateways keep the process)."""
     popen = getattr(getattr(node.gateway, "_io", None), "popen", None)
     try:
-        return None if popen is None else int(popen.wait(timeout=2))
+        return int(popen.wait(timeout=2))  # type: ignore[union-attr]
     except Exception:  # an execnet without that attribute, or a process that would not end
         return None
 
