@@ -69,14 +69,11 @@ def members(group: int) -> tuple[str, ...]:
     """``pid command`` of every live process in the group (Linux's /proc; else none named)."""
     found = []
     for entry in Path("/proc").glob("[0-9]*"):
-        try:
-            stat = (entry / "stat").read_text("utf-8", "replace")
-            fields = stat.rsplit(")", 1)[1].split()
-            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").strip()
-        except (OSError, IndexError):
-            continue  # it ended while we looked
-        if int(fields[2]) == group and fields[0] != "Z":
-            found.append(f"{entry.name} {command.decode('utf-8', 'replace')[:200]}")
+        with contextlib.suppress(OSError, IndexError):  # a process that ended as we looked
+            fields = (entry / "stat").read_text("utf-8", "replace").rsplit(")", 1)[1].split()
+            if int(fields[2]) == group and fields[0] != "Z":  # state, ppid, process group
+                command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").strip()
+                found.append(f"{entry.name} {command.decode('utf-8', 'replace')[:200]}")
     return tuple(sorted(found))
 
 

@@ -98,6 +98,13 @@ def test_a_test_that_times_out_once_is_flaky_and_the_run_goes_on(hangs: Ran) -> 
     assert "timed out after 0.25 s (marker unit)" in junit
 
 
+def test_a_process_a_test_left_running_is_killed_and_named(hangs: Ran) -> None:
+    (warning,) = hangs.results()["run"]["warnings"]
+    assert warning.startswith("the tests left 1 processes running after pytest ended; testgate")
+    assert warning.endswith(" sleep 300")
+    assert gone(int(warning.rsplit(": ", 1)[1].split()[0]))
+
+
 def settings_of(project: Path, tool: str, **flags: str | None) -> Any:
     (project / "pyproject.toml").write_text(f"[tool.testgate]\n{tool}\n", "utf-8")
     return load_settings(project=project, flags=flags, environ=environment())
