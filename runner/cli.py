@@ -209,8 +209,8 @@ def _command(
     except interrupts.Interrupted as stop:
         sys.stdout.flush()
         print(
-            f"testgate: error: interrupted by {stop.reason} before any test ran; "
-            "what testgate had started is stopped",
+            f"testgate: error: interrupted by {stop.reason} before anything could be "
+            "reported; what testgate had started is stopped",
             file=sys.stderr,
         )
         return InfraError.exit_code

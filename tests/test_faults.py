@@ -314,7 +314,7 @@ def test_a_signal_before_any_test_stops_the_services_wait_and_exits_3(tmp_path: 
         project, "--service", "redis=redis://127.0.0.1:1/0", "--services-timeout", "60"
     )
     assert ran.exit_code == 3
-    assert "testgate: error: interrupted by SIGTERM before any test ran" in ran.output
+    assert "testgate: error: interrupted by SIGTERM before anything could be reported" in ran.output
     assert not (project / ".testgate" / "run-services.json").exists()
 
 
