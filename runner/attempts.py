@@ -20,7 +20,7 @@ from msgspec import structs
 from runner import environment, execute
 from runner.errors import ConfigError, InfraError
 from runner.output import emit
-from runner.record import AttemptRecord, RecordedTest, read_record
+from runner.record import AttemptRecord, RecordedTest, describe_exit, read_record
 from runner.settings import Settings
 
 _SEEDS = random.SystemRandom()
@@ -37,6 +37,7 @@ class Session:
     project_env: environment.ProjectEnv
     cov_args: tuple[str, ...]
     work: Path
+    deadline: float | None = None
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,8 @@ def run_attempt(
             extra_args.append(f"--randomly-seed={seed}")
     if schedule is not None:
         extra_env[execute.SCHEDULE_ENV] = str(schedule)
+    if execute.timeouts_wanted(session.settings):
+        extra_env[execute.TIMEOUTS_ENV] = execute.timeouts_plan(session.settings)
     if label is not None:
         emit(f"\ntestgate: {label}\n")
     command = environment.pytest_command(
@@ -101,9 +104,11 @@ def run_attempt(
         coverage_file=directory / ".coverage",
         select=select_path,
         extra_env=extra_env,
+        deadline=session.deadline,
     )
     record = read_record(record_path)
-    _raise_if_never_started(record, completed.exit_code, record_path)
+    if completed.stopped is None:  # stopped before it began, it simply recorded nothing
+        _raise_if_never_started(record, completed.exit_code, record_path)
     return AttemptRun(number, record, completed, directory)
 
 
@@ -129,7 +134,8 @@ def rerun_workers(workers: str, count: int, *, cpus: int | None, seconds: float)
 def recorded_tests(run: AttemptRun, *, kind: str) -> list[RecordedTest]:
     """Every test of an attempt, each attempt stamped with its number and kind.
 
-    A test the pytest process died in becomes an error that says so.
+    A test the pytest process died in becomes an error that says so; one that testgate
+    cut short (a signal, the run's deadline) did not finish, and is not counted.
     """
     found = list(run.record.tests)
     if run.number == 1:  # a rerun's collection error names a file, not the test rerun
@@ -138,9 +144,12 @@ def recorded_tests(run: AttemptRun, *, kind: str) -> list[RecordedTest]:
         replace(test, attempt=structs.replace(test.attempt, number=run.number, kind=kind))
         for test in found
     ]
+    if run.completed.stopped is not None:
+        return [test for test in stamped if not _crash_report(test)]
     unfinished = run.record.unfinished
     if unfinished is not None:
-        message = f"the pytest process died (exit {run.completed.exit_code}) while this test ran"
+        how = describe_exit(run.completed.exit_code)
+        message = f"the pytest process died ({how}) while this test ran"
         died = structs.replace(unfinished.attempt, message=message, number=run.number, kind=kind)
         stamped.append(replace(unfinished, attempt=died))
     return stamped
@@ -152,19 +161,25 @@ def problems(run: AttemptRun) -> tuple[str, ...]:
     In a rerun, a process that dies inside a test is evidence about that test (an error
     attempt), not a problem: the suite's own run already said whether tests were lost.
     """
-    record, exit_code = run.record, run.completed.exit_code
+    record, how = run.record, describe_exit(run.completed.exit_code)
     found = [INTERNAL_ERROR + _last_line(text) for text in record.internal_errors]
-    if record.unfinished is not None and run.number == 1:
-        found.append(
-            f"the pytest process died (exit {exit_code}) while running {record.unfinished.id}"
-        )
+    if run.completed.stopped is not None:
+        pass  # the command says why it stopped pytest, and which tests never ran
+    elif record.unfinished is not None and run.number == 1:
+        found.append(f"the pytest process died ({how}) while running {record.unfinished.id}")
     elif record.exit_status is None and record.unfinished is None:
-        found.append(f"the pytest process ended (exit {exit_code}) before its session finished")
+        found.append(f"the pytest process ended ({how}) before its session finished")
     elif record.exit_status == 2 and not record.collect_errors:
         found.append("pytest was interrupted before the suite finished (exit 2)")
     if run.number > 1:
         return tuple(f"attempt {run.number}: {problem}" for problem in found)
     return tuple(found)
+
+
+def _crash_report(test: RecordedTest) -> bool:
+    """xdist's report for a test whose worker died: when testgate stopped the run, that is
+    the stop, not the test."""
+    return (test.attempt.message or "").startswith("the xdist worker ")
 
 
 def _last_line(text: str) -> str:

@@ -14,9 +14,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from runner import __version__, github, pipeline
+from runner import __version__, github, interrupts, pipeline
 from runner.detection import detect
-from runner.errors import TestgateError
+from runner.errors import InfraError, TestgateError
 from runner.merge import merge
 from runner.output import emit
 from runner.services import lifecycle
@@ -143,6 +143,8 @@ def _add_settings(command: argparse.ArgumentParser) -> None:
         help="the project root, with its pyproject.toml (default: the current directory)",
     )
     for option in OPTIONS:
+        if option.pyproject_only:
+            continue
         if option.name == "services":
             command.add_argument(
                 "--service",
@@ -176,6 +178,22 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         split = args.index("--")
         args, pytest_args = args[:split], tuple(args[split + 1 :])
     namespace = parser().parse_args(args)
+    with interrupts.handling_signals():
+        return _command(namespace, env=env, given=given, pytest_args=pytest_args)
+
+
+def _command(
+    namespace: argparse.Namespace,
+    *,
+    env: Mapping[str, str],
+    given: Mapping[str, str],
+    pytest_args: tuple[str, ...],
+) -> int:
+    """Run one command; errors and interruptions become a message and an exit code.
+
+    ``given`` is the environment as testgate got it, the action's inputs included (read
+    for the settings only); ``env`` is what it hands on.
+    """
     try:
         if namespace.command == "services":
             return _services(namespace, environ=env, inputs=action_inputs(given))
@@ -212,13 +230,21 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             if env.get("GITHUB_OUTPUT"):
                 github.write_outputs(Path(env["GITHUB_OUTPUT"]), {"passed": "false"})
         return error.exit_code
+    except interrupts.Interrupted as stop:
+        sys.stdout.flush()
+        emit(
+            f"testgate: error: interrupted by {stop.reason} before anything could be "
+            "reported; what testgate had started is stopped\n",
+            stream=sys.stderr,
+        )
+        return InfraError.exit_code
 
 
 def _settings(
     namespace: argparse.Namespace, *, environ: Mapping[str, str], pytest_args: tuple[str, ...]
 ) -> Settings:
     project = Path(namespace.project or environ.get("TESTGATE_WORKING_DIRECTORY") or ".")
-    flags = {option.name: getattr(namespace, option.attribute) for option in OPTIONS}
+    flags = {option.name: getattr(namespace, option.attribute, None) for option in OPTIONS}
     if flags["services"] is not None:
         flags["services"] = "\n".join(flags["services"])
     return load_settings(

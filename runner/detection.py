@@ -5,7 +5,9 @@ outcomes matter here). A test leaves the pool at its first flip (``flaky``, with
 observed failure rate and a 95 % Wilson interval), after n passing runs in a row
 (``stable``: "fails less than p of the time, at confidence c"), or after n failing runs
 in a row (``failing``), where n = ceil(ln(1 - c) / ln(1 - p)). ``--time-budget`` stops it
-with the verdicts reached so far; the rest are ``undecided``.
+with the verdicts reached so far, inside a round when need be (it is the pytest process's
+deadline); the rest are ``undecided``. A signal stops it the same way, but the job is
+then ``interrupted`` (exit 3), as is one that reaches ``timeout-run`` first.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runner import environment, github, owned_dir, render
+from runner import environment, github, interrupts, owned_dir, render
 from runner.attempts import Session, problems, recorded_tests, rerun_workers, run_attempt
 from runner.errors import ConfigError
 from runner.flaky import runs_needed, wilson_interval
@@ -182,6 +184,10 @@ def detect(
             project_env=environment.probe(settings, environ),
             cov_args=(),
             work=work,
+            deadline=min(
+                (clock + limit for limit in (settings.time_budget, settings.timeout_run) if limit),
+                default=None,
+            ),
         )
         pool, batch, processes = wanted, 1, 0
         while pool is None or pool:
@@ -221,6 +227,13 @@ def detect(
                 if tally.verdict is None:
                     _count(tally, classify(test.attempt), needed)
             rounds += size
+            if interrupts.reason() is not None:  # what it never reached has no verdict
+                for test_id in done.record.collected_ids or pool or ():
+                    tallies.setdefault(test_id, Tally())
+                stopped_by = _stopped_by(settings, interrupts.reason() or "")
+                if stopped_by != "time-budget":
+                    found_problems.append(f"flaky detection was {stopped_by}")
+                break
             batch *= 2
             pool = [test_id for test_id, tally in tallies.items() if tally.verdict is None]
     shutil.rmtree(work, ignore_errors=True)
@@ -254,7 +267,17 @@ def detect(
             ),
             commands=True,
         )
+    if stopped_by not in ("verdicts", "time-budget"):
+        return 3
     return 1 if detection.count("flaky") or detection.count("failing") else 0
+
+
+def _stopped_by(settings: Settings, reason: str) -> str:
+    """``time-budget`` when the budget's deadline stopped the job, else why it was stopped."""
+    budget, hard = settings.time_budget, settings.timeout_run
+    if reason == "timeout-run" and budget is not None and (hard is None or budget <= hard):
+        return "time-budget"
+    return f"interrupted by {reason}"
 
 
 def _batch_size(
@@ -299,9 +322,11 @@ def _verdict(test_id: str, tally: Tally, settings: Settings, needed: int) -> Tes
         statement = f"failed all {runs} runs"
     elif verdict == "skipped":
         statement = "skipped: cannot be judged"
-    else:
+    elif runs:
         same = "failed" if failures else "passed"
         statement = f"{same} {runs} runs in a row so far; {needed} needed for a verdict"
+    else:
+        statement = f"never ran before the job was stopped; {needed} runs needed for a verdict"
     return TestVerdict(test_id, verdict, runs, failures, statement, line=tally.line)
 
 

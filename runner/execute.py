@@ -8,19 +8,20 @@ runner's file commands never reach the tests, and an outer pytest run does not l
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
-import subprocess
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from runner import child_env
+from runner import child_env, interrupts, process_group
 from runner.child_env import child_environment
 from runner.errors import InfraError
 from runner.github import on_github, stop_commands
 from runner.output import emit
+from runner.settings import Settings
 
 PLUGIN_DIR = Path(__file__).parent / "plugin"
 PLUGIN_NAME = "_testgate_plugin"
@@ -28,6 +29,7 @@ RECORD_ENV = child_env.RECORD_ENV
 SELECT_ENV = child_env.SELECT_ENV
 SCHEDULE_ENV = child_env.SCHEDULE_ENV
 WORKER_ENV = "TESTGATE_WORKER_ENV"
+TIMEOUTS_ENV = child_env.TIMEOUTS_ENV
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,8 @@ class Completed:
 
     exit_code: int
     duration_s: float
+    leftovers: tuple[str, ...] = ()
+    stopped: str | None = None
 
 
 def find_uv(environ: Mapping[str, str]) -> str:
@@ -49,6 +53,16 @@ def find_uv(environ: Mapping[str, str]) -> str:
     return uv
 
 
+def timeouts_wanted(settings: Settings) -> bool:
+    """Whether any test gets a time limit (``timeout`` 0 and no ``timeouts``: none)."""
+    return settings.timeout > 0 or bool(settings.timeouts)
+
+
+def timeouts_plan(settings: Settings) -> str:
+    """The plugin's time limits: the default and the per-marker ones, as JSON."""
+    return json.dumps({"default": settings.timeout, "markers": dict(settings.timeouts)})
+
+
 def run_pytest(
     command: Sequence[str],
     *,
@@ -58,11 +72,14 @@ def run_pytest(
     coverage_file: Path,
     select: Path | None = None,
     extra_env: Mapping[str, str] | None = None,
+    deadline: float | None = None,
 ) -> Completed:
     """Run pytest, its output streaming to ours; return its exit code and wall time.
 
     ``select`` names the plugin's selection file (a rerun or replay); ``extra_env`` adds
-    variables such as a fresh ``PYTHONHASHSEED``.
+    variables such as a fresh ``PYTHONHASHSEED``. pytest runs in a process group of its
+    own, stopped as a whole on a signal or at ``deadline`` (``time.monotonic()``); what
+    its tests left running in the group is killed and named in ``leftovers``.
     """
     python_path = os.pathsep.join(
         part for part in (str(PLUGIN_DIR), environ.get("PYTHONPATH", "")) if part
@@ -80,9 +97,15 @@ def run_pytest(
     emit(guard[0], commands=True)
     started = time.monotonic()
     try:
-        completed = subprocess.run(command, cwd=cwd, env=env, check=False)
+        child = process_group.start(command, cwd=cwd, env=env)
+        exit_code, leftovers, stopped = interrupts.wait(child, deadline=deadline)
     except OSError as error:
         raise InfraError(f"could not start {command[0]}: {error}") from None
     finally:
         emit(guard[1], commands=True)
-    return Completed(exit_code=completed.returncode, duration_s=time.monotonic() - started)
+    return Completed(
+        exit_code=exit_code,
+        duration_s=time.monotonic() - started,
+        leftovers=leftovers,
+        stopped=stopped,
+    )

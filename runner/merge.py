@@ -242,6 +242,16 @@ def merge(
             f"{part.directory}: {w}" for part in parts for w in part.result.run.warnings
         ),
         merged=tuple(merged_run(part, project=settings.project) for part in parts),
+        interrupted=next((run.interrupted for run in runs if run.interrupted), None),
+        not_run=tuple(test_id for run in runs for test_id in run.not_run),
+        coverage_incomplete=next(  # a part known to be partial makes the whole partial
+            (
+                f"{part.directory}: {part.result.run.coverage_incomplete}"
+                for part in parts
+                if part.result.run.coverage_incomplete
+            ),
+            None,
+        ),
     )
     outcome = conclude(
         settings=replace(settings, shard=None),

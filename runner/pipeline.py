@@ -5,6 +5,12 @@ recording plugin) → reruns of what failed, each in a fresh process with a new 
 order check for what turned out flaky → classify → combine the coverage of every attempt
 → gates → reports. Whatever the run produced is written even when pytest crashed, and the
 problem is named in the results and the exit code.
+
+A signal or the run's deadline (``timeout-run``) stops pytest; what was recorded is
+reported, the run is ``interrupted`` and names the tests that never ran (exit 3). The
+tests a crashed xdist worker had finished lost their coverage with it: they are run
+again in a process of their own, so that it joins the combined data, or the coverage is
+incomplete and its gates say so (exit 3), never judged as if it were whole.
 """
 
 from __future__ import annotations
@@ -21,7 +27,16 @@ from datetime import UTC, datetime
 from json.encoder import encode_basestring
 from pathlib import Path
 
-from runner import coverage_data, environment, gates, github, owned_dir, render
+from runner import (
+    coverage_data,
+    environment,
+    faults,
+    gates,
+    github,
+    interrupts,
+    owned_dir,
+    render,
+)
 from runner.attempts import (
     INTERNAL_ERROR,
     AttemptRun,
@@ -184,13 +199,17 @@ def _run(settings: Settings, *, environ: Mapping[str, str], notes: tuple[str, ..
         project_env=project_env,
         cov_args=cov_args,
         work=work,
+        deadline=None if settings.timeout_run is None else clock + settings.timeout_run,
     )
     history = History()
     first = run_attempt(session, number=1, schedule=schedule)
     history.add(first, kind="run")
     rerun_failures(session, history)
-    check_order(session, history, first)
+    lost = remeasure(session, history, lost=set(first.record.lost))
+    if interrupts.reason() is None:
+        check_order(session, history, first)
     tests = classify_all(history, quarantine)
+    stop = faults.stopped(settings, first.record.collected_ids, done=history.attempts)
     coverage = coverage_data.combine_and_report(
         project=settings.project,
         data_files=[path for done in history.runs for path in done.coverage_dir.glob(".coverage*")],
@@ -210,6 +229,10 @@ def _run(settings: Settings, *, environ: Mapping[str, str], notes: tuple[str, ..
         for problem in problems(done)
         if done is not first or not problem.startswith(INTERNAL_ERROR)  # said by crash
     )
+    incomplete = faults.incomplete_coverage(
+        lost, crashes=first.record.crashes, reruns=settings.reruns, interrupted=stop.why is not None
+    )
+    found_problems += tuple(text for text in (stop.problem, incomplete) if text)
     info = RunInfo(
         started=started.isoformat(timespec="seconds"),
         duration_s=time.monotonic() - clock,
@@ -231,7 +254,11 @@ def _run(settings: Settings, *, environ: Mapping[str, str], notes: tuple[str, ..
             for entry in quarantine.unmatched(history.attempts)
         )
         + ((durations_warning,) if durations_warning else ())
-        + tuple(f"services: {note}" for note in notes),
+        + tuple(f"services: {note}" for note in notes)
+        + faults.leftover_warnings([done.completed for done in history.runs]),
+        interrupted=stop.why,
+        not_run=stop.not_run,
+        coverage_incomplete=incomplete,
     )
     shutil.rmtree(work, ignore_errors=True)
     return conclude(
@@ -279,6 +306,8 @@ def conclude(
     )
     if any(problem.startswith(CRASHED) for problem in info.problems):
         verdicts = not_evaluated(verdicts)
+    elif info.coverage_incomplete is not None:
+        verdicts = faults.not_judged(verdicts, why=info.coverage_incomplete)
     result = RunResult(
         run=info,
         tests=tests,
@@ -322,6 +351,7 @@ def rerun_failures(session: Session, history: History) -> None:
 
     Each rerun is a fresh process with new seeds. The last one runs without xdist, so a
     test that fails only beside others (a shared file, a port) shows as flaky, not broken.
+    A signal or the deadline ends the reruns.
     """
     settings = session.settings
     failing = [
@@ -330,7 +360,7 @@ def rerun_failures(session: Session, history: History) -> None:
         if history.attempts[test_id][0].phase != "collect"
     ]
     for number in range(2, settings.reruns + 2):
-        if not failing:
+        if not failing or interrupts.reason() is not None:
             return
         seconds = sum(history.attempts[test_id][0].duration_s for test_id in failing)
         workers = rerun_workers(
@@ -346,6 +376,30 @@ def rerun_failures(session: Session, history: History) -> None:
         )
         history.add(rerun, kind="rerun", only=set(failing))
         failing = history.still_failing(failing)
+
+
+def remeasure(session: Session, history: History, *, lost: set[str]) -> set[str]:
+    """Run again, in a process of their own, the tests whose coverage died with their
+    process (a crashed xdist worker); return those whose coverage is still missing.
+
+    They are rerun like failures (not with ``reruns`` 0, nor once the run is stopped),
+    apart from the test that crashed, so that the crash cannot take them down again.
+    """
+    if not lost or session.settings.reruns == 0 or interrupts.reason() is not None:
+        return lost
+    number = len(history.runs) + 1
+    rerun = run_attempt(
+        session,
+        number=number,
+        select=sorted(lost),
+        workers="0",
+        reseed=True,
+        label=f"attempt {number}, measuring again the coverage of {len(lost)} tests "
+        "that a crashed process lost",
+    )
+    history.add(rerun, kind="rerun", only=lost)
+    done = {test.test_id for test in rerun.record.tests}
+    return {test_id for test_id in lost if test_id not in done} | set(rerun.record.lost)
 
 
 def check_order(session: Session, history: History, first: AttemptRun) -> None:

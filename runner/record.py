@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,9 @@ class AttemptRecord:
     unfinished: RecordedTest | None
     warnings: tuple[str, ...] = ()  # pytest's own warnings: configuration, marks, plugins
     collect_reports: int = 0  # collection errors as pytest counts them: once per xdist worker
+    collected_ids: tuple[str, ...] = ()
+    lost: tuple[str, ...] = ()
+    crashes: tuple[str, ...] = ()
 
 
 def read_record(
@@ -122,6 +126,7 @@ _TYPES: dict[str, dict[str, type | tuple[type, ...]]] = {
     "internal-error": {"text": str},
     "warning": {"text": str},
     "collect-skip": {"id": str, "message": str},
+    "worker-down": {"worker": str},
     "finish": {"exitstatus": int},
 }
 _OPTIONAL: dict[str, type | tuple[type, ...]] = {
@@ -135,6 +140,9 @@ _OPTIONAL: dict[str, type | tuple[type, ...]] = {
     "stderr": str,
     "test": str,
     "round": (int, type(None)),
+    "timed_out": bool,
+    "ids": list,
+    "exit": (int, type(None)),
 }
 
 
@@ -167,6 +175,10 @@ class _Builder:
         self.warnings: list[str] = []
         self.collect_reports = 0
         self.running: str | None = None
+        self.collected_ids: list[str] = []
+        self.finished_on: dict[str, list[str]] = {}
+        self.lost: list[str] = []
+        self.crashes: dict[str, str] = {}
 
     def add(self, record: dict[str, Any]) -> None:
         kind = record["kind"]
@@ -174,6 +186,7 @@ class _Builder:
             self.started = True
         elif kind == "collected":
             self.collected = max(self.collected or 0, record["count"])
+            self.collected_ids = self.collected_ids or [str(i) for i in record.get("ids", ())]
         elif kind == "logstart":
             self.running = record["id"]
             self.def_lines.setdefault(record["id"], record.get("def_line"))
@@ -189,6 +202,8 @@ class _Builder:
             if MISSING_DEPENDENCY.search(record["message"]):  # else pytest's own skip stands
                 message = f"skipped because a plugin or dependency is missing: {record['message']}"
                 self._collect_error({**record, "message": message, "text": message})
+        elif kind == "worker-down":
+            self._worker_down(record["worker"], record.get("exit"))
         else:
             self.exit_status = record["exitstatus"]
 
@@ -207,8 +222,20 @@ class _Builder:
             )
             self.collect_errors[node] = RecordedTest(id=node, def_line=None, attempt=attempt)
 
+    def _worker_down(self, worker: str, code: int | None) -> None:
+        """A dead xdist worker took the coverage of every test it had finished with it."""
+        self.crashes[worker] = "" if code is None else f" ({describe_exit(code)})"
+        self.lost += self.finished_on.pop(worker, [])
+
     def _report(self, record: dict[str, Any]) -> None:
         node = record["id"]
+        worker = record.get("worker")
+        if record["when"] not in PHASES:  # xdist's report of the test its worker died in
+            how = self.crashes.get(worker or "", "")
+            message = f"the xdist worker {worker} died{how} while this test ran"
+            record = {**record, "message": message, "crashed": True, "text": message}
+        elif record["when"] == "teardown" and worker is not None:
+            self.finished_on.setdefault(worker, []).append(record.get("test") or node)
         if node not in self.phases:
             self.phases[node] = {}
             self.order.append(node)
@@ -221,6 +248,9 @@ class _Builder:
 
     def build(self) -> AttemptRecord:
         died = self.running if self.exit_status is None else None
+        cut = {node for node in self.order if _cut_short(self.phases[node])}
+        if died is not None:  # the only process died: nothing it measured was saved
+            self.lost = [_first(self.phases[node], "test") or node for node in self.order]
         tests = tuple(
             RecordedTest(
                 id=node,
@@ -230,7 +260,7 @@ class _Builder:
                 round=_first(self.phases[node], "round"),
             )
             for node in self.order
-            if node != died
+            if node != died and node not in cut
         )
         unfinished = None
         if died is not None:
@@ -251,7 +281,17 @@ class _Builder:
             unfinished=unfinished,
             warnings=tuple(self.warnings),
             collect_reports=self.collect_reports,
+            collected_ids=tuple(self.collected_ids),
+            lost=tuple(dict.fromkeys(test for test in self.lost if test != died)),
+            crashes=tuple(f"{worker}{how}" for worker, how in self.crashes.items()),
         )
+
+
+def _cut_short(phases: dict[str, dict[str, Any]]) -> bool:
+    """A test whose setup passed but whose call never reported: an interrupt (Ctrl-C,
+    ``pytest.exit``) stopped it mid-call, and pytest still ran its teardown."""
+    setup = phases.get("setup")
+    return setup is not None and setup["outcome"] == "passed" and "call" not in phases
 
 
 def _first(phases: dict[str, dict[str, Any]], name: str) -> Any:
@@ -308,11 +348,22 @@ def _cut(text: str | None, limit: int) -> str | None:
 
 def _outcome(phase: str, report: dict[str, Any]) -> AttemptOutcome:
     outcome = report.get("outcome", "passed")
-    if outcome == "failed":
-        return "failed" if phase == "call" else "error"
+    if outcome == "failed":  # a test stopped by its time limit or a crash is an error
+        stopped = report.get("timed_out") or report.get("crashed")
+        return "failed" if phase == "call" and not stopped else "error"
     if "wasxfail" in report:
         return "xfailed" if outcome == "skipped" else "xpassed"
     return "skipped" if outcome == "skipped" else "passed"  # pytest's three outcomes
+
+
+def describe_exit(code: int) -> str:
+    """``exit 7``, or ``killed by signal SIGSEGV`` for a negative (POSIX) exit code."""
+    if code >= 0:
+        return f"exit {code}"
+    try:
+        return f"killed by signal {signal.Signals(-code).name}"
+    except ValueError:
+        return f"killed by signal {-code}"
 
 
 def line_in_traceback(text: str | None, file: str) -> int | None:

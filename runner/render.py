@@ -93,6 +93,8 @@ def terminal(result: RunResult, *, reports_dir: str) -> str:
             else ""
         ),
     ]
+    if result.run.interrupted is not None:
+        lines.append(f"testgate: {interruption(result)}")
     if result.coverage is not None:
         lines.append(
             f"coverage: line {percent(result.coverage.line_percent)}, "
@@ -143,6 +145,16 @@ def terminal(result: RunResult, *, reports_dir: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def interruption(result: RunResult) -> str:
+    """The notice on an interrupted run's reports: they hold only what finished."""
+    why = result.run.interrupted
+    cause = "stopped at its deadline (timeout-run)" if why == "timeout-run" else f"by {why}"
+    return (
+        f"INTERRUPTED {cause}: these reports hold the {len(result.tests)} tests that "
+        f"finished; {len(result.run.not_run)} never ran"
+    )
+
+
 def markdown(result: RunResult) -> str:
     """The job summary: verdict, counts, coverage, gates, failures."""
     verdict = "passed" if result.passed and not result.run.problems else "failed"
@@ -159,6 +171,8 @@ def markdown(result: RunResult) -> str:
             + ", ".join(f"`{_cell(run)}`" for run in result.run.merged),
             "",
         ]
+    if result.run.interrupted is not None:
+        out += [f"> **{_cell(interruption(result))}**", ""]
     if result.coverage is not None:
         out += [
             f"Coverage: line **{percent(result.coverage.line_percent)}** "

@@ -216,9 +216,13 @@ class RunInfo:
     problems: tuple[str, ...] = field(default=())
     warnings: tuple[str, ...] = field(default=())
     merged: tuple[str, ...] = field(default=())
+    interrupted: str | None = None
+    not_run: tuple[str, ...] = field(default=())
+    coverage_incomplete: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         data = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        data["not_run"] = list(self.not_run)
         data["duration_s"] = round(self.duration_s, 3)
         data["suite_duration_s"] = round(self.suite_duration_s, 3)
         data["rerun_duration_s"] = round(self.rerun_duration_s, 3)
@@ -245,6 +249,9 @@ class RunInfo:
             problems=tuple(data.get("problems", ())),
             warnings=tuple(data.get("warnings", ())),
             merged=tuple(data.get("merged", ())),
+            interrupted=data.get("interrupted"),
+            not_run=tuple(data.get("not_run", ())),
+            coverage_incomplete=data.get("coverage_incomplete"),
         )
 
 

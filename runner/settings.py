@@ -94,6 +94,29 @@ def _optional_seconds(text: str) -> float | None:
     return value
 
 
+def _timeout(text: str) -> float:
+    value = _number(text)
+    if value < 0:
+        raise ValueError("must be a number of seconds, or 0 for no limit")
+    return value
+
+
+def _marker_timeouts(text: str) -> tuple[tuple[str, float], ...]:
+    """``unit=1, integration=5`` (a TOML table arrives as such lines) as sorted pairs."""
+    pairs: dict[str, float] = {}
+    for item in (part.strip() for part in re.split(r"[,\n]", text)):
+        if not item:
+            continue
+        marker, equals, seconds = (piece.strip() for piece in item.partition("="))
+        if not equals or not marker.isidentifier():
+            raise ValueError("must be a table of marker = seconds, such as {unit = 1, slow = 30}")
+        value = _number(seconds)
+        if value <= 0:
+            raise ValueError(f"gives marker {marker!r} {seconds} s: a timeout must be above 0")
+        pairs[marker] = value
+    return tuple(sorted(pairs.items()))
+
+
 def _workers(text: str) -> str:
     value = text.strip().lower()
     if value in ("auto", "logical"):
@@ -216,6 +239,7 @@ class Option:
     parse: Callable[[str], Any]
     default: Any
     help: str
+    pyproject_only: bool = False
 
     @property
     def attribute(self) -> str:
@@ -253,6 +277,22 @@ OPTIONS: tuple[Option, ...] = (
     Option("confidence", _probability, 0.95, "flaky detection: confidence of a stable verdict"),
     Option("max-fail-rate", _probability, 0.05, "flaky detection: failure rate ruled out"),
     Option("time-budget", _optional_seconds, None, "flaky detection: stop after this many seconds"),
+    Option(
+        "timeout", _timeout, 900.0, "seconds one test may take before it is stopped (0: no limit)"
+    ),
+    Option(
+        "timeouts",
+        _marker_timeouts,
+        (),
+        "per-marker test timeouts, {unit = 1, integration = 5}: the strictest marker wins",
+        pyproject_only=True,
+    ),
+    Option(
+        "timeout-run",
+        _optional_seconds,
+        None,
+        "hard deadline for the whole run, seconds: pytest is stopped and the run is interrupted",
+    ),
     Option("shard", _shard, None, "run shard I/N of the suite, balanced by recorded durations"),
     Option(
         "durations",
@@ -364,6 +404,9 @@ class Settings:
     confidence: float
     max_fail_rate: float
     time_budget: float | None
+    timeout: float
+    timeouts: tuple[tuple[str, float], ...]
+    timeout_run: float | None
     shard: str | None
     durations: Path | None
     sonar_host_url: str
@@ -468,12 +511,16 @@ def resolve(
     table: Mapping[str, Any],
     flag_name: str | None = None,
 ) -> Any:
-    """One option's value from the first place that sets it, or its default."""
-    if flag is not None:
+    """One option's value from the first place that sets it, or its default.
+
+    A ``pyproject_only`` option (a table such as ``timeouts``) is read from pyproject alone.
+    """
+    if flag is not None and not option.pyproject_only:
         return parse_option(option, flag, source=f"--{flag_name or option.name}")
-    if option.name in inputs:
+    if option.name in inputs and not option.pyproject_only:
         return parse_option(option, inputs[option.name], source=f"the action's input {option.name}")
-    if environ.get(option.env, "").strip():  # empty: not set, as an empty action input
+    # Empty: not set, as an empty action input.
+    if environ.get(option.env, "").strip() and not option.pyproject_only:
         return parse_option(option, environ[option.env], source=option.env)
     if option.name in table:
         return parse_option(
@@ -494,7 +541,8 @@ def parse_option(option: Option, text: str, *, source: str) -> Any:
 def _toml_text(value: object, *, lines: bool = False) -> str:
     """TOML gives numbers, booleans and lists; every parser takes text.
 
-    A list becomes shell words, or one item per line when ``lines`` (service specs).
+    A list becomes shell words, or one item per line when ``lines`` (service specs); a
+    table becomes ``KEY=VALUE`` lines.
     """
     if isinstance(value, bool):
         return "true" if value else "false"

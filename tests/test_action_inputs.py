@@ -32,7 +32,10 @@ ACTION_ONLY = {
     "sonar-token": "a secret, passed to the upload step alone",
 }
 # Options the action must not take from an input.
-CLI_ONLY = {"sync": "the action syncs the project in a step of its own (sync-args)"}
+CLI_ONLY = {
+    "sync": "the action syncs the project in a step of its own (sync-args)",
+    "timeouts": "a per-marker table, set in pyproject.toml only (SPEC)",
+}
 
 
 def action() -> dict[str, Any]:

@@ -6,12 +6,20 @@ import importlib
 import json
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 import xdist.workermanage
 
-from runner.execute import PLUGIN_DIR, PLUGIN_NAME, RECORD_ENV, SCHEDULE_ENV, SELECT_ENV
+from runner.execute import (
+    PLUGIN_DIR,
+    PLUGIN_NAME,
+    RECORD_ENV,
+    SCHEDULE_ENV,
+    SELECT_ENV,
+    TIMEOUTS_ENV,
+)
 from tests.conftest import fresh_plugin
 
 SUITE = """
@@ -106,7 +114,9 @@ def test_records_lines_messages_and_output_of_failures(pytester: pytest.Pytester
     kinds = [item["kind"] for item in found]
     assert kinds[0] == "start"
     assert kinds[-1] == "finish"
-    assert {k: v for k, v in found[1].items() if k != "seq"} == {"kind": "collected", "count": 7}
+    collected = {k: v for k, v in found[1].items() if k != "seq"}
+    assert collected == {"kind": "collected", "count": 7, "ids": collected["ids"]}
+    assert collected["ids"][:2] == ["test_suite.py::test_ok", "test_suite.py::test_assert"]
     assert [item["seq"] for item in found] == list(range(1, len(found) + 1))
 
 
@@ -358,3 +368,73 @@ def test_pytest_warnings_and_module_skips_are_recorded(pytester: pytest.Pytester
     skips = {item["id"]: item["message"] for item in found if item["kind"] == "collect-skip"}
     assert skips["test_chosen.py"] == "not here"
     assert skips["test_skipped.py"].startswith("could not import 'missing_module_xyz'")
+
+
+HANGS = """
+import time
+import pytest
+
+@pytest.mark.unit
+@pytest.mark.integration
+def test_strictest():
+    time.sleep(30)
+
+@pytest.mark.timeout(timeout=0.2)
+def test_own():
+    time.sleep(30)
+
+@pytest.mark.timeout(0)
+def test_own_off():
+    pass
+
+def test_default():
+    time.sleep(30)
+
+def test_quick():
+    pass
+"""
+
+
+def test_each_test_gets_its_strictest_limit_and_a_timeout_is_an_error(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(test_hangs=HANGS)
+    plan = {"default": 0.3, "markers": {"unit": 0.2, "integration": 0.4}}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(TIMEOUTS_ENV, json.dumps(plan))
+        found = records(pytester)
+    by_name = calls(found)
+    assert by_name["test_strictest"]["message"] == "timed out after 0.2 s (marker unit)"
+    assert by_name["test_strictest"]["timed_out"] is True
+    assert by_name["test_own"]["message"] == "timed out after 0.2 s (its own timeout marker)"
+    assert by_name["test_default"]["message"] == "timed out after 0.3 s (the timeout option)"
+    assert "Timeout (>0.3s) from pytest-timeout" in by_name["test_default"]["text"]
+    assert by_name["test_quick"]["outcome"] == by_name["test_own_off"]["outcome"] == "passed"
+
+
+def test_a_limit_pytest_timeout_set_by_itself_is_named_as_its_own(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(test_slow="import time\n\ndef test_slow():\n    time.sleep(30)\n")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(TIMEOUTS_ENV, json.dumps({"default": 0, "markers": {}}))
+        found = records(pytester, "--timeout", "0.2")
+    assert calls(found)["test_slow"]["message"] == "timed out (pytest-timeout)"
+
+
+def test_a_dead_worker_is_recorded_with_its_exit_code(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_dies="import os\n\ndef test_before():\n    pass\n\ndef test_dies():\n    os._exit(7)\n"
+    )
+    found = records(pytester, "-n", "1", "-p", "no:randomly")
+    (down,) = [item for item in found if item["kind"] == "worker-down"]
+    assert (down["worker"], down["exit"]) == ("gw0", 7)
+    (crash,) = [item for item in found if item.get("when") == "???"]
+    assert (crash["id"], crash["worker"]) == ("test_dies.py::test_dies", "gw0")
+
+
+def test_a_worker_whose_process_cannot_be_asked_has_no_exit_code(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    plugin = fresh_plugin(monkeypatch, "_testgate_plugin_exit")
+    assert plugin._exit_code(SimpleNamespace(gateway=SimpleNamespace(id="gw0"))) is None

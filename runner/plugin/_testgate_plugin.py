@@ -28,6 +28,11 @@ pytest. It does two things pytest's own reports cannot:
 
 * when ``TESTGATE_DJANGO_SUFFIX`` is set (pytest-django creates the workers' databases),
   a run without xdist names its test database as the first xdist worker's.
+* when ``TESTGATE_TIMEOUTS`` holds ``{"default": 900, "markers": {"unit": 1}}``, it gives
+  every test a pytest-timeout limit: the strictest of its markers' limits, else the
+  default (0: none); a test's own ``@pytest.mark.timeout`` wins over both. A test that
+  times out is reported as an error, "timed out after N s (marker unit)", with the
+  traceback of where it hung.
 
 Without those variables in the environment the plugin does nothing.
 """
@@ -52,9 +57,12 @@ TEXT_LIMIT = 64 * 1024
 MESSAGE_LIMIT = 4 * 1024
 WORKER_ENV = "TESTGATE_WORKER_ENV"
 DJANGO_ENV = "TESTGATE_DJANGO_SUFFIX"
+TIMEOUTS_ENV = "TESTGATE_TIMEOUTS"
+TIMEOUT_SIGN = "from pytest-timeout"
 _STREAM_KEY = pytest.StashKey["TextIO"]()
 _SELECT_KEY = pytest.StashKey["Selection"]()
 _SCHEDULE_KEY = pytest.StashKey[dict[str, Any]]()
+_LIMIT_KEY = pytest.StashKey[tuple[float, str]]()
 
 
 NO_DYNAMIC_CONTEXT_ENV = "TESTGATE_COVERAGE_NO_DYNAMIC_CONTEXT"
@@ -268,6 +276,47 @@ def _unit(item: pytest.Item) -> str:
     return item.nodeid
 
 
+class Timeouts:
+    """Per-test time limits, registered only when testgate asks for them."""
+
+    def __init__(self, plan: dict[str, Any]) -> None:
+        self.default = float(plan.get("default") or 0)
+        self.markers = {str(name): float(seconds) for name, seconds in plan["markers"].items()}
+
+    def limit(self, item: pytest.Item) -> tuple[float, str] | None:
+        """The test's limit and where it comes from; None when it has none."""
+        own = item.get_closest_marker("timeout")
+        if own is not None:
+            seconds = own.kwargs.get("timeout", own.args[0] if own.args else None)
+            return (float(seconds), "its own timeout marker") if seconds else None
+        names = {mark.name for mark in item.iter_markers()}
+        found = [(s, f"marker {name}") for name, s in self.markers.items() if name in names]
+        if found:
+            return min(found)
+        return (self.default, "the timeout option") if self.default > 0 else None
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        """Mark each test with its limit, which pytest-timeout then enforces."""
+        for item in items:
+            limit = self.limit(item)
+            if limit is None:
+                continue
+            item.stash[_LIMIT_KEY] = limit
+            if item.get_closest_marker("timeout") is None:
+                item.add_marker(pytest.mark.timeout(limit[0]))
+
+
+def _timed_out(item: pytest.Item, excinfo: pytest.ExceptionInfo[BaseException]) -> str | None:
+    """The message "timed out after N s (marker unit)" when pytest-timeout stopped the test."""
+    if not excinfo.errisinstance(pytest.fail.Exception) or TIMEOUT_SIGN not in str(excinfo.value):
+        return None
+    seconds, source = item.stash.get(_LIMIT_KEY, (None, "pytest-timeout"))
+    if seconds is None:
+        return f"timed out ({source})"
+    return f"timed out after {seconds:g} s ({source})"
+
+
 def _clean(text: str, limit: int) -> str:
     """Return text safe to write as UTF-8 (lone surrogates escaped), cut to limit."""
     safe = text.encode("utf-8", "backslashreplace").decode("utf-8")
@@ -294,7 +343,11 @@ def pytest_runtest_makereport(
         _make_serializable(report)
     if call.excinfo is not None and report.outcome != "passed":
         report.testgate_line = _failing_line(item, call.excinfo)  # type: ignore[attr-defined]
-        if not call.excinfo.errisinstance(pytest.skip.Exception):
+        timed_out = _timed_out(item, call.excinfo)
+        if timed_out is not None:
+            report.testgate_message = timed_out  # type: ignore[attr-defined]
+            report.testgate_timed_out = True  # type: ignore[attr-defined]
+        elif not call.excinfo.errisinstance(pytest.skip.Exception):
             report.testgate_message = _clean(  # type: ignore[attr-defined]
                 call.excinfo.exconly(), MESSAGE_LIMIT
             )
@@ -323,6 +376,7 @@ class Recorder:
         self._stream = stream
         self._seq = 0
         self._warned: set[str] = set()
+        self._ids_written = False
 
     def write(self, record: dict[str, Any]) -> None:
         self._seq += 1
@@ -330,13 +384,28 @@ class Recorder:
         self._stream.write(json.dumps(record) + "\n")
         self._stream.flush()
 
+    def _collected(self, ids: list[str], **fields: Any) -> None:
+        """The count, and once (every xdist worker collects the same) the ids: the tests
+        that never ran, if the run is cut short, are those recorded here and nowhere else."""
+        record = {"kind": "collected", "count": len(ids), **fields}
+        if ids and not self._ids_written:
+            record["ids"] = [split_round(nodeid)[0] for nodeid in ids]
+            self._ids_written = True
+        self.write(record)
+
     @pytest.hookimpl(trylast=True)
     def pytest_collection_finish(self, session: pytest.Session) -> None:
-        self.write({"kind": "collected", "count": len(session.items)})
+        self._collected([item.nodeid for item in session.items])
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
-        self.write({"kind": "collected", "count": len(ids), "worker": node.gateway.id})
+        self._collected(ids, worker=node.gateway.id)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: object | None) -> None:
+        """A worker that died: its exit code (negative: the signal) when execnet has it."""
+        if error is not None:
+            self.write({"kind": "worker-down", "worker": node.gateway.id, "exit": _exit_code(node)})
 
     def pytest_runtest_logstart(self, nodeid: str, location: tuple[str, int | None, str]) -> None:
         self.write({"kind": "logstart", "id": nodeid, "def_line": _def_line(nodeid, location)})
@@ -372,7 +441,7 @@ class Recorder:
             "outcome": report.outcome,
             "duration": report.duration,
             "def_line": _def_line(report.nodeid, report.location),
-            "worker": getattr(report, "worker_id", None),
+            "worker": getattr(report, "worker_id", None) or _crashed_worker(report),
         }
         if hasattr(report, "wasxfail"):
             record["wasxfail"] = _clean(str(report.wasxfail), MESSAGE_LIMIT)
@@ -384,6 +453,8 @@ class Recorder:
             message = getattr(report, "testgate_message", None) or _last_line(report.longreprtext)
             record["message"] = _clean(message, MESSAGE_LIMIT)
             record["line"] = getattr(report, "testgate_line", None)
+            if getattr(report, "testgate_timed_out", False):
+                record["timed_out"] = True
             record["text"] = _clean(report_text(report.longreprtext), TEXT_LIMIT)
             record["stdout"] = _clean(report.capstdout, TEXT_LIMIT)
             record["stderr"] = _clean(report.capstderr, TEXT_LIMIT)
@@ -412,6 +483,21 @@ class Recorder:
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         self.write({"kind": "finish", "exitstatus": int(exitstatus)})
+
+
+def _exit_code(node: Any) -> int | None:
+    """The exit code of a worker's process (execnet's popen gateways keep the process)."""
+    popen = getattr(getattr(node.gateway, "_io", None), "popen", None)
+    try:
+        return int(popen.wait(timeout=2))  # type: ignore[union-attr]
+    except Exception:  # an execnet without that attribute, or a process that would not end
+        return None
+
+
+def _crashed_worker(report: pytest.TestReport) -> str | None:
+    """xdist's report for the test a worker died in carries the worker as ``node``."""
+    gateway = getattr(getattr(report, "node", None), "gateway", None)
+    return getattr(gateway, "id", None)
 
 
 def _def_line(nodeid: str, location: tuple[str, int | None, str]) -> int | None:
@@ -454,6 +540,11 @@ def _read_schedule(config: pytest.Config, path: str | None) -> None:
         config.pluginmanager.register(Scheduler(), "testgate-scheduler")
 
 
+def _read_timeouts(config: pytest.Config, plan: str | None) -> None:
+    if plan:
+        config.pluginmanager.register(Timeouts(json.loads(plan)), "testgate-timeouts")
+
+
 def _read_selection(config: pytest.Config, path: str | None) -> None:
     if path:
         with open(path, encoding="utf-8") as stream:
@@ -489,16 +580,20 @@ def pytest_configure(config: pytest.Config) -> None:
     if worker is not None:  # pragma: no cover - runs in xdist worker processes, which this
         # suite's coverage cannot follow; test_under_xdist_the_controller_records_every_worker
         # shows the workers applying the selection the controller handed them.
-        plans = {name: worker.get(f"testgate_{name}") for name in ("select", "schedule")}
+        plans = {
+            name: worker.get(f"testgate_{name}") for name in ("select", "schedule", "timeouts")
+        }
     else:
         django_suffix(config, os.environ)
         plans = {
             "select": os.environ.pop(SELECT_ENV, None),
             "schedule": os.environ.pop(SCHEDULE_ENV, None),
+            "timeouts": os.environ.pop(TIMEOUTS_ENV, None),
         }
         config.pluginmanager.register(Handoff(plans), "testgate-handoff")
     _read_selection(config, plans["select"])
     _read_schedule(config, plans["schedule"])
+    _read_timeouts(config, plans["timeouts"])
     path = os.environ.pop(RECORD_ENV, None)
     if not path or worker is not None:
         return

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Protocol, TextIO
 from urllib.parse import unquote, urlsplit
 
+from runner import interrupts
 from runner.errors import ConfigError, InfraError
 from runner.output import emit
 from runner.owned_dir import write_text
@@ -36,7 +37,6 @@ from runner.services.local import LocalBackend, missing, stop_local
 from runner.services.probes import NotReady, wait_ready
 from runner.services.running import Running
 from runner.services.spec import KINDS, ServiceSpec
-from runner.services.stopping import unwind_on_sigterm
 
 STATE_VERSION = 1
 STATE_FILE = Path(".testgate") / "services.json"
@@ -217,7 +217,11 @@ def up(
             wait_ready(
                 endpoint,
                 deadline=deadline,
-                died=lambda: "testgate was stopped" if stopping.is_set() else owner.died(started),
+                died=lambda: (
+                    "testgate was stopped"
+                    if stopping.is_set()
+                    else _stopped() or owner.died(started)
+                ),
             )
         except NotReady as error:
             raise InfraError(
@@ -268,14 +272,14 @@ def _bring_all_up(
     """Bring every service up at once: those ready, and the failures' messages."""
     ready: list[Running] = []
     failures: list[str] = []
-    with unwind_on_sigterm(), ThreadPoolExecutor(max_workers=len(specs)) as pool:
+    with ThreadPoolExecutor(max_workers=len(specs)) as pool:
         try:
             for future in [pool.submit(bring_up, spec) for spec in specs]:
                 try:
                     ready.append(future.result())
                 except InfraError as error:
                     failures.append(error.message)
-        except BaseException:  # SIGTERM (SystemExit), Ctrl-C: the waits end, clean-up follows
+        except BaseException:  # an interruption: the other waits end, clean-up follows
             stopping.set()
             raise
     return ready, failures
@@ -295,6 +299,12 @@ def port_free(spec: ServiceSpec) -> None:
                 "so the tests would reach whatever listens there; stop that, or give another "
                 f"port=, or none for a free one ({spec.name} then exports the port it got)."
             ) from None
+
+
+def _stopped() -> str | None:
+    """A signal ends the wait for every service at once (they are then stopped)."""
+    why = interrupts.reason()
+    return None if why is None else f"testgate was interrupted by {why}"
 
 
 def down(*, state_file: Path, environ: Mapping[str, str], log: TextIO | None = None) -> int:
@@ -390,11 +400,9 @@ def session(
     state_file = project / ".testgate" / "run-services.json"
     if (earlier := StateFile.load(state_file)) is not None:  # a run that was killed
         _stop_all(earlier, environ)
-    with unwind_on_sigterm():  # a cancelled run still removes its services
-        services = up(
-            specs, backend=backend, timeout=timeout, state_file=state_file, environ=environ
-        )
-        try:
-            yield services
-        finally:
-            down(state_file=state_file, environ=environ, log=sys.stdout)
+    # A signal (runner.interrupts) ends the readiness wait and pytest; this clean-up follows.
+    services = up(specs, backend=backend, timeout=timeout, state_file=state_file, environ=environ)
+    try:
+        yield services
+    finally:
+        down(state_file=state_file, environ=environ, log=sys.stdout)

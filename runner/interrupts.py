@@ -1,0 +1,123 @@
+"""Cancellation and deadlines: every command ends, and ends with its reports written.
+
+GitHub cancels a job with SIGINT, then SIGTERM about 7.5 s later, then kills it. While a
+command runs, testgate handles SIGINT, SIGTERM and SIGHUP itself:
+
+* while pytest runs, the signal only marks the run ``interrupted``; ``wait`` then
+  interrupts pytest's process group, kills it after ``GRACE_S`` (at once on a second
+  signal), and the command goes on to write its reports from what was recorded;
+* before the first pytest process starts (probing, starting services) there is nothing to
+  report yet, so the signal raises ``Interrupted``: context managers stop what they
+  started, and the command exits 3;
+* once pytest has started, a signal never raises: the command checks ``reason()`` between
+  its steps, skips what is left, and writes every report whole.
+
+A deadline (``timeout-run``) interrupts the same way, by ``wait``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from types import FrameType
+
+from runner import process_group
+
+GRACE_S = 1.0
+POLL_S = 0.05
+SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
+
+
+class Interrupted(BaseException):
+    """A signal arrived before anything could be reported; like KeyboardInterrupt, this is
+    no ``Exception``, so no ``except Exception`` swallows it."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass
+class _State:
+    reason: str | None = None
+    signals: int = 0
+    raising: bool = True
+
+
+_STATE = _State()
+
+
+def reason() -> str | None:
+    """Why the command is being stopped (``SIGTERM``, the deadline), or None."""
+    return _STATE.reason
+
+
+def stop(why: str) -> None:
+    """Mark the command as stopped (a deadline passed), as a signal would."""
+    if _STATE.reason is None:
+        _STATE.reason = why
+
+
+def _handle(number: int, frame: FrameType | None) -> None:
+    _STATE.signals += 1
+    first = _STATE.reason is None
+    stop(signal.Signals(number).name)
+    if first and _STATE.raising:
+        raise Interrupted(_STATE.reason or "a signal")
+
+
+@contextlib.contextmanager
+def handling_signals() -> Iterator[None]:
+    """Handle SIGINT, SIGTERM and SIGHUP (those the platform has) while the block runs.
+
+    Only the main thread can set handlers; elsewhere (a command run inside a test's
+    thread) the block runs without them.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    numbers = [getattr(signal, name) for name in SIGNALS if hasattr(signal, name)]
+    saved = {number: signal.getsignal(number) for number in numbers}
+    _STATE.reason, _STATE.signals, _STATE.raising = None, 0, True
+    for number in numbers:
+        signal.signal(number, _handle)
+    try:
+        yield
+    finally:
+        for number, handler in saved.items():
+            signal.signal(number, handler)
+        _STATE.reason, _STATE.signals, _STATE.raising = None, 0, True
+
+
+def wait(
+    child: subprocess.Popen[bytes], *, deadline: float | None
+) -> tuple[int, tuple[str, ...], str | None]:
+    """Wait for a process group's leader; stop the group on a signal or at the deadline.
+
+    Returns the leader's exit code, the processes the group still held when it ended
+    (killed then), and why testgate stopped it (None: it ended by itself). From here on
+    a signal never raises.
+    """
+    _STATE.raising = False
+    asked_at: float | None = None
+    signals_seen = 0
+    while True:
+        try:
+            code = child.wait(timeout=POLL_S)
+            break
+        except subprocess.TimeoutExpired:
+            pass
+        now = time.monotonic()
+        if deadline is not None and now >= deadline:
+            stop("timeout-run")
+        if _STATE.reason is not None and asked_at is None:
+            process_group.interrupt(child)
+            asked_at, signals_seen = now, _STATE.signals
+        elif asked_at is not None and (now - asked_at >= GRACE_S or _STATE.signals > signals_seen):
+            process_group.kill(child)
+    return code, process_group.sweep(child), None if asked_at is None else _STATE.reason

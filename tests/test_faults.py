@@ -1,0 +1,437 @@
+"""Every run ends: hung tests stop at their time limit, and the run still reports them.
+
+The hangs fixture has tests that hang in a call, in a fixture's setup and in its
+teardown, with per-marker limits from its pyproject (unit 0.25 s, integration 0.5 s), a
+test with its own ``@pytest.mark.timeout``, one that hangs only the first time (flaky),
+and one after them all. It runs once, under two xdist workers, then its reruns alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from runner import interrupts, process_group
+from runner.errors import ConfigError
+from runner.record import describe_exit
+from runner.settings import load_settings
+from tests.conftest import (
+    Ran,
+    copy_fixture,
+    environment,
+    marker_line,
+    once_per_session,
+    run_in_process,
+)
+from tests.test_action import ACT, ROOT, SETUP_UV
+
+HANGS = "tests/test_hangs.py"
+
+
+@pytest.fixture(scope="session")
+def hangs(tmp_path_factory: pytest.TempPathFactory) -> Ran:
+    return once_per_session(
+        tmp_path_factory, "hangs", lambda root: run_in_process(copy_fixture("hangs", root))
+    )
+
+
+def first(ran: Ran, name: str) -> dict[str, Any]:
+    attempts: list[dict[str, Any]] = ran.test(f"{HANGS}::{name}")["attempts"]
+    return attempts[0]
+
+
+@pytest.mark.parametrize(
+    ("name", "message", "phase", "marker"),
+    [
+        ("test_call_hangs", "timed out after 0.5 s (marker integration)", "call", "call-hang"),
+        ("test_setup_hangs", "timed out after 0.25 s (marker unit)", "setup", "setup-hang"),
+    ],
+)
+def test_a_hang_is_an_error_at_its_markers_limit_with_the_hanging_line(
+    hangs: Ran, name: str, message: str, phase: str, marker: str
+) -> None:
+    test = hangs.test(f"{HANGS}::{name}")
+    assert test["outcome"] == "error"
+    assert [a["message"] for a in test["attempts"]] == [message, message]  # rerun, hangs again
+    assert first(hangs, name)["phase"] == phase
+    line = marker_line(hangs.project / HANGS, marker)
+    assert f"{HANGS}:{line}: Failed" in first(hangs, name)["text"]
+    assert f"{HANGS}:{test['line']}" in first(hangs, name)["text"]
+
+
+def test_a_hang_in_teardown_is_the_tests_error(hangs: Ran) -> None:
+    test = hangs.test(f"{HANGS}::test_teardown_hangs")
+    assert test["outcome"] == "error"
+    assert first(hangs, "test_teardown_hangs")["teardown_error"] == (
+        "timed out after 0.25 s (marker unit)"
+    )
+    line = marker_line(hangs.project / HANGS, "teardown-hang")
+    assert f"{HANGS}:{line}: Failed" in first(hangs, "test_teardown_hangs")["text"]
+
+
+def test_the_strictest_marker_wins_and_a_tests_own_limit_wins_over_all(hangs: Ran) -> None:
+    assert first(hangs, "test_strictest_marker_wins")["message"] == (
+        "timed out after 0.25 s (marker unit)"
+    )
+    assert first(hangs, "test_own_marker_wins")["message"] == (
+        "timed out after 0.3 s (its own timeout marker)"
+    )
+
+
+def test_a_test_that_times_out_once_is_flaky_and_the_run_goes_on(hangs: Ran) -> None:
+    assert hangs.exit_code == 1
+    assert hangs.test(f"{HANGS}::test_hangs_once")["outcome"] == "flaky"
+    assert hangs.test(f"{HANGS}::test_after_the_hangs")["outcome"] == "passed"
+    assert len(hangs.results()["tests"]) == 7
+    assert "timed out after 0.5 s (marker integration)" in hangs.output
+    junit = (hangs.reports / "junit.xml").read_text("utf-8")
+    assert "timed out after 0.25 s (marker unit)" in junit
+
+
+def test_a_process_a_test_left_running_is_killed_and_named(hangs: Ran) -> None:
+    (warning,) = hangs.results()["run"]["warnings"]
+    assert warning.startswith("the tests left 1 processes running after pytest ended; testgate")
+    assert warning.endswith(" sleep 300")
+    assert gone(int(warning.rsplit(": ", 1)[1].split()[0]))
+
+
+def settings_of(project: Path, tool: str, **flags: str | None) -> Any:
+    (project / "pyproject.toml").write_text(f"[tool.testgate]\n{tool}\n", "utf-8")
+    return load_settings(project=project, flags=flags, environ=environment())
+
+
+def test_timeouts_come_from_pyproject_only_and_are_checked(tmp_path: Path) -> None:
+    assert settings_of(tmp_path, "timeouts = {}").timeouts == ()
+    found = settings_of(tmp_path, "timeouts = {unit = 1, slow = 30}\ntimeout = 0")
+    assert found.timeouts == (("slow", 30.0), ("unit", 1.0))
+    assert found.timeout == 0
+    ignored = load_settings(
+        project=tmp_path, flags={"timeouts": "unit=9"}, environ={"TESTGATE_TIMEOUTS": "unit=9"}
+    )
+    assert ignored.timeouts == (("slow", 30.0), ("unit", 1.0))
+    for tool, words in [
+        ("timeouts = 5", "must be a table of marker = seconds"),
+        ('timeouts = {unit = "soon"}', "must be a number"),
+        ("timeouts = {unit = 0}", "a timeout must be above 0"),
+        ("timeout = -1", "or 0 for no limit"),
+        ('timeouts = {"not a name" = 1}', "must be a table of marker = seconds"),
+        ("timeout-run = 0", "above 0, or 'none'"),
+    ]:
+        with pytest.raises(ConfigError, match=words):
+            settings_of(tmp_path, tool)
+
+
+CANCEL = "tests/test_cancel.py"
+
+
+def gone(pid: int) -> bool:
+    """Whether a process has ended (a zombie no one reaped yet has ended too)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text("utf-8").rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def signal_when_hanging(pids: Path, state: Path, number: int) -> dict[str, Any]:
+    """Once the hanging test has written its pids, note the services' pids, then signal us."""
+    seen: dict[str, Any] = {}
+
+    def watch() -> None:
+        while not pids.exists():
+            time.sleep(0.05)
+        try:
+            seen.update(json.loads(pids.read_text("utf-8")))
+            services = json.loads(state.read_text("utf-8"))["services"]
+            seen["services"] = [service["pid"] for service in services]
+        finally:
+            os.kill(os.getpid(), number)
+
+    threading.Thread(target=watch, daemon=True).start()
+    return seen
+
+
+@pytest.fixture(scope="module", params=[("SIGINT", "0"), ("SIGTERM", "2")], ids=str)
+def cancelled(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Ran, dict[str, Any]]:
+    """The cancel fixture with a local redis, signalled while its second test hangs:
+    SIGINT without xdist, SIGTERM with two workers."""
+    name, workers = request.param
+    project = copy_fixture("cancel", tmp_path_factory.mktemp("cancel"))
+    pids = project / "pids.json"
+    state = project / ".testgate" / "run-services.json"
+    seen = signal_when_hanging(pids, state, getattr(signal, name))
+    ran = run_in_process(
+        project,
+        "--workers",
+        workers,
+        "--service",
+        "redis",
+        "--services-backend",
+        "local",
+        extra_env={"CANCEL_PIDS": str(pids)},
+    )
+    return ran, seen
+
+
+def test_a_signal_ends_the_run_with_exit_3_and_reports_what_finished(
+    cancelled: tuple[Ran, dict[str, Any]],
+) -> None:
+    ran, _ = cancelled
+    assert ran.exit_code == 3, ran.output
+    run = ran.results()["run"]
+    assert run["interrupted"] in ("SIGINT", "SIGTERM")
+    assert ran.test(f"{CANCEL}::test_a_finishes")["outcome"] == "passed"
+    assert {f"{CANCEL}::test_b_hangs", f"{CANCEL}::test_c_never_reached"} <= set(run["not_run"])
+    assert f"{CANCEL}::test_b_hangs" not in [test["id"] for test in ran.results()["tests"]]
+    notice = f"INTERRUPTED by {run['interrupted']}"
+    assert notice in ran.output
+    assert notice in (ran.reports / "summary.md").read_text("utf-8")
+    assert "test_a_finishes" in (ran.reports / "junit.xml").read_text("utf-8")
+    assert ran.gate("line-coverage")["message"].startswith("not judged: the run was interrupted")
+
+
+def test_a_signal_leaves_no_process_and_no_service_behind(
+    cancelled: tuple[Ran, dict[str, Any]],
+) -> None:
+    ran, seen = cancelled
+    assert process_group.members(seen["group"]) == ()
+    # Without xdist, the test's parent is testgate itself: this very process.
+    parents = [seen["parent"]] if seen["parent"] != os.getpid() else []
+    for pid in [seen["test"], *parents, seen["daemon"], *seen["services"]]:
+        assert gone(pid), pid
+    assert not (ran.project / ".testgate" / "run-services.json").exists()
+    assert "stopped 1 service(s)" in ran.output
+
+
+CRASH = "tests/test_crash.py"
+
+
+def test_a_crashed_worker_loses_no_coverage_and_its_test_is_an_error(tmp_path: Path) -> None:
+    """The issue's fixture: without remeasuring test_b, g was uncovered (75 %)."""
+    ran = run_in_process(copy_fixture("worker_crash", tmp_path))
+    assert ran.results()["coverage"]["line_percent"] == 100.0
+    assert ran.gate("line-coverage")["passed"]
+    assert ran.exit_code == 1  # test_crash itself fails the failed-tests gate
+    crashed = ran.test(f"{CRASH}::test_crash")
+    assert crashed["outcome"] == "error"
+    assert [attempt["message"] for attempt in crashed["attempts"]] == [
+        "the xdist worker gw0 died (exit 7) while this test ran",
+        "the pytest process died (exit 7) while this test ran",
+    ]
+    assert "test_crash: the pytest process died (exit 7)" in ran.output
+    assert 'message="the pytest process died (exit 7)' in (ran.reports / "junit.xml").read_text(
+        "utf-8"
+    )
+    assert ran.test(f"{CRASH}::test_b")["outcome"] == "passed"
+
+
+def test_coverage_a_crash_took_is_incomplete_exit_3_never_a_gate_failure(tmp_path: Path) -> None:
+    ran = run_in_process(copy_fixture("worker_crash", tmp_path), "--workers", "0", "--reruns", "0")
+    assert ran.exit_code == 3
+    incomplete = ran.results()["run"]["coverage_incomplete"]
+    assert incomplete.startswith("coverage is incomplete: 1 tests ran on a process that died")
+    assert ran.gate("line-coverage")["message"] == f"not judged: {incomplete}"
+    assert f"problem: {incomplete}" in ran.output
+    merged = run_in_process(
+        ran.project, "testgate-reports", command="merge", reports="merged-reports"
+    )
+    assert merged.exit_code == 3
+    assert merged.gate("line-coverage")["message"].startswith("not judged: ")
+    assert merged.gate("line-coverage")["message"].endswith(incomplete)
+
+
+def test_timeout_run_stops_the_run_reports_it_and_exits_3(tmp_path: Path) -> None:
+    project = copy_fixture("cancel", tmp_path)
+    ran = run_in_process(
+        project,
+        "--workers", "0", "--timeout-run", "2",
+        extra_env={"CANCEL_PIDS": str(tmp_path / "pids.json")},
+    )  # fmt: skip
+    assert ran.exit_code == 3
+    run = ran.results()["run"]
+    assert run["interrupted"] == "timeout-run"
+    assert run["problems"][0].startswith("the run was stopped at its deadline (timeout-run 2 s)")
+    assert "INTERRUPTED stopped at its deadline (timeout-run)" in ran.output
+    finished = {test["id"] for test in ran.results()["tests"]}
+    assert f"{CANCEL}::test_b_hangs" not in finished
+
+
+def test_flaky_detection_stops_inside_a_round_when_its_budget_is_spent(tmp_path: Path) -> None:
+    project = copy_fixture("cancel", tmp_path)
+    ran = run_in_process(
+        project,
+        "--workers", "0", "--time-budget", "2", "--timeout", "0",
+        "--only", f"{CANCEL}::test_a_finishes", f"{CANCEL}::test_b_hangs",
+        command="flaky",
+        extra_env={"CANCEL_PIDS": str(tmp_path / "pids.json")},
+    )  # fmt: skip
+    assert ran.exit_code == 0, ran.output
+    detection = json.loads((ran.reports / "flaky.json").read_text("utf-8"))
+    assert detection["stopped_by"] == "time-budget"
+    assert f"{CANCEL}::test_b_hangs" in detection["undecided"]
+
+
+def test_flaky_detection_that_reaches_timeout_run_is_interrupted(tmp_path: Path) -> None:
+    project = copy_fixture("cancel", tmp_path)
+    ran = run_in_process(
+        project,
+        "--workers", "0", "--timeout-run", "1", "--only", f"{CANCEL}::test_a_finishes",
+        command="flaky",
+    )  # fmt: skip
+    assert ran.exit_code == 3
+    detection = json.loads((ran.reports / "flaky.json").read_text("utf-8"))
+    assert detection["stopped_by"] == "interrupted by timeout-run"
+    assert detection["problems"] == ["flaky detection was interrupted by timeout-run"]
+
+
+def signal_once_handled(number: int, *, after: float) -> threading.Thread:
+    """Send ``number`` to this process once testgate handles it, ``after`` seconds later."""
+
+    def send() -> None:
+        while getattr(signal.getsignal(number), "__module__", "") != "runner.interrupts":
+            time.sleep(0.02)
+        time.sleep(after)
+        os.kill(os.getpid(), number)
+
+    thread = threading.Thread(target=send, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_a_signal_before_any_test_stops_the_services_wait_and_exits_3(tmp_path: Path) -> None:
+    project = copy_fixture("cancel", tmp_path)
+    signal_once_handled(signal.SIGTERM, after=0.3)
+    ran = run_in_process(
+        project, "--service", "redis=redis://127.0.0.1:1/0", "--services-timeout", "60"
+    )
+    assert ran.exit_code == 3
+    assert "testgate: error: interrupted by SIGTERM before anything could be reported" in ran.output
+    assert not (project / ".testgate" / "run-services.json").exists()
+
+
+def test_a_second_signal_kills_a_group_that_ignores_the_first(tmp_path: Path) -> None:
+    stubborn = "import signal, time; signal.signal(signal.SIGINT, signal.SIG_IGN); time.sleep(30)"
+    with interrupts.handling_signals():
+        child = process_group.start([sys.executable, "-c", stubborn], cwd=tmp_path, env=os.environ)
+        first = threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGTERM))
+        second = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGTERM))
+        first.start()
+        second.start()
+        code, left, stopped = interrupts.wait(child, deadline=None)
+        first.join()
+        second.join()
+    assert (code, left, stopped) == (-signal.SIGKILL, (), "SIGTERM")
+
+
+def test_an_exit_code_names_the_signal_that_ended_the_process() -> None:
+    assert describe_exit(7) == "exit 7"
+    assert describe_exit(-signal.SIGSEGV) == "killed by signal SIGSEGV"
+    assert describe_exit(-99) == "killed by signal 99"  # no such signal here
+
+
+def test_signals_are_left_alone_outside_the_main_thread() -> None:
+    handlers: list[object] = []
+
+    def command() -> None:
+        with interrupts.handling_signals():
+            handlers.append(signal.getsignal(signal.SIGTERM))
+
+    thread = threading.Thread(target=command)
+    thread.start()
+    thread.join()
+    assert handlers == [signal.getsignal(signal.SIGTERM)]
+
+
+CANCEL_JOB = """\
+name: cancel
+on: push
+jobs:
+  cancel:
+    runs-on: ubuntu-latest
+    steps:
+      - uses: acme/testgate@v1
+        with:
+          working-directory: {project}
+          services: redis
+"""
+
+
+def parent_of(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text("utf-8").rsplit(")", 1)[1].split()[1])
+
+
+def step_shell(act: int, descendant: int) -> int:
+    """The process act started for the step: the ancestor of ``descendant`` below act."""
+    pid = descendant
+    while parent_of(pid) != act:
+        pid = parent_of(pid)
+        assert pid > 1, "the test's process does not descend from act"
+    return pid
+
+
+def test_the_actions_step_lets_a_cancelled_jobs_signal_reach_testgate(tmp_path: Path) -> None:
+    """Under act, SIGTERM to the step's shell (as the runner sends it) ends the run cleanly."""
+    action = tmp_path / "action"
+    action.mkdir()
+    for name in ("action.yml", "action.lock"):
+        shutil.copy(ROOT / name, action / name)
+    shutil.copytree(
+        ROOT / "runner", action / "runner", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    (tmp_path / "setup-uv").mkdir()
+    (tmp_path / "setup-uv" / "action.yml").write_text(SETUP_UV, "utf-8")
+    project = copy_fixture("cancel", tmp_path)
+    pids = project / "pids.json"
+    repo = tmp_path / "repo"
+    (repo / ".github" / "workflows").mkdir(parents=True)
+    workflow = CANCEL_JOB.format(project=project)
+    (repo / ".github" / "workflows" / "cancel.yml").write_text(workflow, "utf-8")
+    git = ["git", "-C", str(repo), "-c", "user.email=t@example.com", "-c", "user.name=t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-qm", "workflow"], check=True)
+    uv_dir = Path(shutil.which("uv") or sys.executable).parent
+    with (tmp_path / "act-output.txt").open("w+", encoding="utf-8") as log:
+        act = subprocess.Popen(
+            [str(ACT), "push", "-P", "ubuntu-latest=-self-hosted",
+             "--local-repository", f"acme/testgate@v1={action}",
+             "--local-repository", f"astral-sh/setup-uv@v6={tmp_path / 'setup-uv'}",
+             "--env", f"TESTGATE_TEST_UV_DIR={uv_dir}", "--env", f"CANCEL_PIDS={pids}"],
+            cwd=repo, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 240
+            while not pids.exists() and act.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.1)
+            seen = json.loads(pids.read_text("utf-8"))
+            shell = step_shell(act.pid, seen["test"])
+            state = project / ".testgate" / "services.json"  # the action's services step
+            services = json.loads(state.read_text("utf-8"))["services"]
+            os.kill(shell, signal.SIGTERM)
+            act.wait(timeout=120)
+        finally:
+            act.kill()
+            act.wait()
+        log.seek(0)
+        output = log.read()
+    ran = Ran(3, output, project, project / "testgate-reports")
+    assert ran.results()["run"]["interrupted"] == "SIGTERM", output[-3000:]
+    assert ran.test(f"{CANCEL}::test_a_finishes")["outcome"] == "passed"
+    assert "INTERRUPTED by SIGTERM" in output
+    assert "[cancel/cancel] exit status 3" in output
+    assert process_group.members(seen["group"]) == ()
+    for pid in [seen["test"], seen["parent"], seen["daemon"], shell]:
+        assert gone(pid), (pid, seen, ran.output[-3000:])
+    assert all(gone(service["pid"]) for service in services)  # the Stop services step
+    assert not state.exists()
