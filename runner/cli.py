@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from runner import __version__, github, pipeline
+from runner import __version__, github, history_run, pipeline
 from runner.detection import detect
 from runner.errors import TestgateError
 from runner.merge import merge
@@ -79,6 +79,14 @@ def parser() -> argparse.ArgumentParser:
         metavar="N",
         help="each variant must have shards 1/N .. N/N, once each (the matrix size)",
     )
+    history = commands.add_parser(
+        "history",
+        help="print the test history: the runs recorded, or one test's outcome in each",
+        description="Print the history testgate keeps across runs (history.json.gz in the "
+        "reports dir): every run, or with ID one test's outcome, attempts and duration per run.",
+    )
+    _add_settings(history)
+    history.add_argument("test_id", nargs="?", default=None, metavar="ID", help="a node id")
     services = commands.add_parser(
         "services",
         help="start services (containers or local processes) and wait until each answers",
@@ -178,6 +186,10 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
                     else settings.project / namespace.from_results
                 ),
             )
+        if namespace.command == "history":
+            past = history_run.prepare(settings, commit=None, environ={**env, "GITHUB_ACTIONS": ""})
+            sys.stdout.write(history_run.show(past, test_id=namespace.test_id))
+            return 0
         if namespace.command == "sonar":
             return sonar(settings, environ=env, dry_run=namespace.dry_run)
         if namespace.command == "merge":

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from json.encoder import encode_basestring
 from pathlib import Path
 
-from runner import coverage_data, execute, gates, github, render
+from runner import coverage_data, execute, gates, github, history_run, render
 from runner.attempts import (
     AttemptRun,
     Session,
@@ -59,6 +59,7 @@ REPORT_FILES = (
     ".coverage",
     "durations.json",
     "summary.md",
+    history_run.SUGGESTED,
 )
 WORK_DIR = ".testgate-work"
 REPLAY_LIMIT = 1000
@@ -211,6 +212,11 @@ def conclude(
     if github.on_github(environ):
         tests, notices = github.earlier_attempt_flakes(tests, environ)
         info = replace(info, warnings=(*info.warnings, *notices))
+    past = history_run.prepare(settings, commit=info.commit, environ=environ)
+    tests = history_run.label_tests(past, tests, settings=settings)
+    info = replace(
+        info, warnings=(*info.warnings, *history_run.warnings(past, reports=settings.reports_dir))
+    )
     verdicts = gates.evaluate(
         settings=settings,
         tests=tests,
@@ -218,7 +224,7 @@ def conclude(
         suite_duration_s=info.suite_duration_s,
         diff=diff[0],
         diff_skipped=diff[1],
-    )
+    ) + history_run.history_gates(settings, today=datetime.now(UTC).date())
     result = RunResult(
         run=info,
         tests=tests,
@@ -226,8 +232,10 @@ def conclude(
         gates=verdicts,
         diff_coverage=None if diff[0] is None else diff[0].to_json(),
     )
-    markdown = render.markdown(result)
+    past = history_run.record(past, result=result, settings=settings)
+    markdown = render.markdown(result) + history_run.markdown(past, settings=settings)
     write_reports(result, settings.reports_dir, markdown=markdown)
+    history_run.write_suggestions(past, settings=settings)
     sys.stdout.write(render.terminal(result, reports_dir=shown(settings.reports_dir)))
     if github.on_github(environ):
         where = shown(settings.reports_dir)

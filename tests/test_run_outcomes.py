@@ -210,6 +210,7 @@ def test_every_report_file_is_written(ran: Ran) -> None:
         ".coverage",
         "durations.json",
         "summary.md",
+        "history.json.gz",  # kept across runs: the local test history
     }
     durations = json.loads((ran.reports / "durations.json").read_text("utf-8"))
     assert set(durations) == {test["id"] for test in ran.results()["tests"]}
