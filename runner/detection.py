@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runner import execute, render
+from runner import execute, history_run, render
 from runner.attempts import Session, problems, recorded_tests, rerun_workers, run_attempt
 from runner.errors import ConfigError
 from runner.flaky import runs_needed, wilson_interval
@@ -166,6 +166,7 @@ def detect(
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     tallies: dict[str, Tally] = {}
+    earlier = history_run.unchanged_outcomes(settings, environ=environ)
     found_problems: list[str] = []
     rounds, stopped_by, per_round = 0, "verdicts", 0.0
     if wanted != []:
@@ -210,7 +211,8 @@ def detect(
             per_round = done.completed.duration_s / size
             found_problems += [f"rounds from {rounds + 1}: {p}" for p in problems(done)]
             for test in sorted(recorded_tests(done, kind="rerun"), key=lambda t: t.round or 0):
-                tally = tallies.setdefault(test.test_id, Tally())
+                tally = tallies.get(test.test_id) or _from_history(earlier, test.test_id, needed)
+                tallies[test.test_id] = tally
                 if tally.verdict is None:
                     _count(tally, classify(test.attempt), needed)
             rounds += size
@@ -247,6 +249,23 @@ def _batch_size(
         return 1
     most = needed - min(tallies.get(test_id, Tally()).runs for test_id in pool)
     return max(1, min(batch, most))
+
+
+def _from_history(earlier: Mapping[str, Sequence[str]], test_id: str, needed: int) -> Tally:
+    """A test's tally from the runs the history holds of the code as it is now.
+
+    A flip there is a flaky verdict; passes (or failures) count up to one short of a
+    verdict, so that this job's own run of the test always has its say.
+    """
+    tally = Tally()
+    for outcome in earlier.get(test_id, ()):
+        if tally.verdict is None:
+            _count(tally, outcome, needed)
+    if tally.verdict in ("stable", "failing"):
+        tally.runs = tally.failures = needed - 1
+        tally.failures *= tally.verdict == "failing"
+        tally.verdict = None
+    return tally
 
 
 def _count(tally: Tally, outcome: str, needed: int) -> None:

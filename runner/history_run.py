@@ -30,7 +30,9 @@ from runner.flaky import runs_needed
 from runner.git import Git
 from runner.history import (
     FILE_NAME,
+    JUDGED_CODES,
     LIMIT_BYTES,
+    OUTCOMES,
     History,
     coverage_flips,
     entries,
@@ -351,3 +353,37 @@ def _safe(text: str) -> str:
     for terminator in ("\r", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029"):
         text = text.replace(terminator, " ")
     return text
+
+
+def unchanged_outcomes(settings: Settings, *, environ: Mapping[str, str]) -> dict[str, list[str]]:
+    """Each test's recorded outcomes, oldest first, from clean runs of the code under test now.
+
+    "The code under test now" is the project's git tree at HEAD, with a clean work tree:
+    a run counts when its commit has the very same tree for the project directory, so a
+    change anywhere in the project (the test, the code it calls, a fixture, the lock)
+    starts that test's count again. A run that flaked within itself counts as a failure
+    then a pass.
+    """
+    context = prepare(settings, commit=None, environ=environ)
+    git = Git(settings.project, environ)
+    now = git.out("rev-parse", "--verify", "--quiet", "HEAD:./") if context.clean else None
+    if now is None:
+        return {}
+    trees: dict[str, str | None] = {}
+    same = []
+    for run in context.history.runs:
+        if run.clean and run.commit:
+            if run.commit not in trees:
+                trees[run.commit] = git.out("rev-parse", "--verify", "--quiet", f"{run.commit}:./")
+            if trees[run.commit] == now:
+                same.append(run)
+    found: dict[str, list[str]] = {}
+    for number, test_id in enumerate(context.history.ids):
+        codes = [code for run in same if (code := run.code(number)) in JUDGED_CODES]
+        if codes:
+            found[test_id] = [
+                outcome
+                for code in codes
+                for outcome in (("failed", "passed") if code == "k" else (OUTCOMES[code],))
+            ]
+    return found

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from runner import history_run, trend
+from runner import detection, history_run, trend
 from runner.errors import ConfigError
 from runner.history import (
     FILE_NAME,
@@ -388,3 +388,38 @@ def test_history_options_are_checked(tmp_path: Path) -> None:
     )
     assert settings.history_flaky == "failed"
     assert history_run.prepare(settings, commit=None, environ={}).path == root / "h" / "x.json.gz"
+
+
+def test_only_clean_runs_of_the_same_project_tree_count_for_the_flaky_job(tmp_path: Path) -> None:
+    root = project(tmp_path, 'history = "h.json.gz"')
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.org", "-C", str(root)]
+    subprocess.run([*git, "init", "-q", "-b", "main"], check=True)
+    subprocess.run([*git, "add", "pyproject.toml"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "one"], check=True)
+    head = subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True)
+    commit = head.stdout.strip()
+    history = grow(
+        [
+            ([result(A, "failed", "passed"), result(B, "passed")], meta(1, commit=commit)),
+            ([result(A, "failed"), result(B, "failed")], meta(2, commit=commit, clean=False)),
+            ([result(B, "failed")], meta(3, commit="0" * 40)),
+            ([result(B, "failed"), result(C, "skipped")], meta(4, commit=None)),
+            ([result(B, "passed")], meta(5, commit=commit)),
+        ]
+    )
+    write_history(history, root / "h.json.gz")
+    settings = load_settings(project=root, flags={}, environ={})
+    found = history_run.unchanged_outcomes(settings, environ={})
+    assert found == {A: ["failed", "passed"], B: ["passed", "passed"]}
+    (root / "pyproject.toml").write_text('[tool.testgate]\nhistory = "h.json.gz"\n#\n', "utf-8")
+    assert history_run.unchanged_outcomes(settings, environ={}) == {}  # a change in progress
+
+
+def test_the_historys_runs_count_up_to_one_short_of_a_verdict() -> None:
+    stable = detection._from_history({A: ["passed"] * 9}, A, 4)
+    assert (stable.runs, stable.failures, stable.verdict) == (3, 0, None)
+    failing = detection._from_history({A: ["failed"] * 9}, A, 4)
+    assert (failing.runs, failing.failures, failing.verdict) == (3, 3, None)
+    flaky = detection._from_history({A: ["passed", "failed", "passed"]}, A, 4)
+    assert (flaky.runs, flaky.failures, flaky.verdict) == (2, 1, "flaky")
+    assert detection._from_history({}, A, 4).runs == 0

@@ -241,3 +241,18 @@ def test_a_history_that_cannot_be_written_is_a_clear_error(
     )  # fmt: skip
     with pytest.raises(ConfigError, match="cannot write the test history"):
         history_run.record(context, result=result, settings=settings)
+
+
+def test_the_flaky_job_counts_the_historys_runs_of_unchanged_code(runs: dict[str, Ran]) -> None:
+    """HEAD (commit two) ran once, and passed both: 4 runs needed, so 3 more in this job."""
+    ran = run_in_process(
+        runs["pull"].project, "--history", "history.json.gz", "--max-fail-rate", "0.5",
+        "--confidence", "0.9", "--only", STABLE, FIXED, command="flaky", reports="detect",
+    )  # fmt: skip
+    data = json.loads((ran.reports / "flaky.json").read_text("utf-8"))
+    assert ran.exit_code == 0, ran.output
+    assert data["runs_needed"] == 4
+    assert data["rounds"] == 3
+    assert [(t["id"], t["verdict"], t["runs"]) for t in data["tests"]] == [
+        (FIXED, "stable", 4), (STABLE, "stable", 4)
+    ]  # fmt: skip
