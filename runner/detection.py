@@ -41,6 +41,7 @@ class Tally:
     runs: int = 0
     failures: int = 0
     verdict: str | None = None
+    from_history: int = 0
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,7 @@ class TestVerdict:
     runs: int
     failures: int
     statement: str
+    from_history: int = 0
 
     def to_json(self) -> dict[str, Any]:
         rate = self.failures / self.runs if self.runs else None
@@ -66,6 +68,7 @@ class TestVerdict:
             "failure_rate": rate,
             "interval_95": interval,
             "statement": self.statement,
+            "from_history": self.from_history,
         }
 
 
@@ -265,6 +268,7 @@ def _from_history(earlier: Mapping[str, Sequence[str]], test_id: str, needed: in
         tally.runs = tally.failures = needed - 1
         tally.failures *= tally.verdict == "failing"
         tally.verdict = None
+    tally.from_history = tally.runs
     return tally
 
 
@@ -303,7 +307,9 @@ def _verdict(test_id: str, tally: Tally, settings: Settings, needed: int) -> Tes
     else:
         same = "failed" if failures else "passed"
         statement = f"{same} {runs} runs in a row so far; {needed} needed for a verdict"
-    return TestVerdict(test_id, verdict, runs, failures, statement)
+    if tally.from_history:
+        statement += f" ({tally.from_history} of the runs recorded in the test history)"
+    return TestVerdict(test_id, verdict, runs, failures, statement, tally.from_history)
 
 
 def _stable_entries(quarantine: Quarantine, tallies: Mapping[str, Tally]) -> tuple[str, ...]:

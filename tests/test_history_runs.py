@@ -253,6 +253,7 @@ def test_the_flaky_job_counts_the_historys_runs_of_unchanged_code(runs: dict[str
     assert ran.exit_code == 0, ran.output
     assert data["runs_needed"] == 4
     assert data["rounds"] == 3
-    assert [(t["id"], t["verdict"], t["runs"]) for t in data["tests"]] == [
-        (FIXED, "stable", 4), (STABLE, "stable", 4)
+    assert [(t["id"], t["verdict"], t["runs"], t["from_history"]) for t in data["tests"]] == [
+        (FIXED, "stable", 4, 1), (STABLE, "stable", 4, 1)
     ]  # fmt: skip
+    assert data["tests"][0]["statement"].endswith("(1 of the runs recorded in the test history)")
