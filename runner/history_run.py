@@ -16,6 +16,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import re
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -46,10 +47,11 @@ from runner.history import (
     write_history,
 )
 from runner.quarantine import Quarantine, expiry_gate, read_quarantine
-from runner.results import GateResult, RunInfo, RunResult, TestResult
+from runner.results import BROKEN, GateResult, RunInfo, RunResult, TestResult
 from runner.settings import Settings
 
 ARTIFACT = "testgate-history"
+HISTORY_NOTE = re.compile(r"(flaky on |failing on )\S+|in an earlier run of the same commit")
 SUGGESTED = "quarantine-suggested.txt"
 LISTED_ARTIFACTS = 30
 
@@ -244,13 +246,22 @@ def suggestions(
     return add, remove
 
 
-def markdown(context: Context, *, settings: Settings) -> str:
-    """The summary's history part: suggestions, trends, flip rates (with this run)."""
+def markdown(context: Context, *, settings: Settings, tests: tuple[TestResult, ...] = ()) -> str:
+    """The summary's history part: failures the history explains, suggestions, trends."""
     history = context.history
+    known = [
+        test
+        for test in tests
+        if test.outcome in BROKEN and test.note and HISTORY_NOTE.search(test.note)
+    ]
     quarantine = read_quarantine(settings.quarantine)
     needed = runs_needed(confidence=settings.confidence, max_fail_rate=settings.max_fail_rate)
     add, remove = suggestions(history, quarantine=quarantine, base=context.base, needed=needed)
-    out = trend.section(history, branch=context.base)
+    out = []
+    if known:
+        out += ["", "### Failures the history explains", "", "| test | history |", "| --- | --- |"]
+        out += [f"| `{trend.cell(test.id)}` | {trend.cell(test.note or '')} |" for test in known]
+    out += trend.section(history, branch=context.base)
     if add or remove:
         out += ["", "### Quarantine suggestions", ""]
         out += [f"- add `{test_id}`: {why}" for test_id, why in add]

@@ -233,7 +233,9 @@ def conclude(
         diff_coverage=None if diff[0] is None else diff[0].to_json(),
     )
     past = history_run.record(past, result=result, settings=settings)
-    markdown = render.markdown(result) + history_run.markdown(past, settings=settings)
+    markdown = render.markdown(result) + history_run.markdown(
+        past, settings=settings, tests=result.tests
+    )
     write_reports(result, settings.reports_dir, markdown=markdown)
     history_run.write_suggestions(past, settings=settings)
     sys.stdout.write(render.terminal(result, reports_dir=shown(settings.reports_dir)))

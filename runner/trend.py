@@ -61,6 +61,13 @@ def charts(runs: Sequence[Run]) -> list[str]:
     ]
 
 
+def cell(text: str) -> str:
+    """Text fit for one Markdown table cell: no pipes, backticks or line breaks."""
+    for terminator in ("\r\n", "\r", "\n", "\u2028", "\u2029"):
+        text = text.replace(terminator, " ")
+    return text.replace("|", "\\|").replace("`", "'")
+
+
 def flip_table(rates: Sequence[tuple[str, Rate]]) -> list[str]:
     """Markdown lines: the tests with the highest flip rate and their 95 % intervals."""
     if not rates:
@@ -68,9 +75,8 @@ def flip_table(rates: Sequence[tuple[str, Rate]]) -> list[str]:
     out = ["| test | flips | flip rate | 95 % interval |", "| --- | --- | --- | --- |"]
     for test_id, rate in rates[:LISTED_FLIPS]:
         low, high = rate.interval
-        shown = test_id.replace("|", "\\|").replace("`", "'").replace("\n", " ").replace("\r", " ")
         out.append(
-            f"| `{shown}` | {rate.count} of {rate.runs} | {rate.count / rate.runs:.0%} | "
+            f"| `{cell(test_id)}` | {rate.count} of {rate.runs} | {rate.count / rate.runs:.0%} | "
             f"{low:.0%} to {high:.0%} |"
         )
     return out

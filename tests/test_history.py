@@ -257,6 +257,7 @@ def test_the_trend_charts_and_flip_table() -> None:
     assert trend.section(History(), branch=None) == []
     flips = trend.flip_table([(C, Rate(1, 2))])
     assert flips[-1].startswith("| `tests/t.py::test_c[x\\|y]` |")
+    assert trend.cell("a`b\r\nc\u2028d") == "a'b c d"
     calm = grow([([result(A, "passed")], meta(d)) for d in (1, 2)])
     assert "Highest flip rates:" not in trend.section(calm, branch="main")
     no_coverage = grow([([result(A, "passed")], meta(d, line_percent=None)) for d in (1, 2)])
@@ -311,6 +312,17 @@ def test_suggestions_add_flaky_tests_and_remove_entries_now_stable(tmp_path: Pat
     assert path is not None
     lines = path.read_text("utf-8").splitlines()
     assert lines[1:3] == [B, f"{A}  # flipped 4 of 5 recent runs (suggested {lines[2][-11:-1]})"]
+    labelled = label(
+        [result(A, "failed"), result(B, "failed"), result("tests/t.py::new|`", "failed")],
+        context.history, commit="pr", clean=True, base="main", counts_as="failed",
+    )  # fmt: skip
+    explained = history_run.markdown(context, settings=settings, tests=labelled)
+    assert "### Failures the history explains" in explained
+    assert f"| `{A}` | flaky on main: failed 2 of 5 recent runs (95 % interval 12% to 77%) |" in (
+        explained
+    )
+    assert f"| `{B}` | failing on main too: 5 of 5 recent runs" in explained
+    assert "new" not in explained
     quiet = history_run.Context(**{**context.__dict__, "history": History()})
     assert history_run.write_suggestions(quiet, settings=settings) is None
     assert history_run.markdown(quiet, settings=settings) == ""
