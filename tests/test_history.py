@@ -396,9 +396,11 @@ def test_history_options_are_checked(tmp_path: Path) -> None:
         with pytest.raises(ConfigError, match=words):
             load_settings(project=root, flags=flags, environ={})
     settings = load_settings(
-        project=root, flags={"history": "h/x.json.gz", "history-flaky": "Failed"}, environ={}
+        project=root,
+        flags={"history": "h/x.json.gz", "history-flaky": "Failed", "history-days": "30"},
+        environ={},
     )
-    assert settings.history_flaky == "failed"
+    assert (settings.history_flaky, settings.history_days) == ("failed", 30.0)
     assert history_run.prepare(settings, commit=None, environ={}).path == root / "h" / "x.json.gz"
 
 
