@@ -153,6 +153,10 @@ def test_a_passing_project_passes_with_every_output_set(act_run: Ran) -> None:
     assert found["results-artifact"] == "testgate-results-green-0-attempt-1"
     summary = (act_run.project / "green" / "testgate-reports" / "summary.md").read_text("utf-8")
     assert "testgate passed" in summary
+    # act gives no token: the base branch's history artifact is not read, and that is said
+    assert found["history-artifact"] == "testgate-history"
+    results = (act_run.project / "green" / "testgate-reports" / "results.json").read_text("utf-8")
+    assert "the testgate-history artifact was not read" in json.loads(results)["run"]["warnings"][0]
 
 
 def test_failures_and_flaky_tests_become_annotations_and_fail_the_job(act_run: Ran) -> None:
