@@ -50,7 +50,9 @@ def detect(project: Path, *, history: str, reports: str) -> dict[str, Any]:
 
 
 def executions(data: dict[str, Any]) -> int:
-    return sum(test["runs"] - test.get("from_history", 0) for test in data["tests"])
+    """Test runs the job made: the whole suite's first round runs every test once, even one
+    whose verdict the history already gives (its run then is not counted in ``runs``)."""
+    return sum(max(1, test["runs"] - test.get("from_history", 0)) for test in data["tests"])
 
 
 def main() -> None:
@@ -87,7 +89,7 @@ def main() -> None:
         agree += same
         print(
             f"{test['id'][:44]:44} {test['verdict']:>9} {test['runs']:>8} "
-            f"{other['verdict']:>9} {other['runs'] - other['from_history']:>8}"
+            f"{other['verdict']:>9} {max(1, other['runs'] - other['from_history']):>8}"
             + ("" if same else "  (differs)")
         )
     ours, before = executions(seeded), executions(scratch)
