@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from runner import __version__, github, interrupts, pipeline
+from runner import __version__, github, history_run, interrupts, pipeline
 from runner.detection import detect
 from runner.errors import InfraError, TestgateError
 from runner.merge import merge
@@ -81,6 +81,14 @@ def parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="reports dirs to merge (relative to the project)",
     )
+    history = commands.add_parser(
+        "history",
+        help="print the test history: the runs recorded, or one test's outcome in each",
+        description="Print the history testgate keeps across runs (history.json.gz in the "
+        "reports dir): every run, or with ID one test's outcome, attempts and duration per run.",
+    )
+    _add_settings(history)
+    history.add_argument("test_id", nargs="?", default=None, metavar="ID", help="a node id")
     services = commands.add_parser(
         "services",
         help="start services (containers or local processes) and wait until each answers",
@@ -211,6 +219,10 @@ def _command(
                         else settings.project / namespace.from_results
                     ),
                 )
+        if namespace.command == "history":
+            past = history_run.prepare(settings, commit=None, environ={**env, "GITHUB_ACTIONS": ""})
+            emit(history_run.show(past, test_id=namespace.test_id))
+            return 0
         if namespace.command == "sonar":
             return sonar(settings, environ=env, dry_run=namespace.dry_run)
         if namespace.command == "merge":

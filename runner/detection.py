@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runner import environment, github, interrupts, owned_dir, render
+from runner import environment, github, history_run, interrupts, owned_dir, render
 from runner.attempts import Session, problems, recorded_tests, rerun_workers, run_attempt
 from runner.errors import ConfigError
 from runner.flaky import runs_needed, wilson_interval
@@ -43,6 +43,7 @@ class Tally:
     failures: int = 0
     verdict: str | None = None
     line: int | None = None
+    from_history: int = 0
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,7 @@ class TestVerdict:
     failures: int
     statement: str
     line: int | None = None
+    from_history: int = 0
 
     @property
     def file(self) -> str:
@@ -76,6 +78,7 @@ class TestVerdict:
             "failure_rate": rate,
             "interval_95": interval,
             "statement": self.statement,
+            "from_history": self.from_history,
         }
 
 
@@ -175,6 +178,7 @@ def detect(
     owned_dir.claim(settings.reports_dir, fresh=("flaky.json",))
     work = owned_dir.scratch(settings.reports_dir)
     tallies: dict[str, Tally] = {}
+    earlier = history_run.unchanged_outcomes(settings, environ=environ)
     found_problems: list[str] = []
     rounds, stopped_by, per_round = 0, "verdicts", 0.0
     if wanted != []:
@@ -223,7 +227,9 @@ def detect(
             per_round = done.completed.duration_s / size
             found_problems += [f"rounds from {rounds + 1}: {p}" for p in problems(done)]
             for test in sorted(recorded_tests(done, kind="rerun"), key=lambda t: t.round or 0):
-                tally = tallies.setdefault(test.test_id, Tally(line=test.def_line))
+                tally = tallies.get(test.test_id) or _from_history(earlier, test.test_id, needed)
+                tally.line = test.def_line if tally.line is None else tally.line
+                tallies[test.test_id] = tally
                 if tally.verdict is None:
                     _count(tally, classify(test.attempt), needed)
             rounds += size
@@ -290,6 +296,24 @@ def _batch_size(
     return max(1, min(batch, most))
 
 
+def _from_history(earlier: Mapping[str, Sequence[str]], test_id: str, needed: int) -> Tally:
+    """A test's tally from the runs the history holds of the code as it is now.
+
+    A flip there is a flaky verdict; passes (or failures) count up to one short of a
+    verdict, so that this job's own run of the test always has its say.
+    """
+    tally = Tally()
+    for outcome in earlier.get(test_id, ()):
+        if tally.verdict is None:
+            _count(tally, outcome, needed)
+    if tally.verdict in ("stable", "failing"):
+        tally.runs = tally.failures = needed - 1
+        tally.failures *= tally.verdict == "failing"
+        tally.verdict = None
+    tally.from_history = tally.runs
+    return tally
+
+
 def _count(tally: Tally, outcome: str, needed: int) -> None:
     """Add one run's outcome; a verdict ends the test's part in the job."""
     if outcome in ("skipped", "xfailed"):
@@ -327,7 +351,17 @@ def _verdict(test_id: str, tally: Tally, settings: Settings, needed: int) -> Tes
         statement = f"{same} {runs} runs in a row so far; {needed} needed for a verdict"
     else:
         statement = f"never ran before the job was stopped; {needed} runs needed for a verdict"
-    return TestVerdict(test_id, verdict, runs, failures, statement, line=tally.line)
+    if tally.from_history:
+        statement += f" ({tally.from_history} of the runs recorded in the test history)"
+    return TestVerdict(
+        test_id,
+        verdict,
+        runs,
+        failures,
+        statement,
+        line=tally.line,
+        from_history=tally.from_history,
+    )
 
 
 def _stable_entries(quarantine: Quarantine, tallies: Mapping[str, Tally]) -> tuple[str, ...]:

@@ -56,6 +56,8 @@ OWN_NAMES = frozenset(
         "summary.md",
         "flaky.json",
         ".sonar",
+        "history.json.gz",
+        "quarantine-suggested.txt",
     }
 )
 OLD_WORK_DIRS = frozenset({".testgate-work", ".testgate-flaky-work"})

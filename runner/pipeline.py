@@ -33,6 +33,7 @@ from runner import (
     faults,
     gates,
     github,
+    history_run,
     interrupts,
     owned_dir,
     render,
@@ -84,6 +85,7 @@ REPORT_FILES = (
     ".coverage",
     "durations.json",
     "summary.md",
+    history_run.SUGGESTED,
 )
 REPLAY_LIMIT = 1000
 
@@ -296,6 +298,11 @@ def conclude(
     if github.on_github(environ):
         tests, notices = github.earlier_attempt_flakes(tests, environ)
         info = replace(info, warnings=(*info.warnings, *notices))
+    past = history_run.prepare(settings, commit=info.commit, environ=environ)
+    tests = history_run.label_tests(past, tests, settings=settings)
+    info = replace(
+        info, warnings=(*info.warnings, *history_run.warnings(past, reports=settings.reports_dir))
+    )
     verdicts = gates.evaluate(
         settings=settings,
         tests=tests,
@@ -303,7 +310,7 @@ def conclude(
         suite_duration_s=info.suite_duration_s,
         diff=diff[0],
         diff_skipped=diff[1],
-    )
+    ) + history_run.history_gates(settings, today=datetime.now(UTC).date())
     if any(problem.startswith(CRASHED) for problem in info.problems):
         verdicts = not_evaluated(verdicts)
     elif info.coverage_incomplete is not None:
@@ -315,8 +322,12 @@ def conclude(
         gates=verdicts,
         diff_coverage=None if diff[0] is None else diff[0].to_json(),
     )
-    markdown = render.markdown(result)
+    past = history_run.record(past, result=result, settings=settings)
+    markdown = render.markdown(result) + history_run.markdown(
+        past, settings=settings, tests=result.tests
+    )
     write_reports(result, settings.reports_dir, markdown=markdown)
+    history_run.write_suggestions(past, settings=settings)
     emit(render.terminal(result, reports_dir=shown(settings.reports_dir)))
     if github.on_github(environ):
         where = shown(settings.reports_dir)

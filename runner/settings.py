@@ -231,6 +231,20 @@ def _skipped(text: str) -> str | None:
     return str(_count(value))
 
 
+def _days(text: str) -> float:
+    value = _number(text)
+    if value <= 0:
+        raise ValueError("must be a number of days above 0")
+    return value
+
+
+def _counts_as(text: str) -> str:
+    value = text.strip().lower()
+    if value not in ("flaky", "failed", "quarantined"):
+        raise ValueError("must be flaky, failed or quarantined")
+    return value
+
+
 @dataclass(frozen=True)
 class Option:
     """One setting: its kebab-case name, how text becomes a value, the default, help."""
@@ -380,6 +394,21 @@ OPTIONS: tuple[Option, ...] = (
         None,
         "merge: the number of variants (Python x OS) the matrix runs; one missing is an error",
     ),
+    Option(
+        "history",
+        _optional_text,
+        None,
+        "the test history file (default: history.json.gz in the reports dir)",
+    ),
+    Option("history-runs", _count, 100, "the history keeps the last N runs"),
+    Option("history-days", _days, 90.0, "the history keeps runs no older than D days"),
+    Option(
+        "history-flaky",
+        _counts_as,
+        "flaky",
+        "a failure the history shows flaky counts as: flaky (toward max-flaky), failed "
+        "(toward failed-tests, labelled only) or quarantined (toward neither)",
+    ),
 )
 OPTIONS_BY_NAME = {option.name: option for option in OPTIONS}
 
@@ -433,6 +462,10 @@ class Settings:
     expect_shards: int | None
     expect_variants: int | None
     explicit: frozenset[str] = frozenset()  # the options set anywhere but by default
+    history: str | None = None
+    history_runs: int = 100
+    history_days: float = 90.0
+    history_flaky: str = "flaky"
 
 
 def action_inputs(environ: Mapping[str, str]) -> dict[str, str]:

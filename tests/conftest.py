@@ -84,7 +84,10 @@ def npm_tools() -> Path:
     """tests/npm with its node modules installed from the lock (once, whichever worker asks)."""
     with (NPM / ".install.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (NPM / "node_modules" / ".package-lock.json").exists():
+        installed = NPM / "node_modules" / ".package-lock.json"
+        if not installed.exists() or installed.stat().st_mtime < (
+            (NPM / "package-lock.json").stat().st_mtime
+        ):  # none yet, or from an older lock
             subprocess.run(
                 ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=NPM, check=True
             )

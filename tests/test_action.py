@@ -232,6 +232,10 @@ def test_a_passing_project_passes_with_every_output_set(act_run: Ran) -> None:
     assert found["results-artifact"] == "testgate-results-green-0-attempt-1"
     summary = (act_run.project / "green" / "testgate-reports" / "summary.md").read_text("utf-8")
     assert "testgate passed" in summary
+    # green is no git repository: no base branch, so no history to read and nothing to warn of
+    assert found["history-artifact"] == "testgate-history"
+    results = (act_run.project / "green" / "testgate-reports" / "results.json").read_text("utf-8")
+    assert json.loads(results)["run"]["warnings"] == []
 
 
 def test_failures_and_flaky_tests_become_annotations_and_fail_the_job(act_run: Ran) -> None:

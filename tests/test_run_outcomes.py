@@ -215,6 +215,7 @@ def test_every_report_file_is_written(ran: Ran) -> None:
         "durations.json",
         "summary.md",
         ".testgate-reports",  # the marker: this dir is testgate's own
+        "history.json.gz",  # kept across runs: the local test history
     }
     durations = json.loads((ran.reports / "durations.json").read_text("utf-8"))
     assert set(durations) == {test["id"] for test in ran.results()["tests"]}

@@ -1,0 +1,460 @@
+"""Test history across runs: the store, and what it shows about flaky tests and coverage.
+
+The history keeps, per run, the commit, the branch, whether the work tree was clean, the
+suite duration, coverage totals and the lines coverage missed, and per test its outcome,
+its attempts and its duration. It is stored column-wise (one character per test for the
+outcome, one for the attempts, one integer of milliseconds for the duration, all in the
+order of one shared list of node ids) and gzip-compressed, so a 10,000-test suite over
+100 runs stays a download of a few megabytes. It is bounded by ``history-runs`` (the last
+N runs) and ``history-days`` (runs no older than D days before the newest).
+
+The rules, all pure functions of a history:
+
+- a test that failed and passed on the same clean commit in different runs is flaky;
+- a test that fails now and failed intermittently on the base branch within the window
+  is "flaky on <base>: failed k of n recent runs", with the 95 % Wilson interval of k/n;
+- coverage that differs between runs of the same clean commit is named line by line;
+- the flip rate of a test is the share of its runs whose verdict differs from the run
+  before (a run that flaked within itself counts as a flip);
+- quarantine entries are suggested for tests the history shows flaky, and their removal
+  once every test they match passed the runs a ``stable`` verdict needs in a row.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from runner import owned_dir
+from runner.errors import ConfigError
+from runner.flaky import verdict, wilson_interval
+from runner.results import TestResult
+
+SCHEMA_VERSION = 1
+FILE_NAME = "history.json.gz"
+LIMIT_BYTES = 256 * 1024 * 1024  # unpacked: 10,000 tests x 1,000 runs fits
+CODES = {
+    "passed": "p",
+    "failed": "f",
+    "error": "e",
+    "flaky": "k",
+    "skipped": "s",
+    "xfailed": "x",
+    "xpassed": "X",
+}
+OUTCOMES = {code: outcome for outcome, code in CODES.items()}
+ABSENT = "-"
+FAILED_CODES = frozenset("fek")  # a run in which the test failed at least once
+JUDGED_CODES = frozenset("pfek")  # a run that says something about passing or failing
+COUNTS_AS = ("flaky", "failed", "quarantined")
+
+
+@dataclass(frozen=True)
+class Run:
+    """One run: its metadata and, aligned with the history's ids, each test's record."""
+
+    started: str
+    commit: str | None
+    branch: str | None
+    clean: bool
+    duration_s: float
+    line_percent: float | None
+    branch_percent: float | None
+    flaky: int
+    codes: str
+    attempts: str
+    durations_ms: tuple[int, ...]
+    missing: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+
+    def code(self, index: int) -> str:
+        return self.codes[index] if index < len(self.codes) else ABSENT
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "started": self.started,
+            "commit": self.commit,
+            "branch": self.branch,
+            "clean": self.clean,
+            "duration_s": round(self.duration_s, 3),
+            "line_percent": self.line_percent,
+            "branch_percent": self.branch_percent,
+            "flaky": self.flaky,
+            "codes": self.codes,
+            "attempts": self.attempts,
+            "durations_ms": list(self.durations_ms),
+            "missing": {path: list(lines) for path, lines in self.missing.items()},
+        }
+
+
+@dataclass(frozen=True)
+class History:
+    """Runs, oldest first, and the node ids their per-test columns are aligned with."""
+
+    ids: tuple[str, ...] = ()
+    runs: tuple[Run, ...] = ()
+
+    @cached_property
+    def index(self) -> dict[str, int]:
+        """Each node id's position in the per-test columns."""
+        return {test_id: number for number, test_id in enumerate(self.ids)}
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "ids": list(self.ids),
+            "runs": [run.to_json() for run in self.runs],
+        }
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One test in one run, as ``testgate history ID`` prints it."""
+
+    run: Run
+    outcome: str
+    attempts: int
+    duration_s: float
+
+
+@dataclass(frozen=True)
+class Rate:
+    """k of n runs, with the 95 % Wilson interval of k/n."""
+
+    count: int
+    runs: int
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        return wilson_interval(self.count, self.runs)
+
+    def __str__(self) -> str:
+        low, high = self.interval
+        return f"{self.count} of {self.runs} recent runs (95 % interval {low:.0%} to {high:.0%})"
+
+
+# --- building and bounding -------------------------------------------------------------
+
+
+def code_of(test: TestResult) -> str:
+    """A test's outcome in this run from its attempts alone: what quarantine or a label
+    from history (both judgements, not observations) made of it is not recorded."""
+    return CODES[verdict(test.attempts).outcome] if test.attempts else ABSENT
+
+
+def run_of(
+    tests: Sequence[TestResult],
+    *,
+    ids: Mapping[str, int],
+    started: str,
+    commit: str | None,
+    branch: str | None,
+    clean: bool,
+    duration_s: float,
+    line_percent: float | None,
+    branch_percent: float | None,
+    missing: Mapping[str, tuple[int, ...]],
+) -> Run:
+    """A run's record, its columns aligned with ``ids`` (which must name every test)."""
+    size = max((ids[test.id] for test in tests), default=-1) + 1
+    codes, attempts, durations = [ABSENT] * size, ["0"] * size, [0] * size
+    flaky = 0
+    for test in tests:
+        index = ids[test.id]
+        codes[index] = code_of(test)
+        flaky += codes[index] == "k"
+        attempts[index] = str(min(9, len(test.attempts)))
+        durations[index] = round(test.attempts[0].duration_s * 1000) if test.attempts else 0
+    return Run(
+        started=started,
+        commit=commit,
+        branch=branch,
+        clean=clean,
+        duration_s=duration_s,
+        line_percent=line_percent,
+        branch_percent=branch_percent,
+        flaky=flaky,
+        codes="".join(codes),
+        attempts="".join(attempts),
+        durations_ms=tuple(durations),
+        missing=dict(missing),
+    )
+
+
+def extend(
+    history: History, tests: Sequence[TestResult], *, max_runs: int, max_days: float, **run: Any
+) -> History:
+    """The history with one more run (``run`` holds ``run_of``'s metadata), bounded."""
+    ids = list(history.ids)
+    index = history.index
+    for test in tests:
+        if test.id not in index:
+            index[test.id] = len(ids)
+            ids.append(test.id)
+    added = run_of(tests, ids=index, **run)
+    return bound(History(tuple(ids), (*history.runs, added)), max_runs=max_runs, max_days=max_days)
+
+
+def bound(history: History, *, max_runs: int, max_days: float) -> History:
+    """The last ``max_runs`` runs no older than ``max_days`` before the newest; ids they use."""
+    runs = history.runs[-max_runs:] if max_runs else ()
+    if runs:
+        newest = _when(runs[-1].started)
+        runs = tuple(run for run in runs if newest - _when(run.started) <= timedelta(max_days))
+    used = [
+        number
+        for number in range(len(history.ids))
+        if any(run.code(number) != ABSENT for run in runs)
+    ]
+    return History(
+        ids=tuple(history.ids[number] for number in used),
+        runs=tuple(
+            replace(
+                run,
+                codes="".join(run.code(number) for number in used).rstrip(ABSENT),
+                attempts="".join(_at(run.attempts, number, "0") for number in used),
+                durations_ms=tuple(_at(run.durations_ms, number, 0) for number in used),
+            )
+            for run in runs
+        ),
+    )
+
+
+def _at(column: Sequence[Any], index: int, absent: Any) -> Any:
+    return column[index] if index < len(column) else absent
+
+
+def _when(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+# --- reading and writing ---------------------------------------------------------------
+
+
+def read_history(path: Path, *, limit: int = LIMIT_BYTES) -> History:
+    """The history in ``path``; none when the file does not exist. Bad files are errors."""
+    if not path.is_file():
+        return History()
+    try:
+        with gzip.open(path, "rb") as opened:
+            raw = opened.read(limit + 1)
+        if len(raw) > limit:
+            raise ValueError(f"it unpacks to more than {limit} bytes")
+        return parse_history(json.loads(raw))
+    except (OSError, EOFError, ValueError, TypeError, KeyError) as error:
+        raise ConfigError(
+            f"cannot read the test history {path} ({error}); delete it to start a new history."
+        ) from None
+
+
+def parse_history(data: Any) -> History:
+    """A history from its JSON, checked field by field (it may come from an artifact)."""
+    if not isinstance(data, dict) or data.get("schema_version") != SCHEMA_VERSION:
+        raise ValueError(f"not a testgate history of schema version {SCHEMA_VERSION}")
+    ids = tuple(_checked(data["ids"], list, "ids"))
+    if not all(isinstance(test_id, str) for test_id in ids):
+        raise ValueError("ids must be node ids")
+    runs = []
+    for item in _checked(data["runs"], list, "runs"):
+        codes = _checked(item["codes"], str, "codes")
+        if len(codes) > len(ids) or not set(codes) <= {*OUTCOMES, ABSENT}:
+            raise ValueError(f"bad outcome codes in the run of {item.get('started')!r}")
+        missing = _checked(item.get("missing", {}), dict, "missing")
+        runs.append(
+            Run(
+                started=_when(_checked(item["started"], str, "started")).isoformat(),
+                commit=item.get("commit"),
+                branch=item.get("branch"),
+                clean=bool(item.get("clean")),
+                duration_s=float(item["duration_s"]),
+                line_percent=_optional_float(item.get("line_percent")),
+                branch_percent=_optional_float(item.get("branch_percent")),
+                flaky=int(item.get("flaky", 0)),
+                codes=codes,
+                attempts=_checked(item["attempts"], str, "attempts"),
+                durations_ms=tuple(int(ms) for ms in _checked(item["durations_ms"], list, "ms")),
+                missing={
+                    str(path): tuple(int(n) for n in lines) for path, lines in missing.items()
+                },
+            )
+        )
+    return History(ids, tuple(runs))
+
+
+def _checked(value: Any, kind: type, name: str) -> Any:
+    if not isinstance(value, kind):
+        raise ValueError(f"{name} must be a {kind.__name__}")
+    return value
+
+
+def _optional_float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def write_history(history: History, path: Path) -> None:
+    """Write the history compressed, to a new file renamed into place (no link followed)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with (
+        owned_dir.open_binary(path) as out,
+        gzip.GzipFile(fileobj=out, mode="wb", compresslevel=6) as packed,
+    ):
+        packed.write(json.dumps(history.to_json(), separators=(",", ":")).encode())
+
+
+# --- the rules -------------------------------------------------------------------------
+
+
+def entries(history: History, test_id: str) -> list[Entry]:
+    """Every run that recorded ``test_id``, oldest first."""
+    number = history.index.get(test_id)
+    if number is None:
+        return []
+    return [
+        Entry(
+            run=run,
+            outcome=OUTCOMES[run.code(number)],
+            attempts=int(_at(run.attempts, number, "0")),
+            duration_s=_at(run.durations_ms, number, 0) / 1000,
+        )
+        for run in history.runs
+        if run.code(number) != ABSENT
+    ]
+
+
+def failures_on(history: History, test_id: str, *, branch: str) -> Rate:
+    """How many of the recorded runs on ``branch`` the test failed in (at least once)."""
+    return _failures(
+        history, history.index.get(test_id), [r for r in history.runs if r.branch == branch]
+    )
+
+
+def _failures(history: History, number: int | None, runs: Sequence[Run]) -> Rate:
+    if number is None:
+        return Rate(0, 0)
+    judged = [code for run in runs if (code := run.code(number)) in JUDGED_CODES]
+    return Rate(sum(code in FAILED_CODES for code in judged), len(judged))
+
+
+def label(
+    tests: Sequence[TestResult],
+    history: History,
+    *,
+    commit: str | None,
+    clean: bool,
+    base: str | None,
+    counts_as: str,
+) -> tuple[TestResult, ...]:
+    """This run's tests, with what history knows about their failures.
+
+    A failure that history shows as flaky (it passed in a clean run of the same commit,
+    or failed intermittently on the base branch) is labelled so, and counts as
+    ``counts_as``: ``flaky`` (toward max-flaky), ``failed`` (toward failed-tests, labelled
+    only) or ``quarantined`` (toward neither). A pass whose clean commit failed in an
+    earlier run is flaky. A failure the base branch shows every time is labelled so.
+    """
+    same = [run for run in history.runs if clean and commit and run.commit == commit and run.clean]
+    on_base = [run for run in history.runs if base is not None and run.branch == base]
+    labelled = []
+    for test in tests:
+        number = history.index.get(test.id)
+        failed = test.outcome in ("failed", "error")
+        if number is None or not (failed or test.outcome == "passed"):
+            labelled.append(test)
+            continue
+        opposite = "p" if failed else "fe"
+        if any(run.code(number) in opposite for run in same):
+            note = _join(
+                test,
+                f"{'passed' if failed else 'failed'} in an earlier run of the same commit "
+                f"{(commit or '')[:12]}",
+            )
+            outcome = "flaky" if not failed else counts_as
+        elif failed and (rate := _failures(history, number, on_base)).count:
+            if rate.count == rate.runs:
+                labelled.append(_with(test, note=_join(test, f"failing on {base} too: {rate}")))
+                continue
+            note, outcome = _join(test, f"flaky on {base}: failed {rate}"), counts_as
+        else:
+            labelled.append(test)
+            continue
+        if outcome == "failed":
+            labelled.append(_with(test, note=note))
+        else:
+            labelled.append(_with(test, outcome=outcome, kind="nondeterministic", note=note))
+    return tuple(labelled)
+
+
+def _join(test: TestResult, note: str) -> str:
+    return f"{test.note}; {note}" if test.note else note
+
+
+def _with(
+    test: TestResult, *, note: str, outcome: str | None = None, kind: str | None = None
+) -> TestResult:
+    import msgspec  # noqa: PLC0415 (results.py imports it anyway; kept beside its one use)
+
+    if outcome is None:
+        return msgspec.structs.replace(test, note=note)
+    return msgspec.structs.replace(test, outcome=outcome, flaky_kind=kind, note=note)
+
+
+def coverage_flips(
+    history: History, *, commit: str | None, missing: Mapping[str, Iterable[int]]
+) -> list[str]:
+    """Lines whose coverage differs from the last clean run of the same commit."""
+    earlier = [run for run in history.runs if commit and run.commit == commit and run.clean]
+    if not earlier:
+        return []
+    before = earlier[-1].missing
+    found = []
+    for path in sorted(set(before) | set(missing)):
+        then, now = set(before.get(path, ())), set(missing.get(path, ()))
+        if then - now:
+            found.append(f"{path}: lines {_spans(then - now)} covered now, not in an earlier run")
+        if now - then:
+            found.append(f"{path}: lines {_spans(now - then)} not covered now, covered earlier")
+    return [f"flaky coverage on commit {(commit or '')[:12]}: {text}" for text in found]
+
+
+def _spans(lines: set[int]) -> str:
+    spans: list[list[int]] = []
+    for line in sorted(lines):
+        if spans and line == spans[-1][1] + 1:
+            spans[-1][1] = line
+        else:
+            spans.append([line, line])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
+
+
+def flip_rates(history: History, *, branch: str | None) -> list[tuple[str, Rate]]:
+    """Tests by flip rate over the runs on ``branch`` (all runs when None), highest first."""
+    runs = [run for run in history.runs if branch is None or run.branch == branch]
+    rates = []
+    for number, test_id in enumerate(history.ids):
+        codes = [run.code(number) for run in runs]
+        judged = [code for code in codes if code in JUDGED_CODES]
+        flips, previous = 0, None
+        for code in judged:
+            failed = code in FAILED_CODES
+            flips += code == "k" or (previous is not None and failed != previous)
+            previous = failed
+        if flips:
+            rates.append((test_id, Rate(flips, len(judged))))
+    return sorted(rates, key=lambda item: (-item[1].count / item[1].runs, item[0]))
+
+
+def passes_in_a_row(history: History, test_id: str, *, branch: str | None) -> int:
+    """Recent runs (on ``branch``) the test passed in, counting back from the newest."""
+    count = 0
+    for entry in reversed(entries(history, test_id)):
+        if branch is not None and entry.run.branch != branch:
+            continue
+        if entry.outcome != "passed":
+            break
+        count += 1
+    return count
