@@ -1104,3 +1104,73 @@ def test_hostile_junit_in_a_shard_is_refused_by_name(tmp_path: Path, content: st
     assert ran.exit_code == 3
     assert "junit.xml" in ran.output
     assert snapshot(project) == before
+
+
+# -- a state file names only what testgate started ------------------------------------
+
+STATE_DOCKER = '#!/bin/sh\necho "$*" >> "$DOCKER_CALLS"\n'
+
+
+def forged_state(path: Path, service: dict[str, Any]) -> None:
+    """A services state file as a pull request could commit it in ``.testgate/``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = {"kind": "postgres", "host": "127.0.0.1", "port": 1, **service}
+    data = {"version": 1, "run_id": "forged", "backend": record["backend"], "services": [record]}
+    path.write_text(json.dumps(data), "utf-8")
+
+
+@pytest.mark.parametrize(
+    "where", ["the decoy", "a dir named as testgate's", "a link to the decoy", "no dir"]
+)
+def test_a_forged_state_file_cannot_make_down_delete_or_stop_anything(
+    tmp_path: Path, decoy: Path, capfd: pytest.CaptureFixture[str], where: str
+) -> None:
+    target = {
+        "the decoy": decoy,
+        "a dir named as testgate's": decoy / "testgate-postgres-abc",
+        "a link to the decoy": tmp_path / "testgate-postgres-link",
+        "no dir": tmp_path / "none",
+    }[where]
+    if where == "a dir named as testgate's":
+        target.mkdir()
+        (target / "notes.txt").write_text("the user's own\n", "utf-8")
+    if where == "a link to the decoy":
+        (decoy / ".testgate-service").write_text("forged\n", "utf-8")
+        target.symlink_to(decoy)
+    bystander = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    state = tmp_path / "project" / ".testgate" / "services.json"
+    forged_state(
+        state,
+        {"name": "postgres", "backend": "local", "pid": bystander.pid,
+         "directory": None if where == "no dir" else str(target)},
+    )  # fmt: skip
+    before = snapshot(decoy)
+    try:
+        code = main(["services", "down", "--state-file", str(state)], environ=environment())
+        assert bystander.poll() is None, "a process testgate did not start was stopped"
+    finally:
+        bystander.kill()
+        bystander.wait()
+    err = capfd.readouterr().err
+    assert code == 0
+    assert snapshot(decoy) == before
+    assert "left alone: the recorded service 'postgres' names" in err
+    assert "not a service dir testgate made" in err
+    assert (str(target) if where != "no dir" else "names None") in err
+
+
+def test_a_forged_state_file_cannot_make_down_remove_a_container(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "docker").write_text(STATE_DOCKER, "utf-8")
+    (bin_dir / "docker").chmod(0o755)
+    calls = tmp_path / "calls"
+    state = tmp_path / ".testgate" / "services.json"
+    forged_state(state, {"name": "db", "backend": "docker", "container": "the-users-database"})
+    env = environment(PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}", DOCKER_CALLS=str(calls))
+    assert main(["services", "down", "--state-file", str(state)], environ=env) == 0
+    called = calls.read_text("utf-8")
+    assert "the-users-database" not in called
+    assert "label=io.testgate.run=forged" in called  # only what carries testgate's label
