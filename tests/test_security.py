@@ -48,7 +48,7 @@ from runner.results import Attempt, RunInfo, RunResult, TestResult, encode
 from runner.services.lifecycle import StateFile
 from runner.services.probes import Endpoint, wait_ready
 from runner.services.running import Running
-from runner.sonar import run_pysonar
+from runner.sonar import run_pysonar, scanner_environment
 from tests.conftest import Ran, copy_fixture, environment, run_in_process
 
 ROOT = Path(__file__).parent.parent
@@ -560,6 +560,14 @@ def test_the_scanner_is_not_shadowed_by_the_project(
 @pytest.mark.parametrize("name", sorted(SECRET_NAMES | FILE_COMMANDS))
 def test_no_secret_and_no_file_command_reaches_the_projects_processes(name: str) -> None:
     assert child_environment({name: "x", "PATH": "/bin"}) == {"PATH": "/bin"}
+
+
+@pytest.mark.parametrize("name", sorted(SECRET_NAMES | FILE_COMMANDS))
+def test_the_scanner_gets_its_token_and_no_other_secret_nor_file_command(name: str) -> None:
+    # pysonar runs a JRE and scanner engine it downloads, at a path the project's own
+    # sonar configuration may choose (sonar.scanner.javaExePath): it needs SONAR_TOKEN only.
+    environ = {name: "x", "PATH": "/bin", "SONAR_TOKEN": "t", "INPUT_SONAR-HOST-URL": "h"}
+    assert scanner_environment(environ, token="t") == {"PATH": "/bin", "SONAR_TOKEN": "t"}
 
 
 def test_a_readiness_command_gets_no_file_command(monkeypatch: pytest.MonkeyPatch) -> None:
