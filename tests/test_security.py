@@ -32,6 +32,7 @@ from typing import Any
 
 import pytest
 from pytest_httpserver import HTTPServer
+from ruamel.yaml import YAML
 from werkzeug import Request, Response
 
 from runner import github, output
@@ -570,6 +571,27 @@ def test_the_scanner_gets_its_token_and_no_other_secret_nor_file_command(name: s
     assert scanner_environment(environ, token="t") == {"PATH": "/bin", "SONAR_TOKEN": "t"}
 
 
+def test_the_actions_uv_sync_gets_no_secret_nor_file_command(tmp_path: Path) -> None:
+    """uv sync builds the project with its own build backend: the project's code."""
+    steps = YAML(typ="safe").load((ROOT / "action.yml").read_text("utf-8"))["runs"]["steps"]
+    script = next(step["run"] for step in steps if step.get("name") == "Sync the project")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "uv").write_text('#!/bin/sh\nenv > "$SEEN"\n', "utf-8")
+    (bin_dir / "uv").chmod(0o755)
+    names = sorted(SECRET_NAMES | FILE_COMMANDS)
+    env = {
+        **dict.fromkeys(names, "x"),
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "SEEN": str(tmp_path / "seen"),
+        "SYNC_ARGS": "--locked",
+    }
+    subprocess.run(["bash", "-c", script], cwd=tmp_path, env=env, check=True)
+    seen = {line.split("=", 1)[0] for line in (tmp_path / "seen").read_text().splitlines()}
+    assert "SEEN" in seen
+    assert not seen & set(names)
+
+
 def test_a_readiness_command_gets_no_file_command(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in FILE_COMMANDS:
         monkeypatch.setenv(name, "/tmp/runner-file")
@@ -690,8 +712,9 @@ def test_a_reports_dir_that_is_a_link_is_refused(
     ("reports", "command"),
     [(".", "run"), ("pkg", "run"), ("docs", "run"), (".", "merge"), (".", "flaky")],
 )
+@pytest.mark.parametrize("marked", [False, True], ids=["unmarked", "marker-committed"])
 def test_a_reports_dir_holding_the_users_files_is_refused(
-    tmp_path: Path, reports: str, command: str, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, reports: str, command: str, marked: bool, capsys: pytest.CaptureFixture[str]
 ) -> None:
     project = tmp_path / "project"
     plain_shard(project)
@@ -703,6 +726,8 @@ def test_a_reports_dir_holding_the_users_files_is_refused(
     (project / "docs" / "index.md").write_text("# the user's", "utf-8")
     (project / ".testgate-work").mkdir()
     (project / ".testgate-work" / "notes.txt").write_text("mine", "utf-8")
+    if marked:  # a pull request's marker does not make the user's files testgate's
+        (project / reports / MARKER).write_text("committed by the pull request\n", "utf-8")
     before = snapshot(project)
     args = ["shard-1"] if command == "merge" else []
     code = main(
@@ -748,6 +773,18 @@ def test_an_older_testgates_reports_dir_is_taken_over(tmp_path: Path) -> None:
         "summary.md",
     ]
     assert (reports / ".testgate-work" / "notes.txt").is_file()  # an old name: left alone
+
+
+def test_shards_reports_dirs_nested_in_the_merges_are_accepted(tmp_path: Path) -> None:
+    reports = tmp_path / "testgate-reports"
+    for shard in ("py3.11-1", "py3.11-2"):
+        claim(reports / shard, fresh=("results.json",))
+        write_text(reports / shard / "results.json", "{}")
+    claim(reports, fresh=("results.json",))  # the merge writes beside its shards
+    assert (reports / "py3.11-1" / "results.json").is_file()
+    (reports / "py3.11-2" / MARKER).unlink()  # a dir without the marker is not a shard's
+    with pytest.raises(ConfigError, match=r"holds files testgate did not write \(py3.11-2\)"):
+        claim(reports)
 
 
 def test_a_dir_with_many_foreign_files_names_the_first_five(tmp_path: Path) -> None:
