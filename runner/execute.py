@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -85,13 +86,19 @@ def uv_run(settings: Settings, environ: Mapping[str, str]) -> list[str]:
 def probe(settings: Settings, environ: Mapping[str, str]) -> ProjectEnv:
     """Ask the project's environment which Python it is and which plugins it has."""
     command = [*uv_run(settings, environ), "python", "-c", _PROBE]
+    # The project's Python runs its dependencies' .pth files, outside pytest's guard: on
+    # GitHub what it (or uv) says is shown through the one writer, inert.
+    github = on_github(environ)
     completed = subprocess.run(
         command,
         cwd=settings.project,
         env=child_environment(environ),
         stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE if github else None,
         check=False,
     )
+    if github:
+        emit(completed.stderr.decode("utf-8", "replace"), stream=sys.stderr)
     if completed.returncode != 0:
         raise InfraError(
             f"'uv run' could not prepare the project's environment in {settings.project} "

@@ -41,7 +41,7 @@ from runner.coverage_data import combine_and_report
 from runner.detection import Detection, TestVerdict, write_detection
 from runner.environment import FILE_COMMANDS, SECRET_NAMES, child_environment
 from runner.errors import ConfigError, InfraError
-from runner.execute import run_pytest
+from runner.execute import probe, run_pytest
 from runner.owned_dir import MARKER, claim, open_text, without_link, write_text
 from runner.record import MESSAGE_LIMIT, TEXT_LIMIT, read_record
 from runner.render import detection_markdown, detection_terminal, markdown
@@ -49,6 +49,7 @@ from runner.results import Attempt, RunInfo, RunResult, TestResult, encode
 from runner.services.lifecycle import StateFile
 from runner.services.probes import Endpoint, wait_ready
 from runner.services.running import Running
+from runner.settings import load_settings
 from runner.sonar import run_pysonar, scanner_environment
 from tests.conftest import Ran, copy_fixture, environment, run_in_process
 
@@ -590,6 +591,28 @@ def test_the_actions_uv_sync_gets_no_secret_nor_file_command(tmp_path: Path) -> 
     seen = {line.split("=", 1)[0] for line in (tmp_path / "seen").read_text().splitlines()}
     assert "SEEN" in seen
     assert not seen & set(names)
+
+
+def test_the_projects_python_cannot_issue_commands_while_testgate_probes_it(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    # A dependency's .pth file runs whenever the project's Python starts: before pytest,
+    # outside the stop-commands guard.
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "pyproject.toml").write_text('[project]\nname = "p"\nversion = "0"\n', "utf-8")
+    subprocess.run(["uv", "venv", "--quiet", str(project / ".venv")], check=True)
+    site = next((project / ".venv").glob("lib/python*/site-packages"))
+    said = "".join(HOSTILE).replace("\\", "")
+    (site / "hostile.pth").write_text(f"import sys; sys.stderr.write({said!r})\n", "utf-8")
+    settings = load_settings(project=project, flags={"sync": "false"}, environ={})
+    capfd.readouterr()
+    found = probe(settings, environment(GITHUB_ACTIONS="true"))
+    printed = capfd.readouterr()
+    assert found.has_pytest is False
+    assert "add-mask" in printed.err  # shown, made inert
+    assert runner_commands(printed.out + printed.err) == []
+    assert not RAW_CONTROLS.search(printed.err)
 
 
 def test_a_readiness_command_gets_no_file_command(monkeypatch: pytest.MonkeyPatch) -> None:
