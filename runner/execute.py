@@ -14,16 +14,18 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from runner import environment
 from runner.environment import child_environment
 from runner.errors import InfraError
 from runner.github import on_github, stop_commands
-from runner.output import emit
+from runner.output import bounded, emit
 from runner.settings import Settings
 
 PLUGIN_DIR = Path(__file__).parent / "plugin"
@@ -179,13 +181,62 @@ def run_pytest(
         **(extra_env or {}),
     )
     # On GitHub, the tests' output is untrusted: it may not issue workflow commands.
-    guard = stop_commands() if on_github(environ) else ("", "")
+    github = on_github(environ)
+    guard = stop_commands() if github else ("", "")
     emit(guard[0], commands=True)
     started = time.monotonic()
     try:
-        completed = subprocess.run(command, cwd=cwd, env=env, check=False)
+        if github:
+            exit_code = _run_relayed(command, cwd=cwd, env={**env, "PYTHONUNBUFFERED": "1"})
+        else:
+            exit_code = subprocess.run(command, cwd=cwd, env=env, check=False).returncode
     except OSError as error:
         raise InfraError(f"could not start {command[0]}: {error}") from None
     finally:
         emit(guard[1], commands=True)
-    return Completed(exit_code=completed.returncode, duration_s=time.monotonic() - started)
+    return Completed(exit_code=exit_code, duration_s=time.monotonic() - started)
+
+
+def _run_relayed(command: Sequence[str], *, cwd: Path, env: Mapping[str, str]) -> int:
+    """Run ``command`` with its output shown through ``emit``; its exit code.
+
+    The stop-commands guard ends when pytest does, but a process a test left running
+    could write after it: so on a runner the output reaches the step's log only through
+    testgate, line by line, inert; what comes later than ``RELAY_DRAIN_S`` after pytest
+    has exited is dropped (and testgate does not wait for such a process).
+    """
+    process = subprocess.Popen(
+        command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    relay = _Relay(process.stdout)  # type: ignore[arg-type]
+    relay.start()
+    exit_code = process.wait()
+    relay.join(RELAY_DRAIN_S)
+    relay.stop()
+    return exit_code
+
+
+RELAY_DRAIN_S = 0.25
+RELAYED_LINE_LIMIT = 16 * 1024  # a test that prints megabytes on one line is cut, saying so
+
+
+class _Relay(threading.Thread):
+    """Reads a child's output and shows each line through ``emit`` until stopped."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        super().__init__(daemon=True)
+        self.stream = stream
+        self.lock = threading.Lock()
+        self.open = True
+
+    def run(self) -> None:
+        with self.stream:
+            for raw in iter(self.stream.readline, b""):
+                line = raw.decode("utf-8", "replace").removesuffix("\n").removesuffix("\r")
+                with self.lock:
+                    if self.open:
+                        emit(bounded(line, RELAYED_LINE_LIMIT) + "\n", colours=True)
+
+    def stop(self) -> None:
+        with self.lock:
+            self.open = False

@@ -41,7 +41,7 @@ from runner.coverage_data import combine_and_report
 from runner.detection import Detection, TestVerdict, write_detection
 from runner.environment import FILE_COMMANDS, SECRET_NAMES, child_environment
 from runner.errors import ConfigError, InfraError
-from runner.execute import probe, run_pytest
+from runner.execute import RELAY_DRAIN_S, RELAYED_LINE_LIMIT, probe, run_pytest
 from runner.owned_dir import MARKER, claim, open_text, without_link, write_text
 from runner.record import MESSAGE_LIMIT, TEXT_LIMIT, read_record
 from runner.render import detection_markdown, detection_terminal, markdown
@@ -484,9 +484,13 @@ def test_a_huge_failure_message_is_cut_once_saying_how_much(
     assert "characters cut by testgate]" in message
     junit = (ran.reports / "junit.xml").stat().st_size
     assert junit < 2 * 1024 * 1024  # the 64 KiB message, bounded where it is stored
-    printed = [line for line in ran.output.split("\n") if line.startswith("FAILED tests/")]
+    lines = ran.output.split("\n")
+    printed = [line for line in lines if re.match(r"FAILED tests/test_hostile.py:\d+ ", line)]
     assert printed
     assert all(len(line) < output.PRINTED_LIMIT + 300 for line in printed)
+    # pytest's own lines, relayed on GitHub, are bounded too (its summary line is not cut).
+    assert all(len(line) < RELAYED_LINE_LIMIT + 100 for line in lines)
+    assert any("more characters cut by testgate]" in line for line in lines if "- Assert" in line)
 
 
 # -- the project cannot replace testgate ----------------------------------------------
@@ -636,6 +640,27 @@ def test_pytest_itself_is_started_without_them(tmp_path: Path) -> None:
         coverage_file=tmp_path / "c",
     )
     assert done.exit_code == 0
+
+
+def test_a_process_a_test_left_running_cannot_write_after_the_guard(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    late = f"sleep {RELAY_DRAIN_S + 0.2}; printf '::error::late\\n'"
+    script = f"printf 'a\\r::error::early\\n\\033[32mgreen\\033[0m\\n'; ({late}) &"
+    done = run_pytest(
+        ["sh", "-c", script],
+        cwd=tmp_path,
+        environ=environment(GITHUB_ACTIONS="true"),
+        record=tmp_path / "r",
+        coverage_file=tmp_path / "c",
+    )
+    time.sleep(RELAY_DRAIN_S + 0.4)  # the leftover has written by now
+    out = capfd.readouterr().out
+    assert done.exit_code == 0
+    assert runner_commands(out) == []
+    assert "a\\r::error::early" in out
+    assert "\x1b[32mgreen\x1b[0m" in out  # colours stay colours
+    assert "late" not in out
 
 
 # -- testgate writes only its own files -----------------------------------------------
