@@ -50,6 +50,7 @@ from runner.services.lifecycle import StateFile
 from runner.services.probes import Endpoint, wait_ready
 from runner.services.running import Running
 from runner.settings import load_settings
+from runner.sharding import read_durations
 from runner.sonar import run_pysonar, scanner_environment
 from tests.conftest import Ran, copy_fixture, environment, run_in_process
 
@@ -1176,6 +1177,19 @@ def test_an_unreachable_api_says_what_happened(tmp_path: Path) -> None:
 
 
 # -- the earlier promises, kept here with the rest ------------------------------------
+
+
+@pytest.mark.parametrize("seconds", ["NaN", "Infinity", "-1", '"inf"', '"nan"'])
+def test_a_durations_record_with_no_real_duration_is_ignored(tmp_path: Path, seconds: str) -> None:
+    # A cached or downloaded durations.json is untrusted: a NaN or negative weight would
+    # make the shards' plan depend on how a sort treats it.
+    path = tmp_path / "durations.json"
+    path.write_text(f'{{"tests/test_a.py::test_a": {seconds}, "tests/test_b.py::test_b": 1}}')
+    durations, warning = read_durations(path)
+    assert durations == {}
+    assert warning is not None
+    assert "not a duration in seconds" in warning
+    assert "planned without durations" in warning
 
 
 @pytest.mark.parametrize(
