@@ -61,6 +61,8 @@ OWN_NAMES = frozenset(
     }
 )
 OLD_WORK_DIRS = frozenset({".testgate-work", ".testgate-flaky-work"})
+# What a file manager leaves in a folder a user opened: not the user's files, never touched.
+OS_LITTER = frozenset({".DS_Store", "Thumbs.db", "desktop.ini"})
 SCRATCH_PREFIX = ".testgate-work-"
 TEMPORARY_PREFIX = ".testgate-new-"
 OWN_PREFIXES = (SCRATCH_PREFIX, TEMPORARY_PREFIX)
@@ -68,7 +70,12 @@ LISTED = 5
 
 
 def _owned(name: str) -> bool:
-    return name in OWN_NAMES or name in OLD_WORK_DIRS or name.startswith(OWN_PREFIXES)
+    return (
+        name in OWN_NAMES
+        or name in OLD_WORK_DIRS
+        or name in OS_LITTER
+        or name.startswith(OWN_PREFIXES)
+    )
 
 
 def claim(reports: Path, *, fresh: Sequence[str] = ()) -> None:

@@ -836,6 +836,19 @@ def test_shards_reports_dirs_nested_in_the_merges_are_accepted(tmp_path: Path) -
         claim(reports)
 
 
+@pytest.mark.parametrize("litter", [".DS_Store", "Thumbs.db", "desktop.ini"])
+def test_a_reports_dir_the_os_put_its_litter_in_is_still_testgates(
+    tmp_path: Path, litter: str
+) -> None:
+    reports = tmp_path / "testgate-reports"
+    claim(reports, fresh=("results.json",))
+    write_text(reports / "results.json", "{}")
+    (reports / litter).write_bytes(b"Finder's or Explorer's")  # the user opened the folder
+    claim(reports, fresh=("results.json",))
+    assert (reports / litter).read_bytes() == b"Finder's or Explorer's"
+    assert not (reports / "results.json").exists()
+
+
 def test_a_dir_with_many_foreign_files_names_the_first_five(tmp_path: Path) -> None:
     for number in range(7):
         (tmp_path / f"user{number}.txt").write_text("mine", "utf-8")
