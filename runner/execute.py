@@ -100,7 +100,7 @@ def probe(settings: Settings, environ: Mapping[str, str]) -> ProjectEnv:
         check=False,
     )
     if github:
-        emit(completed.stderr.decode("utf-8", "replace"), stream=sys.stderr)
+        emit(completed.stderr.decode("utf-8", "replace"), stream=sys.stderr, colours=True)
     if completed.returncode != 0:
         raise InfraError(
             f"'uv run' could not prepare the project's environment in {settings.project} "
