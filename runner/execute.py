@@ -25,7 +25,7 @@ from runner import environment
 from runner.environment import child_environment
 from runner.errors import InfraError
 from runner.github import on_github, stop_commands
-from runner.output import bounded, emit
+from runner.output import emit
 from runner.settings import Settings
 
 PLUGIN_DIR = Path(__file__).parent / "plugin"
@@ -217,7 +217,7 @@ def _run_relayed(command: Sequence[str], *, cwd: Path, env: Mapping[str, str]) -
 
 
 RELAY_DRAIN_S = 0.25
-RELAYED_LINE_LIMIT = 16 * 1024  # a test that prints megabytes on one line is cut, saying so
+RELAYED_LINE_LIMIT = 16 * 1024  # bytes: a line a test prints longer is cut, saying so
 
 
 class _Relay(threading.Thread):
@@ -231,11 +231,19 @@ class _Relay(threading.Thread):
 
     def run(self) -> None:
         with self.stream:
-            for raw in iter(self.stream.readline, b""):
-                line = raw.decode("utf-8", "replace").removesuffix("\n").removesuffix("\r")
+            # Read at most RELAYED_LINE_LIMIT bytes at a time: a line of megabytes is shown
+            # cut, and never held whole.
+            while piece := self.stream.readline(RELAYED_LINE_LIMIT):
+                cut, rest = 0, piece
+                while len(rest) == RELAYED_LINE_LIMIT and not rest.endswith(b"\n"):
+                    rest = self.stream.readline(RELAYED_LINE_LIMIT)
+                    cut += len(rest)
+                line = piece.decode("utf-8", "replace").removesuffix("\n").removesuffix("\r")
+                if cut:
+                    line += f" [... {cut} more bytes cut by testgate]"
                 with self.lock:
                     if self.open:
-                        emit(bounded(line, RELAYED_LINE_LIMIT) + "\n", colours=True)
+                        emit(line + "\n", colours=True)
 
     def stop(self) -> None:
         with self.lock:

@@ -491,7 +491,7 @@ def test_a_huge_failure_message_is_cut_once_saying_how_much(
     assert all(len(line) < output.PRINTED_LIMIT + 300 for line in printed)
     # pytest's own lines, relayed on GitHub, are bounded too (its summary line is not cut).
     assert all(len(line) < RELAYED_LINE_LIMIT + 100 for line in lines)
-    assert any("more characters cut by testgate]" in line for line in lines if "- Assert" in line)
+    assert any("more bytes cut by testgate]" in line for line in lines if "- Assert" in line)
 
 
 # -- the project cannot replace testgate ----------------------------------------------
