@@ -5,6 +5,8 @@ environment, probes once what is installed there (pytest, xdist, pytest-cov), ad
 what is missing with ``uv run --with``, and starts pytest with the injected plugin on
 ``PYTHONPATH``. The child's environment is ``runner.environment``'s: secrets and the
 runner's file commands never reach the tests, and an outer pytest run does not leak in.
+On a runner the child's output is relayed through ``runner.output.emit``, line by line,
+so nothing it (or a process it left running) prints can issue a workflow command.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ RECORD_ENV = environment.RECORD_ENV
 SELECT_ENV = environment.SELECT_ENV
 SCHEDULE_ENV = environment.SCHEDULE_ENV
 WORKER_ENV = "TESTGATE_WORKER_ENV"
+RELAY_DRAIN_S = 0.25  # how long output may trail pytest's exit (a process it left running)
+RELAYED_LINE_LIMIT = 16 * 1024  # bytes: a line a test prints longer is cut, saying so
 
 _PROBE = """
 import importlib.util, json, platform, sys
@@ -214,10 +218,6 @@ def _run_relayed(command: Sequence[str], *, cwd: Path, env: Mapping[str, str]) -
     relay.join(RELAY_DRAIN_S)
     relay.stop()
     return exit_code
-
-
-RELAY_DRAIN_S = 0.25
-RELAYED_LINE_LIMIT = 16 * 1024  # bytes: a line a test prints longer is cut, saying so
 
 
 class _Relay(threading.Thread):

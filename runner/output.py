@@ -17,6 +17,8 @@ its part, obeys ESC sequences, BEL and the other controls. So:
   other readers split on) shown as escapes too, and every control character.
 * ``first_line`` is the first line of an untrusted text, split wherever any reader would.
 * ``bounded`` cuts a long untrusted text and says how much was cut.
+* ``emit(..., colours=True)`` shows a child's output (pytest's, relayed on a runner) the
+  same way, keeping only its SGR colour sequences, which GitHub's log shows as colours.
 """
 
 from __future__ import annotations
