@@ -36,6 +36,7 @@ from runner import coverage_data
 from runner.child_env import child_environment
 from runner.errors import ConfigError, InfraError
 from runner.execute import PLUGIN_NAME, find_uv, timeouts_wanted
+from runner.github import on_github
 from runner.output import emit
 from runner.settings import Settings
 
@@ -325,7 +326,7 @@ def _uv_env(
         notices.append(f"testgate: {shape.description}: uv sync {' '.join(arguments)}".rstrip())
     find = [uv, "run", "--no-sync", "--project", str(project), *version, "python", "-c"]
     out = _run(
-        [*find, "import sys; print('testgate-python:' + sys.executable)"],
+        [*find, "import sys; print('\\ntestgate-python:' + sys.executable)"],
         cwd=project,
         environ=environ,
         what="uv run python",
@@ -475,13 +476,19 @@ def _ask(
     own = project_distributions(settings)
     command = [python, "-c", _PROBE, json.dumps(PROBED_MODULES), json.dumps(list(packages)),
                json.dumps(own), json.dumps(roots)]  # fmt: skip
+    # The project's Python runs its dependencies' .pth files, outside pytest's guard: on
+    # GitHub what it says is shown through the one writer, inert.
+    github = on_github(environ)
     completed = subprocess.run(
         command,
         cwd=settings.project,
         env=child_environment(environ),
         stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE if github else None,
         check=False,
     )
+    if completed.stderr:
+        emit(completed.stderr.decode("utf-8", "replace"), stream=sys.stderr, colours=True)
     try:
         answer = json.loads(completed.stdout.decode("utf-8", "replace").strip().splitlines()[-1])
         return {key: answer[key] for key in _ANSWER}

@@ -4,6 +4,8 @@ testgate never imports the project's code. runner.environment finds the project'
 environment and what it lacks; this module starts pytest with the injected plugin on
 ``PYTHONPATH``. The child's environment is ``runner.child_env``'s: secrets and the
 runner's file commands never reach the tests, and an outer pytest run does not leak in.
+On a runner the child's output is relayed through ``runner.output.emit``, line by line,
+so nothing it (or a process it left running) prints can issue a workflow command.
 """
 
 from __future__ import annotations
@@ -11,10 +13,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from runner import child_env, interrupts, process_group
 from runner.child_env import child_environment
@@ -30,6 +34,8 @@ SELECT_ENV = child_env.SELECT_ENV
 SCHEDULE_ENV = child_env.SCHEDULE_ENV
 WORKER_ENV = "TESTGATE_WORKER_ENV"
 TIMEOUTS_ENV = child_env.TIMEOUTS_ENV
+RELAY_DRAIN_S = 0.25  # how long output may trail pytest's exit (a process it left running)
+RELAYED_LINE_LIMIT = 16 * 1024  # bytes: a line a test prints longer is cut, saying so
 
 
 @dataclass(frozen=True)
@@ -93,12 +99,28 @@ def run_pytest(
         **(extra_env or {}),
     )
     # On GitHub, the tests' output is untrusted: it may not issue workflow commands.
-    guard = stop_commands() if on_github(environ) else ("", "")
+    github = on_github(environ)
+    guard = stop_commands() if github else ("", "")
     emit(guard[0], commands=True)
     started = time.monotonic()
     try:
-        child = process_group.start(command, cwd=cwd, env=env)
+        # On a runner, pytest's output reaches the step's log only through testgate: line
+        # by line, inert, and not after pytest and its group have ended (RELAY_DRAIN_S), so
+        # a process a test left running cannot write past the guard.
+        relayed = on_github(environ)
+        child = process_group.start(
+            command,
+            cwd=cwd,
+            env={**env, "PYTHONUNBUFFERED": "1"} if relayed else env,
+            piped=relayed,
+        )
+        relay = _Relay(child.stdout) if child.stdout is not None else None
+        if relay is not None:
+            relay.start()
         exit_code, leftovers, stopped = interrupts.wait(child, deadline=deadline)
+        if relay is not None:
+            relay.join(RELAY_DRAIN_S)
+            relay.stop()
     except OSError as error:
         raise InfraError(f"could not start {command[0]}: {error}") from None
     finally:
@@ -109,3 +131,33 @@ def run_pytest(
         leftovers=leftovers,
         stopped=stopped,
     )
+
+
+class _Relay(threading.Thread):
+    """Reads a child's output and shows each line through ``emit`` until stopped."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        super().__init__(daemon=True)
+        self.stream = stream
+        self.lock = threading.Lock()
+        self.open = True
+
+    def run(self) -> None:
+        with self.stream:
+            # Read at most RELAYED_LINE_LIMIT bytes at a time: a line of megabytes is shown
+            # cut, and never held whole.
+            while piece := self.stream.readline(RELAYED_LINE_LIMIT):
+                cut, rest = 0, piece
+                while len(rest) == RELAYED_LINE_LIMIT and not rest.endswith(b"\n"):
+                    rest = self.stream.readline(RELAYED_LINE_LIMIT)
+                    cut += len(rest)
+                line = piece.decode("utf-8", "replace").removesuffix("\n").removesuffix("\r")
+                if cut:
+                    line += f" [... {cut} more bytes cut by testgate]"
+                with self.lock:
+                    if self.open:
+                        emit(line + "\n", colours=True)
+
+    def stop(self) -> None:
+        with self.lock:
+            self.open = False

@@ -17,6 +17,8 @@ its part, obeys ESC sequences, BEL and the other controls. So:
   other readers split on) shown as escapes too, and every control character.
 * ``first_line`` is the first line of an untrusted text, split wherever any reader would.
 * ``bounded`` cuts a long untrusted text and says how much was cut.
+* ``emit(..., colours=True)`` shows a child's output (pytest's, relayed on a runner) the
+  same way, keeping only its SGR colour sequences, which GitHub's log shows as colours.
 """
 
 from __future__ import annotations
@@ -30,6 +32,10 @@ _CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
 _LINE_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\v": "\\v", "\f": "\\f"}
 _COMMAND_START = re.compile(r"^(\s*):(?=:)")
+# A child's SGR colours (pytest's, on GitHub with FORCE_COLOR), kept by ``inert(colours=True)``,
+# which breaks ``::`` after leading blanks and colours: no reader that drops colours finds one.
+_COLOUR = re.compile("(\x1b\\[[0-9;]*m)")
+_COLOURED_COMMAND_START = re.compile("^((?:\\s|\x1b\\[[0-9;]*m)*):(?=:)")
 LEGACY_COMMAND = "##["
 PRINTED_LIMIT = 2000
 
@@ -59,19 +65,34 @@ def bounded(text: str, limit: int) -> str:
     return f"{text[:limit]} [... {len(text) - limit} more characters cut by testgate]"
 
 
-def inert(line: str) -> str:
-    """One line that no runner parses as a command and no terminal obeys."""
-    line = _LINE_CONTROL.sub(_escape, line)
-    return _COMMAND_START.sub(r"\1\\:", line).replace(LEGACY_COMMAND, "# #[")
+def inert(line: str, *, colours: bool = False) -> str:
+    """One line that no runner parses as a command and no terminal obeys.
+
+    ``colours`` keeps SGR colour sequences (and only those) as they are.
+    """
+    if colours:  # split at colours: the odd parts
+        parts = _COLOUR.split(line)
+        line = "".join(
+            part if odd % 2 else _LINE_CONTROL.sub(_escape, part) for odd, part in enumerate(parts)
+        )
+        line = _COLOURED_COMMAND_START.sub(r"\1\\:", line)
+    else:
+        line = _COMMAND_START.sub(r"\1\\:", _LINE_CONTROL.sub(_escape, line))
+    return line.replace(LEGACY_COMMAND, "# #[")
 
 
-def emit(text: str, *, stream: TextIO | None = None, commands: bool = False) -> None:
-    """Write testgate's text, each line made inert (commands: escaped controls only)."""
+def emit(
+    text: str, *, stream: TextIO | None = None, commands: bool = False, colours: bool = False
+) -> None:
+    """Write testgate's text, each line made inert (commands: escaped controls only).
+
+    ``colours``: a child's output, whose SGR colours are kept (``inert``).
+    """
     out = sys.stdout if stream is None else stream
     lines = text.split("\n")
     if commands:
         made = [_LINE_CONTROL.sub(_escape, line) for line in lines]
     else:
-        made = [inert(line) for line in lines]
+        made = [inert(line, colours=colours) for line in lines]
     out.write("\n".join(made))
     out.flush()

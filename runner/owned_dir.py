@@ -7,7 +7,9 @@ reports dir, so it must only ever touch files it wrote:
 
 * ``claim`` makes a dir testgate's before anything is written: a symbolic link is refused,
   and so is a dir that holds files testgate did not write (exit 2, naming the dir and the
-  fix); a new or empty dir gets the marker file ``.testgate-reports``. A dir written by an
+  fix), marker or not: a pull request can commit the marker beside a user's files. A dir
+  gets the marker file ``.testgate-reports`` (for people, and for a reports dir nested in
+  another, such as a shard's, which the outer one then accepts). A dir written by an
   older testgate (no marker, only the file names testgate writes) is accepted and marked,
   so upgrading needs no clean-up.
 * ``open_text``/``open_binary`` write a report into a new temporary file beside its final
@@ -61,6 +63,8 @@ OWN_NAMES = frozenset(
     }
 )
 OLD_WORK_DIRS = frozenset({".testgate-work", ".testgate-flaky-work"})
+# What a file manager leaves in a folder a user opened: not the user's files, never touched.
+OS_LITTER = frozenset({".DS_Store", "Thumbs.db", "desktop.ini"})
 SCRATCH_PREFIX = ".testgate-work-"
 TEMPORARY_PREFIX = ".testgate-new-"
 OWN_PREFIXES = (SCRATCH_PREFIX, TEMPORARY_PREFIX)
@@ -68,7 +72,12 @@ LISTED = 5
 
 
 def _owned(name: str) -> bool:
-    return name in OWN_NAMES or name in OLD_WORK_DIRS or name.startswith(OWN_PREFIXES)
+    return (
+        name in OWN_NAMES
+        or name in OLD_WORK_DIRS
+        or name in OS_LITTER
+        or name.startswith(OWN_PREFIXES)
+    )
 
 
 def claim(reports: Path, *, fresh: Sequence[str] = ()) -> None:
@@ -98,20 +107,31 @@ _FIX = "choose another --reports-dir (the default, testgate-reports, is a dir of
 
 
 def _mark(reports: Path) -> None:
-    marker = reports / MARKER
-    if marker.is_file() and not marker.is_symlink():
-        return
-    foreign = sorted(name for name in os.listdir(reports) if not _owned(name))
+    # The marker is only a file: a pull request can commit one beside the user's files. So
+    # it never vouches for them: a dir is testgate's only while it holds nothing but the
+    # names testgate writes, and other reports dirs (a shard's, nested in it), whose files
+    # testgate never touches. An older testgate's dir (no marker) is taken over as is; its
+    # old work dirs are left alone: a user's file could be in one of that name.
+    foreign = sorted(
+        entry.name
+        for entry in os.scandir(reports)
+        if not _owned(entry.name) and not _reports_dir(Path(entry.path))
+    )
     if foreign:
         shown = ", ".join(foreign[:LISTED]) + (", ..." if len(foreign) > LISTED else "")
         raise ConfigError(
             f"the reports dir {reports} holds files testgate did not write ({shown}): "
             "testgate replaces and removes files in its reports dir, so it uses only a "
-            f"new or empty dir, or one it marked with {MARKER}; {_FIX}."
+            f"new or empty dir, or one holding nothing but its own reports; {_FIX}."
         )
-    # An older testgate's dir (only its own file names, no marker) is taken over as is;
-    # its old work dirs are left alone: a user's file could be in one of that name.
-    write_text(marker, MARKER_TEXT)
+    marker = reports / MARKER
+    if not marker.is_file() or marker.is_symlink():
+        write_text(marker, MARKER_TEXT)
+
+
+def _reports_dir(path: Path) -> bool:
+    """Whether ``path`` is a real dir holding testgate's marker: a nested reports dir."""
+    return path.is_dir() and not path.is_symlink() and (path / MARKER).is_file()
 
 
 def _remove(path: Path) -> None:

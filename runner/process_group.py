@@ -23,12 +23,24 @@ from pathlib import Path
 WINDOWS = sys.platform == "win32"
 
 
-def start(command: Sequence[str], *, cwd: Path, env: Mapping[str, str]) -> subprocess.Popen[bytes]:
-    """Start ``command`` as the leader of a new process group."""
+def start(
+    command: Sequence[str], *, cwd: Path, env: Mapping[str, str], piped: bool = False
+) -> subprocess.Popen[bytes]:
+    """Start ``command`` as the leader of a new process group.
+
+    ``piped``: its stdout and stderr together in one pipe (``child.stdout``) for the caller
+    to read, rather than ours.
+    """
+    stdout = subprocess.PIPE if piped else None
+    stderr = subprocess.STDOUT if piped else None
     if WINDOWS:  # pragma: no cover - Windows only; this machine is Linux
         flags = getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)
-        return subprocess.Popen(command, cwd=cwd, env=dict(env), creationflags=flags)
-    return subprocess.Popen(command, cwd=cwd, env=dict(env), start_new_session=True)
+        return subprocess.Popen(
+            command, cwd=cwd, env=dict(env), creationflags=flags, stdout=stdout, stderr=stderr
+        )
+    return subprocess.Popen(
+        command, cwd=cwd, env=dict(env), start_new_session=True, stdout=stdout, stderr=stderr
+    )
 
 
 def interrupt(child: subprocess.Popen[bytes]) -> None:

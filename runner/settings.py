@@ -487,8 +487,14 @@ def action_inputs(environ: Mapping[str, str]) -> dict[str, str]:
         raise ConfigError(f"{INPUTS_ENV} must be a JSON object of the action's inputs.")
     found: dict[str, str] = {}
     for name, value in inputs.items():
+        if name not in OPTIONS_BY_NAME or value is None:  # null: not set, as ""
+            continue
+        if isinstance(value, dict):
+            raise ConfigError(
+                f"the action's input {name} is a JSON object in {INPUTS_ENV}; give it as text."
+            )
         given = _toml_text(value)
-        if name in OPTIONS_BY_NAME and given.strip():
+        if given.strip():
             found[name] = given
     return found
 

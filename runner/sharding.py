@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -33,7 +34,11 @@ def read_durations(path: Path) -> tuple[dict[str, float], str | None]:
         data = json.loads(path.read_text("utf-8"))
         if not isinstance(data, dict):
             raise ValueError("not an object of test ids and seconds")
-        return {str(key): float(value) for key, value in data.items()}, None
+        durations = {str(key): float(value) for key, value in data.items()}
+        for test_id, seconds in durations.items():
+            if not math.isfinite(seconds) or seconds < 0:
+                raise ValueError(f"{test_id!r}: {seconds} is not a duration in seconds")
+        return durations, None
     except (OSError, ValueError, TypeError) as error:
         return {}, f"ignored {path}: {error}; tests are planned without durations"
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from runner import owned_dir, render
+from runner.child_env import child_environment
 from runner.errors import ConfigError, InfraError
 from runner.merge import read_results
 from runner.output import emit
@@ -137,11 +138,7 @@ def sonar(settings: Settings, *, environ: Mapping[str, str], dry_run: bool) -> i
 
 def run_pysonar(args: list[str], settings: Settings, environ: Mapping[str, str], token: str) -> int:
     """Run pysonar from testgate's own environment; show its output with the token redacted."""
-    env = {
-        name: value
-        for name, value in environ.items()
-        if name not in ("GITHUB_TOKEN", "GH_TOKEN") and not name.startswith("INPUT_")
-    }
+    env = scanner_environment(environ, token=token)
     completed = subprocess.run(
         # -I: the project directory (the cwd) never shadows pysonar or its imports.
         [sys.executable, "-I", "-c", _PYSONAR, *args],
@@ -154,6 +151,17 @@ def run_pysonar(args: list[str], settings: Settings, environ: Mapping[str, str],
     for stream, text in ((sys.stdout, completed.stdout), (sys.stderr, completed.stderr)):
         emit(text.replace(token, "***") if token else text, stream=stream)
     return completed.returncode
+
+
+def scanner_environment(environ: Mapping[str, str], *, token: str) -> dict[str, str]:
+    """pysonar's environment: the project's processes' one, with ``SONAR_TOKEN`` alone added.
+
+    The scanner runs a JRE and an engine it downloads, at a path the project's own sonar
+    configuration may name (``sonar.scanner.javaExePath``): like the tests, it gets no
+    other secret and none of the runner's file commands.
+    """
+    inputs = {name: value for name, value in environ.items() if not name.startswith("INPUT_")}
+    return child_environment(inputs, **({TOKEN_ENV: token} if token else {}))
 
 
 def read_report_task(path: Path) -> dict[str, str]:

@@ -137,9 +137,15 @@ def test_the_services_input_is_left_to_the_actions_services_step(tmp_path: Path)
 
 
 def test_typed_json_values_are_read_as_their_text() -> None:
-    environ = {"TESTGATE_INPUTS": json.dumps({"annotations": False, "reruns": 3, "x": "y"})}
+    given = {"annotations": False, "reruns": 3, "x": "y", "workers": None}  # null: not set
+    environ = {"TESTGATE_INPUTS": json.dumps(given)}
     assert action_inputs(environ) == {"annotations": "false", "reruns": "3"}
     assert action_inputs({}) == {}
+
+
+def test_an_input_that_is_a_json_object_names_the_input() -> None:
+    with pytest.raises(ConfigError, match="the action's input workers is a JSON object"):
+        action_inputs({"TESTGATE_INPUTS": json.dumps({"workers": {"n": 2}})})
 
 
 @pytest.mark.parametrize(

@@ -32,6 +32,7 @@ from typing import Any
 
 import pytest
 from pytest_httpserver import HTTPServer
+from ruamel.yaml import YAML
 from werkzeug import Request, Response
 
 from runner import github, output
@@ -39,8 +40,9 @@ from runner.child_env import FILE_COMMANDS, SECRET_NAMES, child_environment
 from runner.cli import main
 from runner.coverage_data import combine_and_report
 from runner.detection import Detection, TestVerdict, write_detection
+from runner.environment import probe
 from runner.errors import ConfigError, InfraError
-from runner.execute import run_pytest
+from runner.execute import RELAY_DRAIN_S, RELAYED_LINE_LIMIT, run_pytest
 from runner.owned_dir import MARKER, claim, open_text, without_link, write_text
 from runner.record import MESSAGE_LIMIT, TEXT_LIMIT, read_record
 from runner.render import detection_markdown, detection_terminal, markdown
@@ -48,7 +50,9 @@ from runner.results import Attempt, RunInfo, RunResult, TestResult, encode
 from runner.services.lifecycle import StateFile
 from runner.services.probes import Endpoint, wait_ready
 from runner.services.running import Running
-from runner.sonar import run_pysonar
+from runner.settings import load_settings
+from runner.sharding import read_durations
+from runner.sonar import run_pysonar, scanner_environment
 from tests.conftest import Ran, copy_fixture, environment, run_in_process
 
 ROOT = Path(__file__).parent.parent
@@ -482,9 +486,13 @@ def test_a_huge_failure_message_is_cut_once_saying_how_much(
     assert "characters cut by testgate]" in message
     junit = (ran.reports / "junit.xml").stat().st_size
     assert junit < 2 * 1024 * 1024  # the 64 KiB message, bounded where it is stored
-    printed = [line for line in ran.output.split("\n") if line.startswith("FAILED tests/")]
+    lines = ran.output.split("\n")
+    printed = [line for line in lines if re.match(r"FAILED tests/test_hostile.py:\d+ ", line)]
     assert printed
     assert all(len(line) < output.PRINTED_LIMIT + 300 for line in printed)
+    # pytest's own lines, relayed on GitHub, are bounded too (its summary line is not cut).
+    assert all(len(line) < RELAYED_LINE_LIMIT + 100 for line in lines)
+    assert any("more bytes cut by testgate]" in line for line in lines if "- Assert" in line)
 
 
 # -- the project cannot replace testgate ----------------------------------------------
@@ -562,6 +570,57 @@ def test_no_secret_and_no_file_command_reaches_the_projects_processes(name: str)
     assert child_environment({name: "x", "PATH": "/bin"}) == {"PATH": "/bin"}
 
 
+@pytest.mark.parametrize("name", sorted(SECRET_NAMES | FILE_COMMANDS))
+def test_the_scanner_gets_its_token_and_no_other_secret_nor_file_command(name: str) -> None:
+    # pysonar runs a JRE and scanner engine it downloads, at a path the project's own
+    # sonar configuration may choose (sonar.scanner.javaExePath): it needs SONAR_TOKEN only.
+    environ = {name: "x", "PATH": "/bin", "SONAR_TOKEN": "t", "INPUT_SONAR-HOST-URL": "h"}
+    assert scanner_environment(environ, token="t") == {"PATH": "/bin", "SONAR_TOKEN": "t"}
+
+
+def test_the_actions_uv_sync_gets_no_secret_nor_file_command(tmp_path: Path) -> None:
+    """uv sync builds the project with its own build backend: the project's code."""
+    steps = YAML(typ="safe").load((ROOT / "action.yml").read_text("utf-8"))["runs"]["steps"]
+    script = next(step["run"] for step in steps if step.get("name") == "Sync the project")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "uv").write_text('#!/bin/sh\nenv > "$SEEN"\n', "utf-8")
+    (bin_dir / "uv").chmod(0o755)
+    names = sorted(SECRET_NAMES | FILE_COMMANDS)
+    env = {
+        **dict.fromkeys(names, "x"),
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "SEEN": str(tmp_path / "seen"),
+        "SYNC_ARGS": "--locked",
+    }
+    subprocess.run(["bash", "-c", script], cwd=tmp_path, env=env, check=True)
+    seen = {line.split("=", 1)[0] for line in (tmp_path / "seen").read_text().splitlines()}
+    assert "SEEN" in seen
+    assert not seen & set(names)
+
+
+def test_the_projects_python_cannot_issue_commands_while_testgate_probes_it(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    # A dependency's .pth file runs whenever the project's Python starts: before pytest,
+    # outside the stop-commands guard.
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "pyproject.toml").write_text('[project]\nname = "p"\nversion = "0"\n', "utf-8")
+    subprocess.run(["uv", "venv", "--quiet", str(project / ".venv")], check=True)
+    site = next((project / ".venv").glob("lib/python*/site-packages"))
+    said = "".join(HOSTILE).replace("\\", "")
+    (site / "hostile.pth").write_text(f"import sys; sys.stderr.write({said!r})\n", "utf-8")
+    settings = load_settings(project=project, flags={"sync": "false"}, environ={})
+    capfd.readouterr()
+    found = probe(settings, environment(GITHUB_ACTIONS="true"))
+    printed = capfd.readouterr()
+    assert found.found["pytest"] is False
+    assert "add-mask" in printed.err  # shown, made inert
+    assert runner_commands(printed.out + printed.err) == []
+    assert not RAW_CONTROLS.search(printed.err)
+
+
 def test_a_readiness_command_gets_no_file_command(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in FILE_COMMANDS:
         monkeypatch.setenv(name, "/tmp/runner-file")
@@ -583,6 +642,27 @@ def test_pytest_itself_is_started_without_them(tmp_path: Path) -> None:
         coverage_file=tmp_path / "c",
     )
     assert done.exit_code == 0
+
+
+def test_a_process_a_test_left_running_cannot_write_after_the_guard(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    late = f"sleep {RELAY_DRAIN_S + 0.2}; printf '::error::late\\n'"
+    script = f"printf 'a\\r::error::early\\n\\033[32mgreen\\033[0m\\n'; ({late}) &"
+    done = run_pytest(
+        ["sh", "-c", script],
+        cwd=tmp_path,
+        environ=environment(GITHUB_ACTIONS="true"),
+        record=tmp_path / "r",
+        coverage_file=tmp_path / "c",
+    )
+    time.sleep(RELAY_DRAIN_S + 0.4)  # the leftover has written by now
+    out = capfd.readouterr().out
+    assert done.exit_code == 0
+    assert runner_commands(out) == []
+    assert "a\\r::error::early" in out
+    assert "\x1b[32mgreen\x1b[0m" in out  # colours stay colours
+    assert "late" not in out
 
 
 # -- testgate writes only its own files -----------------------------------------------
@@ -682,8 +762,9 @@ def test_a_reports_dir_that_is_a_link_is_refused(
     ("reports", "command"),
     [(".", "run"), ("pkg", "run"), ("docs", "run"), (".", "merge"), (".", "flaky")],
 )
+@pytest.mark.parametrize("marked", [False, True], ids=["unmarked", "marker-committed"])
 def test_a_reports_dir_holding_the_users_files_is_refused(
-    tmp_path: Path, reports: str, command: str, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, reports: str, command: str, marked: bool, capsys: pytest.CaptureFixture[str]
 ) -> None:
     project = tmp_path / "project"
     plain_shard(project)
@@ -695,6 +776,8 @@ def test_a_reports_dir_holding_the_users_files_is_refused(
     (project / "docs" / "index.md").write_text("# the user's", "utf-8")
     (project / ".testgate-work").mkdir()
     (project / ".testgate-work" / "notes.txt").write_text("mine", "utf-8")
+    if marked:  # a pull request's marker does not make the user's files testgate's
+        (project / reports / MARKER).write_text("committed by the pull request\n", "utf-8")
     before = snapshot(project)
     args = ["shard-1"] if command == "merge" else []
     code = main(
@@ -740,6 +823,31 @@ def test_an_older_testgates_reports_dir_is_taken_over(tmp_path: Path) -> None:
         "summary.md",
     ]
     assert (reports / ".testgate-work" / "notes.txt").is_file()  # an old name: left alone
+
+
+def test_shards_reports_dirs_nested_in_the_merges_are_accepted(tmp_path: Path) -> None:
+    reports = tmp_path / "testgate-reports"
+    for shard in ("py3.11-1", "py3.11-2"):
+        claim(reports / shard, fresh=("results.json",))
+        write_text(reports / shard / "results.json", "{}")
+    claim(reports, fresh=("results.json",))  # the merge writes beside its shards
+    assert (reports / "py3.11-1" / "results.json").is_file()
+    (reports / "py3.11-2" / MARKER).unlink()  # a dir without the marker is not a shard's
+    with pytest.raises(ConfigError, match=r"holds files testgate did not write \(py3.11-2\)"):
+        claim(reports)
+
+
+@pytest.mark.parametrize("litter", [".DS_Store", "Thumbs.db", "desktop.ini"])
+def test_a_reports_dir_the_os_put_its_litter_in_is_still_testgates(
+    tmp_path: Path, litter: str
+) -> None:
+    reports = tmp_path / "testgate-reports"
+    claim(reports, fresh=("results.json",))
+    write_text(reports / "results.json", "{}")
+    (reports / litter).write_bytes(b"Finder's or Explorer's")  # the user opened the folder
+    claim(reports, fresh=("results.json",))
+    assert (reports / litter).read_bytes() == b"Finder's or Explorer's"
+    assert not (reports / "results.json").exists()
 
 
 def test_a_dir_with_many_foreign_files_names_the_first_five(tmp_path: Path) -> None:
@@ -1085,6 +1193,19 @@ def test_an_unreachable_api_says_what_happened(tmp_path: Path) -> None:
 # -- the earlier promises, kept here with the rest ------------------------------------
 
 
+@pytest.mark.parametrize("seconds", ["NaN", "Infinity", "-1", '"inf"', '"nan"'])
+def test_a_durations_record_with_no_real_duration_is_ignored(tmp_path: Path, seconds: str) -> None:
+    # A cached or downloaded durations.json is untrusted: a NaN or negative weight would
+    # make the shards' plan depend on how a sort treats it.
+    path = tmp_path / "durations.json"
+    path.write_text(f'{{"tests/test_a.py::test_a": {seconds}, "tests/test_b.py::test_b": 1}}')
+    durations, warning = read_durations(path)
+    assert durations == {}
+    assert warning is not None
+    assert "not a duration in seconds" in warning
+    assert "planned without durations" in warning
+
+
 @pytest.mark.parametrize(
     "content",
     [
@@ -1104,3 +1225,73 @@ def test_hostile_junit_in_a_shard_is_refused_by_name(tmp_path: Path, content: st
     assert ran.exit_code == 3
     assert "junit.xml" in ran.output
     assert snapshot(project) == before
+
+
+# -- a state file names only what testgate started ------------------------------------
+
+STATE_DOCKER = '#!/bin/sh\necho "$*" >> "$DOCKER_CALLS"\n'
+
+
+def forged_state(path: Path, service: dict[str, Any]) -> None:
+    """A services state file as a pull request could commit it in ``.testgate/``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = {"kind": "postgres", "host": "127.0.0.1", "port": 1, **service}
+    data = {"version": 1, "run_id": "forged", "backend": record["backend"], "services": [record]}
+    path.write_text(json.dumps(data), "utf-8")
+
+
+@pytest.mark.parametrize(
+    "where", ["the decoy", "a dir named as testgate's", "a link to the decoy", "no dir"]
+)
+def test_a_forged_state_file_cannot_make_down_delete_or_stop_anything(
+    tmp_path: Path, decoy: Path, capfd: pytest.CaptureFixture[str], where: str
+) -> None:
+    target = {
+        "the decoy": decoy,
+        "a dir named as testgate's": decoy / "testgate-postgres-abc",
+        "a link to the decoy": tmp_path / "testgate-postgres-link",
+        "no dir": tmp_path / "none",
+    }[where]
+    if where == "a dir named as testgate's":
+        target.mkdir()
+        (target / "notes.txt").write_text("the user's own\n", "utf-8")
+    if where == "a link to the decoy":
+        (decoy / ".testgate-service").write_text("forged\n", "utf-8")
+        target.symlink_to(decoy)
+    bystander = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    state = tmp_path / "project" / ".testgate" / "services.json"
+    forged_state(
+        state,
+        {"name": "postgres", "backend": "local", "pid": bystander.pid,
+         "directory": None if where == "no dir" else str(target)},
+    )  # fmt: skip
+    before = snapshot(decoy)
+    try:
+        code = main(["services", "down", "--state-file", str(state)], environ=environment())
+        assert bystander.poll() is None, "a process testgate did not start was stopped"
+    finally:
+        bystander.kill()
+        bystander.wait()
+    err = capfd.readouterr().err
+    assert code == 0
+    assert snapshot(decoy) == before
+    assert "left alone: the recorded service 'postgres' names" in err
+    assert "not a service dir testgate made" in err
+    assert (str(target) if where != "no dir" else "names None") in err
+
+
+def test_a_forged_state_file_cannot_make_down_remove_a_container(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "docker").write_text(STATE_DOCKER, "utf-8")
+    (bin_dir / "docker").chmod(0o755)
+    calls = tmp_path / "calls"
+    state = tmp_path / ".testgate" / "services.json"
+    forged_state(state, {"name": "db", "backend": "docker", "container": "the-users-database"})
+    env = environment(PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}", DOCKER_CALLS=str(calls))
+    assert main(["services", "down", "--state-file", str(state)], environ=env) == 0
+    called = calls.read_text("utf-8")
+    assert "the-users-database" not in called
+    assert "label=io.testgate.run=forged" in called  # only what carries testgate's label

@@ -565,11 +565,11 @@ case "$1" in
        echo "docker: Error response from daemon: pull access denied" >&2
        echo "Run 'docker run --help' for more information" >&2; exit 125; }
        [ -n "$DOCKER_RUN_ERROR" ] && { echo "docker: $DOCKER_RUN_ERROR" >&2; exit 125; }
-       echo "c0ffee$(wc -l < "$DOCKER_CALLS")" ;;
+       echo "c0ffee$(wc -l < "$DOCKER_CALLS")" | tee -a "$DOCKER_CALLS.run" ;;
   port) printf '%s\n' "0.0.0.0:$DOCKER_PORT" "[::]:$DOCKER_PORT" ;;
   inspect) echo "$DOCKER_STATE" ;;
   logs) echo "database system is starting up"; echo "FATAL: out of memory" >&2 ;;
-  ps) echo "c0ffee-stray" ;;
+  ps) cat "$DOCKER_CALLS.run" 2>/dev/null; echo "c0ffee-stray" ;;  # the run's, by label
   rm) ;;
 esac
 """
@@ -608,8 +608,8 @@ def test_docker_backend_runs_labelled_containers_and_removes_them(
     code, _, _ = services(capfd, "down", "--state-file", str(state), **docker)
     assert code == 0
     assert Path(docker["DOCKER_CALLS"]).read_text("utf-8").splitlines()[-3:] == [
-        "rm --force --volumes c0ffee2",
         f"ps --all --quiet --filter label=io.testgate.run={run_id}",
+        "rm --force --volumes c0ffee2",
         "rm --force --volumes c0ffee-stray",
     ]
 

@@ -33,7 +33,7 @@ from runner.output import emit
 from runner.owned_dir import write_text
 from runner.services import databases
 from runner.services.docker import DockerBackend, engine_answers
-from runner.services.local import LocalBackend, missing, stop_local
+from runner.services.local import LocalBackend, made_by_testgate, missing, stop_local
 from runner.services.probes import NotReady, wait_ready
 from runner.services.running import Running
 from runner.services.spec import KINDS, ServiceSpec
@@ -316,25 +316,46 @@ def down(*, state_file: Path, environ: Mapping[str, str], log: TextIO | None = N
         return 0
     count = len(state.services)
     external = sum(running.backend == "external" for running in state.services.values())
-    _stop_all(state, environ)
+    alone = _stop_all(state, environ, out=out)
     left = f"; {external} external one(s) left running" if external else ""
     emit(
-        f"testgate: stopped {count - external} service(s) and removed what they left{left}.\n",
+        f"testgate: stopped {count - external - alone} service(s) and removed what they "
+        f"left{left}.\n",
         stream=out,
     )
     return count
 
 
-def _stop_all(state: StateFile, environ: Mapping[str, str]) -> None:
-    docker = DockerBackend(environ, run_id=state.run_id)
+def _left_alone(running: Running) -> str:
+    return (
+        f"left alone: the recorded service {running.name!r} names {running.directory} "
+        f"(process {running.pid}), which is not a service dir testgate made; stop and remove "
+        "it by hand if it is yours."
+    )
+
+
+def _stop_all(state: StateFile, environ: Mapping[str, str], *, out: TextIO | None = None) -> int:
+    """Stop what the state records and testgate started; what else it names is left alone.
+
+    The state file may be forged (a pull request can commit ``.testgate/services.json``):
+    a local service is stopped only when its dir is one testgate made
+    (``made_by_testgate``), and containers are removed only by testgate's label, never by
+    a recorded name. Each service left alone is a warning on ``out``; returns how many.
+    """
+    alone = 0
     for running in reversed(list(state.services.values())):
         if running.backend == "local":
-            stop_local(running)
-        elif running.backend == "docker":
-            docker.stop(running)
-    if state.backend == "docker":
-        docker.stop_run(state.run_id)
+            if made_by_testgate(running):
+                stop_local(running)
+            else:
+                alone += 1
+                emit(f"testgate: warning: {_left_alone(running)}\n", stream=out or sys.stderr)
+    if state.backend == "docker" or any(
+        running.backend == "docker" for running in state.services.values()
+    ):
+        DockerBackend(environ, run_id=state.run_id).stop_run(state.run_id)
     state.remove()
+    return alone
 
 
 def variables(

@@ -44,6 +44,8 @@ SEARCH_PATH = (
     "/opt/homebrew/bin",
 )
 LOG_NAME = "server.log"
+# Written into every service dir testgate makes: ``down`` removes only a dir that holds it.
+SERVICE_MARKER = ".testgate-service"
 
 
 @dataclass(frozen=True)
@@ -256,6 +258,9 @@ class LocalBackend:
         known = KINDS[spec.kind]
         directory = Path(tempfile.mkdtemp(prefix=f"testgate-{spec.name}-", dir=self.root))
         directory.chmod(0o755)
+        (directory / SERVICE_MARKER).write_text(
+            "testgate made this dir for a service; 'testgate services down' removes it\n", "utf-8"
+        )
         account = self._account(recipe)
         _give(directory, account)
         port = spec.host_port or free_port()
@@ -389,6 +394,24 @@ def _with_pid(running: Running, pid: int) -> Running:
     data = running.to_json()
     data["pid"] = pid
     return Running.from_json(data)
+
+
+def made_by_testgate(running: Running) -> bool:
+    """Whether a recorded local service's dir is one testgate made for it.
+
+    A state file is only a file: one committed in a pull request, copied from elsewhere
+    or left stale may name any dir and any process. testgate removes a dir, and signals
+    the process recorded with it, only when the dir is real (no link), is named as
+    ``start`` names it and holds the marker ``start`` writes.
+    """
+    if running.directory is None:
+        return False
+    directory = Path(running.directory)
+    return (
+        directory.name.startswith(f"testgate-{running.name}-")
+        and not directory.is_symlink()
+        and (directory / SERVICE_MARKER).is_file()
+    )
 
 
 def stop_local(running: Running, *, grace_s: float = 15.0) -> None:
