@@ -196,12 +196,6 @@ def detect(
         pool, batch, processes = wanted, 1, 0
         while pool is None or pool:
             size = _batch_size(pool, tallies, batch=batch, needed=needed)
-            if settings.time_budget is not None and rounds:
-                left = settings.time_budget - (time.monotonic() - clock)
-                size = min(size, int(left // per_round))
-                if size < 1:
-                    stopped_by = "time-budget"
-                    break
             orders = [] if pool is None else [_SHUFFLE.sample(pool, len(pool)) for _ in range(size)]
             workers = (
                 None
@@ -251,7 +245,7 @@ def detect(
         duration_s=time.monotonic() - clock,
         stopped_by=stopped_by,
         tests=tuple(
-            _verdict(test_id, tallies[test_id], settings, needed) for test_id in sorted(tallies)
+            verdict_of(test_id, tallies[test_id], settings, needed) for test_id in sorted(tallies)
         ),
         quarantine_stable=_stable_entries(quarantine, tallies),
         warnings=tuple(
@@ -328,7 +322,8 @@ def _count(tally: Tally, outcome: str, needed: int) -> None:
         tally.verdict = "stable" if passes else "failing"
 
 
-def _verdict(test_id: str, tally: Tally, settings: Settings, needed: int) -> TestVerdict:
+def verdict_of(test_id: str, tally: Tally, settings: Settings, needed: int) -> TestVerdict:
+    """One test's verdict and the statement that gives its evidence, from its tally."""
     verdict = tally.verdict or "undecided"
     runs, failures = tally.runs, tally.failures
     if verdict == "stable":

@@ -295,10 +295,9 @@ def record(context: Context, *, result: RunResult, settings: Settings) -> Contex
     )
     try:
         write_history(history, context.path)
-    except OSError as error:
-        raise ConfigError(f"cannot write the test history {context.path}: {error}") from None
-    except InfraError as error:
-        raise ConfigError(f"cannot write the test history: {error.message}") from None
+    except (OSError, InfraError) as error:  # its folder cannot be made, or the file written
+        said = error.message if isinstance(error, InfraError) else str(error)
+        raise ConfigError(f"cannot write the test history {context.path}: {said}") from None
     return replace(context, history=history)
 
 

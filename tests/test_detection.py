@@ -10,10 +10,11 @@ from typing import Any
 
 import pytest
 
-from runner.detection import Detection, TestVerdict, failed_in
+from runner.detection import Detection, Tally, TestVerdict, failed_in, verdict_of
 from runner.errors import InfraError
 from runner.github import report_detection
 from runner.results import RunInfo, RunResult
+from runner.settings import load_settings
 from tests.conftest import Ran, copy_fixture, environment, run_in_process
 
 RunCli = Callable[..., Ran]
@@ -217,3 +218,15 @@ def test_without_summary_or_output_files_only_annotations_are_given() -> None:
     assert printed == "::warning title=flaky%3A t.py%3A%3Af,file=t.py,line=3::failed 1 of 2 runs\n"
     quiet = report_detection(detection, markdown="", root="/", environ={}, annotations=False)
     assert quiet == ""
+
+
+def test_a_test_stopped_short_of_a_verdict_says_how_far_it_got(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text("", "utf-8")
+    settings = load_settings(project=tmp_path, flags={}, environ={})
+    passing = verdict_of("t.py::test_a", Tally(runs=3), settings, 59)
+    assert (passing.verdict, passing.statement) == (
+        "undecided",
+        "passed 3 runs in a row so far; 59 needed for a verdict",
+    )
+    failing = verdict_of("t.py::test_b", Tally(runs=2, failures=2), settings, 59)
+    assert failing.statement == "failed 2 runs in a row so far; 59 needed for a verdict"

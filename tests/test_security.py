@@ -42,7 +42,7 @@ from runner.coverage_data import combine_and_report
 from runner.detection import Detection, TestVerdict, write_detection
 from runner.environment import probe
 from runner.errors import ConfigError, InfraError
-from runner.execute import RELAY_DRAIN_S, RELAYED_LINE_LIMIT, run_pytest
+from runner.execute import RELAY_DRAIN_S, RELAYED_LINE_LIMIT, _Relay, run_pytest
 from runner.owned_dir import MARKER, claim, open_text, without_link, write_text
 from runner.record import MESSAGE_LIMIT, TEXT_LIMIT, read_record
 from runner.render import detection_markdown, detection_terminal, markdown
@@ -1295,3 +1295,16 @@ def test_a_forged_state_file_cannot_make_down_remove_a_container(
     called = calls.read_text("utf-8")
     assert "the-users-database" not in called
     assert "label=io.testgate.run=forged" in called  # only what carries testgate's label
+
+
+def test_output_that_reaches_the_relay_after_it_stopped_is_dropped(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    read, write = os.pipe()
+    relay = _Relay(os.fdopen(read, "rb"))
+    relay.stop()  # pytest and its group have ended: a late writer is not shown
+    with os.fdopen(write, "wb") as late:
+        late.write(b"::error::written after the guard\n")
+    relay.start()
+    relay.join()
+    assert capsys.readouterr().out == ""
