@@ -174,7 +174,7 @@ def terminated_run(root: Path) -> dict[str, Any]:
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     run_id = ""
-    for _ in range(600):  # until both containers are recorded (nothing answers on 9999)
+    for _ in range(600):  # until both containers are recorded, before either answers
         if state.exists():
             recorded = json.loads(state.read_text("utf-8"))
             if len(recorded["services"]) == 2:
@@ -193,7 +193,7 @@ def terminated_run(root: Path) -> dict[str, Any]:
 def failures(root: Path) -> dict[str, Any]:
     """A container that exits during start-up, an image that is nowhere, no engine at all."""
     return {
-        "exits": cli("services", "up", "pg=postgres:16 port=5432 env=POSTGRES_PASSWORD=",
+        "exits": cli("services", "up", "pg=postgres:16 env=POSTGRES_PASSWORD=",
                           "--backend", "docker", "--state-file", str(root / "exits.json")),
         "missing": cli("services", "up", "web=testgate-absent/none:1 port=80",
                             "--backend", "docker", "--state-file", str(root / "missing.json")),
