@@ -161,7 +161,7 @@ def _add_settings(command: argparse.ArgumentParser) -> None:
                 action="append",
                 default=None,
                 metavar="SPEC",
-                help=option.help + " (repeat --service for several)",
+                help=_escaped(option.help) + " (repeat --service for several)",
             )
             continue
         command.add_argument(
@@ -169,8 +169,13 @@ def _add_settings(command: argparse.ArgumentParser) -> None:
             *CLI_ALIASES.get(option.name, ()),
             dest=option.attribute,
             default=None,
-            help=option.help,
+            help=_escaped(option.help),
         )
+
+
+def _escaped(text: str) -> str:
+    """A help text as argparse formats it: ``%`` (as in ``5%``) is doubled, else it crashes."""
+    return text.replace("%", "%%")
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from runner.cli import main
 from runner.errors import ConfigError
 from runner.settings import OPTIONS, load_settings
 
@@ -185,3 +186,16 @@ def test_service_env_maps_the_projects_own_names_per_service(tmp_path: Path) -> 
     settings = load_settings(project=project_with(tmp_path, ""), flags=flags, environ={})
     assert settings.service_env == {"postgres": {"APP_DB": "{database}"}}
     assert settings.service_setup == {"db": "a=b"}
+
+
+@pytest.mark.parametrize("command", [["run"], ["flaky"], ["merge"], ["sonar"], ["history"]])
+def test_every_commands_help_lists_its_options(
+    command: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as ended:
+        main([*command, "--help"], environ={})
+    assert ended.value.code == 0
+    shown = capsys.readouterr().out
+    assert "--max-skipped" in shown
+    assert "5%" in shown  # a '%' in a help text is shown as is
+    assert "--groups GROUPS, --group GROUPS" in shown
