@@ -323,7 +323,8 @@ def _uv_env(
             for lock in locks:  # a lock file uv wrote is testgate's doing: take it away
                 if lock not in had and lock.is_file():
                     lock.unlink()
-        notices.append(f"testgate: {shape.description}: uv sync {' '.join(arguments)}".rstrip())
+        said = " ".join([*lock_flag, *arguments])
+        notices.append(f"testgate: {shape.description}: uv sync {said}".rstrip())
     find = [uv, "run", "--no-sync", "--project", str(project), *version, "python", "-c"]
     out = _run(
         [*find, "import sys; print('\\ntestgate-python:' + sys.executable)"],

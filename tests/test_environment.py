@@ -190,7 +190,7 @@ def test_a_uv_project_reuses_its_lock_and_its_environment(early_run: Ran, tmp_pa
     subprocess.run(["uv", "lock", "-q", "--project", str(project)], check=True)
     _, notices = environment.prepare(settings_of(project), shell())
     assert (project / "uv.lock").is_file()  # the user's lock stays; it was used as it is
-    assert "(build backend: hatchling.build): uv sync --all-extras" in notices[0]
+    assert "(build backend: hatchling.build): uv sync --locked --all-extras" in notices[0]
     synced = settings_of(early_run.project, sync="false")
     assert environment.prepare(synced, shell()) == (
         str(early_run.project / ".venv" / "bin" / "python"),
