@@ -14,6 +14,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import secrets
 import shlex
 import socket
 import sys
@@ -382,8 +383,10 @@ def publish(
         env_file.write_text("".join(line + "\n" for line in lines), "utf-8")
     github_env = environ.get("GITHUB_ENV")
     if github_env:
-        with open(github_env, "a", encoding="utf-8") as sink:
-            sink.write("".join(line + "\n" for line in lines))
+        with open(github_env, "a", encoding="utf-8") as sink:  # name<<DELIMITER: a value's
+            for name, value in found.items():  # line break cannot start another variable
+                delimiter = f"testgate_{secrets.token_hex(8)}"
+                sink.write(f"{name}<<{delimiter}\n{value}\n{delimiter}\n")
         emit("testgate: exported to later steps: " + ", ".join(found) + "\n", stream=out)
     elif env_file is None:
         for name, value in found.items():
