@@ -67,6 +67,7 @@ _PROBE = """
 import importlib.metadata, importlib.util, json, os, platform, re, sys
 modules, packages = json.loads(sys.argv[1]), json.loads(sys.argv[2])
 own, roots = json.loads(sys.argv[3]), json.loads(sys.argv[4])
+needed_modules = json.loads(sys.argv[5])
 norm = lambda name: re.sub(r"[-_.]+", "-", name).lower()
 def origin(name):
     try:
@@ -94,9 +95,10 @@ while todo:  # what pytest and the plugins depend on: imported before coverage s
 plugins = {norm(d.metadata["Name"] or "") for d in importlib.metadata.distributions()
     if any(point.group == "pytest11" for point in d.entry_points)}
 early = [name for name in own if norm(name) in needed | plugins]
-try:  # what pytest imports before it loads any plugin
-    import pytest, _pytest.config
-    early += [name for name in packages if name in sys.modules]
+try:  # what pytest imports before it loads any plugin (asked again once plugins are added)
+    if all(found.get(name) for name in needed_modules):
+        import pytest, _pytest.config
+        early += [name for name in packages if name in sys.modules]
 except Exception:  # pytest itself will say what is wrong
     pass
 print(json.dumps({"python": platform.python_version(), "platform": sys.platform,
@@ -396,7 +398,9 @@ def probe(
     python, prepared = prepare(settings, environ)
     notices = list(prepared)
     packages = project_packages(settings, sources)
-    found = _ask(python, settings=settings, environ=environ, packages=packages)
+    # pytest's early imports are probed once: here, or with the overlay once plugins are added
+    needed = [plugin.module for plugin in PLUGINS if plugin.needed(settings)]
+    found = _ask(python, settings=settings, environ=environ, packages=packages, needed=needed)
     for name, origin in found["packages"].items():
         if origin is not None and not _inside(Path(origin), settings.project):
             raise ConfigError(
@@ -408,7 +412,7 @@ def probe(
     wanted = [
         plugin
         for plugin in PLUGINS
-        if plugin.needed(settings) and not found["found"].get(plugin.module)
+        if plugin.module in needed and not found["found"].get(plugin.module)
     ]
     overlay = None
     if wanted:
@@ -427,9 +431,9 @@ def probe(
         )
     if overlay is not None:  # the added plugins may depend on, or import, the project
         with_overlay = {**environ, "PYTHONPATH": str(overlay)}
-        found["early"] = _ask(python, settings=settings, environ=with_overlay, packages=packages)[
-            "early"
-        ]
+        found["early"] = _ask(
+            python, settings=settings, environ=with_overlay, packages=packages, needed=()
+        )["early"]
     early = tuple(dict.fromkeys(found["early"]))
     if early:
         notices.append(
@@ -471,12 +475,20 @@ def _inside(path: Path, folder: Path) -> bool:
 
 
 def _ask(
-    python: str, *, settings: Settings, environ: Mapping[str, str], packages: Sequence[str]
+    python: str,
+    *,
+    settings: Settings,
+    environ: Mapping[str, str],
+    packages: Sequence[str],
+    needed: Sequence[str],
 ) -> dict[str, Any]:
+    """What the project's Python has. pytest's early imports (``early``) are probed only
+    when every ``needed`` plugin module is there: otherwise the overlay that adds them is
+    asked again, and importing pytest here (most of the probe's time) would be wasted."""
     roots = [plugin.distribution for plugin in PLUGINS] + ["coverage"]
     own = project_distributions(settings)
     command = [python, "-c", _PROBE, json.dumps(PROBED_MODULES), json.dumps(list(packages)),
-               json.dumps(own), json.dumps(roots)]  # fmt: skip
+               json.dumps(own), json.dumps(roots), json.dumps(list(needed))]  # fmt: skip
     # The project's Python runs its dependencies' .pth files, outside pytest's guard: on
     # GitHub what it says is shown through the one writer, inert.
     github = on_github(environ)

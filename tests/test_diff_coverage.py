@@ -20,7 +20,7 @@ import pytest
 
 from runner.diff_coverage import added_lines, ranges
 from runner.errors import InfraError
-from runner.git import Git, diff
+from runner.git import Git, default_base, diff, merge_base
 from runner.github import annotations_of
 from runner.merge import read_results
 from tests.conftest import Ran, environment, once_per_session, run_in_process
@@ -339,10 +339,13 @@ def test_a_shallow_clone_of_unrelated_history_stops_after_bounded_fetches(tmp_pa
     git(repo, "commit", "-q", "-m", "unrelated")
     git(repo, "checkout", "-q", "feature")
     clone = shallow_clone(repo, tmp_path)
-    ran = run_in_process(clone, "--diff-base", "origin/island")
-    assert ran.exit_code == 3
-    assert "HEAD and diff-base 'origin/island' share no commit" in ran.output
-    assert "'fetch-depth: 0' on actions/checkout" in ran.output
+    # The merge base alone decides it, no whole run needed: that a run whose diff base
+    # fails is exit 3 with the advice printed, test_a_base_that_cannot_be_found_* shows.
+    with pytest.raises(InfraError) as raised:
+        merge_base(Git(clone, environment()), "origin/island")
+    assert raised.value.exit_code == 3
+    assert "HEAD and diff-base 'origin/island' share no commit" in raised.value.message
+    assert "'fetch-depth: 0' on actions/checkout" in raised.value.message
 
 
 def test_a_diff_git_refuses_is_an_infrastructure_error(repo: Path) -> None:
@@ -368,19 +371,25 @@ def test_unrelated_history_is_exit_three_with_advice(tmp_path: Path) -> None:
     git(repo, "checkout", "-q", "--orphan", "island")
     git(repo, "commit", "-q", "-m", "unrelated")
     git(repo, "checkout", "-q", "feature")
-    ran = run_in_process(repo, "--diff-base", "island")
-    assert ran.exit_code == 3
-    assert "HEAD and diff-base 'island' share no commit" in ran.output
+    with pytest.raises(InfraError) as raised:  # a run's exit 3: test_a_base_that_cannot_be_found_*
+        merge_base(Git(repo, environment()), "island")
+    assert raised.value.exit_code == 3
+    assert "HEAD and diff-base 'island' share no commit" in raised.value.message
 
 
 def test_the_base_defaults_to_the_pr_base_then_main(repo: Path, tmp_path: Path) -> None:
     ran = run_in_process(clone(repo, tmp_path / "on-main", "--branch", "main"))
     gate = ran.gate("diff-coverage")
     assert (gate["passed"], gate["message"]) == (True, "no changed Python lines since origin/HEAD")
-    on_feature = clone(repo, tmp_path / "on-feature", "--branch", "feature")
-    pull = run_in_process(on_feature, extra_env={"GITHUB_BASE_REF": "no-such-base"})
-    assert pull.exit_code == 3
-    assert "diff-base 'origin/no-such-base' is not a commit" in pull.output
+    on_feature = Git(
+        clone(repo, tmp_path / "on-feature", "--branch", "feature"),
+        environment(GITHUB_BASE_REF="no-such-base"),
+    )
+    assert default_base(on_feature) == "origin/no-such-base"  # the PR's base beats origin/HEAD
+    with pytest.raises(InfraError) as raised:  # a run's exit 3: test_a_base_that_cannot_be_found_*
+        merge_base(on_feature, "origin/no-such-base")
+    assert raised.value.exit_code == 3
+    assert "diff-base 'origin/no-such-base' is not a commit" in raised.value.message
 
 
 def test_without_a_base_branch_the_gate_is_skipped_and_says_why(tmp_path: Path) -> None:
