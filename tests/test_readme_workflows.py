@@ -34,7 +34,7 @@ from tests.conftest import Ran, once_per_session
 slow_act = pytest.mark.skipif(
     os.environ.get("TESTGATE_README_ACT") != "1",
     reason="the README's workflows under act take about a minute: TESTGATE_README_ACT=1 runs "
-    "them (CI's readme-workflows job does)",
+    "them (.ci/run does, before the suite)",
 )
 ROOT = Path(__file__).parent.parent
 ACT = Path(sys.executable).parent / "act"
