@@ -46,7 +46,7 @@ from runner.history import (
     read_history,
     write_history,
 )
-from runner.output import clean
+from runner.output import clean, table_cell
 from runner.quarantine import Quarantine, expiry_gate, read_quarantine
 from runner.results import BROKEN, GateResult, RunInfo, RunResult, TestResult
 from runner.settings import Settings
@@ -263,7 +263,7 @@ def markdown(context: Context, *, settings: Settings, tests: tuple[TestResult, .
     out = []
     if known:
         out += ["", "### Failures the history explains", "", "| test | history |", "| --- | --- |"]
-        out += [f"| `{trend.cell(test.id)}` | {trend.cell(test.note or '')} |" for test in known]
+        out += [f"| `{table_cell(test.id)}` | {table_cell(test.note or '')} |" for test in known]
     out += trend.section(history, branch=context.base)
     if add or remove:
         out += ["", "### Quarantine suggestions", ""]

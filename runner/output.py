@@ -15,6 +15,7 @@ its part, obeys ESC sequences, BEL and the other controls. So:
 * ``clean`` makes an untrusted field one inert line: ``\\n`` and every other terminator
   (``\\v``, ``\\f``, U+001C-U+001E, U+0085, U+2028, U+2029, which ``str.splitlines`` and
   other readers split on) shown as escapes too, and every control character.
+* ``table_cell`` is ``clean`` fit for one Markdown table cell (no pipe, no backtick).
 * ``first_line`` is the first line of an untrusted text, split wherever any reader would.
 * ``bounded`` cuts a long untrusted text and says how much was cut.
 * ``emit(..., colours=True)`` shows a child's output (pytest's, relayed on a runner) the
@@ -50,6 +51,11 @@ def _escape(match: re.Match[str]) -> str:
 def clean(text: str) -> str:
     """An untrusted field as one printable line: terminators and controls as escapes."""
     return _CONTROL.sub(_escape, text)
+
+
+def table_cell(text: str) -> str:
+    """An untrusted text inside one Markdown table cell: one inert line, no ``|`` or backtick."""
+    return clean(text).replace("|", "\\|").replace("`", "'")
 
 
 def first_line(text: str) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from runner.crash import CRASHED
-from runner.output import PRINTED_LIMIT, bounded, clean, first_line
+from runner.output import PRINTED_LIMIT, bounded, clean, first_line, table_cell
 from runner.results import BROKEN, GateResult, RunResult, TestResult
 
 if TYPE_CHECKING:
@@ -266,8 +266,7 @@ def _diff_table(diff: dict[str, Any] | None) -> list[str]:
 
 def _cell(text: str) -> str:
     """Text safe inside one Markdown table cell: its first line, no raw control character."""
-    first = clean(first_line(text)[:300])
-    return first.replace("|", "\\|").replace("`", "'")
+    return table_cell(first_line(text)[:300])
 
 
 VERDICT_ORDER = ("flaky", "failing", "undecided", "skipped", "stable")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from runner.history import History, Rate, Run, flip_rates
-from runner.output import clean
+from runner.output import table_cell
 
 CHART_RUNS = 30
 LISTED_FLIPS = 10
@@ -62,11 +62,6 @@ def charts(runs: Sequence[Run]) -> list[str]:
     ]
 
 
-def cell(text: str) -> str:
-    """Text fit for one Markdown table cell: no pipes, backticks, line breaks or controls."""
-    return clean(text).replace("|", "\\|").replace("`", "'")
-
-
 def flip_table(rates: Sequence[tuple[str, Rate]]) -> list[str]:
     """Markdown lines: the tests with the highest flip rate and their 95 % intervals."""
     if not rates:
@@ -75,8 +70,8 @@ def flip_table(rates: Sequence[tuple[str, Rate]]) -> list[str]:
     for test_id, rate in rates[:LISTED_FLIPS]:
         low, high = rate.interval
         out.append(
-            f"| `{cell(test_id)}` | {rate.count} of {rate.runs} | {rate.count / rate.runs:.0%} | "
-            f"{low:.0%} to {high:.0%} |"
+            f"| `{table_cell(test_id)}` | {rate.count} of {rate.runs} | "
+            f"{rate.count / rate.runs:.0%} | {low:.0%} to {high:.0%} |"
         )
     return out
 

@@ -33,6 +33,7 @@ from runner.history import (
     read_history,
     write_history,
 )
+from runner.output import table_cell
 from runner.quarantine import Quarantine, expiry_gate, read_quarantine
 from runner.results import Attempt, TestResult
 from runner.settings import load_settings
@@ -257,7 +258,7 @@ def test_the_trend_charts_and_flip_table() -> None:
     assert trend.section(History(), branch=None) == []
     flips = trend.flip_table([(C, Rate(1, 2))])
     assert flips[-1].startswith("| `tests/t.py::test_c[x\\|y]` |")
-    assert trend.cell("a`b\r\nc\u2028d") == "a'b\\r\\nc\\u2028d"
+    assert table_cell("a`b\r\nc\u2028d") == "a'b\\r\\nc\\u2028d"
     calm = grow([([result(A, "passed")], meta(d)) for d in (1, 2)])
     assert "Highest flip rates:" not in trend.section(calm, branch="main")
     no_coverage = grow([([result(A, "passed")], meta(d, line_percent=None)) for d in (1, 2)])
