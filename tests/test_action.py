@@ -160,7 +160,9 @@ def make_projects(root: Path) -> None:
         config.write('\n[tool.coverage.run]\nsource = ["calc"]\n')
 
 
-def run_act(root: Path) -> Ran:
+def action_copy(root: Path) -> Path:
+    """This checkout's action as act uses it (``--local-repository``): action.yml, its lock
+    and the runner, in ``root/action``."""
     action = root / "action"
     action.mkdir()
     for name in ("action.yml", "action.lock"):
@@ -168,6 +170,11 @@ def run_act(root: Path) -> Ran:
     shutil.copytree(
         ROOT / "runner", action / "runner", ignore=shutil.ignore_patterns("__pycache__")
     )
+    return action
+
+
+def run_act(root: Path) -> Ran:
+    action = action_copy(root)
     (root / "setup-uv").mkdir()
     (root / "setup-uv" / "action.yml").write_text(SETUP_UV, "utf-8")
     make_projects(root)

@@ -33,7 +33,7 @@ from tests.conftest import (
     once_per_session,
     run_in_process,
 )
-from tests.test_action import ACT, ROOT, SETUP_UV
+from tests.test_action import ACT, SETUP_UV, action_copy
 
 HANGS = "tests/test_hangs.py"
 
@@ -382,13 +382,7 @@ def step_shell(act: int, descendant: int) -> int:
 
 def test_the_actions_step_lets_a_cancelled_jobs_signal_reach_testgate(tmp_path: Path) -> None:
     """Under act, SIGTERM to the step's shell (as the runner sends it) ends the run cleanly."""
-    action = tmp_path / "action"
-    action.mkdir()
-    for name in ("action.yml", "action.lock"):
-        shutil.copy(ROOT / name, action / name)
-    shutil.copytree(
-        ROOT / "runner", action / "runner", ignore=shutil.ignore_patterns("__pycache__")
-    )
+    action = action_copy(tmp_path)
     (tmp_path / "setup-uv").mkdir()
     (tmp_path / "setup-uv" / "action.yml").write_text(SETUP_UV, "utf-8")
     project = copy_fixture("cancel", tmp_path)

@@ -30,15 +30,13 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Ran, once_per_session
+from tests.test_action import ACT, ROOT, SETUP_UV_REF, action_copy
 
 slow_act = pytest.mark.skipif(
     os.environ.get("TESTGATE_README_ACT") != "1",
     reason="the README's workflows under act take about a minute: TESTGATE_README_ACT=1 runs "
     "them (.ci/run does, before the suite)",
 )
-ROOT = Path(__file__).parent.parent
-ACT = Path(sys.executable).parent / "act"
-SETUP_UV_REF = re.findall(r"uses: (astral-sh/setup-uv@\w+)", (ROOT / "action.yml").read_text())[0]
 # The matrix's Pythons, where this machine has them (elsewhere uv downloads them)
 PYTHONS = [Path(sys.base_prefix) / "bin", *sorted(Path.home().glob(".pyenv/versions/3.12*/bin"))]
 
@@ -172,13 +170,7 @@ def readme_workflows() -> dict[str, str]:
 
 def run_act(root: Path) -> Ran:
     """One act run per event: push (single job and matrix), then schedule (flaky)."""
-    action = root / "action"
-    action.mkdir()
-    for name in ("action.yml", "action.lock"):
-        shutil.copy(ROOT / name, action / name)
-    shutil.copytree(
-        ROOT / "runner", action / "runner", ignore=shutil.ignore_patterns("__pycache__")
-    )
+    action = action_copy(root)
     stand_ins: list[str] = []
     for uses, texts in {SETUP_UV_REF: {"": SETUP_UV}, **STAND_INS}.items():
         folder = root / "stand-ins" / uses.replace("/", "-").replace("@", "-")
