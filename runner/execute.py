@@ -53,8 +53,9 @@ def find_uv(environ: Mapping[str, str]) -> str:
     uv = shutil.which("uv", path=environ.get("PATH"))
     if uv is None:
         raise InfraError(
-            "uv is not on PATH: testgate runs the suite in the project's environment with "
-            "'uv run'. Install uv ('pip install uv', or astral-sh/setup-uv on GitHub)."
+            "uv is not on PATH: testgate installs and finds the project's environment with "
+            "uv. Install uv ('pip install uv', or astral-sh/setup-uv on GitHub), or pass "
+            "--python with an environment you installed yourself."
         )
     return uv
 
