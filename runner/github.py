@@ -51,7 +51,7 @@ from runner.results import BROKEN, RunResult, TestResult
 if TYPE_CHECKING:
     import requests
 
-    from runner.detection import Detection
+    from runner.stability import Detection
 
 PER_TYPE = 10
 PER_STEP = 50

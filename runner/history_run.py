@@ -27,7 +27,6 @@ from typing import Any
 from runner import github, owned_dir, trend
 from runner.coverage_data import read_report
 from runner.errors import ConfigError, InfraError
-from runner.flaky import runs_needed
 from runner.git import Git
 from runner.history import (
     FILE_NAME,
@@ -50,6 +49,7 @@ from runner.output import clean, table_cell
 from runner.quarantine import Quarantine, expiry_gate, read_quarantine
 from runner.results import BROKEN, GateResult, RunInfo, RunResult, TestResult
 from runner.settings import Settings
+from runner.stability import runs_needed
 
 ARTIFACT = "testgate-history"
 HISTORY_NOTE = re.compile(r"(flaky on |failing on )\S+|in an earlier run of the same commit")

@@ -23,11 +23,10 @@ import msgspec
 from runner import coverage_data, owned_dir
 from runner.errors import ConfigError, InfraError
 from runner.junit import read_junit, write_junit
-from runner.pipeline import Outcome, conclude, measure_change
-from runner.results import RunInfo, RunResult, TestResult, decode
+from runner.report import Outcome, conclude, measure_change
+from runner.results import RunInfo, RunResult, TestResult, read_results
 from runner.settings import Settings
 
-RESULTS_LIMIT_BYTES = 1024 * 1024 * 1024
 SEVERITY = ("error", "failed", "flaky", "quarantined", "xpassed", "passed", "xfailed", "skipped")
 
 
@@ -41,19 +40,6 @@ class Part:
     @property
     def variant(self) -> str:
         return self.result.run.variant or "default"
-
-
-def read_results(path: Path, *, strings: dict[str, str] | None = None) -> RunResult:
-    """A results.json, read as untrusted input: bounded, its schema version checked.
-
-    ``strings`` lets the runs of one merge share their tests' file and worker names.
-    """
-    try:
-        if path.stat().st_size > RESULTS_LIMIT_BYTES:
-            raise ValueError(f"over {RESULTS_LIMIT_BYTES} bytes")
-        return decode(path.read_bytes(), strings=strings)
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
-        raise InfraError(f"{path} is not a readable testgate results.json ({error}).") from None
 
 
 def read_part(directory: Path, *, project: Path, strings: dict[str, str]) -> Part:

@@ -14,7 +14,7 @@ from runner.output import PRINTED_LIMIT, bounded, clean, first_line, table_cell
 from runner.results import BROKEN, GateResult, RunResult, TestResult
 
 if TYPE_CHECKING:
-    from runner.detection import Detection
+    from runner.stability import Detection
 
 DISPLAY_PRECISION = 2
 LISTED_FAILURES = 20

@@ -2,7 +2,8 @@
 
 This is what ``results.json`` holds (schema in ``runner/schema/results.schema.json``),
 and what every report, the summary and the gates are computed from. Nothing here does
-I/O beyond turning the model into JSON and back.
+I/O beyond turning the model into JSON and back, and reading a ``results.json``
+(``read_results``) as untrusted input.
 
 Tests and attempts are msgspec structs: frozen like the dataclasses around them, but a
 run of 100,000 tests builds them more than ten times faster, in less memory, and
@@ -18,11 +19,16 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 from typing import Any, ClassVar, Literal, get_args
 
 import msgspec
 
+from runner.errors import InfraError
+
 SCHEMA_VERSION = 1
+# A results.json is untrusted input (a shard's artifact): larger than this is refused.
+RESULTS_LIMIT_BYTES = 1024 * 1024 * 1024
 
 # Typed as literals: results.json is validated as it is decoded, and each of these
 # strings is one shared object however many tests name it.
@@ -357,6 +363,19 @@ def decode(data: bytes, *, strings: dict[str, str] | None = None) -> RunResult:
     if strings is not None:
         tests = tuple(_sharing(test, strings.setdefault) for test in tests)
     return RunResult.of_json(msgspec.structs.asdict(document), tests=tests)
+
+
+def read_results(path: Path, *, strings: dict[str, str] | None = None) -> RunResult:
+    """A results.json, read as untrusted input: bounded, its schema version checked.
+
+    ``strings`` lets the runs of one merge share their tests' file and worker names.
+    """
+    try:
+        if path.stat().st_size > RESULTS_LIMIT_BYTES:
+            raise ValueError(f"over {RESULTS_LIMIT_BYTES} bytes")
+        return decode(path.read_bytes(), strings=strings)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+        raise InfraError(f"{path} is not a readable testgate results.json ({error}).") from None
 
 
 def _sharing(test: TestResult, share: Callable[[str, str], str]) -> TestResult:

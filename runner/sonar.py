@@ -28,10 +28,9 @@ from typing import Any
 from runner import owned_dir, render
 from runner.child_env import child_environment
 from runner.errors import ConfigError, InfraError
-from runner.merge import read_results
 from runner.output import emit
-from runner.pipeline import shown, write_reports
-from runner.results import GateResult, RunResult
+from runner.report import shown, write_reports
+from runner.results import GateResult, RunResult, read_results
 from runner.settings import Settings
 
 TOKEN_ENV = "SONAR_TOKEN"

@@ -23,7 +23,7 @@ from runner.github import (
     shown_and_left,
     summary,
 )
-from runner.merge import read_results
+from runner.results import read_results
 from tests.conftest import FIXTURES, Ran, copy_fixture, marker_line, run_in_process
 
 ROOT = Path(__file__).parent.parent

@@ -21,8 +21,7 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from runner.github import earlier_attempt_flakes, report
-from runner.merge import read_results
-from runner.results import RunResult
+from runner.results import RunResult, read_results
 from tests.conftest import Ran, copy_fixture, run_in_process
 
 REPO = "acme/shop"

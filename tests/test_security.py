@@ -39,10 +39,10 @@ from runner import github, output
 from runner.child_env import FILE_COMMANDS, SECRET_NAMES, child_environment
 from runner.cli import main
 from runner.coverage_data import combine_and_report
-from runner.detection import Detection, TestVerdict, write_detection
 from runner.environment import probe
 from runner.errors import ConfigError, InfraError
 from runner.execute import RELAY_DRAIN_S, RELAYED_LINE_LIMIT, _Relay, run_pytest
+from runner.flaky import write_detection
 from runner.owned_dir import MARKER, claim, open_text, without_link, write_text
 from runner.record import MESSAGE_LIMIT, TEXT_LIMIT, read_record
 from runner.render import detection_markdown, detection_terminal, markdown
@@ -53,6 +53,7 @@ from runner.services.running import Running
 from runner.settings import load_settings
 from runner.sharding import read_durations
 from runner.sonar import run_pysonar, scanner_environment
+from runner.stability import Detection, TestVerdict
 from tests.conftest import Ran, copy_fixture, environment, run_in_process
 
 ROOT = Path(__file__).parent.parent
