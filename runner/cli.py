@@ -14,10 +14,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from runner import __version__, github, history_run, interrupts
+from runner import __version__, history_run, interrupts
 from runner import run as run_command
 from runner.errors import InfraError, TestgateError
 from runner.flaky import detect
+from runner.github.commands import escape_data, on_github
+from runner.github.step_files import write_outputs
 from runner.merge import merge
 from runner.output import emit
 from runner.services import lifecycle
@@ -243,10 +245,10 @@ def _command(
     except TestgateError as error:
         sys.stdout.flush()
         emit(f"testgate: error: {error.message}\n", stream=sys.stderr)
-        if github.on_github(env):  # a workflow's next steps can see that nothing passed
-            emit(f"::error title=testgate::{github.escape_data(error.message)}\n", commands=True)
+        if on_github(env):  # a workflow's next steps can see that nothing passed
+            emit(f"::error title=testgate::{escape_data(error.message)}\n", commands=True)
             if env.get("GITHUB_OUTPUT"):
-                github.write_outputs(Path(env["GITHUB_OUTPUT"]), {"passed": "false"})
+                write_outputs(Path(env["GITHUB_OUTPUT"]), {"passed": "false"})
         return error.exit_code
     except interrupts.Interrupted as stop:
         sys.stdout.flush()

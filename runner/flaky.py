@@ -21,9 +21,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from runner import environment, github, history_run, interrupts, owned_dir, render
+from runner import environment, history_run, interrupts, owned_dir, render
 from runner.attempts import Session, problems, recorded_tests, rerun_workers, run_attempt
 from runner.errors import ConfigError
+from runner.github.commands import on_github
+from runner.github.step import report_detection
 from runner.output import emit
 from runner.quarantine import Quarantine, read_quarantine
 from runner.results import BROKEN, classify, read_results
@@ -183,9 +185,9 @@ def detect(
     )
     write_detection(detection, settings.reports_dir)
     emit(render.detection_terminal(detection))
-    if github.on_github(environ):
+    if on_github(environ):
         emit(
-            github.report_detection(
+            report_detection(
                 detection,
                 markdown=render.detection_markdown(detection),
                 root=str(settings.project),

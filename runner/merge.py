@@ -206,7 +206,7 @@ def merge(
     )
     diff, diff_skipped = measure_change(settings, environ=environ, measured=coverage is not None)
     if coverage is not None and diff is not None:
-        coverage = replace(coverage, diff_percent=diff.percent)
+        coverage = msgspec.structs.replace(coverage, diff_percent=diff.percent)
     tests = merged_tests(parts)
     runs = [part.result.run for part in parts]
     info = RunInfo(
@@ -253,5 +253,7 @@ def merge(
     ):
         owned_dir.copy(reports / "junit.xml", reports / "junit-sonar.xml")  # one variant: the same
     else:
-        write_junit(replace(outcome.result, tests=once), reports / "junit-sonar.xml")
+        write_junit(
+            msgspec.structs.replace(outcome.result, tests=once), reports / "junit-sonar.xml"
+        )
     return outcome

@@ -10,21 +10,26 @@ renderers, and below the commands: nothing here imports a command's module.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from json.encoder import encode_basestring
 from pathlib import Path
 
-from runner import coverage_data, faults, gates, github, history_run, owned_dir, render
+import msgspec
+
+from runner import coverage_data, faults, gates, history_run, owned_dir, render
 from runner.crash import CRASHED, not_evaluated
-from runner.diff_coverage import DiffCoverage, added_lines, measure
+from runner.diff_coverage import added_lines, measure
 from runner.errors import InfraError
 from runner.git import Git, default_base, merge_base
 from runner.git import diff as diff_text
+from runner.github import client, step
+from runner.github.commands import on_github
 from runner.junit import write_junit
 from runner.output import emit
-from runner.results import CoverageSummary, RunInfo, RunResult, TestResult, encode
+from runner.results import CoverageSummary, DiffCoverage, RunInfo, RunResult, TestResult, encode
 from runner.settings import Settings
+from runner.verdicts import flaky_on_rerun
 
 
 @dataclass(frozen=True)
@@ -45,12 +50,15 @@ def conclude(
     environ: Mapping[str, str],
 ) -> Outcome:
     """Judge a result, write its reports, print its table: the end of run and of merge."""
-    if github.on_github(environ):
-        tests, notices = github.earlier_attempt_flakes(tests, environ)
-        info = replace(info, warnings=(*info.warnings, *notices))
+    api = client.connect(environ) if on_github(environ) else None
+    if on_github(environ):
+        previous, notices = step.previous_attempt(environ, api=api)
+        if previous is not None:
+            tests = flaky_on_rerun(tests, failed_before=previous.failed, note=previous.note)
+        info = msgspec.structs.replace(info, warnings=(*info.warnings, *notices))
     past = history_run.prepare(settings, commit=info.commit, environ=environ)
     tests = history_run.label_tests(past, tests, settings=settings)
-    info = replace(
+    info = msgspec.structs.replace(
         info, warnings=(*info.warnings, *history_run.warnings(past, reports=settings.reports_dir))
     )
     verdicts = gates.evaluate(
@@ -70,7 +78,7 @@ def conclude(
         tests=tests,
         coverage=coverage,
         gates=verdicts,
-        diff_coverage=None if diff[0] is None else diff[0].to_json(),
+        diff_coverage=diff[0],
     )
     past = history_run.record(past, result=result, settings=settings)
     markdown = render.markdown(result) + history_run.markdown(
@@ -79,14 +87,15 @@ def conclude(
     write_reports(result, settings.reports_dir, markdown=markdown)
     history_run.write_suggestions(past, settings=settings)
     emit(render.terminal(result, reports_dir=shown(settings.reports_dir)))
-    if github.on_github(environ):
+    if on_github(environ):
         where = shown(settings.reports_dir)
         emit(
-            github.report(
+            step.report(
                 result,
                 markdown=markdown,
                 reports_dir=where,
                 environ=environ,
+                api=api,
                 annotations=settings.annotations,
             ),
             commands=True,

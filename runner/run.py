@@ -22,9 +22,11 @@ import shutil
 import sys
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+
+import msgspec
 
 from runner import (
     coverage_data,
@@ -205,7 +207,7 @@ def _run(settings: Settings, *, environ: Mapping[str, str], notes: tuple[str, ..
             settings, environ=environ, measured=coverage is not None
         )
     if coverage is not None and diff is not None:
-        coverage = replace(coverage, diff_percent=diff.percent)
+        coverage = msgspec.structs.replace(coverage, diff_percent=diff.percent)
     crash = crash_problem(first.record.internal_errors, parallel=settings.workers != "0")
     found_problems = ((crash,) if crash else ()) + tuple(
         problem

@@ -1,4 +1,5 @@
-"""Tell flaky from broken: a test's verdict from the attempts of one run and its reruns.
+"""Tell flaky from broken: a test's verdict from the attempts of one run and its reruns,
+and from an earlier attempt of the same workflow run (a re-run job on the same commit).
 
 A test is ``failed`` when every attempt failed, ``flaky`` when it failed at least once
 and passed at least once on the same code. The kind of flakiness is named only where the
@@ -13,7 +14,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from runner.results import BROKEN, Attempt, TestOutcome, classify
+import msgspec
+
+from runner.results import BROKEN, Attempt, TestOutcome, TestResult, classify
 
 ORDER_CHECKS = 2
 
@@ -46,3 +49,16 @@ def verdict(attempts: Sequence[Attempt]) -> Verdict:
         )
     evidence = f"; failed {replays}" if checks else ""
     return Verdict("flaky", "nondeterministic", f"{tally}; passed in isolation{evidence}")
+
+
+def flaky_on_rerun(
+    tests: tuple[TestResult, ...], *, failed_before: frozenset[str], note: str
+) -> tuple[TestResult, ...]:
+    """The tests, those that failed in an earlier attempt of the same code and pass now
+    made ``flaky`` (``nondeterministic``), with ``note`` as the evidence."""
+    return tuple(
+        msgspec.structs.replace(test, outcome="flaky", flaky_kind="nondeterministic", note=note)
+        if test.outcome == "passed" and test.id in failed_before
+        else test
+        for test in tests
+    )

@@ -12,7 +12,7 @@ import pytest
 
 from runner.errors import InfraError
 from runner.flaky import Tally, failed_in, verdict_of
-from runner.github import report_detection
+from runner.github.step import report_detection
 from runner.results import RunInfo, RunResult
 from runner.settings import load_settings
 from runner.stability import Detection, TestVerdict
