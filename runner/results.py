@@ -230,11 +230,15 @@ UNJUDGED_PREFIX: dict[GateStatus, str] = {
 
 
 class GateResult(msgspec.Struct, frozen=True, kw_only=True):
-    """One quality gate: what was required, what was measured, and the verdict."""
+    """One quality gate: what was required, what was measured, and the verdict.
+
+    ``threshold`` and ``actual`` are in the gate's unit (percent, tests, seconds); a
+    count stays an integer through results.json, as the gate wrote it.
+    """
 
     name: GateName
-    threshold: float | None
-    actual: float | None
+    threshold: int | float | None
+    actual: int | float | None
     status: GateStatus
     message: str
 
@@ -267,8 +271,8 @@ class _Gate(msgspec.Struct, frozen=True, kw_only=True):
     """A gate as results.json holds it: ``passed``, not the status (schema version 1)."""
 
     name: GateName
-    threshold: float | None
-    actual: float | None
+    threshold: int | float | None
+    actual: int | float | None
     passed: bool
     message: str
 

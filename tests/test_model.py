@@ -118,3 +118,9 @@ def test_a_results_json_of_another_shape_is_refused_by_name() -> None:
         ValueError, match=r"Invalid enum value .no-such-gate. - at `\$.gates\[0\].name`"
     ):
         decode(json.dumps(document).encode())
+
+
+def test_a_count_stays_an_integer_when_results_json_is_written_again() -> None:
+    gate = GateResult.judged(name="max-flaky", threshold=0, actual=2, passed=False, message="2")
+    again = written(written(RunResult(run=INFO, tests=(), coverage=None, gates=(gate,))))
+    assert b'"threshold":0,"actual":2,"passed":false' in b"".join(encode(again))
