@@ -450,7 +450,8 @@ def _part(raw: msgspec.Raw, kind: Any, *, name: str) -> Any:
     try:
         return msgspec.json.decode(raw, type=kind)
     except msgspec.ValidationError as error:
-        raise ValueError(str(error).replace("`$", f"`$.{name}")) from None
+        where, at, path = str(error).partition(" - at `$")
+        raise ValueError(f"{where} - at `$.{name}{path if at else '`'}") from None
 
 
 def read_results(path: Path, *, strings: dict[str, str] | None = None) -> RunResult:

@@ -118,6 +118,10 @@ def test_a_results_json_of_another_shape_is_refused_by_name() -> None:
         ValueError, match=r"Invalid enum value .no-such-gate. - at `\$.gates\[0\].name`"
     ):
         decode(json.dumps(document).encode())
+    document["gates"] = []
+    del document["run"]["started"]
+    with pytest.raises(ValueError, match=r"missing required field `started` - at `\$.run`$"):
+        decode(json.dumps(document).encode())
 
 
 def test_a_count_stays_an_integer_when_results_json_is_written_again() -> None:
