@@ -16,11 +16,13 @@ import msgspec
 
 from runner import interrupts
 from runner.execute import Completed
-from runner.results import GateResult
+from runner.results import GateName, GateResult
 from runner.settings import Settings
 
 LISTED = 20
-COVERAGE_GATES = frozenset({"line-coverage", "branch-coverage", "diff-coverage"})
+COVERAGE_GATES: frozenset[GateName] = frozenset(
+    {"line-coverage", "branch-coverage", "diff-coverage"}
+)
 
 
 @dataclass(frozen=True)
