@@ -26,13 +26,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from runner.errors import ConfigError, InfraError
+from runner.plugin import _testgate_wire as wire
 from runner.services.probes import ATTEMPT_TIMEOUT_S, mongo_command, resp_command
 from runner.services.running import ISOLATED, WORKER, Running
 from runner.services.schema import Setup, run_setup
 
 REDIS_DATABASES = 16
 SQL = ("postgres", "mysql", "mariadb")
-DJANGO_ENV = "TESTGATE_DJANGO_SUFFIX"  # the plugin's: name reruns' test databases as gw0's
+DJANGO_ENV = wire.DJANGO_ENV  # the plugin names reruns' test databases as gw0's
 Templates = dict[str, str | list[str]]
 
 
