@@ -32,11 +32,12 @@ from pytest_httpserver import HTTPServer
 from runner.cli import main
 from runner.errors import ConfigError, InfraError
 from runner.services import databases
-from runner.services.lifecycle import ExternalBackend
+from runner.services.backends import AUTO, REGISTRY
+from runner.services.external import ExternalBackend
 from runner.services.local import LocalBackend, Recipe, find_binary, stop_local
 from runner.services.probes import Endpoint, NotReady, check, resp_command, wait_ready
 from runner.services.running import Running
-from runner.services.spec import parse_specs
+from runner.services.spec import BACKENDS, parse_specs
 from tests.conftest import environment
 
 SYSTEM = {
@@ -158,6 +159,14 @@ def test_an_unreadable_state_file_is_named_with_what_to_do(
     assert code == 3
     assert f"the services state file {state} cannot be read" in err
     assert "stop what it names by hand, then delete it." in err
+
+
+def test_every_backend_a_user_can_name_is_registered() -> None:
+    """--backend and services-backend take the registry's names, and auto tries two of them."""
+    assert ("auto", *REGISTRY) == BACKENDS
+    assert set(AUTO) <= set(REGISTRY)
+    for name, factory in REGISTRY.items():
+        assert factory({}, "run").name == name
 
 
 def test_variables_and_worker_urls_of_each_kind() -> None:
@@ -463,7 +472,7 @@ def _redis_set(port: int, password: str, index: str) -> None:
 
 def external(name: str, url: str) -> Running:
     """A service given as NAME=URL, as the external backend records it."""
-    return ExternalBackend().start(parse_specs([f"{name}={url}"])[0]).running
+    return ExternalBackend().start(parse_specs([f"{name}={url}"])[0])
 
 
 def _free_port() -> int:
