@@ -142,7 +142,11 @@ CLI_ALIASES = {"groups": ("--group",), "extras": ("--extra",)}
 
 
 def _add_settings(parser: argparse.ArgumentParser, *, command: str) -> None:
-    """The command's options (those whose ``commands`` name it), named as the action's inputs."""
+    """Every option's flag, named as the action's inputs; ``--help`` lists the command's own.
+
+    The flags of options that do nothing for this command (those whose ``commands`` do
+    not name it) are still taken, as before they were listed apart, but not shown.
+    """
     parser.add_argument(
         "--project",
         "--working-directory",
@@ -151,8 +155,9 @@ def _add_settings(parser: argparse.ArgumentParser, *, command: str) -> None:
         help="the project root, with its pyproject.toml (default: the current directory)",
     )
     for option in OPTIONS:
-        if option.pyproject_only or command not in option.commands:
+        if option.pyproject_only:
             continue
+        shown = command in option.commands
         if option.name == "services":
             parser.add_argument(
                 "--service",
@@ -161,7 +166,9 @@ def _add_settings(parser: argparse.ArgumentParser, *, command: str) -> None:
                 action="append",
                 default=None,
                 metavar="SPEC",
-                help=_escaped(option.help) + " (repeat --service for several)",
+                help=_escaped(option.help) + " (repeat --service for several)"
+                if shown
+                else argparse.SUPPRESS,
             )
             continue
         parser.add_argument(
@@ -169,7 +176,7 @@ def _add_settings(parser: argparse.ArgumentParser, *, command: str) -> None:
             *CLI_ALIASES.get(option.name, ()),
             dest=option.attribute,
             default=None,
-            help=_escaped(option.help),
+            help=_escaped(option.help) if shown else argparse.SUPPRESS,
         )
 
 

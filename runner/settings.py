@@ -33,8 +33,8 @@ INPUTS_ENV = "TESTGATE_INPUTS"
 # started them (the run then finds them in the project's state file), so the run does not.
 STEP_INPUTS = frozenset({"services"})
 DIST_MODES = ("worksteal", "load", "loadscope", "loadfile", "loadgroup", "each", "no")
-# The commands that take settings, and which of them an option's flag belongs to: a
-# command's --help lists, and its command line takes, only the options it acts on.
+# The commands that take settings, and which of them an option acts on: a command's
+# --help lists only those.
 COMMANDS = ("run", "flaky", "merge", "sonar", "history")
 TESTS = ("run", "flaky")  # installing the project, running pytest, services
 JUDGED = ("run", "flaky", "merge")  # gates, history and annotations of a run's results
@@ -254,8 +254,9 @@ def _counts_as(text: str) -> str:
 class Option:
     """One setting: its kebab-case name, how text becomes a value, the default, help.
 
-    ``commands`` are those whose command line takes it (COMMANDS); every command reads
-    every option from the action's inputs, ``TESTGATE_*`` and pyproject alike.
+    ``commands`` are those it does something for (COMMANDS), whose ``--help`` lists it;
+    every command reads every option, from its flag, the action's inputs, ``TESTGATE_*``
+    and pyproject alike.
     """
 
     name: str

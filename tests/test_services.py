@@ -35,6 +35,7 @@ from runner.errors import ConfigError, InfraError
 from runner.services import databases
 from runner.services.backends import AUTO, REGISTRY
 from runner.services.external import ExternalBackend
+from runner.services.lifecycle import choose_backend
 from runner.services.local import LocalBackend, Recipe, find_binary, stop_local
 from runner.services.probes import Endpoint, NotReady, check, resp_command, wait_ready
 from runner.services.running import Running
@@ -168,6 +169,10 @@ def test_every_backend_a_user_can_name_is_registered() -> None:
     assert set(AUTO) <= set(REGISTRY)
     for name, factory in REGISTRY.items():
         assert factory({}, "run").name == name
+    given = parse_specs(["postgres=postgresql://127.0.0.1:5432/test"])
+    assert choose_backend("external", given, {}, run_id="r").name == "external"
+    with pytest.raises(ConfigError, match="give redis as NAME=URL"):
+        choose_backend("external", [*given, *parse_specs(["redis"])], {}, run_id="r")
 
 
 def test_variables_and_worker_urls_of_each_kind() -> None:

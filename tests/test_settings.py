@@ -204,8 +204,8 @@ def test_every_commands_help_lists_its_options_and_only_those(
     assert "--reports-dir" in shown
 
 
-def test_run_takes_no_sonar_merge_or_detection_only_option(
-    capsys: pytest.CaptureFixture[str],
+def test_run_lists_no_sonar_merge_or_detection_only_option_but_still_reads_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with pytest.raises(SystemExit):
         main(["run", "--help"], environ={})
@@ -215,10 +215,9 @@ def test_run_takes_no_sonar_merge_or_detection_only_option(
     assert "--max-skipped" in shown
     assert "5%" in shown  # a '%' in a help text is shown as is
     assert "--groups GROUPS, --group GROUPS" in shown
-    with pytest.raises(SystemExit) as ended:
-        main(["run", "--sonar-wait", "false"], environ={})
-    assert ended.value.code == 2
-    assert "unrecognized arguments: --sonar-wait false" in capsys.readouterr().err
+    project = str(project_with(tmp_path))
+    assert main(["run", "--project", project, "--sonar-wait", "maybe"], environ={}) == 2
+    assert "--sonar-wait: 'maybe' must be true or false" in capsys.readouterr().err
 
 
 def test_settings_has_one_field_per_option_and_commands_are_known() -> None:

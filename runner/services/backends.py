@@ -36,7 +36,8 @@ class Backend(Protocol):
     name: str
 
     def unavailable(self, specs: Sequence[ServiceSpec]) -> TestgateError | None:
-        """Why these specs cannot be started here (the error to raise), or None."""
+        """Why these specs (those to start: no NAME=URL ones) cannot be started here, as
+        the error to raise, or None when they can."""
         ...
 
     def start(self, spec: ServiceSpec) -> Running:

@@ -22,12 +22,11 @@ class ExternalBackend:
     name = "external"
 
     def unavailable(self, specs: Sequence[ServiceSpec]) -> TestgateError | None:
-        to_start = [spec for spec in specs if spec.url is None]
-        if not to_start:
+        if not specs:
             return None
         return ConfigError(
             f"the external backend only probes services that already run; give "
-            f"{to_start[0].name} as NAME=URL, such as postgres=postgresql://127.0.0.1:5432/test."
+            f"{specs[0].name} as NAME=URL, such as postgres=postgresql://127.0.0.1:5432/test."
         )
 
     def start(self, spec: ServiceSpec) -> Running:
