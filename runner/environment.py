@@ -62,7 +62,13 @@ PLUGINS: tuple[Plugin, ...] = (
     Plugin("pytest-cov", "pytest_cov", lambda settings: True),
     Plugin("pytest-timeout", "pytest_timeout", timeouts_wanted),
 )
-PROBED_MODULES = (*(plugin.module for plugin in PLUGINS), "pytest_randomly", "coverage")
+PYTEST_DJANGO = "pytest_django"  # then it makes each worker's SQL database itself
+PROBED_MODULES = (
+    *(plugin.module for plugin in PLUGINS),
+    "pytest_randomly",
+    "coverage",
+    PYTEST_DJANGO,
+)
 
 _PROBE = """
 import importlib.metadata, importlib.util, json, os, platform, re, sys
@@ -141,6 +147,10 @@ class ProjectEnv:
     @property
     def has_randomly(self) -> bool:
         return bool(self.found.get("pytest_randomly"))
+
+    @property
+    def has_pytest_django(self) -> bool:
+        return bool(self.found.get(PYTEST_DJANGO))
 
     def environ(self, environ: Mapping[str, str]) -> dict[str, str]:
         """The variables pytest runs with: the environment's scripts first on PATH, the
@@ -339,20 +349,6 @@ def _uv_env(
     if found is None:
         raise InfraError(f"'uv run python' in {project} did not answer testgate's probe: {out!r}")
     return found.group(1), tuple(notices)
-
-
-def uv_run(settings: Settings, environ: Mapping[str, str]) -> list[str]:
-    """The ``uv run`` prefix that enters the project's environment, for a command of its own.
-
-    A service's setup command (``alembic upgrade head``) runs this way, before the suite's
-    own environment is probed; uv syncs the project first unless ``sync`` is off.
-    """
-    command = [find_uv(environ), "run", "--project", str(settings.project)]
-    if not settings.sync:
-        command.append("--no-sync")
-    if settings.python_version:
-        command += ["--python", settings.python_version]
-    return command
 
 
 def project_distributions(settings: Settings) -> list[str]:

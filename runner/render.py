@@ -13,7 +13,15 @@ import msgspec
 
 from runner.crash import CRASHED
 from runner.output import PRINTED_LIMIT, bounded, clean, first_line, table_cell
-from runner.results import BROKEN, DiffCoverage, GateResult, RunResult, TestResult, spans_text
+from runner.results import (
+    BROKEN,
+    DiffCoverage,
+    GateResult,
+    Phases,
+    RunResult,
+    TestResult,
+    spans_text,
+)
 
 if TYPE_CHECKING:
     from runner.stability import Detection
@@ -58,6 +66,23 @@ def counts_line(result: RunResult) -> str:
     )
 
 
+def phases_line(phases: Phases) -> str:
+    """Where the minutes went: ``install 3.10 s · services +0.20 s (ready in 5.30 s) · …``.
+
+    The services' part is what they added after the installation; their own start time,
+    mostly hidden behind it, is in brackets.
+    """
+    services = f"services +{phases.services_s:.2f} s (ready in {phases.services_ready_s:.2f} s)"
+    parts = [
+        f"install {phases.install_s:.2f} s",
+        *([services] if phases.services_ready_s else []),
+        f"tests {phases.tests_s:.2f} s",
+        f"reruns {phases.reruns_s:.2f} s",
+        f"reports {phases.reports_s:.2f} s",
+    ]
+    return " · ".join(parts)
+
+
 def _noun(name: str, count: int) -> str:
     """``1 error``, ``2 errors``, ``1 test``: pytest's own words for a count."""
     return name.removesuffix("s") if count == 1 and name in ("errors", "tests") else name
@@ -92,6 +117,8 @@ def terminal(result: RunResult, *, reports_dir: str) -> str:
             else ""
         ),
     ]
+    if result.run.phases is not None:
+        lines.append(f"testgate: time: {phases_line(result.run.phases)}")
     if result.run.interrupted is not None:
         lines.append(f"testgate: {interruption(result)}")
     if result.coverage is not None:
@@ -164,6 +191,8 @@ def markdown(result: RunResult) -> str:
         f"**{counts_line(result)}** in {result.run.suite_duration_s:.2f} s",
         "",
     ]
+    if result.run.phases is not None:
+        out += [f"Time: {phases_line(result.run.phases)}", ""]
     if result.run.merged:
         out += [
             f"Merged {len(result.run.merged)} runs: "

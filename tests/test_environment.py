@@ -584,11 +584,3 @@ def test_an_overlay_is_placed_whole_once(tmp_path: Path) -> None:
     environment.place(tmp_path / "o.2", overlay)  # another was first: its copy stays
     assert not (tmp_path / "o.2").exists()
     assert (overlay / ".complete").is_file()
-
-
-def test_a_services_setup_command_enters_the_project_as_uv_run_does(tmp_path: Path) -> None:
-    project = write(tmp_path / "p", PYPROJECT)
-    plain = environment.uv_run(settings_of(project), shell())
-    assert plain[1:] == ["run", "--project", str(project)]
-    told = environment.uv_run(settings_of(project, sync="false", python_version="3.11"), shell())
-    assert told[1:] == ["run", "--project", str(project), "--no-sync", "--python", "3.11"]

@@ -41,12 +41,12 @@ def test_a_run_uses_the_services_an_earlier_up_recorded(tmp_path: Path) -> None:
     (spec,) = parse_specs(["redis=redis://127.0.0.1:6379/0"])
     state = tmp_path / lifecycle.STATE_FILE
     lifecycle.up([spec], backend="auto", timeout=10, state_file=state, environ={})
-    with lifecycle.session((), project=tmp_path, backend="auto", timeout=10, environ={}) as found:
-        assert [running.name for running in found] == ["redis"]
+    with lifecycle.session((), project=tmp_path, backend="auto", timeout=10, environ={}) as starting:
+        assert [running.name for running in starting.wait()] == ["redis"]
     assert state.exists()  # an earlier 'up' is left running for its own 'down'
     lifecycle.down(state_file=state, environ={})
-    with lifecycle.session((), project=tmp_path, backend="auto", timeout=10, environ={}) as found:
-        assert found == []
+    with lifecycle.session((), project=tmp_path, backend="auto", timeout=10, environ={}) as starting:
+        assert starting.wait() == []
 
 
 def test_a_killed_runs_services_are_removed_by_the_next_run(tmp_path: Path) -> None:
@@ -55,8 +55,8 @@ def test_a_killed_runs_services_are_removed_by_the_next_run(tmp_path: Path) -> N
     (old,) = lifecycle.up([spec], backend="local", timeout=10, state_file=leftover, environ={})
     external = parse_specs(["redis=redis://127.0.0.1:6379/0"])
     with lifecycle.session(external, project=tmp_path, backend="auto", timeout=10,
-                           environ={}) as found:  # fmt: skip
-        assert [running.backend for running in found] == ["external"]
+                           environ={}) as starting:  # fmt: skip
+        assert [running.backend for running in starting.wait()] == ["external"]
         assert not Path(old.directory or "").exists()
 
 

@@ -123,8 +123,13 @@ def up(
     state_file: Path,
     environ: Mapping[str, str],
     log: TextIO | None = None,
+    cancelled: threading.Event | None = None,
 ) -> list[Running]:
-    """Start every service, wait until each answers, record them; see the module doc."""
+    """Start every service, wait until each answers, record them; see the module doc.
+
+    Setting ``cancelled`` (from another thread) ends every wait at once: what was started
+    is stopped again and an InfraError says so.
+    """
     out = sys.stderr if log is None else log
     if not specs:
         raise ConfigError("no services given: name at least one, such as 'postgres:16'.")
@@ -137,7 +142,7 @@ def up(
     chosen = choose_backend(backend, specs, environ, run_id=state.run_id)
     state.backend = chosen.name
     external = ExternalBackend()  # services given as NAME=URL, whatever the backend
-    stopping = threading.Event()  # set when up is interrupted: the waits end at once
+    stopping = threading.Event() if cancelled is None else cancelled  # the waits end at once
 
     def bring_up(spec: ServiceSpec) -> Running:
         owner: Backend = external if spec.url is not None else chosen
@@ -323,6 +328,57 @@ def worker_count(workers: str, environ: Mapping[str, str]) -> int:
     return max(1, len(os.sched_getaffinity(0)))
 
 
+class Starting:
+    """Services coming up in a thread of their own while the project installs.
+
+    ``wait`` returns them once every one answers (or raises what ``up`` raised);
+    ``cancel`` ends the waits, so that what ``up`` started is stopped again.
+    """
+
+    def __init__(self, bring_up: Callable[[threading.Event], list[Running]] | None) -> None:
+        self.cancelled = threading.Event()
+        self.services: list[Running] = []
+        self.error: BaseException | None = None
+        self.waited_s = 0.0
+        self.thread: threading.Thread | None = None
+        if bring_up is not None:
+            self.thread = threading.Thread(target=self._up, args=(bring_up,), daemon=True)
+            self.thread.start()
+
+    @classmethod
+    def done(cls, services: list[Running]) -> Starting:
+        """Services that are up already (an earlier ``services up``)."""
+        starting = cls(None)
+        starting.services = services
+        return starting
+
+    def _up(self, bring_up: Callable[[threading.Event], list[Running]]) -> None:
+        try:
+            self.services = bring_up(self.cancelled)
+        except BaseException as error:  # handed to the thread that waits
+            self.error = error
+
+    def wait(self) -> list[Running]:
+        """Every service once it answers; what ``up`` raised when one never did.
+
+        ``waited_s`` is how long the caller waited here: the part of the services'
+        start that the installation did not hide.
+        """
+        begun = time.monotonic()
+        while self.thread is not None and self.thread.is_alive():
+            self.thread.join(timeout=interrupts.POLL_S)  # a signal is handled meanwhile
+        self.waited_s += time.monotonic() - begun
+        if self.error is not None:
+            raise self.error
+        return self.services
+
+    def cancel(self) -> None:
+        """End the waits and let ``up`` stop what it started; returns once it has."""
+        self.cancelled.set()
+        while self.thread is not None and self.thread.is_alive():
+            self.thread.join(timeout=interrupts.POLL_S)
+
+
 @contextlib.contextmanager
 def session(
     specs: Sequence[ServiceSpec],
@@ -331,22 +387,34 @@ def session(
     backend: str,
     timeout: float,
     environ: Mapping[str, str],
-) -> Iterator[list[Running]]:
-    """Services for one ``testgate run``: up before, down after, whatever happens between.
+) -> Iterator[Starting]:
+    """Services for one ``testgate run``: started in the background as the block begins,
+    awaited with ``wait`` (after the installation), down after, whatever happens between.
 
     Without specs, the services an earlier ``testgate services up`` recorded in the
     project are used (and left running).
     """
     if not specs:
         state = StateFile.load(project / STATE_FILE)
-        yield [] if state is None else list(state.services.values())
+        yield Starting.done([] if state is None else list(state.services.values()))
         return
     state_file = project / ".testgate" / "run-services.json"
     if (earlier := StateFile.load(state_file)) is not None:  # a run that was killed
         _stop_all(earlier, environ)
     # A signal (runner.interrupts) ends the readiness wait and pytest; this clean-up follows.
-    services = up(specs, backend=backend, timeout=timeout, state_file=state_file, environ=environ)
+    starting = Starting(
+        lambda cancelled: up(
+            specs,
+            backend=backend,
+            timeout=timeout,
+            state_file=state_file,
+            environ=environ,
+            cancelled=cancelled,
+        )
+    )
     try:
-        yield services
+        yield starting
     finally:
-        down(state_file=state_file, environ=environ, log=sys.stdout)
+        starting.cancel()  # unless awaited: up stops what it started
+        if state_file.exists():
+            down(state_file=state_file, environ=environ, log=sys.stdout)
