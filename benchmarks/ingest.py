@@ -167,7 +167,9 @@ def main(sizes: list[int]) -> None:
                 at_100k = (wall, peak)
     if at_100k is not None:
         wall, peak = at_100k
-        print(f"100k: time / goal 0.6 s = {wall / 0.6:.2f}, memory / goal 100 MB = {peak / 100:.2f}")
+        print(
+            f"100k: time / goal 0.6 s = {wall / 0.6:.2f}, memory / goal 100 MB = {peak / 100:.2f}"
+        )
         print(
             f"100k: time / dorny 1.2 s = {wall / 1.2:.2f}, / action-junit-report 1.4 s = "
             f"{wall / 1.4:.2f}, / EnricoMi 3.0 s = {wall / 3.0:.2f}; memory / 260 MB = "

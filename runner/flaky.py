@@ -90,7 +90,7 @@ def detect(
     settings: Settings,
     *,
     environ: Mapping[str, str],
-    services: ProjectServices | None = None,
+    services: ProjectServices,
     only: Sequence[str] = (),
     from_quarantine: bool = False,
     from_results: Path | None = None,
@@ -117,8 +117,7 @@ def detect(
     rounds, stopped_by, per_round = 0, "verdicts", 0.0
     if wanted != []:
         project_env = environment.probe(settings, environ)
-        if services is not None:
-            environ = services.environ(project_env)
+        environ = services.environ(project_env)
         session = Session(
             settings=settings,
             environ=environ,

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
+import signal
+import sys
+import threading
+import time
 from pathlib import Path
 
 import pg8000.native
@@ -30,6 +35,13 @@ def test_each_worker_writes_to_its_own_database(tmp_path: Path) -> None:
     totals = ran.results()["totals"]
     assert (totals["passed"], totals["failed"]) == (13, 0)
     assert "testgate: postgres ready in" in ran.output
+    phases = ran.results()["run"]["phases"]  # where the time went, the services' part too
+    assert sorted(phases) == [
+        "install_s", "reports_s", "reruns_s", "services_ready_s", "services_s", "tests_s"
+    ]  # fmt: skip
+    assert phases["tests_s"] == ran.results()["run"]["suite_duration_s"]
+    assert "Time: install " in (ran.reports / "summary.md").read_text("utf-8")
+    assert "testgate: time: install " in ran.output
     assert "stopped 0 service(s) and removed what they left; 2 external" in ran.output
     admin = pg8000.native.Connection("postgres", host="127.0.0.1", database="test")
     assert admin.run(WORKER_QUERY) == []  # dropped after the run
@@ -41,11 +53,15 @@ def test_a_run_uses_the_services_an_earlier_up_recorded(tmp_path: Path) -> None:
     (spec,) = parse_specs(["redis=redis://127.0.0.1:6379/0"])
     state = tmp_path / lifecycle.STATE_FILE
     lifecycle.up([spec], backend="auto", timeout=10, state_file=state, environ={})
-    with lifecycle.session((), project=tmp_path, backend="auto", timeout=10, environ={}) as starting:
+    with lifecycle.session(
+        (), project=tmp_path, backend="auto", timeout=10, environ={}
+    ) as starting:
         assert [running.name for running in starting.wait()] == ["redis"]
     assert state.exists()  # an earlier 'up' is left running for its own 'down'
     lifecycle.down(state_file=state, environ={})
-    with lifecycle.session((), project=tmp_path, backend="auto", timeout=10, environ={}) as starting:
+    with lifecycle.session(
+        (), project=tmp_path, backend="auto", timeout=10, environ={}
+    ) as starting:
         assert starting.wait() == []
 
 
@@ -94,3 +110,88 @@ def test_the_plugin_points_each_worker_at_its_own_database_before_any_conftest(
         "pg://h/test_gw0",
         "r://h/0",
     )
+
+
+def slow_python(path: Path, *, script: str) -> Path:
+    """A ``--python`` whose installation (testgate's probe) does ``script`` first.
+
+    It then runs as this suite's own Python, which has pytest and its plugins.
+    """
+    path.write_text(f'#!/bin/sh\n{script}\nexec {sys.executable} "$@"\n', "utf-8")
+    path.chmod(0o755)
+    return path
+
+
+def test_the_services_start_while_the_project_installs_and_a_signal_then_stops_them(
+    tmp_path: Path,
+) -> None:
+    """The probe sees the service recorded as started before it answers; SIGTERM there
+    stops the service, and the run exits 3."""
+    project = copy_fixture("cancel", tmp_path)
+    state = project / ".testgate" / "run-services.json"
+    seen = tmp_path / "seen.json"
+    python = slow_python(
+        tmp_path / "python",
+        script=f"while [ ! -s {state} ]; do sleep 0.05; done\ncp {state} {seen}\nexec sleep 60",
+    )
+
+    def interrupt_once_seen() -> None:
+        while not seen.exists():
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    sender = threading.Thread(target=interrupt_once_seen, daemon=True)
+    sender.start()
+    ran = run_in_process(
+        project, "--python", str(python), "--service", "redis", "--services-backend", "local"
+    )
+    sender.join()
+    assert ran.exit_code == 3, ran.output
+    assert "interrupted by SIGTERM before anything could be reported" in ran.output
+    (started,) = json.loads(seen.read_text("utf-8"))["services"]
+    assert started["backend"] == "local"
+    assert not Path(started["directory"]).exists()  # stopped, and what it left removed
+    assert not state.exists()
+
+
+def test_a_service_that_fails_while_the_project_installs_is_exit_3_with_its_reason(
+    tmp_path: Path,
+) -> None:
+    project = copy_fixture("cancel", tmp_path)
+    state = project / ".testgate" / "run-services.json"
+    # Installing lasts until the service was given up (bounded, should it be missed).
+    waits = (
+        f"n=0; while [ ! -e {state} ] && [ $n -lt 200 ]; do sleep 0.05; n=$((n+1)); done\n"
+        f"n=0; while [ -e {state} ] && [ $n -lt 600 ]; do sleep 0.05; n=$((n+1)); done"
+    )
+    python = slow_python(tmp_path / "python", script=waits)
+    ran = run_in_process(
+        project,
+        "--python", str(python),
+        "--service", "redis=redis://127.0.0.1:1/0",
+        "--services-timeout", "1",
+    )  # fmt: skip
+    assert ran.exit_code == 3, ran.output
+    assert "testgate: error: redis (" in ran.output
+    assert "never became ready" in ran.output
+    assert "Every service started was stopped again." in ran.output
+    assert not (project / "testgate-reports" / "results.json").exists()
+    assert not state.exists()
+
+
+def test_an_installation_that_fails_stops_the_services_started_meanwhile(tmp_path: Path) -> None:
+    project = copy_fixture("cancel", tmp_path)
+    state = project / ".testgate" / "run-services.json"
+    seen = tmp_path / "seen.json"
+    python = slow_python(
+        tmp_path / "python",
+        script=f"while [ ! -s {state} ]; do sleep 0.05; done\ncp {state} {seen}\nexit 1",
+    )
+    ran = run_in_process(
+        project, "--python", str(python), "--service", "redis", "--services-backend", "local"
+    )
+    assert ran.exit_code == 3, ran.output
+    assert "did not answer testgate's probe" in ran.output
+    (started,) = json.loads(seen.read_text("utf-8"))["services"]
+    assert not Path(started["directory"]).exists()
+    assert not state.exists()

@@ -47,7 +47,6 @@ class ProjectServices:
         self.base = environ
         self.notes = notes
         self.isolation: databases.Isolation | None = None
-        self.served: Mapping[str, str] | None = None
         self.waited_s = 0.0
         self.ready_s = 0.0
 
@@ -60,13 +59,10 @@ class ProjectServices:
         ``ready_s`` how long the slowest service took to answer from its start.
         Raises what ``services up`` would (InfraError: a service never became ready).
         """
-        if self.served is not None:
-            return self.served
         begun = time.monotonic()
         settings, environ = self.settings, self.base
         services = self.starting.wait()
         if not services:
-            self.served = environ
             return environ
         self.ready_s = max(running.ready_s for running in services)
         count = lifecycle.worker_count(settings.workers, environ)
@@ -91,7 +87,6 @@ class ProjectServices:
             emit("".join(f"testgate: notice: {note}\n" for note in told), stream=sys.stdout)
         else:
             self.notes[:] = told
-        self.served = served
         self.waited_s = time.monotonic() - begun
         return served
 
