@@ -429,3 +429,15 @@ def test_the_actions_step_lets_a_cancelled_jobs_signal_reach_testgate(tmp_path: 
         assert gone(pid), (pid, seen, ran.output[-3000:])
     assert all(gone(service["pid"]) for service in services)  # the Stop services step
     assert not state.exists()
+
+
+def test_a_command_started_under_nohup_keeps_ignoring_the_hang_up() -> None:
+    """The action starts 'services up' to outlive its step (nohup where there is no setsid)."""
+    saved = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        with interrupts.handling_signals():
+            assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+            assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+        assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGHUP, saved)

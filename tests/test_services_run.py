@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -14,6 +15,7 @@ import pg8000.native
 import pytest
 
 from runner import execute
+from runner.errors import InfraError
 from runner.services import lifecycle
 from runner.services.spec import parse_specs
 from tests.conftest import copy_fixture, fresh_plugin, run_in_process
@@ -194,4 +196,83 @@ def test_an_installation_that_fails_stops_the_services_started_meanwhile(tmp_pat
     assert "did not answer testgate's probe" in ran.output
     (started,) = json.loads(seen.read_text("utf-8"))["services"]
     assert not Path(started["directory"]).exists()
+    assert not state.exists()
+
+
+def background_up(project: Path, *specs: str, log: Path) -> subprocess.Popen[bytes]:
+    """``testgate services up`` in the background, as the action starts it; returns once
+    its state file says it runs."""
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [str(Path(sys.executable).parent / "testgate"), "services", "up", *specs],
+            cwd=project, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            env={**os.environ, "GITHUB_ACTIONS": ""},
+        )  # fmt: skip
+    while not (project / lifecycle.STATE_FILE).exists():
+        assert process.poll() is None, log.read_text("utf-8")
+        time.sleep(0.05)
+    return process
+
+
+def test_a_run_awaits_the_services_an_up_in_the_background_starts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = tmp_path / "up.log"
+    process = background_up(tmp_path, "redis", "--backend", "local", log=log)
+    environ = {lifecycle.UP_LOG_ENV: str(log)}
+    with lifecycle.session((), project=tmp_path, backend="auto", timeout=10,
+                           environ=environ) as starting:  # fmt: skip
+        (redis,) = starting.wait()
+    assert process.wait() == 0
+    assert (redis.name, redis.backend) == ("redis", "local")
+    assert "testgate: redis ready in" in capsys.readouterr().err  # what 'up' said, shown
+    lifecycle.down(state_file=tmp_path / lifecycle.STATE_FILE, environ={})
+    assert not Path(redis.directory or "").exists()
+
+
+def test_down_stops_an_up_still_waiting_in_the_background(tmp_path: Path) -> None:
+    process = background_up(
+        tmp_path, "redis=redis://127.0.0.1:1/0", "--timeout", "60", log=tmp_path / "up.log"
+    )
+    lifecycle.down(state_file=tmp_path / lifecycle.STATE_FILE, environ={})
+    assert process.wait(timeout=30) == 3  # stopped by its signal, after its own clean-up
+    assert not (tmp_path / lifecycle.STATE_FILE).exists()
+
+
+def test_a_background_up_that_gave_up_is_an_error_with_the_end_of_its_output(
+    tmp_path: Path,
+) -> None:
+    log = tmp_path / "up.log"
+    log.write_text("testgate: error: db (container postgres:16) never became ready\n", "utf-8")
+    environ = {lifecycle.UP_LOG_ENV: str(log)}
+    session = lifecycle.session((), project=tmp_path, backend="auto", timeout=10, environ=environ)
+    with session as starting, pytest.raises(InfraError) as raised:
+        starting.wait()
+    assert raised.value.message == (
+        "the services that 'testgate services up' (process 0) was starting never became "
+        "ready; its output ends:\n    testgate: error: db (container postgres:16) never "
+        "became ready"
+    )
+
+
+def test_a_background_up_that_died_is_an_error(tmp_path: Path) -> None:
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    state = lifecycle.StateFile(tmp_path / lifecycle.STATE_FILE)
+    state.pid = int(gone.stdout)
+    state.begin()
+    with pytest.raises(InfraError, match=rf"\(process {state.pid}\) was starting never"):
+        lifecycle.await_up(state.path, pid=state.pid, cancelled=threading.Event())
+    stopped = threading.Event()
+    stopped.set()
+    with pytest.raises(InfraError, match="stopped while it waited"):
+        lifecycle.await_up(state.path, pid=os.getpid(), cancelled=stopped)
+
+
+def test_an_up_without_a_backend_leaves_no_state(tmp_path: Path) -> None:
+    (spec,) = parse_specs(["redis"])
+    state = tmp_path / lifecycle.STATE_FILE
+    environ = {"PATH": str(tmp_path), "DOCKER_HOST": f"unix://{tmp_path}/none.sock"}
+    with pytest.raises(InfraError, match="no Docker engine answers"):
+        lifecycle.up([spec], backend="docker", timeout=10, state_file=state, environ=environ)
     assert not state.exists()

@@ -15,6 +15,7 @@ import json
 import os
 import secrets
 import shlex
+import signal
 import socket
 import sys
 import threading
@@ -37,6 +38,8 @@ from runner.services.spec import ServiceSpec
 
 STATE_VERSION = 1
 STATE_FILE = Path(".testgate") / "services.json"
+UP_LOG_ENV = "TESTGATE_SERVICES_LOG"  # where a background 'up' writes (the action's)
+STOP_WAIT_S = 30.0  # how long 'down' waits for a background 'up' to stop what it started
 IGNORE_TEXT = "# testgate's state; never commit it\n*\n"
 
 
@@ -49,6 +52,19 @@ class StateFile:
         self.run_id = uuid.uuid4().hex[:12]
         self.backend = ""
         self.services: dict[str, Running] = {}
+        self.pid = os.getpid()  # the 'up' that is starting them
+        self.ready = False  # every service answered: 'up' is done
+
+    def begin(self) -> None:
+        """Record that this 'up' runs, before any service starts."""
+        with self.lock:
+            self._write()
+
+    def done(self) -> None:
+        """Record that every service answered: a run awaiting this 'up' may go on."""
+        with self.lock:
+            self.ready = True
+            self._write()
 
     def record(self, running: Running) -> None:
         with self.lock:
@@ -64,6 +80,8 @@ class StateFile:
             "version": STATE_VERSION,
             "run_id": self.run_id,
             "backend": self.backend,
+            "pid": self.pid,
+            "ready": self.ready,
             "services": [running.to_json() for running in self.services.values()],
         }
         write_text(self.path, json.dumps(data, indent=2) + "\n")
@@ -79,6 +97,8 @@ class StateFile:
             state.run_id = str(data["run_id"])
             state.backend = str(data["backend"])
             state.services = {item["name"]: Running.from_json(item) for item in data["services"]}
+            state.pid = int(data.get("pid", 0))
+            state.ready = bool(data.get("ready", True))  # a state from before these fields
         except (ValueError, KeyError, TypeError, OSError) as error:
             raise InfraError(
                 f"the services state file {path} cannot be read ({error}); stop what it "
@@ -139,7 +159,12 @@ def up(
             "'testgate services down' first."
         )
     state = StateFile(state_file)
-    chosen = choose_backend(backend, specs, environ, run_id=state.run_id)
+    state.begin()  # at once: a run awaiting this 'up', and 'down', know of it from now on
+    try:
+        chosen = choose_backend(backend, specs, environ, run_id=state.run_id)
+    except TestgateError:
+        state.remove()
+        raise
     state.backend = chosen.name
     external = ExternalBackend()  # services given as NAME=URL, whatever the backend
     stopping = threading.Event() if cancelled is None else cancelled  # the waits end at once
@@ -182,6 +207,7 @@ def up(
             _stop_all(state, environ)
     if failures:
         raise InfraError("\n".join(failures) + "\nEvery service started was stopped again.")
+    state.done()
     for running in ready:
         spec = next(spec for spec in specs if spec.name == running.name)
         emit(
@@ -248,6 +274,14 @@ def down(*, state_file: Path, environ: Mapping[str, str], log: TextIO | None = N
     """Remove everything the state file records; return how many services were stopped."""
     out = sys.stderr if log is None else log
     state = StateFile.load(state_file)
+    if state is not None and not state.ready and state.pid != os.getpid() and _alive(state.pid):
+        # An 'up' still starting them in the background: stopped first, it stops what it
+        # started, so that nothing it starts after this is left behind.
+        os.kill(state.pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_WAIT_S
+        while _alive(state.pid) and time.monotonic() < deadline:
+            time.sleep(interrupts.POLL_S)
+        state = StateFile.load(state_file)
     if state is None:
         emit(f"testgate: no services recorded in {state_file}; nothing to stop.\n", stream=out)
         return 0
@@ -282,6 +316,46 @@ def _stop_all(state: StateFile, environ: Mapping[str, str], *, out: TextIO | Non
             emit(f"testgate: warning: {warning}\n", stream=out or sys.stderr)
     state.remove()
     return alone
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs (one of another user's counts as running)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # pragma: no cover (testgate's own 'up' runs as the same user)
+        return True
+    return True
+
+
+def await_up(
+    path: Path, *, pid: int, cancelled: threading.Event, log: str | None = None
+) -> list[Running]:
+    """The services that a ``testgate services up`` in process ``pid`` is starting, once
+    its state file says every one answered.
+
+    An InfraError when that ``up`` gave up (it removed the state file: a service never
+    became ready) or died (``pid`` 0: it was never seen); ``log`` is the file its output
+    went to: shown once it is done, its end in the error.
+    """
+    while not cancelled.is_set():
+        state = StateFile.load(path)
+        if state is not None and state.ready:
+            if log and Path(log).is_file():  # what it said: each service ready, and in what
+                emit(Path(log).read_text("utf-8", "replace"), stream=sys.stderr)
+            return list(state.services.values())
+        if state is None or not pid or not _alive(pid):
+            said = ""
+            if log and Path(log).is_file():
+                lines = Path(log).read_text("utf-8", "replace").rstrip().splitlines()
+                said = "; its output ends:\n" + "\n".join(f"    {line}" for line in lines[-20:])
+            raise InfraError(
+                f"the services that 'testgate services up' (process {pid}) was starting "
+                f"never became ready{said}"
+            )
+        cancelled.wait(interrupts.POLL_S)
+    raise InfraError("testgate was stopped while it waited for the services")
 
 
 def variables(
@@ -392,11 +466,21 @@ def session(
     awaited with ``wait`` (after the installation), down after, whatever happens between.
 
     Without specs, the services an earlier ``testgate services up`` recorded in the
-    project are used (and left running).
+    project are used (and left running); when that ``up`` still runs in the background,
+    ``wait`` awaits it (``await_up``). ``TESTGATE_SERVICES_LOG`` names the output of an
+    ``up`` started in the background for this run (the action's): without its state file,
+    that ``up`` has already given up, and ``wait`` says so.
     """
     if not specs:
-        state = StateFile.load(project / STATE_FILE)
-        yield Starting.done([] if state is None else list(state.services.values()))
+        path = project / STATE_FILE
+        state, log = StateFile.load(path), environ.get(UP_LOG_ENV)
+        if state is None and not log:
+            yield Starting.done([])
+        elif state is not None and state.ready:
+            yield Starting.done(list(state.services.values()))
+        else:  # an 'up' in the background (the action's, which names its log) starts them
+            pid = 0 if state is None else state.pid
+            yield Starting(lambda cancelled: await_up(path, pid=pid, cancelled=cancelled, log=log))
         return
     state_file = project / ".testgate" / "run-services.json"
     if (earlier := StateFile.load(state_file)) is not None:  # a run that was killed
