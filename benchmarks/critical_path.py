@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import statistics
 import subprocess
@@ -66,6 +67,19 @@ def prepare(root: Path) -> Path:
     return repo
 
 
+STEP = re.compile(r"(?:Success|Failure) - Main (.+?) \[((?:\d+m)?[\d.]+)(ms|s)\]")
+
+
+def steps_of(output: str) -> dict[str, float]:
+    """Each step's seconds, as act reports them (``[1m2.5s]``, ``[12.3ms]``)."""
+    found: dict[str, float] = {}
+    for name, amount, unit in STEP.findall(output):
+        minutes, _, rest = amount.rpartition("m")
+        seconds = float(rest) / (1000 if unit == "ms" else 1) + 60 * float(minutes or 0)
+        found[name] = seconds
+    return found
+
+
 def one_job(root: Path, repo: Path, action: Path, run: int) -> tuple[float, float]:
     """Run the job once on a fresh copy of the project: its wall time, install + tests."""
     projects = root / f"projects-{run}"
@@ -87,6 +101,14 @@ def one_job(root: Path, repo: Path, action: Path, run: int) -> tuple[float, floa
             f"the job failed (exit {completed.returncode}):\n{completed.stdout[-4000:]}"
         )
     phases = json.loads(results.read_text("utf-8"))["run"]["phases"]
+    steps = steps_of(completed.stdout)
+    shown = ", ".join(
+        f"{name} {seconds:.1f}"
+        for name, seconds in steps.items()
+        if seconds >= 0.3 and name != "acme/testgate@v1"
+    )
+    print(f"    steps (s): {shown}; phases (s): " + ", ".join(
+        f"{name.removesuffix('_s')} {value:.1f}" for name, value in phases.items()))  # fmt: skip
     return wall, phases["install_s"] + phases["tests_s"]
 
 

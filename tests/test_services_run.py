@@ -15,9 +15,12 @@ import pg8000.native
 import pytest
 
 from runner import execute
+from runner.environment import ProjectEnv
 from runner.errors import InfraError
 from runner.services import lifecycle
+from runner.services.served import project_services
 from runner.services.spec import parse_specs
+from runner.settings import load_settings
 from tests.conftest import copy_fixture, fresh_plugin, run_in_process
 
 # Its own base database, so the workers' databases (postgres_gw0, ...) are this test's alone.
@@ -276,3 +279,23 @@ def test_an_up_without_a_backend_leaves_no_state(tmp_path: Path) -> None:
     with pytest.raises(InfraError, match="no Docker engine answers"):
         lifecycle.up([spec], backend="docker", timeout=10, state_file=state, environ=environ)
     assert not state.exists()
+
+
+def test_flakys_services_say_their_notices_once_awaited(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without a list to collect them (``flaky``), the notices are printed when the
+    services are awaited, before the tests start."""
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "p"\nversion = "0"\n', "utf-8")
+    (tmp_path / ".env").write_text("REDIS_HOSTNAME=elsewhere\n", "utf-8")
+    settings = load_settings(
+        project=tmp_path,
+        flags={"services": "redis=redis://127.0.0.1:6379/0", "workers": "2"},
+        environ={},
+    )
+    with project_services(settings, environ={}) as services:
+        served = services.environ(ProjectEnv(python="3.11", platform="linux"))
+        told = capsys.readouterr().out
+    assert "REDIS_URL" in json.loads(served[execute.WORKER_ENV])  # a database per worker
+    assert "testgate: notice: " in told
+    assert "REDIS_HOSTNAME" in told
