@@ -343,15 +343,14 @@ def _uv_env(
 def uv_run(settings: Settings, environ: Mapping[str, str]) -> list[str]:
     """The ``uv run`` prefix that enters the project's environment, for a command of its own.
 
-    A service's setup command (``alembic upgrade head``) runs this way, before the suite's
-    own environment is probed; uv syncs the project first unless ``sync`` is off.
+    A service's setup command (``alembic upgrade head``) and the check for pytest-django
+    run this way, before the suite's own environment is probed. The environment is
+    prepared first, as the suite's is (its test groups, a requirements venv, no uv.lock
+    left behind), and entered by its Python: ``uv run`` of the project itself would sync
+    only the default groups and write a uv.lock into the user's tree.
     """
-    command = [find_uv(environ), "run", "--project", str(settings.project)]
-    if not settings.sync:
-        command.append("--no-sync")
-    if settings.python_version:
-        command += ["--python", settings.python_version]
-    return command
+    python, _ = prepare(settings, environ)
+    return [find_uv(environ), "run", "--no-project", "--python", python]
 
 
 def project_distributions(settings: Settings) -> list[str]:
