@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from runner.coverage_data import below
 from runner.diff_coverage import DiffCoverage, ranges
+from runner.plural import counted
 from runner.results import BROKEN, CoverageSummary, GateResult, TestResult, Totals
 from runner.settings import Settings
 
@@ -87,7 +88,7 @@ def failed_tests(tests: tuple[TestResult, ...]) -> GateResult:
     more = f" and {len(broken) - LISTED} more" if len(broken) > LISTED else ""
     errors = sum(test.outcome == "error" for test in broken)
     counts = [f"{len(broken) - errors} failed"] if len(broken) > errors else []
-    counts += [f"{errors} error" + ("s" if errors > 1 else "")] if errors else []
+    counts += [counted(errors, "error")] if errors else []
     return GateResult("failed-tests", 0, len(broken), False, f"{', '.join(counts)}: {named}{more}")
 
 
@@ -109,7 +110,8 @@ def diff_gate(
         if file.missing_lines
     )
     message = (
-        f"{actual:.2f} % of {diff.statements} changed statements and {diff.branches} branches "
+        f"{actual:.2f} % of {counted(diff.statements, 'changed statement')} and "
+        f"{counted(diff.branches, 'branch')} "
         f"since {diff.base} covered; minimum {threshold:g} %"
         + (f"; missing {missing}" if missing else "")
     )
@@ -168,7 +170,7 @@ def min_tests(tests: tuple[TestResult, ...], *, threshold: int) -> GateResult:
     if ran == 0:
         message = "no test ran: check testpaths, -k and -m, and that tests are collected"
     else:
-        message = f"{ran} tests ran; at least {threshold} required"
+        message = f"{counted(ran, 'test')} ran; at least {threshold} required"
     return GateResult("min-tests", threshold, ran, passed, message)
 
 
@@ -187,7 +189,7 @@ def max_skipped(tests: tuple[TestResult, ...], *, limit: str) -> GateResult:
         threshold,
         actual,
         passed,
-        f"{totals.skipped} of {totals.tests} tests skipped ({actual:g}{unit}); "
+        f"{totals.skipped} of {counted(totals.tests, 'test')} skipped ({actual:g}{unit}); "
         f"at most {threshold:g}{unit} allowed",
     )
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -13,7 +15,6 @@ from typing import Literal
 import pytest
 
 from runner import environment
-from runner.attempts import AttemptRun
 from runner.coverage_data import infer_sources, workspace_members
 from runner.crash import crash_problem
 from runner.environment import (
@@ -30,10 +31,8 @@ from runner.environment import (
     sync_arguments,
 )
 from runner.errors import ConfigError, InfraError
-from runner.execute import Completed
 from runner.gates import max_skipped
-from runner.pipeline import collection_counts
-from runner.record import read_record
+from runner.record import collection_notes, read_record
 from runner.results import Attempt, TestResult
 from runner.settings import Settings, load_settings
 from runner.thresholds import stated_threshold, with_stated_threshold
@@ -131,10 +130,59 @@ def test_a_requirements_only_app_runs_in_a_testgate_made_venv(requirements_run: 
     assert [test["outcome"] for test in results["tests"]] == ["passed"]
     assert [gate for gate in results["gates"] if gate["name"] == "max-skipped"] == [
         {"name": "max-skipped", "threshold": 0, "actual": 0, "passed": True,
-         "message": "0 of 1 tests skipped (0); at most 0 allowed"},
+         "message": "0 of 1 test skipped (0); at most 0 allowed"},
     ]  # fmt: skip
     # pytest's own cache aside, nothing new in the project
     left = sorted(p.name for p in requirements_run.project.iterdir() if p.name != ".pytest_cache")
+    assert left == ["app", "requirements.txt", "testgate-reports", "tests"]
+
+
+README = Path(__file__).parent.parent / "README.md"
+
+
+def readme_commands(bullet: str) -> list[list[str]]:
+    """The ``testgate run …`` commands of the README's bullet that starts with ``bullet``."""
+    text = README.read_text("utf-8")
+    start = text.index(f"- **{bullet}")
+    end = text.find("\n- ", start + 1)
+    return [shlex.split(found) for found in re.findall(r"`(testgate run[^`]*)`", text[start:end])]
+
+
+@pytest.fixture(scope="module")
+def fastapi_run(tmp_path_factory: pytest.TempPathFactory) -> Ran:
+    """A FastAPI app with only a requirements.txt whose tests write PostgreSQL, run from a
+    fresh copy by the README's command for that shape, under two xdist workers. Its
+    PostgreSQL is started from the machine's binaries whether or not a Docker engine answers
+    (tests/test_docker_engine.py runs the container backend)."""
+    (command,) = [
+        words for words in readme_commands("Only `requirements*.txt`") if "--service" in words
+    ]
+    assert command[:2] == ["testgate", "run"]
+
+    def produce(root: Path) -> Ran:
+        project = copy_fixture("fastapi_app", root)
+        arguments = [*command[2:], "--workers", "2", "--services-backend", "local"]
+        return run_in_process(project, *arguments, extra_env=session_cache(root))
+
+    return once_per_session(tmp_path_factory, "fastapi", produce)
+
+
+def test_a_requirements_only_fastapi_app_tests_against_postgres(fastapi_run: Ran) -> None:
+    assert fastapi_run.exit_code == 0, fastapi_run.output
+    assert "testgate: no [project] table: installed requirements.txt with uv into" in (
+        fastapi_run.output
+    )
+    results = fastapi_run.results()
+    assert results["totals"]["passed"] == results["totals"]["tests"] == 6
+    # the tests ran on both workers, each in a database of its own (the test asserts it)
+    assert {test["attempts"][0]["worker"] for test in results["tests"]} == {"gw0", "gw1"}
+    report = json.loads((fastapi_run.reports / "coverage.json").read_text("utf-8"))
+    assert sorted(report["files"]) == ["app/__init__.py", "app/db.py", "app/main.py"]
+    assert (results["coverage"]["line_percent"], results["coverage"]["branch_percent"]) == (
+        100.0, 100.0,
+    )  # fmt: skip
+    assert "testgate: stopped 1 service and removed what they left" in fastapi_run.output
+    left = sorted(p.name for p in fastapi_run.project.iterdir() if p.name != ".pytest_cache")
     assert left == ["app", "requirements.txt", "testgate-reports", "tests"]
 
 
@@ -566,8 +614,7 @@ def test_pytests_own_count_of_collection_errors_is_explained(tmp_path: Path) -> 
     lines = [{"kind": "start"}, error, error, {"kind": "finish", "exitstatus": 1}]
     path = tmp_path / "record.jsonl"
     path.write_text("".join(json.dumps(line) + "\n" for line in lines), "utf-8")
-    run = AttemptRun(1, read_record(path), Completed(exit_code=1, duration_s=0.1), tmp_path)
-    assert collection_counts(run) == (
+    assert collection_notes(read_record(path)) == (
         "pytest counts 2 collection errors where testgate counts 1: each xdist worker "
         "reported the same ones (pytest without xdist counts them once)",
     )
