@@ -216,9 +216,11 @@ def test_a_poetry_project_gets_the_way_to_provide_its_environment(tmp_path: Path
 def test_an_existing_environment_is_used_as_it_is(tmp_path: Path) -> None:
     project = copy_fixture("passing", tmp_path)
     settings = settings_of(project, python=sys.executable)
-    found = environment.probe(settings, shell(), sources=("calc",))
+    cache = shell(XDG_CACHE_HOME=str(tmp_path / "cache"))
+    found = environment.probe(settings, cache, sources=("calc",))
     assert found.executable == sys.executable
     assert found.overlay is None  # this environment has every plugin already
+    assert environment.probe(settings, cache, sources=("calc",)) == found  # kept, reused
     assert found.found["xdist"]
     assert not (project / ".venv").exists()
     relative = settings_of(project, python=os.path.relpath(sys.executable, project))
@@ -231,6 +233,9 @@ def test_a_python_that_does_not_answer_the_probe_is_named(tmp_path: Path) -> Non
     project = copy_fixture("passing", tmp_path)
     with pytest.raises(InfraError, match="/bin/true did not answer testgate's probe"):
         environment.probe(settings_of(project, python="/bin/true"), shell())
+    (project / "python").write_text("not a program\n", "utf-8")
+    with pytest.raises(InfraError, match=r"passing/python could not be started \(\[Errno 13\]"):
+        environment.probe(settings_of(project, python="python"), shell())
 
 
 def test_a_uv_project_reuses_its_lock_and_its_environment(early_run: Ran, tmp_path: Path) -> None:
@@ -645,3 +650,44 @@ def test_a_services_setup_command_enters_the_prepared_environment(early_run: Ran
     )  # fmt: skip
     assert found.stdout.split() == [python, str(Path(python).with_name("pytest"))]
     assert not (early_run.project / "uv.lock").exists()
+
+
+def test_the_probe_is_kept_per_environment_and_asked_again_when_it_changes(
+    tmp_path: Path,
+) -> None:
+    """A second command in the same environment starts none of the probe's Pythons; a
+    distribution installed, a changed pyproject.toml or a damaged cache file probe again."""
+    venv, log = tmp_path / "venv", tmp_path / "started.log"
+    subprocess.run(["uv", "venv", "-q", str(venv)], check=True)
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "sitecustomize.py").write_text(
+        f"open({str(log)!r}, 'a').write('started\\n')\n", "utf-8"
+    )  # every start of the project's Python that runs its site hooks, as the probe's do
+    project = write(tmp_path / "p", '[project]\nname = "p"\nversion = "1"\n')
+    cache = session_cache(tmp_path / "root")
+    environ = shell(**cache, PYTHONPATH=str(tmp_path / "site"))
+    settings = settings_of(project, python=str(venv / "bin" / "python"))
+
+    def starts() -> int:
+        found = environment.probe(settings, environ, sources=())
+        assert found.overlay is not None  # the bare venv lacks pytest: an overlay adds it
+        count = len(log.read_text("utf-8").splitlines()) if log.exists() else 0
+        log.unlink(missing_ok=True)
+        return count
+
+    assert starts() == 2  # asked, then asked again with the overlay of added plugins
+    assert starts() == 0  # the same environment: its answer is reused
+    probes = Path(cache["XDG_CACHE_HOME"]) / "testgate" / "probes"
+    (kept,) = probes.iterdir()  # one file for this project and interpreter
+    assert sorted(path.name for path in project.iterdir()) == ["pyproject.toml"]
+    subprocess.run(["uv", "pip", "install", "-q", "--python", str(venv / "bin" / "python"),
+                    "--offline", "iniconfig"], check=True)  # fmt: skip
+    assert starts() == 2  # what is installed changed
+    assert starts() == 0
+    write(project, '[project]\nname = "p"\nversion = "2"\n')
+    assert starts() == 2
+    assert list(probes.iterdir()) == [kept]  # replaced, not one more
+    answer = json.loads(kept.read_text("utf-8"))
+    for damage in ("{not json", '{"python": 3}', {**answer, "overlay": str(tmp_path / "gone")}):
+        kept.write_text(damage if isinstance(damage, str) else json.dumps(damage), "utf-8")
+        assert starts() == 2
