@@ -8,10 +8,11 @@ the answer depends on:
 
 - testgate itself (its version and the probing code),
 - the interpreter (its resolved path, size and modification time, ``sys.prefix``, version),
-- what is installed: each site-packages directory's entries and modification time, with
-  the size and time of each ``.pth`` file (installing, removing, upgrading or reinstalling
-  a distribution replaces a ``.dist-info`` entry, and an editable install adds a ``.pth``),
-- the variables that change what Python imports (``PYTHONPATH``, ``PYTHONHOME`` …),
+- what is installed: each site-packages directory's entries, with the size and time of
+  each ``.pth`` file (installing, removing or upgrading a distribution changes a
+  ``.dist-info`` entry, and an editable install adds a ``.pth``),
+- the variables that change what Python imports (``PYTHONPATH``, ``PYTHONHOME`` …), and
+  what the ``PYTHONPATH`` folders hold, as for site-packages,
 - the project: its path, pyproject.toml, uv.lock and requirements files, the packages
   of its own code, and the plugins this command needs.
 
@@ -37,6 +38,7 @@ from runner import __version__
 from runner.child_env import child_environment
 from runner.errors import InfraError
 
+STARTUP_FILES = ("sitecustomize.py", "usercustomize.py")  # run at start, as .pth files are
 IMPORT_VARIABLES = ("PYTHONPATH", "PYTHONHOME", "PYTHONNOUSERSITE", "PYTHONUSERBASE")
 PROJECT_FILES = ("pyproject.toml", "uv.lock", "pylock.toml")
 ANSWER_FIELDS: dict[str, type | tuple[type, ...]] = {
@@ -106,7 +108,8 @@ def probe_key(
     real = Path(python).resolve()
     stat = real.stat()
     add(__version__, _CODE, str(real), stat.st_size, stat.st_mtime_ns, prefix, version)
-    for folder in [*site_dirs, user_site]:
+    python_path = [part for part in environ.get("PYTHONPATH", "").split(os.pathsep) if part]
+    for folder in [*site_dirs, user_site, *python_path]:
         add(folder, *_installed(Path(str(folder))))
     add(*(f"{name}={environ.get(name)}" for name in IMPORT_VARIABLES))
     add(str(project.resolve()), *parts)
@@ -116,15 +119,18 @@ def probe_key(
 
 
 def _installed(folder: Path) -> list[object]:
-    """What a site directory holds: its entries, and each .pth file's size and time."""
+    """What a site directory (or a PYTHONPATH entry) holds: its entries, and the size and
+    time of each file that runs at start-up (.pth, sitecustomize)."""
     try:
         entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
-        found: list[object] = [folder.stat().st_mtime_ns]
     except OSError:
         return ["absent"]
+    found: list[object] = []
     for entry in entries:
+        if entry.name == "__pycache__":  # made by the first import, not by an install
+            continue
         found.append(entry.name)
-        if entry.name.endswith(".pth"):
+        if entry.name.endswith(".pth") or entry.name in STARTUP_FILES:
             stat = entry.stat()
             found += [stat.st_size, stat.st_mtime_ns]
     return found

@@ -687,6 +687,9 @@ def test_the_probe_is_kept_per_environment_and_asked_again_when_it_changes(
     write(project, '[project]\nname = "p"\nversion = "2"\n')
     assert starts() == 2
     assert list(probes.iterdir()) == [kept]  # replaced, not one more
+    site = tmp_path / "site" / "sitecustomize.py"
+    site.write_text(site.read_text("utf-8") + "# changed: it runs at every start\n", "utf-8")
+    assert starts() == 2
     answer = json.loads(kept.read_text("utf-8"))
     for damage in ("{not json", '{"python": 3}', {**answer, "overlay": str(tmp_path / "gone")}):
         kept.write_text(damage if isinstance(damage, str) else json.dumps(damage), "utf-8")
