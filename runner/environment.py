@@ -216,14 +216,14 @@ def detect_shape(
 def sync_arguments(settings: Settings, pyproject: Mapping[str, Any]) -> list[str]:
     """``uv sync`` arguments for a test run: extras and test dependency groups.
 
-    Without ``--extra``/``--group``/``--all-groups`` that is every extra and each of the
-    groups dev, test, tests, testing that the project has.
+    Without ``--extra``/``--group``/``--all-groups`` that is every extra (the workspace
+    members' too) and each of the groups dev, test, tests, testing that the project has.
     """
     arguments: list[str] = []
     if settings.extras:
         for extra in settings.extras:
             arguments += ["--extra", extra]
-    elif pyproject.get("project", {}).get("optional-dependencies"):
+    elif _has_extras(settings, pyproject):
         arguments.append("--all-extras")
     if settings.all_groups:
         arguments.append("--all-groups")
@@ -237,6 +237,16 @@ def sync_arguments(settings: Settings, pyproject: Mapping[str, Any]) -> list[str
     elif "workspace" in pyproject.get("tool", {}).get("uv", {}):
         arguments.append("--all-packages")
     return arguments
+
+
+def _has_extras(settings: Settings, pyproject: Mapping[str, Any]) -> bool:
+    """Whether the project, or a member of its workspace that this run installs, has extras."""
+    if pyproject.get("project", {}).get("optional-dependencies"):
+        return True
+    members = coverage_data.workspace_members(settings.project, package=settings.package)
+    return any(
+        read_pyproject(member).get("project", {}).get("optional-dependencies") for member in members
+    )
 
 
 def cache_dir(environ: Mapping[str, str]) -> Path:

@@ -296,6 +296,18 @@ def test_test_dependencies_are_installed_by_default(tmp_path: Path) -> None:
     assert sync_arguments(member, {}) == ["--package", "api"]
     workspace = {"tool": {"uv": {"workspace": {"members": ["packages/*"]}}}}
     assert sync_arguments(settings_of(project), workspace) == ["--all-packages"]
+    # a member's extras count too (a workspace whose root has none: genai-prices' cli extra)
+    root = write(tmp_path / "ws", '[tool.uv.workspace]\nmembers = ["packages/*"]\n')
+    write(root / "packages" / "plain", '[project]\nname = "plain"\n')
+    write(
+        root / "packages" / "cli",
+        '[project]\nname = "cli"\noptional-dependencies = {cli = ["rich"]}\n',
+    )
+    assert sync_arguments(settings_of(root), read_pyproject(root)) == [
+        "--all-extras", "--all-packages",
+    ]  # fmt: skip
+    plain = settings_of(root, package="plain")
+    assert sync_arguments(plain, read_pyproject(root)) == ["--package", "plain"]
 
 
 def test_every_shape_is_told_apart(tmp_path: Path) -> None:
