@@ -412,15 +412,16 @@ def probe(
     needed = [plugin.module for plugin in PLUGINS if plugin.needed(settings)]
     base = cache_dir(environ)
     requirements = [settings.project / name for name in settings.requirements]
+    parts = [*packages, "|", *needed]
     key = probe_cache.probe_key(
         python,
         base=base,
         project=settings.project,
         environ=environ,
-        parts=[*packages, "|", *needed],
+        parts=parts,
         files=requirements or find_requirements(settings.project),
     )
-    name = probe_cache.slot(project=settings.project, python=python)
+    name = probe_cache.slot(project=settings.project, python=python, parts=parts)
     answer = probe_cache.cached(base, name, key)
     if answer is None:
         answer = _inspect(python, settings=settings, environ=environ, packages=packages,

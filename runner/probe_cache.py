@@ -17,7 +17,7 @@ the answer depends on:
   of its own code, and the plugins this command needs.
 
 A changed environment gets a new key, so it is probed again; nothing is ever trusted
-across a change. Each project and interpreter has one file (``slot``), which a changed
+across a change. Each project, interpreter and command has one file (``slot``), which a changed
 environment's answer replaces, so the cache does not grow with every change. The
 interpreter is asked for its site directories with ``-E -s -S`` from testgate's cache
 directory: no ``.pth`` file, no project file and no variable runs. A cache file that
@@ -143,9 +143,10 @@ def _content(path: Path) -> str:
         return "absent"
 
 
-def slot(*, project: Path, python: str) -> str:
-    """The name of the one cache file of this project and interpreter."""
-    where = f"{project.resolve()}\0{python}".encode()
+def slot(*, project: Path, python: str, parts: Sequence[str]) -> str:
+    """The name of the one cache file of this project, interpreter and command's ``parts``
+    (``testgate flaky`` asks for other packages than ``testgate run``: each keeps its own)."""
+    where = "\0".join([str(project.resolve()), python, *parts]).encode()
     return hashlib.sha256(where).hexdigest()[:16]
 
 

@@ -221,6 +221,11 @@ def test_an_existing_environment_is_used_as_it_is(tmp_path: Path) -> None:
     assert found.executable == sys.executable
     assert found.overlay is None  # this environment has every plugin already
     assert environment.probe(settings, cache, sources=("calc",)) == found  # kept, reused
+    environment.probe(settings, cache)  # as testgate flaky asks: without the sources
+    kept = sorted((tmp_path / "cache" / "testgate" / "probes").iterdir())
+    assert len(kept) == 2  # each command's answer has its own file: neither replaces the other
+    assert environment.probe(settings, cache, sources=("calc",)) == found
+    assert sorted((tmp_path / "cache" / "testgate" / "probes").iterdir()) == kept
     assert found.found["xdist"]
     assert not (project / ".venv").exists()
     relative = settings_of(project, python=os.path.relpath(sys.executable, project))
