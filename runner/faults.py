@@ -16,6 +16,7 @@ import msgspec
 
 from runner import interrupts
 from runner.execute import Completed
+from runner.plural import counted
 from runner.results import GateName, GateResult
 from runner.settings import Settings
 
@@ -48,7 +49,7 @@ def stopped(settings: Settings, collected: Sequence[str], *, done: Collection[st
         if why == "timeout-run"
         else f"interrupted by {why}"
     )
-    problem = f"the run was {cause}: {len(never)} tests never ran" + (
+    problem = f"the run was {cause}: {counted(len(never), 'test')} never ran" + (
         f": {listed}{more}" if never else ""
     )
     return Stop(why, problem, never)
@@ -64,7 +65,7 @@ def incomplete_coverage(
         return None
     how = "set reruns to 1 or more" if reruns == 0 else "they died again"
     return (
-        f"coverage is incomplete: {len(lost)} tests ran on a process that died "
+        f"coverage is incomplete: {counted(len(lost), 'test')} ran on a process that died "
         f"({', '.join(crashes) or 'the pytest process'}) and took their coverage with it; "
         f"they could not be measured again ({how})"
     )

@@ -211,7 +211,7 @@ def test_a_signal_leaves_no_process_and_no_service_behind(
     for pid in [seen["test"], *parents, seen["daemon"], *seen["services"]]:
         assert gone(pid), pid
     assert not (ran.project / ".testgate" / "run-services.json").exists()
-    assert "stopped 1 service(s)" in ran.output
+    assert "stopped 1 service" in ran.output
 
 
 CRASH = "tests/test_crash.py"
@@ -240,7 +240,7 @@ def test_coverage_a_crash_took_is_incomplete_exit_3_never_a_gate_failure(tmp_pat
     ran = run_in_process(copy_fixture("worker_crash", tmp_path), "--workers", "0", "--reruns", "0")
     assert ran.exit_code == 3
     incomplete = ran.results()["run"]["coverage_incomplete"]
-    assert incomplete.startswith("coverage is incomplete: 1 tests ran on a process that died")
+    assert incomplete.startswith("coverage is incomplete: 1 test ran on a process that died")
     assert ran.gate("line-coverage")["message"] == f"not judged: {incomplete}"
     assert f"problem: {incomplete}" in ran.output
     merged = run_in_process(

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runner.output import clean
+from runner.plural import counted
 from runner.record import PYTEST_WARNED
 from runner.results import BROKEN, RunResult, spans_text
 from runner.stability import Detection
@@ -144,7 +145,7 @@ def pytest_warnings(result: RunResult) -> str:
     if not texts:
         return ""
     message = "\n".join(text.removeprefix(PYTEST_WARNED) for text in texts)
-    title = escape_property(f"pytest warned {len(texts)} time{'s' if len(texts) > 1 else ''}")
+    title = escape_property(f"pytest warned {counted(len(texts), 'time')}")
     return f"::warning title={title}::{escape_data(message)}\n"
 
 
