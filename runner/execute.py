@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -63,6 +64,16 @@ def find_uv(environ: Mapping[str, str]) -> str:
 def timeouts_wanted(settings: Settings) -> bool:
     """Whether any test gets a time limit (``timeout`` 0 and no ``timeouts``: none)."""
     return settings.timeout > 0 or bool(settings.timeouts)
+
+
+def pytest_timeout_wanted(settings: Settings) -> bool:
+    """Whether the run needs pytest-timeout: only where there is no SIGALRM (Windows).
+
+    Elsewhere the plugin enforces the limits itself, at a fraction of pytest-timeout's
+    cost per test (``plugin/_testgate_timeouts``); a project that has pytest-timeout keeps
+    it for its own ``@pytest.mark.timeout`` markers and options.
+    """
+    return timeouts_wanted(settings) and not hasattr(signal, "SIGALRM")
 
 
 def timeouts_plan(settings: Settings) -> str:
