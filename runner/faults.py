@@ -3,8 +3,9 @@ whether its coverage is whole.
 
 A run is cut short by a signal or by its deadline (``timeout-run``); its coverage is
 partial then, or when a process died with the coverage of tests it had finished. Partial
-coverage is never judged as if it were whole: its gates fail saying so, and the run
-exits 3 (an infrastructure problem, not the suite's).
+coverage is never judged as if it were whole: its gates fail saying so ("not judged" in
+every report, never FAIL), and the run exits 3 (an infrastructure problem, not the
+suite's).
 """
 
 from __future__ import annotations
@@ -66,11 +67,16 @@ def incomplete_coverage(
     )
 
 
-def not_judged(verdicts: tuple[GateResult, ...], *, why: str) -> tuple[GateResult, ...]:
-    """Coverage gates on partial data: failed, saying that the data, not the suite, is short."""
+def not_judged(
+    verdicts: tuple[GateResult, ...], *, why: str, interrupted: bool = False
+) -> tuple[GateResult, ...]:
+    """Gates on partial data: coverage gates, and on an interrupted run the count of tests
+    that ran (``min-tests``), are failed without a verdict on the suite, saying that the
+    data, not the suite, is short: every report shows them "not judged", never FAIL."""
+    partial = COVERAGE_GATES | ({"min-tests"} if interrupted else set())
     return tuple(
         replace(gate, passed=False, message=f"not judged: {why}")
-        if gate.name in COVERAGE_GATES
+        if gate.name in partial
         else gate
         for gate in verdicts
     )

@@ -57,6 +57,7 @@ PER_TYPE = 10
 PER_STEP = 50
 SUMMARY_LIMIT = 1024 * 1024
 API_BATCH = 50
+DIFF = "diff-coverage"
 API_SUMMARY_LIMIT = 65535
 API_TIMEOUT_S = 30
 API_RETRIES = 3
@@ -143,7 +144,9 @@ def annotations_of(result: RunResult, *, prefix: str = "") -> list[Annotation]:
                     "warning", _path(prefix, test.file), test.line, title, f"flaky: {test.note}"
                 )
             )
-    diff = result.diff_coverage or {"files": [], "base": ""}
+    # Lines a partial run left uncovered may be covered by the tests it never ran.
+    judged = all(gate.verdict in ("pass", "fail") for gate in result.gates if gate.name == DIFF)
+    diff = (result.diff_coverage if judged else None) or {"files": [], "base": ""}
     for file in diff["files"]:
         for first, last in file["missing_ranges"]:
             where = str(first) if first == last else f"{first}-{last}"

@@ -41,11 +41,8 @@ def gate_value(gate: GateResult, value: float | None, *, measured: bool) -> str:
 
 
 def gate_verdict(gate: GateResult) -> str:
-    """pass or FAIL; a gate that passed without judging says so (deferred, skipped)."""
-    if not gate.passed:
-        return "FAIL"
-    first = gate.message.split(" ", 1)[0].rstrip(":")
-    return first if first in ("deferred", "skipped") else "pass"
+    """pass or FAIL; a gate that did not judge says so (not judged, deferred, …)."""
+    return "FAIL" if gate.verdict == "fail" else gate.verdict
 
 
 def counts_line(result: RunResult) -> str:
@@ -192,7 +189,7 @@ def markdown(result: RunResult) -> str:
     for gate in result.gates:
         threshold = gate_value(gate, gate.threshold, measured=False)
         actual = gate_value(gate, gate.actual, measured=True)
-        verdict_cell = gate_verdict(gate) if gate.passed else "**FAIL**"
+        verdict_cell = "**FAIL**" if gate.verdict == "fail" else gate_verdict(gate)
         out.append(
             f"| {gate.name} | {threshold} | {actual} | {verdict_cell} | {_cell(gate.message)} |"
         )

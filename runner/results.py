@@ -179,8 +179,19 @@ class GateResult:
     passed: bool
     message: str
 
+    @property
+    def verdict(self) -> str:
+        """``pass`` or ``fail``; a gate that did not judge says why in its message's first
+        words: ``not judged`` (its data is known to be partial) and ``not evaluated``
+        (pytest crashed) fail the run without judging the suite, ``deferred`` (to merge)
+        and ``skipped`` pass it. Every report shows this word."""
+        words = ("deferred", "skipped") if self.passed else ("not judged", "not evaluated")
+        said = next((word for word in words if self.message.startswith(word)), None)
+        return said or ("pass" if self.passed else "fail")
+
     def to_json(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+        fields = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        return {**fields, "verdict": self.verdict}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> GateResult:

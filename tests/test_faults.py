@@ -21,9 +21,11 @@ from typing import Any
 
 import pytest
 
-from runner import interrupts, process_group
+from runner import github, interrupts, process_group, render
+from runner.diff_coverage import DiffCoverage, FileDiff
 from runner.errors import ConfigError
 from runner.record import describe_exit
+from runner.results import GateResult, RunInfo, RunResult
 from runner.settings import load_settings
 from tests.conftest import (
     Ran,
@@ -199,6 +201,47 @@ def test_a_signal_ends_the_run_with_exit_3_and_reports_what_finished(
     assert notice in (ran.reports / "summary.md").read_text("utf-8")
     assert "test_a_finishes" in (ran.reports / "junit.xml").read_text("utf-8")
     assert ran.gate("line-coverage")["message"].startswith("not judged: the run was interrupted")
+
+
+PARTIAL_GATES = ("line-coverage", "branch-coverage", "min-tests")
+
+
+def test_an_interrupted_runs_partial_gates_say_not_judged_in_every_report(
+    cancelled: tuple[Ran, dict[str, Any]],
+) -> None:
+    ran, _ = cancelled
+    summary = (ran.reports / "summary.md").read_text("utf-8")
+    for name in PARTIAL_GATES:
+        gate = ran.gate(name)
+        assert (gate["verdict"], gate["passed"]) == ("not judged", False)
+        assert gate["message"].startswith("not judged: the run was interrupted")
+        (row,) = [line for line in ran.output.splitlines() if line.startswith(f"{name} ")]
+        assert row.endswith(" not judged")
+        (cell,) = [line for line in summary.splitlines() if line.startswith(f"| {name} |")]
+        assert "| not judged | not judged: the run was interrupted" in cell
+        assert "FAIL" not in row + cell
+    assert ran.gate("failed-tests")["verdict"] == "pass"  # what finished is still judged
+
+
+def judged_diff(verdict_message: str, *, passed: bool) -> RunResult:
+    """A run whose change has lines 3-4 uncovered, its diff-coverage gate as given."""
+    info = RunInfo(
+        started="2026-12-01T10:00:00+00:00", duration_s=1.0, suite_duration_s=1.0,
+        commit="abc", python="3.11.7", platform="linux", variant="py3.11-linux",
+        pytest_exit_code=2, interrupted="SIGTERM",
+    )  # fmt: skip
+    changed = FileDiff("lib/x.py", 2, 0, (3, 4), 0, 0, ())
+    diff = DiffCoverage(base="main", merge_base="abc", files=(changed,))
+    gate = GateResult("diff-coverage", 100, 0.0, passed, verdict_message)
+    return RunResult(run=info, tests=(), coverage=None, gates=(gate,), diff_coverage=diff.to_json())
+
+
+def test_lines_a_partial_run_left_uncovered_are_not_annotated_as_uncovered() -> None:
+    partial = judged_diff("not judged: the run was interrupted", passed=False)
+    assert github.annotations_of(partial) == []
+    assert "| diff-coverage | 100 % | 0.00 % | not judged |" in render.markdown(partial)
+    (judged,) = github.annotations_of(judged_diff("0 % of 2 changed statements", passed=False))
+    assert (judged.file, judged.line, judged.title) == ("lib/x.py", 3, "changed lines not covered")
 
 
 def test_a_signal_leaves_no_process_and_no_service_behind(
