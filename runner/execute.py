@@ -47,6 +47,7 @@ class Completed:
     duration_s: float
     leftovers: tuple[str, ...] = ()
     stopped: str | None = None
+    escaped: tuple[str, ...] = ()
 
 
 def find_uv(environ: Mapping[str, str]) -> str:
@@ -97,8 +98,10 @@ def run_pytest(
     ``select`` names the plugin's selection file (a rerun or replay); ``extra_env`` adds
     variables such as a fresh ``PYTHONHASHSEED``. pytest runs in a process group of its
     own, stopped as a whole on a signal or at ``deadline`` (``time.monotonic()``); what
-    its tests left running in the group is killed and named in ``leftovers``.
+    its tests left running in the group is killed and named in ``leftovers``, and what
+    left the group but carries the run's marker (a ``setsid`` daemon) in ``escaped``.
     """
+    marker = process_group.marker()
     python_path = os.pathsep.join(
         part for part in (str(PLUGIN_DIR), environ.get("PYTHONPATH", "")) if part
     )
@@ -106,7 +109,7 @@ def run_pytest(
         environ,
         PYTHONPATH=python_path,
         COVERAGE_FILE=str(coverage_file),
-        **{RECORD_ENV: str(record)},
+        **{RECORD_ENV: str(record), process_group.MARKER_ENV: marker},
         **({SELECT_ENV: str(select)} if select is not None else {}),
         **(extra_env or {}),
     )
@@ -129,7 +132,7 @@ def run_pytest(
         relay = _Relay(child.stdout) if child.stdout is not None else None
         if relay is not None:
             relay.start()
-        exit_code, leftovers, stopped = interrupts.wait(child, deadline=deadline)
+        exit_code, left, stopped = interrupts.wait(child, deadline=deadline, marker=marker)
         if relay is not None:
             relay.join(RELAY_DRAIN_S)
             relay.stop()
@@ -140,8 +143,9 @@ def run_pytest(
     return Completed(
         exit_code=exit_code,
         duration_s=time.monotonic() - started,
-        leftovers=leftovers,
+        leftovers=left.in_group,
         stopped=stopped,
+        escaped=left.escaped,
     )
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 
 from runner import interrupts
 from runner.execute import Completed
+from runner.process_group import MARKER_ENV
 from runner.results import GateResult
 from runner.settings import Settings
 
@@ -75,9 +76,7 @@ def not_judged(
     data, not the suite, is short: every report shows them "not judged", never FAIL."""
     partial = COVERAGE_GATES | ({"min-tests"} if interrupted else set())
     return tuple(
-        replace(gate, passed=False, message=f"not judged: {why}")
-        if gate.name in partial
-        else gate
+        replace(gate, passed=False, message=f"not judged: {why}") if gate.name in partial else gate
         for gate in verdicts
     )
 
@@ -85,12 +84,22 @@ def not_judged(
 def leftover_warnings(completed: Sequence[Completed]) -> tuple[str, ...]:
     """The processes tests left running after pytest ended, which testgate killed.
 
-    When testgate itself stopped pytest, xdist's workers are among them: no warning then.
+    When testgate itself stopped pytest, xdist's workers are among those in its process
+    group: no warning for those then. A process that left the group (``setsid``) is
+    always a test's daemon.
     """
     left = [process for done in completed if done.stopped is None for process in done.leftovers]
-    if not left:
-        return ()
-    return (
-        f"the tests left {len(left)} processes running after pytest ended; testgate killed "
-        f"them: {'; '.join(left)}",
-    )
+    escaped = [process for done in completed for process in done.escaped]
+    warnings = []
+    if left:
+        warnings.append(
+            f"the tests left {len(left)} processes running after pytest ended; testgate "
+            f"killed them: {'; '.join(left)}"
+        )
+    if escaped:
+        warnings.append(
+            f"the tests left {len(escaped)} processes running that had left pytest's process "
+            f"group (setsid) but carried its {MARKER_ENV}; testgate killed them: "
+            f"{'; '.join(escaped)}"
+        )
+    return tuple(warnings)

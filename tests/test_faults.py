@@ -101,10 +101,16 @@ def test_a_test_that_times_out_once_is_flaky_and_the_run_goes_on(hangs: Ran) -> 
 
 
 def test_a_process_a_test_left_running_is_killed_and_named(hangs: Ran) -> None:
-    (warning,) = hangs.results()["run"]["warnings"]
-    assert warning.startswith("the tests left 1 processes running after pytest ended; testgate")
-    assert warning.endswith(" sleep 300")
-    assert gone(int(warning.rsplit(": ", 1)[1].split()[0]))
+    in_group, escaped = hangs.results()["run"]["warnings"]
+    assert in_group.startswith("the tests left 1 processes running after pytest ended; testgate")
+    assert in_group.endswith(" sleep 300")
+    assert gone(int(in_group.rsplit(": ", 1)[1].split()[0]))
+    assert escaped.startswith(
+        "the tests left 1 processes running that had left pytest's process group (setsid) but "
+        "carried its TESTGATE_RUN_MARKER; testgate killed them: "
+    )
+    assert escaped.endswith(" sleep 301")
+    assert gone(int(escaped.rsplit(": ", 1)[1].split()[0]))
 
 
 def settings_of(project: Path, tool: str, **flags: str | None) -> Any:
@@ -251,8 +257,10 @@ def test_a_signal_leaves_no_process_and_no_service_behind(
     assert process_group.members(seen["group"]) == ()
     # Without xdist, the test's parent is testgate itself: this very process.
     parents = [seen["parent"]] if seen["parent"] != os.getpid() else []
-    for pid in [seen["test"], *parents, seen["daemon"], *seen["services"]]:
+    for pid in [seen["test"], *parents, seen["daemon"], seen["escaped"], *seen["services"]]:
         assert gone(pid), pid
+    (warning,) = ran.results()["run"]["warnings"]  # xdist's workers are not named
+    assert warning.endswith(f": {seen['escaped']} sleep 302")
     assert not (ran.project / ".testgate" / "run-services.json").exists()
     assert "stopped 1 service(s)" in ran.output
 
@@ -374,7 +382,7 @@ def test_a_second_signal_kills_a_group_that_ignores_the_first(tmp_path: Path) ->
         code, left, stopped = interrupts.wait(child, deadline=None)
         first.join()
         second.join()
-    assert (code, left, stopped) == (-signal.SIGKILL, (), "SIGTERM")
+    assert (code, left, stopped) == (-signal.SIGKILL, process_group.Leftovers(), "SIGTERM")
 
 
 def test_an_exit_code_names_the_signal_that_ended_the_process() -> None:
