@@ -7,13 +7,16 @@
    configuration is always first or last), as:
 
    - ``plain``: plain pytest, no timeouts at all;
+   - ``plugin``: pytest plus testgate's plugin, without limits (``timeout`` 0);
    - ``testgate``: pytest plus testgate's plugin giving every test its limit (``timeout``
      900, ``timeouts`` unit 1 and integration 5), as ``testgate run`` does on Linux;
    - ``pytest-timeout``: the same limits, each test given a ``timeout`` marker that
      pytest-timeout enforces (what testgate does where there is no SIGALRM; the peer).
 
-   It prints the median wall and CPU seconds of each and their ratio to ``plain`` (goal:
-   testgate's limits cost under 2 %).
+   It prints the median wall and CPU seconds of each, their ratio to ``plain`` and that
+   of ``testgate`` to ``plugin``, the limits alone (goal: under 2 %). With
+   ``--instructions``, each also runs once under valgrind's cachegrind, whose count of
+   instructions does not depend on the machine's load.
 2. ``testgate run`` on a suite whose second test hangs: SIGTERM sent once the hang has
    begun, and the seconds until testgate has written its reports and exited (goal:
    under 3 s), for each of a few runs.
@@ -42,7 +45,8 @@ ROOT = Path(__file__).resolve().parent.parent
 PLUGIN_DIR = ROOT / "runner" / "plugin"
 TESTGATE = Path(sys.executable).parent / "testgate"
 PLAN = json.dumps({"default": 900, "markers": {"unit": 1, "integration": 5}})
-CONFIGURATIONS = ("plain", "testgate", "pytest-timeout")
+CONFIGURATIONS = ("plain", "plugin", "testgate", "pytest-timeout")
+CACHEGRIND = ("valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null")
 MARKERS = ("@pytest.mark.unit\n", "@pytest.mark.integration\n", "")
 PYPROJECT = '[tool.pytest.ini_options]\nmarkers = ["unit: u", "integration: i"]\n'
 
@@ -108,29 +112,51 @@ def make_realistic(root: Path, *, tests: int) -> Path:
     return project
 
 
+def pytest_command(project: Path, *, configuration: str) -> tuple[list[str], dict[str, str]]:
+    """The command line and environment of one single-process pytest run."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "TESTGATE_"))}
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist"]
+    command += ["-p", "no:randomly", "-p", "no:cov"]
+    if configuration != "plain":
+        env["PYTHONPATH"] = str(PLUGIN_DIR)
+        command += ["-p", "_testgate_plugin"]
+    if configuration in ("testgate", "pytest-timeout"):
+        env["TESTGATE_TIMEOUTS"] = PLAN
+    if configuration == "pytest-timeout":  # a limit of pytest-timeout's own: markers
+        command += ["--timeout", "900"]
+    else:  # on Linux testgate adds no pytest-timeout
+        command += ["-p", "no:timeout"]
+    return command, env
+
+
 def pytest_once(project: Path, *, configuration: str) -> tuple[float, float]:
     """Wall and CPU seconds of one single-process pytest run in one configuration.
 
     CPU time (user + system) is less disturbed than wall time by the machine's other load.
     """
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "TESTGATE_"))}
-    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist"]
-    command += ["-p", "no:randomly", "-p", "no:cov"]
-    if configuration == "plain":
-        command += ["-p", "no:timeout"]
-    else:
-        env["PYTHONPATH"] = str(PLUGIN_DIR)
-        env["TESTGATE_TIMEOUTS"] = PLAN
-        command += ["-p", "_testgate_plugin"]
-    if configuration == "testgate":  # on Linux testgate adds no pytest-timeout
-        command += ["-p", "no:timeout"]
-    elif configuration == "pytest-timeout":  # a limit of pytest-timeout's own: markers
-        command += ["--timeout", "900"]
+    command, env = pytest_command(project, configuration=configuration)
     started, before = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
     subprocess.run(command, cwd=project, env=env, check=True, stdout=subprocess.DEVNULL)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     return time.perf_counter() - started, cpu
+
+
+def instructions(project: Path, *, configuration: str) -> int:
+    """Instructions one run executes, counted by valgrind's cachegrind: the same on a
+    loaded machine as on an idle one (wall and CPU time are not)."""
+    command, env = pytest_command(project, configuration=configuration)
+    counted = subprocess.run(
+        [*CACHEGRIND, *command],
+        cwd=project,
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    (line,) = [line for line in counted.stderr.splitlines() if "I   refs:" in line]
+    return int(line.rsplit(":", 1)[1].replace(",", ""))
 
 
 def compare(project: Path, *, rounds: int) -> dict[str, list[tuple[float, float]]]:
@@ -149,12 +175,25 @@ def compare(project: Path, *, rounds: int) -> dict[str, list[tuple[float, float]
 def show(name: str, runs: dict[str, list[tuple[float, float]]], *, rounds: int) -> None:
     print(f"{name}: one pytest process, median of {rounds} rotating runs:")
     for what, index in (("wall", 0), ("CPU", 1)):
-        base = statistics.median(run[index] for run in runs["plain"])
-        cells = [f"plain {base:.3f} s"]
+        median = {c: statistics.median(run[index] for run in runs[c]) for c in CONFIGURATIONS}
+        cells = [f"plain {median['plain']:.3f} s"]
         for configuration in CONFIGURATIONS[1:]:
-            cost = statistics.median(run[index] for run in runs[configuration])
-            cells.append(f"{configuration} {cost:.3f} s ({(cost / base - 1) * 100:+.1f} %)")
-        print(f"  {what}: " + ", ".join(cells))
+            cost = median[configuration]
+            cells.append(
+                f"{configuration} {cost:.3f} s ({(cost / median['plain'] - 1) * 100:+.1f} %)"
+            )
+        machinery = (median["testgate"] / median["plugin"] - 1) * 100
+        print(f"  {what}: " + ", ".join(cells) + f"; the limits alone {machinery:+.1f} %")
+
+
+def show_instructions(name: str, project: Path) -> None:
+    counts = {c: instructions(project, configuration=c) for c in CONFIGURATIONS}
+    cells = [f"plain {counts['plain'] / 1e6:.0f} M"] + [
+        f"{c} {counts[c] / 1e6:.0f} M ({(counts[c] / counts['plain'] - 1) * 100:+.1f} %)"
+        for c in CONFIGURATIONS[1:]
+    ]
+    machinery = (counts["testgate"] / counts["plugin"] - 1) * 100
+    print(f"{name}, instructions: " + ", ".join(cells) + f"; the limits alone {machinery:+.1f} %")
 
 
 def make_hanging(root: Path) -> Path:
@@ -223,6 +262,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--tests", type=int, default=500)
     parser.add_argument("--signals", type=int, default=3)
+    parser.add_argument(
+        "--instructions", action="store_true", help="also count instructions with valgrind"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as temp:
         for name, maker in (("empty", make_suite), ("realistic", make_realistic)):
@@ -232,6 +274,8 @@ def main() -> None:
                 compare(suite, rounds=args.rounds),
                 rounds=args.rounds,
             )
+            if args.instructions:
+                show_instructions(f"{args.tests} {name} tests", suite)
         print("  (goal: testgate under +2 %)")
         hanging = make_hanging(Path(temp))
         times = [sigterm_to_exit(hanging) for _ in range(args.signals)]
