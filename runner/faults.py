@@ -11,16 +11,21 @@ suite's).
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+
+import msgspec
 
 from runner import interrupts
 from runner.execute import Completed
 from runner.process_group import MARKER_ENV
-from runner.results import GateResult
+from runner.results import GateName, GateResult
 from runner.settings import Settings
 
 LISTED = 20
-COVERAGE_GATES = frozenset({"line-coverage", "branch-coverage", "diff-coverage"})
+COVERAGE_GATES: frozenset[GateName] = frozenset(
+    {"line-coverage", "branch-coverage", "diff-coverage"}
+)
+COUNT_GATES: frozenset[GateName] = frozenset({"min-tests"})  # partial when interrupted
 
 
 @dataclass(frozen=True)
@@ -74,9 +79,11 @@ def not_judged(
     """Gates on partial data: coverage gates, and on an interrupted run the count of tests
     that ran (``min-tests``), are failed without a verdict on the suite, saying that the
     data, not the suite, is short: every report shows them "not judged", never FAIL."""
-    partial = COVERAGE_GATES | ({"min-tests"} if interrupted else set())
+    partial = COVERAGE_GATES | (COUNT_GATES if interrupted else frozenset())
     return tuple(
-        replace(gate, passed=False, message=f"not judged: {why}") if gate.name in partial else gate
+        msgspec.structs.replace(gate, status="not judged", message=f"not judged: {why}")
+        if gate.name in partial
+        else gate
         for gate in verdicts
     )
 

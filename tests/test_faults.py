@@ -21,11 +21,20 @@ from typing import Any
 
 import pytest
 
-from runner import github, interrupts, process_group, render
-from runner.diff_coverage import DiffCoverage, FileDiff
+from runner import interrupts, process_group, render
 from runner.errors import ConfigError
+from runner.github.commands import annotations_of
 from runner.record import describe_exit
-from runner.results import GateResult, RunInfo, RunResult
+from runner.results import (
+    DiffCoverage,
+    FileDiff,
+    GateResult,
+    GateStatus,
+    RunInfo,
+    RunResult,
+    decode,
+    encode,
+)
 from runner.settings import load_settings
 from tests.conftest import (
     Ran,
@@ -229,25 +238,37 @@ def test_an_interrupted_runs_partial_gates_say_not_judged_in_every_report(
     assert ran.gate("failed-tests")["verdict"] == "pass"  # what finished is still judged
 
 
-def judged_diff(verdict_message: str, *, passed: bool) -> RunResult:
+def judged_diff(status: GateStatus, message: str) -> RunResult:
     """A run whose change has lines 3-4 uncovered, its diff-coverage gate as given."""
     info = RunInfo(
         started="2026-12-01T10:00:00+00:00", duration_s=1.0, suite_duration_s=1.0,
         commit="abc", python="3.11.7", platform="linux", variant="py3.11-linux",
         pytest_exit_code=2, interrupted="SIGTERM",
     )  # fmt: skip
-    changed = FileDiff("lib/x.py", 2, 0, (3, 4), 0, 0, ())
-    diff = DiffCoverage(base="main", merge_base="abc", files=(changed,))
-    gate = GateResult("diff-coverage", 100, 0.0, passed, verdict_message)
-    return RunResult(run=info, tests=(), coverage=None, gates=(gate,), diff_coverage=diff.to_json())
+    changed = FileDiff(
+        path="lib/x.py", statements=2, covered_statements=0, missing_ranges=((3, 4),),
+        branches=0, covered_branches=0, missing_branches=(),
+    )  # fmt: skip
+    diff = DiffCoverage(
+        base="main", merge_base="abc", percent=0.0, line_percent=0.0, statements=2, branches=0,
+        files=(changed,),
+    )  # fmt: skip
+    gate = GateResult(name="diff-coverage", threshold=100, actual=0.0, status=status,
+                      message=message)  # fmt: skip
+    return RunResult(run=info, tests=(), coverage=None, gates=(gate,), diff_coverage=diff)
 
 
 def test_lines_a_partial_run_left_uncovered_are_not_annotated_as_uncovered() -> None:
-    partial = judged_diff("not judged: the run was interrupted", passed=False)
-    assert github.annotations_of(partial) == []
+    partial = judged_diff("not judged", "not judged: the run was interrupted")
+    assert annotations_of(partial) == []
     assert "| diff-coverage | 100 % | 0.00 % | not judged |" in render.markdown(partial)
-    (judged,) = github.annotations_of(judged_diff("0 % of 2 changed statements", passed=False))
+    (judged,) = annotations_of(judged_diff("fail", "0 % of 2 changed statements"))
     assert (judged.file, judged.line, judged.title) == ("lib/x.py", 3, "changed lines not covered")
+    written = b"".join(encode(partial))  # results.json keeps the verdict
+    assert decode(written).gates == partial.gates
+    older = json.loads(written)  # one written before gates had a verdict
+    del older["gates"][0]["verdict"]
+    assert decode(json.dumps(older).encode()).gates == partial.gates
 
 
 def test_a_signal_leaves_no_process_and_no_service_behind(
