@@ -35,7 +35,7 @@ from typing import Any
 from runner import coverage_data, probe_cache
 from runner.child_env import child_environment
 from runner.errors import ConfigError, InfraError
-from runner.execute import PLUGIN_NAME, find_uv, timeouts_wanted
+from runner.execute import PLUGIN_NAME, find_uv, pytest_timeout_wanted
 from runner.github.commands import on_github
 from runner.output import emit
 from runner.plugin import _testgate_wire as wire
@@ -60,7 +60,7 @@ PLUGINS: tuple[Plugin, ...] = (
     Plugin("pytest", "pytest", lambda settings: True),
     Plugin("pytest-xdist", "xdist", lambda settings: settings.workers != "0"),
     Plugin("pytest-cov", "pytest_cov", lambda settings: True),
-    Plugin("pytest-timeout", "pytest_timeout", timeouts_wanted),
+    Plugin("pytest-timeout", "pytest_timeout", pytest_timeout_wanted),
 )
 PROBED_MODULES = (*(plugin.module for plugin in PLUGINS), "pytest_randomly", "coverage")
 

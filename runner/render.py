@@ -44,7 +44,7 @@ def gate_value(gate: GateResult, value: float | None, *, measured: bool) -> str:
 
 
 def gate_verdict(gate: GateResult) -> str:
-    """pass or FAIL; a gate that passed without judging says so (deferred, skipped)."""
+    """pass or FAIL; a gate that did not judge says so (not judged, deferred, …)."""
     return "FAIL" if gate.status == "fail" else gate.status
 
 
@@ -190,7 +190,7 @@ def markdown(result: RunResult) -> str:
     for gate in result.gates:
         threshold = gate_value(gate, gate.threshold, measured=False)
         actual = gate_value(gate, gate.actual, measured=True)
-        verdict_cell = gate_verdict(gate) if gate.passed else "**FAIL**"
+        verdict_cell = "**FAIL**" if gate.status == "fail" else gate_verdict(gate)
         out.append(
             f"| {gate.name} | {threshold} | {actual} | {verdict_cell} | {_cell(gate.message)} |"
         )

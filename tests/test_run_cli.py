@@ -127,6 +127,7 @@ def test_arguments_after_double_dash_and_pytest_args_reach_pytest(
         "actual": 2,
         "passed": False,
         "message": "2 tests ran; at least 3 required",
+        "verdict": "fail",
     }
     # The unselected branch is now uncovered: the branch gate says so.
     assert ran.gate("branch-coverage")["passed"] is False
