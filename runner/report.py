@@ -77,7 +77,9 @@ def conclude(
     if any(problem.startswith(CRASHED) for problem in info.problems):
         verdicts = not_evaluated(verdicts)
     elif info.coverage_incomplete is not None:
-        verdicts = faults.not_judged(verdicts, why=info.coverage_incomplete)
+        verdicts = faults.not_judged(
+            verdicts, why=info.coverage_incomplete, interrupted=info.interrupted is not None
+        )
     if info.phases is not None:
         phases = info.phases
         judged = phases.reports_s + time.monotonic() - clock

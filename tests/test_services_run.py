@@ -47,7 +47,7 @@ def test_each_worker_writes_to_its_own_database(tmp_path: Path) -> None:
     assert phases["tests_s"] == ran.results()["run"]["suite_duration_s"]
     assert "Time: install " in (ran.reports / "summary.md").read_text("utf-8")
     assert "testgate: time: install " in ran.output
-    assert "stopped 0 service(s) and removed what they left; 2 external" in ran.output
+    assert "stopped 0 services and removed what they left; 2 external" in ran.output
     admin = pg8000.native.Connection("postgres", host="127.0.0.1", database="test")
     assert admin.run(WORKER_QUERY) == []  # dropped after the run
     admin.close()
@@ -299,3 +299,25 @@ def test_flakys_services_say_their_notices_once_awaited(
     assert "REDIS_URL" in json.loads(served[execute.WORKER_ENV])  # a database per worker
     assert "testgate: notice: " in told
     assert "REDIS_HOSTNAME" in told
+
+
+def test_a_setup_command_runs_in_the_installed_environment(tmp_path: Path) -> None:
+    """Its scripts come first on PATH, as in pytest's own run: no 'uv run', which would
+    sync the project's default groups before testgate's own installation."""
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "p"\nversion = "0"\n', "utf-8")
+    found = tmp_path / "found.txt"
+    settings = load_settings(
+        project=tmp_path,
+        flags={
+            "services": "postgres=postgresql://postgres@127.0.0.1:5432/postgres",
+            "service-setup": f"postgres=command -v python > {found}; command -v pytest >> {found}",
+            "workers": "2",
+        },
+        environ={},
+    )
+    installed = ProjectEnv(python="3.11", platform="linux", executable=sys.executable)
+    with project_services(settings, environ={"PATH": os.environ["PATH"]}) as services:
+        services.environ(installed)
+    scripts = Path(sys.executable).parent
+    assert found.read_text("utf-8").split() == [sys.executable, str(scripts / "pytest")]
+    assert not (tmp_path / "uv.lock").exists()
