@@ -1,10 +1,12 @@
 """``testgate run``: from settings to reports and a verdict.
 
-settings → probe the project's environment → attempt 1 (the suite: xdist, coverage, the
+settings → the services start in the background → install and probe the project's
+environment meanwhile → await the services → attempt 1 (the suite: xdist, coverage, the
 recording plugin) → reruns of what failed, each in a fresh process with a new seed → an
 order check for what turned out flaky → classify → combine the coverage of every attempt
-→ gates → reports. Whatever the run produced is written even when pytest crashed, and the
-problem is named in the results and the exit code.
+→ gates → reports, with the time each phase took (``run.phases``). Whatever the run
+produced is written even when pytest crashed, and the problem is named in the results
+and the exit code.
 
 A signal or the run's deadline (``timeout-run``) stops pytest; what was recorded is
 reported, the run is ``interrupted`` and names the tests that never ran (exit 3). The

@@ -117,6 +117,10 @@ def test_the_plugin_points_each_worker_at_its_own_database_before_any_conftest(
     )
 
 
+# Until the state file records a started service ('up' writes it first with none).
+RECORDED = "until grep -q '\"kind\"' {state} 2>/dev/null; do sleep 0.05; done"
+
+
 def slow_python(path: Path, *, script: str) -> Path:
     """A ``--python`` whose installation (testgate's probe) does ``script`` first.
 
@@ -137,7 +141,7 @@ def test_the_services_start_while_the_project_installs_and_a_signal_then_stops_t
     seen = tmp_path / "seen.json"
     python = slow_python(
         tmp_path / "python",
-        script=f"while [ ! -s {state} ]; do sleep 0.05; done\ncp {state} {seen}\nexec sleep 60",
+        script=f"{RECORDED.format(state=state)}\ncp {state} {seen}\nexec sleep 60",
     )
 
     def interrupt_once_seen() -> None:
@@ -190,7 +194,7 @@ def test_an_installation_that_fails_stops_the_services_started_meanwhile(tmp_pat
     seen = tmp_path / "seen.json"
     python = slow_python(
         tmp_path / "python",
-        script=f"while [ ! -s {state} ]; do sleep 0.05; done\ncp {state} {seen}\nexit 1",
+        script=f"{RECORDED.format(state=state)}\ncp {state} {seen}\nexit 1",
     )
     ran = run_in_process(
         project, "--python", str(python), "--service", "redis", "--services-backend", "local"

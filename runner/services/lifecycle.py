@@ -208,7 +208,6 @@ def up(
             _stop_all(state, environ)
     if failures:
         raise InfraError("\n".join(failures) + "\nEvery service started was stopped again.")
-    state.done()
     for running in ready:
         spec = next(spec for spec in specs if spec.name == running.name)
         emit(
@@ -224,6 +223,7 @@ def up(
                     f"this machine's is {found}.\n",
                     stream=out,
                 )
+    state.done()  # after what it says: a run awaiting it shows that
     return ready
 
 
@@ -414,7 +414,6 @@ class Starting:
         self.cancelled = threading.Event()
         self.services: list[Running] = []
         self.error: BaseException | None = None
-        self.waited_s = 0.0
         self.thread: threading.Thread | None = None
         if bring_up is not None:
             self.thread = threading.Thread(target=self._up, args=(bring_up,), daemon=True)
@@ -434,15 +433,9 @@ class Starting:
             self.error = error
 
     def wait(self) -> list[Running]:
-        """Every service once it answers; what ``up`` raised when one never did.
-
-        ``waited_s`` is how long the caller waited here: the part of the services'
-        start that the installation did not hide.
-        """
-        begun = time.monotonic()
+        """Every service once it answers; what ``up`` raised when one never did."""
         while self.thread is not None and self.thread.is_alive():
             self.thread.join(timeout=interrupts.POLL_S)  # a signal is handled meanwhile
-        self.waited_s += time.monotonic() - begun
         if self.error is not None:
             raise self.error
         return self.services
