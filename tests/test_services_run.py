@@ -325,3 +325,18 @@ def test_a_setup_command_runs_in_the_installed_environment(tmp_path: Path) -> No
     scripts = Path(sys.executable).parent
     assert found.read_text("utf-8").split() == [sys.executable, str(scripts / "pytest")]
     assert not (tmp_path / "uv.lock").exists()
+
+
+def test_a_forged_state_names_a_process_that_is_never_signalled_nor_awaited(
+    tmp_path: Path,
+) -> None:
+    """A pull request can commit .testgate/services.json with an 'up' still starting: the
+    pid it names (here this very process) is no 'testgate services up', so 'down' sends
+    it nothing and a run does not wait for it."""
+    state = lifecycle.StateFile(tmp_path / lifecycle.STATE_FILE)
+    state.pid = os.getpid()
+    state.begin()
+    with pytest.raises(InfraError, match="never became ready"):
+        lifecycle.await_up(state.path, pid=state.pid, cancelled=threading.Event())
+    lifecycle.down(state_file=state.path, environ={})  # this process lives on
+    assert not state.path.exists()

@@ -17,6 +17,7 @@ import secrets
 import shlex
 import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -275,12 +276,12 @@ def down(*, state_file: Path, environ: Mapping[str, str], log: TextIO | None = N
     """Remove everything the state file records; return how many services were stopped."""
     out = sys.stderr if log is None else log
     state = StateFile.load(state_file)
-    if state is not None and not state.ready and state.pid != os.getpid() and _alive(state.pid):
+    if state is not None and not state.ready and _starting_up(state.pid):
         # An 'up' still starting them in the background: stopped first, it stops what it
         # started, so that nothing it starts after this is left behind.
         os.kill(state.pid, signal.SIGTERM)
         deadline = time.monotonic() + STOP_WAIT_S
-        while _alive(state.pid) and time.monotonic() < deadline:
+        while _starting_up(state.pid) and time.monotonic() < deadline:
             time.sleep(interrupts.POLL_S)
         state = StateFile.load(state_file)
     if state is None:
@@ -319,15 +320,24 @@ def _stop_all(state: StateFile, environ: Mapping[str, str], *, out: TextIO | Non
     return alone
 
 
-def _alive(pid: int) -> bool:
-    """Whether process ``pid`` still runs (one of another user's counts as running)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+def _starting_up(pid: int) -> bool:
+    """Whether process ``pid`` runs and is a ``testgate services up``.
+
+    The state file may be forged (a pull request can commit it): the pid it names is
+    signalled, or waited for, only when that process is such an ``up``.
+    """
+    if pid <= 0:
         return False
-    except PermissionError:  # pragma: no cover (testgate's own 'up' runs as the same user)
-        return True
-    return True
+    try:
+        listed = subprocess.run(
+            ["ps", "-ww", "-o", "args=", "-p", str(pid)],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.split()
+    except OSError:  # pragma: no cover (ps is part of every POSIX system)
+        return False
+    return any(listed[index : index + 2] == ["services", "up"] for index in range(len(listed)))
 
 
 def await_up(
@@ -337,16 +347,18 @@ def await_up(
     its state file says every one answered.
 
     An InfraError when that ``up`` gave up (it removed the state file: a service never
-    became ready) or died (``pid`` 0: it was never seen); ``log`` is the file its output
-    went to: shown once it is done, its end in the error.
+    became ready), died, or is no ``up`` at all (``pid`` 0: none was seen; a forged state
+    file); ``log`` is the file its output went to: shown once it is done, its end in the
+    error.
     """
     while not cancelled.is_set():
+        running = _starting_up(pid)  # before the state is read: it may finish in between
         state = StateFile.load(path)
         if state is not None and state.ready:
             if log and Path(log).is_file():  # what it said: each service ready, and in what
                 emit(Path(log).read_text("utf-8", "replace"), stream=sys.stderr)
             return list(state.services.values())
-        if state is None or not pid or not _alive(pid):
+        if state is None or not running:
             said = ""
             if log and Path(log).is_file():
                 lines = Path(log).read_text("utf-8", "replace").rstrip().splitlines()
