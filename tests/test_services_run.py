@@ -232,7 +232,9 @@ def test_a_run_awaits_the_services_an_up_in_the_background_starts(
         (redis,) = starting.wait()
     assert process.wait() == 0
     assert (redis.name, redis.backend) == ("redis", "local")
-    assert "testgate: redis ready in" in capsys.readouterr().err  # what 'up' said, shown
+    shown = capsys.readouterr().out
+    assert "testgate: redis ready in" in shown  # what 'up' said, shown
+    assert "export" not in shown  # not its variables: a value may be a secret
     lifecycle.down(state_file=tmp_path / lifecycle.STATE_FILE, environ={})
     assert not Path(redis.directory or "").exists()
 

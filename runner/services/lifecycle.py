@@ -355,8 +355,9 @@ def await_up(
         running = _starting_up(pid)  # before the state is read: it may finish in between
         state = StateFile.load(path)
         if state is not None and state.ready:
-            if log and Path(log).is_file():  # what it said: each service ready, and in what
-                emit(Path(log).read_text("utf-8", "replace"), stream=sys.stderr)
+            if log and Path(log).is_file():  # what it said (each service ready, in what),
+                said = Path(log).read_text("utf-8", "replace").splitlines()  # no export line
+                emit("".join(f"{line}\n" for line in said if line.startswith("testgate: ")))
             return list(state.services.values())
         if state is None or not running:
             said = ""
