@@ -119,11 +119,8 @@ class Totals(msgspec.Struct, frozen=True, kw_only=True):
     def of(cls, tests: tuple[TestResult, ...]) -> Totals:
         counts = dict.fromkeys(TEST_OUTCOMES, 0)
         for test in tests:
-            if test.attempts[-1].teardown_error is None:  # by far the most common
-                counts[test.outcome] += 1
-            else:
-                for category in test.categories:
-                    counts[category] += 1
+            for category in test.categories:
+                counts[category] += 1
         return cls(
             tests=len(tests),
             passed=counts["passed"],

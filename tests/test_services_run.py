@@ -14,7 +14,7 @@ from pathlib import Path
 import pg8000.native
 import pytest
 
-from runner import execute
+from runner import execute, interrupts
 from runner.environment import ProjectEnv
 from runner.errors import InfraError
 from runner.services import lifecycle
@@ -342,3 +342,22 @@ def test_a_forged_state_names_a_process_that_is_never_signalled_nor_awaited(
         lifecycle.await_up(state.path, pid=state.pid, cancelled=threading.Event())
     lifecycle.down(state_file=state.path, environ={})  # this process lives on
     assert not state.path.exists()
+
+
+def test_a_signal_ends_ups_wait_and_stops_what_it_started(tmp_path: Path) -> None:
+    (spec,) = parse_specs(["redis=redis://127.0.0.1:1/0"])
+    state = tmp_path / "services.json"
+    timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGTERM))
+    with interrupts.handling_signals():
+        timer.start()
+        with pytest.raises(interrupts.Interrupted):
+            lifecycle.up([spec], backend="auto", timeout=60, state_file=state, environ={})
+    timer.join()
+    assert not state.exists()
+
+
+def test_an_up_recorded_as_done_is_awaited_at_once_without_a_log(tmp_path: Path) -> None:
+    state = lifecycle.StateFile(tmp_path / lifecycle.STATE_FILE)
+    state.ready = True
+    state.begin()
+    assert lifecycle.await_up(state.path, pid=0, cancelled=threading.Event()) == []
