@@ -356,8 +356,8 @@ def await_up(
         state = StateFile.load(path)
         if state is not None and state.ready:
             if log and Path(log).is_file():  # what it said (each service ready, in what),
-                said = Path(log).read_text("utf-8", "replace").splitlines()  # no export line
-                emit("".join(f"{line}\n" for line in said if line.startswith("testgate: ")))
+                lines = Path(log).read_text("utf-8", "replace").splitlines()  # no export line
+                emit("".join(f"{line}\n" for line in lines if line.startswith("testgate: ")))
             return list(state.services.values())
         if state is None or not running:
             said = ""
