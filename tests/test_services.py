@@ -38,6 +38,7 @@ from runner.services.probes import Endpoint, NotReady, check, resp_command, wait
 from runner.services.running import Running
 from runner.services.spec import parse_specs
 from tests.conftest import environment
+from tests.test_security import runner_file_command
 
 SYSTEM = {
     "postgres": "postgres=postgresql://postgres@127.0.0.1:5432/test",
@@ -284,7 +285,7 @@ def test_external_services_are_probed_and_exported_to_github_env(
     assert "mysql ready in" in err
     assert "(external MySQL on 127.0.0.1:3306)" in err
     assert "exported to later steps: POSTGRES_HOST, POSTGRES_PORT, DATABASE_URL" in out
-    exported = runners_env_file(github_env)
+    exported = runner_file_command(github_env.read_bytes().decode())
     assert exported["EARLIER"] == "1"
     assert exported["DATABASE_URL"] == "postgresql://postgres@127.0.0.1:5432/test"
     assert exported["AMQP_URL"] == "amqp://guest:guest@127.0.0.1:5672/%2F"
@@ -294,34 +295,6 @@ def test_external_services_are_probed_and_exported_to_github_env(
     assert code == 0
     assert "stopped 0 service(s) and removed what they left; 4 external one(s) left running" in err
     check(Endpoint(probe="redis", host="127.0.0.1", port=6379))  # still running: untouched
-
-
-def runners_env_file(path: Path) -> dict[str, str]:
-    """``$GITHUB_ENV`` read as the runner reads it: ``NAME=VALUE`` or ``NAME<<DELIMITER``."""
-    lines, found = iter(path.read_text("utf-8").split("\n")), {}
-    for line in lines:
-        if "<<" in line and ("=" not in line or line.index("<<") < line.index("=")):
-            name, delimiter = line.split("<<", 1)
-            found[name] = "\n".join(iter(lambda: next(lines), delimiter))
-        elif line:
-            name, _, value = line.partition("=")
-            found[name] = value
-    return found
-
-
-def test_a_line_break_in_a_services_value_cannot_set_another_variable(
-    capfd: pytest.CaptureFixture[str], tmp_path: Path
-) -> None:
-    github_env = tmp_path / "github_env"
-    hostile = "postgres=postgresql://postgres:pw%0AEVIL%3D1@127.0.0.1:5432/test"
-    code, _, err = services(
-        capfd, "up", hostile, "--state-file", str(tmp_path / "s.json"), GITHUB_ENV=str(github_env)
-    )
-    assert code == 0, err
-    exported = runners_env_file(github_env)
-    assert "EVIL" not in exported
-    assert exported["PGPASSWORD"] == "pw\nEVIL=1"
-    assert services(capfd, "down", "--state-file", str(tmp_path / "s.json"))[0] == 0
 
 
 def test_export_lines_are_shell_quoted_for_eval(
