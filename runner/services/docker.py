@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 import subprocess
 import time
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -23,8 +24,9 @@ from runner.services.spec import ServiceSpec
 
 LABEL = "io.testgate.run"
 LOG_LINES = 30
-# How often a waiting probe asks the engine whether the container still runs: each
-# 'docker inspect' costs a process start, which would otherwise slow every probe's retry.
+# How often a waiting probe asks the engine whether the container still runs when its
+# 'docker wait' failed: each 'docker inspect' costs a process start, which would otherwise
+# slow every probe's retry.
 INSPECT_EVERY_S = 0.5
 _PORT_LINE = re.compile(r"^(?P<host>[0-9.]+):(?P<port>\d+)$")
 _NOT_HERE = "Unable to find image"
@@ -61,9 +63,15 @@ def parse_port(output: str) -> int:
 
 @dataclass
 class Container:
-    """A container started and not yet known to be ready."""
+    """A container started and not yet known to be ready.
+
+    ``watch`` is a ``docker wait`` of it, which ends when the container does: asking it
+    costs no process start, so the probes' retries are never slowed by asking whether
+    the container still runs. It is ended when the Container is no longer referenced.
+    """
 
     running: Running
+    watch: subprocess.Popen[str] | None = None
     inspected: float = 0.0  # time.monotonic() of the last 'docker inspect'
 
 
@@ -123,7 +131,7 @@ class DockerBackend:
             port = parse_port(self._docker(["port", container, f"{spec.container_port}/tcp"]))
         except InfraError as error:
             # A container that already exited publishes no port: say why it exited.
-            died = self.died(Container(running=running))
+            died = self._inspect(Container(running=running))
             message = error.message
             if died is not None:
                 message = (
@@ -134,9 +142,30 @@ class DockerBackend:
             raise InfraError(message) from None
         data = running.to_json()
         data["port"] = port
-        return Container(running=Running.from_json(data))
+        started = Container(running=Running.from_json(data), watch=self._wait(container))
+        weakref.finalize(started, _end, started.watch)
+        return started
+
+    def _wait(self, container: str) -> subprocess.Popen[str]:
+        """``docker wait CONTAINER`` in the background: it prints the exit code, at the exit."""
+        return subprocess.Popen(
+            ["docker", "wait", container], env=dict(self.environ), stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        )  # fmt: skip
 
     def died(self, started: Container) -> str | None:
+        watch = started.watch
+        if watch is not None:
+            if watch.poll() is None:
+                return None
+            said = watch.stdout.read().strip() if watch.stdout is not None else ""
+            if watch.returncode == 0 and said.isdigit():
+                return f"its container exited with code {said}"
+            started.watch = None  # 'docker wait' failed: ask the engine from now on
+        return self._inspect(started)
+
+    def _inspect(self, started: Container) -> str | None:
+        """Why the container stopped, from ``docker inspect`` (at most every INSPECT_EVERY_S)."""
         if time.monotonic() - started.inspected < INSPECT_EVERY_S:
             return None
         started.inspected = time.monotonic()
@@ -166,6 +195,17 @@ class DockerBackend:
         for container in listed.stdout.split():
             self.stop(Running(name="", kind="", backend=self.name, host="", port=0,
                               container=container))  # fmt: skip
+
+
+def _end(watch: subprocess.Popen[str] | None) -> None:
+    """Stop a ``docker wait`` that is no longer asked (the container itself runs on)."""
+    if watch is None:
+        return
+    if watch.poll() is None:
+        watch.kill()
+        watch.wait()
+    if watch.stdout is not None:
+        watch.stdout.close()
 
 
 def _checked(args: Sequence[str], completed: subprocess.CompletedProcess[str]) -> str:
