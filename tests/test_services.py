@@ -546,6 +546,59 @@ def test_http_tcp_and_command_readiness(httpserver: HTTPServer, tmp_path: Path) 
     closed.close()
 
 
+def test_a_postgresql_that_requires_tls_is_probed_over_tls() -> None:
+    """The probe asks for TLS as libpq's ``prefer`` does: a server that offers it gets it."""
+    (spec,) = parse_specs(["postgres"])
+    backend = LocalBackend(dict(os.environ))  # its own dir, as 'services up' makes it
+    started = backend.start(spec)
+    running = started.running
+    endpoint = dataclasses.replace(running.endpoint(), database="postgres")
+    try:
+        wait_ready(endpoint, deadline=time.monotonic() + 60, died=lambda: backend.died(started))
+        data = next(Path(str(running.directory)).rglob("PG_VERSION")).parent
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=x",
+             "-days", "1", "-keyout", str(data / "server.key"), "-out", str(data / "server.crt")],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        for name in ("server.key", "server.crt"):
+            os.chown(data / name, data.stat().st_uid, data.stat().st_gid)
+            (data / name).chmod(0o600)
+        (data / "pg_hba.conf").write_text("hostssl all all all trust\nhost all all all reject\n")
+        login = {"host": running.host, "port": running.port, "database": "postgres"}
+        admin = pg8000.native.Connection(running.user, **login, ssl_context=False)
+        admin.run("ALTER SYSTEM SET ssl = on")
+        admin.run("SELECT pg_reload_conf()")
+        admin.close()
+        plain = "no encryption"
+        for _ in range(500):  # until the server has reloaded: plain text is refused
+            try:
+                pg8000.native.Connection(running.user, **login, ssl_context=False).close()
+            except pg8000.native.DatabaseError as error:
+                plain = str(error)
+                break
+            time.sleep(0.01)
+        assert "no encryption" in plain
+        check(endpoint)  # over TLS
+    finally:
+        stop_local(running)
+
+
+def test_a_server_that_hangs_up_on_the_tls_request_is_not_ready() -> None:
+    closed = socket.create_server(("127.0.0.1", 0))
+
+    def hang_up() -> None:
+        connection = closed.accept()[0]
+        connection.recv(8)
+        connection.close()
+
+    threading.Thread(target=hang_up, daemon=True).start()
+    port = closed.getsockname()[1]
+    with pytest.raises(NotReady, match="the TLS request was answered with b'', not S or N"):
+        check(Endpoint(probe="postgres", host="127.0.0.1", port=port, user="postgres"))
+    closed.close()
+
+
 def test_databases_are_checked_with_a_real_query() -> None:
     with pytest.raises(NotReady, match='database "absent" does not exist'):
         check(Endpoint(probe="postgres", host="127.0.0.1", port=5432, user="postgres",
@@ -569,6 +622,9 @@ case "$1" in
        echo "c0ffee$(wc -l < "$DOCKER_CALLS")" | tee -a "$DOCKER_CALLS.run" ;;
   port) printf '%s\n' "0.0.0.0:$DOCKER_PORT" "[::]:$DOCKER_PORT" ;;
   inspect) echo "$DOCKER_STATE" ;;
+  wait) [ -n "$DOCKER_WAIT_FAILS" ] && { echo "Error: $DOCKER_WAIT_FAILS" >&2; exit 1; }
+        case "$DOCKER_STATE" in exited*) echo "${DOCKER_STATE##* }" ;;
+          *) echo $$ >> "$DOCKER_CALLS.wait"; exec sleep 60 ;; esac ;;
   logs) echo "database system is starting up"; echo "FATAL: out of memory" >&2 ;;
   ps) cat "$DOCKER_CALLS.run" 2>/dev/null; echo "c0ffee-stray" ;;  # the run's, by label
   rm) ;;
@@ -600,12 +656,16 @@ def test_docker_backend_runs_labelled_containers_and_removes_them(
     assert "export REDIS_URL=redis://127.0.0.1:6379/0" in out
     run_id = json.loads(state.read_text("utf-8"))["run_id"]
     calls = Path(docker["DOCKER_CALLS"]).read_text("utf-8").splitlines()
-    assert calls[:3] == [
+    assert calls[:4] == [
         "version --format {{.Server.Version}}",
         f"run --detach --label io.testgate.run={run_id} --label io.testgate.service=redis "
         "--publish 127.0.0.1::6379 redis:7",
         "port c0ffee2 6379/tcp",
+        "wait c0ffee2",  # learns of the container's exit without asking the engine again
     ]
+    assert not any(call.startswith("inspect") for call in calls)
+    (waited,) = Path(docker["DOCKER_CALLS"] + ".wait").read_text("utf-8").split()
+    assert not alive(int(waited))  # once ready, its 'docker wait' is ended
     code, _, _ = services(capfd, "down", "--state-file", str(state), **docker)
     assert code == 0
     assert Path(docker["DOCKER_CALLS"]).read_text("utf-8").splitlines()[-3:] == [
@@ -640,6 +700,13 @@ def test_a_container_that_exits_fails_with_its_last_log_lines(
     assert code == 3
     assert "postgres (container postgres:16) never became ready: its container exited" in err
     assert "    FATAL: out of memory" in err
+    docker.update(DOCKER_PORT=str(_free_port()), DOCKER_STATE="exited 2", DOCKER_WAIT_FAILS="x")
+    code, _, err = services(
+        capfd, "up", "postgres:16", "--backend", "docker", "--state-file",
+        str(tmp_path / "s.json"), **docker,
+    )  # fmt: skip
+    assert code == 3  # 'docker wait' failed: 'docker inspect' tells
+    assert "never became ready: its container exited with code 2" in err
 
 
 def test_docker_port_output_that_names_no_port_is_an_error(
