@@ -88,6 +88,7 @@ REPORT_FILES = (
     history_run.SUGGESTED,
 )
 REPLAY_LIMIT = 1000
+SERVICES_FAILED = "the services failed, so no test ran (see the problem)"
 
 
 @dataclass(frozen=True)
@@ -123,10 +124,64 @@ class History:
 
 
 def run(settings: Settings, *, environ: Mapping[str, str]) -> Outcome:
-    """Run the suite with its services (``--service``, or an earlier ``services up``)."""
+    """Run the suite with its services (``--service``, or an earlier ``services up``).
+
+    Services that fail (one never ready, a ``service-setup`` command that fails) are the
+    run's problem: its reports say why (``run.problems``, the summary), and exit 3.
+    """
     notes: list[str] = []
-    with project_services(settings, environ=environ, notes=notes) as served:
+    with contextlib.ExitStack() as stack:
+        try:
+            served = stack.enter_context(project_services(settings, environ=environ, notes=notes))
+        except InfraError as error:
+            return services_failed(settings, environ=environ, problem=f"services: {error.message}")
         return _run(settings, environ=served, notes=tuple(notes))
+
+
+def services_failed(settings: Settings, *, environ: Mapping[str, str], problem: str) -> Outcome:
+    """The reports of a run whose services failed before any test ran: exit 3.
+
+    Every gate is failed as not evaluated, and the history is not extended: this was no
+    run of the suite.
+    """
+    owned_dir.claim(settings.reports_dir, fresh=REPORT_FILES)
+    info = RunInfo(
+        started=datetime.now(UTC).isoformat(timespec="seconds"),
+        duration_s=0.0,
+        suite_duration_s=0.0,
+        commit=commit_of(settings.project, environ),
+        python=None,
+        platform=None,
+        variant=None,
+        shard=settings.shard,
+        root=str(settings.project),
+        problems=(problem,),
+    )
+    verdicts = gates.evaluate(
+        settings=settings, tests=(), coverage=None, suite_duration_s=0.0, diff=None,
+        diff_skipped=SERVICES_FAILED,
+    )  # fmt: skip
+    result = RunResult(
+        run=info,
+        tests=(),
+        coverage=None,
+        gates=tuple(
+            replace(gate, actual=None, passed=False, message=f"not evaluated: {SERVICES_FAILED}")
+            for gate in verdicts
+        ),
+    )
+    markdown = render.markdown(result)
+    write_reports(result, settings.reports_dir, markdown=markdown)
+    emit(render.terminal(result, reports_dir=shown(settings.reports_dir)))
+    if github.on_github(environ):
+        emit(
+            github.report(
+                result, markdown=markdown, reports_dir=shown(settings.reports_dir),
+                environ=environ, annotations=settings.annotations,
+            ),
+            commands=True,
+        )  # fmt: skip
+    return Outcome(result, InfraError.exit_code)
 
 
 @contextlib.contextmanager

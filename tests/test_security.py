@@ -16,6 +16,7 @@ one real run of a hostile project is shared by the cases that need pytest.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -46,7 +47,7 @@ from runner.errors import ConfigError, InfraError
 from runner.execute import RELAY_DRAIN_S, RELAYED_LINE_LIMIT, _Relay, run_pytest
 from runner.owned_dir import MARKER, claim, open_text, without_link, write_text
 from runner.record import MESSAGE_LIMIT, TEXT_LIMIT, read_record
-from runner.render import detection_markdown, detection_terminal, markdown
+from runner.render import detection_markdown, detection_terminal, markdown, terminal
 from runner.results import Attempt, RunInfo, RunResult, TestResult, encode
 from runner.services.lifecycle import StateFile
 from runner.services.probes import Endpoint, wait_ready
@@ -427,6 +428,25 @@ def test_a_summary_cell_never_holds_a_line_break() -> None:
         assert "\r" not in row
         assert not RAW_CONTROLS.search(row)
         assert not row.startswith(("::", "b", "d", "f"))
+
+
+def test_a_problems_lines_stay_inside_their_code_block() -> None:
+    """A setup command's output, shown as it was: no fence of its own ends the block."""
+    said = ["````", "::error::from the output", "\r::warning::after a CR"]
+    said += [f"line {number}" for number in range(60)]
+    problem = "services: the setup command failed; its output ends:\n" + "\n".join(said)
+    empty = hostile_result([])
+    result = dataclasses.replace(empty, run=dataclasses.replace(empty.run, problems=(problem,)))
+    rendered = markdown(result)
+    block = rendered.split("  `````text\n", 1)[1].split("\n  `````\n", 1)[0].split("\n")
+    assert block[:4] == ["  ````", "  ::error::from the output", "  ", "  ::warning::after a CR"]
+    assert block[-1] == "  [... 15 more lines in results.json]"
+    assert len(block) == 50
+    stream = io.StringIO()
+    output_text = terminal(result, reports_dir="r")
+    output.emit(output_text, stream=stream)
+    assert runner_commands(stream.getvalue()) == []
+    assert "    [... 15 more lines in results.json]" in stream.getvalue()
 
 
 # -- one real run of a hostile project ------------------------------------------------
