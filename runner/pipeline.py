@@ -173,12 +173,13 @@ def services_failed(settings: Settings, *, environ: Mapping[str, str], problem: 
     markdown = render.markdown(result)
     write_reports(result, settings.reports_dir, markdown=markdown)
     emit(render.terminal(result, reports_dir=shown(settings.reports_dir)))
-    if github.on_github(environ):
+    if github.on_github(environ):  # the summary, the outputs, and the error as an annotation
         emit(
             github.report(
                 result, markdown=markdown, reports_dir=shown(settings.reports_dir),
                 environ=environ, annotations=settings.annotations,
-            ),
+            )
+            + f"::error title=testgate::{github.escape_data(problem)}\n",
             commands=True,
         )  # fmt: skip
     return Outcome(result, InfraError.exit_code)

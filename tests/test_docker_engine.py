@@ -345,7 +345,7 @@ def test_a_missing_image_and_a_missing_engine_are_named(seen: dict[str, Any]) ->
     )
     no_engine = seen["failures"]["no_engine"]
     assert no_engine["code"] == 3
-    assert "no Docker engine answers 'docker version' here" in no_engine["err"]
+    assert "no Docker engine answers 'docker version' here" in no_engine["out"]  # its report
 
 
 @pytest.mark.parametrize(("app", "counts"), [("django", (4, 1, 0)), ("sqlalchemy", (8, 1, 0))])

@@ -13,6 +13,7 @@ from runner import execute
 from runner.services import lifecycle
 from runner.services.spec import parse_specs
 from tests.conftest import copy_fixture, fresh_plugin, run_in_process
+from tests.test_security import github_mode, runner_commands, runner_file_command
 
 # Its own base database, so the workers' databases (postgres_gw0, ...) are this test's alone.
 WORKER_QUERY = "SELECT datname FROM pg_database WHERE datname LIKE 'postgres_gw%'"
@@ -67,7 +68,10 @@ def test_a_service_that_fails_is_a_problem_in_the_reports(
     admin = pg8000.native.Connection("postgres", host="127.0.0.1", database="postgres")
     admin.run(f'CREATE DATABASE "{base}"')
     try:
-        ran = run_in_process(copy_fixture("services", tmp_path), "--workers", "2", *args)
+        github = github_mode(tmp_path)  # on GitHub: the summary, outputs and an annotation
+        ran = run_in_process(
+            copy_fixture("services", tmp_path), "--workers", "2", *args, extra_env=github
+        )
         left = admin.run(f"SELECT datname FROM pg_database WHERE datname LIKE '{base}%'")
     finally:
         admin.run(f'DROP DATABASE "{base}"')
@@ -84,6 +88,10 @@ def test_a_service_that_fails_is_a_problem_in_the_reports(
     assert "### Problems\n\n- services: postgres" in summary
     assert "  ```text\n" + "".join(f"  {line}\n" for line in problem[1:]) + "  ```" in summary
     assert f"problem: {problem[0]}" in ran.output
+    ((name, data),) = runner_commands(ran.output)
+    assert (name, data.startswith(problem[0]), "%0A" in data) == ("error", True, True)
+    assert (tmp_path / "step-summary.md").read_text("utf-8").count("### Problems") == 1
+    assert runner_file_command((tmp_path / "step-output.txt").read_text())["passed"] == "false"
     assert left == [[base]]  # nothing of testgate's is left
 
 
