@@ -49,21 +49,21 @@ def parser() -> argparse.ArgumentParser:
         help="run the suite, rerun failures, write reports, evaluate gates",
         description="Run the suite; arguments after -- go to pytest.",
     )
-    _add_settings(run)
+    _add_settings(run, command="run")
     flaky = commands.add_parser(
         "flaky",
         help="repeat the suite or chosen tests until each is proven flaky or stable",
         description="Flaky detection: repeat tests in shuffled order with new seeds until each "
         "flips (flaky) or passes often enough in a row (stable). Arguments after -- go to pytest.",
     )
-    _add_settings(flaky)
+    _add_settings(flaky, command="flaky")
     sonar_command = commands.add_parser(
         "sonar",
         help="upload the reports to SonarQube with pysonar; optionally gate on its verdict",
         description="Upload the reports dir's run to SonarQube Cloud or a Server with pysonar "
         "(token in SONAR_TOKEN), then wait for the quality gate (sonar-wait).",
     )
-    _add_settings(sonar_command)
+    _add_settings(sonar_command, command="sonar")
     sonar_command.add_argument(
         "--dry-run",
         action="store_true",
@@ -74,7 +74,7 @@ def parser() -> argparse.ArgumentParser:
         help="merge the reports of several runs (matrix shards, variants), then evaluate gates",
         description="Merge reports dirs of several runs into one and evaluate the gates on it.",
     )
-    _add_settings(merge)
+    _add_settings(merge, command="merge")
     merge.add_argument(
         "directories",
         nargs="+",
@@ -87,7 +87,7 @@ def parser() -> argparse.ArgumentParser:
         description="Print the history testgate keeps across runs (history.json.gz in the "
         "reports dir): every run, or with ID one test's outcome, attempts and duration per run.",
     )
-    _add_settings(history)
+    _add_settings(history, command="history")
     history.add_argument("test_id", nargs="?", default=None, metavar="ID", help="a node id")
     services = commands.add_parser(
         "services",
@@ -141,9 +141,13 @@ def parser() -> argparse.ArgumentParser:
 CLI_ALIASES = {"groups": ("--group",), "extras": ("--extra",)}
 
 
-def _add_settings(command: argparse.ArgumentParser) -> None:
-    """The options every command shares, named as the action's inputs are."""
-    command.add_argument(
+def _add_settings(parser: argparse.ArgumentParser, *, command: str) -> None:
+    """Every option's flag, named as the action's inputs; ``--help`` lists the command's own.
+
+    The flags of options that do nothing for this command (those whose ``commands`` do
+    not name it) are still taken, as before they were listed apart, but not shown.
+    """
+    parser.add_argument(
         "--project",
         "--working-directory",
         dest="project",
@@ -153,23 +157,26 @@ def _add_settings(command: argparse.ArgumentParser) -> None:
     for option in OPTIONS:
         if option.pyproject_only:
             continue
+        shown = command in option.commands
         if option.name == "services":
-            command.add_argument(
+            parser.add_argument(
                 "--service",
                 "--services",
                 dest=option.attribute,
                 action="append",
                 default=None,
                 metavar="SPEC",
-                help=_escaped(option.help) + " (repeat --service for several)",
+                help=_escaped(option.help) + " (repeat --service for several)"
+                if shown
+                else argparse.SUPPRESS,
             )
             continue
-        command.add_argument(
+        parser.add_argument(
             f"--{option.name}",
             *CLI_ALIASES.get(option.name, ()),
             dest=option.attribute,
             default=None,
-            help=_escaped(option.help),
+            help=_escaped(option.help) if shown else argparse.SUPPRESS,
         )
 
 

@@ -38,7 +38,8 @@ import runner
 failed = {}
 names = [module.name for module in pkgutil.walk_packages(runner.__path__, "runner.")]
 names.remove("runner.__main__")  # importing it runs the command line (runner.cli is checked)
-names += ["_testgate_plugin", "_testgate_schedule"]  # loaded into pytest from runner/plugin
+# loaded into pytest from runner/plugin
+names += ["_testgate_plugin", "_testgate_schedule", "_testgate_wire"]
 for name in names:
     try:
         importlib.import_module(name)

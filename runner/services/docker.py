@@ -16,9 +16,9 @@ import subprocess
 import time
 import weakref
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
-from runner.errors import InfraError
+from runner.errors import InfraError, TestgateError
+from runner.services.probes import Endpoint
 from runner.services.running import Running
 from runner.services.spec import ServiceSpec
 
@@ -61,20 +61,6 @@ def parse_port(output: str) -> int:
     raise InfraError(f"cannot read a published port from 'docker port': {output.strip()!r}")
 
 
-@dataclass
-class Container:
-    """A container started and not yet known to be ready.
-
-    ``watch`` is a ``docker wait`` of it, which ends when the container does: asking it
-    costs no process start, so the probes' retries are never slowed by asking whether
-    the container still runs. It is ended when the Container is no longer referenced.
-    """
-
-    running: Running
-    watch: subprocess.Popen[str] | None = None
-    inspected: float = 0.0  # time.monotonic() of the last 'docker inspect'
-
-
 class DockerBackend:
     """Services as containers of the local Docker engine."""
 
@@ -83,6 +69,20 @@ class DockerBackend:
     def __init__(self, environ: Mapping[str, str], *, run_id: str) -> None:
         self.environ = environ
         self.run_id = run_id
+        self.inspected: dict[str, float] = {}  # container -> monotonic time of its last inspect
+        # container -> its 'docker wait', which ends when the container does: asking it
+        # costs no process start, so the probes' retries are never slowed by asking
+        # whether the container still runs. Ended once it is ready or removed.
+        self.watches: dict[str, subprocess.Popen[str]] = {}
+        weakref.finalize(self, _end_all, self.watches)
+
+    def unavailable(self, specs: Sequence[ServiceSpec]) -> TestgateError | None:
+        if engine_answers(self.environ):
+            return None
+        return InfraError(
+            "no Docker engine answers 'docker version' here; start Docker, or use "
+            "--backend local to run the services from this machine's own binaries."
+        )
 
     def _call(self, args: Sequence[str]) -> subprocess.CompletedProcess[str]:
         """Run ``docker ARGS``; a missing CLI is exit 127, as a shell would say."""
@@ -97,7 +97,7 @@ class DockerBackend:
     def _docker(self, args: Sequence[str]) -> str:
         return _checked(args, self._call(args))
 
-    def start(self, spec: ServiceSpec) -> Container:
+    def start(self, spec: ServiceSpec) -> Running:
         args = run_command(spec, run_id=self.run_id)[1:]
         completed = self._call(args)
         if completed.returncode != 0 and _NOT_HERE in completed.stderr:
@@ -131,51 +131,43 @@ class DockerBackend:
             port = parse_port(self._docker(["port", container, f"{spec.container_port}/tcp"]))
         except InfraError as error:
             # A container that already exited publishes no port: say why it exited.
-            died = self._inspect(Container(running=running))
+            died = self.died(running)
             message = error.message
             if died is not None:
                 message = (
                     f"{spec.name} ({running.description}) never became ready: {died}\n"
                     f"  its last log lines:\n{self.logs(running)}"
                 )
-            self.stop(running)
+            self._remove(container)
             raise InfraError(message) from None
         data = running.to_json()
         data["port"] = port
-        started = Container(running=Running.from_json(data), watch=self._wait(container))
-        weakref.finalize(started, _end, started.watch)
-        return started
-
-    def _wait(self, container: str) -> subprocess.Popen[str]:
-        """``docker wait CONTAINER`` in the background: it prints the exit code, at the exit."""
-        return subprocess.Popen(
+        self.inspected[container] = 0.0
+        self.watches[container] = subprocess.Popen(
             ["docker", "wait", container], env=dict(self.environ), stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
         )  # fmt: skip
+        return Running.from_json(data)
 
-    def died(self, started: Container) -> str | None:
-        watch = started.watch
+    def endpoint(self, running: Running) -> Endpoint:
+        return running.endpoint()
+
+    def died(self, running: Running) -> str | None:
+        container = str(running.container)
+        watch = self.watches.get(container)
         if watch is not None:
             if watch.poll() is None:
                 return None
             said = watch.stdout.read().strip() if watch.stdout is not None else ""
+            _end(self.watches.pop(container))
             if watch.returncode == 0 and said.isdigit():
                 return f"its container exited with code {said}"
-            started.watch = None  # 'docker wait' failed: ask the engine from now on
-        return self._inspect(started)
-
-    def _inspect(self, started: Container) -> str | None:
-        """Why the container stopped, from ``docker inspect`` (at most every INSPECT_EVERY_S)."""
-        if time.monotonic() - started.inspected < INSPECT_EVERY_S:
+        # No 'docker wait' (it failed, or the container published no port): ask the engine.
+        if time.monotonic() - self.inspected.get(container, 0.0) < INSPECT_EVERY_S:
             return None
-        started.inspected = time.monotonic()
+        self.inspected[container] = time.monotonic()
         state = self._docker(
-            [
-                "inspect",
-                "--format",
-                "{{.State.Status}} {{.State.ExitCode}}",
-                str(started.running.container),
-            ]
+            ["inspect", "--format", "{{.State.Status}} {{.State.ExitCode}}", container]
         ).split()
         if state and state[0] in ("exited", "dead"):
             return f"its container exited with code {state[-1]}"
@@ -186,26 +178,37 @@ class DockerBackend:
         text = (completed.stdout + completed.stderr).rstrip()
         return "\n".join("    " + line for line in text.splitlines()[-LOG_LINES:]) or "    (empty)"
 
-    def stop(self, running: Running) -> None:
-        self._call(["rm", "--force", "--volumes", str(running.container)])
+    def ready(self, running: Running) -> Running:
+        watch = self.watches.pop(str(running.container), None)
+        if watch is not None:
+            _end(watch)
+        return running
 
-    def stop_run(self, run_id: str) -> None:
-        """Remove every container that carries the run's label (idempotent)."""
+    def stop(self, services: Sequence[Running], *, run_id: str) -> list[str]:
+        """Remove every container that carries the run's label, never one by a recorded
+        name (a state file may be forged): those of ``services`` are among them."""
         listed = self._call(["ps", "--all", "--quiet", "--filter", f"label={LABEL}={run_id}"])
         for container in listed.stdout.split():
-            self.stop(Running(name="", kind="", backend=self.name, host="", port=0,
-                              container=container))  # fmt: skip
+            self._remove(container)
+        _end_all(self.watches)
+        return []
+
+    def _remove(self, container: str) -> None:
+        self._call(["rm", "--force", "--volumes", container])
 
 
-def _end(watch: subprocess.Popen[str] | None) -> None:
+def _end(watch: subprocess.Popen[str]) -> None:
     """Stop a ``docker wait`` that is no longer asked (the container itself runs on)."""
-    if watch is None:
-        return
     if watch.poll() is None:
         watch.kill()
         watch.wait()
     if watch.stdout is not None:
         watch.stdout.close()
+
+
+def _end_all(watches: dict[str, subprocess.Popen[str]]) -> None:
+    while watches:
+        _end(watches.popitem()[1])
 
 
 def _checked(args: Sequence[str], completed: subprocess.CompletedProcess[str]) -> str:
