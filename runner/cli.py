@@ -14,9 +14,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from runner import __version__, github, history_run, interrupts, pipeline
-from runner.detection import detect
+from runner import __version__, history_run, interrupts
+from runner import run as run_command
 from runner.errors import InfraError, TestgateError
+from runner.flaky import detect
+from runner.github.commands import escape_data, on_github
+from runner.github.step_files import write_env, write_outputs
 from runner.merge import merge
 from runner.output import emit
 from runner.services import lifecycle
@@ -219,7 +222,7 @@ def _command(
             return _services(namespace, environ=env, inputs=action_inputs(given))
         settings = _settings(namespace, environ=given, pytest_args=pytest_args)
         if namespace.command == "flaky":
-            with pipeline.project_services(settings, environ=env) as served:
+            with run_command.project_services(settings, environ=env) as served:
                 return detect(
                     settings,
                     environ=served,
@@ -245,14 +248,14 @@ def _command(
                 expect_shards=settings.expect_shards,
                 expect_variants=settings.expect_variants,
             ).exit_code
-        return pipeline.run(settings, environ=env).exit_code
+        return run_command.run(settings, environ=env).exit_code
     except TestgateError as error:
         sys.stdout.flush()
         emit(f"testgate: error: {error.message}\n", stream=sys.stderr)
-        if github.on_github(env):  # a workflow's next steps can see that nothing passed
-            emit(f"::error title=testgate::{github.escape_data(error.message)}\n", commands=True)
+        if on_github(env):  # a workflow's next steps can see that nothing passed
+            emit(f"::error title=testgate::{escape_data(error.message)}\n", commands=True)
             if env.get("GITHUB_OUTPUT"):
-                github.write_outputs(Path(env["GITHUB_OUTPUT"]), {"passed": "false"})
+                write_outputs(Path(env["GITHUB_OUTPUT"]), {"passed": "false"})
         return error.exit_code
     except interrupts.Interrupted as stop:
         sys.stdout.flush()
@@ -297,7 +300,7 @@ def _services(
         if namespace.env_file is not None:
             lifecycle.write_env_file(Path(namespace.env_file), found)
         if github_env:
-            github.write_env(Path(github_env), found)
+            write_env(Path(github_env), found)
             emit("testgate: exported to later steps: " + ", ".join(found) + "\n")
         elif namespace.env_file is None:
             lifecycle.print_exports(found, out=sys.stdout)

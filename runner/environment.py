@@ -36,7 +36,7 @@ from runner import coverage_data
 from runner.child_env import child_environment
 from runner.errors import ConfigError, InfraError
 from runner.execute import PLUGIN_NAME, find_uv, timeouts_wanted
-from runner.github import on_github
+from runner.github.commands import on_github
 from runner.output import emit
 from runner.plugin import _testgate_wire as wire
 from runner.settings import Settings

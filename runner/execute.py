@@ -23,7 +23,7 @@ from typing import IO
 from runner import child_env, interrupts, process_group
 from runner.child_env import child_environment
 from runner.errors import InfraError
-from runner.github import on_github, stop_commands
+from runner.github.commands import on_github, stop_commands
 from runner.output import emit
 from runner.plugin import _testgate_wire as wire
 from runner.settings import Settings

@@ -21,11 +21,12 @@ import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runner.errors import ConfigError
-from runner.services.running import check_template
-from runner.services.spec import BACKENDS, ServiceSpec, parse_specs
+
+if TYPE_CHECKING:
+    from runner.services.spec import ServiceSpec
 
 ENV_PREFIX = "TESTGATE_"
 INPUTS_ENV = "TESTGATE_INPUTS"
@@ -162,7 +163,11 @@ def _shard(text: str) -> str | None:
     return f"{int(index)}/{int(count)}"
 
 
+# runner.services is imported where a service option is parsed: the commands that use
+# none (merge, gate, sonar) do not load it.
 def _services(text: str) -> tuple[ServiceSpec, ...]:
+    from runner.services.spec import parse_specs  # noqa: PLC0415 (lazy, see above)
+
     try:
         return parse_specs([text])
     except ConfigError as error:
@@ -182,6 +187,8 @@ def _service_env(text: str) -> dict[str, dict[str, str]]:
                 f"has {line.strip()!r}, not SERVICE.VARIABLE=TEMPLATE such as "
                 "postgres.POSTGRES_SERVER={host}"
             )
+        from runner.services.running import check_template  # noqa: PLC0415 (lazy, see above)
+
         problem = check_template(template)
         if problem is not None:
             raise ValueError(f"has {line.strip()!r}: {problem}")
@@ -205,6 +212,8 @@ def _service_setup(text: str) -> dict[str, str]:
 
 
 def _backend(text: str) -> str:
+    from runner.services.spec import BACKENDS  # noqa: PLC0415 (lazy, see above)
+
     value = text.strip().lower()
     if value not in BACKENDS:
         raise ValueError("must be one of " + ", ".join(BACKENDS))

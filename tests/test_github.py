@@ -6,24 +6,25 @@ import json
 import os
 import re
 import subprocess
-from dataclasses import replace
 from pathlib import Path
 
+import msgspec
 import pytest
 
-from runner.github import (
+from runner.github.client import connect
+from runner.github.commands import (
     PER_STEP,
     SUMMARY_LIMIT,
     Annotation,
     annotations_of,
     escape_data,
     escape_property,
-    report,
     repository_prefix,
     shown_and_left,
     summary,
 )
-from runner.merge import read_results
+from runner.github.step import report
+from runner.results import read_results
 from tests.conftest import FIXTURES, Ran, copy_fixture, marker_line, run_in_process
 
 ROOT = Path(__file__).parent.parent
@@ -57,8 +58,8 @@ def test_a_project_in_a_subdirectory_is_annotated_from_the_repository_root(
     inside = f"{project.parent.name}/{project.name}"
     summary_file = tmp_path / "summary.md"
     environ = {"GITHUB_WORKSPACE": str(workspace), "GITHUB_STEP_SUMMARY": str(summary_file)}
-    many = replace(result, tests=result.tests * 2)  # more errors than GitHub shows
-    commands = report(many, markdown="", reports_dir="r", environ=environ)
+    many = msgspec.structs.replace(result, tests=result.tests * 2)  # more errors than GitHub shows
+    commands = report(many, markdown="", reports_dir="r", environ=environ, api=connect(environ))
     files = re.findall(r"file=([^,:]+)", commands)
     assert len(files) == 10
     assert all(file.startswith(f"{inside}/tests/") for file in files)
@@ -151,7 +152,7 @@ def test_an_annotation_without_a_line_names_only_the_file(level: str) -> None:
 
 def test_without_summary_or_output_files_only_annotations_are_given(outcomes_run: Ran) -> None:
     result = read_results(outcomes_run.reports / "results.json")
-    commands = report(result, markdown="## summary\n", reports_dir="r", environ={})
+    commands = report(result, markdown="## summary\n", reports_dir="r", environ={}, api=None)
     assert commands.count("::error ") == 7
 
 

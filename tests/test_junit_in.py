@@ -9,7 +9,7 @@ import msgspec
 import pytest
 
 from runner.errors import InfraError
-from runner.github import annotations_of
+from runner.github.commands import annotations_of
 from runner.junit import read_junit, write_junit
 from runner.results import RunInfo, RunResult
 from tests.conftest import Ran, copy_fixture, run_in_process

@@ -58,6 +58,6 @@ def test_every_module_imports_without_pwd_fcntl_or_killpg() -> None:
     assert completed.returncode == 0, completed.stderr
     found = json.loads(completed.stdout.splitlines()[-1])
     assert found["failed"] == {}
-    for module in ("runner.cli", "runner.services.local", "runner.execute", "runner.pipeline"):
+    for module in ("runner.cli", "runner.services.local", "runner.execute", "runner.run"):
         assert module in found["imported"]
     assert "_testgate_plugin" in found["imported"]

@@ -16,7 +16,6 @@ one real run of a hostile project is shared by the cases that need pytest.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import io
 import json
@@ -32,19 +31,23 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import msgspec
 import pytest
 from pytest_httpserver import HTTPServer
 from ruamel.yaml import YAML
 from werkzeug import Request, Response
 
-from runner import github, output
+from runner import output
 from runner.child_env import FILE_COMMANDS, SECRET_NAMES, child_environment
 from runner.cli import main
 from runner.coverage_data import combine_and_report
-from runner.detection import Detection, TestVerdict, write_detection
 from runner.environment import probe
 from runner.errors import ConfigError, InfraError
 from runner.execute import RELAY_DRAIN_S, RELAYED_LINE_LIMIT, _Relay, run_pytest
+from runner.flaky import write_detection
+from runner.github import client
+from runner.github.step import previous_attempt, report
+from runner.github.step_files import write_env, write_outputs
 from runner.owned_dir import MARKER, claim, open_text, without_link, write_text
 from runner.record import MESSAGE_LIMIT, TEXT_LIMIT, read_record
 from runner.render import detection_markdown, detection_terminal, markdown, terminal
@@ -55,6 +58,7 @@ from runner.services.running import Running
 from runner.settings import load_settings
 from runner.sharding import read_durations
 from runner.sonar import run_pysonar, scanner_environment
+from runner.stability import Detection, TestVerdict
 from tests.conftest import Ran, copy_fixture, environment, run_in_process
 
 ROOT = Path(__file__).parent.parent
@@ -436,7 +440,9 @@ def test_a_problems_lines_stay_inside_their_code_block() -> None:
     said += [f"line {number}" for number in range(60)]
     problem = "services: the setup command failed; its output ends:\n" + "\n".join(said)
     empty = hostile_result([])
-    result = dataclasses.replace(empty, run=dataclasses.replace(empty.run, problems=(problem,)))
+    result = msgspec.structs.replace(
+        empty, run=msgspec.structs.replace(empty.run, problems=(problem,))
+    )
     rendered = markdown(result)
     block = rendered.split("  `````text\n", 1)[1].split("\n  `````\n", 1)[0].split("\n")
     assert block[:4] == ["  ````", "  ::error::from the output", "  ", "  ::warning::after a CR"]
@@ -455,6 +461,7 @@ def test_a_problems_lines_stay_inside_their_code_block() -> None:
 HOSTILE_TESTS = """\
 import os
 
+import msgspec
 import pytest
 
 FILE_COMMANDS = {file_commands!r}
@@ -690,7 +697,7 @@ def test_step_outputs_carry_any_value_and_only_their_own_names(
 ) -> None:
     output = tmp_path / "github_output"
     values = {f"out{number}": text for number, text in enumerate(FILE_COMMAND_HOSTILE)}
-    github.write_outputs(output, {"passed": "true", **values, "reports-dir": "r\nx=1"})
+    write_outputs(output, {"passed": "true", **values, "reports-dir": "r\nx=1"})
     read = runner_file_command(output.read_bytes().decode(), windows=windows)
     assert read == {"passed": "true", **values, "reports-dir": "r\nx=1"}
 
@@ -702,7 +709,7 @@ def test_a_delimiter_found_in_the_value_is_drawn_again(
     monkeypatch.setattr("secrets.token_hex", lambda _: next(drawn))
     output = tmp_path / "github_output"
     value = f"x\nghadelimiter_{'0' * 32}\nLD_PRELOAD=/tmp/evil.so"
-    github.write_env(output, {"A": value})
+    write_env(output, {"A": value})
     assert f"A<<ghadelimiter_{'1' * 32}\n" in output.read_bytes().decode()
     assert runner_file_command(output.read_bytes().decode()) == {"A": value}
 
@@ -713,7 +720,7 @@ def test_a_name_the_runner_would_misread_is_refused_and_nothing_written(
 ) -> None:
     output = tmp_path / "github_env"
     with pytest.raises(ConfigError, match="cannot be written to github_env as a name"):
-        github.write_env(output, {"FIRST": "1", name: "x"})
+        write_env(output, {"FIRST": "1", name: "x"})
     assert not output.exists()
 
 
@@ -1212,10 +1219,9 @@ def test_a_bad_earlier_artifact_is_one_warning_and_changes_nothing(
     httpserver: HTTPServer, archive: bytes, listing: Any, words: str
 ) -> None:
     serve(httpserver, archive, listing)
-    tests, notices = github.earlier_attempt_flakes(
-        (PASSED,), artifact_env(httpserver), limit=200_000
-    )
-    assert tests == (PASSED,)
+    environ = artifact_env(httpserver)
+    previous, notices = previous_attempt(environ, api=client.connect(environ), limit=200_000)
+    assert previous is None
     assert len(notices) == 1
     assert notices[0].startswith("could not read artifact a-attempt-1 of attempt 1")
     assert words in notices[0]
@@ -1228,7 +1234,8 @@ def test_an_artifact_declared_too_large_is_not_downloaded(httpserver: HTTPServer
     httpserver.expect_request(f"/repos/{REPO}/actions/artifacts/9/zip").respond_with_response(
         Response(b"x" * 2000, headers={"Content-Length": "2000"})
     )
-    _, notices = github.earlier_attempt_flakes((), artifact_env(httpserver), limit=1000)
+    environ = artifact_env(httpserver)
+    _, notices = previous_attempt(environ, api=client.connect(environ), limit=1000)
     assert "the artifact is 2000 bytes, over 1000" in notices[0]
 
 
@@ -1240,7 +1247,8 @@ def test_a_download_is_bounded_while_it_streams(httpserver: HTTPServer) -> None:
     httpserver.expect_request(f"/repos/{REPO}/actions/artifacts/9/zip").respond_with_response(
         Response(chunks, direct_passthrough=True)
     )
-    _, notices = github.earlier_attempt_flakes((), artifact_env(httpserver), limit=250_000)
+    environ = artifact_env(httpserver)
+    _, notices = previous_attempt(environ, api=client.connect(environ), limit=250_000)
     assert "the artifact's download passed 250000 bytes; not read" in notices[0]
 
 
@@ -1261,7 +1269,11 @@ def test_a_redirect_to_another_host_carries_no_token(httpserver: HTTPServer) -> 
         httpserver.expect_request(f"/repos/{REPO}/actions/artifacts/9/zip").respond_with_response(
             Response(status=302, headers={"Location": storage.url_for("/blob.zip")})
         )
-        assert github.earlier_attempt_flakes((), artifact_env(httpserver)) == ((), [])
+        environ = artifact_env(httpserver)
+        previous, notices = previous_attempt(environ, api=client.connect(environ))
+        assert notices == []
+        assert previous is not None
+        assert previous.failed == frozenset()  # read, through the redirect
         assert seen == [None]
     finally:
         storage.stop()
@@ -1280,7 +1292,9 @@ def check_run(httpserver: HTTPServer, tmp_path: Path) -> str:
         "GITHUB_RUN_ATTEMPT": "1",
         "GITHUB_EVENT_PATH": str(tmp_path / "none.json"),
     }
-    return github.report(failing_result(), markdown="", reports_dir="r", environ=environ)
+    return report(
+        failing_result(), markdown="", reports_dir="r", environ=environ, api=client.connect(environ)
+    )
 
 
 def test_the_permissions_hint_is_given_only_on_a_403(
@@ -1306,12 +1320,12 @@ def test_a_server_error_is_retried(httpserver: HTTPServer, tmp_path: Path, statu
 def test_retries_are_bounded_and_back_off() -> None:
     from urllib3.exceptions import MaxRetryError  # noqa: PLC0415 (only this test needs it)
 
-    retry = github._retry()
+    retry = client._retry()
     waits = []
-    for _ in range(github.API_RETRIES):
+    for _ in range(client.API_RETRIES):
         retry = retry.increment(method="POST", url="/x")
         waits.append(retry.get_backoff_time())
-    assert waits == [0, 2 * github.API_BACKOFF_S, 4 * github.API_BACKOFF_S]
+    assert waits == [0, 2 * client.API_BACKOFF_S, 4 * client.API_BACKOFF_S]
     with pytest.raises(MaxRetryError):
         retry.increment(method="POST", url="/x")
 
@@ -1339,7 +1353,9 @@ def test_an_unreachable_api_says_what_happened(tmp_path: Path) -> None:
         "TESTGATE_GITHUB_TOKEN": "ghs_t",
         "GITHUB_EVENT_PATH": str(tmp_path / "none.json"),
     }
-    printed = github.report(failing_result(), markdown="", reports_dir="r", environ=environ)
+    printed = report(
+        failing_result(), markdown="", reports_dir="r", environ=environ, api=client.connect(environ)
+    )
     assert "could not create a check run (ConnectionError" in printed
     assert "permissions" not in printed
     assert runner_commands(printed)[0][0] == "warning"
