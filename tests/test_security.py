@@ -461,7 +461,6 @@ def test_a_problems_lines_stay_inside_their_code_block() -> None:
 HOSTILE_TESTS = """\
 import os
 
-import msgspec
 import pytest
 
 FILE_COMMANDS = {file_commands!r}

@@ -743,6 +743,31 @@ def test_a_container_that_exits_fails_with_its_last_log_lines(
     assert "never became ready: its container exited with code 2" in err
 
 
+def test_without_docker_wait_the_engine_is_asked_at_most_every_half_second(
+    capfd: pytest.CaptureFixture[str], tmp_path: Path, docker: dict[str, str]
+) -> None:
+    """An engine whose 'docker wait' fails: 'docker inspect' tells whether it still runs."""
+    port = _free_port()
+    docker.update(DOCKER_PORT=str(port), DOCKER_WAIT_FAILS="unknown command")
+    listener = socket.socket()
+
+    def listen_later() -> None:  # the service answers after a while
+        time.sleep(0.6)
+        listener.bind(("127.0.0.1", port))
+        listener.listen()
+
+    threading.Thread(target=listen_later, daemon=True).start()
+    state = str(tmp_path / "s.json")
+    began = time.monotonic()
+    code, _, err = services(capfd, "up", "web=nginx port=80", "--state-file", state, **docker)
+    took = time.monotonic() - began
+    listener.close()
+    assert code == 0, err
+    inspected = Path(docker["DOCKER_CALLS"]).read_text("utf-8").count("\ninspect ")
+    assert 1 <= inspected <= 1 + took / 0.5  # not at every probe, every few milliseconds
+    assert services(capfd, "down", "--state-file", state, **docker)[0] == 0
+
+
 def test_docker_port_output_that_names_no_port_is_an_error(
     capfd: pytest.CaptureFixture[str], tmp_path: Path, docker: dict[str, str]
 ) -> None:

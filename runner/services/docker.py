@@ -158,8 +158,7 @@ class DockerBackend:
         if watch is not None:
             if watch.poll() is None:
                 return None
-            said = watch.stdout.read().strip() if watch.stdout is not None else ""
-            _end(self.watches.pop(container))
+            said = _end(self.watches.pop(container)).strip()
             if watch.returncode == 0 and said.isdigit():
                 return f"its container exited with code {said}"
         # No 'docker wait' (it failed, or the container published no port): ask the engine.
@@ -197,13 +196,12 @@ class DockerBackend:
         self._call(["rm", "--force", "--volumes", container])
 
 
-def _end(watch: subprocess.Popen[str]) -> None:
-    """Stop a ``docker wait`` that is no longer asked (the container itself runs on)."""
+def _end(watch: subprocess.Popen[str]) -> str:
+    """End a ``docker wait`` (stopped, if it still waits: the container runs on); what it said."""
     if watch.poll() is None:
         watch.kill()
-        watch.wait()
-    if watch.stdout is not None:
-        watch.stdout.close()
+    said, _ = watch.communicate()
+    return said or ""
 
 
 def _end_all(watches: dict[str, subprocess.Popen[str]]) -> None:
