@@ -26,8 +26,9 @@ from runner.cli import main
 # compiles pytest, coverage and testgate from source again: 0.40 s against 0.15 s each.
 os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 
+ROOT = Path(__file__).parent.parent  # the repository's root
 FIXTURES = Path(__file__).parent / "fixtures"
-SCHEMA = Path(__file__).parent.parent / "runner" / "schema" / "results.schema.json"
+SCHEMA = ROOT / "runner" / "schema" / "results.schema.json"
 
 
 @functools.cache
@@ -127,6 +128,14 @@ def _child_pytest_without_our_tools() -> Iterator[None]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("PYTEST_ADDOPTS", f"{os.environ.get('PYTEST_ADDOPTS', '')} {extra}".strip())
         yield
+
+
+def gone(pid: int) -> bool:
+    """Whether a process has ended (a zombie no one reaped yet has ended too)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text("utf-8").rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
 
 
 def environment(**extra: str) -> dict[str, str]:

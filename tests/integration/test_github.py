@@ -24,9 +24,8 @@ from runner.github import (
     summary,
 )
 from runner.merge import read_results
-from tests.conftest import FIXTURES, Ran, copy_fixture, marker_line, run_in_process
+from tests.conftest import FIXTURES, ROOT, Ran, copy_fixture, marker_line, run_in_process
 
-ROOT = Path(__file__).parent.parent
 FIXTURES_BAD = FIXTURES / "workflows" / "injected.yml"
 
 

@@ -53,9 +53,8 @@ from runner.services.running import Running
 from runner.settings import load_settings
 from runner.sharding import read_durations
 from runner.sonar import run_pysonar, scanner_environment
-from tests.conftest import Ran, copy_fixture, environment, run_in_process
+from tests.conftest import ROOT, Ran, copy_fixture, environment, run_in_process
 
-ROOT = Path(__file__).parent.parent
 REGISTERED = {
     "error",
     "warning",
