@@ -180,8 +180,9 @@ def shared_environment(
     project: Path, args: Sequence[str], environ: Mapping[str, str]
 ) -> Iterator[None]:
     """Around a run: a project with no package of its own to install gets a ``.venv`` link to
-    the session's environment for its exact dependencies (its pyproject.toml, its uv.lock,
-    the install options), so its run neither builds an environment nor compiles pytest's
+    the session's environment for what it installs (its ``[project]``, dependency groups,
+    ``[tool.uv]``, uv.lock and install options, never how it tests: pytest's, coverage's
+    or the gates' settings), so its run neither builds an environment nor compiles pytest's
     bytecode again: 0.4 s of CPU a run. testgate still syncs it, as a user's run would.
 
     The first run of each environment makes it, holding its lock; later runs only link it.
@@ -192,26 +193,38 @@ def shared_environment(
     if not _SHARED_ENVIRONMENTS or not pyproject.is_file() or os.path.lexists(project / ".venv"):
         yield
         return
-    text = pyproject.read_bytes()
     try:
-        config = tomllib.loads(text.decode("utf-8"))
+        config = tomllib.loads(pyproject.read_text("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError):
         config = {}
-    uv = config.get("tool", {}).get("uv", {})
-    package = uv.get("package", "build-system" in config)
+    tool = config.get("tool", {})
+    uv_table = tool.get("uv", {})
+    package = uv_table.get("package", "build-system" in config)
     in_git = any((folder / ".git").exists() for folder in (project, *project.parents))
-    if "project" not in config or package is not False or "workspace" in uv or in_git:
+    if "project" not in config or package is not False or "workspace" in uv_table or in_git:
         yield
         return
     lock = project / "uv.lock"
     options = [pair for pair in itertools.pairwise([*args, ""]) if pair[0] in SYNC_OPTIONS]
+    testgate = {k: v for k, v in tool.get("testgate", {}).items() if f"--{k}" in SYNC_OPTIONS}
+    python = [arg for arg, _ in options if arg.startswith("--python")] + [
+        key for key in testgate if key.startswith("python")
+    ]
     uv = shutil.which("uv", path=environ.get("PATH"))
-    if uv is None or any(arg.startswith("--python") for arg, _ in options):
+    if uv is None or python or (project / ".python-version").exists():
         yield  # no uv, or another Python: testgate makes (or refuses) another environment
         return
-    variables = sorted(item for item in environ.items() if item[0].startswith(("TESTGATE_", "UV_")))
+    named = {f"TESTGATE_{option[2:].upper()}".replace("-", "_") for option in SYNC_OPTIONS}
+    named.add("TESTGATE_INPUTS")  # the action's inputs, as JSON
+    variables = sorted(item for item in environ.items() if item[0] in named or "UV_" in item[0])
+    installs = {  # what the environment holds follows from these alone, not pytest's settings
+        "tables": {name: config.get(name) for name in ("project", "dependency-groups")},
+        "uv": uv_table,
+        "testgate": testgate,
+        "lock": lock.read_text("utf-8") if lock.is_file() else None,
+    }
     key = hashlib.sha256(
-        repr((text, lock.read_bytes() if lock.is_file() else b"", options, variables)).encode()
+        json.dumps([installs, options, variables], sort_keys=True, default=str).encode()
     ).hexdigest()[:16]
     target = _SHARED_ENVIRONMENTS[0] / key
     (project / ".venv").symlink_to(target, target_is_directory=True)
