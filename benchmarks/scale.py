@@ -267,7 +267,8 @@ def merging(root: Path) -> None:
 INGEST = """
 import os, sys
 from pathlib import Path
-from runner import github, render
+from runner import render
+from runner.github.step import report
 from runner.junit import read_junit
 from runner.results import RunInfo, RunResult, encode
 tests = read_junit(Path(sys.argv[1]), project=Path(sys.argv[2]))
@@ -280,7 +281,7 @@ with (out / "results.json").open("wb") as stream:
 markdown = render.markdown(result)
 (out / "summary.md").write_text(markdown)
 (out / "annotations.txt").write_text(
-    github.report(result, markdown=markdown, reports_dir=str(out), environ=os.environ)
+    report(result, markdown=markdown, reports_dir=str(out), environ=os.environ, api=None)
 )
 """
 JUNITPARSER = """

@@ -77,17 +77,15 @@ def measure(kind: str, root: Path) -> tuple[float, float, float]:
     (spec,) = parse_specs([kind])
     backend = LocalBackend({"PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin"}, root=root)
     started = time.monotonic()
-    process = backend.start(spec)
-    running = process.running
+    running = backend.start(spec)
     stop = threading.Event()
     log = Path(str(running.log))
     tcp = first_moment(lambda: tcp_open(running.port), started, stop)
     own = first_moment(
         lambda: READY_LINES[kind] in log.read_text("utf-8", "replace"), started, stop
     )
-    endpoint = running.endpoint()
-    endpoint = type(endpoint)(**{**endpoint.__dict__, "database": ""})
-    wait_ready(endpoint, deadline=time.monotonic() + 60, died=lambda: backend.died(process))
+    endpoint = backend.endpoint(running)
+    wait_ready(endpoint, deadline=time.monotonic() + 60, died=lambda: backend.died(running))
     probe = time.monotonic() - started
     if kind in ("postgres", "mariadb"):
         ensure(running)
@@ -104,8 +102,7 @@ def measure_docker(kind: str, root: Path) -> tuple[float, float, float]:
     (spec,) = parse_specs([kind])
     backend = DockerBackend(os.environ, run_id=f"benchmark-{root.name}")
     started = time.monotonic()
-    container = backend.start(spec)
-    running = container.running
+    running = backend.start(spec)
     stop = threading.Event()
     tcp = first_moment(lambda: tcp_open(running.port), started, stop)
     own: list[float] = []
@@ -122,7 +119,7 @@ def measure_docker(kind: str, root: Path) -> tuple[float, float, float]:
 
     threading.Thread(target=read, daemon=True).start()
     wait_ready(running.endpoint(), deadline=time.monotonic() + 60,
-               died=lambda: backend.died(container))  # fmt: skip
+               died=lambda: backend.died(running))  # fmt: skip
     probe = time.monotonic() - started
     deadline = time.monotonic() + 10
     while not (tcp and own) and time.monotonic() < deadline:
@@ -130,7 +127,7 @@ def measure_docker(kind: str, root: Path) -> tuple[float, float, float]:
     stop.set()
     follow.kill()
     follow.wait()
-    backend.stop(running)
+    backend.stop([running], run_id=backend.run_id)
     return tcp[0], own[0], probe
 
 

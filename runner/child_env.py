@@ -17,10 +17,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-RECORD_ENV = "TESTGATE_RECORD"
-SELECT_ENV = "TESTGATE_SELECT"
-SCHEDULE_ENV = "TESTGATE_SCHEDULE"
-TIMEOUTS_ENV = "TESTGATE_TIMEOUTS"
+from runner.plugin._testgate_wire import (
+    ATTEMPT_VARIABLES,
+    RECORD_ENV,
+    SCHEDULE_ENV,
+    SELECT_ENV,
+    TIMEOUTS_ENV,
+)
+
+__all__ = ["RECORD_ENV", "SCHEDULE_ENV", "SELECT_ENV", "TIMEOUTS_ENV", "child_environment"]
 
 SECRET_NAMES = frozenset(
     {
@@ -45,10 +50,7 @@ LEAKY_NAMES = frozenset(
         "VIRTUAL_ENV",
         "PYTEST_CURRENT_TEST",
         "PYTEST_VERSION",
-        RECORD_ENV,
-        SELECT_ENV,
-        SCHEDULE_ENV,
-        TIMEOUTS_ENV,
+        *ATTEMPT_VARIABLES,
     }
 )
 

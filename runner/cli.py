@@ -14,9 +14,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from runner import __version__, github, history_run, interrupts, pipeline
-from runner.detection import detect
+from runner import __version__, history_run, interrupts
+from runner import run as run_command
 from runner.errors import InfraError, TestgateError
+from runner.flaky import detect
+from runner.github.commands import escape_data, on_github
+from runner.github.step_files import write_outputs
 from runner.merge import merge
 from runner.output import emit
 from runner.services import lifecycle
@@ -49,21 +52,21 @@ def parser() -> argparse.ArgumentParser:
         help="run the suite, rerun failures, write reports, evaluate gates",
         description="Run the suite; arguments after -- go to pytest.",
     )
-    _add_settings(run)
+    _add_settings(run, command="run")
     flaky = commands.add_parser(
         "flaky",
         help="repeat the suite or chosen tests until each is proven flaky or stable",
         description="Flaky detection: repeat tests in shuffled order with new seeds until each "
         "flips (flaky) or passes often enough in a row (stable). Arguments after -- go to pytest.",
     )
-    _add_settings(flaky)
+    _add_settings(flaky, command="flaky")
     sonar_command = commands.add_parser(
         "sonar",
         help="upload the reports to SonarQube with pysonar; optionally gate on its verdict",
         description="Upload the reports dir's run to SonarQube Cloud or a Server with pysonar "
         "(token in SONAR_TOKEN), then wait for the quality gate (sonar-wait).",
     )
-    _add_settings(sonar_command)
+    _add_settings(sonar_command, command="sonar")
     sonar_command.add_argument(
         "--dry-run",
         action="store_true",
@@ -74,7 +77,7 @@ def parser() -> argparse.ArgumentParser:
         help="merge the reports of several runs (matrix shards, variants), then evaluate gates",
         description="Merge reports dirs of several runs into one and evaluate the gates on it.",
     )
-    _add_settings(merge)
+    _add_settings(merge, command="merge")
     merge.add_argument(
         "directories",
         nargs="+",
@@ -87,7 +90,7 @@ def parser() -> argparse.ArgumentParser:
         description="Print the history testgate keeps across runs (history.json.gz in the "
         "reports dir): every run, or with ID one test's outcome, attempts and duration per run.",
     )
-    _add_settings(history)
+    _add_settings(history, command="history")
     history.add_argument("test_id", nargs="?", default=None, metavar="ID", help="a node id")
     services = commands.add_parser(
         "services",
@@ -141,9 +144,13 @@ def parser() -> argparse.ArgumentParser:
 CLI_ALIASES = {"groups": ("--group",), "extras": ("--extra",)}
 
 
-def _add_settings(command: argparse.ArgumentParser) -> None:
-    """The options every command shares, named as the action's inputs are."""
-    command.add_argument(
+def _add_settings(parser: argparse.ArgumentParser, *, command: str) -> None:
+    """Every option's flag, named as the action's inputs; ``--help`` lists the command's own.
+
+    The flags of options that do nothing for this command (those whose ``commands`` do
+    not name it) are still taken, as before they were listed apart, but not shown.
+    """
+    parser.add_argument(
         "--project",
         "--working-directory",
         dest="project",
@@ -153,23 +160,26 @@ def _add_settings(command: argparse.ArgumentParser) -> None:
     for option in OPTIONS:
         if option.pyproject_only:
             continue
+        shown = command in option.commands
         if option.name == "services":
-            command.add_argument(
+            parser.add_argument(
                 "--service",
                 "--services",
                 dest=option.attribute,
                 action="append",
                 default=None,
                 metavar="SPEC",
-                help=_escaped(option.help) + " (repeat --service for several)",
+                help=_escaped(option.help) + " (repeat --service for several)"
+                if shown
+                else argparse.SUPPRESS,
             )
             continue
-        command.add_argument(
+        parser.add_argument(
             f"--{option.name}",
             *CLI_ALIASES.get(option.name, ()),
             dest=option.attribute,
             default=None,
-            help=_escaped(option.help),
+            help=_escaped(option.help) if shown else argparse.SUPPRESS,
         )
 
 
@@ -212,7 +222,7 @@ def _command(
             return _services(namespace, environ=env, inputs=action_inputs(given))
         settings = _settings(namespace, environ=given, pytest_args=pytest_args)
         if namespace.command == "flaky":
-            with pipeline.project_services(settings, environ=env) as served:
+            with run_command.project_services(settings, environ=env) as served:
                 return detect(
                     settings,
                     environ=served,
@@ -238,14 +248,14 @@ def _command(
                 expect_shards=settings.expect_shards,
                 expect_variants=settings.expect_variants,
             ).exit_code
-        return pipeline.run(settings, environ=env).exit_code
+        return run_command.run(settings, environ=env).exit_code
     except TestgateError as error:
         sys.stdout.flush()
         emit(f"testgate: error: {error.message}\n", stream=sys.stderr)
-        if github.on_github(env):  # a workflow's next steps can see that nothing passed
-            emit(f"::error title=testgate::{github.escape_data(error.message)}\n", commands=True)
+        if on_github(env):  # a workflow's next steps can see that nothing passed
+            emit(f"::error title=testgate::{escape_data(error.message)}\n", commands=True)
             if env.get("GITHUB_OUTPUT"):
-                github.write_outputs(Path(env["GITHUB_OUTPUT"]), {"passed": "false"})
+                write_outputs(Path(env["GITHUB_OUTPUT"]), {"passed": "false"})
         return error.exit_code
     except interrupts.Interrupted as stop:
         sys.stdout.flush()

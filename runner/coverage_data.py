@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from runner import owned_dir
 from runner.errors import ConfigError, InfraError
-from runner.results import CoverageSummary
+from runner.results import CoverageSummary, FileCoverage
 
 JSON_LIMIT_BYTES = 512 * 1024 * 1024
 WORST_FILES = 5
@@ -255,9 +255,7 @@ def read_summary(path: Path, *, precision: int) -> CoverageSummary:
         raise InfraError(f"{path} is not a readable coverage.py JSON report ({error}).") from None
 
 
-def worst_files(
-    files: dict[str, Any], count: int = WORST_FILES
-) -> tuple[tuple[str, float, float], ...]:
+def worst_files(files: dict[str, Any], count: int = WORST_FILES) -> tuple[FileCoverage, ...]:
     """The least covered files (line and branch percent), those below 100 % only.
 
     Ordered by the numbers the summary shows: line coverage, then branch coverage.
@@ -269,7 +267,10 @@ def worst_files(
         branch = float(summary.get("percent_branches_covered", 100.0))
         if min(line, branch) < 100:
             scored.append((line, branch, path))
-    return tuple((path, line, branch) for line, branch, path in sorted(scored)[:count])
+    return tuple(
+        FileCoverage(path=path, line_percent=line, branch_percent=branch)
+        for line, branch, path in sorted(scored)[:count]
+    )
 
 
 def below(actual: float, threshold: float, *, precision: int) -> bool:

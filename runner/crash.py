@@ -8,7 +8,8 @@ evaluated instead. Some crashes happen only under xdist; those get their fix.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
+
+import msgspec
 
 from runner.results import GateResult
 
@@ -44,4 +45,7 @@ def crash_problem(internal_errors: Sequence[str], *, parallel: bool) -> str | No
 
 def not_evaluated(gates: Sequence[GateResult]) -> tuple[GateResult, ...]:
     """The gates of a crashed run: none measured anything worth advice."""
-    return tuple(replace(gate, actual=None, passed=False, message=NOT_EVALUATED) for gate in gates)
+    return tuple(
+        msgspec.structs.replace(gate, actual=None, status="fail", message=NOT_EVALUATED)
+        for gate in gates
+    )

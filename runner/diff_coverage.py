@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
+
+from runner.results import DiffCoverage, FileDiff
 
 _HUNK = re.compile(r"^@@ -\S+ \+(\d+)(?:,(\d+))? @@")
 
@@ -43,78 +44,14 @@ def ranges(lines: Iterable[int]) -> list[list[int]]:
     return spans
 
 
-@dataclass(frozen=True)
-class FileDiff:
-    """One changed file's changed statements and branches, and what of them is missing."""
-
-    path: str
-    statements: int
-    covered_statements: int
-    missing_lines: tuple[int, ...]
-    branches: int
-    covered_branches: int
-    missing_branches: tuple[tuple[int, int], ...]
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "path": self.path,
-            "statements": self.statements,
-            "covered_statements": self.covered_statements,
-            "missing_ranges": ranges(self.missing_lines),
-            "branches": self.branches,
-            "covered_branches": self.covered_branches,
-            "missing_branches": [list(branch) for branch in self.missing_branches],
-        }
-
-
-@dataclass(frozen=True)
-class DiffCoverage:
-    """Coverage of a change against its base."""
-
-    base: str
-    merge_base: str
-    files: tuple[FileDiff, ...]
-
-    @property
-    def statements(self) -> int:
-        return sum(file.statements for file in self.files)
-
-    @property
-    def branches(self) -> int:
-        return sum(file.branches for file in self.files)
-
-    @property
-    def percent(self) -> float | None:
-        """Covered changed statements and branches over all of them; None when none changed."""
-        total = self.statements + self.branches
-        if total == 0:
-            return None
-        covered = sum(file.covered_statements + file.covered_branches for file in self.files)
-        return 100.0 * covered / total
-
-    @property
-    def line_percent(self) -> float | None:
-        """Covered changed statements over changed statements (what diff-cover reports)."""
-        if self.statements == 0:
-            return None
-        return 100.0 * sum(file.covered_statements for file in self.files) / self.statements
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "base": self.base,
-            "merge_base": self.merge_base,
-            "percent": self.percent,
-            "line_percent": self.line_percent,
-            "statements": self.statements,
-            "branches": self.branches,
-            "files": [file.to_json() for file in self.files],
-        }
-
-
 def measure(
     changed: Mapping[str, set[int]], measured: Mapping[str, Any], *, base: str, merge_base: str
 ) -> DiffCoverage:
-    """Intersect the changed lines with coverage.py's JSON report (its ``files`` table)."""
+    """Intersect the changed lines with coverage.py's JSON report (its ``files`` table).
+
+    ``percent`` counts covered changed statements and branches over all of them (as
+    coverage.py's total does), ``line_percent`` statements alone (as diff-cover does).
+    """
     files = []
     for path in sorted(changed):
         report = measured.get(path)
@@ -132,10 +69,24 @@ def measure(
                 path=path,
                 statements=len(statements),
                 covered_statements=len(statements - missing),
-                missing_lines=tuple(sorted(missing)),
+                missing_ranges=tuple((first, last) for first, last in ranges(missing)),
                 branches=len(taken) + len(not_taken),
                 covered_branches=len(taken),
                 missing_branches=tuple(sorted((int(a), int(b)) for a, b in not_taken)),
             )
         )
-    return DiffCoverage(base=base, merge_base=merge_base, files=tuple(files))
+    changed_statements = sum(file.statements for file in files)
+    changed_branches = sum(file.branches for file in files)
+    covered = sum(file.covered_statements for file in files)
+    total = changed_statements + changed_branches
+    return DiffCoverage(
+        base=base,
+        merge_base=merge_base,
+        percent=100.0 * (covered + sum(file.covered_branches for file in files)) / total
+        if total
+        else None,
+        line_percent=100.0 * covered / changed_statements if changed_statements else None,
+        statements=changed_statements,
+        branches=changed_branches,
+        files=tuple(files),
+    )

@@ -36,11 +36,12 @@ from runner import coverage_data
 from runner.child_env import child_environment
 from runner.errors import ConfigError, InfraError
 from runner.execute import PLUGIN_NAME, find_uv, timeouts_wanted
-from runner.github import on_github
+from runner.github.commands import on_github
 from runner.output import emit
+from runner.plugin import _testgate_wire as wire
 from runner.settings import Settings
 
-NO_DYNAMIC_CONTEXT_ENV = "TESTGATE_COVERAGE_NO_DYNAMIC_CONTEXT"  # read by the plugin
+NO_DYNAMIC_CONTEXT_ENV = wire.NO_DYNAMIC_CONTEXT_ENV  # read by the plugin
 DEFAULT_GROUPS = ("dev", "test", "tests", "testing")
 SHAPES = ("uv", "workspace", "requirements", "existing")
 

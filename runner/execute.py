@@ -23,8 +23,9 @@ from typing import IO
 from runner import child_env, interrupts, process_group
 from runner.child_env import child_environment
 from runner.errors import InfraError
-from runner.github import on_github, stop_commands
+from runner.github.commands import on_github, stop_commands
 from runner.output import emit
+from runner.plugin import _testgate_wire as wire
 from runner.settings import Settings
 
 PLUGIN_DIR = Path(__file__).parent / "plugin"
@@ -32,7 +33,7 @@ PLUGIN_NAME = "_testgate_plugin"
 RECORD_ENV = child_env.RECORD_ENV
 SELECT_ENV = child_env.SELECT_ENV
 SCHEDULE_ENV = child_env.SCHEDULE_ENV
-WORKER_ENV = "TESTGATE_WORKER_ENV"
+WORKER_ENV = wire.WORKER_ENV
 TIMEOUTS_ENV = child_env.TIMEOUTS_ENV
 RELAY_DRAIN_S = 0.25  # how long output may trail pytest's exit (a process it left running)
 RELAYED_LINE_LIMIT = 16 * 1024  # bytes: a line a test prints longer is cut, saying so

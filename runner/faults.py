@@ -10,15 +10,19 @@ exits 3 (an infrastructure problem, not the suite's).
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+
+import msgspec
 
 from runner import interrupts
 from runner.execute import Completed
-from runner.results import GateResult
+from runner.results import GateName, GateResult
 from runner.settings import Settings
 
 LISTED = 20
-COVERAGE_GATES = frozenset({"line-coverage", "branch-coverage", "diff-coverage"})
+COVERAGE_GATES: frozenset[GateName] = frozenset(
+    {"line-coverage", "branch-coverage", "diff-coverage"}
+)
 
 
 @dataclass(frozen=True)
@@ -69,7 +73,7 @@ def incomplete_coverage(
 def not_judged(verdicts: tuple[GateResult, ...], *, why: str) -> tuple[GateResult, ...]:
     """Coverage gates on partial data: failed, saying that the data, not the suite, is short."""
     return tuple(
-        replace(gate, passed=False, message=f"not judged: {why}")
+        msgspec.structs.replace(gate, status="fail", message=f"not judged: {why}")
         if gate.name in COVERAGE_GATES
         else gate
         for gate in verdicts

@@ -8,8 +8,17 @@ coverage.py's own ``fail_under`` rule, so 100 means exactly 100.
 from __future__ import annotations
 
 from runner.coverage_data import below
-from runner.diff_coverage import DiffCoverage, ranges
-from runner.results import BROKEN, CoverageSummary, GateResult, TestResult, Totals
+from runner.results import (
+    BROKEN,
+    UNJUDGED_PREFIX,
+    CoverageSummary,
+    DiffCoverage,
+    GateName,
+    GateResult,
+    TestResult,
+    Totals,
+    spans_text,
+)
 from runner.settings import Settings
 
 LISTED = 3
@@ -57,7 +66,7 @@ def evaluate(
     return tuple(gates)
 
 
-SUITE_WIDE = frozenset(
+SUITE_WIDE: frozenset[GateName] = frozenset(
     {
         "line-coverage",
         "branch-coverage",
@@ -74,7 +83,11 @@ def _deferred(gate: GateResult, shard: str) -> GateResult:
     if gate.name not in SUITE_WIDE:
         return gate
     return GateResult(
-        gate.name, gate.threshold, gate.actual, True, f"deferred to testgate merge (shard {shard})"
+        name=gate.name,
+        threshold=gate.threshold,
+        actual=gate.actual,
+        status="deferred",
+        message=f"{UNJUDGED_PREFIX['deferred']} (shard {shard})",
     )
 
 
@@ -82,13 +95,21 @@ def failed_tests(tests: tuple[TestResult, ...]) -> GateResult:
     """No test may fail or error (quarantined tests are reported, not counted)."""
     broken = [test for test in tests if test.outcome in BROKEN]
     if not broken:
-        return GateResult("failed-tests", 0, 0, True, "no test failed")
+        return GateResult.judged(
+            name="failed-tests", threshold=0, actual=0, passed=True, message="no test failed"
+        )
     named = ", ".join(_named(test) for test in broken[:LISTED])
     more = f" and {len(broken) - LISTED} more" if len(broken) > LISTED else ""
     errors = sum(test.outcome == "error" for test in broken)
     counts = [f"{len(broken) - errors} failed"] if len(broken) > errors else []
     counts += [f"{errors} error" + ("s" if errors > 1 else "")] if errors else []
-    return GateResult("failed-tests", 0, len(broken), False, f"{', '.join(counts)}: {named}{more}")
+    return GateResult.judged(
+        name="failed-tests",
+        threshold=0,
+        actual=len(broken),
+        passed=False,
+        message=f"{', '.join(counts)}: {named}{more}",
+    )
 
 
 def diff_gate(
@@ -96,43 +117,53 @@ def diff_gate(
 ) -> GateResult:
     """The lines a change touched are covered; passes, saying why, when none count."""
     if diff is None:
-        return GateResult("diff-coverage", threshold, None, True, f"skipped: {skipped}")
+        return GateResult(
+            name="diff-coverage",
+            threshold=threshold,
+            actual=None,
+            status="skipped",
+            message=UNJUDGED_PREFIX["skipped"] + skipped,
+        )
     actual = diff.percent
     if actual is None:
-        return GateResult(
-            "diff-coverage", threshold, None, True, f"no changed Python lines since {diff.base}"
+        return GateResult.judged(
+            name="diff-coverage",
+            threshold=threshold,
+            actual=None,
+            passed=True,
+            message=f"no changed Python lines since {diff.base}",
         )
     failed = below(actual, threshold, precision=precision)
     missing = "; ".join(
-        f"{file.path}: " + ", ".join(_span(span) for span in ranges(file.missing_lines))
+        f"{file.path}: {spans_text(file.missing_ranges)}"
         for file in diff.files
-        if file.missing_lines
+        if file.missing_ranges
     )
     message = (
         f"{actual:.2f} % of {diff.statements} changed statements and {diff.branches} branches "
         f"since {diff.base} covered; minimum {threshold:g} %"
         + (f"; missing {missing}" if missing else "")
     )
-    return GateResult("diff-coverage", threshold, actual, not failed, message)
-
-
-def _span(span: list[int]) -> str:
-    return str(span[0]) if span[0] == span[1] else f"{span[0]}-{span[1]}"
+    return GateResult.judged(
+        name="diff-coverage", threshold=threshold, actual=actual, passed=not failed, message=message
+    )
 
 
 def max_flaky(tests: tuple[TestResult, ...], *, threshold: int) -> GateResult:
     """At most ``threshold`` flaky tests (quarantined ones are reported, not counted)."""
     flaky = [test for test in tests if test.outcome == "flaky"]
     if not flaky:
-        return GateResult("max-flaky", threshold, 0, True, "no flaky test")
+        return GateResult.judged(
+            name="max-flaky", threshold=threshold, actual=0, passed=True, message="no flaky test"
+        )
     named = "; ".join(f"{_named(test)} ({test.flaky_kind}: {test.note})" for test in flaky[:LISTED])
     more = f"; and {len(flaky) - LISTED} more" if len(flaky) > LISTED else ""
-    return GateResult(
-        "max-flaky",
-        threshold,
-        len(flaky),
-        len(flaky) <= threshold,
-        f"{len(flaky)} flaky: {named}{more}",
+    return GateResult.judged(
+        name="max-flaky",
+        threshold=threshold,
+        actual=len(flaky),
+        passed=len(flaky) <= threshold,
+        message=f"{len(flaky)} flaky: {named}{more}",
     )
 
 
@@ -142,22 +173,26 @@ def _named(test: TestResult) -> str:
 
 
 def coverage_gate(
-    *, name: str, threshold: float, coverage: CoverageSummary | None, actual: float | None
+    *, name: GateName, threshold: float, coverage: CoverageSummary | None, actual: float | None
 ) -> GateResult:
     """Coverage at or above the threshold, by coverage.py's rounding rule."""
     if coverage is None or actual is None:
-        return GateResult(
-            name,
-            threshold,
-            None,
-            threshold == 0,
-            "no coverage data: no measured file was run. Set [tool.coverage.run] source "
+        return GateResult.judged(
+            name=name,
+            threshold=threshold,
+            actual=None,
+            passed=threshold == 0,
+            message="no coverage data: no measured file was run. Set [tool.coverage.run] source "
             "to the project's package.",
         )
     failed = below(actual, threshold, precision=coverage.precision)
     verdict = "below" if failed else "meets"
-    return GateResult(
-        name, threshold, actual, not failed, f"{actual:.2f} % {verdict} the minimum {threshold:g} %"
+    return GateResult.judged(
+        name=name,
+        threshold=threshold,
+        actual=actual,
+        passed=not failed,
+        message=f"{actual:.2f} % {verdict} the minimum {threshold:g} %",
     )
 
 
@@ -169,7 +204,9 @@ def min_tests(tests: tuple[TestResult, ...], *, threshold: int) -> GateResult:
         message = "no test ran: check testpaths, -k and -m, and that tests are collected"
     else:
         message = f"{ran} tests ran; at least {threshold} required"
-    return GateResult("min-tests", threshold, ran, passed, message)
+    return GateResult.judged(
+        name="min-tests", threshold=threshold, actual=ran, passed=passed, message=message
+    )
 
 
 def max_skipped(tests: tuple[TestResult, ...], *, limit: str) -> GateResult:
@@ -182,12 +219,12 @@ def max_skipped(tests: tuple[TestResult, ...], *, limit: str) -> GateResult:
     else:
         threshold, actual, unit = float(limit), float(totals.skipped), ""
     passed = actual <= threshold
-    return GateResult(
-        "max-skipped",
-        threshold,
-        actual,
-        passed,
-        f"{totals.skipped} of {totals.tests} tests skipped ({actual:g}{unit}); "
+    return GateResult.judged(
+        name="max-skipped",
+        threshold=threshold,
+        actual=actual,
+        passed=passed,
+        message=f"{totals.skipped} of {totals.tests} tests skipped ({actual:g}{unit}); "
         f"at most {threshold:g}{unit} allowed",
     )
 
@@ -195,10 +232,10 @@ def max_skipped(tests: tuple[TestResult, ...], *, limit: str) -> GateResult:
 def max_duration(suite_duration_s: float, *, threshold: float) -> GateResult:
     """The suite's wall time stays within the limit."""
     passed = suite_duration_s <= threshold
-    return GateResult(
-        "max-duration",
-        threshold,
-        round(suite_duration_s, 3),
-        passed,
-        f"suite took {suite_duration_s:.1f} s; limit {threshold:g} s",
+    return GateResult.judged(
+        name="max-duration",
+        threshold=threshold,
+        actual=round(suite_duration_s, 3),
+        passed=passed,
+        message=f"suite took {suite_duration_s:.1f} s; limit {threshold:g} s",
     )

@@ -33,8 +33,9 @@ from typing import Any
 
 from runner import owned_dir
 from runner.errors import ConfigError
-from runner.flaky import verdict, wilson_interval
 from runner.results import TestResult
+from runner.stability import wilson_interval
+from runner.verdicts import verdict
 
 SCHEMA_VERSION = 1
 FILE_NAME = "history.json.gz"

@@ -24,11 +24,12 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from runner import github, owned_dir, trend
+from runner import owned_dir, trend
 from runner.coverage_data import read_report
 from runner.errors import ConfigError, InfraError
-from runner.flaky import runs_needed
 from runner.git import Git
+from runner.github import client
+from runner.github.commands import on_github as on_a_runner
 from runner.history import (
     FILE_NAME,
     JUDGED_CODES,
@@ -50,6 +51,7 @@ from runner.output import clean, table_cell
 from runner.quarantine import Quarantine, expiry_gate, read_quarantine
 from runner.results import BROKEN, GateResult, RunInfo, RunResult, TestResult
 from runner.settings import Settings
+from runner.stability import runs_needed
 
 ARTIFACT = "testgate-history"
 HISTORY_NOTE = re.compile(r"(flaky on |failing on )\S+|in an earlier run of the same commit")
@@ -87,8 +89,8 @@ def prepare(
     git = Git(settings.project, environ)
     repository = git.is_repository()
     status = git.out("status", "--porcelain", "--untracked-files=no") if repository else None
-    on_github = github.on_github(environ)
-    pull = github.pull_request(environ) if on_github else None
+    on_github = on_a_runner(environ)
+    pull = client.pull_request(environ) if on_github else None
     branch = (
         environ.get("GITHUB_HEAD_REF") or environ.get("GITHUB_REF_NAME")
         if on_github
@@ -146,12 +148,12 @@ def _from_artifact(
     """The newest ``testgate-history`` artifact of a run on ``base``; notices when none."""
     if base is None:  # nothing to compare with: a push, a first run
         return History(), ()
-    token = github.token_of(environ, pull)
+    token = client.token_of(environ, pull)
     if token is None:
         return History(), (f"no token: the {ARTIFACT} artifact was not read (base {base})",)
     import requests  # noqa: PLC0415 (only on GitHub, with a token)
 
-    api = github.GitHubApi(environ, token)
+    api = client.GitHubApi(environ, token)
     try:
         listed = api.call(
             "GET", "/actions/artifacts", params={"name": ARTIFACT, "per_page": LISTED_ARTIFACTS}

@@ -23,11 +23,10 @@ import msgspec
 from runner import coverage_data, owned_dir
 from runner.errors import ConfigError, InfraError
 from runner.junit import read_junit, write_junit
-from runner.pipeline import Outcome, conclude, measure_change
-from runner.results import RunInfo, RunResult, TestResult, decode
+from runner.report import Outcome, conclude, measure_change
+from runner.results import RunInfo, RunResult, TestResult, read_results
 from runner.settings import Settings
 
-RESULTS_LIMIT_BYTES = 1024 * 1024 * 1024
 SEVERITY = ("error", "failed", "flaky", "quarantined", "xpassed", "passed", "xfailed", "skipped")
 
 
@@ -41,19 +40,6 @@ class Part:
     @property
     def variant(self) -> str:
         return self.result.run.variant or "default"
-
-
-def read_results(path: Path, *, strings: dict[str, str] | None = None) -> RunResult:
-    """A results.json, read as untrusted input: bounded, its schema version checked.
-
-    ``strings`` lets the runs of one merge share their tests' file and worker names.
-    """
-    try:
-        if path.stat().st_size > RESULTS_LIMIT_BYTES:
-            raise ValueError(f"over {RESULTS_LIMIT_BYTES} bytes")
-        return decode(path.read_bytes(), strings=strings)
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
-        raise InfraError(f"{path} is not a readable testgate results.json ({error}).") from None
 
 
 def read_part(directory: Path, *, project: Path, strings: dict[str, str]) -> Part:
@@ -220,7 +206,7 @@ def merge(
     )
     diff, diff_skipped = measure_change(settings, environ=environ, measured=coverage is not None)
     if coverage is not None and diff is not None:
-        coverage = replace(coverage, diff_percent=diff.percent)
+        coverage = msgspec.structs.replace(coverage, diff_percent=diff.percent)
     tests = merged_tests(parts)
     runs = [part.result.run for part in parts]
     info = RunInfo(
@@ -267,5 +253,7 @@ def merge(
     ):
         owned_dir.copy(reports / "junit.xml", reports / "junit-sonar.xml")  # one variant: the same
     else:
-        write_junit(replace(outcome.result, tests=once), reports / "junit-sonar.xml")
+        write_junit(
+            msgspec.structs.replace(outcome.result, tests=once), reports / "junit-sonar.xml"
+        )
     return outcome

@@ -117,15 +117,13 @@ def expiry_gate(quarantine: Quarantine, *, today: date) -> GateResult | None:
         + ")"
         for entry, info in expired
     )
-    return GateResult(
+    return GateResult.judged(
         name="quarantine-expiry",
         threshold=0,
         actual=len(expired),
         passed=not expired,
-        message=(
-            f"{len(expired)} quarantine entries expired: {named}; fix the tests and remove the "
-            "entries, or set a later expires date"
-            if expired
-            else "no quarantine entry has expired"
-        ),
+        message=f"{len(expired)} quarantine entries expired: {named}; fix the tests and remove the "
+        "entries, or set a later expires date"
+        if expired
+        else "no quarantine entry has expired",
     )

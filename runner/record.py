@@ -24,6 +24,7 @@ from typing import Any
 
 from runner.errors import InfraError
 from runner.output import bounded
+from runner.plugin import _testgate_wire as wire
 from runner.results import Attempt, AttemptOutcome, Phase
 
 RECORD_LIMIT_BYTES = 1024 * 1024 * 1024
@@ -117,45 +118,16 @@ def _why_cut(path: Path, full_below: int) -> str:
     return "the test process may have been killed while writing it."
 
 
-_TYPES: dict[str, dict[str, type | tuple[type, ...]]] = {
-    "start": {},
-    "collected": {"count": int},
-    "logstart": {"id": str},
-    "collect-error": {"id": str, "message": str, "text": str},
-    "report": {"id": str, "when": str, "outcome": str, "duration": (int, float)},
-    "internal-error": {"text": str},
-    "warning": {"text": str},
-    "collect-skip": {"id": str, "message": str},
-    "worker-down": {"worker": str},
-    "finish": {"exitstatus": int},
-}
-_OPTIONAL: dict[str, type | tuple[type, ...]] = {
-    "def_line": (int, type(None)),
-    "line": (int, type(None)),
-    "worker": (str, type(None)),
-    "message": str,
-    "wasxfail": str,
-    "text": str,
-    "stdout": str,
-    "stderr": str,
-    "test": str,
-    "round": (int, type(None)),
-    "timed_out": bool,
-    "ids": list,
-    "exit": (int, type(None)),
-}
-
-
 def _check(record: Any) -> dict[str, Any]:
-    if not isinstance(record, dict) or record.get("kind") not in _TYPES:
+    if not isinstance(record, dict) or record.get("kind") not in wire.FIELDS:
         raise ValueError("not an object with a known 'kind'")
-    for name, kind in _TYPES[record["kind"]].items():
+    for name, kind in wire.FIELDS[record["kind"]].items():
         if not isinstance(record[name], kind) or isinstance(record[name], bool):
             raise TypeError(f"field {name!r} has the wrong type")
-    for name, kind in _OPTIONAL.items():
+    for name, kind in wire.OPTIONAL_FIELDS.items():
         if name in record and not isinstance(record[name], kind):
             raise TypeError(f"field {name!r} has the wrong type")
-    if record["kind"] == "report" and record["outcome"] not in ("passed", "failed", "skipped"):
+    if record["kind"] == wire.REPORT and record["outcome"] not in wire.OUTCOMES:
         raise ValueError(f"unknown outcome {record['outcome']!r}")
     return record
 
@@ -182,27 +154,27 @@ class _Builder:
 
     def add(self, record: dict[str, Any]) -> None:
         kind = record["kind"]
-        if kind == "start":
+        if kind == wire.START:
             self.started = True
-        elif kind == "collected":
+        elif kind == wire.COLLECTED:
             self.collected = max(self.collected or 0, record["count"])
             self.collected_ids = self.collected_ids or [str(i) for i in record.get("ids", ())]
-        elif kind == "logstart":
+        elif kind == wire.LOGSTART:
             self.running = record["id"]
             self.def_lines.setdefault(record["id"], record.get("def_line"))
-        elif kind == "collect-error":
+        elif kind == wire.COLLECT_ERROR:
             self._collect_error(record)
-        elif kind == "report":
+        elif kind == wire.REPORT:
             self._report(record)
-        elif kind == "internal-error":
+        elif kind == wire.INTERNAL_ERROR:
             self.internal_errors.append(record["text"])
-        elif kind == "warning":
+        elif kind == wire.WARNING:
             self.warnings.append(record["text"])
-        elif kind == "collect-skip":
+        elif kind == wire.COLLECT_SKIP:
             if MISSING_DEPENDENCY.search(record["message"]):  # else pytest's own skip stands
                 message = f"skipped because a plugin or dependency is missing: {record['message']}"
                 self._collect_error({**record, "message": message, "text": message})
-        elif kind == "worker-down":
+        elif kind == wire.WORKER_DOWN:
             self._worker_down(record["worker"], record.get("exit"))
         else:
             self.exit_status = record["exitstatus"]

@@ -7,14 +7,16 @@ coverage.py is imported only to show a percentage: a run without coverage skips 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+import msgspec
 
 from runner.crash import CRASHED
 from runner.output import PRINTED_LIMIT, bounded, clean, first_line, table_cell
-from runner.results import BROKEN, GateResult, RunResult, TestResult
+from runner.results import BROKEN, DiffCoverage, GateResult, RunResult, TestResult, spans_text
 
 if TYPE_CHECKING:
-    from runner.detection import Detection
+    from runner.stability import Detection
 
 DISPLAY_PRECISION = 2
 LISTED_FAILURES = 20
@@ -42,15 +44,12 @@ def gate_value(gate: GateResult, value: float | None, *, measured: bool) -> str:
 
 def gate_verdict(gate: GateResult) -> str:
     """pass or FAIL; a gate that passed without judging says so (deferred, skipped)."""
-    if not gate.passed:
-        return "FAIL"
-    first = gate.message.split(" ", 1)[0].rstrip(":")
-    return first if first in ("deferred", "skipped") else "pass"
+    return "FAIL" if gate.status == "fail" else gate.status
 
 
 def counts_line(result: RunResult) -> str:
     """``12 tests: 10 passed, 1 failed, 1 skipped`` with only the non-zero counts."""
-    totals = result.totals.to_json()
+    totals = msgspec.structs.asdict(result.totals)
     parts = [
         f"{totals[name]} {_noun(name, totals[name])}" for name in list(totals)[1:] if totals[name]
     ]
@@ -101,10 +100,10 @@ def terminal(result: RunResult, *, reports_dir: str) -> str:
             f"branch {percent(result.coverage.branch_percent)}"
         )
     diff = result.diff_coverage
-    if diff is not None and diff["percent"] is not None:
+    if diff is not None and diff.percent is not None:
         lines.append(
-            f"diff coverage: {percent(diff['percent'])} of {diff['statements']} changed "
-            f"statements and {diff['branches']} branches since {diff['base']}"
+            f"diff coverage: {percent(diff.percent)} of {diff.statements} changed "
+            f"statements and {diff.branches} branches since {diff.base}"
         )
     rows = [("gate", "threshold", "actual", "verdict")]
     rows += [
@@ -184,8 +183,9 @@ def markdown(result: RunResult) -> str:
         if result.coverage.worst_files:
             out += ["| least covered file | lines | branches |", "| --- | --- | --- |"]
             out += [
-                f"| `{_cell(path)}` | {percent(line)} | {percent(branch)} |"
-                for path, line, branch in result.coverage.worst_files
+                f"| `{_cell(file.path)}` | {percent(file.line_percent)} | "
+                f"{percent(file.branch_percent)} |"
+                for file in result.coverage.worst_files
             ]
             out.append("")
     out += ["| gate | threshold | actual | verdict | |", "| --- | --- | --- | --- | --- |"]
@@ -239,28 +239,25 @@ def markdown(result: RunResult) -> str:
     return "\n".join(out) + "\n"
 
 
-def _diff_table(diff: dict[str, Any] | None) -> list[str]:
+def _diff_table(diff: DiffCoverage | None) -> list[str]:
     """Per changed file: changed statements and branches, and the lines left uncovered."""
-    if diff is None or not diff["files"]:
+    if diff is None or not diff.files:
         return []
     out = [
         "",
-        f"### Coverage of the change since `{_cell(diff['base'])}`: {percent(diff['percent'])}",
+        f"### Coverage of the change since `{_cell(diff.base)}`: {percent(diff.percent)}",
         "",
         "| file | changed statements | covered | changed branches | covered | missing lines |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
-    for file in diff["files"][:LISTED_FAILURES]:
-        missing = ", ".join(
-            str(first) if first == last else f"{first}-{last}"
-            for first, last in file["missing_ranges"]
-        )
+    for file in diff.files[:LISTED_FAILURES]:
+        missing = spans_text(file.missing_ranges)
         out.append(
-            f"| `{_cell(file['path'])}` | {file['statements']} | {file['covered_statements']} | "
-            f"{file['branches']} | {file['covered_branches']} | {missing or '-'} |"
+            f"| `{_cell(file.path)}` | {file.statements} | {file.covered_statements} | "
+            f"{file.branches} | {file.covered_branches} | {missing or '-'} |"
         )
-    if len(diff["files"]) > LISTED_FAILURES:
-        out.append(f"\n{len(diff['files']) - LISTED_FAILURES} more files are in results.json.")
+    if len(diff.files) > LISTED_FAILURES:
+        out.append(f"\n{len(diff.files) - LISTED_FAILURES} more files are in results.json.")
     return out
 
 

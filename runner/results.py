@@ -2,11 +2,13 @@
 
 This is what ``results.json`` holds (schema in ``runner/schema/results.schema.json``),
 and what every report, the summary and the gates are computed from. Nothing here does
-I/O beyond turning the model into JSON and back.
+I/O beyond turning the model into JSON and back, and reading a ``results.json``
+(``read_results``) as untrusted input.
 
-Tests and attempts are msgspec structs: frozen like the dataclasses around them, but a
-run of 100,000 tests builds them more than ten times faster, in less memory, and
-msgspec encodes and decodes ``results.json`` straight from and into them.
+Every class here is a frozen msgspec struct: a run of 100,000 tests builds them more
+than ten times faster than dataclasses, in less memory, and msgspec encodes and decodes
+``results.json`` straight from and into them (one serializer for the whole model).
+Only a gate differs on the wire: results.json keeps its ``passed``, not its status.
 
 Totals follow pytest's own terminal summary: each test counts once in its outcome, and
 a test whose teardown failed also counts one ``error``, as pytest counts it (a test that
@@ -15,14 +17,18 @@ passed and then broke in teardown is "1 passed, 1 error" there and here).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator
 from functools import cached_property
+from pathlib import Path
 from typing import Any, ClassVar, Literal, get_args
 
 import msgspec
 
+from runner.errors import InfraError
+
 SCHEMA_VERSION = 1
+# A results.json is untrusted input (a shard's artifact): larger than this is refused.
+RESULTS_LIMIT_BYTES = 1024 * 1024 * 1024
 
 # Typed as literals: results.json is validated as it is decoded, and each of these
 # strings is one shared object however many tests name it.
@@ -96,8 +102,7 @@ def classify(attempt: Attempt) -> AttemptOutcome:
     return attempt.outcome
 
 
-@dataclass(frozen=True)
-class Totals:
+class Totals(msgspec.Struct, frozen=True, kw_only=True):
     """Counts of tests by outcome, as pytest's summary line gives them."""
 
     tests: int = 0
@@ -133,13 +138,21 @@ class Totals:
         """Tests that ran: every test but the skipped ones."""
         return self.tests - self.skipped
 
-    def to_json(self) -> dict[str, int]:
-        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+class FileCoverage(msgspec.Struct, frozen=True, kw_only=True):
+    """One file's line and branch coverage, in percent, as coverage.py's JSON report gives it."""
+
+    path: str
+    line_percent: float
+    branch_percent: float
 
 
-@dataclass(frozen=True)
-class CoverageSummary:
-    """Coverage totals exactly as coverage.py's JSON report states them."""
+class CoverageSummary(msgspec.Struct, frozen=True, kw_only=True):
+    """Coverage totals exactly as coverage.py's JSON report states them.
+
+    ``diff_percent`` is the change's coverage (``DiffCoverage.percent``) when measured;
+    ``worst_files`` the least covered files, below 100 % only.
+    """
 
     line_percent: float
     branch_percent: float
@@ -149,42 +162,142 @@ class CoverageSummary:
     num_branches: int
     precision: int = 0
     diff_percent: float | None = None
-    worst_files: tuple[tuple[str, float, float], ...] = ()
+    worst_files: tuple[FileCoverage, ...] = ()
 
-    def to_json(self) -> dict[str, Any]:
-        data = {name: getattr(self, name) for name in self.__dataclass_fields__}
-        data["worst_files"] = [
-            {"path": path, "line_percent": line, "branch_percent": branch}
-            for path, line, branch in self.worst_files
-        ]
-        return data
+
+Span = tuple[int, int]
+
+
+def spans_text(spans: Iterable[Span]) -> str:
+    """``3-5, 9``: line ranges as coverage.py's report shows missing lines."""
+    return ", ".join(str(first) if first == last else f"{first}-{last}" for first, last in spans)
+
+
+class FileDiff(msgspec.Struct, frozen=True, kw_only=True):
+    """One changed file's changed statements and branches, and what of them is missing.
+
+    ``missing_ranges`` are the uncovered changed lines as ``(first, last)`` ranges;
+    ``missing_branches`` the ``(from line, to line)`` arcs not taken (negative: an exit).
+    """
+
+    path: str
+    statements: int
+    covered_statements: int
+    missing_ranges: tuple[Span, ...]
+    branches: int
+    covered_branches: int
+    missing_branches: tuple[Span, ...]
+
+
+class DiffCoverage(msgspec.Struct, frozen=True, kw_only=True):
+    """Coverage of a change against its base (``diff_coverage`` in results.json).
+
+    ``percent`` combines changed statements and branches the way coverage.py's total
+    does, ``line_percent`` is statements alone (what diff-cover reports); both are
+    None when no counted line changed. Built by ``runner.diff_coverage.measure``.
+    """
+
+    base: str
+    merge_base: str
+    percent: float | None
+    line_percent: float | None
+    statements: int
+    branches: int
+    files: tuple[FileDiff, ...]
+
+
+GateName = Literal[
+    "failed-tests",
+    "line-coverage",
+    "branch-coverage",
+    "diff-coverage",
+    "max-flaky",
+    "min-tests",
+    "max-duration",
+    "max-skipped",
+    "quarantine-expiry",
+    "sonar-quality-gate",
+]
+# pass and fail judge; deferred (a shard's suite-wide gate, judged by the merge) and
+# skipped (nothing to judge) pass without judging.
+GateStatus = Literal["pass", "fail", "deferred", "skipped"]
+# How a gate that passed without judging begins its message: results.json keeps only
+# ``passed``, so reading one back (``decode``) tells these apart by it.
+UNJUDGED_PREFIX: dict[GateStatus, str] = {
+    "deferred": "deferred to testgate merge",
+    "skipped": "skipped: ",
+}
+
+
+class GateResult(msgspec.Struct, frozen=True, kw_only=True):
+    """One quality gate: what was required, what was measured, and the verdict.
+
+    ``threshold`` and ``actual`` are in the gate's unit (percent, tests, seconds); a
+    count stays an integer through results.json, as the gate wrote it.
+    """
+
+    name: GateName
+    threshold: int | float | None
+    actual: int | float | None
+    status: GateStatus
+    message: str
+
+    @property
+    def passed(self) -> bool:
+        """Whether the gate lets the run pass: every status but ``fail``."""
+        return self.status != "fail"
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> CoverageSummary:
-        fields = {name: data[name] for name in cls.__dataclass_fields__ if name in data}
-        fields["worst_files"] = tuple(
-            (item["path"], item["line_percent"], item["branch_percent"])
-            for item in data.get("worst_files", ())
+    def judged(
+        cls,
+        *,
+        name: GateName,
+        threshold: float | None,
+        actual: float | None,
+        passed: bool,
+        message: str,
+    ) -> GateResult:
+        """A gate that judged: ``pass`` or ``fail``."""
+        return cls(
+            name=name,
+            threshold=threshold,
+            actual=actual,
+            status="pass" if passed else "fail",
+            message=message,
         )
-        return cls(**fields)
 
 
-@dataclass(frozen=True)
-class GateResult:
-    """One quality gate: what was required, what was measured, and the verdict."""
+class _Gate(msgspec.Struct, frozen=True, kw_only=True):
+    """A gate as results.json holds it: ``passed``, not the status (schema version 1)."""
 
-    name: str
-    threshold: float | None
-    actual: float | None
+    name: GateName
+    threshold: int | float | None
+    actual: int | float | None
     passed: bool
     message: str
 
-    def to_json(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.__dataclass_fields__}
-
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> GateResult:
-        return cls(**{name: data[name] for name in cls.__dataclass_fields__})
+    def of(cls, gate: GateResult) -> _Gate:
+        return cls(
+            name=gate.name,
+            threshold=gate.threshold,
+            actual=gate.actual,
+            passed=gate.passed,
+            message=gate.message,
+        )
+
+    def gate(self) -> GateResult:
+        status: GateStatus = "pass" if self.passed else "fail"
+        for unjudged, prefix in UNJUDGED_PREFIX.items():
+            if self.passed and self.message.startswith(prefix):
+                status = unjudged
+        return GateResult(
+            name=self.name,
+            threshold=self.threshold,
+            actual=self.actual,
+            status=status,
+            message=self.message,
+        )
 
 
 OS_NAMES = {"linux": "linux", "darwin": "macos", "win32": "windows", "cygwin": "windows"}
@@ -197,73 +310,46 @@ def variant_name(*, python: str, platform: str) -> str:
     return f"py{major_minor}-{OS_NAMES.get(platform, platform)}"
 
 
-@dataclass(frozen=True)
-class RunInfo:
-    """Where and how the run happened."""
+class RunInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """Where and how the run happened; durations in seconds."""
 
     started: str
     duration_s: float
     suite_duration_s: float
-    commit: str | None
-    python: str | None
-    platform: str | None
-    variant: str | None
+    commit: str | None = None
+    python: str | None = None
+    platform: str | None = None
+    variant: str | None = None
     shard: str | None = None
     pytest_exit_code: int | None = None
     rerun_duration_s: float = 0.0
     root: str | None = None
     plan: str | None = None
-    problems: tuple[str, ...] = field(default=())
-    warnings: tuple[str, ...] = field(default=())
-    merged: tuple[str, ...] = field(default=())
+    problems: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+    merged: tuple[str, ...] = ()
     interrupted: str | None = None
-    not_run: tuple[str, ...] = field(default=())
+    not_run: tuple[str, ...] = ()
     coverage_incomplete: str | None = None
 
-    def to_json(self) -> dict[str, Any]:
-        data = {name: getattr(self, name) for name in self.__dataclass_fields__}
-        data["not_run"] = list(self.not_run)
-        data["duration_s"] = round(self.duration_s, 3)
-        data["suite_duration_s"] = round(self.suite_duration_s, 3)
-        data["rerun_duration_s"] = round(self.rerun_duration_s, 3)
-        data["problems"] = list(self.problems)
-        data["warnings"] = list(self.warnings)
-        data["merged"] = list(self.merged)
-        return data
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> RunInfo:
-        return cls(
-            started=data["started"],
-            duration_s=float(data["duration_s"]),
-            suite_duration_s=float(data["suite_duration_s"]),
-            commit=data.get("commit"),
-            python=data.get("python"),
-            platform=data.get("platform"),
-            variant=data.get("variant"),
-            shard=data.get("shard"),
-            pytest_exit_code=data.get("pytest_exit_code"),
-            rerun_duration_s=float(data.get("rerun_duration_s", 0.0)),
-            root=data.get("root"),
-            plan=data.get("plan"),
-            problems=tuple(data.get("problems", ())),
-            warnings=tuple(data.get("warnings", ())),
-            merged=tuple(data.get("merged", ())),
-            interrupted=data.get("interrupted"),
-            not_run=tuple(data.get("not_run", ())),
-            coverage_incomplete=data.get("coverage_incomplete"),
+    def rounded(self) -> RunInfo:
+        """As results.json holds it: durations to the millisecond."""
+        return msgspec.structs.replace(
+            self,
+            duration_s=round(self.duration_s, 3),
+            suite_duration_s=round(self.suite_duration_s, 3),
+            rerun_duration_s=round(self.rerun_duration_s, 3),
         )
 
 
-@dataclass(frozen=True)
-class RunResult:
+class RunResult(msgspec.Struct, frozen=True, kw_only=True, dict=True):
     """The whole record of one run: what ``results.json`` holds."""
 
     run: RunInfo
     tests: tuple[TestResult, ...]
     coverage: CoverageSummary | None
     gates: tuple[GateResult, ...]
-    diff_coverage: dict[str, Any] | None = None
+    diff_coverage: DiffCoverage | None = None
 
     @cached_property
     def totals(self) -> Totals:
@@ -276,38 +362,28 @@ class RunResult:
     def to_json(self) -> dict[str, Any]:
         """The document as JSON-ready dictionaries (``encode`` writes the same, streamed)."""
         before, after = self.around_tests()
-        return {**before, "tests": msgspec.to_builtins(self.tests), **after}
+        document: dict[str, Any] = msgspec.to_builtins({**before, "tests": self.tests, **after})
+        return document
 
     def around_tests(self) -> tuple[dict[str, Any], dict[str, Any]]:
         """The document's fields before its ``tests``, and those after, in their order."""
         before = {
             "schema_version": SCHEMA_VERSION,
-            "run": self.run.to_json(),
-            "totals": self.totals.to_json(),
+            "run": self.run.rounded(),
+            "totals": self.totals,
             "passed": self.passed,
         }
         after = {
-            "coverage": None if self.coverage is None else self.coverage.to_json(),
+            "coverage": self.coverage,
             "diff_coverage": self.diff_coverage,
-            "gates": [gate.to_json() for gate in self.gates],
+            "gates": [_Gate.of(gate) for gate in self.gates],
         }
         return before, after
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> RunResult:
-        return cls.of_json(data, tests=msgspec.convert(data["tests"], tuple[TestResult, ...]))
-
-    @classmethod
-    def of_json(cls, data: dict[str, Any], *, tests: tuple[TestResult, ...]) -> RunResult:
-        """The run from its JSON fields, with its tests already decoded."""
-        coverage = data.get("coverage")
-        return cls(
-            run=RunInfo.from_json(data["run"]),
-            tests=tests,
-            coverage=None if coverage is None else CoverageSummary.from_json(coverage),
-            gates=tuple(GateResult.from_json(item) for item in data["gates"]),
-            diff_coverage=data.get("diff_coverage"),
-        )
+        """The run from the document ``to_json`` gives; a wrong shape is a ``ValueError``."""
+        return decode(msgspec.json.encode(data))
 
 
 ENCODE_BATCH = 5000
@@ -330,14 +406,14 @@ def encode(result: RunResult) -> Iterator[bytes]:
 
 
 class _Document(msgspec.Struct):
-    """``results.json`` as first read: the tests left as raw JSON until the version is known."""
+    """``results.json`` as first read: the rest left as raw JSON until the version is known."""
 
     schema_version: Any = None
-    run: Any = None
+    run: msgspec.Raw = msgspec.Raw(b"null")
     tests: msgspec.Raw = msgspec.Raw(b"[]")
-    coverage: Any = None
-    diff_coverage: Any = None
-    gates: Any = None
+    coverage: msgspec.Raw = msgspec.Raw(b"null")
+    diff_coverage: msgspec.Raw = msgspec.Raw(b"null")
+    gates: msgspec.Raw = msgspec.Raw(b"null")
 
 
 def decode(data: bytes, *, strings: dict[str, str] | None = None) -> RunResult:
@@ -351,12 +427,44 @@ def decode(data: bytes, *, strings: dict[str, str] | None = None) -> RunResult:
         document = msgspec.json.decode(data, type=_Document)
         if document.schema_version != SCHEMA_VERSION:
             raise ValueError(f"schema_version {document.schema_version!r}, not {SCHEMA_VERSION}")
-        tests = msgspec.json.decode(document.tests, type=tuple[TestResult, ...])
-    except msgspec.DecodeError as error:  # a ValidationError is one too
+        tests = _part(document.tests, tuple[TestResult, ...], name="tests")
+        result = RunResult(
+            run=_part(document.run, RunInfo, name="run"),
+            tests=tests,
+            coverage=_part(document.coverage, CoverageSummary | None, name="coverage"),
+            gates=tuple(
+                gate.gate() for gate in _part(document.gates, tuple[_Gate, ...], name="gates")
+            ),
+            diff_coverage=_part(document.diff_coverage, DiffCoverage | None, name="diff_coverage"),
+        )
+    except msgspec.DecodeError as error:
         raise ValueError(str(error)) from None
     if strings is not None:
-        tests = tuple(_sharing(test, strings.setdefault) for test in tests)
-    return RunResult.of_json(msgspec.structs.asdict(document), tests=tests)
+        shared = tuple(_sharing(test, strings.setdefault) for test in tests)
+        result = msgspec.structs.replace(result, tests=shared)
+    return result
+
+
+def _part(raw: msgspec.Raw, kind: Any, *, name: str) -> Any:
+    """One field of the document, decoded; an error names where in the whole document."""
+    try:
+        return msgspec.json.decode(raw, type=kind)
+    except msgspec.ValidationError as error:
+        where, at, path = str(error).partition(" - at `$")
+        raise ValueError(f"{where} - at `$.{name}{path if at else '`'}") from None
+
+
+def read_results(path: Path, *, strings: dict[str, str] | None = None) -> RunResult:
+    """A results.json, read as untrusted input: bounded, its schema version checked.
+
+    ``strings`` lets the runs of one merge share their tests' file and worker names.
+    """
+    try:
+        if path.stat().st_size > RESULTS_LIMIT_BYTES:
+            raise ValueError(f"over {RESULTS_LIMIT_BYTES} bytes")
+        return decode(path.read_bytes(), strings=strings)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+        raise InfraError(f"{path} is not a readable testgate results.json ({error}).") from None
 
 
 def _sharing(test: TestResult, share: Callable[[str, str], str]) -> TestResult:

@@ -21,11 +21,12 @@ import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runner.errors import ConfigError
-from runner.services.running import check_template
-from runner.services.spec import BACKENDS, ServiceSpec, parse_specs
+
+if TYPE_CHECKING:
+    from runner.services.spec import ServiceSpec
 
 ENV_PREFIX = "TESTGATE_"
 INPUTS_ENV = "TESTGATE_INPUTS"
@@ -33,6 +34,11 @@ INPUTS_ENV = "TESTGATE_INPUTS"
 # started them (the run then finds them in the project's state file), so the run does not.
 STEP_INPUTS = frozenset({"services"})
 DIST_MODES = ("worksteal", "load", "loadscope", "loadfile", "loadgroup", "each", "no")
+# The commands that take settings, and which of them an option acts on: a command's
+# --help lists only those.
+COMMANDS = ("run", "flaky", "merge", "sonar", "history")
+TESTS = ("run", "flaky")  # installing the project, running pytest, services
+JUDGED = ("run", "flaky", "merge")  # gates, history and annotations of a run's results
 
 
 def _percent(text: str) -> float:
@@ -157,7 +163,11 @@ def _shard(text: str) -> str | None:
     return f"{int(index)}/{int(count)}"
 
 
+# runner.services is imported where a service option is parsed: the commands that use
+# none (merge, gate, sonar) do not load it.
 def _services(text: str) -> tuple[ServiceSpec, ...]:
+    from runner.services.spec import parse_specs  # noqa: PLC0415 (lazy, see above)
+
     try:
         return parse_specs([text])
     except ConfigError as error:
@@ -177,6 +187,8 @@ def _service_env(text: str) -> dict[str, dict[str, str]]:
                 f"has {line.strip()!r}, not SERVICE.VARIABLE=TEMPLATE such as "
                 "postgres.POSTGRES_SERVER={host}"
             )
+        from runner.services.running import check_template  # noqa: PLC0415 (lazy, see above)
+
         problem = check_template(template)
         if problem is not None:
             raise ValueError(f"has {line.strip()!r}: {problem}")
@@ -200,6 +212,8 @@ def _service_setup(text: str) -> dict[str, str]:
 
 
 def _backend(text: str) -> str:
+    from runner.services.spec import BACKENDS  # noqa: PLC0415 (lazy, see above)
+
     value = text.strip().lower()
     if value not in BACKENDS:
         raise ValueError("must be one of " + ", ".join(BACKENDS))
@@ -247,13 +261,19 @@ def _counts_as(text: str) -> str:
 
 @dataclass(frozen=True)
 class Option:
-    """One setting: its kebab-case name, how text becomes a value, the default, help."""
+    """One setting: its kebab-case name, how text becomes a value, the default, help.
+
+    ``commands`` are those it does something for (COMMANDS), whose ``--help`` lists it;
+    every command reads every option, from its flag, the action's inputs, ``TESTGATE_*``
+    and pyproject alike.
+    """
 
     name: str
     parse: Callable[[str], Any]
     default: Any
     help: str
     pyproject_only: bool = False
+    commands: tuple[str, ...] = TESTS
 
     @property
     def attribute(self) -> str:
@@ -265,32 +285,79 @@ class Option:
 
 
 OPTIONS: tuple[Option, ...] = (
-    Option("reports-dir", _text, "testgate-reports", "where reports go, relative to the project"),
+    Option(
+        "reports-dir",
+        _text,
+        "testgate-reports",
+        "where reports go, relative to the project",
+        commands=COMMANDS,
+    ),
     Option(
         "workers", _workers, "auto", "xdist workers: a number, 'auto' or 'logical'; 0 = no xdist"
     ),
     Option("dist", _dist, "worksteal", "xdist scheduler"),
-    Option("fail-under-line", _percent, 100.0, "minimum line coverage, percent"),
-    Option("fail-under-branch", _percent, 100.0, "minimum branch coverage, percent"),
+    Option("fail-under-line", _percent, 100.0, "minimum line coverage, percent", commands=JUDGED),
     Option(
-        "fail-under-diff", _percent, 100.0, "minimum coverage of the lines changed since diff-base"
+        "fail-under-branch", _percent, 100.0, "minimum branch coverage, percent", commands=JUDGED
+    ),
+    Option(
+        "fail-under-diff",
+        _percent,
+        100.0,
+        "minimum coverage of the lines changed since diff-base",
+        commands=JUDGED,
     ),
     Option(
         "diff-base",
         _optional_text,
         None,
         "git ref to diff against (default: the PR's base, else origin/HEAD, main or master)",
+        commands=("run", "flaky", "merge", "history"),
     ),
-    Option("min-tests", _count, 1, "fewest tests that must run (skipped tests do not count)"),
-    Option("max-duration", _optional_seconds, None, "longest allowed suite wall time, seconds"),
-    Option("reruns", _count, 2, "times a failed test is rerun to tell flaky from broken"),
-    Option("max-flaky", _count, 0, "most flaky tests allowed"),
     Option(
-        "quarantine", _optional_text, None, "file of test ids whose failures do not fail the gate"
+        "min-tests",
+        _count,
+        1,
+        "fewest tests that must run (skipped tests do not count)",
+        commands=JUDGED,
     ),
-    Option("confidence", _probability, 0.95, "flaky detection: confidence of a stable verdict"),
-    Option("max-fail-rate", _probability, 0.05, "flaky detection: failure rate ruled out"),
-    Option("time-budget", _optional_seconds, None, "flaky detection: stop after this many seconds"),
+    Option(
+        "max-duration",
+        _optional_seconds,
+        None,
+        "longest allowed suite wall time, seconds",
+        commands=JUDGED,
+    ),
+    Option("reruns", _count, 2, "times a failed test is rerun to tell flaky from broken"),
+    Option("max-flaky", _count, 0, "most flaky tests allowed", commands=JUDGED),
+    Option(
+        "quarantine",
+        _optional_text,
+        None,
+        "file of test ids whose failures do not fail the gate",
+        commands=JUDGED,
+    ),
+    Option(
+        "confidence",
+        _probability,
+        0.95,
+        "flaky detection: confidence of a stable verdict",
+        commands=JUDGED,
+    ),
+    Option(
+        "max-fail-rate",
+        _probability,
+        0.05,
+        "flaky detection: failure rate ruled out",
+        commands=JUDGED,
+    ),
+    Option(
+        "time-budget",
+        _optional_seconds,
+        None,
+        "flaky detection: stop after this many seconds",
+        commands=("flaky",),
+    ),
     Option(
         "timeout", _timeout, 900.0, "seconds one test may take before it is stopped (0: no limit)"
     ),
@@ -314,11 +381,35 @@ OPTIONS: tuple[Option, ...] = (
         None,
         "durations.json to balance shards and order tests by (default: the reports dir's)",
     ),
-    Option("sonar-host-url", _text, "https://sonarcloud.io", "SonarQube Cloud, or a Server's URL"),
-    Option("sonar-organization", _optional_text, None, "SonarQube Cloud organization"),
-    Option("sonar-project-key", _optional_text, None, "SonarQube project key"),
-    Option("sonar-wait", _boolean, True, "wait for SonarQube's quality gate and fail on it"),
-    Option("sonar-timeout", _seconds, 300.0, "longest wait for SonarQube's quality gate, seconds"),
+    Option(
+        "sonar-host-url",
+        _text,
+        "https://sonarcloud.io",
+        "SonarQube Cloud, or a Server's URL",
+        commands=("sonar",),
+    ),
+    Option(
+        "sonar-organization",
+        _optional_text,
+        None,
+        "SonarQube Cloud organization",
+        commands=("sonar",),
+    ),
+    Option("sonar-project-key", _optional_text, None, "SonarQube project key", commands=("sonar",)),
+    Option(
+        "sonar-wait",
+        _boolean,
+        True,
+        "wait for SonarQube's quality gate and fail on it",
+        commands=("sonar",),
+    ),
+    Option(
+        "sonar-timeout",
+        _seconds,
+        300.0,
+        "longest wait for SonarQube's quality gate, seconds",
+        commands=("sonar",),
+    ),
     Option("pytest-args", _arguments, (), "extra pytest arguments, as one shell-quoted string"),
     Option("python-version", _optional_text, None, "the Python uv runs the suite with"),
     Option("sync", _boolean, True, "install the project's environment first (uv sync)"),
@@ -349,6 +440,7 @@ OPTIONS: tuple[Option, ...] = (
         _skipped,
         None,
         "most skipped tests allowed: a count, or a percent of the tests such as 5%",
+        commands=JUDGED,
     ),
     Option(
         "services",
@@ -381,33 +473,45 @@ OPTIONS: tuple[Option, ...] = (
         "postgres=alembic upgrade head), run in the project's environment against a "
         "template database each worker's is copied from, or once per worker database",
     ),
-    Option("annotations", _boolean, True, "on GitHub: put failures and flaky tests on the PR"),
+    Option(
+        "annotations",
+        _boolean,
+        True,
+        "on GitHub: put failures and flaky tests on the PR",
+        commands=JUDGED,
+    ),
     Option(
         "expect-shards",
         _optional_count,
         None,
         "merge: the matrix's shard count; each variant must have shards 1/N .. N/N, once each",
+        commands=("merge",),
     ),
     Option(
         "expect-variants",
         _optional_count,
         None,
         "merge: the number of variants (Python x OS) the matrix runs; one missing is an error",
+        commands=("merge",),
     ),
     Option(
         "history",
         _optional_text,
         None,
         "the test history file (default: history.json.gz in the reports dir)",
+        commands=("run", "flaky", "merge", "history"),
     ),
-    Option("history-runs", _count, 100, "the history keeps the last N runs"),
-    Option("history-days", _days, 90.0, "the history keeps runs no older than D days"),
+    Option("history-runs", _count, 100, "the history keeps the last N runs", commands=JUDGED),
+    Option(
+        "history-days", _days, 90.0, "the history keeps runs no older than D days", commands=JUDGED
+    ),
     Option(
         "history-flaky",
         _counts_as,
         "flaky",
         "a failure the history shows flaky counts as: flaky (toward max-flaky), failed "
         "(toward failed-tests, labelled only) or quarantined (toward neither)",
+        commands=JUDGED,
     ),
 )
 OPTIONS_BY_NAME = {option.name: option for option in OPTIONS}

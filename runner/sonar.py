@@ -21,17 +21,18 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import msgspec
 
 from runner import owned_dir, render
 from runner.child_env import child_environment
 from runner.errors import ConfigError, InfraError
-from runner.merge import read_results
 from runner.output import emit
-from runner.pipeline import shown, write_reports
-from runner.results import GateResult, RunResult
+from runner.report import shown, write_reports
+from runner.results import GateResult, RunResult, read_results
 from runner.settings import Settings
 
 TOKEN_ENV = "SONAR_TOKEN"
@@ -130,7 +131,7 @@ def sonar(settings: Settings, *, environ: Mapping[str, str], dry_run: bool) -> i
     client = Sonar(host=settings.sonar_host_url, token=token, timeout_s=settings.sonar_timeout)
     task = read_report_task(settings.reports_dir / ".sonar" / "report-task.txt")
     gate = quality_gate(client, task)
-    judged = replace(result, gates=(*result.gates, gate))
+    judged = msgspec.structs.replace(result, gates=(*result.gates, gate))
     write_reports(judged, settings.reports_dir, markdown=render.markdown(judged))
     emit(render.terminal(judged, reports_dir=shown(settings.reports_dir)))
     return 0 if judged.passed else 1
@@ -232,7 +233,9 @@ def quality_gate(client: Sonar, task: Mapping[str, str]) -> GateResult:
     ]
     passed = project["status"] == "OK"
     message = "OK" if passed else f"{project['status']}: " + ("; ".join(failed) or "see SonarQube")
-    return GateResult("sonar-quality-gate", None, None, passed, message)
+    return GateResult.judged(
+        name="sonar-quality-gate", threshold=None, actual=None, passed=passed, message=message
+    )
 
 
 def _notice(environ: Mapping[str, str], message: str) -> None:

@@ -47,25 +47,35 @@ from typing import Any, TextIO
 
 import pytest
 from _testgate_schedule import into_queues, partition, weights
+from _testgate_wire import (
+    COLLECT_ERROR,
+    COLLECT_SKIP,
+    COLLECTED,
+    DJANGO_ENV,
+    FINISH,
+    INTERNAL_ERROR,
+    LOGSTART,
+    NO_DYNAMIC_CONTEXT_ENV,
+    RECORD_ENV,
+    REPORT,
+    SCHEDULE_ENV,
+    SELECT_ENV,
+    START,
+    TIMEOUTS_ENV,
+    WARNING,
+    WORKER_DOWN,
+    WORKER_ENV,
+)
 
-RECORD_ENV = "TESTGATE_RECORD"
-SELECT_ENV = "TESTGATE_SELECT"
-SCHEDULE_ENV = "TESTGATE_SCHEDULE"
 ROUND_ID = "testgate-round-"
 ROUND_ARG = "_testgate_round"
 TEXT_LIMIT = 64 * 1024
 MESSAGE_LIMIT = 4 * 1024
-WORKER_ENV = "TESTGATE_WORKER_ENV"
-DJANGO_ENV = "TESTGATE_DJANGO_SUFFIX"
-TIMEOUTS_ENV = "TESTGATE_TIMEOUTS"
 TIMEOUT_SIGN = "from pytest-timeout"
 _STREAM_KEY = pytest.StashKey["TextIO"]()
 _SELECT_KEY = pytest.StashKey["Selection"]()
 _SCHEDULE_KEY = pytest.StashKey[dict[str, Any]]()
 _LIMIT_KEY = pytest.StashKey[tuple[float, str]]()
-
-
-NO_DYNAMIC_CONTEXT_ENV = "TESTGATE_COVERAGE_NO_DYNAMIC_CONTEXT"
 
 
 def worker_environment(environ: dict[str, str] | os._Environ[str]) -> None:
@@ -387,7 +397,7 @@ class Recorder:
     def _collected(self, ids: list[str], **fields: Any) -> None:
         """The count, and once (every xdist worker collects the same) the ids: the tests
         that never ran, if the run is cut short, are those recorded here and nowhere else."""
-        record = {"kind": "collected", "count": len(ids), **fields}
+        record = {"kind": COLLECTED, "count": len(ids), **fields}
         if ids and not self._ids_written:
             record["ids"] = [split_round(nodeid)[0] for nodeid in ids]
             self._ids_written = True
@@ -405,16 +415,16 @@ class Recorder:
     def pytest_testnodedown(self, node: Any, error: object | None) -> None:
         """A worker that died: its exit code (negative: the signal) when execnet has it."""
         if error is not None:
-            self.write({"kind": "worker-down", "worker": node.gateway.id, "exit": _exit_code(node)})
+            self.write({"kind": WORKER_DOWN, "worker": node.gateway.id, "exit": _exit_code(node)})
 
     def pytest_runtest_logstart(self, nodeid: str, location: tuple[str, int | None, str]) -> None:
-        self.write({"kind": "logstart", "id": nodeid, "def_line": _def_line(nodeid, location)})
+        self.write({"kind": LOGSTART, "id": nodeid, "def_line": _def_line(nodeid, location)})
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         if report.failed:
             self.write(
                 {
-                    "kind": "collect-error",
+                    "kind": COLLECT_ERROR,
                     "id": report.nodeid,
                     "message": _clean(_last_line(report.longreprtext), MESSAGE_LIMIT),
                     "text": _clean(report_text(report.longreprtext), TEXT_LIMIT),
@@ -424,7 +434,7 @@ class Recorder:
             message = str(report.longrepr[2]).removeprefix("Skipped: ")
             self.write(
                 {
-                    "kind": "collect-skip",
+                    "kind": COLLECT_SKIP,
                     "id": report.nodeid,
                     "message": _clean(message, MESSAGE_LIMIT),
                 }
@@ -433,7 +443,7 @@ class Recorder:
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         base, round_number = split_round(report.nodeid)
         record: dict[str, Any] = {
-            "kind": "report",
+            "kind": REPORT,
             "id": report.nodeid,
             "test": base,
             "round": round_number,
@@ -461,7 +471,7 @@ class Recorder:
         self.write(record)
 
     def pytest_internalerror(self, excrepr: Any) -> None:
-        self.write({"kind": "internal-error", "text": _clean(str(excrepr), TEXT_LIMIT)})
+        self.write({"kind": INTERNAL_ERROR, "text": _clean(str(excrepr), TEXT_LIMIT)})
 
     def pytest_warning_recorded(
         self, warning_message: Any, when: str, nodeid: str, location: Any
@@ -478,11 +488,11 @@ class Recorder:
             text = f"{category.__name__}: {message}"
             if text not in self._warned:
                 self._warned.add(text)
-                self.write({"kind": "warning", "text": text})
+                self.write({"kind": WARNING, "text": text})
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
-        self.write({"kind": "finish", "exitstatus": int(exitstatus)})
+        self.write({"kind": FINISH, "exitstatus": int(exitstatus)})
 
 
 def _exit_code(node: Any) -> int | None:
@@ -601,7 +611,7 @@ def pytest_configure(config: pytest.Config) -> None:
     recorder = Recorder(stream)
     config.pluginmanager.register(recorder, "testgate-recorder")
     config.stash[_STREAM_KEY] = stream
-    recorder.write({"kind": "start", "pytest": pytest.__version__})
+    recorder.write({"kind": START, "pytest": pytest.__version__})
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -26,13 +26,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from runner.errors import ConfigError, InfraError
-from runner.services.probes import ATTEMPT_TIMEOUT_S, mongo_command, resp_command
+from runner.plugin import _testgate_wire as wire
+from runner.services.probes import ATTEMPT_TIMEOUT_S, mongo_client, resp_command
 from runner.services.running import ISOLATED, WORKER, Running
 from runner.services.schema import Setup, run_setup
 
 REDIS_DATABASES = 16
 SQL = ("postgres", "mysql", "mariadb")
-DJANGO_ENV = "TESTGATE_DJANGO_SUFFIX"  # the plugin's: name reruns' test databases as gw0's
+DJANGO_ENV = wire.DJANGO_ENV  # the plugin names reruns' test databases as gw0's
 Templates = dict[str, str | list[str]]
 
 
@@ -256,12 +257,8 @@ def _existing(service: Running) -> list[str]:
             return [row[0] for row in run("SELECT datname FROM pg_database")]
     if service.kind in ("mysql", "mariadb"):
         return [row[0] for row in _mysql_admin(service, ["SHOW DATABASES"])]
-    answer = mongo_command(
-        service.endpoint(),
-        {"listDatabases": 1, "nameOnly": True, "$db": "admin"},
-        timeout=ATTEMPT_TIMEOUT_S,
-    )
-    return [str(item["name"]) for item in answer.get("databases", [])]
+    with mongo_client(service.endpoint(), timeout=ATTEMPT_TIMEOUT_S) as client:
+        return client.list_database_names()
 
 
 def _make(
@@ -294,10 +291,9 @@ def _remove(service: Running, names: Sequence[str]) -> None:
     elif service.kind in ("mysql", "mariadb"):
         _mysql_admin(service, [f"DROP DATABASE IF EXISTS `{name}`" for name in names])
     else:
-        for name in names:
-            mongo_command(
-                service.endpoint(), {"dropDatabase": 1, "$db": name}, timeout=ATTEMPT_TIMEOUT_S
-            )
+        with mongo_client(service.endpoint(), timeout=ATTEMPT_TIMEOUT_S) as client:
+            for name in names:
+                client.drop_database(name)
 
 
 def _drop(made: Created) -> None:

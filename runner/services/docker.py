@@ -15,9 +15,9 @@ import re
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
-from runner.errors import InfraError
+from runner.errors import InfraError, TestgateError
+from runner.services.probes import Endpoint
 from runner.services.running import Running
 from runner.services.spec import ServiceSpec
 
@@ -59,14 +59,6 @@ def parse_port(output: str) -> int:
     raise InfraError(f"cannot read a published port from 'docker port': {output.strip()!r}")
 
 
-@dataclass
-class Container:
-    """A container started and not yet known to be ready."""
-
-    running: Running
-    inspected: float = 0.0  # time.monotonic() of the last 'docker inspect'
-
-
 class DockerBackend:
     """Services as containers of the local Docker engine."""
 
@@ -75,6 +67,15 @@ class DockerBackend:
     def __init__(self, environ: Mapping[str, str], *, run_id: str) -> None:
         self.environ = environ
         self.run_id = run_id
+        self.inspected: dict[str, float] = {}  # container -> monotonic time of its last inspect
+
+    def unavailable(self, specs: Sequence[ServiceSpec]) -> TestgateError | None:
+        if engine_answers(self.environ):
+            return None
+        return InfraError(
+            "no Docker engine answers 'docker version' here; start Docker, or use "
+            "--backend local to run the services from this machine's own binaries."
+        )
 
     def _call(self, args: Sequence[str]) -> subprocess.CompletedProcess[str]:
         """Run ``docker ARGS``; a missing CLI is exit 127, as a shell would say."""
@@ -89,7 +90,7 @@ class DockerBackend:
     def _docker(self, args: Sequence[str]) -> str:
         return _checked(args, self._call(args))
 
-    def start(self, spec: ServiceSpec) -> Container:
+    def start(self, spec: ServiceSpec) -> Running:
         args = run_command(spec, run_id=self.run_id)[1:]
         completed = self._call(args)
         if completed.returncode != 0 and _NOT_HERE in completed.stderr:
@@ -123,30 +124,30 @@ class DockerBackend:
             port = parse_port(self._docker(["port", container, f"{spec.container_port}/tcp"]))
         except InfraError as error:
             # A container that already exited publishes no port: say why it exited.
-            died = self.died(Container(running=running))
+            died = self.died(running)
             message = error.message
             if died is not None:
                 message = (
                     f"{spec.name} ({running.description}) never became ready: {died}\n"
                     f"  its last log lines:\n{self.logs(running)}"
                 )
-            self.stop(running)
+            self._remove(container)
             raise InfraError(message) from None
         data = running.to_json()
         data["port"] = port
-        return Container(running=Running.from_json(data))
+        self.inspected[container] = 0.0
+        return Running.from_json(data)
 
-    def died(self, started: Container) -> str | None:
-        if time.monotonic() - started.inspected < INSPECT_EVERY_S:
+    def endpoint(self, running: Running) -> Endpoint:
+        return running.endpoint()
+
+    def died(self, running: Running) -> str | None:
+        container = str(running.container)
+        if time.monotonic() - self.inspected.get(container, 0.0) < INSPECT_EVERY_S:
             return None
-        started.inspected = time.monotonic()
+        self.inspected[container] = time.monotonic()
         state = self._docker(
-            [
-                "inspect",
-                "--format",
-                "{{.State.Status}} {{.State.ExitCode}}",
-                str(started.running.container),
-            ]
+            ["inspect", "--format", "{{.State.Status}} {{.State.ExitCode}}", container]
         ).split()
         if state and state[0] in ("exited", "dead"):
             return f"its container exited with code {state[-1]}"
@@ -157,15 +158,19 @@ class DockerBackend:
         text = (completed.stdout + completed.stderr).rstrip()
         return "\n".join("    " + line for line in text.splitlines()[-LOG_LINES:]) or "    (empty)"
 
-    def stop(self, running: Running) -> None:
-        self._call(["rm", "--force", "--volumes", str(running.container)])
+    def ready(self, running: Running) -> Running:
+        return running
 
-    def stop_run(self, run_id: str) -> None:
-        """Remove every container that carries the run's label (idempotent)."""
+    def stop(self, services: Sequence[Running], *, run_id: str) -> list[str]:
+        """Remove every container that carries the run's label, never one by a recorded
+        name (a state file may be forged): those of ``services`` are among them."""
         listed = self._call(["ps", "--all", "--quiet", "--filter", f"label={LABEL}={run_id}"])
         for container in listed.stdout.split():
-            self.stop(Running(name="", kind="", backend=self.name, host="", port=0,
-                              container=container))  # fmt: skip
+            self._remove(container)
+        return []
+
+    def _remove(self, container: str) -> None:
+        self._call(["rm", "--force", "--volumes", container])
 
 
 def _checked(args: Sequence[str], completed: subprocess.CompletedProcess[str]) -> str:

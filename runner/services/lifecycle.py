@@ -11,7 +11,6 @@ started is removed again. ``down`` is idempotent.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import os
 import secrets
@@ -23,77 +22,22 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, TextIO
-from urllib.parse import unquote, urlsplit
+from typing import TextIO
 
 from runner import interrupts
-from runner.errors import ConfigError, InfraError
+from runner.errors import ConfigError, InfraError, TestgateError
 from runner.output import emit
 from runner.owned_dir import write_text
-from runner.services import databases
-from runner.services.docker import DockerBackend, engine_answers
-from runner.services.local import LocalBackend, made_by_testgate, missing, stop_local
+from runner.services.backends import AUTO, REGISTRY, Backend, backend_named
+from runner.services.external import ExternalBackend
 from runner.services.probes import NotReady, wait_ready
 from runner.services.running import Running
-from runner.services.spec import KINDS, ServiceSpec
+from runner.services.spec import ServiceSpec
 
 STATE_VERSION = 1
 STATE_FILE = Path(".testgate") / "services.json"
 IGNORE_TEXT = "# testgate's state; never commit it\n*\n"
-
-
-class Backend(Protocol):
-    """One way of providing services (docker, local processes, external)."""
-
-    name: str
-
-    def start(self, spec: ServiceSpec) -> Any: ...
-
-    def died(self, started: Any) -> str | None: ...
-
-    def logs(self, running: Running) -> str: ...
-
-
-@dataclass
-class Given:
-    """An external service: nothing to start or stop."""
-
-    running: Running
-
-
-class ExternalBackend:
-    """Services that are already running somewhere: probe them and export them."""
-
-    name = "external"
-
-    def start(self, spec: ServiceSpec) -> Given:
-        assert spec.url is not None
-        parts = urlsplit(spec.url)
-        known = KINDS.get(spec.kind)
-        default_port = known.port if known else 80
-        return Given(
-            Running(
-                name=spec.name,
-                kind=spec.kind,
-                backend=self.name,
-                host=parts.hostname or "",
-                port=parts.port or default_port,
-                user=unquote(parts.username or (known.user if known else "")),
-                password=unquote(parts.password or ""),
-                database=unquote(parts.path.lstrip("/")),
-                ready=spec.ready,
-                url=spec.url,
-                description=f"external {known.label if known else spec.ready}",
-            )
-        )
-
-    def died(self, started: Given) -> str | None:
-        return None
-
-    def logs(self, running: Running) -> str:
-        return "    (an external service: its logs are wherever it runs)"
 
 
 class StateFile:
@@ -155,28 +99,20 @@ class StateFile:
 def choose_backend(
     name: str, specs: Sequence[ServiceSpec], environ: Mapping[str, str], *, run_id: str
 ) -> Backend:
-    """The backend for the specs that are not external ones (``name`` is one of BACKENDS)."""
+    """The backend for the specs that are not external ones (``name`` is one of BACKENDS).
+
+    ``auto`` takes the first of ``AUTO`` that can start them; when none can, the error
+    is the last one's.
+    """
     to_start = [spec for spec in specs if spec.url is None]
-    if name == "external" and to_start:
-        raise ConfigError(
-            f"the external backend only probes services that already run; give "
-            f"{to_start[0].name} as NAME=URL, such as postgres=postgresql://127.0.0.1:5432/test."
-        )
-    if name in ("auto", "docker") and engine_answers(environ):
-        return DockerBackend(environ, run_id=run_id)
-    if name == "docker":
-        raise InfraError(
-            "no Docker engine answers 'docker version' here; start Docker, or use "
-            "--backend local to run the services from this machine's own binaries."
-        )
-    absent = [reason for spec in to_start if (reason := missing(spec, environ)) is not None]
-    if absent:
-        raise InfraError(
-            "cannot start the services: no Docker engine answers here, and locally "
-            + "; ".join(absent)
-            + ". Install them, start Docker, or give running services as NAME=URL."
-        )
-    return LocalBackend(environ)
+    problem: TestgateError | None = None
+    for candidate in AUTO if name == "auto" else (name,):
+        chosen = backend_named(candidate, environ=environ, run_id=run_id)
+        problem = chosen.unavailable(to_start)
+        if problem is None:
+            return chosen
+    assert problem is not None
+    raise problem
 
 
 def up(
@@ -200,7 +136,7 @@ def up(
     state = StateFile(state_file)
     chosen = choose_backend(backend, specs, environ, run_id=state.run_id)
     state.backend = chosen.name
-    external = ExternalBackend()
+    external = ExternalBackend()  # services given as NAME=URL, whatever the backend
     stopping = threading.Event()  # set when up is interrupted: the waits end at once
 
     def bring_up(spec: ServiceSpec) -> Running:
@@ -208,15 +144,12 @@ def up(
         port_free(spec)
         begun = time.monotonic()
         started = owner.start(spec)
-        state.record(started.running)
-        endpoint = started.running.endpoint()
-        if owner.name == "local":  # its own database is created once it answers
-            endpoint = dataclasses.replace(endpoint, database="")
+        state.record(started)
         try:
             # The timeout counts from the start: an image pull or an initdb is not waiting.
             deadline = time.monotonic() + timeout
             wait_ready(
-                endpoint,
+                owner.endpoint(started),
                 deadline=deadline,
                 died=lambda: (
                     "testgate was stopped"
@@ -226,12 +159,10 @@ def up(
             )
         except NotReady as error:
             raise InfraError(
-                f"{spec.name} ({started.running.description}) never became ready: {error}\n"
-                f"  its last log lines:\n{owner.logs(started.running)}"
+                f"{spec.name} ({started.description}) never became ready: {error}\n"
+                f"  its last log lines:\n{owner.logs(started)}"
             ) from None
-        if owner.name == "local":
-            databases.ensure(started.running)
-        data = started.running.to_json()
+        data = owner.ready(started).to_json()
         data["ready_s"] = round(time.monotonic() - begun, 3)
         ready = Running.from_json(data)
         state.record(ready)
@@ -327,14 +258,6 @@ def down(*, state_file: Path, environ: Mapping[str, str], log: TextIO | None = N
     return count
 
 
-def _left_alone(running: Running) -> str:
-    return (
-        f"left alone: the recorded service {running.name!r} names {running.directory} "
-        f"(process {running.pid}), which is not a service dir testgate made; stop and remove "
-        "it by hand if it is yours."
-    )
-
-
 def _stop_all(state: StateFile, environ: Mapping[str, str], *, out: TextIO | None = None) -> int:
     """Stop what the state records and testgate started; what else it names is left alone.
 
@@ -344,17 +267,14 @@ def _stop_all(state: StateFile, environ: Mapping[str, str], *, out: TextIO | Non
     a recorded name. Each service left alone is a warning on ``out``; returns how many.
     """
     alone = 0
-    for running in reversed(list(state.services.values())):
-        if running.backend == "local":
-            if made_by_testgate(running):
-                stop_local(running)
-            else:
-                alone += 1
-                emit(f"testgate: warning: {_left_alone(running)}\n", stream=out or sys.stderr)
-    if state.backend == "docker" or any(
-        running.backend == "docker" for running in state.services.values()
-    ):
-        DockerBackend(environ, run_id=state.run_id).stop_run(state.run_id)
+    recorded = list(state.services.values())
+    names = dict.fromkeys([state.backend, *(running.backend for running in recorded)])
+    for name in (name for name in names if name in REGISTRY):  # a forged name: nothing
+        provider = backend_named(name, environ=environ, run_id=state.run_id)
+        services = [running for running in recorded if running.backend == name]
+        for warning in provider.stop(services, run_id=state.run_id):
+            alone += 1
+            emit(f"testgate: warning: {warning}\n", stream=out or sys.stderr)
     state.remove()
     return alone
 

@@ -21,12 +21,14 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from runner.errors import InfraError
+from runner.errors import InfraError, TestgateError
+from runner.services import databases
+from runner.services.probes import Endpoint
 from runner.services.running import Running
 from runner.services.spec import KINDS, ServiceSpec
 
@@ -235,14 +237,6 @@ def free_port() -> int:
         return port
 
 
-@dataclass
-class LocalProcess:
-    """A server this process started, until it is ready (then it becomes a Running)."""
-
-    process: subprocess.Popen[bytes]
-    running: Running
-
-
 class LocalBackend:
     """Services as processes of this machine's own binaries."""
 
@@ -251,8 +245,19 @@ class LocalBackend:
     def __init__(self, environ: Mapping[str, str], *, root: Path | None = None) -> None:
         self.environ = environ
         self.root = root or environ.get("TMPDIR") or None
+        self.processes: dict[int, subprocess.Popen[bytes]] = {}  # pid -> the server started
 
-    def start(self, spec: ServiceSpec) -> LocalProcess:
+    def unavailable(self, specs: Sequence[ServiceSpec]) -> TestgateError | None:
+        absent = [reason for spec in specs if (reason := missing(spec, self.environ)) is not None]
+        if not absent:
+            return None
+        return InfraError(
+            "cannot start the services: no Docker engine answers here, and locally "
+            + "; ".join(absent)
+            + ". Install them, start Docker, or give running services as NAME=URL."
+        )
+
+    def start(self, spec: ServiceSpec) -> Running:
         """Initialise a data directory and start the server; do not wait for it."""
         recipe = RECIPES[spec.kind]
         known = KINDS[spec.kind]
@@ -320,7 +325,18 @@ class LocalBackend:
                     else ""
                 )
             ) from None
-        return LocalProcess(process=process, running=_with_pid(running, process.pid))
+        self.processes[process.pid] = process
+        return _with_pid(running, process.pid)
+
+    @staticmethod
+    def endpoint(running: Running) -> Endpoint:
+        """The server's own login, without a database: its database is made once it answers."""
+        return replace(running.endpoint(), database="")
+
+    @staticmethod
+    def ready(running: Running) -> Running:
+        databases.ensure(running)
+        return running
 
     @staticmethod
     def _run(
@@ -365,14 +381,33 @@ class LocalBackend:
                 f"user to run it as; run testgate as another user, or create {recipe.run_as!r}."
             ) from None
 
-    @staticmethod
-    def died(started: LocalProcess) -> str | None:
-        code = started.process.poll()
+    def died(self, running: Running) -> str | None:
+        code = self.processes[int(running.pid or 0)].poll()  # one this backend started
         return None if code is None else f"its server exited with code {code}"
 
     @staticmethod
     def logs(running: Running) -> str:
         return tail(Path(str(running.log)))
+
+    @staticmethod
+    def stop(services: Sequence[Running], *, run_id: str) -> list[str]:
+        """Stop each local service whose dir testgate made (``made_by_testgate``), last
+        started first; any other is left alone, with a warning."""
+        warnings = []
+        for running in reversed(services):
+            if made_by_testgate(running):
+                stop_local(running)
+            else:
+                warnings.append(_left_alone(running))
+        return warnings
+
+
+def _left_alone(running: Running) -> str:
+    return (
+        f"left alone: the recorded service {running.name!r} names {running.directory} "
+        f"(process {running.pid}), which is not a service dir testgate made; stop and remove "
+        "it by hand if it is yours."
+    )
 
 
 def _give(path: Path, account: pwd.struct_passwd | None) -> None:

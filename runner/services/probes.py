@@ -3,30 +3,36 @@
 PostgreSQL must accept a login and answer ``SELECT 1`` (a server that accepts TCP while
 it is still starting refuses logins), MySQL and MariaDB must complete a login, Redis
 must answer ``PING`` with ``PONG``, RabbitMQ must answer the AMQP protocol header with
-``Connection.Start``, MongoDB must answer ``hello``, an HTTP service must return 2xx, a
+``Connection.Start``, MongoDB must answer ``ping`` (through pymongo, which handles its
+``hello`` handshake, authentication, TLS and SRV), an HTTP service must return 2xx, a
 ``cmd:`` check must exit 0. ``wait_ready`` retries with exponential backoff until a
 deadline, and stops at once when the service's process or container has died.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
-import struct
 import subprocess
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runner.child_env import child_environment
+
+if TYPE_CHECKING:  # pymongo is imported only when MongoDB is used
+    from pymongo import MongoClient
 
 FIRST_DELAY_S = 0.005
 MAX_DELAY_S = 0.1
 ATTEMPT_TIMEOUT_S = 5.0
 AMQP_HEADER = b"AMQP\x00\x00\x09\x01"
 AMQP_CONNECTION_START = b"\x00\x0a\x00\x0a"
-MONGO_OP_MSG = 2013
+# pymongo waits this long at most to find the server per attempt: a server still starting
+# fails the attempt soon, so wait_ready can see a dead one between attempts.
+MONGO_SELECTION_TIMEOUT_S = 2.0
 
 
 class NotReady(Exception):
@@ -45,6 +51,7 @@ class Endpoint:
     database: str = ""
     ready: str = "tcp"
     env: Mapping[str, str] = field(default_factory=dict)
+    url: str | None = None  # an external service's own URL (its TLS, SRV and options)
 
 
 def check(endpoint: Endpoint, *, timeout: float = ATTEMPT_TIMEOUT_S) -> None:
@@ -154,27 +161,42 @@ def _amqp(endpoint: Endpoint, timeout: float) -> None:
 
 
 def _mongo(endpoint: Endpoint, timeout: float) -> None:
-    mongo_command(endpoint, {"hello": 1, "$db": "admin"}, timeout=timeout)
+    from pymongo.errors import OperationFailure  # noqa: PLC0415  (only for MongoDB)
+
+    with mongo_client(endpoint, timeout=timeout) as client:
+        try:
+            client.admin.command("ping")
+        except OperationFailure as error:
+            said = (error.details or {}).get("errmsg", str(error))
+            raise NotReady(f"ping answered {said!r}") from None
 
 
-def mongo_command(
-    endpoint: Endpoint, command: dict[str, object], *, timeout: float
-) -> dict[str, Any]:
-    """Send one command as an OP_MSG (MongoDB's wire protocol); its answer, unless not ok."""
-    import bson  # noqa: PLC0415  (pymongo's BSON codec, only for MongoDB)
+@contextlib.contextmanager
+def mongo_client(endpoint: Endpoint, *, timeout: float) -> Iterator[MongoClient[dict[str, Any]]]:
+    """A pymongo client of the endpoint's server, closed after.
 
-    body = b"\x00\x00\x00\x00" + b"\x00" + bson.encode(command)
-    header = struct.pack("<iiii", 16 + len(body), 1, 0, MONGO_OP_MSG)
-    with socket.create_connection((endpoint.host, endpoint.port), timeout=timeout) as sock:
-        sock.sendall(header + body)
-        length, _, _, opcode = struct.unpack("<iiii", _receive(sock, 16))
-        reply = _receive(sock, length - 16)
-    if opcode != MONGO_OP_MSG or reply[4:5] != b"\x00":
-        raise NotReady(f"{next(iter(command))} was answered with opcode {opcode}, not OP_MSG")
-    document = bson.decode(reply[5:])
-    if document.get("ok") != 1:
-        raise NotReady(f"{next(iter(command))} answered {document.get('errmsg', document)!r}")
-    return dict(document)
+    An external service's URL is used as given (``mongodb+srv://``, ``tls=true``,
+    ``authSource`` ...); otherwise the one server at host and port (``directConnection``;
+    testgate's own servers take no login, as the image's default is). ``timeout``
+    (seconds) bounds connecting and each answer; finding the server takes at most
+    ``MONGO_SELECTION_TIMEOUT_S``.
+    """
+    from pymongo import MongoClient  # noqa: PLC0415  (imported only when MongoDB is used)
+
+    limits: dict[str, Any] = {
+        "serverSelectionTimeoutMS": int(1000 * min(timeout, MONGO_SELECTION_TIMEOUT_S)),
+        "connectTimeoutMS": int(1000 * timeout),
+        "socketTimeoutMS": int(1000 * timeout),
+        "appname": "testgate",
+    }
+    if endpoint.url is not None:
+        client: MongoClient[dict[str, Any]] = MongoClient(endpoint.url, **limits)
+    else:
+        client = MongoClient(endpoint.host, endpoint.port, directConnection=True, **limits)
+    try:
+        yield client
+    finally:
+        client.close()
 
 
 def _http(endpoint: Endpoint, timeout: float) -> None:

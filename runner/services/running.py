@@ -143,6 +143,7 @@ class Running:
             database=self.database,
             ready=self.ready,
             env=self.variables(),
+            url=self.url,
         )
 
     def connection_url(self, database: str | None = None) -> str:

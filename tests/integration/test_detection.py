@@ -10,11 +10,12 @@ from typing import Any
 
 import pytest
 
-from runner.detection import Detection, Tally, TestVerdict, failed_in, verdict_of
 from runner.errors import InfraError
-from runner.github import report_detection
+from runner.flaky import Tally, failed_in, verdict_of
+from runner.github.step import report_detection
 from runner.results import RunInfo, RunResult
 from runner.settings import load_settings
+from runner.stability import Detection, TestVerdict
 from tests.conftest import Ran, copy_fixture, environment, run_in_process
 
 RunCli = Callable[..., Ran]
@@ -202,7 +203,7 @@ def test_an_oversized_earlier_results_file_is_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     (tmp_path / "results.json").write_text('{"tests": []}', "utf-8")
-    monkeypatch.setattr("runner.merge.RESULTS_LIMIT_BYTES", 3)
+    monkeypatch.setattr("runner.results.RESULTS_LIMIT_BYTES", 3)
     with pytest.raises(InfraError, match=r"results\.json is not a readable .*over 3 bytes"):
         failed_in(tmp_path)
 

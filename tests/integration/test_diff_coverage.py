@@ -21,8 +21,8 @@ import pytest
 from runner.diff_coverage import ranges
 from runner.errors import InfraError
 from runner.git import Git, default_base, diff, merge_base
-from runner.github import annotations_of
-from runner.merge import read_results
+from runner.github.commands import annotations_of
+from runner.results import read_results
 from tests.conftest import Ran, environment, once_per_session, run_in_process
 
 PYPROJECT = """\

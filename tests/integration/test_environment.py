@@ -32,9 +32,9 @@ from runner.environment import (
 from runner.errors import ConfigError, InfraError
 from runner.execute import Completed
 from runner.gates import max_skipped
-from runner.pipeline import collection_counts
 from runner.record import read_record
 from runner.results import Attempt, TestResult
+from runner.run import collection_counts
 from runner.settings import Settings, load_settings
 from runner.thresholds import stated_threshold, with_stated_threshold
 from tests.conftest import Ran, copy_fixture, fresh_plugin, once_per_session, run_in_process

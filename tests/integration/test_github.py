@@ -6,16 +6,18 @@ import json
 import os
 import re
 import subprocess
-from dataclasses import replace
 from pathlib import Path
 
-from runner.github import (
+import msgspec
+
+from runner.github.client import connect
+from runner.github.commands import (
     Annotation,
     annotations_of,
-    report,
     repository_prefix,
 )
-from runner.merge import read_results
+from runner.github.step import report
+from runner.results import read_results
 from tests.conftest import FIXTURES, ROOT, Ran, copy_fixture, marker_line, run_in_process
 
 FIXTURES_BAD = FIXTURES / "workflows" / "injected.yml"
@@ -42,8 +44,8 @@ def test_a_project_in_a_subdirectory_is_annotated_from_the_repository_root(
     inside = f"{project.parent.name}/{project.name}"
     summary_file = tmp_path / "summary.md"
     environ = {"GITHUB_WORKSPACE": str(workspace), "GITHUB_STEP_SUMMARY": str(summary_file)}
-    many = replace(result, tests=result.tests * 2)  # more errors than GitHub shows
-    commands = report(many, markdown="", reports_dir="r", environ=environ)
+    many = msgspec.structs.replace(result, tests=result.tests * 2)  # more errors than GitHub shows
+    commands = report(many, markdown="", reports_dir="r", environ=environ, api=connect(environ))
     files = re.findall(r"file=([^,:]+)", commands)
     assert len(files) == 10
     assert all(file.startswith(f"{inside}/tests/") for file in files)
@@ -100,7 +102,7 @@ def test_on_a_runner_outputs_summary_and_guarded_test_output(tmp_path: Path) -> 
 
 def test_without_summary_or_output_files_only_annotations_are_given(outcomes_run: Ran) -> None:
     result = read_results(outcomes_run.reports / "results.json")
-    commands = report(result, markdown="## summary\n", reports_dir="r", environ={})
+    commands = report(result, markdown="## summary\n", reports_dir="r", environ={}, api=None)
     assert commands.count("::error ") == 7
 
 

@@ -11,18 +11,18 @@ from __future__ import annotations
 import io
 import json
 import zipfile
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from msgspec import structs
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from runner.github import earlier_attempt_flakes, report
-from runner.merge import read_results
-from runner.results import RunResult
+from runner.github.client import connect
+from runner.github.step import previous_attempt, report
+from runner.results import RunResult, read_results
 from tests.conftest import Ran, copy_fixture, run_in_process
 
 REPO = "acme/shop"
@@ -34,7 +34,7 @@ def many_failures(outcomes_run: Ran, count: int) -> RunResult:
     result = read_results(outcomes_run.reports / "results.json")
     failed = next(test for test in result.tests if test.outcome == "failed")
     tests = tuple(structs.replace(failed, id=f"{failed.id}[{n}]") for n in range(count))
-    return replace(result, tests=tests)
+    return msgspec.structs.replace(result, tests=tests)
 
 
 def github_env(httpserver: HTTPServer, tmp_path: Path, **extra: str) -> dict[str, str]:
@@ -95,8 +95,9 @@ def test_every_annotation_goes_to_one_check_run_in_batches_of_50(
         httpserver, tmp_path, GITHUB_EVENT_PATH=pull_request_event(tmp_path, head_repo=REPO)
     )
     printed = report(
-        many_failures(outcomes_run, 120), markdown="# summary", reports_dir="r", environ=environ
-    )
+        many_failures(outcomes_run, 120), markdown="# summary", reports_dir="r", environ=environ,
+        api=connect(environ),
+    )  # fmt: skip
     assert printed == ""  # nothing left for workflow commands: all 120 are in the check run
     assert [(r["method"], len(r["json"]["output"]["annotations"])) for r in recorder.requests] == [
         ("POST", 50), ("PATCH", 50), ("PATCH", 20),
@@ -117,9 +118,10 @@ def test_a_token_that_may_not_write_checks_falls_back_to_workflow_commands(
     httpserver.expect_request(f"/repos/{REPO}/check-runs", method="POST").respond_with_handler(
         recorder.answer(403, {"message": "Resource not accessible by integration"})
     )
+    environ = github_env(httpserver, tmp_path)
     printed = report(
-        many_failures(outcomes_run, 12), markdown="", reports_dir="r",
-        environ=github_env(httpserver, tmp_path),
+        many_failures(outcomes_run, 12), markdown="", reports_dir="r", environ=environ,
+        api=connect(environ),
     )  # fmt: skip
     lines = printed.splitlines()
     assert lines[0].startswith("::warning title=testgate::could not create a check run (HTTP 403)")
@@ -135,16 +137,23 @@ def test_a_fork_pull_request_skips_token_features_with_one_notice(
         httpserver, tmp_path,
         GITHUB_EVENT_PATH=pull_request_event(tmp_path, head_repo="someone/shop"),
     )  # fmt: skip
-    printed = report(many_failures(outcomes_run, 3), markdown="", reports_dir="r", environ=environ)
+    printed = report(
+        many_failures(outcomes_run, 3),
+        markdown="",
+        reports_dir="r",
+        environ=environ,
+        api=connect(environ),
+    )
     lines = printed.splitlines()
     assert lines[0].startswith("::notice title=testgate::a pull request from a fork gets no token")
     assert "the gates still run" in lines[0]
     assert sum(line.startswith("::error ") for line in lines) == 3
     assert httpserver.log == []  # not one request
-    assert earlier_attempt_flakes((), {**environ, "GITHUB_RUN_ATTEMPT": "2",
-                                       "TESTGATE_ARTIFACT": "a"})[1] == [
-        "no token to read the previous attempt's results; re-run flakes unchecked"
-    ]  # fmt: skip
+    second = {**environ, "GITHUB_RUN_ATTEMPT": "2", "TESTGATE_ARTIFACT": "a"}
+    assert previous_attempt(second, api=connect(second)) == (
+        None,
+        ["no token to read the previous attempt's results; re-run flakes unchecked"],
+    )
 
 
 def results_zip(tests: list[dict[str, Any]], commit: str, padding: int = 0) -> bytes:
@@ -213,8 +222,8 @@ def test_what_cannot_be_compared_is_said_and_changes_nothing(
         serve_artifact(httpserver, artifact, archive)
     environ = {**github_env(httpserver, tmp_path), "GITHUB_RUN_ID": "555",
                "GITHUB_RUN_ATTEMPT": "3", "TESTGATE_ARTIFACT": "a"}  # fmt: skip
-    tests, notices = earlier_attempt_flakes((), environ)
-    assert tests == ()
+    previous, notices = previous_attempt(environ, api=connect(environ))
+    assert previous is None
     assert len(notices) == 1
     assert notices[0].startswith(notice)
 
@@ -226,7 +235,7 @@ def test_an_artifact_that_unpacks_too_large_is_not_read(
     environ = {**github_env(httpserver, tmp_path), "GITHUB_RUN_ID": "555",
                "GITHUB_RUN_ATTEMPT": "2", "TESTGATE_ARTIFACT": "a",
                "GITHUB_EVENT_PATH": str(tmp_path / "missing.json")}  # fmt: skip
-    _, notices = earlier_attempt_flakes((), environ, limit=1000)
+    _, notices = previous_attempt(environ, api=connect(environ), limit=1000)
     assert notices[0].startswith("could not read artifact a-attempt-1 of attempt 1:")
     assert "results.json unpacks to" in notices[0]
     assert "bytes, over 1000" in notices[0]
@@ -235,5 +244,5 @@ def test_an_artifact_that_unpacks_too_large_is_not_read(
 def test_a_first_attempt_reads_nothing(httpserver: HTTPServer, tmp_path: Path) -> None:
     environ = {**github_env(httpserver, tmp_path), "GITHUB_RUN_ATTEMPT": "1",
                "TESTGATE_ARTIFACT": "a"}  # fmt: skip
-    assert earlier_attempt_flakes((), environ) == ((), [])
+    assert previous_attempt(environ, api=connect(environ)) == (None, [])
     assert httpserver.log == []

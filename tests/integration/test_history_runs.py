@@ -26,7 +26,7 @@ from pytest_httpserver import HTTPServer
 from runner import history_run
 from runner.errors import ConfigError
 from runner.history import FILE_NAME, History, entries, read_history
-from runner.merge import read_results
+from runner.results import read_results
 from runner.settings import load_settings
 from tests.conftest import Ran, copy_fixture, run_in_process
 

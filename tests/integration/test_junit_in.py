@@ -8,7 +8,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from runner.github import annotations_of
+from runner.github.commands import annotations_of
 from runner.junit import read_junit
 from runner.results import RunInfo, RunResult
 from tests.conftest import Ran, copy_fixture, run_in_process

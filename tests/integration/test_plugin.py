@@ -179,12 +179,37 @@ def imports_of(name: str) -> set[str]:
 def test_the_plugin_needs_only_the_standard_library_and_pytest() -> None:
     assert imports_of(PLUGIN_NAME) == {
         "__future__", "json", "os", "collections.abc", "pathlib", "typing", "pytest",
-        "_testgate_schedule",
+        "_testgate_schedule", "_testgate_wire",
     }  # fmt: skip
-    assert imports_of("_testgate_schedule") <= set(sys.stdlib_module_names) | {
-        "__future__",
-        "collections.abc",
-    }
+    for sibling in ("_testgate_schedule", "_testgate_wire"):
+        assert imports_of(sibling) <= set(sys.stdlib_module_names) | {
+            "__future__",
+            "collections.abc",
+        }
+
+
+def test_the_wire_protocol_is_written_down_once_for_both_sides() -> None:
+    """The plugin and the runner name the variables and record kinds from one module."""
+    from runner import child_env, record  # noqa: PLC0415
+    from runner.plugin import _testgate_wire as wire  # noqa: PLC0415
+
+    plugin = (Path(PLUGIN_DIR) / f"{PLUGIN_NAME}.py").read_text("utf-8")
+    code = [line for line in plugin.splitlines() if '"""' not in line and "``" not in line]
+    assert not [line for line in code if '"TESTGATE_' in line or '"kind": "' in line]
+    assert 'kind == "' not in Path(record.__file__).read_text("utf-8")
+    variables = {value for name, value in vars(wire).items() if name.endswith("_ENV")}
+    elsewhere = [
+        (path.name, value)
+        for path in Path(child_env.__file__).parent.rglob("*.py")
+        if path.name != "_testgate_wire.py"
+        for value in variables
+        if f'"{value}"' in path.read_text("utf-8")
+    ]
+    assert elsewhere == []
+    written = {name.split('"kind": ')[1].split(",")[0].rstrip("}) ") for name in code
+               if '"kind": ' in name}  # fmt: skip
+    assert {getattr(wire, name) for name in written} == set(wire.FIELDS)
+    assert set(wire.ATTEMPT_VARIABLES) <= child_env.LEAKY_NAMES
 
 
 def test_a_test_imported_from_another_module_gets_no_foreign_def_line(

@@ -35,14 +35,16 @@ from pytest_httpserver import HTTPServer
 from ruamel.yaml import YAML
 from werkzeug import Request, Response
 
-from runner import github, output
+from runner import output
 from runner.child_env import FILE_COMMANDS, SECRET_NAMES, child_environment
 from runner.cli import main
 from runner.coverage_data import combine_and_report
-from runner.detection import Detection, TestVerdict, write_detection
 from runner.environment import probe
 from runner.errors import ConfigError, InfraError
 from runner.execute import RELAY_DRAIN_S, RELAYED_LINE_LIMIT, _Relay, run_pytest
+from runner.flaky import write_detection
+from runner.github import client
+from runner.github.step import previous_attempt, report
 from runner.owned_dir import MARKER, claim, open_text, without_link, write_text
 from runner.record import MESSAGE_LIMIT, TEXT_LIMIT, read_record
 from runner.render import detection_markdown, detection_terminal, markdown
@@ -53,6 +55,7 @@ from runner.services.running import Running
 from runner.settings import load_settings
 from runner.sharding import read_durations
 from runner.sonar import run_pysonar, scanner_environment
+from runner.stability import Detection, TestVerdict
 from tests.conftest import ROOT, Ran, copy_fixture, environment, run_in_process
 
 REGISTERED = {
@@ -1056,10 +1059,9 @@ def test_a_bad_earlier_artifact_is_one_warning_and_changes_nothing(
     httpserver: HTTPServer, archive: bytes, listing: Any, words: str
 ) -> None:
     serve(httpserver, archive, listing)
-    tests, notices = github.earlier_attempt_flakes(
-        (PASSED,), artifact_env(httpserver), limit=200_000
-    )
-    assert tests == (PASSED,)
+    environ = artifact_env(httpserver)
+    previous, notices = previous_attempt(environ, api=client.connect(environ), limit=200_000)
+    assert previous is None
     assert len(notices) == 1
     assert notices[0].startswith("could not read artifact a-attempt-1 of attempt 1")
     assert words in notices[0]
@@ -1072,7 +1074,8 @@ def test_an_artifact_declared_too_large_is_not_downloaded(httpserver: HTTPServer
     httpserver.expect_request(f"/repos/{REPO}/actions/artifacts/9/zip").respond_with_response(
         Response(b"x" * 2000, headers={"Content-Length": "2000"})
     )
-    _, notices = github.earlier_attempt_flakes((), artifact_env(httpserver), limit=1000)
+    environ = artifact_env(httpserver)
+    _, notices = previous_attempt(environ, api=client.connect(environ), limit=1000)
     assert "the artifact is 2000 bytes, over 1000" in notices[0]
 
 
@@ -1084,7 +1087,8 @@ def test_a_download_is_bounded_while_it_streams(httpserver: HTTPServer) -> None:
     httpserver.expect_request(f"/repos/{REPO}/actions/artifacts/9/zip").respond_with_response(
         Response(chunks, direct_passthrough=True)
     )
-    _, notices = github.earlier_attempt_flakes((), artifact_env(httpserver), limit=250_000)
+    environ = artifact_env(httpserver)
+    _, notices = previous_attempt(environ, api=client.connect(environ), limit=250_000)
     assert "the artifact's download passed 250000 bytes; not read" in notices[0]
 
 
@@ -1105,7 +1109,11 @@ def test_a_redirect_to_another_host_carries_no_token(httpserver: HTTPServer) -> 
         httpserver.expect_request(f"/repos/{REPO}/actions/artifacts/9/zip").respond_with_response(
             Response(status=302, headers={"Location": storage.url_for("/blob.zip")})
         )
-        assert github.earlier_attempt_flakes((), artifact_env(httpserver)) == ((), [])
+        environ = artifact_env(httpserver)
+        previous, notices = previous_attempt(environ, api=client.connect(environ))
+        assert notices == []
+        assert previous is not None
+        assert previous.failed == frozenset()  # read, through the redirect
         assert seen == [None]
     finally:
         storage.stop()
@@ -1124,7 +1132,9 @@ def check_run(httpserver: HTTPServer, tmp_path: Path) -> str:
         "GITHUB_RUN_ATTEMPT": "1",
         "GITHUB_EVENT_PATH": str(tmp_path / "none.json"),
     }
-    return github.report(failing_result(), markdown="", reports_dir="r", environ=environ)
+    return report(
+        failing_result(), markdown="", reports_dir="r", environ=environ, api=client.connect(environ)
+    )
 
 
 def test_the_permissions_hint_is_given_only_on_a_403(
@@ -1150,12 +1160,12 @@ def test_a_server_error_is_retried(httpserver: HTTPServer, tmp_path: Path, statu
 def test_retries_are_bounded_and_back_off() -> None:
     from urllib3.exceptions import MaxRetryError  # noqa: PLC0415 (only this test needs it)
 
-    retry = github._retry()
+    retry = client._retry()
     waits = []
-    for _ in range(github.API_RETRIES):
+    for _ in range(client.API_RETRIES):
         retry = retry.increment(method="POST", url="/x")
         waits.append(retry.get_backoff_time())
-    assert waits == [0, 2 * github.API_BACKOFF_S, 4 * github.API_BACKOFF_S]
+    assert waits == [0, 2 * client.API_BACKOFF_S, 4 * client.API_BACKOFF_S]
     with pytest.raises(MaxRetryError):
         retry.increment(method="POST", url="/x")
 
@@ -1183,7 +1193,9 @@ def test_an_unreachable_api_says_what_happened(tmp_path: Path) -> None:
         "TESTGATE_GITHUB_TOKEN": "ghs_t",
         "GITHUB_EVENT_PATH": str(tmp_path / "none.json"),
     }
-    printed = github.report(failing_result(), markdown="", reports_dir="r", environ=environ)
+    printed = report(
+        failing_result(), markdown="", reports_dir="r", environ=environ, api=client.connect(environ)
+    )
     assert "could not create a check run (ConnectionError" in printed
     assert "permissions" not in printed
     assert runner_commands(printed)[0][0] == "warning"

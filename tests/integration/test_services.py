@@ -4,7 +4,8 @@ PostgreSQL, MariaDB, Redis and RabbitMQ are real: started from this machine's bi
 (``--backend local``) and probed where they already run (``external``). A Docker engine
 and MongoDB lie outside this machine: the ``docker`` CLI is replaced by a stand-in
 script that records its arguments and answers as the real one does (its port mapping
-points at the real Redis), and MongoDB by a small server speaking its OP_MSG protocol.
+points at the real Redis), and MongoDB by a small server speaking its OP_MSG protocol
+(no mongod can be installed here), which pymongo talks to as to a standalone server.
 """
 
 from __future__ import annotations
@@ -32,11 +33,13 @@ from pytest_httpserver import HTTPServer
 from runner.cli import main
 from runner.errors import ConfigError, InfraError
 from runner.services import databases
-from runner.services.lifecycle import ExternalBackend
+from runner.services.backends import AUTO, REGISTRY
+from runner.services.external import ExternalBackend
+from runner.services.lifecycle import choose_backend
 from runner.services.local import LocalBackend, Recipe, find_binary, stop_local
 from runner.services.probes import Endpoint, NotReady, check, resp_command, wait_ready
 from runner.services.running import Running
-from runner.services.spec import parse_specs
+from runner.services.spec import BACKENDS, parse_specs
 from tests.conftest import environment
 
 SYSTEM = {
@@ -158,6 +161,18 @@ def test_an_unreadable_state_file_is_named_with_what_to_do(
     assert code == 3
     assert f"the services state file {state} cannot be read" in err
     assert "stop what it names by hand, then delete it." in err
+
+
+def test_every_backend_a_user_can_name_is_registered() -> None:
+    """--backend and services-backend take the registry's names, and auto tries two of them."""
+    assert ("auto", *REGISTRY) == BACKENDS
+    assert set(AUTO) <= set(REGISTRY)
+    for name, factory in REGISTRY.items():
+        assert factory({}, "run").name == name
+    given = parse_specs(["postgres=postgresql://127.0.0.1:5432/test"])
+    assert choose_backend("external", given, {}, run_id="r").name == "external"
+    with pytest.raises(ConfigError, match="give redis as NAME=URL"):
+        choose_backend("external", [*given, *parse_specs(["redis"])], {}, run_id="r")
 
 
 def test_variables_and_worker_urls_of_each_kind() -> None:
@@ -463,7 +478,7 @@ def _redis_set(port: int, password: str, index: str) -> None:
 
 def external(name: str, url: str) -> Running:
     """A service given as NAME=URL, as the external backend records it."""
-    return ExternalBackend().start(parse_specs([f"{name}={url}"])[0]).running
+    return ExternalBackend().start(parse_specs([f"{name}={url}"])[0])
 
 
 def _free_port() -> int:
@@ -476,8 +491,21 @@ def _free_port() -> int:
 # --- protocols of services outside this machine ---------------------------------------
 
 
+HANDSHAKES = frozenset({"hello", "isMaster", "ismaster"})
+HELLO: dict[str, object] = {
+    "ok": 1.0, "isWritablePrimary": True, "ismaster": True, "helloOk": True,
+    "maxWireVersion": 21, "minWireVersion": 0, "maxBsonObjectSize": 16 * 1024 * 1024,
+    "maxMessageSizeBytes": 48_000_000, "maxWriteBatchSize": 100_000,
+}  # fmt: skip
+
+
 class FakeMongo(socketserver.ThreadingTCPServer):
-    """Answers every OP_MSG command with ``reply`` (MongoDB lies outside this machine)."""
+    """A standalone MongoDB server speaking OP_MSG (MongoDB lies outside this machine).
+
+    It answers the driver's handshakes as a server would and every other command with
+    ``reply`` (in a message of ``opcode``), recording those commands without the fields
+    the driver adds to each.
+    """
 
     daemon_threads = True
     allow_reuse_address = True
@@ -491,19 +519,23 @@ class _MongoHandler(socketserver.BaseRequestHandler):
     server: FakeMongo
 
     def handle(self) -> None:
-        header = self.request.recv(16)
-        length, request_id, _, _ = struct.unpack("<iiii", header)
-        body = self.request.recv(length - 16)
-        self.server.commands.append(bson.decode(body[5:]))
-        payload = b"\x00\x00\x00\x00\x00" + bson.encode(self.server.reply)
-        self.request.sendall(
-            struct.pack("<iiii", 16 + len(payload), 2, request_id, self.server.opcode) + payload
-        )
+        reader = self.request.makefile("rb")
+        while len(header := reader.read(16)) == 16:
+            length, request_id, _, _ = struct.unpack("<iiii", header)
+            command = bson.decode(reader.read(length - 16)[5:])
+            reply, opcode = HELLO, 2013
+            if not HANDSHAKES & set(command):
+                self.server.commands.append(command)
+                reply, opcode = self.server.reply, self.server.opcode
+            payload = b"\x00\x00\x00\x00\x00" + bson.encode(reply)
+            self.request.sendall(
+                struct.pack("<iiii", 16 + len(payload), 2, request_id, opcode) + payload
+            )
 
 
 @pytest.fixture
 def mongo() -> Iterator[FakeMongo]:
-    server = FakeMongo({"ok": 1.0, "isWritablePrimary": True})
+    server = FakeMongo({"ok": 1.0, "databases": []})
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield server
     server.shutdown()
@@ -522,21 +554,24 @@ def test_mongo_answers_hello_and_drops_worker_databases(mongo: FakeMongo) -> Non
     }
     assert databases.drop(isolation) == []
     assert mongo.commands == [  # only the names the server did not hold are dropped
-        {"hello": 1, "$db": "admin"},
+        {"ping": 1, "$db": "admin"},
         {"listDatabases": 1, "nameOnly": True, "$db": "admin"},
-        {"dropDatabase": 1, "$db": "app_gw0"},
-        {"dropDatabase": 1, "$db": "app_gw1"},
+        {"dropDatabase": 1, "comment": None, "$db": "app_gw0"},
+        {"dropDatabase": 1, "comment": None, "$db": "app_gw1"},
     ]
     mongo.commands.clear()
     started = dataclasses.replace(service, backend="docker")  # its own server: fresh ones
     assert databases.drop(databases.create([started], count=1)) == []
     assert [command["$db"] for command in mongo.commands] == ["app_gw0", "app_gw0"]
     mongo.reply = {"ok": 0.0, "errmsg": "not authorized"}
-    with pytest.raises(NotReady, match="hello answered 'not authorized'"):
+    with pytest.raises(NotReady, match="ping answered 'not authorized'"):
         check(Endpoint(probe="mongo", host="127.0.0.1", port=port))
     mongo.opcode = 1
-    with pytest.raises(NotReady, match="hello was answered with opcode 1, not OP_MSG"):
+    with pytest.raises(NotReady, match="ProtocolError: Got opcode 1 but expected"):
         check(Endpoint(probe="mongo", host="127.0.0.1", port=port))
+    nothing = Endpoint(probe="mongo", host="127.0.0.1", port=_free_port())
+    with pytest.raises(NotReady, match=r"ServerSelectionTimeoutError: 127\.0\.0\.1:"):
+        check(nothing, timeout=0.2)  # pymongo finds no server: the attempt ends, no hang
 
 
 def test_http_tcp_and_command_readiness(httpserver: HTTPServer, tmp_path: Path) -> None:

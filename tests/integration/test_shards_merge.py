@@ -253,7 +253,7 @@ def test_oversized_inputs_are_refused(
     merge: Callable[..., Ran], two_shards: tuple[Path, Ran, Ran], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     here, first, _ = two_shards
-    monkeypatch.setattr("runner.merge.RESULTS_LIMIT_BYTES", 10)
+    monkeypatch.setattr("runner.results.RESULTS_LIMIT_BYTES", 10)
     monkeypatch.setattr("runner.sharding.LIMIT_BYTES", 10)
     assert read_durations(first.reports / "durations.json")[1] is not None
     ran = merge(here, str(first.reports))

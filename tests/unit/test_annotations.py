@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from runner.github import (
+from runner.github.commands import (
     PER_STEP,
     SUMMARY_LIMIT,
     Annotation,

@@ -8,9 +8,10 @@ import pytest
 
 from runner.attempts import rerun_workers
 from runner.errors import ConfigError
-from runner.flaky import runs_needed, verdict, wilson_interval
 from runner.quarantine import Quarantine, read_quarantine
 from runner.results import Attempt
+from runner.stability import runs_needed, wilson_interval
+from runner.verdicts import verdict
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from runner import detection, history_run, trend
+from runner import flaky as flaky_command
+from runner import history_run, trend
 from runner.errors import ConfigError
 from runner.history import (
     FILE_NAME,
@@ -431,10 +432,10 @@ def test_only_clean_runs_of_the_same_project_tree_count_for_the_flaky_job(tmp_pa
 
 
 def test_the_historys_runs_count_up_to_one_short_of_a_verdict() -> None:
-    stable = detection._from_history({A: ["passed"] * 9}, A, 4)
+    stable = flaky_command._from_history({A: ["passed"] * 9}, A, 4)
     assert (stable.runs, stable.failures, stable.verdict) == (3, 0, None)
-    failing = detection._from_history({A: ["failed"] * 9}, A, 4)
+    failing = flaky_command._from_history({A: ["failed"] * 9}, A, 4)
     assert (failing.runs, failing.failures, failing.verdict) == (3, 3, None)
-    flaky = detection._from_history({A: ["passed", "failed", "passed"]}, A, 4)
+    flaky = flaky_command._from_history({A: ["passed", "failed", "passed"]}, A, 4)
     assert (flaky.runs, flaky.failures, flaky.verdict) == (2, 1, "flaky")
-    assert detection._from_history({}, A, 4).runs == 0
+    assert flaky_command._from_history({}, A, 4).runs == 0

@@ -38,7 +38,8 @@ import runner
 failed = {}
 names = [module.name for module in pkgutil.walk_packages(runner.__path__, "runner.")]
 names.remove("runner.__main__")  # importing it runs the command line (runner.cli is checked)
-names += ["_testgate_plugin", "_testgate_schedule"]  # loaded into pytest from runner/plugin
+# loaded into pytest from runner/plugin
+names += ["_testgate_plugin", "_testgate_schedule", "_testgate_wire"]
 for name in names:
     try:
         importlib.import_module(name)
@@ -57,6 +58,6 @@ def test_every_module_imports_without_pwd_fcntl_or_killpg() -> None:
     assert completed.returncode == 0, completed.stderr
     found = json.loads(completed.stdout.splitlines()[-1])
     assert found["failed"] == {}
-    for module in ("runner.cli", "runner.services.local", "runner.execute", "runner.pipeline"):
+    for module in ("runner.cli", "runner.services.local", "runner.execute", "runner.run"):
         assert module in found["imported"]
     assert "_testgate_plugin" in found["imported"]

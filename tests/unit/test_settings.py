@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
 from runner.cli import main
 from runner.errors import ConfigError
-from runner.settings import OPTIONS, load_settings
+from runner.settings import COMMANDS, OPTIONS, OPTIONS_BY_NAME, Settings, load_settings
 
 
 def project_with(tmp_path: Path, tool_table: str = "") -> Path:
@@ -188,14 +189,42 @@ def test_service_env_maps_the_projects_own_names_per_service(tmp_path: Path) -> 
     assert settings.service_setup == {"db": "a=b"}
 
 
-@pytest.mark.parametrize("command", [["run"], ["flaky"], ["merge"], ["sonar"], ["history"]])
-def test_every_commands_help_lists_its_options(
-    command: list[str], capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_commands_help_lists_its_options_and_only_those(
+    command: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with pytest.raises(SystemExit) as ended:
-        main([*command, "--help"], environ={})
+        main([command, "--help"], environ={})
     assert ended.value.code == 0
     shown = capsys.readouterr().out
+    flags = {option.name for option in OPTIONS if not option.pyproject_only}
+    listed = {name for name in flags if f"--{name} " in shown or f"--{name}=" in shown}
+    listed |= {"services"} if "--service SPEC, --services SPEC" in shown else set()
+    assert listed == {name for name in flags if command in OPTIONS_BY_NAME[name].commands}
+    assert "--reports-dir" in shown
+
+
+def test_run_lists_no_sonar_merge_or_detection_only_option_but_still_reads_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        main(["run", "--help"], environ={})
+    shown = capsys.readouterr().out
+    for name in ("--sonar-host-url", "--sonar-wait", "--time-budget", "--expect-shards"):
+        assert name not in shown
     assert "--max-skipped" in shown
     assert "5%" in shown  # a '%' in a help text is shown as is
     assert "--groups GROUPS, --group GROUPS" in shown
+    project = str(project_with(tmp_path))
+    assert main(["run", "--project", project, "--sonar-wait", "maybe"], environ={}) == 2
+    assert "--sonar-wait: 'maybe' must be true or false" in capsys.readouterr().err
+
+
+def test_settings_has_one_field_per_option_and_commands_are_known() -> None:
+    """OPTIONS is the one declaration: Settings, the flags and action.yml follow it."""
+    fields = [field.name for field in dataclasses.fields(Settings)]
+    assert set(fields) - {"project", "explicit"} == {option.attribute for option in OPTIONS}
+    assert len(fields) == len(set(fields))
+    for option in OPTIONS:
+        assert option.commands, option.name
+        assert set(option.commands) <= set(COMMANDS), option.name

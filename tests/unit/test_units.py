@@ -6,11 +6,11 @@ import json
 import runpy
 import subprocess
 import sys
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import jsonschema
+import msgspec
 import pytest
 from coverage.exceptions import CoverageWarning
 from junitparser import JUnitXml
@@ -23,6 +23,9 @@ from runner.render import markdown, terminal
 from runner.results import (
     Attempt,
     CoverageSummary,
+    DiffCoverage,
+    FileCoverage,
+    FileDiff,
     GateResult,
     RunInfo,
     RunResult,
@@ -51,8 +54,22 @@ def run_of(*tests: TestResult, problems: tuple[str, ...] = ()) -> RunResult:
         pytest_exit_code=1,
         problems=problems,
     )
-    coverage = CoverageSummary(99.5, 50.0, 199, 200, 1, 2, precision=1)
-    gate = GateResult("failed-tests", 0, len(tests), not tests, "message | with pipe")
+    coverage = CoverageSummary(
+        line_percent=99.5,
+        branch_percent=50.0,
+        covered_lines=199,
+        num_statements=200,
+        covered_branches=1,
+        num_branches=2,
+        precision=1,
+    )
+    gate = GateResult.judged(
+        name="failed-tests",
+        threshold=0,
+        actual=len(tests),
+        passed=not tests,
+        message="message | with pipe",
+    )
     return RunResult(run=info, tests=tests, coverage=coverage, gates=(gate,))
 
 
@@ -136,15 +153,15 @@ def test_long_flaky_lists_are_cut_and_say_so() -> None:
 
 
 def test_long_changed_file_lists_are_cut_and_say_so() -> None:
-    files = [
-        {"path": f"pkg/m{n}.py", "statements": 2, "covered_statements": 1,
-         "missing_ranges": [[3, 4], [9, 9]], "branches": 0, "covered_branches": 0,
-         "missing_branches": []}
+    files = tuple(
+        FileDiff(path=f"pkg/m{n}.py", statements=2, covered_statements=1,
+                 missing_ranges=((3, 4), (9, 9)), branches=0, covered_branches=0,
+                 missing_branches=())
         for n in range(22)
-    ]  # fmt: skip
-    diff = {"base": "main", "merge_base": "abc", "percent": 50.0, "line_percent": 50.0,
-            "statements": 44, "branches": 0, "files": files}  # fmt: skip
-    result = replace(run_of(), diff_coverage=diff)
+    )  # fmt: skip
+    diff = DiffCoverage(base="main", merge_base="abc", percent=50.0, line_percent=50.0,
+                        statements=44, branches=0, files=files)  # fmt: skip
+    result = msgspec.structs.replace(run_of(), diff_coverage=diff)
     summary = markdown(result)
     assert "### Coverage of the change since `main`: 50.00 %" in summary
     assert "| `pkg/m0.py` | 2 | 1 | 0 | 0 | 3-4, 9 |" in summary
@@ -288,4 +305,7 @@ def test_the_least_covered_files_are_ordered_by_the_numbers_shown() -> None:
         return {"summary": {**summary, "percent_covered": combined}}
 
     files = {"a.py": entry(90, 10, 80), "b.py": entry(50, 100, 85), "c.py": entry(100, 100, 100)}
-    assert worst_files(files) == (("b.py", 50.0, 100.0), ("a.py", 90.0, 10.0))
+    assert worst_files(files) == (
+        FileCoverage(path="b.py", line_percent=50.0, branch_percent=100.0),
+        FileCoverage(path="a.py", line_percent=90.0, branch_percent=10.0),
+    )

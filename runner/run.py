@@ -22,21 +22,19 @@ import shutil
 import sys
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from json.encoder import encode_basestring
 from pathlib import Path
+
+import msgspec
 
 from runner import (
     coverage_data,
     environment,
     faults,
-    gates,
-    github,
     history_run,
     interrupts,
     owned_dir,
-    render,
 )
 from runner.attempts import (
     INTERNAL_ERROR,
@@ -48,26 +46,19 @@ from runner.attempts import (
     run_attempt,
 )
 from runner.child_env import child_environment
-from runner.crash import CRASHED, crash_problem, not_evaluated
-from runner.diff_coverage import DiffCoverage, added_lines, measure
-from runner.errors import InfraError
+from runner.crash import crash_problem
 from runner.execute import WORKER_ENV
-from runner.flaky import ORDER_CHECKS, verdict
-from runner.git import Git, default_base, merge_base
-from runner.git import diff as diff_text
-from runner.junit import write_junit
+from runner.git import Git
 from runner.output import emit
 from runner.quarantine import Quarantine, read_quarantine
 from runner.record import PYTEST_WARNED
+from runner.report import Outcome, conclude, measure_change
 from runner.results import (
     BROKEN,
     Attempt,
-    CoverageSummary,
     RunInfo,
-    RunResult,
     TestResult,
     classify,
-    encode,
     variant_name,
 )
 from runner.services import databases, lifecycle, precedence
@@ -76,6 +67,7 @@ from runner.services.schema import Setup, uses_pytest_django
 from runner.settings import Settings
 from runner.sharding import plan_of, read_durations
 from runner.thresholds import with_stated_threshold
+from runner.verdicts import ORDER_CHECKS, verdict
 
 REPORT_FILES = (
     "results.json",
@@ -88,14 +80,6 @@ REPORT_FILES = (
     history_run.SUGGESTED,
 )
 REPLAY_LIMIT = 1000
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What a command produced: the result and the exit code."""
-
-    result: RunResult
-    exit_code: int
 
 
 @dataclass
@@ -223,7 +207,7 @@ def _run(settings: Settings, *, environ: Mapping[str, str], notes: tuple[str, ..
             settings, environ=environ, measured=coverage is not None
         )
     if coverage is not None and diff is not None:
-        coverage = replace(coverage, diff_percent=diff.percent)
+        coverage = msgspec.structs.replace(coverage, diff_percent=diff.percent)
     crash = crash_problem(first.record.internal_errors, parallel=settings.workers != "0")
     found_problems = ((crash,) if crash else ()) + tuple(
         problem
@@ -283,67 +267,6 @@ def collection_counts(first: AttemptRun) -> tuple[str, ...]:
         f"pytest counts {reports} collection errors where testgate counts {errors}: each "
         "xdist worker reported the same ones (pytest without xdist counts them once)",
     )
-
-
-def conclude(
-    *,
-    settings: Settings,
-    info: RunInfo,
-    tests: tuple[TestResult, ...],
-    coverage: CoverageSummary | None,
-    diff: tuple[DiffCoverage | None, str],
-    environ: Mapping[str, str],
-) -> Outcome:
-    """Judge a result, write its reports, print its table: the end of run and of merge."""
-    if github.on_github(environ):
-        tests, notices = github.earlier_attempt_flakes(tests, environ)
-        info = replace(info, warnings=(*info.warnings, *notices))
-    past = history_run.prepare(settings, commit=info.commit, environ=environ)
-    tests = history_run.label_tests(past, tests, settings=settings)
-    info = replace(
-        info, warnings=(*info.warnings, *history_run.warnings(past, reports=settings.reports_dir))
-    )
-    verdicts = gates.evaluate(
-        settings=settings,
-        tests=tests,
-        coverage=coverage,
-        suite_duration_s=info.suite_duration_s,
-        diff=diff[0],
-        diff_skipped=diff[1],
-    ) + history_run.history_gates(settings, today=datetime.now(UTC).date())
-    if any(problem.startswith(CRASHED) for problem in info.problems):
-        verdicts = not_evaluated(verdicts)
-    elif info.coverage_incomplete is not None:
-        verdicts = faults.not_judged(verdicts, why=info.coverage_incomplete)
-    result = RunResult(
-        run=info,
-        tests=tests,
-        coverage=coverage,
-        gates=verdicts,
-        diff_coverage=None if diff[0] is None else diff[0].to_json(),
-    )
-    past = history_run.record(past, result=result, settings=settings)
-    markdown = render.markdown(result) + history_run.markdown(
-        past, settings=settings, tests=result.tests
-    )
-    write_reports(result, settings.reports_dir, markdown=markdown)
-    history_run.write_suggestions(past, settings=settings)
-    emit(render.terminal(result, reports_dir=shown(settings.reports_dir)))
-    if github.on_github(environ):
-        where = shown(settings.reports_dir)
-        emit(
-            github.report(
-                result,
-                markdown=markdown,
-                reports_dir=where,
-                environ=environ,
-                annotations=settings.annotations,
-            ),
-            commands=True,
-        )
-    if info.problems:
-        return Outcome(result, InfraError.exit_code)
-    return Outcome(result, 0 if result.passed else 1)
 
 
 def write_schedule(settings: Settings, durations: Mapping[str, float], path: Path) -> Path:
@@ -445,24 +368,6 @@ def check_order(session: Session, history: History, first: AttemptRun) -> None:
         history.add(done, kind="order-check", only=flaky & set(replay))
 
 
-def measure_change(
-    settings: Settings, *, environ: Mapping[str, str], measured: bool
-) -> tuple[DiffCoverage | None, str]:
-    """Coverage of the lines changed since the merge base with diff-base, or why there is none."""
-    if not measured:
-        return None, "no coverage data"
-    git = Git(settings.project, environ)
-    if not git.is_repository():
-        return None, "not a git repository, so no change to measure"
-    base = settings.diff_base or default_base(git)
-    if base is None:
-        return None, "no diff base: none of origin/HEAD, main or master exists; set diff-base"
-    since = merge_base(git, base)
-    report = coverage_data.read_report(settings.reports_dir / "coverage.json")
-    changed = added_lines(diff_text(git, since))
-    return measure(changed, report["files"], base=base, merge_base=since), ""
-
-
 def classify_all(history: History, quarantine: Quarantine) -> tuple[TestResult, ...]:
     """Every test's verdict from its attempts, quarantine applied."""
     return tuple(
@@ -509,39 +414,3 @@ def _prepare(reports: Path) -> Path:
 def commit_of(project: Path, environ: Mapping[str, str]) -> str | None:
     """The commit under test: GitHub's ``GITHUB_SHA``, else the project's git HEAD."""
     return environ.get("GITHUB_SHA") or Git(project, environ).head()
-
-
-def write_reports(result: RunResult, reports: Path, *, markdown: str) -> None:
-    """results.json, junit.xml, durations.json and summary.md (coverage wrote its own).
-
-    One that cannot be written (a full disk) does not stop the others: each is named after.
-    """
-    failures = owned_dir.Failures()
-    with failures.kept(), owned_dir.open_binary(reports / "results.json") as out:
-        out.writelines(encode(result))
-    with failures.kept():
-        write_junit(result, reports / "junit.xml")
-    durations: dict[str, float] = {}
-    for test in result.tests:  # after a merge, a test's longest time over its variants
-        if test.attempts[0].phase != "collect":
-            seconds = round(test.attempts[0].duration_s, 6)
-            durations[test.id] = max(seconds, durations.get(test.id, 0.0))
-    # One test a line, as json.dumps(indent=1) would write it, without its slow indenter.
-    with failures.kept(), owned_dir.open_text(reports / "durations.json") as out:
-        out.write("{" if durations else "{}\n")
-        out.writelines(
-            f"{',' if index else ''}\n {encode_basestring(test_id)}: {seconds!r}"
-            for index, (test_id, seconds) in enumerate(durations.items())
-        )
-        out.write("\n}\n" if durations else "")
-    with failures.kept():
-        owned_dir.write_text(reports / "summary.md", markdown)
-    failures.raise_any()
-
-
-def shown(path: Path) -> str:
-    """A path as a user would type it: relative to where they are, when it is below."""
-    try:
-        return str(path.relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)

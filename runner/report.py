@@ -1,0 +1,159 @@
+"""The end every command shares: judge a result, write its reports, show it.
+
+``testgate run``, ``merge`` and ``gate`` end in ``conclude``: the gates, the history,
+``results.json``, ``junit.xml``, ``durations.json`` and ``summary.md``, the table printed,
+and on GitHub the annotations, step summary and outputs. ``flaky`` and ``sonar`` use its
+parts (``write_reports``, ``shown``). It sits above the model, the gates and the
+renderers, and below the commands: nothing here imports a command's module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from json.encoder import encode_basestring
+from pathlib import Path
+
+import msgspec
+
+from runner import coverage_data, faults, gates, history_run, owned_dir, render
+from runner.crash import CRASHED, not_evaluated
+from runner.diff_coverage import added_lines, measure
+from runner.errors import InfraError
+from runner.git import Git, default_base, merge_base
+from runner.git import diff as diff_text
+from runner.github import client, step
+from runner.github.commands import on_github
+from runner.junit import write_junit
+from runner.output import emit
+from runner.results import CoverageSummary, DiffCoverage, RunInfo, RunResult, TestResult, encode
+from runner.settings import Settings
+from runner.verdicts import flaky_on_rerun
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a command produced: the result and the exit code."""
+
+    result: RunResult
+    exit_code: int
+
+
+def conclude(
+    *,
+    settings: Settings,
+    info: RunInfo,
+    tests: tuple[TestResult, ...],
+    coverage: CoverageSummary | None,
+    diff: tuple[DiffCoverage | None, str],
+    environ: Mapping[str, str],
+) -> Outcome:
+    """Judge a result, write its reports, print its table: the end of run and of merge."""
+    api = client.connect(environ) if on_github(environ) else None
+    if on_github(environ):
+        previous, notices = step.previous_attempt(environ, api=api)
+        if previous is not None:
+            tests = flaky_on_rerun(tests, failed_before=previous.failed, note=previous.note)
+        info = msgspec.structs.replace(info, warnings=(*info.warnings, *notices))
+    past = history_run.prepare(settings, commit=info.commit, environ=environ)
+    tests = history_run.label_tests(past, tests, settings=settings)
+    info = msgspec.structs.replace(
+        info, warnings=(*info.warnings, *history_run.warnings(past, reports=settings.reports_dir))
+    )
+    verdicts = gates.evaluate(
+        settings=settings,
+        tests=tests,
+        coverage=coverage,
+        suite_duration_s=info.suite_duration_s,
+        diff=diff[0],
+        diff_skipped=diff[1],
+    ) + history_run.history_gates(settings, today=datetime.now(UTC).date())
+    if any(problem.startswith(CRASHED) for problem in info.problems):
+        verdicts = not_evaluated(verdicts)
+    elif info.coverage_incomplete is not None:
+        verdicts = faults.not_judged(verdicts, why=info.coverage_incomplete)
+    result = RunResult(
+        run=info,
+        tests=tests,
+        coverage=coverage,
+        gates=verdicts,
+        diff_coverage=diff[0],
+    )
+    past = history_run.record(past, result=result, settings=settings)
+    markdown = render.markdown(result) + history_run.markdown(
+        past, settings=settings, tests=result.tests
+    )
+    write_reports(result, settings.reports_dir, markdown=markdown)
+    history_run.write_suggestions(past, settings=settings)
+    emit(render.terminal(result, reports_dir=shown(settings.reports_dir)))
+    if on_github(environ):
+        where = shown(settings.reports_dir)
+        emit(
+            step.report(
+                result,
+                markdown=markdown,
+                reports_dir=where,
+                environ=environ,
+                api=api,
+                annotations=settings.annotations,
+            ),
+            commands=True,
+        )
+    if info.problems:
+        return Outcome(result, InfraError.exit_code)
+    return Outcome(result, 0 if result.passed else 1)
+
+
+def measure_change(
+    settings: Settings, *, environ: Mapping[str, str], measured: bool
+) -> tuple[DiffCoverage | None, str]:
+    """Coverage of the lines changed since the merge base with diff-base, or why there is none."""
+    if not measured:
+        return None, "no coverage data"
+    git = Git(settings.project, environ)
+    if not git.is_repository():
+        return None, "not a git repository, so no change to measure"
+    base = settings.diff_base or default_base(git)
+    if base is None:
+        return None, "no diff base: none of origin/HEAD, main or master exists; set diff-base"
+    since = merge_base(git, base)
+    report = coverage_data.read_report(settings.reports_dir / "coverage.json")
+    changed = added_lines(diff_text(git, since))
+    return measure(changed, report["files"], base=base, merge_base=since), ""
+
+
+def write_reports(result: RunResult, reports: Path, *, markdown: str) -> None:
+    """results.json, junit.xml, durations.json and summary.md (coverage wrote its own).
+
+    One that cannot be written (a full disk) does not stop the others: each is named after.
+    """
+    failures = owned_dir.Failures()
+    with failures.kept(), owned_dir.open_binary(reports / "results.json") as out:
+        out.writelines(encode(result))
+    with failures.kept():
+        write_junit(result, reports / "junit.xml")
+    durations: dict[str, float] = {}
+    for test in result.tests:  # after a merge, a test's longest time over its variants
+        if test.attempts[0].phase != "collect":
+            seconds = round(test.attempts[0].duration_s, 6)
+            durations[test.id] = max(seconds, durations.get(test.id, 0.0))
+    # One test a line, as json.dumps(indent=1) would write it, without its slow indenter.
+    with failures.kept(), owned_dir.open_text(reports / "durations.json") as out:
+        out.write("{" if durations else "{}\n")
+        out.writelines(
+            f"{',' if index else ''}\n {encode_basestring(test_id)}: {seconds!r}"
+            for index, (test_id, seconds) in enumerate(durations.items())
+        )
+        out.write("\n}\n" if durations else "")
+    with failures.kept():
+        owned_dir.write_text(reports / "summary.md", markdown)
+    failures.raise_any()
+
+
+def shown(path: Path) -> str:
+    """A path as a user would type it: relative to where they are, when it is below."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
