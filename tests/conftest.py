@@ -186,8 +186,9 @@ def shared_environment(
     bytecode again: 0.4 s of CPU a run. testgate still syncs it, as a user's run would.
 
     The first run of each environment makes it, holding its lock; later runs only link it.
-    Projects in a git work tree keep their own (a link is not the ``.venv/`` they ignore),
-    as do packages (an editable install points at one copy of the project).
+    In a git repository the link is ignored (``.git/info/exclude``) as the ``.venv/`` folder
+    would be. Packages keep their own (an editable install points at one copy of the
+    project), as do projects in a linked git worktree.
     """
     pyproject = project / "pyproject.toml"
     if not _SHARED_ENVIRONMENTS or not pyproject.is_file() or os.path.lexists(project / ".venv"):
@@ -200,8 +201,11 @@ def shared_environment(
     tool = config.get("tool", {})
     uv_table = tool.get("uv", {})
     package = uv_table.get("package", "build-system" in config)
-    in_git = any((folder / ".git").exists() for folder in (project, *project.parents))
-    if "project" not in config or package is not False or "workspace" in uv_table or in_git:
+    repository = next(
+        (f / ".git" for f in (project, *project.parents) if (f / ".git").exists()), None
+    )
+    in_worktree = repository is not None and not repository.is_dir()
+    if "project" not in config or package is not False or "workspace" in uv_table or in_worktree:
         yield
         return
     lock = project / "uv.lock"
@@ -227,6 +231,11 @@ def shared_environment(
         json.dumps([installs, options, variables], sort_keys=True, default=str).encode()
     ).hexdigest()[:16]
     target = _SHARED_ENVIRONMENTS[0] / key
+    if repository is not None:  # git ignores a '.venv/' folder, but not a link: this one too
+        exclude = repository / "info" / "exclude"
+        exclude.parent.mkdir(exist_ok=True)
+        with exclude.open("a", encoding="utf-8") as patterns:
+            patterns.write("\n.venv\n")
     (project / ".venv").symlink_to(target, target_is_directory=True)
     with (_SHARED_ENVIRONMENTS[0] / f"{key}.lock").open("w") as held:
         fcntl.flock(held, fcntl.LOCK_EX)
