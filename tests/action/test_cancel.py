@@ -94,7 +94,7 @@ def test_the_actions_step_lets_a_cancelled_jobs_signal_reach_testgate(tmp_path: 
     assert "INTERRUPTED by SIGTERM" in output
     assert "[cancel/cancel] exit status 3" in output
     assert process_group.members(seen["group"]) == ()
-    for pid in [seen["test"], seen["parent"], seen["daemon"], shell]:
+    for pid in [seen["test"], seen["parent"], seen["daemon"], seen["escaped"], shell]:
         assert gone(pid), (pid, seen, ran.output[-3000:])
     assert all(gone(service["pid"]) for service in services)  # the Stop services step
     assert not state.exists()
