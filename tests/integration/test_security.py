@@ -59,9 +59,8 @@ from runner.settings import load_settings
 from runner.sharding import read_durations
 from runner.sonar import run_pysonar, scanner_environment
 from runner.stability import Detection, TestVerdict
-from tests.conftest import Ran, copy_fixture, environment, run_in_process
+from tests.conftest import ROOT, Ran, copy_fixture, environment, run_in_process
 
-ROOT = Path(__file__).parent.parent
 REGISTERED = {
     "error",
     "warning",

@@ -13,7 +13,7 @@ from runner import execute
 from runner.services import lifecycle
 from runner.services.spec import parse_specs
 from tests.conftest import copy_fixture, fresh_plugin, run_in_process
-from tests.test_security import github_mode, runner_commands, runner_file_command
+from tests.integration.test_security import github_mode, runner_commands, runner_file_command
 
 # Its own base database, so the workers' databases (postgres_gw0, ...) are this test's alone.
 WORKER_QUERY = "SELECT datname FROM pg_database WHERE datname LIKE 'postgres_gw%'"

@@ -41,7 +41,7 @@ from runner.services.probes import Endpoint, NotReady, check, resp_command, wait
 from runner.services.running import Running
 from runner.services.spec import BACKENDS, parse_specs
 from tests.conftest import environment
-from tests.test_security import runner_file_command
+from tests.integration.test_security import runner_file_command
 
 SYSTEM = {
     "postgres": "postgres=postgresql://postgres@127.0.0.1:5432/test",

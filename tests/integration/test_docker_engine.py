@@ -33,10 +33,10 @@ import pymysql
 import pytest
 
 from runner.services.docker import LABEL, engine_answers
-from tests.conftest import Ran, copy_fixture, once_per_session
+from tests.conftest import ROOT, Ran, copy_fixture, once_per_session
 
 TESTGATE = Path(sys.executable).parent / "testgate"
-EXAMPLE = Path(__file__).parent.parent / "examples" / "inventory"
+EXAMPLE = ROOT / "examples" / "inventory"
 
 pytestmark = pytest.mark.skipif(
     not engine_answers(os.environ),
