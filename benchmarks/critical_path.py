@@ -32,7 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.test_action import ACT, ROOT, SETUP_UV, SETUP_UV_REF, action_copy
+from tests.action.act import ACT, ROOT, SETUP_UV, SETUP_UV_REF, action_copy
 
 SEQUENTIAL = "fc27a99"  # main before the services overlapped the installation
 WORKFLOW = """\

@@ -18,12 +18,18 @@ from collections.abc import Iterator, Mapping
 
 from runner.child_env import child_environment
 from runner.environment import ProjectEnv
+from runner.errors import InfraError
 from runner.execute import WORKER_ENV
 from runner.output import emit
 from runner.services import databases, lifecycle, precedence
 from runner.services.databases import DJANGO_ENV
 from runner.services.schema import Setup
 from runner.settings import Settings
+
+
+class ServicesFailed(InfraError):
+    """A service never became ready, or its ``service-setup`` failed: the run's reports
+    say so (exit 3)."""
 
 
 class ProjectServices:
@@ -57,9 +63,17 @@ class ProjectServices:
         and pytest-django there takes over the SQL databases. ``waited_s`` is the time
         this took (the part of the services' start the installation did not hide), and
         ``ready_s`` how long the slowest service took to answer from its start.
-        Raises what ``services up`` would (InfraError: a service never became ready).
+        Raises ServicesFailed when a service never became ready or its setup failed.
         """
         begun = time.monotonic()
+        try:
+            return self._environ(project_env)
+        except InfraError as error:
+            raise ServicesFailed(error.message) from None
+        finally:
+            self.waited_s = time.monotonic() - begun
+
+    def _environ(self, project_env: ProjectEnv) -> Mapping[str, str]:
         settings, environ = self.settings, self.base
         services = self.starting.wait()
         if not services:
@@ -87,7 +101,6 @@ class ProjectServices:
             emit("".join(f"testgate: notice: {note}\n" for note in told), stream=sys.stdout)
         else:
             self.notes[:] = told
-        self.waited_s = time.monotonic() - begun
         return served
 
 
