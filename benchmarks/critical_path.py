@@ -32,7 +32,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.action.act import ACT, ROOT, SETUP_UV, SETUP_UV_REF, action_copy
+from tests.action.act import ACT, SETUP_UV, SETUP_UV_REF, action_copy
+from tests.conftest import ROOT
 
 SEQUENTIAL = "fc27a99"  # main before the services overlapped the installation
 WORKFLOW = """\
