@@ -186,14 +186,18 @@ def _run(
     quarantine = read_quarantine(settings.quarantine)
     reports = settings.reports_dir
     durations, durations_warning = read_durations(settings.durations or reports / "durations.json")
+    work = _prepare(reports)
+    schedule = write_schedule(settings, durations, work / "schedule.json")
     cov_args = coverage_data.cov_arguments(settings.project, package=settings.package)
     sources = coverage_data.infer_sources(settings.project, package=settings.package)
     installing = time.monotonic()
     project_env = environment.probe(settings, environ, sources=sources)
     install_s = time.monotonic() - installing
-    environ = services.environ(project_env)  # booted meanwhile; ServicesFailed if not
-    work = _prepare(reports)
-    schedule = write_schedule(settings, durations, work / "schedule.json")
+    try:
+        environ = services.environ(project_env)  # booted meanwhile
+    except ServicesFailed:  # the run's reports say so (run): no work of this run is left
+        shutil.rmtree(work, ignore_errors=True)
+        raise
     session = Session(
         settings=settings,
         environ=environ,

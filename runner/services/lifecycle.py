@@ -339,6 +339,14 @@ def _starting_up(pid: int) -> bool:
     return any(listed[index : index + 2] == ["services", "up"] for index in range(len(listed)))
 
 
+def show_said(log: str | None) -> None:
+    """What a background ``up`` said (each service ready, in what) from its ``log``; not
+    its export lines, as a value may be a secret."""
+    if log and Path(log).is_file():
+        lines = Path(log).read_text("utf-8", "replace").splitlines()
+        emit("".join(f"{line}\n" for line in lines if line.startswith("testgate: ")))
+
+
 def await_up(
     path: Path, *, pid: int, cancelled: threading.Event, log: str | None = None
 ) -> list[Running]:
@@ -354,9 +362,7 @@ def await_up(
         running = _starting_up(pid)  # before the state is read: it may finish in between
         state = StateFile.load(path)
         if state is not None and state.ready:
-            if log and Path(log).is_file():  # what it said (each service ready, in what),
-                lines = Path(log).read_text("utf-8", "replace").splitlines()  # no export line
-                emit("".join(f"{line}\n" for line in lines if line.startswith("testgate: ")))
+            show_said(log)
             return list(state.services.values())
         if state is None or not running:
             said = ""
@@ -484,6 +490,7 @@ def session(
         if state is None and not log:
             yield Starting.done([])
         elif state is not None and state.ready:
+            show_said(log)
             yield Starting.done(list(state.services.values()))
         else:  # an 'up' in the background (the action's, which names its log) starts them
             pid = 0 if state is None else state.pid

@@ -424,3 +424,18 @@ def test_an_up_recorded_as_done_is_awaited_at_once_without_a_log(tmp_path: Path)
     state.ready = True
     state.begin()
     assert lifecycle.await_up(state.path, pid=0, cancelled=threading.Event()) == []
+
+
+def test_an_up_done_before_the_run_began_is_shown_from_its_log(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state = lifecycle.StateFile(tmp_path / lifecycle.STATE_FILE)
+    state.ready = True
+    state.begin()
+    log = tmp_path / "up.log"
+    log.write_text("testgate: db ready in 2.10 s\nexport DB_PASSWORD=secret\n", "utf-8")
+    environ = {lifecycle.UP_LOG_ENV: str(log)}
+    with lifecycle.session((), project=tmp_path, backend="auto", timeout=10,
+                           environ=environ) as starting:  # fmt: skip
+        assert starting.wait() == []
+    assert capsys.readouterr().out == "testgate: db ready in 2.10 s\n"
