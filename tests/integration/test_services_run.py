@@ -439,3 +439,14 @@ def test_an_up_done_before_the_run_began_is_shown_from_its_log(
                            environ=environ) as starting:  # fmt: skip
         assert starting.wait() == []
     assert capsys.readouterr().out == "testgate: db ready in 2.10 s\n"
+
+
+def test_a_run_waits_while_the_up_it_awaits_still_runs(tmp_path: Path) -> None:
+    """Polled until that process ends; one that ends without its services ready failed."""
+    up = subprocess.Popen(["sh", "-c", "sleep 1", "services", "up"])  # named as an 'up' is
+    state = lifecycle.StateFile(tmp_path / lifecycle.STATE_FILE)
+    state.pid = up.pid
+    state.begin()
+    with pytest.raises(InfraError, match=rf"\(process {up.pid}\) was starting never"):
+        lifecycle.await_up(state.path, pid=up.pid, cancelled=threading.Event())
+    assert up.wait() == 0  # it had ended: the wait lasted as long as it ran
