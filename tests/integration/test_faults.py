@@ -373,7 +373,14 @@ def signal_once_handled(number: int, *, after: float) -> threading.Thread:
 
 def test_a_signal_before_any_test_stops_the_services_wait_and_exits_3(tmp_path: Path) -> None:
     project = copy_fixture("cancel", tmp_path)
-    signal_once_handled(signal.SIGTERM, after=0.3)
+    waiting = project / ".testgate" / "run-services.json"  # recorded: its wait has begun
+
+    def send() -> None:  # not after a fixed time: asking a Docker engine first takes a while
+        while not waiting.exists():
+            time.sleep(0.01)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=send, daemon=True).start()
     ran = run_in_process(
         project, "--service", "redis=redis://127.0.0.1:1/0", "--services-timeout", "60"
     )
