@@ -287,17 +287,25 @@ def test_local_backend_starts_probes_exports_and_removes_all_four(
     assert (code, "nothing to stop") == (0, err.strip()[-16:-1])
 
 
-def test_a_local_postgres_copies_the_machines_initialised_cluster(
-    capfd: pytest.CaptureFixture[str], tmp_path: Path
+@pytest.mark.parametrize(
+    ("kind", "init_says", "made"),
+    [
+        ("postgres", "The files belonging to this database system will be owned by user",
+         "PG_VERSION"),
+        ("mariadb", "Installing MariaDB/MySQL system tables in", "mysql"),
+    ],
+)  # fmt: skip
+def test_a_local_database_copies_the_machines_initialised_data_dir(
+    capfd: pytest.CaptureFixture[str], tmp_path: Path, kind: str, init_says: str, made: str
 ) -> None:
-    """initdb runs once per machine (server version and options): later starts copy its
-    cluster from testgate's cache dir, and answer as a fresh one does."""
+    """initdb (mariadb-install-db) runs once per machine, server version and options: later
+    starts copy its data dir from testgate's cache dir, and answer as a fresh one does."""
     cache = tmp_path / "cache"
     logs = []
     for attempt in ("first", "second"):
         state = tmp_path / attempt / "services.json"
         code, _, err = services(
-            capfd, "up", "postgres", "--backend", "local", "--state-file", str(state),
+            capfd, "up", kind, "--backend", "local", "--state-file", str(state),
             XDG_CACHE_HOME=str(cache),
         )  # fmt: skip
         assert code == 0, err
@@ -306,12 +314,11 @@ def test_a_local_postgres_copies_the_machines_initialised_cluster(
         logs.append(Path(running.log or "").read_text("utf-8"))
         code, _, err = services(capfd, "down", "--state-file", str(state))
         assert code == 0, err
-    initdb_says = "The files belonging to this database system will be owned by user"
-    assert initdb_says in logs[0]
-    assert initdb_says not in logs[1]  # copied, not initialised again
+    assert init_says in logs[0]
+    assert init_says not in logs[1]  # copied, not initialised again
     (template,) = (cache / "testgate" / "services").iterdir()
-    assert template.name.startswith("postgres-")
-    assert (template / "data" / "PG_VERSION").is_file()
+    assert template.name.startswith(f"{kind}-")
+    assert (template / "data" / made).exists()
 
 
 def test_external_services_are_probed_and_exported_to_github_env(
