@@ -294,6 +294,7 @@ def test_local_backend_starts_probes_exports_and_removes_all_four(
          "PG_VERSION"),
         ("mariadb", "Installing MariaDB/MySQL system tables in", "mysql"),
     ],
+    ids=["postgres", "mariadb"],
 )  # fmt: skip
 def test_a_local_database_copies_the_machines_initialised_data_dir(
     capfd: pytest.CaptureFixture[str], tmp_path: Path, kind: str, init_says: str, made: str
