@@ -10,9 +10,9 @@ longest test), from the same run's reports. Two suites:
 * module fixtures: 4 modules x 6 tests, each module with a 0.4 s module-scoped fixture
   (paid once per module per worker that runs any of its tests).
 
-Each is run as plain ``--dist load``, plain ``--dist worksteal``, and ``testgate run``
-with the durations an earlier run recorded, alternating; medians of the ratios are
-printed. Goal: testgate <= 1.05 on both and never above plain worksteal.
+Each is run as plain ``--dist load`` and ``--dist worksteal`` (with ``--cov --cov-branch``,
+as testgate measures), and ``testgate run`` with the durations an earlier run recorded,
+alternating; medians of the ratios are printed. Goal: testgate <= 1.05 on both and never above plain worksteal.
 
 Run: ``.venv/bin/python benchmarks/makespan.py [--runs 5]``.
 """
@@ -137,7 +137,8 @@ def compare(folder: Path, *, title: str, runs: int) -> None:
     """The lower bound takes the least work any run paid (a run that splits a module
     across workers pays its fixture twice: that is its scheduler's cost, not the bound's)."""
     python = str(folder / ".venv" / "bin" / "python")
-    plain = [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", str(WORKERS)]
+    plain = [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--cov", "--cov-branch"]
+    plain += ["-n", str(WORKERS)]
     ways = {
         "--dist load": [*plain, "--dist", "load"],
         "--dist worksteal": [*plain, "--dist", "worksteal"],

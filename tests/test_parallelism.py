@@ -148,6 +148,8 @@ def test_counting_starts_at_the_configured_testpaths(tmp_path: Path) -> None:
     assert count_tests(tmp_path, ()) == 6
     write(tmp_path / "pyproject.toml", "[tool.pytest]\ntestpaths = 3\n")
     assert count_tests(tmp_path, ()) == 7
+    write(tmp_path / "pyproject.toml", "[tool]\npytest = 3\n")
+    assert count_tests(tmp_path, ()) == 7
     write(tmp_path / "pyproject.toml", "not toml [")
     write(tmp_path / "pytest.ini", "[pytest]\naddopts = -q\ntestpaths = tests\n    more\nx = 1\n")
     assert count_tests(tmp_path, ()) == 5
