@@ -46,6 +46,6 @@ def crash_problem(internal_errors: Sequence[str], *, parallel: bool) -> str | No
 def not_evaluated(gates: Sequence[GateResult]) -> tuple[GateResult, ...]:
     """The gates of a crashed run: none measured anything worth advice."""
     return tuple(
-        msgspec.structs.replace(gate, actual=None, status="fail", message=NOT_EVALUATED)
+        msgspec.structs.replace(gate, actual=None, status="not evaluated", message=NOT_EVALUATED)
         for gate in gates
     )

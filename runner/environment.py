@@ -32,10 +32,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runner import coverage_data
+from runner import coverage_data, probe_cache
 from runner.child_env import child_environment
 from runner.errors import ConfigError, InfraError
-from runner.execute import PLUGIN_NAME, find_uv, timeouts_wanted
+from runner.execute import PLUGIN_NAME, find_uv, pytest_timeout_wanted
 from runner.github.commands import on_github
 from runner.output import emit
 from runner.plugin import _testgate_wire as wire
@@ -60,7 +60,7 @@ PLUGINS: tuple[Plugin, ...] = (
     Plugin("pytest", "pytest", lambda settings: True),
     Plugin("pytest-xdist", "xdist", lambda settings: settings.workers != "0"),
     Plugin("pytest-cov", "pytest_cov", lambda settings: True),
-    Plugin("pytest-timeout", "pytest_timeout", timeouts_wanted),
+    Plugin("pytest-timeout", "pytest_timeout", pytest_timeout_wanted),
 )
 PROBED_MODULES = (*(plugin.module for plugin in PLUGINS), "pytest_randomly", "coverage")
 
@@ -217,14 +217,14 @@ def detect_shape(
 def sync_arguments(settings: Settings, pyproject: Mapping[str, Any]) -> list[str]:
     """``uv sync`` arguments for a test run: extras and test dependency groups.
 
-    Without ``--extra``/``--group``/``--all-groups`` that is every extra and each of the
-    groups dev, test, tests, testing that the project has.
+    Without ``--extra``/``--group``/``--all-groups`` that is every extra (the workspace
+    members' too) and each of the groups dev, test, tests, testing that the project has.
     """
     arguments: list[str] = []
     if settings.extras:
         for extra in settings.extras:
             arguments += ["--extra", extra]
-    elif pyproject.get("project", {}).get("optional-dependencies"):
+    elif _has_extras(settings, pyproject):
         arguments.append("--all-extras")
     if settings.all_groups:
         arguments.append("--all-groups")
@@ -238,6 +238,16 @@ def sync_arguments(settings: Settings, pyproject: Mapping[str, Any]) -> list[str
     elif "workspace" in pyproject.get("tool", {}).get("uv", {}):
         arguments.append("--all-packages")
     return arguments
+
+
+def _has_extras(settings: Settings, pyproject: Mapping[str, Any]) -> bool:
+    """Whether the project, or a member of its workspace that this run installs, has extras."""
+    if pyproject.get("project", {}).get("optional-dependencies"):
+        return True
+    members = coverage_data.workspace_members(settings.project, package=settings.package)
+    return any(
+        read_pyproject(member).get("project", {}).get("optional-dependencies") for member in members
+    )
 
 
 def cache_dir(environ: Mapping[str, str]) -> Path:
@@ -344,15 +354,14 @@ def _uv_env(
 def uv_run(settings: Settings, environ: Mapping[str, str]) -> list[str]:
     """The ``uv run`` prefix that enters the project's environment, for a command of its own.
 
-    A service's setup command (``alembic upgrade head``) runs this way, before the suite's
-    own environment is probed; uv syncs the project first unless ``sync`` is off.
+    A service's setup command (``alembic upgrade head``) and the check for pytest-django
+    run this way, before the suite's own environment is probed. The environment is
+    prepared first, as the suite's is (its test groups, a requirements venv, no uv.lock
+    left behind), and entered by its Python: ``uv run`` of the project itself would sync
+    only the default groups and write a uv.lock into the user's tree.
     """
-    command = [find_uv(environ), "run", "--project", str(settings.project)]
-    if not settings.sync:
-        command.append("--no-sync")
-    if settings.python_version:
-        command += ["--python", settings.python_version]
-    return command
+    python, _ = prepare(settings, environ)
+    return [find_uv(environ), "run", "--no-project", "--python", python]
 
 
 def project_distributions(settings: Settings) -> list[str]:
@@ -393,14 +402,73 @@ def probe(
 ) -> ProjectEnv:
     """Install and probe the project's environment, and add the plugins it lacks.
 
-    Raises a ConfigError when one of the project's packages would be imported from
-    somewhere else than the project.
+    The probe's answer is kept per environment (runner.probe_cache): a later command in
+    the same, unchanged environment reuses it. Raises a ConfigError when one of the
+    project's packages would be imported from somewhere else than the project.
     """
     python, prepared = prepare(settings, environ)
-    notices = list(prepared)
     packages = project_packages(settings, sources)
     # pytest's early imports are probed once: here, or with the overlay once plugins are added
     needed = [plugin.module for plugin in PLUGINS if plugin.needed(settings)]
+    base = cache_dir(environ)
+    requirements = [settings.project / name for name in settings.requirements]
+    parts = [*packages, "|", *needed]
+    key = probe_cache.probe_key(
+        python,
+        base=base,
+        project=settings.project,
+        environ=environ,
+        parts=parts,
+        files=requirements or find_requirements(settings.project),
+    )
+    name = probe_cache.slot(project=settings.project, python=python, parts=parts)
+    answer = probe_cache.cached(base, name, key)
+    if answer is None:
+        answer = _inspect(python, settings=settings, environ=environ, packages=packages,
+                          needed=needed)  # fmt: skip
+        probe_cache.keep(base, name, key, answer)
+    notices = list(prepared)
+    if answer["added"]:
+        notices.append(
+            f"testgate: added {', '.join(answer['added'])} (missing from the project's "
+            "environment; resolved against its installed packages, none replaced)"
+        )
+    early = tuple(dict.fromkeys(answer["early"]))
+    if early:
+        notices.append(
+            f"testgate: pytest needs the project's {', '.join(early)} before any plugin starts: "
+            "measured with 'coverage run' from the process start, without xdist"
+        )
+    variables = {}
+    if settings.workers != "0" and coverage_data.dynamic_context_of(settings.project):
+        variables[NO_DYNAMIC_CONTEXT_ENV] = "1"
+        notices.append(
+            "testgate: [run] dynamic_context makes pytest-cov refuse xdist (DistCovError): "
+            "switched off for this run; --cov-context=test records the per-test contexts"
+        )
+    emit("".join(f"{notice}\n" for notice in notices))
+    overlay = answer["overlay"]
+    return ProjectEnv(
+        python=str(answer["python"]),
+        platform=str(answer["platform"]),
+        executable=python,
+        found={name: bool(value) for name, value in answer["found"].items()},
+        overlay=None if overlay is None else Path(overlay),
+        early=early,
+        variables=variables,
+    )
+
+
+def _inspect(
+    python: str,
+    *,
+    settings: Settings,
+    environ: Mapping[str, str],
+    packages: Sequence[str],
+    needed: Sequence[str],
+) -> dict[str, Any]:
+    """Ask the environment what it has, add the plugins it lacks, and ask again what pytest
+    imports early; the answer has ``probe_cache.ANSWER_FIELDS``."""
     found = _ask(python, settings=settings, environ=environ, packages=packages, needed=needed)
     for name, origin in found["packages"].items():
         if origin is not None and not _inside(Path(origin), settings.project):
@@ -415,7 +483,8 @@ def probe(
         for plugin in PLUGINS
         if plugin.module in needed and not found["found"].get(plugin.module)
     ]
-    overlay = None
+    overlay: Path | None = None
+    added: list[str] = []
     if wanted:
         overlay, added = provide(
             wanted,
@@ -426,38 +495,21 @@ def probe(
             abi=found["abi"],
         )
         check_overlay(overlay, packages=packages, wanted=wanted)
-        notices.append(
-            f"testgate: added {', '.join(added)} (missing from the project's environment; "
-            "resolved against its installed packages, none replaced)"
-        )
-    if overlay is not None:  # the added plugins may depend on, or import, the project
-        with_overlay = {**environ, "PYTHONPATH": str(overlay)}
+        # the added plugins may depend on, or import, the project: asked as pytest runs
+        with_overlay = ProjectEnv(
+            python="", platform="", executable=python, overlay=overlay
+        ).environ(environ)
         found["early"] = _ask(
             python, settings=settings, environ=with_overlay, packages=packages, needed=()
         )["early"]
-    early = tuple(dict.fromkeys(found["early"]))
-    if early:
-        notices.append(
-            f"testgate: pytest needs the project's {', '.join(early)} before any plugin starts: "
-            "measured with 'coverage run' from the process start, without xdist"
-        )
-    variables = {}
-    if settings.workers != "0" and coverage_data.dynamic_context_of(settings.project):
-        variables[NO_DYNAMIC_CONTEXT_ENV] = "1"
-        notices.append(
-            "testgate: [run] dynamic_context makes pytest-cov refuse xdist (DistCovError): "
-            "switched off for this run; --cov-context=test records the per-test contexts"
-        )
-    emit("".join(f"{notice}\n" for notice in notices))
-    return ProjectEnv(
-        python=str(found["python"]),
-        platform=str(found["platform"]),
-        executable=python,
-        found={name: bool(value) for name, value in found["found"].items()},
-        overlay=overlay,
-        early=early,
-        variables=variables,
-    )
+    return {
+        "python": found["python"],
+        "platform": found["platform"],
+        "found": found["found"],
+        "early": list(found["early"]),
+        "overlay": None if overlay is None else str(overlay),
+        "added": added,
+    }
 
 
 def check_overlay(overlay: Path, *, packages: Sequence[str], wanted: Sequence[Plugin]) -> None:

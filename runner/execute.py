@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -47,6 +48,7 @@ class Completed:
     duration_s: float
     leftovers: tuple[str, ...] = ()
     stopped: str | None = None
+    escaped: tuple[str, ...] = ()
 
 
 def find_uv(environ: Mapping[str, str]) -> str:
@@ -64,6 +66,16 @@ def find_uv(environ: Mapping[str, str]) -> str:
 def timeouts_wanted(settings: Settings) -> bool:
     """Whether any test gets a time limit (``timeout`` 0 and no ``timeouts``: none)."""
     return settings.timeout > 0 or bool(settings.timeouts)
+
+
+def pytest_timeout_wanted(settings: Settings) -> bool:
+    """Whether the run needs pytest-timeout: only where there is no SIGALRM (Windows).
+
+    Elsewhere the plugin enforces the limits itself, at a fraction of pytest-timeout's
+    cost per test (``plugin/_testgate_timeouts``); a project that has pytest-timeout keeps
+    it for its own ``@pytest.mark.timeout`` markers and options.
+    """
+    return timeouts_wanted(settings) and not hasattr(signal, "SIGALRM")
 
 
 def timeouts_plan(settings: Settings) -> str:
@@ -87,8 +99,10 @@ def run_pytest(
     ``select`` names the plugin's selection file (a rerun or replay); ``extra_env`` adds
     variables such as a fresh ``PYTHONHASHSEED``. pytest runs in a process group of its
     own, stopped as a whole on a signal or at ``deadline`` (``time.monotonic()``); what
-    its tests left running in the group is killed and named in ``leftovers``.
+    its tests left running in the group is killed and named in ``leftovers``, and what
+    left the group but carries the run's marker (a ``setsid`` daemon) in ``escaped``.
     """
+    marker = process_group.marker()
     python_path = os.pathsep.join(
         part for part in (str(PLUGIN_DIR), environ.get("PYTHONPATH", "")) if part
     )
@@ -96,7 +110,7 @@ def run_pytest(
         environ,
         PYTHONPATH=python_path,
         COVERAGE_FILE=str(coverage_file),
-        **{RECORD_ENV: str(record)},
+        **{RECORD_ENV: str(record), process_group.MARKER_ENV: marker},
         **({SELECT_ENV: str(select)} if select is not None else {}),
         **(extra_env or {}),
     )
@@ -119,7 +133,7 @@ def run_pytest(
         relay = _Relay(child.stdout) if child.stdout is not None else None
         if relay is not None:
             relay.start()
-        exit_code, leftovers, stopped = interrupts.wait(child, deadline=deadline)
+        exit_code, left, stopped = interrupts.wait(child, deadline=deadline, marker=marker)
         if relay is not None:
             relay.join(RELAY_DRAIN_S)
             relay.stop()
@@ -130,8 +144,9 @@ def run_pytest(
     return Completed(
         exit_code=exit_code,
         duration_s=time.monotonic() - started,
-        leftovers=leftovers,
+        leftovers=left.in_group,
         stopped=stopped,
+        escaped=left.escaped,
     )
 
 

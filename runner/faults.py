@@ -3,8 +3,9 @@ whether its coverage is whole.
 
 A run is cut short by a signal or by its deadline (``timeout-run``); its coverage is
 partial then, or when a process died with the coverage of tests it had finished. Partial
-coverage is never judged as if it were whole: its gates fail saying so, and the run
-exits 3 (an infrastructure problem, not the suite's).
+coverage is never judged as if it were whole: its gates fail saying so ("not judged" in
+every report, never FAIL), and the run exits 3 (an infrastructure problem, not the
+suite's).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import msgspec
 
 from runner import interrupts
 from runner.execute import Completed
+from runner.plural import counted
+from runner.process_group import MARKER_ENV
 from runner.results import GateName, GateResult
 from runner.settings import Settings
 
@@ -23,6 +26,7 @@ LISTED = 20
 COVERAGE_GATES: frozenset[GateName] = frozenset(
     {"line-coverage", "branch-coverage", "diff-coverage"}
 )
+COUNT_GATES: frozenset[GateName] = frozenset({"min-tests"})  # partial when interrupted
 
 
 @dataclass(frozen=True)
@@ -48,7 +52,7 @@ def stopped(settings: Settings, collected: Sequence[str], *, done: Collection[st
         if why == "timeout-run"
         else f"interrupted by {why}"
     )
-    problem = f"the run was {cause}: {len(never)} tests never ran" + (
+    problem = f"the run was {cause}: {counted(len(never), 'test')} never ran" + (
         f": {listed}{more}" if never else ""
     )
     return Stop(why, problem, never)
@@ -64,17 +68,22 @@ def incomplete_coverage(
         return None
     how = "set reruns to 1 or more" if reruns == 0 else "they died again"
     return (
-        f"coverage is incomplete: {len(lost)} tests ran on a process that died "
+        f"coverage is incomplete: {counted(len(lost), 'test')} ran on a process that died "
         f"({', '.join(crashes) or 'the pytest process'}) and took their coverage with it; "
         f"they could not be measured again ({how})"
     )
 
 
-def not_judged(verdicts: tuple[GateResult, ...], *, why: str) -> tuple[GateResult, ...]:
-    """Coverage gates on partial data: failed, saying that the data, not the suite, is short."""
+def not_judged(
+    verdicts: tuple[GateResult, ...], *, why: str, interrupted: bool = False
+) -> tuple[GateResult, ...]:
+    """Gates on partial data: coverage gates, and on an interrupted run the count of tests
+    that ran (``min-tests``), are failed without a verdict on the suite, saying that the
+    data, not the suite, is short: every report shows them "not judged", never FAIL."""
+    partial = COVERAGE_GATES | (COUNT_GATES if interrupted else frozenset())
     return tuple(
-        msgspec.structs.replace(gate, status="fail", message=f"not judged: {why}")
-        if gate.name in COVERAGE_GATES
+        msgspec.structs.replace(gate, status="not judged", message=f"not judged: {why}")
+        if gate.name in partial
         else gate
         for gate in verdicts
     )
@@ -83,12 +92,22 @@ def not_judged(verdicts: tuple[GateResult, ...], *, why: str) -> tuple[GateResul
 def leftover_warnings(completed: Sequence[Completed]) -> tuple[str, ...]:
     """The processes tests left running after pytest ended, which testgate killed.
 
-    When testgate itself stopped pytest, xdist's workers are among them: no warning then.
+    When testgate itself stopped pytest, xdist's workers are among those in its process
+    group: no warning for those then. A process that left the group (``setsid``) is
+    always a test's daemon.
     """
     left = [process for done in completed if done.stopped is None for process in done.leftovers]
-    if not left:
-        return ()
-    return (
-        f"the tests left {len(left)} processes running after pytest ended; testgate killed "
-        f"them: {'; '.join(left)}",
-    )
+    escaped = [process for done in completed for process in done.escaped]
+    warnings = []
+    if left:
+        warnings.append(
+            f"the tests left {len(left)} processes running after pytest ended; testgate "
+            f"killed them: {'; '.join(left)}"
+        )
+    if escaped:
+        warnings.append(
+            f"the tests left {len(escaped)} processes running that had left pytest's process "
+            f"group (setsid) but carried its {MARKER_ENV}; testgate killed them: "
+            f"{'; '.join(escaped)}"
+        )
+    return tuple(warnings)

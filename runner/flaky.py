@@ -26,6 +26,7 @@ from runner.errors import ConfigError
 from runner.github.commands import on_github
 from runner.github.step import report_detection
 from runner.output import emit
+from runner.plural import counted
 from runner.quarantine import Quarantine, read_quarantine
 from runner.results import BROKEN, classify, read_results
 from runner.settings import Settings
@@ -261,24 +262,26 @@ def verdict_of(test_id: str, tally: Tally, settings: Settings, needed: int) -> T
     runs, failures = tally.runs, tally.failures
     if verdict == "stable":
         statement = (
-            f"passed {runs} runs in a row: fails less than {settings.max_fail_rate:g} of the "
-            f"time, at confidence {settings.confidence:g}"
+            f"passed {counted(runs, 'run')} in a row: fails less than "
+            f"{settings.max_fail_rate:g} of the time, at confidence {settings.confidence:g}"
         )
     elif verdict == "flaky":
         low, high = wilson_interval(failures, runs)
         statement = (
-            f"failed {failures} of {runs} runs: failure rate {failures / runs:.0%} "
+            f"failed {failures} of {counted(runs, 'run')}: failure rate {failures / runs:.0%} "
             f"(95 % Wilson interval {low:.0%} to {high:.0%})"
         )
     elif verdict == "failing":
-        statement = f"failed all {runs} runs"
+        statement = f"failed all {counted(runs, 'run')}"
     elif verdict == "skipped":
         statement = "skipped: cannot be judged"
     elif runs:
         same = "failed" if failures else "passed"
-        statement = f"{same} {runs} runs in a row so far; {needed} needed for a verdict"
+        statement = f"{same} {counted(runs, 'run')} in a row so far; {needed} needed for a verdict"
     else:
-        statement = f"never ran before the job was stopped; {needed} runs needed for a verdict"
+        statement = (
+            f"never ran before the job was stopped; {counted(needed, 'run')} needed for a verdict"
+        )
     if tally.from_history:
         statement += f" ({tally.from_history} of the runs recorded in the test history)"
     return TestVerdict(

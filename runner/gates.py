@@ -8,6 +8,7 @@ coverage.py's own ``fail_under`` rule, so 100 means exactly 100.
 from __future__ import annotations
 
 from runner.coverage_data import below
+from runner.plural import counted
 from runner.results import (
     BROKEN,
     UNJUDGED_PREFIX,
@@ -102,7 +103,7 @@ def failed_tests(tests: tuple[TestResult, ...]) -> GateResult:
     more = f" and {len(broken) - LISTED} more" if len(broken) > LISTED else ""
     errors = sum(test.outcome == "error" for test in broken)
     counts = [f"{len(broken) - errors} failed"] if len(broken) > errors else []
-    counts += [f"{errors} error" + ("s" if errors > 1 else "")] if errors else []
+    counts += [counted(errors, "error")] if errors else []
     return GateResult.judged(
         name="failed-tests",
         threshold=0,
@@ -140,7 +141,8 @@ def diff_gate(
         if file.missing_ranges
     )
     message = (
-        f"{actual:.2f} % of {diff.statements} changed statements and {diff.branches} branches "
+        f"{actual:.2f} % of {counted(diff.statements, 'changed statement')} and "
+        f"{counted(diff.branches, 'branch')} "
         f"since {diff.base} covered; minimum {threshold:g} %"
         + (f"; missing {missing}" if missing else "")
     )
@@ -203,7 +205,7 @@ def min_tests(tests: tuple[TestResult, ...], *, threshold: int) -> GateResult:
     if ran == 0:
         message = "no test ran: check testpaths, -k and -m, and that tests are collected"
     else:
-        message = f"{ran} tests ran; at least {threshold} required"
+        message = f"{counted(ran, 'test')} ran; at least {threshold} required"
     return GateResult.judged(
         name="min-tests", threshold=threshold, actual=ran, passed=passed, message=message
     )
@@ -224,7 +226,7 @@ def max_skipped(tests: tuple[TestResult, ...], *, limit: str) -> GateResult:
         threshold=threshold,
         actual=actual,
         passed=passed,
-        message=f"{totals.skipped} of {totals.tests} tests skipped ({actual:g}{unit}); "
+        message=f"{totals.skipped} of {counted(totals.tests, 'test')} skipped ({actual:g}{unit}); "
         f"at most {threshold:g}{unit} allowed",
     )
 

@@ -48,6 +48,7 @@ from runner.history import (
     write_history,
 )
 from runner.output import clean, table_cell
+from runner.plural import counted
 from runner.quarantine import Quarantine, expiry_gate, read_quarantine
 from runner.results import BROKEN, GateResult, RunInfo, RunResult, TestResult
 from runner.settings import Settings
@@ -270,7 +271,10 @@ def markdown(context: Context, *, settings: Settings, tests: tuple[TestResult, .
     if add or remove:
         out += ["", "### Quarantine suggestions", ""]
         out += [f"- add `{_code(test_id)}`: {_code(why)}" for test_id, why in add]
-        out += [f"- remove `{_code(entry)}`: passed {needed} runs in a row" for entry in remove]
+        out += [
+            f"- remove `{_code(entry)}`: passed {counted(needed, 'run')} in a row"
+            for entry in remove
+        ]
         out += ["", f"The whole suggested file is `{SUGGESTED}` in the reports dir."]
     return "\n".join(out) + "\n" if out else ""
 
@@ -337,7 +341,10 @@ def show(context: Context, *, test_id: str | None) -> str:
     if not history.runs:
         return f"no test history in {context.path} yet: run testgate run first.\n"
     if test_id is None:
-        lines = [f"{len(history.runs)} runs of {len(history.ids)} tests in {context.path}:"]
+        lines = [
+            f"{counted(len(history.runs), 'run')} of {counted(len(history.ids), 'test')} in "
+            f"{context.path}:"
+        ]
         for run in history.runs:
             lines.append(
                 f"{run.started}  {(run.commit or '-')[:12]:12}  {run.branch or '-'}  "
@@ -355,10 +362,10 @@ def show(context: Context, *, test_id: str | None) -> str:
             f"no test {test_id!r} in the history {context.path}; "
             "run 'testgate history' to see the runs it holds, and pass a pytest node id."
         )
-    lines = [f"{test_id}: {len(found)} runs"]
+    lines = [f"{test_id}: {counted(len(found), 'run')}"]
     lines += [
         f"{entry.run.started}  {(entry.run.commit or '-')[:12]:12}  {entry.run.branch or '-'}  "
-        f"{entry.outcome}  {entry.attempts} attempts  {entry.duration_s:.3f} s"
+        f"{entry.outcome}  {counted(entry.attempts, 'attempt')}  {entry.duration_s:.3f} s"
         for entry in found
     ]
     for branch in sorted({entry.run.branch for entry in found if entry.run.branch}):

@@ -95,13 +95,13 @@ def handling_signals() -> Iterator[None]:
 
 
 def wait(
-    child: subprocess.Popen[bytes], *, deadline: float | None
-) -> tuple[int, tuple[str, ...], str | None]:
+    child: subprocess.Popen[bytes], *, deadline: float | None, marker: str | None = None
+) -> tuple[int, process_group.Leftovers, str | None]:
     """Wait for a process group's leader; stop the group on a signal or at the deadline.
 
-    Returns the leader's exit code, the processes the group still held when it ended
-    (killed then), and why testgate stopped it (None: it ended by itself). From here on
-    a signal never raises.
+    Returns the leader's exit code, the processes left running when it ended (in the
+    group, or outside it with the run's ``marker``; killed then), and why testgate
+    stopped it (None: it ended by itself). From here on a signal never raises.
     """
     _STATE.raising = False
     asked_at: float | None = None
@@ -120,4 +120,5 @@ def wait(
             asked_at, signals_seen = now, _STATE.signals
         elif asked_at is not None and (now - asked_at >= GRACE_S or _STATE.signals > signals_seen):
             process_group.kill(child)
-    return code, process_group.sweep(child), None if asked_at is None else _STATE.reason
+    left = process_group.sweep(child, marker=marker)
+    return code, left, None if asked_at is None else _STATE.reason

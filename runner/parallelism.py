@@ -27,6 +27,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from runner.plural import counted
+
 WORKER_START_S = 1.0  # one xdist worker's start-up, seconds (about 0.8-1.2 s measured here)
 TYPICAL_TEST_S = 0.01  # a test's time when none is recorded: unit tests of a library
 SKIPPED_DIRS = frozenset({"node_modules", "venv", "build", "dist", "site-packages", "__pycache__"})
@@ -79,7 +81,7 @@ def decide(
         if used == int(requested):
             return as_set(requested)
         if used < 2:
-            return Decision("0", f"no xdist: {count} test{'s' * (count != 1)} to run")
+            return Decision("0", f"no xdist: {counted(count, 'test')} to run")
         return Decision(str(used), f"{used} xdist workers: one per test (workers = {requested})")
     limit = min(cores or cpus(), count)
     best, saved = 0, 0.0
@@ -124,15 +126,18 @@ def suite_decision(
     if durations:
         expected = sum(durations.values()) / shards
         count = max(1, len(durations) // shards)
-        basis = f"{len(durations)} recorded test durations{share}"
+        basis = f"{counted(len(durations), 'recorded test duration')}{share}"
     else:
         # Enough tests to be sure parallel is worth it end the count early.
         enough = int(20 * WORKER_START_S * (cores or cpus()) / TYPICAL_TEST_S) * shards
         found = count_tests(project, pytest_args, enough=enough)
         count = max(1, found // shards)
         expected = count * TYPICAL_TEST_S
-        counted = f"{'at least ' if found >= enough else ''}{found} tests counted in the test files"
-        basis = f"{counted}{share}, no recorded durations, {TYPICAL_TEST_S * 1000:.0f} ms each"
+        tests = f"{'at least ' if found >= enough else ''}{counted(found, 'test')}"
+        basis = (
+            f"{tests} counted in the test files{share}, no recorded durations, "
+            f"{TYPICAL_TEST_S * 1000:.0f} ms each"
+        )
     return decide(requested, expected_s=expected, count=count, basis=basis, cores=cores)
 
 

@@ -6,6 +6,12 @@ the whole tree shares one group id that testgate can signal at once: a polite in
 first (pytest then ends its session and records it), a kill after a short grace, and a
 final sweep of whatever the tests left behind in the group once pytest has ended.
 
+A daemon that calls ``setsid`` (or ``start_new_session``) leaves the group; it still
+carries the run's marker (``MARKER_ENV``, one value per pytest process) in the
+environment it inherited, which the sweep finds on Linux in ``/proc/<pid>/environ``
+and kills too. Elsewhere only the group is swept; a daemon that clears its environment
+escapes both.
+
 Portable by construction: POSIX-only names (``os.killpg``, ``signal.SIGKILL``) are
 looked up when called, never imported, so the module imports on every platform.
 """
@@ -14,13 +20,31 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import signal
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 WINDOWS = sys.platform == "win32"
+MARKER_ENV = "TESTGATE_RUN_MARKER"
+PROC = Path("/proc")
+
+
+def marker() -> str:
+    """A new value for ``MARKER_ENV``: unique to one pytest process and everything it starts."""
+    return secrets.token_hex(12)
+
+
+@dataclass(frozen=True)
+class Leftovers:
+    """What a pytest process left running when it ended, as ``pid command`` each: in its
+    process group, and outside it (``escaped``: it left the group, but carries the marker)."""
+
+    in_group: tuple[str, ...] = ()
+    escaped: tuple[str, ...] = ()
 
 
 def start(
@@ -62,31 +86,55 @@ def kill(child: subprocess.Popen[bytes]) -> None:
     _signal_group(child.pid, getattr(signal, "SIGKILL", signal.SIGTERM))
 
 
-def sweep(child: subprocess.Popen[bytes]) -> tuple[str, ...]:
-    """Kill what is left in the ended child's group; name each process that was there.
+def sweep(child: subprocess.Popen[bytes], *, marker: str | None = None) -> Leftovers:
+    """Kill what is left in the ended child's group, and every process carrying its
+    ``marker`` that left the group; name each.
 
-    A test that starts a daemon and never stops it leaves it in the group; it would
-    outlive the run (and, on a runner, hold the job open). Processes that left the group
-    (``setsid``) cannot be found this way.
+    A test that starts a daemon and never stops it leaves it behind; it would outlive the
+    run (and, on a runner, hold the job open).
     """
     if WINDOWS:  # pragma: no cover - Windows only; taskkill /T ended the tree already
-        return ()
-    left = members(child.pid)
-    if left:
-        _signal_group(child.pid, getattr(signal, "SIGKILL", signal.SIGTERM))
-    return left
+        return Leftovers()
+    in_group, escaped = _scan(child.pid, marker)
+    kill_signal = getattr(signal, "SIGKILL", signal.SIGTERM)
+    if in_group:
+        _signal_group(child.pid, kill_signal)
+    for pid, _ in escaped:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, kill_signal)
+    return Leftovers(_names(in_group), _names(escaped))
 
 
 def members(group: int) -> tuple[str, ...]:
     """``pid command`` of every live process in the group (Linux's /proc; else none named)."""
-    found = []
-    for entry in Path("/proc").glob("[0-9]*"):
+    return _names(_scan(group, None)[0])
+
+
+def _scan(group: int, marker: str | None) -> tuple[list[tuple[int, str]], list[tuple[int, str]]]:
+    """The live processes of the group, and those outside it whose environment holds the
+    marker, each as (pid, command); none where there is no /proc."""
+    wanted = f"{MARKER_ENV}={marker}".encode() if marker else None
+    in_group: list[tuple[int, str]] = []
+    escaped: list[tuple[int, str]] = []
+    for entry in PROC.glob("[0-9]*"):
         with contextlib.suppress(OSError, IndexError):  # a process that ended as we looked
             fields = (entry / "stat").read_text("utf-8", "replace").rsplit(")", 1)[1].split()
-            if int(fields[2]) == group and fields[0] != "Z":  # state, ppid, process group
-                command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").strip()
-                found.append(f"{entry.name} {command.decode('utf-8', 'replace')[:200]}")
-    return tuple(sorted(found))
+            if fields[0] == "Z" or int(entry.name) == os.getpid():  # state
+                continue
+            if int(fields[2]) == group:  # process group
+                in_group.append((int(entry.name), _command(entry)))
+            elif wanted is not None and wanted in (entry / "environ").read_bytes().split(b"\0"):
+                escaped.append((int(entry.name), _command(entry)))
+    return in_group, escaped
+
+
+def _command(entry: Path) -> str:
+    command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").strip()
+    return command.decode("utf-8", "replace")[:200]
+
+
+def _names(found: list[tuple[int, str]]) -> tuple[str, ...]:
+    return tuple(sorted(f"{pid} {command}" for pid, command in found))
 
 
 def _signal_group(group: int, number: int) -> None:

@@ -25,6 +25,7 @@ from typing import Any
 from runner.errors import InfraError
 from runner.output import bounded
 from runner.plugin import _testgate_wire as wire
+from runner.plural import counted
 from runner.results import Attempt, AttemptOutcome, Phase
 
 RECORD_LIMIT_BYTES = 1024 * 1024 * 1024
@@ -257,6 +258,31 @@ class _Builder:
             lost=tuple(dict.fromkeys(test for test in self.lost if test != died)),
             crashes=tuple(f"{worker}{how}" for worker, how in self.crashes.items()),
         )
+
+
+def collection_notes(record: AttemptRecord) -> tuple[str, ...]:
+    """Why pytest's own summary line counts collection errors, or tests, differently.
+
+    testgate counts a test file that failed to collect once. pytest under xdist counts
+    what its workers reported: the same error once per worker unless its report is plain
+    text (an ImportError's), as xdist merges only equal reports; ``collect_reports`` is
+    pytest's count. Without xdist, pytest stops at a collection error, so the tests it
+    collected never ran.
+    """
+    errors, reports = len(record.collect_errors), record.collect_reports
+    notes = []
+    if reports > errors:
+        notes.append(
+            f"pytest counts {reports} collection errors where testgate counts {errors}: each "
+            "xdist worker reported the same ones (pytest without xdist counts them once)"
+        )
+    if errors and record.exit_status == 2 and record.collected and not record.tests:
+        notes.append(
+            f"pytest stopped at {counted(errors, 'collection error')}, so the "
+            f"{counted(record.collected, 'test')} it collected never ran: fix the error, or "
+            "add --continue-on-collection-errors to pytest-args to run them anyway"
+        )
+    return tuple(notes)
 
 
 def _cut_short(phases: dict[str, dict[str, Any]]) -> bool:

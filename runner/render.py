@@ -13,6 +13,7 @@ import msgspec
 
 from runner.crash import CRASHED
 from runner.output import PRINTED_LIMIT, bounded, clean, first_line, table_cell
+from runner.plural import counted
 from runner.results import BROKEN, DiffCoverage, GateResult, RunResult, TestResult, spans_text
 
 if TYPE_CHECKING:
@@ -43,24 +44,20 @@ def gate_value(gate: GateResult, value: float | None, *, measured: bool) -> str:
 
 
 def gate_verdict(gate: GateResult) -> str:
-    """pass or FAIL; a gate that passed without judging says so (deferred, skipped)."""
+    """pass or FAIL; a gate that did not judge says so (not judged, deferred, …)."""
     return "FAIL" if gate.status == "fail" else gate.status
 
 
 def counts_line(result: RunResult) -> str:
-    """``12 tests: 10 passed, 1 failed, 1 skipped`` with only the non-zero counts."""
+    """``12 tests: 10 passed, 1 failed, 1 error`` with only the non-zero counts."""
     totals = msgspec.structs.asdict(result.totals)
-    parts = [
-        f"{totals[name]} {_noun(name, totals[name])}" for name in list(totals)[1:] if totals[name]
-    ]
-    return f"{totals['tests']} {_noun('tests', totals['tests'])}: " + (
-        ", ".join(parts) if parts else "none ran"
-    )
+    parts = [_count(name, totals[name]) for name in list(totals)[1:] if totals[name]]
+    return f"{counted(totals['tests'], 'test')}: " + (", ".join(parts) if parts else "none ran")
 
 
-def _noun(name: str, count: int) -> str:
-    """``1 error``, ``2 errors``, ``1 test``: pytest's own words for a count."""
-    return name.removesuffix("s") if count == 1 and name in ("errors", "tests") else name
+def _count(name: str, count: int) -> str:
+    """``1 error``, ``2 errors``, ``1 passed``: pytest's own words for a count."""
+    return counted(count, "error") if name == "errors" else f"{count} {name}"
 
 
 def _headline(test: TestResult) -> str:
@@ -104,8 +101,9 @@ def terminal(result: RunResult, *, reports_dir: str) -> str:
     diff = result.diff_coverage
     if diff is not None and diff.percent is not None:
         lines.append(
-            f"diff coverage: {percent(diff.percent)} of {diff.statements} changed "
-            f"statements and {diff.branches} branches since {diff.base}"
+            f"diff coverage: {percent(diff.percent)} of "
+            f"{counted(diff.statements, 'changed statement')} and "
+            f"{counted(diff.branches, 'branch')} since {diff.base}"
         )
     rows = [("gate", "threshold", "actual", "verdict")]
     rows += [
@@ -151,7 +149,7 @@ def interruption(result: RunResult) -> str:
     why = result.run.interrupted
     cause = "stopped at its deadline (timeout-run)" if why == "timeout-run" else f"by {why}"
     return (
-        f"INTERRUPTED {cause}: these reports hold the {len(result.tests)} tests that "
+        f"INTERRUPTED {cause}: these reports hold the {counted(len(result.tests), 'test')} that "
         f"finished; {len(result.run.not_run)} never ran"
     )
 
@@ -196,7 +194,7 @@ def markdown(result: RunResult) -> str:
     for gate in result.gates:
         threshold = gate_value(gate, gate.threshold, measured=False)
         actual = gate_value(gate, gate.actual, measured=True)
-        verdict_cell = gate_verdict(gate) if gate.passed else "**FAIL**"
+        verdict_cell = "**FAIL**" if gate.status == "fail" else gate_verdict(gate)
         out.append(
             f"| {gate.name} | {threshold} | {actual} | {verdict_cell} | {_cell(gate.message)} |"
         )
@@ -282,9 +280,10 @@ def detection_terminal(detection: Detection) -> str:
     """What ``testgate flaky`` prints at the end."""
     lines = [
         "",
-        f"testgate flaky: {_detection_counts(detection)} after {detection.rounds} rounds "
-        f"in {detection.duration_s:.1f} s (stable = {detection.runs_needed} passing runs in a "
-        f"row: fails less than {detection.max_fail_rate:g} at confidence {detection.confidence:g})",
+        f"testgate flaky: {_detection_counts(detection)} after "
+        f"{counted(detection.rounds, 'round')} in {detection.duration_s:.1f} s (stable = "
+        f"{detection.runs_needed} passing runs in a row: fails less than "
+        f"{detection.max_fail_rate:g} at confidence {detection.confidence:g})",
     ]
     for name in VERDICT_ORDER:
         lines += [
@@ -306,7 +305,7 @@ def detection_markdown(detection: Detection) -> str:
     out = [
         f"## {'❌' if bad else '✅'} testgate flaky detection",
         "",
-        f"**{_detection_counts(detection)}** after {detection.rounds} rounds in "
+        f"**{_detection_counts(detection)}** after {counted(detection.rounds, 'round')} in "
         f"{detection.duration_s:.1f} s. A test is stable after {detection.runs_needed} passing "
         f"runs in a row: it fails less than {detection.max_fail_rate:g} of the time, at "
         f"confidence {detection.confidence:g}.",

@@ -72,7 +72,9 @@ def conclude(
     if any(problem.startswith(CRASHED) for problem in info.problems):
         verdicts = not_evaluated(verdicts)
     elif info.coverage_incomplete is not None:
-        verdicts = faults.not_judged(verdicts, why=info.coverage_incomplete)
+        verdicts = faults.not_judged(
+            verdicts, why=info.coverage_incomplete, interrupted=info.interrupted is not None
+        )
     result = RunResult(
         run=info,
         tests=tests,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from runner.plural import counted
 from runner.results import Attempt
 
 SHARED_CAUSE_MIN = 5  # fewer failures with one message may be flaky on their own
@@ -37,12 +38,13 @@ def stop_reason(failures: Sequence[Attempt], *, suite: int, limit: str | None) -
     if limit is not None:
         if limit.endswith("%"):
             allowed = float(limit[:-1]) * suite / 100
-            shown = f"at most {limit[:-1].removesuffix('.0')} % of {suite} tests"
+            shown = f"at most {limit[:-1].removesuffix('.0')} % of {counted(suite, 'test')}"
         else:
             allowed, shown = float(limit), f"at most {limit}"
         if count > allowed:
             return (
-                f"not rerun: {count} tests failed, more than max-reruns allows ({shown}); "
+                f"not rerun: {counted(count, 'test')} failed, more than max-reruns allows "
+                f"({shown}); "
                 "the run looks broken as a whole, not flaky"
             )
     causes = {cause(attempt) for attempt in failures}

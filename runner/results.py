@@ -219,13 +219,18 @@ GateName = Literal[
     "sonar-quality-gate",
 ]
 # pass and fail judge; deferred (a shard's suite-wide gate, judged by the merge) and
-# skipped (nothing to judge) pass without judging.
-GateStatus = Literal["pass", "fail", "deferred", "skipped"]
-# How a gate that passed without judging begins its message: results.json keeps only
-# ``passed``, so reading one back (``decode``) tells these apart by it.
+# skipped (nothing to judge) pass without judging; not judged (its data is known to be
+# partial: an interrupted run, coverage a dead process took) and not evaluated (pytest
+# crashed) fail the run (exit 3) without judging the suite.
+GateStatus = Literal["pass", "fail", "deferred", "skipped", "not judged", "not evaluated"]
+PASSING: frozenset[GateStatus] = frozenset({"pass", "deferred", "skipped"})
+# How a gate that did not judge begins its message: results.json written before
+# ``verdict`` keeps only ``passed``, so reading one back (``decode``) tells these apart by it.
 UNJUDGED_PREFIX: dict[GateStatus, str] = {
     "deferred": "deferred to testgate merge",
     "skipped": "skipped: ",
+    "not judged": "not judged: ",
+    "not evaluated": "not evaluated: ",
 }
 
 
@@ -244,8 +249,8 @@ class GateResult(msgspec.Struct, frozen=True, kw_only=True):
 
     @property
     def passed(self) -> bool:
-        """Whether the gate lets the run pass: every status but ``fail``."""
-        return self.status != "fail"
+        """Whether the gate lets the run pass: ``pass``, ``deferred``, ``skipped``."""
+        return self.status in PASSING
 
     @classmethod
     def judged(
@@ -268,13 +273,15 @@ class GateResult(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class _Gate(msgspec.Struct, frozen=True, kw_only=True):
-    """A gate as results.json holds it: ``passed``, not the status (schema version 1)."""
+    """A gate as results.json holds it: ``passed``, and the status as ``verdict`` (schema
+    version 1; an older file has no ``verdict``)."""
 
     name: GateName
     threshold: int | float | None
     actual: int | float | None
     passed: bool
     message: str
+    verdict: GateStatus | None = None
 
     @classmethod
     def of(cls, gate: GateResult) -> _Gate:
@@ -284,13 +291,16 @@ class _Gate(msgspec.Struct, frozen=True, kw_only=True):
             actual=gate.actual,
             passed=gate.passed,
             message=gate.message,
+            verdict=gate.status,
         )
 
     def gate(self) -> GateResult:
         status: GateStatus = "pass" if self.passed else "fail"
         for unjudged, prefix in UNJUDGED_PREFIX.items():
-            if self.passed and self.message.startswith(prefix):
+            if self.passed == (unjudged in PASSING) and self.message.startswith(prefix):
                 status = unjudged
+        if self.verdict is not None and self.passed == (self.verdict in PASSING):
+            status = self.verdict
         return GateResult(
             name=self.name,
             threshold=self.threshold,

@@ -50,8 +50,9 @@ from runner.crash import crash_problem
 from runner.execute import WORKER_ENV
 from runner.git import Git
 from runner.output import emit
+from runner.plural import counted
 from runner.quarantine import Quarantine, read_quarantine
-from runner.record import PYTEST_WARNED
+from runner.record import PYTEST_WARNED, collection_notes
 from runner.report import Outcome, conclude, measure_change
 from runner.results import (
     BROKEN,
@@ -242,7 +243,7 @@ def _run(settings: Settings, *, environ: Mapping[str, str], notes: tuple[str, ..
         pytest_exit_code=first.completed.exit_code,
         problems=found_problems,
         warnings=tuple(PYTEST_WARNED + text for text in first.record.warnings)
-        + collection_counts(first)
+        + collection_notes(first.record)
         + tuple(
             f"quarantine entry {entry!r} matches no test of this run"
             for entry in quarantine.unmatched(history.attempts)
@@ -265,18 +266,6 @@ def _run(settings: Settings, *, environ: Mapping[str, str], notes: tuple[str, ..
         coverage=coverage,
         diff=(diff, diff_skipped),
         environ=environ,
-    )
-
-
-def collection_counts(first: AttemptRun) -> tuple[str, ...]:
-    """Why pytest's summary may count more errors than testgate: under xdist, each worker
-    reports the same collection error."""
-    errors, reports = len(first.record.collect_errors), first.record.collect_reports
-    if reports <= errors:
-        return ()
-    return (
-        f"pytest counts {reports} collection errors where testgate counts {errors}: each "
-        "xdist worker reported the same ones (pytest without xdist counts them once)",
     )
 
 
@@ -352,7 +341,7 @@ def rerun_failures(session: Session, history: History) -> str | None:
             select=failing,
             workers=workers.workers,
             reseed=True,
-            label=f"attempt {number}, rerun of {len(failing)} tests; {workers.reason}",
+            label=f"attempt {number}, rerun of {counted(len(failing), 'test')}; {workers.reason}",
         )
         history.add(rerun, kind="rerun", only=set(failing))
         failing = history.still_failing(failing)
@@ -375,7 +364,7 @@ def remeasure(session: Session, history: History, *, lost: set[str]) -> set[str]
         select=sorted(lost),
         workers="0",
         reseed=True,
-        label=f"attempt {number}, measuring again the coverage of {len(lost)} tests "
+        label=f"attempt {number}, measuring again the coverage of {counted(len(lost), 'test')} "
         "that a crashed process lost",
     )
     history.add(rerun, kind="rerun", only=lost)
@@ -410,7 +399,8 @@ def check_order(session: Session, history: History, first: AttemptRun) -> None:
             workers="0",
             reseed=True,
             rounds=[replay] * ORDER_CHECKS,
-            label=f"attempt {number}, order check: {ORDER_CHECKS} replays of {len(replay)} tests",
+            label=f"attempt {number}, order check: {ORDER_CHECKS} replays of "
+            f"{counted(len(replay), 'test')}",
         )
         history.add(done, kind="order-check", only=flaky & set(replay))
 

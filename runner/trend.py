@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from runner.history import History, Rate, Run, flip_rates
 from runner.output import table_cell
+from runner.plural import counted
 
 CHART_RUNS = 30
 LISTED_FLIPS = 10
@@ -84,7 +85,8 @@ def section(history: History, *, branch: str | None) -> list[str]:
     if not (chart or flips):
         return []
     where = f"on {branch}" if branch else "recorded"
-    out = ["", f"### Trends over the last {min(len(runs), CHART_RUNS)} runs {where}", ""]
+    shown = counted(min(len(runs), CHART_RUNS), "run")
+    out = ["", f"### Trends over the last {shown} {where}", ""]
     out += chart
     if flips:
         out += ["", "Highest flip rates:", "", *flips]

@@ -304,7 +304,7 @@ def test_services_run_as_containers_when_an_engine_answers(act_run: Ran) -> None
     if not engine_answers(os.environ):
         pytest.skip(f"no Docker engine answers here: the job used {started}")
     assert started == "container postgres:16"
-    assert any("stopped 1 service(s)" in line for line in lines)
+    assert any("stopped 1 service" in line for line in lines)
     published = subprocess.run(["docker", "ps", "--all", "--format", "{{.Ports}}"],
                                capture_output=True, text=True, check=True).stdout  # fmt: skip
     assert f"127.0.0.1:{port}->" not in published  # the job's container is gone

@@ -269,7 +269,7 @@ def test_a_run_gets_per_worker_databases_inside_the_container_dropped_after(
 def test_down_removes_exactly_this_runs_containers(seen: dict[str, Any]) -> None:
     shared = seen["shared"]
     assert shared["down"]["code"] == 0
-    assert "stopped 3 service(s)" in shared["down"]["err"]
+    assert "stopped 3 services" in shared["down"]["err"]
     assert shared["after_down"] == []
     assert len(shared["other_after_down"]) == 1  # another run's container survives
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -13,7 +15,6 @@ from typing import Literal
 import pytest
 
 from runner import environment
-from runner.attempts import AttemptRun
 from runner.coverage_data import infer_sources, workspace_members
 from runner.crash import crash_problem
 from runner.environment import (
@@ -30,11 +31,9 @@ from runner.environment import (
     sync_arguments,
 )
 from runner.errors import ConfigError, InfraError
-from runner.execute import Completed
 from runner.gates import max_skipped
-from runner.record import read_record
+from runner.record import collection_notes, read_record
 from runner.results import Attempt, TestResult
-from runner.run import collection_counts
 from runner.settings import Settings, load_settings
 from runner.thresholds import stated_threshold, with_stated_threshold
 from tests.conftest import Ran, copy_fixture, fresh_plugin, once_per_session, run_in_process
@@ -131,10 +130,59 @@ def test_a_requirements_only_app_runs_in_a_testgate_made_venv(requirements_run: 
     assert [test["outcome"] for test in results["tests"]] == ["passed"]
     assert [gate for gate in results["gates"] if gate["name"] == "max-skipped"] == [
         {"name": "max-skipped", "threshold": 0, "actual": 0, "passed": True,
-         "message": "0 of 1 tests skipped (0); at most 0 allowed"},
+         "message": "0 of 1 test skipped (0); at most 0 allowed", "verdict": "pass"},
     ]  # fmt: skip
     # pytest's own cache aside, nothing new in the project
     left = sorted(p.name for p in requirements_run.project.iterdir() if p.name != ".pytest_cache")
+    assert left == ["app", "requirements.txt", "testgate-reports", "tests"]
+
+
+README = Path(__file__).parent.parent / "README.md"
+
+
+def readme_commands(bullet: str) -> list[list[str]]:
+    """The ``testgate run …`` commands of the README's bullet that starts with ``bullet``."""
+    text = README.read_text("utf-8")
+    start = text.index(f"- **{bullet}")
+    end = text.find("\n- ", start + 1)
+    return [shlex.split(found) for found in re.findall(r"`(testgate run[^`]*)`", text[start:end])]
+
+
+@pytest.fixture(scope="module")
+def fastapi_run(tmp_path_factory: pytest.TempPathFactory) -> Ran:
+    """A FastAPI app with only a requirements.txt whose tests write PostgreSQL, run from a
+    fresh copy by the README's command for that shape, under two xdist workers. Its
+    PostgreSQL is started from the machine's binaries whether or not a Docker engine answers
+    (tests/test_docker_engine.py runs the container backend)."""
+    (command,) = [
+        words for words in readme_commands("Only `requirements*.txt`") if "--service" in words
+    ]
+    assert command[:2] == ["testgate", "run"]
+
+    def produce(root: Path) -> Ran:
+        project = copy_fixture("fastapi_app", root)
+        arguments = [*command[2:], "--workers", "2", "--services-backend", "local"]
+        return run_in_process(project, *arguments, extra_env=session_cache(root))
+
+    return once_per_session(tmp_path_factory, "fastapi", produce)
+
+
+def test_a_requirements_only_fastapi_app_tests_against_postgres(fastapi_run: Ran) -> None:
+    assert fastapi_run.exit_code == 0, fastapi_run.output
+    assert "testgate: no [project] table: installed requirements.txt with uv into" in (
+        fastapi_run.output
+    )
+    results = fastapi_run.results()
+    assert results["totals"]["passed"] == results["totals"]["tests"] == 6
+    # the tests ran on both workers, each in a database of its own (the test asserts it)
+    assert {test["attempts"][0]["worker"] for test in results["tests"]} == {"gw0", "gw1"}
+    report = json.loads((fastapi_run.reports / "coverage.json").read_text("utf-8"))
+    assert sorted(report["files"]) == ["app/__init__.py", "app/db.py", "app/main.py"]
+    assert (results["coverage"]["line_percent"], results["coverage"]["branch_percent"]) == (
+        100.0, 100.0,
+    )  # fmt: skip
+    assert "testgate: stopped 1 service and removed what they left" in fastapi_run.output
+    left = sorted(p.name for p in fastapi_run.project.iterdir() if p.name != ".pytest_cache")
     assert left == ["app", "requirements.txt", "testgate-reports", "tests"]
 
 
@@ -168,9 +216,16 @@ def test_a_poetry_project_gets_the_way_to_provide_its_environment(tmp_path: Path
 def test_an_existing_environment_is_used_as_it_is(tmp_path: Path) -> None:
     project = copy_fixture("passing", tmp_path)
     settings = settings_of(project, python=sys.executable)
-    found = environment.probe(settings, shell(), sources=("calc",))
+    cache = shell(XDG_CACHE_HOME=str(tmp_path / "cache"))
+    found = environment.probe(settings, cache, sources=("calc",))
     assert found.executable == sys.executable
     assert found.overlay is None  # this environment has every plugin already
+    assert environment.probe(settings, cache, sources=("calc",)) == found  # kept, reused
+    environment.probe(settings, cache)  # as testgate flaky asks: without the sources
+    kept = sorted((tmp_path / "cache" / "testgate" / "probes").iterdir())
+    assert len(kept) == 2  # each command's answer has its own file: neither replaces the other
+    assert environment.probe(settings, cache, sources=("calc",)) == found
+    assert sorted((tmp_path / "cache" / "testgate" / "probes").iterdir()) == kept
     assert found.found["xdist"]
     assert not (project / ".venv").exists()
     relative = settings_of(project, python=os.path.relpath(sys.executable, project))
@@ -183,6 +238,9 @@ def test_a_python_that_does_not_answer_the_probe_is_named(tmp_path: Path) -> Non
     project = copy_fixture("passing", tmp_path)
     with pytest.raises(InfraError, match="/bin/true did not answer testgate's probe"):
         environment.probe(settings_of(project, python="/bin/true"), shell())
+    (project / "python").write_text("not a program\n", "utf-8")
+    with pytest.raises(InfraError, match=r"passing/python could not be started \(\[Errno 13\]"):
+        environment.probe(settings_of(project, python="python"), shell())
 
 
 def test_a_uv_project_reuses_its_lock_and_its_environment(early_run: Ran, tmp_path: Path) -> None:
@@ -243,6 +301,18 @@ def test_test_dependencies_are_installed_by_default(tmp_path: Path) -> None:
     assert sync_arguments(member, {}) == ["--package", "api"]
     workspace = {"tool": {"uv": {"workspace": {"members": ["packages/*"]}}}}
     assert sync_arguments(settings_of(project), workspace) == ["--all-packages"]
+    # a member's extras count too (a workspace whose root has none: genai-prices' cli extra)
+    root = write(tmp_path / "ws", '[tool.uv.workspace]\nmembers = ["packages/*"]\n')
+    write(root / "packages" / "plain", '[project]\nname = "plain"\n')
+    write(
+        root / "packages" / "cli",
+        '[project]\nname = "cli"\noptional-dependencies = {cli = ["rich"]}\n',
+    )
+    assert sync_arguments(settings_of(root), read_pyproject(root)) == [
+        "--all-extras", "--all-packages",
+    ]  # fmt: skip
+    plain = settings_of(root, package="plain")
+    assert sync_arguments(plain, read_pyproject(root)) == ["--package", "plain"]
 
 
 def test_every_shape_is_told_apart(tmp_path: Path) -> None:
@@ -566,8 +636,7 @@ def test_pytests_own_count_of_collection_errors_is_explained(tmp_path: Path) -> 
     lines = [{"kind": "start"}, error, error, {"kind": "finish", "exitstatus": 1}]
     path = tmp_path / "record.jsonl"
     path.write_text("".join(json.dumps(line) + "\n" for line in lines), "utf-8")
-    run = AttemptRun(1, read_record(path), Completed(exit_code=1, duration_s=0.1), tmp_path)
-    assert collection_counts(run) == (
+    assert collection_notes(read_record(path)) == (
         "pytest counts 2 collection errors where testgate counts 1: each xdist worker "
         "reported the same ones (pytest without xdist counts them once)",
     )
@@ -586,9 +655,59 @@ def test_an_overlay_is_placed_whole_once(tmp_path: Path) -> None:
     assert (overlay / ".complete").is_file()
 
 
-def test_a_services_setup_command_enters_the_project_as_uv_run_does(tmp_path: Path) -> None:
-    project = write(tmp_path / "p", PYPROJECT)
-    plain = environment.uv_run(settings_of(project), shell())
-    assert plain[1:] == ["run", "--project", str(project)]
-    told = environment.uv_run(settings_of(project, sync="false", python_version="3.11"), shell())
-    assert told[1:] == ["run", "--project", str(project), "--no-sync", "--python", "3.11"]
+def test_a_services_setup_command_enters_the_prepared_environment(early_run: Ran) -> None:
+    # prepared as the suite's is, then entered by its Python: no uv.lock of uv's own
+    settings = settings_of(early_run.project, sync="false")
+    prefix = environment.uv_run(settings, shell())
+    python = str(early_run.project / ".venv" / "bin" / "python")
+    assert prefix[1:] == ["run", "--no-project", "--python", python]
+    found = subprocess.run(
+        [*prefix, "sh", "-c", "command -v python; command -v pytest"],
+        cwd=early_run.project, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert found.stdout.split() == [python, str(Path(python).with_name("pytest"))]
+    assert not (early_run.project / "uv.lock").exists()
+
+
+def test_the_probe_is_kept_per_environment_and_asked_again_when_it_changes(
+    tmp_path: Path,
+) -> None:
+    """A second command in the same environment starts none of the probe's Pythons; a
+    distribution installed, a changed pyproject.toml or a damaged cache file probe again."""
+    venv, log = tmp_path / "venv", tmp_path / "started.log"
+    subprocess.run(["uv", "venv", "-q", str(venv)], check=True)
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "sitecustomize.py").write_text(
+        f"open({str(log)!r}, 'a').write('started\\n')\n", "utf-8"
+    )  # every start of the project's Python that runs its site hooks, as the probe's do
+    project = write(tmp_path / "p", '[project]\nname = "p"\nversion = "1"\n')
+    cache = session_cache(tmp_path / "root")
+    environ = shell(**cache, PYTHONPATH=str(tmp_path / "site"))
+    settings = settings_of(project, python=str(venv / "bin" / "python"))
+
+    def starts() -> int:
+        found = environment.probe(settings, environ, sources=())
+        assert found.overlay is not None  # the bare venv lacks pytest: an overlay adds it
+        count = len(log.read_text("utf-8").splitlines()) if log.exists() else 0
+        log.unlink(missing_ok=True)
+        return count
+
+    assert starts() == 2  # asked, then asked again with the overlay of added plugins
+    assert starts() == 0  # the same environment: its answer is reused
+    probes = Path(cache["XDG_CACHE_HOME"]) / "testgate" / "probes"
+    (kept,) = probes.iterdir()  # one file for this project and interpreter
+    assert sorted(path.name for path in project.iterdir()) == ["pyproject.toml"]
+    subprocess.run(["uv", "pip", "install", "-q", "--python", str(venv / "bin" / "python"),
+                    "--offline", "iniconfig"], check=True)  # fmt: skip
+    assert starts() == 2  # what is installed changed
+    assert starts() == 0
+    write(project, '[project]\nname = "p"\nversion = "2"\n')
+    assert starts() == 2
+    assert list(probes.iterdir()) == [kept]  # replaced, not one more
+    site = tmp_path / "site" / "sitecustomize.py"
+    site.write_text(site.read_text("utf-8") + "# changed: it runs at every start\n", "utf-8")
+    assert starts() == 2
+    answer = json.loads(kept.read_text("utf-8"))
+    for damage in ("{not json", '{"python": 3}', {**answer, "overlay": str(tmp_path / "gone")}):
+        kept.write_text(damage if isinstance(damage, str) else json.dumps(damage), "utf-8")
+        assert starts() == 2

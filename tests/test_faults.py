@@ -21,9 +21,20 @@ from typing import Any
 
 import pytest
 
-from runner import interrupts, process_group
+from runner import interrupts, process_group, render
 from runner.errors import ConfigError
+from runner.github.commands import annotations_of
 from runner.record import describe_exit
+from runner.results import (
+    DiffCoverage,
+    FileDiff,
+    GateResult,
+    GateStatus,
+    RunInfo,
+    RunResult,
+    decode,
+    encode,
+)
 from runner.settings import load_settings
 from tests.conftest import (
     Ran,
@@ -99,10 +110,16 @@ def test_a_test_that_times_out_once_is_flaky_and_the_run_goes_on(hangs: Ran) -> 
 
 
 def test_a_process_a_test_left_running_is_killed_and_named(hangs: Ran) -> None:
-    (warning,) = hangs.results()["run"]["warnings"]
-    assert warning.startswith("the tests left 1 processes running after pytest ended; testgate")
-    assert warning.endswith(" sleep 300")
-    assert gone(int(warning.rsplit(": ", 1)[1].split()[0]))
+    in_group, escaped = hangs.results()["run"]["warnings"]
+    assert in_group.startswith("the tests left 1 processes running after pytest ended; testgate")
+    assert in_group.endswith(" sleep 300")
+    assert gone(int(in_group.rsplit(": ", 1)[1].split()[0]))
+    assert escaped.startswith(
+        "the tests left 1 processes running that had left pytest's process group (setsid) but "
+        "carried its TESTGATE_RUN_MARKER; testgate killed them: "
+    )
+    assert escaped.endswith(" sleep 301")
+    assert gone(int(escaped.rsplit(": ", 1)[1].split()[0]))
 
 
 def settings_of(project: Path, tool: str, **flags: str | None) -> Any:
@@ -201,6 +218,59 @@ def test_a_signal_ends_the_run_with_exit_3_and_reports_what_finished(
     assert ran.gate("line-coverage")["message"].startswith("not judged: the run was interrupted")
 
 
+PARTIAL_GATES = ("line-coverage", "branch-coverage", "min-tests")
+
+
+def test_an_interrupted_runs_partial_gates_say_not_judged_in_every_report(
+    cancelled: tuple[Ran, dict[str, Any]],
+) -> None:
+    ran, _ = cancelled
+    summary = (ran.reports / "summary.md").read_text("utf-8")
+    for name in PARTIAL_GATES:
+        gate = ran.gate(name)
+        assert (gate["verdict"], gate["passed"]) == ("not judged", False)
+        assert gate["message"].startswith("not judged: the run was interrupted")
+        (row,) = [line for line in ran.output.splitlines() if line.startswith(f"{name} ")]
+        assert row.endswith(" not judged")
+        (cell,) = [line for line in summary.splitlines() if line.startswith(f"| {name} |")]
+        assert "| not judged | not judged: the run was interrupted" in cell
+        assert "FAIL" not in row + cell
+    assert ran.gate("failed-tests")["verdict"] == "pass"  # what finished is still judged
+
+
+def judged_diff(status: GateStatus, message: str) -> RunResult:
+    """A run whose change has lines 3-4 uncovered, its diff-coverage gate as given."""
+    info = RunInfo(
+        started="2026-12-01T10:00:00+00:00", duration_s=1.0, suite_duration_s=1.0,
+        commit="abc", python="3.11.7", platform="linux", variant="py3.11-linux",
+        pytest_exit_code=2, interrupted="SIGTERM",
+    )  # fmt: skip
+    changed = FileDiff(
+        path="lib/x.py", statements=2, covered_statements=0, missing_ranges=((3, 4),),
+        branches=0, covered_branches=0, missing_branches=(),
+    )  # fmt: skip
+    diff = DiffCoverage(
+        base="main", merge_base="abc", percent=0.0, line_percent=0.0, statements=2, branches=0,
+        files=(changed,),
+    )  # fmt: skip
+    gate = GateResult(name="diff-coverage", threshold=100, actual=0.0, status=status,
+                      message=message)  # fmt: skip
+    return RunResult(run=info, tests=(), coverage=None, gates=(gate,), diff_coverage=diff)
+
+
+def test_lines_a_partial_run_left_uncovered_are_not_annotated_as_uncovered() -> None:
+    partial = judged_diff("not judged", "not judged: the run was interrupted")
+    assert annotations_of(partial) == []
+    assert "| diff-coverage | 100 % | 0.00 % | not judged |" in render.markdown(partial)
+    (judged,) = annotations_of(judged_diff("fail", "0 % of 2 changed statements"))
+    assert (judged.file, judged.line, judged.title) == ("lib/x.py", 3, "changed lines not covered")
+    written = b"".join(encode(partial))  # results.json keeps the verdict
+    assert decode(written).gates == partial.gates
+    older = json.loads(written)  # one written before gates had a verdict
+    del older["gates"][0]["verdict"]
+    assert decode(json.dumps(older).encode()).gates == partial.gates
+
+
 def test_a_signal_leaves_no_process_and_no_service_behind(
     cancelled: tuple[Ran, dict[str, Any]],
 ) -> None:
@@ -208,10 +278,12 @@ def test_a_signal_leaves_no_process_and_no_service_behind(
     assert process_group.members(seen["group"]) == ()
     # Without xdist, the test's parent is testgate itself: this very process.
     parents = [seen["parent"]] if seen["parent"] != os.getpid() else []
-    for pid in [seen["test"], *parents, seen["daemon"], *seen["services"]]:
+    for pid in [seen["test"], *parents, seen["daemon"], seen["escaped"], *seen["services"]]:
         assert gone(pid), pid
+    (warning,) = ran.results()["run"]["warnings"]  # xdist's workers are not named
+    assert warning.endswith(f": {seen['escaped']} sleep 302")
     assert not (ran.project / ".testgate" / "run-services.json").exists()
-    assert "stopped 1 service(s)" in ran.output
+    assert "stopped 1 service" in ran.output
 
 
 CRASH = "tests/test_crash.py"
@@ -240,7 +312,7 @@ def test_coverage_a_crash_took_is_incomplete_exit_3_never_a_gate_failure(tmp_pat
     ran = run_in_process(copy_fixture("worker_crash", tmp_path), "--workers", "0", "--reruns", "0")
     assert ran.exit_code == 3
     incomplete = ran.results()["run"]["coverage_incomplete"]
-    assert incomplete.startswith("coverage is incomplete: 1 tests ran on a process that died")
+    assert incomplete.startswith("coverage is incomplete: 1 test ran on a process that died")
     assert ran.gate("line-coverage")["message"] == f"not judged: {incomplete}"
     assert f"problem: {incomplete}" in ran.output
     merged = run_in_process(
@@ -331,7 +403,7 @@ def test_a_second_signal_kills_a_group_that_ignores_the_first(tmp_path: Path) ->
         code, left, stopped = interrupts.wait(child, deadline=None)
         first.join()
         second.join()
-    assert (code, left, stopped) == (-signal.SIGKILL, (), "SIGTERM")
+    assert (code, left, stopped) == (-signal.SIGKILL, process_group.Leftovers(), "SIGTERM")
 
 
 def test_an_exit_code_names_the_signal_that_ended_the_process() -> None:
@@ -425,7 +497,7 @@ def test_the_actions_step_lets_a_cancelled_jobs_signal_reach_testgate(tmp_path: 
     assert "INTERRUPTED by SIGTERM" in output
     assert "[cancel/cancel] exit status 3" in output
     assert process_group.members(seen["group"]) == ()
-    for pid in [seen["test"], seen["parent"], seen["daemon"], shell]:
+    for pid in [seen["test"], seen["parent"], seen["daemon"], seen["escaped"], shell]:
         assert gone(pid), (pid, seen, ran.output[-3000:])
     assert all(gone(service["pid"]) for service in services)  # the Stop services step
     assert not state.exists()

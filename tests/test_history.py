@@ -375,9 +375,7 @@ def test_the_history_command_prints_runs_and_one_tests_history(
     assert "2026-11-01T10:00:00+00:00  c1            main  3.00 s  line 91.00 %" in listed.output
     assert f"  {A}: flipped 5 of 7 recent runs" in listed.output
     one = run_cli(root, A, command="history")
-    assert (
-        "2026-11-02T10:00:00+00:00  c2            main  failed  1 attempts  0.250 s" in one.output
-    )
+    assert "2026-11-02T10:00:00+00:00  c2            main  failed  1 attempt  0.250 s" in one.output
     assert "on main: failed 2 of 5 recent runs (95 % interval 12% to 77%)" in one.output
     assert "on x: failed 1 of 2 recent runs" in one.output
     unknown = run_cli(root, "tests/t.py::gone\r::error::x", command="history")

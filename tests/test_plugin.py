@@ -179,13 +179,18 @@ def imports_of(name: str) -> set[str]:
 def test_the_plugin_needs_only_the_standard_library_and_pytest() -> None:
     assert imports_of(PLUGIN_NAME) == {
         "__future__", "json", "os", "collections.abc", "pathlib", "typing", "pytest",
-        "_testgate_schedule", "_testgate_wire",
+        "_testgate_schedule", "_testgate_wire", "_testgate_timeouts",
     }  # fmt: skip
     for sibling in ("_testgate_schedule", "_testgate_wire"):
         assert imports_of(sibling) <= set(sys.stdlib_module_names) | {
             "__future__",
             "collections.abc",
         }
+    assert imports_of("_testgate_timeouts") <= set(sys.stdlib_module_names) | {
+        "__future__",
+        "collections.abc",
+        "pytest",
+    }
 
 
 def test_the_wire_protocol_is_written_down_once_for_both_sides() -> None:
@@ -433,7 +438,7 @@ def test_each_test_gets_its_strictest_limit_and_a_timeout_is_an_error(
     assert by_name["test_strictest"]["timed_out"] is True
     assert by_name["test_own"]["message"] == "timed out after 0.2 s (its own timeout marker)"
     assert by_name["test_default"]["message"] == "timed out after 0.3 s (the timeout option)"
-    assert "Timeout (>0.3s) from pytest-timeout" in by_name["test_default"]["text"]
+    assert "Failed: timed out after 0.3 s (the timeout option)" in by_name["test_default"]["text"]
     assert by_name["test_quick"]["outcome"] == by_name["test_own_off"]["outcome"] == "passed"
 
 

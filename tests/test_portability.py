@@ -39,7 +39,7 @@ failed = {}
 names = [module.name for module in pkgutil.walk_packages(runner.__path__, "runner.")]
 names.remove("runner.__main__")  # importing it runs the command line (runner.cli is checked)
 # loaded into pytest from runner/plugin
-names += ["_testgate_plugin", "_testgate_schedule", "_testgate_wire"]
+names += ["_testgate_plugin", "_testgate_schedule", "_testgate_wire", "_testgate_timeouts"]
 for name in names:
     try:
         importlib.import_module(name)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from runner.gates import max_duration
-from tests.conftest import Ran, copy_fixture, environment
+from tests.conftest import Ran, copy_fixture, environment, summary_counts
 
 RunCli = Callable[..., Ran]
 
@@ -127,6 +127,7 @@ def test_arguments_after_double_dash_and_pytest_args_reach_pytest(
         "actual": 2,
         "passed": False,
         "message": "2 tests ran; at least 3 required",
+        "verdict": "fail",
     }
     # The unselected branch is now uncovered: the branch gate says so.
     assert ran.gate("branch-coverage")["passed"] is False
@@ -164,17 +165,42 @@ def test_max_duration_gate() -> None:
     assert max_duration(0.001, threshold=0.001).passed is True  # the limit itself is allowed
 
 
-def test_a_collection_error_fails_the_gate_and_points_at_the_import(
-    run_cli: RunCli, tmp_path: Path
-) -> None:
-    project = sample(tmp_path, tests="\n\nimport not_installed_anywhere\n")
-    ran = run_cli(project, "--workers", "2")
+def test_a_collection_error_counts_once_in_every_report(run_cli: RunCli, tmp_path: Path) -> None:
+    """One test file that fails to collect is one error, whatever pytest under xdist says:
+    each worker collects every file, and xdist merges the same error only when its report
+    is plain text (an ImportError's); any other exception counts once per worker."""
+    odd = "\n\ndef test_odd():\n    assert half(3) is None\n"
+    broken = "\n\nraise RuntimeError('broken at import')\n"
+    files = {"lib.py": LIBRARY, "tests/test_lib.py": TESTS + odd, "tests/test_broken.py": broken}
+    project = make_project(tmp_path / "sample", files)
+    github = {"GITHUB_ACTIONS": "true", "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md")}
+    ran = run_cli(project, "--workers", "2", env=environment(**github))
     assert ran.exit_code == 1
-    (test,) = ran.results()["tests"]
-    assert (test["id"], test["outcome"], test["line"]) == ("tests/test_lib.py", "error", 3)
-    assert "ModuleNotFoundError" in test["attempts"][0]["message"]
-    assert ran.results()["totals"]["errors"] == 1
-    assert ran.gate("failed-tests")["message"] == "1 error: tests/test_lib.py"  # not "failed"
+    assert summary_counts(ran.output) == {"passed": 2, "errors": 2}  # pytest's own line
+    error = ran.test("tests/test_broken.py")
+    assert (error["outcome"], error["line"]) == ("error", 3)
+    assert error["attempts"][0]["message"] == "RuntimeError: broken at import"
+    assert (ran.results()["totals"]["tests"], ran.results()["totals"]["errors"]) == (3, 1)
+    assert "testgate: 3 tests: 2 passed, 1 error in " in ran.output
+    assert "**3 tests: 2 passed, 1 error**" in (tmp_path / "summary.md").read_text("utf-8")
+    assert ran.gate("failed-tests")["message"] == "1 error: tests/test_broken.py"
+    assert 'errors="1"' in (ran.reports / "junit.xml").read_text("utf-8")
+    annotations = [line for line in ran.output.splitlines() if line.startswith("::error ")]
+    assert len(annotations) == 1
+    assert "file=tests/test_broken.py,line=3::RuntimeError: broken at import" in annotations[0]
+    explained = (
+        "pytest counts 2 collection errors where testgate counts 1: each xdist worker "
+        "reported the same ones (pytest without xdist counts them once)"
+    )
+    assert explained in ran.results()["run"]["warnings"]
+    serial = run_cli(project, "--workers", "0", "--reruns", "0")
+    # without xdist pytest stops at the error: its count is testgate's, and the rest is said
+    assert summary_counts(serial.output) == {"errors": 1}
+    assert "testgate: 1 test: 1 error in " in serial.output
+    assert serial.results()["run"]["warnings"] == [
+        "pytest stopped at 1 collection error, so the 2 tests it collected never ran: fix the "
+        "error, or add --continue-on-collection-errors to pytest-args to run them anyway"
+    ]
 
 
 def test_no_tests_collected_fails_min_tests_and_says_why(run_cli: RunCli, tmp_path: Path) -> None:

@@ -38,7 +38,7 @@ def test_a_redis_whose_databases_hold_keys_keeps_them(hostile: Facts) -> None:
 
 def test_a_redis_without_an_empty_database_is_shared_and_never_emptied(hostile: Facts) -> None:
     ran, facts = hostile
-    assert "full: the external Redis has 0 empty database(s), not one for each of 2" in ran.output
+    assert "full: the external Redis has 0 empty databases, not one for each of 2" in ran.output
     assert "testgate never empties one it did not fill; the xdist workers share" in ran.output
     assert facts["full_keys"] == ["kept", "+OK", "kept"]
 

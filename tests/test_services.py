@@ -276,7 +276,7 @@ def test_local_backend_starts_probes_exports_and_removes_all_four(
         assert running.port not in (5432, 3306, 6379, 5672)
         assert alive(running.pid or 0)
     code, _, err = services(capfd, "down", "--state-file", str(state))
-    assert (code, "stopped 4 service(s)") == (0, err.split(": ", 1)[1][:20])
+    assert (code, "stopped 4 services") == (0, err.split(": ", 1)[1][:18])
     for running in started:
         assert not alive(running.pid or 0)
         assert not Path(running.directory or "").exists()
@@ -307,7 +307,7 @@ def test_external_services_are_probed_and_exported_to_github_env(
     assert exported["REDIS_URL"] == "redis://127.0.0.1:6379/0"
     code, _, err = services(capfd, "down", "--state-file", str(tmp_path / "s.json"))
     assert code == 0
-    assert "stopped 0 service(s) and removed what they left; 4 external one(s) left running" in err
+    assert "stopped 0 services and removed what they left; 4 external ones left running" in err
     check(Endpoint(probe="redis", host="127.0.0.1", port=6379))  # still running: untouched
 
 
@@ -749,7 +749,7 @@ def test_down_without_the_docker_cli_still_clears_the_record(
     empty = tmp_path / "empty"
     empty.mkdir()
     code, _, err = services(capfd, "down", "--state-file", state, PATH=str(empty))
-    assert (code, "stopped 1 service(s)") == (0, err.split(": ", 1)[1][:20])
+    assert (code, "stopped 1 service ") == (0, err.split(": ", 1)[1][:18])
     assert not Path(state).exists()
 
 

@@ -47,6 +47,8 @@ def test_the_app_passes_with_its_schema_in_every_workers_database(
     assert (totals["passed"], totals["flaky"], totals["failed"]) == (17, 1, 0)
     tests = {test["id"].split("::")[1].split("[")[0] for test in ran.results()["tests"]}
     assert "test_the_app_writes_to_its_workers_migrated_table" in tests
+    # its setup command ran in the prepared environment: uv wrote no uv.lock into the app
+    assert not (ran.project / "uv.lock").exists()
 
 
 def test_the_summary_says_which_variables_the_apps_env_sets_as_well(

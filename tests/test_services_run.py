@@ -30,7 +30,7 @@ def test_each_worker_writes_to_its_own_database(tmp_path: Path) -> None:
     totals = ran.results()["totals"]
     assert (totals["passed"], totals["failed"]) == (13, 0)
     assert "testgate: postgres ready in" in ran.output
-    assert "stopped 0 service(s) and removed what they left; 2 external" in ran.output
+    assert "stopped 0 services and removed what they left; 2 external" in ran.output
     admin = pg8000.native.Connection("postgres", host="127.0.0.1", database="test")
     assert admin.run(WORKER_QUERY) == []  # dropped after the run
     admin.close()

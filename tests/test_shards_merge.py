@@ -18,7 +18,7 @@ from runner.merge import Part, check_variants
 from runner.merge import merge as merge_function
 from runner.results import RunInfo, RunResult, variant_name
 from runner.settings import load_settings
-from runner.sharding import partition, read_durations
+from runner.sharding import partition, read_durations, weights
 from tests.conftest import Ran, copy_fixture, environment, once_per_session, run_in_process
 
 RunCli = Callable[..., Ran]
@@ -40,6 +40,8 @@ def test_longest_processing_time_first_balances_and_is_deterministic() -> None:
 def test_tests_without_a_record_count_as_the_median() -> None:
     parts = partition(["new", "a", "b", "c"], {"a": 1.0, "b": 2.0, "c": 9.0}, 2)
     assert parts == [["c"], ["b", "new", "a"]]  # 'new' weighs 2.0, the median
+    even = {"a": 1.0, "b": 2.0, "c": 4.0, "d": 9.0}
+    assert weights(["new", *even], even)["new"] == 3.0  # an even record: between 2 and 4
     assert partition(["x", "y", "z"], {}, 2) == [["x", "z"], ["y"]]  # no record: by count
     weighted = {"x": 9.0, "y": 1.0, "z": 1.0, "w": 1.0}
     assert partition(["x", "y", "z", "w"], weighted, 2) == [["x"], ["w", "y", "z"]]

@@ -137,6 +137,7 @@ def test_an_upload_reaches_the_gate_and_the_token_stays_secret(
         "actual": None,
         "passed": True,
         "message": "OK",
+        "verdict": "pass",
     }
     assert [path for path, _ in server.seen] == [
         "/api/v2/analysis/version",

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runner.output import clean
+from runner.plural import counted
 from runner.record import PYTEST_WARNED
 from runner.results import BROKEN, RunResult, spans_text
 from runner.stability import Detection
@@ -79,6 +80,9 @@ def repository_prefix(root: str | None, environ: Mapping[str, str]) -> str:
     return "" if inside == Path() else inside.as_posix() + "/"
 
 
+DIFF = "diff-coverage"
+
+
 def _path(prefix: str, file: str) -> str:
     """A project path made relative to the repository; no file stays no file."""
     return prefix + file if file else ""
@@ -104,7 +108,9 @@ def annotations_of(result: RunResult, *, prefix: str = "") -> list[Annotation]:
                     "warning", _path(prefix, test.file), test.line, title, f"flaky: {test.note}"
                 )
             )
-    diff = result.diff_coverage
+    # Lines a partial run left uncovered may be covered by the tests it never ran.
+    judged = all(gate.status in ("pass", "fail") for gate in result.gates if gate.name == DIFF)
+    diff = result.diff_coverage if judged else None
     base, changed = ("", ()) if diff is None else (diff.base, diff.files)
     for file in changed:
         for first, last in file.missing_ranges:
@@ -144,7 +150,7 @@ def pytest_warnings(result: RunResult) -> str:
     if not texts:
         return ""
     message = "\n".join(text.removeprefix(PYTEST_WARNED) for text in texts)
-    title = escape_property(f"pytest warned {len(texts)} time{'s' if len(texts) > 1 else ''}")
+    title = escape_property(f"pytest warned {counted(len(texts), 'time')}")
     return f"::warning title={title}::{escape_data(message)}\n"
 
 

@@ -29,12 +29,15 @@ pytest. It does two things pytest's own reports cannot:
 * when ``TESTGATE_DJANGO_SUFFIX`` is set (pytest-django creates the workers' databases),
   a run without xdist names its test database as the first xdist worker's.
 * when ``TESTGATE_TIMEOUTS`` holds ``{"default": 900, "markers": {"unit": 1}}``, it gives
-  every test a pytest-timeout limit: the strictest of its markers' limits, else the
-  default (0: none); a test's own ``@pytest.mark.timeout`` wins over both. A test that
-  times out is reported as an error, "timed out after N s (marker unit)", with the
-  traceback of where it hung.
+  every test a time limit: the strictest of its markers' limits, else the default (0:
+  none); a test's own ``@pytest.mark.timeout`` wins over both (see ``_testgate_timeouts``).
+  A test that times out is reported as an error, "timed out after N s (marker unit)",
+  with the traceback of where it hung.
 
 Without those variables in the environment the plugin does nothing.
+
+PYTEST_DONT_REWRITE: pytest rewrites the assertions of a module loaded with ``-p`` (on every
+run where bytecode is not written); this one has none, and is loaded faster without.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ from typing import Any, TextIO
 
 import pytest
 from _testgate_schedule import into_queues, partition, weights
+from _testgate_timeouts import Timeouts, timed_out
 from _testgate_wire import (
     COLLECT_ERROR,
     COLLECT_SKIP,
@@ -71,11 +75,9 @@ ROUND_ID = "testgate-round-"
 ROUND_ARG = "_testgate_round"
 TEXT_LIMIT = 64 * 1024
 MESSAGE_LIMIT = 4 * 1024
-TIMEOUT_SIGN = "from pytest-timeout"
 _STREAM_KEY = pytest.StashKey["TextIO"]()
 _SELECT_KEY = pytest.StashKey["Selection"]()
 _SCHEDULE_KEY = pytest.StashKey[dict[str, Any]]()
-_LIMIT_KEY = pytest.StashKey[tuple[float, str]]()
 
 
 def worker_environment(environ: dict[str, str] | os._Environ[str]) -> None:
@@ -286,47 +288,6 @@ def _unit(item: pytest.Item) -> str:
     return item.nodeid
 
 
-class Timeouts:
-    """Per-test time limits, registered only when testgate asks for them."""
-
-    def __init__(self, plan: dict[str, Any]) -> None:
-        self.default = float(plan.get("default") or 0)
-        self.markers = {str(name): float(seconds) for name, seconds in plan["markers"].items()}
-
-    def limit(self, item: pytest.Item) -> tuple[float, str] | None:
-        """The test's limit and where it comes from; None when it has none."""
-        own = item.get_closest_marker("timeout")
-        if own is not None:
-            seconds = own.kwargs.get("timeout", own.args[0] if own.args else None)
-            return (float(seconds), "its own timeout marker") if seconds else None
-        names = {mark.name for mark in item.iter_markers()}
-        found = [(s, f"marker {name}") for name, s in self.markers.items() if name in names]
-        if found:
-            return min(found)
-        return (self.default, "the timeout option") if self.default > 0 else None
-
-    @pytest.hookimpl(trylast=True)
-    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
-        """Mark each test with its limit, which pytest-timeout then enforces."""
-        for item in items:
-            limit = self.limit(item)
-            if limit is None:
-                continue
-            item.stash[_LIMIT_KEY] = limit
-            if item.get_closest_marker("timeout") is None:
-                item.add_marker(pytest.mark.timeout(limit[0]))
-
-
-def _timed_out(item: pytest.Item, excinfo: pytest.ExceptionInfo[BaseException]) -> str | None:
-    """The message "timed out after N s (marker unit)" when pytest-timeout stopped the test."""
-    if not excinfo.errisinstance(pytest.fail.Exception) or TIMEOUT_SIGN not in str(excinfo.value):
-        return None
-    seconds, source = item.stash.get(_LIMIT_KEY, (None, "pytest-timeout"))
-    if seconds is None:
-        return f"timed out ({source})"
-    return f"timed out after {seconds:g} s ({source})"
-
-
 def _clean(text: str, limit: int) -> str:
     """Return text safe to write as UTF-8 (lone surrogates escaped), cut to limit."""
     safe = text.encode("utf-8", "backslashreplace").decode("utf-8")
@@ -353,9 +314,9 @@ def pytest_runtest_makereport(
         _make_serializable(report)
     if call.excinfo is not None and report.outcome != "passed":
         report.testgate_line = _failing_line(item, call.excinfo)  # type: ignore[attr-defined]
-        timed_out = _timed_out(item, call.excinfo)
-        if timed_out is not None:
-            report.testgate_message = timed_out  # type: ignore[attr-defined]
+        timed_out_message = timed_out(item, call.excinfo)
+        if timed_out_message is not None:
+            report.testgate_message = timed_out_message  # type: ignore[attr-defined]
             report.testgate_timed_out = True  # type: ignore[attr-defined]
         elif not call.excinfo.errisinstance(pytest.skip.Exception):
             report.testgate_message = _clean(  # type: ignore[attr-defined]

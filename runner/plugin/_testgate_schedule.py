@@ -12,7 +12,6 @@ and the bin number, so the same inputs always give the same partition.
 from __future__ import annotations
 
 import heapq
-import statistics
 from collections.abc import Mapping, Sequence
 
 DEFAULT_SECONDS = 1.0
@@ -21,8 +20,18 @@ DEFAULT_SECONDS = 1.0
 def weights(ids: Sequence[str], durations: Mapping[str, float]) -> dict[str, float]:
     """Each test's expected seconds: its recorded duration, else the median of the record."""
     known = [float(durations[test_id]) for test_id in ids if test_id in durations]
-    fallback = statistics.median(known) if known else DEFAULT_SECONDS
+    fallback = _median(known) if known else DEFAULT_SECONDS
     return {test_id: float(durations.get(test_id, fallback)) for test_id in ids}
+
+
+def _median(values: list[float]) -> float:
+    """The median, as ``statistics.median`` gives it; that module (with ``fractions`` and
+    ``decimal``) would cost every pytest process a few milliseconds to import."""
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    if len(ordered) % 2:
+        return ordered[middle]
+    return (ordered[middle - 1] + ordered[middle]) / 2
 
 
 def partition(

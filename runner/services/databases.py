@@ -27,6 +27,7 @@ from typing import Any
 
 from runner.errors import ConfigError, InfraError
 from runner.plugin import _testgate_wire as wire
+from runner.plural import counted
 from runner.services.probes import ATTEMPT_TIMEOUT_S, mongo_client, resp_command
 from runner.services.running import ISOLATED, WORKER, Running
 from runner.services.schema import Setup, run_setup
@@ -326,7 +327,7 @@ def _redis_indexes(service: Running, count: int) -> tuple[tuple[str, ...], str]:
                 empty.append(str(index))
     if len(empty) < count:
         return (), (
-            f"the external Redis has {len(empty)} empty database(s), not one for each of "
+            f"the external Redis has {counted(len(empty), 'empty database')}, not one for each of "
             f"{count} workers, and testgate never empties one it did not fill; the xdist "
             f"workers share database {service.database_name} as given. Use --workers "
             f"{max(1, len(empty))}, or a Redis of the run's own (--service redis)."

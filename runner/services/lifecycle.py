@@ -29,6 +29,7 @@ from runner import interrupts
 from runner.errors import ConfigError, InfraError, TestgateError
 from runner.output import emit
 from runner.owned_dir import write_text
+from runner.plural import counted
 from runner.services.backends import AUTO, REGISTRY, Backend, backend_named
 from runner.services.external import ExternalBackend
 from runner.services.probes import NotReady, wait_ready
@@ -249,10 +250,10 @@ def down(*, state_file: Path, environ: Mapping[str, str], log: TextIO | None = N
     count = len(state.services)
     external = sum(running.backend == "external" for running in state.services.values())
     alone = _stop_all(state, environ, out=out)
-    left = f"; {external} external one(s) left running" if external else ""
+    left = f"; {counted(external, 'external one')} left running" if external else ""
     emit(
-        f"testgate: stopped {count - external - alone} service(s) and removed what they "
-        f"left{left}.\n",
+        f"testgate: stopped {counted(count - external - alone, 'service')} and removed what "
+        f"they left{left}.\n",
         stream=out,
     )
     return count

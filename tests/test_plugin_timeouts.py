@@ -1,0 +1,127 @@
+"""Per-test time limits inside a real pytest session (pytester, in this process): the
+plugin's own watchdog, and pytest-timeout where the watchdog steps aside."""
+
+from __future__ import annotations
+
+import bdb
+import json
+import signal
+import sys
+from collections.abc import Iterator
+from types import FrameType, SimpleNamespace
+from typing import Any
+
+import pytest
+
+from runner.execute import PLUGIN_DIR, PLUGIN_NAME, TIMEOUTS_ENV
+from runner.plugin import _testgate_timeouts as timeouts
+from tests.test_plugin import HANGS, calls, records
+
+PLAN = {"default": 0.3, "markers": {"unit": 0.2, "integration": 0.4}}
+
+
+@pytest.fixture
+def plan(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(TIMEOUTS_ENV, json.dumps(PLAN))
+
+
+@pytest.fixture
+def outer_alarm() -> Iterator[None]:
+    """Whatever SIGALRM handler and timer this test runs under, put back after it."""
+    handler = signal.getsignal(signal.SIGALRM)
+    remaining, _ = signal.setitimer(signal.ITIMER_REAL, 0)
+    yield
+    signal.signal(signal.SIGALRM, handler)
+    signal.setitimer(signal.ITIMER_REAL, remaining)
+
+
+@pytest.mark.usefixtures("plan")
+def test_without_pytest_timeout_every_limit_is_kept_and_its_marker_is_known(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(test_hangs=HANGS)
+    pytester.makeini("[pytest]\nmarkers =\n    unit\n    integration\n")
+    by_name = calls(records(pytester, "-p", "no:timeout", "--strict-markers"))
+    assert by_name["test_strictest"]["message"] == "timed out after 0.2 s (marker unit)"
+    assert by_name["test_own"]["message"] == "timed out after 0.2 s (its own timeout marker)"
+    assert by_name["test_default"]["message"] == "timed out after 0.3 s (the timeout option)"
+    text = by_name["test_strictest"]["text"]
+    assert ">       time.sleep(30)\nE       Failed: timed out after 0.2 s (marker unit)" in text
+    assert text.endswith("test_hangs.py:7: Failed")  # the line it hung on
+    assert by_name["test_quick"]["outcome"] == by_name["test_own_off"]["outcome"] == "passed"
+
+
+@pytest.mark.usefixtures("plan")
+def test_a_limit_pytest_timeout_has_of_its_own_leaves_every_limit_to_it(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(test_hangs=HANGS)
+    by_name = calls(records(pytester, "--timeout", "30"))
+    assert by_name["test_strictest"]["message"] == "timed out after 0.2 s (marker unit)"
+    assert by_name["test_default"]["message"] == "timed out after 0.3 s (the timeout option)"
+    assert "Timeout (>0.3s) from pytest-timeout" in by_name["test_default"]["text"]
+
+
+THREADED = """
+import signal, threading, time
+
+def test_replaces_the_handler():
+    signal.signal(signal.SIGALRM, signal.SIG_IGN)
+
+def test_hangs_with_a_thread():
+    threading.Thread(target=time.sleep, args=(30,), name="helper-thread", daemon=True).start()
+    time.sleep(30)
+"""
+
+
+@pytest.mark.usefixtures("plan", "outer_alarm")
+def test_a_replaced_handler_is_put_back_and_a_hangs_threads_are_shown(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(test_threaded=THREADED)
+    pytester.syspathinsert(PLUGIN_DIR)
+    ran = pytester.runpytest_inprocess("-p", PLUGIN_NAME, "-p", "no:cacheprovider")
+    ran.assert_outcomes(passed=1, failed=1)
+    output = ran.stdout.str()
+    assert "Failed: timed out after 0.3 s (the timeout option)" in output
+    assert "Stack of helper-thread" in output
+    assert output.count("Stack of ") == 1  # not the threads that were there before
+
+
+@pytest.mark.usefixtures("outer_alarm")
+def test_a_session_inside_a_test_gives_back_the_outer_handler_and_timer(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def outer(number: int, frame: FrameType | None) -> None:
+        raise AssertionError("the outer limit fired")
+
+    signal.signal(signal.SIGALRM, outer)
+    signal.setitimer(signal.ITIMER_REAL, 50)
+    pytester.makepyfile(test_quick="def test_quick():\n    pass\n")
+    monkeypatch.setenv(TIMEOUTS_ENV, json.dumps(PLAN))  # each session takes it
+    assert calls(records(pytester))["test_quick"]["outcome"] == "passed"
+    assert signal.getsignal(signal.SIGALRM) is outer
+    assert 0 < signal.getitimer(signal.ITIMER_REAL)[0] <= 50
+    monkeypatch.setenv(TIMEOUTS_ENV, json.dumps(PLAN))
+    assert records(pytester, "--collect-only")[-1]["kind"] == "finish"  # armed nothing
+    assert signal.getsignal(signal.SIGALRM) is outer
+
+
+def test_a_debugger_stops_the_watchdog(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    watchdog = timeouts.Watchdog()
+    watchdog._expired(signal.SIGALRM, None)  # no test armed: nothing to stop, no error
+    node = SimpleNamespace(config=pytester.parseconfig("--pdb"))
+    watchdog.pytest_exception_interact(node)  # type: ignore[arg-type]
+    assert signal.getitimer(signal.ITIMER_REAL)[0] == 0
+    watchdog.pytest_enter_pdb()
+    watchdog.item = pytester.getitem("def test_func():\n    pass\n")
+    watchdog._expired(signal.SIGALRM, None)  # a debugger session is no hang: no error
+    protocol: Any = watchdog.pytest_runtest_protocol(watchdog.item)
+    next(protocol)  # runs the test unarmed
+    assert watchdog.saved is None
+    monkeypatch.setattr(sys, "gettrace", lambda: bdb.Bdb().trace_dispatch)
+    assert timeouts._debugging()
+    monkeypatch.setattr(sys, "gettrace", lambda: None)
+    assert not timeouts._debugging()

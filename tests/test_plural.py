@@ -1,0 +1,12 @@
+"""Counts read as pytest's own words do: one test, two tests, never "1 errors"."""
+
+from __future__ import annotations
+
+from runner.plural import counted
+
+
+def test_a_count_of_one_is_singular_and_every_other_plural() -> None:
+    assert [counted(n, "error") for n in (0, 1, 2)] == ["0 errors", "1 error", "2 errors"]
+    assert counted(1, "service") == "1 service"
+    assert counted(3, "entry") == "3 entries"
+    assert counted(2, "branch") == "2 branches"
