@@ -16,8 +16,8 @@ alike; medians and ratios are printed. Plain pytest runs with the project's own 
 (no ``uv run`` in front of it), as testgate does.
 
 Run: ``.venv/bin/python benchmarks/parallelism.py [--sizes 8,50] [--runs 5]``. Set
-``TESTGATE`` to another testgate command (e.g. ``python -m runner`` of an older checkout,
-with ``PYTHONPATH``) to measure it instead of this checkout's.
+``TESTGATE`` to another testgate command (e.g. ``python -m runner`` in an older checkout)
+to measure it instead of this checkout's; ``TESTGATE_BEFORE`` adds one to P1's alternation.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ import time
 from pathlib import Path
 
 TESTGATE = shlex.split(os.environ.get("TESTGATE", str(Path(sys.executable).parent / "testgate")))
+BEFORE = shlex.split(os.environ.get("TESTGATE_BEFORE", ""))
 PER_MODULE = 25
 PER_PACKAGE = 10
 
@@ -231,16 +232,17 @@ def p1(root: Path, *, runs: int) -> None:
         "plain": [*peers(project)["xdist"], "--junitxml=plain-junit.xml"],
         "testgate": [*TESTGATE, "run", "--project", str(project)],
     }
+    if BEFORE:  # another testgate (an older checkout) in the same alternation
+        commands["before"] = [*BEFORE, "run", "--project", str(project)]
     times = alternate(commands, cwd=project, runs=runs)
-    ratios = [ours / plain for ours, plain in zip(times["testgate"], times["plain"], strict=True)]
     print(f"\nP1: testgate / plain xdist+cov+junitxml, 500 passing tests, {runs} alternating runs")
     for name, values in times.items():
-        print(
-            f"  {name:9} median {statistics.median(values):.2f} s  ({', '.join(f'{v:.2f}' for v in values)})"
-        )
-    print(
-        f"  median ratio {statistics.median(ratios):.3f}  ({', '.join(f'{r:.2f}' for r in ratios)})"
-    )
+        shown = ", ".join(f"{value:.2f}" for value in values)
+        print(f"  {name:9} median {statistics.median(values):.2f} s  ({shown})")
+    for name in [name for name in commands if name != "plain"]:
+        ratios = [ours / plain for ours, plain in zip(times[name], times["plain"], strict=True)]
+        shown = ", ".join(f"{ratio:.2f}" for ratio in ratios)
+        print(f"  {name:9} median ratio {statistics.median(ratios):.3f}  ({shown})")
 
 
 def main() -> None:
