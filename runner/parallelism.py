@@ -29,7 +29,7 @@ from pathlib import Path
 
 from runner.plural import counted
 
-WORKER_START_S = 1.0  # one xdist worker's start-up, seconds (about 0.8-1.2 s measured here)
+WORKER_START_S = 1.2  # one xdist worker's start-up, seconds, as measured on a 2-core machine
 TYPICAL_TEST_S = 0.01  # a test's time when none is recorded: unit tests of a library
 SKIPPED_DIRS = frozenset({"node_modules", "venv", "build", "dist", "site-packages", "__pycache__"})
 _TEST_DEF = re.compile(rb"^[ \t]*(?:async[ \t]+)?def[ \t]+test\w*[ \t]*\(", re.MULTILINE)
@@ -96,7 +96,7 @@ def decide(
         return Decision(
             "0",
             f"no xdist: {about}, less than starting 2 xdist workers costs "
-            f"(about {2 * WORKER_START_S:.0f} s)",
+            f"(about {2 * WORKER_START_S:.1f} s)",
         )
     return Decision(
         str(best),

@@ -20,7 +20,7 @@ from tests.conftest import Ran, copy_fixture
     ("requested", "expected_s", "count", "cores", "workers", "said"),
     [
         ("auto", 1.0, 100, 2, "0", "less than starting 2 xdist workers costs"),
-        ("auto", 30.0, 500, 2, "2", "about 17.00 s with 2"),
+        ("auto", 30.0, 500, 2, "2", "about 17.40 s with 2"),
         ("auto", 60.0, 3, 8, "3", "3 xdist workers"),
         ("auto", 400.0, 5000, 8, "8", "8 xdist workers"),
         ("logical", 60.0, 1, 8, "0", "one test"),
@@ -51,7 +51,7 @@ def test_recorded_durations_decide_the_suite_before_any_count(tmp_path: Path) ->
     found = suite_decision("auto", durations=slow, project=tmp_path, pytest_args=(), cores=2)
     assert found == Decision(
         "2",
-        "2 xdist workers: 100 recorded test durations: about 50.00 s serially, about 27.00 s "
+        "2 xdist workers: 100 recorded test durations: about 50.00 s serially, about 27.40 s "
         "with 2 (their start-up included)",
     )
     sharded = suite_decision(
@@ -74,7 +74,7 @@ def test_without_durations_the_test_functions_are_counted(tmp_path: Path) -> Non
     (tests / "test_more.py").write_text("def test_x():\n    pass\n" * 4000, "utf-8")
     found = suite_decision("auto", durations={}, project=tmp_path, pytest_args=(), cores=2)
     assert found.workers == "2"
-    assert "at least 4000 tests counted in the test files, no recorded durations, 10 ms each" in (
+    assert "at least 8000 tests counted in the test files, no recorded durations, 10 ms each" in (
         found.reason
     )
 
