@@ -10,7 +10,8 @@ weighs the time the tests are expected to take against what the workers cost to 
   else a count of the suite's test functions (read from the test files, not collected:
   a second pytest start would cost what it is meant to save) times a typical test's time;
 * N workers are worth it when the time they save, ``expected * (1 - 1/N)``, exceeds their
-  start-up, ``N * WORKER_START_S``; N is at most the machine's cores and the test count.
+  start-up, ``N * WORKER_START_S``, by a tenth of ``expected`` at least (MIN_SAVING); N is
+  at most the machine's cores and the test count.
 
 Reruns and flaky-detection rounds decide the same way from their own tests' first
 durations. An explicit number of workers (``--workers 4``, or ``0``) always wins.
@@ -31,6 +32,9 @@ from runner.plural import counted
 
 WORKER_START_S = 1.2  # one xdist worker's start-up, seconds, as measured on a 2-core machine
 TYPICAL_TEST_S = 0.01  # a test's time when none is recorded: unit tests of a library
+# xdist must save this share of the serial time: a smaller gain is within the estimate's
+# error, and a wrong guess for xdist costs more than one against it.
+MIN_SAVING = 0.1
 SKIPPED_DIRS = frozenset({"node_modules", "venv", "build", "dist", "site-packages", "__pycache__"})
 _TEST_DEF = re.compile(rb"^[ \t]*(?:async[ \t]+)?def[ \t]+test\w*[ \t]*\(", re.MULTILINE)
 AUTO = ("auto", "logical")  # the workers settings testgate decides
@@ -84,7 +88,7 @@ def decide(
             return Decision("0", f"no xdist: {counted(count, 'test')} to run")
         return Decision(str(used), f"{used} xdist workers: one per test (workers = {requested})")
     limit = min(cores or cpus(), count)
-    best, saved = 0, 0.0
+    best, saved = 0, MIN_SAVING * expected_s
     for workers in range(2, limit + 1):
         gain = expected_s * (1 - 1 / workers) - workers * WORKER_START_S
         if gain > saved:
@@ -95,8 +99,8 @@ def decide(
             return Decision("0", f"no xdist: {about}, {'one test' if count < 2 else 'one core'}")
         return Decision(
             "0",
-            f"no xdist: {about}, less than starting 2 xdist workers costs "
-            f"(about {2 * WORKER_START_S:.1f} s)",
+            f"no xdist: {about}, too little for starting 2 xdist workers "
+            f"(about {2 * WORKER_START_S:.1f} s) to save a tenth of it",
         )
     return Decision(
         str(best),

@@ -19,7 +19,9 @@ from tests.conftest import Ran, copy_fixture
 @pytest.mark.parametrize(
     ("requested", "expected_s", "count", "cores", "workers", "said"),
     [
-        ("auto", 1.0, 100, 2, "0", "less than starting 2 xdist workers costs"),
+        ("auto", 1.0, 100, 2, "0", "too little for starting 2 xdist workers (about 2.4 s)"),
+        ("auto", 5.0, 500, 2, "0", "to save a tenth of it"),  # 4.9 s with 2: within the error
+        ("auto", 8.0, 800, 2, "2", "about 6.40 s with 2"),
         ("auto", 30.0, 500, 2, "2", "about 17.40 s with 2"),
         ("auto", 60.0, 3, 8, "3", "3 xdist workers"),
         ("auto", 400.0, 5000, 8, "8", "8 xdist workers"),
