@@ -121,6 +121,7 @@ def measure_docker(kind: str, root: Path) -> tuple[float, float, float]:
     wait_ready(running.endpoint(), deadline=time.monotonic() + 60,
                died=lambda: backend.died(running))  # fmt: skip
     probe = time.monotonic() - started
+    backend.ready(running)  # as 'services up' goes on: its 'docker wait' ends
     deadline = time.monotonic() + 10
     while not (tcp and own) and time.monotonic() < deadline:
         time.sleep(POLL_S)

@@ -19,7 +19,7 @@ from runner import run as run_command
 from runner.errors import InfraError, TestgateError
 from runner.flaky import detect
 from runner.github.commands import escape_data, on_github
-from runner.github.step_files import write_outputs
+from runner.github.step_files import write_env, write_outputs
 from runner.merge import merge
 from runner.output import emit
 from runner.services import lifecycle
@@ -294,10 +294,19 @@ def _services(
     started = lifecycle.up(
         specs, backend=backend, timeout=timeout, state_file=state_file, environ=environ
     )
-    env_file = None if namespace.env_file is None else Path(namespace.env_file)
-    lifecycle.publish(
-        lifecycle.variables(started), environ=environ, env_file=env_file, out=sys.stdout
-    )
+    found = lifecycle.variables(started)
+    github_env = environ.get("GITHUB_ENV")
+    try:  # the variables on GitHub's $GITHUB_ENV, in --env-file, else as export lines
+        if namespace.env_file is not None:
+            lifecycle.write_env_file(Path(namespace.env_file), found)
+        if github_env:
+            write_env(Path(github_env), found)
+            emit("testgate: exported to later steps: " + ", ".join(found) + "\n")
+        elif namespace.env_file is None:
+            lifecycle.print_exports(found, out=sys.stdout)
+    except TestgateError:  # services nobody can reach are stopped again
+        lifecycle.down(state_file=state_file, environ=environ)
+        raise
     return 0
 
 

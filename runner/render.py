@@ -7,6 +7,7 @@ coverage.py is imported only to show a percentage: a run without coverage skips 
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -23,6 +24,7 @@ DISPLAY_PRECISION = 2
 LISTED_FAILURES = 20
 SLOWEST = 5
 NOTED = ("flaky", "quarantined")
+PROBLEM_LINES = 50  # a problem's lines shown; results.json keeps them all
 
 
 def percent(value: float | None) -> str:
@@ -136,7 +138,8 @@ def terminal(result: RunResult, *, reports_dir: str) -> str:
         lines.append(f"{_headline(test)} {where} {clean(test.id)}: {_one(test.note)}")
     for problem in result.run.problems:
         if problem not in crashed:  # already the first line
-            lines.append(f"problem: {clean(bounded(problem, PRINTED_LIMIT))}")
+            head, *rest = problem_lines(problem)
+            lines += [f"problem: {head}", *(f"    {line}" for line in rest)]
     for warning in result.run.warnings:
         lines.append(f"warning: {clean(bounded(warning, PRINTED_LIMIT))}")
     verdict = "passed" if result.passed and not result.run.problems else "FAILED"
@@ -235,7 +238,13 @@ def markdown(result: RunResult) -> str:
         out += ["", "### Slowest tests", "", "| test | seconds |", "| --- | --- |"]
         out += [f"| `{_cell(test.id)}` | {test.attempts[0].duration_s:.2f} |" for test in slowest]
     if result.run.problems:
-        out += ["", "### Problems", ""] + [f"- {_cell(problem)}" for problem in result.run.problems]
+        out += ["", "### Problems", ""]
+        for problem in result.run.problems:
+            head, *rest = problem_lines(problem)
+            out.append(f"- {table_cell(head)}")
+            if rest:  # such as a setup command's output: as it was, in a code block
+                fence = "`" * max(3, 1 + max(map(len, re.findall("`+", "".join(rest))), default=0))
+                out += ["", f"  {fence}text", *(f"  {line}" for line in rest), f"  {fence}", ""]
     if result.run.warnings:
         out += ["", "### Warnings", ""] + [f"- {_cell(warning)}" for warning in result.run.warnings]
     return "\n".join(out) + "\n"
@@ -261,6 +270,16 @@ def _diff_table(diff: DiffCoverage | None) -> list[str]:
     if len(diff.files) > LISTED_FAILURES:
         out.append(f"\n{len(diff.files) - LISTED_FAILURES} more files are in results.json.")
     return out
+
+
+def problem_lines(problem: str) -> list[str]:
+    """A problem's lines, each inert and bounded; a setup command's output stays readable."""
+    lines = bounded(problem, PRINTED_LIMIT).splitlines() or [""]
+    return [clean(line.rstrip()) for line in lines[:PROBLEM_LINES]] + (
+        [f"[... {len(lines) - PROBLEM_LINES} more lines in results.json]"]
+        if len(lines) > PROBLEM_LINES
+        else []
+    )
 
 
 def _cell(text: str) -> str:

@@ -31,10 +31,12 @@ from runner import (
     coverage_data,
     environment,
     faults,
+    gates,
     history_run,
     interrupts,
     owned_dir,
     parallelism,
+    render,
     rerun_budget,
 )
 from runner.attempts import (
@@ -47,17 +49,21 @@ from runner.attempts import (
 )
 from runner.child_env import child_environment
 from runner.crash import crash_problem
+from runner.errors import InfraError
 from runner.execute import WORKER_ENV
 from runner.git import Git
+from runner.github import client, step
+from runner.github.commands import escape_data, on_github
 from runner.output import emit
 from runner.plural import counted
 from runner.quarantine import Quarantine, read_quarantine
 from runner.record import PYTEST_WARNED, collection_notes
-from runner.report import Outcome, conclude, measure_change
+from runner.report import Outcome, conclude, measure_change, shown, write_reports
 from runner.results import (
     BROKEN,
     Attempt,
     RunInfo,
+    RunResult,
     TestResult,
     classify,
     variant_name,
@@ -85,6 +91,7 @@ LAST_RERUN = parallelism.Decision(
     "0",
     "no xdist: the last rerun runs alone, so that a test failing only beside others shows as flaky",
 )
+SERVICES_FAILED = "the services failed, so no test ran (see the problem)"
 
 
 @dataclass
@@ -112,10 +119,63 @@ class History:
 
 
 def run(settings: Settings, *, environ: Mapping[str, str]) -> Outcome:
-    """Run the suite with its services (``--service``, or an earlier ``services up``)."""
+    """Run the suite with its services (``--service``, or an earlier ``services up``).
+
+    Services that fail (one never ready, a ``service-setup`` command that fails) are the
+    run's problem: its reports say why (``run.problems``, the summary), and exit 3.
+    """
     notes: list[str] = []
-    with project_services(settings, environ=environ, notes=notes) as served:
+    with contextlib.ExitStack() as stack:
+        try:
+            served = stack.enter_context(project_services(settings, environ=environ, notes=notes))
+        except InfraError as error:
+            return services_failed(settings, environ=environ, problem=f"services: {error.message}")
         return _run(settings, environ=served, notes=tuple(notes))
+
+
+def services_failed(settings: Settings, *, environ: Mapping[str, str], problem: str) -> Outcome:
+    """The reports of a run whose services failed before any test ran: exit 3.
+
+    Every gate is failed as not evaluated, and the history is not extended: this was no
+    run of the suite. On GitHub the error is an annotation too, as before any report.
+    """
+    owned_dir.claim(settings.reports_dir, fresh=REPORT_FILES)
+    info = RunInfo(
+        started=datetime.now(UTC).isoformat(timespec="seconds"),
+        duration_s=0.0,
+        suite_duration_s=0.0,
+        commit=commit_of(settings.project, environ),
+        shard=settings.shard,
+        root=str(settings.project),
+        problems=(problem,),
+    )
+    verdicts = gates.evaluate(
+        settings=settings, tests=(), coverage=None, suite_duration_s=0.0, diff=None,
+        diff_skipped=SERVICES_FAILED,
+    )  # fmt: skip
+    not_evaluated = f"not evaluated: {SERVICES_FAILED}"
+    result = RunResult(
+        run=info,
+        tests=(),
+        coverage=None,
+        gates=tuple(
+            msgspec.structs.replace(gate, actual=None, status="fail", message=not_evaluated)
+            for gate in verdicts
+        ),
+    )
+    markdown = render.markdown(result)
+    write_reports(result, settings.reports_dir, markdown=markdown)
+    emit(render.terminal(result, reports_dir=shown(settings.reports_dir)))
+    if on_github(environ):  # the summary, the outputs, and the error as an annotation
+        emit(
+            step.report(
+                result, markdown=markdown, reports_dir=shown(settings.reports_dir),
+                environ=environ, api=client.connect(environ), annotations=settings.annotations,
+            )
+            + f"::error title=testgate::{escape_data(problem)}\n",
+            commands=True,
+        )  # fmt: skip
+    return Outcome(result, InfraError.exit_code)
 
 
 @contextlib.contextmanager

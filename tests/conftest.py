@@ -5,14 +5,17 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import functools
+import hashlib
 import importlib.util
+import itertools
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+import tomllib
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,8 +29,9 @@ from runner.cli import main
 # compiles pytest, coverage and testgate from source again: 0.40 s against 0.15 s each.
 os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 
+ROOT = Path(__file__).parent.parent  # the repository's root
 FIXTURES = Path(__file__).parent / "fixtures"
-SCHEMA = Path(__file__).parent.parent / "runner" / "schema" / "results.schema.json"
+SCHEMA = ROOT / "runner" / "schema" / "results.schema.json"
 
 
 @functools.cache
@@ -129,6 +133,119 @@ def _child_pytest_without_our_tools() -> Iterator[None]:
         yield
 
 
+def gone(pid: int) -> bool:
+    """Whether a process has ended (a zombie no one reaped yet has ended too)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text("utf-8").rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _uv_without_a_shim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """testgate finds uv on PATH; for this suite that is the uv its lock pins (a dev
+    dependency, beside this Python), first on PATH in a folder of its own. A version
+    manager's shim on PATH (pyenv's is a shell script) costs 55 ms of CPU a call, three calls
+    a run, over hundreds of runs."""
+    uv = Path(sys.executable).parent / "uv"
+    if not uv.is_file():  # an environment installed without the dev group
+        yield
+        return
+    folder = tmp_path_factory.mktemp("uv-on-path")
+    (folder / "uv").symlink_to(uv)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PATH", f"{folder}{os.pathsep}{os.environ.get('PATH', '')}")
+        yield
+
+
+# The options that change what testgate installs into a project's environment.
+SYNC_OPTIONS = frozenset(
+    ("--python-version", "--sync", "--python", "--groups", "--extras", "--all-groups",
+     "--requirements", "--package")
+)  # fmt: skip
+_SHARED_ENVIRONMENTS: list[Path] = []
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _shared_environments(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Where projects of this session keep the environments they share (every xdist worker's)."""
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    _SHARED_ENVIRONMENTS[:] = [shared / "environments"]
+    _SHARED_ENVIRONMENTS[0].mkdir(exist_ok=True)
+
+
+@contextlib.contextmanager
+def shared_environment(
+    project: Path, args: Sequence[str], environ: Mapping[str, str]
+) -> Iterator[None]:
+    """Around a run: a project with no package of its own to install gets a ``.venv`` link to
+    the session's environment for what it installs (its ``[project]``, dependency groups,
+    ``[tool.uv]``, uv.lock and install options, never how it tests: pytest's, coverage's
+    or the gates' settings), so its run neither builds an environment nor compiles pytest's
+    bytecode again: 0.4 s of CPU a run. testgate still syncs it, as a user's run would.
+
+    The first run of each environment makes it, holding its lock; later runs only link it.
+    In a git repository the link is ignored (``.git/info/exclude``) as the ``.venv/`` folder
+    would be. Packages keep their own (an editable install points at one copy of the
+    project), as do projects in a linked git worktree.
+    """
+    pyproject = project / "pyproject.toml"
+    if not _SHARED_ENVIRONMENTS or not pyproject.is_file() or os.path.lexists(project / ".venv"):
+        yield
+        return
+    try:
+        config = tomllib.loads(pyproject.read_text("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError):
+        config = {}
+    tool = config.get("tool", {})
+    uv_table = tool.get("uv", {})
+    package = uv_table.get("package", "build-system" in config)
+    repository = next(
+        (f / ".git" for f in (project, *project.parents) if (f / ".git").exists()), None
+    )
+    in_worktree = repository is not None and not repository.is_dir()
+    if "project" not in config or package is not False or "workspace" in uv_table or in_worktree:
+        yield
+        return
+    lock = project / "uv.lock"
+    options = [pair for pair in itertools.pairwise([*args, ""]) if pair[0] in SYNC_OPTIONS]
+    testgate = {k: v for k, v in tool.get("testgate", {}).items() if f"--{k}" in SYNC_OPTIONS}
+    python = [arg for arg, _ in options if arg.startswith("--python")] + [
+        key for key in testgate if key.startswith("python")
+    ]
+    uv = shutil.which("uv", path=environ.get("PATH"))
+    if uv is None or python or (project / ".python-version").exists():
+        yield  # no uv, or another Python: testgate makes (or refuses) another environment
+        return
+    named = {f"TESTGATE_{option[2:].upper()}".replace("-", "_") for option in SYNC_OPTIONS}
+    named.add("TESTGATE_INPUTS")  # the action's inputs, as JSON
+    variables = sorted(item for item in environ.items() if item[0] in named or "UV_" in item[0])
+    installs = {  # what the environment holds follows from these alone, not pytest's settings
+        "tables": {name: config.get(name) for name in ("project", "dependency-groups")},
+        "uv": uv_table,
+        "testgate": testgate,
+        "lock": lock.read_text("utf-8") if lock.is_file() else None,
+    }
+    key = hashlib.sha256(
+        json.dumps([installs, options, variables], sort_keys=True, default=str).encode()
+    ).hexdigest()[:16]
+    target = _SHARED_ENVIRONMENTS[0] / key
+    if repository is not None:  # git ignores a '.venv/' folder, but not a link: this one too
+        exclude = repository / "info" / "exclude"
+        exclude.parent.mkdir(exist_ok=True)
+        with exclude.open("a", encoding="utf-8") as patterns:
+            patterns.write("\n.venv\n")
+    (project / ".venv").symlink_to(target, target_is_directory=True)
+    with (_SHARED_ENVIRONMENTS[0] / f"{key}.lock").open("w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        if (target / "pyvenv.cfg").is_file():
+            fcntl.flock(held, fcntl.LOCK_UN)  # made: runs on it only read it
+        else:  # uv makes no environment behind a link: it gets one to sync
+            subprocess.run([uv, "venv", "-q", str(target)], cwd=project, check=True)
+        yield
+
+
 def environment(**extra: str) -> dict[str, str]:
     """This process's environment plus ``extra``, as a user's shell would have it."""
     env = dict(os.environ)
@@ -143,7 +260,9 @@ def run_cli(capfd: pytest.CaptureFixture[str]) -> Callable[..., Ran]:
     def run(
         project: Path, *args: str, env: dict[str, str] | None = None, command: str = "run"
     ) -> Ran:
-        code = main([command, "--project", str(project), *args], environ=env or environment())
+        environ = env or environment()
+        with shared_environment(project, args, environ):
+            code = main([command, "--project", str(project), *args], environ=environ)
         captured = capfd.readouterr()
         return Ran(code, captured.out + captured.err, project, project / "testgate-reports")
 
@@ -179,10 +298,11 @@ def run_in_process(
 ) -> Ran:
     """Run a ``testgate`` command in this process outside any pytest capture fixture."""
     log = project.parent / f"{project.name}-{command}-output.txt"
-    with captured_output(log):
+    environ = environment(**(extra_env or {}))
+    with shared_environment(project, args, environ), captured_output(log):
         code = main(
             [command, "--project", str(project), "--reports-dir", reports, *args],
-            environ=environment(**(extra_env or {})),
+            environ=environ,
         )
     return Ran(code, log.read_text("utf-8"), project, project / reports)
 
@@ -219,12 +339,13 @@ def once_per_session(
 def run_subprocess(project: Path, *args: str) -> Ran:
     """Run the installed ``testgate`` console script as a user would."""
     script = Path(sys.executable).parent / "testgate"
-    completed = subprocess.run(
-        [str(script), "run", "--project", str(project), *args],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    with shared_environment(project, args, os.environ):
+        completed = subprocess.run(
+            [str(script), "run", "--project", str(project), *args],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
     return Ran(
         completed.returncode,
         completed.stdout + completed.stderr,

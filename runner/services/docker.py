@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 import subprocess
 import time
+import weakref
 from collections.abc import Mapping, Sequence
 
 from runner.errors import InfraError, TestgateError
@@ -23,8 +24,9 @@ from runner.services.spec import ServiceSpec
 
 LABEL = "io.testgate.run"
 LOG_LINES = 30
-# How often a waiting probe asks the engine whether the container still runs: each
-# 'docker inspect' costs a process start, which would otherwise slow every probe's retry.
+# How often a waiting probe asks the engine whether the container still runs when its
+# 'docker wait' failed: each 'docker inspect' costs a process start, which would otherwise
+# slow every probe's retry.
 INSPECT_EVERY_S = 0.5
 _PORT_LINE = re.compile(r"^(?P<host>[0-9.]+):(?P<port>\d+)$")
 _NOT_HERE = "Unable to find image"
@@ -68,6 +70,11 @@ class DockerBackend:
         self.environ = environ
         self.run_id = run_id
         self.inspected: dict[str, float] = {}  # container -> monotonic time of its last inspect
+        # container -> its 'docker wait', which ends when the container does: asking it
+        # costs no process start, so the probes' retries are never slowed by asking
+        # whether the container still runs. Ended once it is ready or removed.
+        self.watches: dict[str, subprocess.Popen[str]] = {}
+        weakref.finalize(self, _end_all, self.watches)
 
     def unavailable(self, specs: Sequence[ServiceSpec]) -> TestgateError | None:
         if engine_answers(self.environ):
@@ -136,6 +143,10 @@ class DockerBackend:
         data = running.to_json()
         data["port"] = port
         self.inspected[container] = 0.0
+        self.watches[container] = subprocess.Popen(
+            ["docker", "wait", container], env=dict(self.environ), stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        )  # fmt: skip
         return Running.from_json(data)
 
     def endpoint(self, running: Running) -> Endpoint:
@@ -143,6 +154,14 @@ class DockerBackend:
 
     def died(self, running: Running) -> str | None:
         container = str(running.container)
+        watch = self.watches.get(container)
+        if watch is not None:
+            if watch.poll() is None:
+                return None
+            said = _end(self.watches.pop(container)).strip()
+            if watch.returncode == 0 and said.isdigit():
+                return f"its container exited with code {said}"
+        # No 'docker wait' (it failed, or the container published no port): ask the engine.
         if time.monotonic() - self.inspected.get(container, 0.0) < INSPECT_EVERY_S:
             return None
         self.inspected[container] = time.monotonic()
@@ -159,6 +178,9 @@ class DockerBackend:
         return "\n".join("    " + line for line in text.splitlines()[-LOG_LINES:]) or "    (empty)"
 
     def ready(self, running: Running) -> Running:
+        watch = self.watches.pop(str(running.container), None)
+        if watch is not None:
+            _end(watch)
         return running
 
     def stop(self, services: Sequence[Running], *, run_id: str) -> list[str]:
@@ -167,10 +189,24 @@ class DockerBackend:
         listed = self._call(["ps", "--all", "--quiet", "--filter", f"label={LABEL}={run_id}"])
         for container in listed.stdout.split():
             self._remove(container)
+        _end_all(self.watches)
         return []
 
     def _remove(self, container: str) -> None:
         self._call(["rm", "--force", "--volumes", container])
+
+
+def _end(watch: subprocess.Popen[str]) -> str:
+    """End a ``docker wait`` (stopped, if it still waits: the container runs on); what it said."""
+    if watch.poll() is None:
+        watch.kill()
+    said, _ = watch.communicate()
+    return said or ""
+
+
+def _end_all(watches: dict[str, subprocess.Popen[str]]) -> None:
+    while watches:
+        _end(watches.popitem()[1])
 
 
 def _checked(args: Sequence[str], completed: subprocess.CompletedProcess[str]) -> str:

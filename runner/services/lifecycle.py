@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import secrets
 import shlex
 import socket
 import sys
@@ -290,28 +289,29 @@ def variables(
     return found
 
 
-def publish(
-    found: Mapping[str, str],
-    *,
-    environ: Mapping[str, str],
-    env_file: Path | None,
-    out: TextIO,
-) -> None:
-    """Hand the variables on: ``$GITHUB_ENV`` on Actions, ``--env-file``, else ``export`` lines."""
-    lines = [f"{name}={value}" for name, value in found.items()]
-    if env_file is not None:
-        env_file.parent.mkdir(parents=True, exist_ok=True)
-        env_file.write_text("".join(line + "\n" for line in lines), "utf-8")
-    github_env = environ.get("GITHUB_ENV")
-    if github_env:
-        with open(github_env, "a", encoding="utf-8") as sink:  # name<<DELIMITER: a value's
-            for name, value in found.items():  # line break cannot start another variable
-                delimiter = f"testgate_{secrets.token_hex(8)}"
-                sink.write(f"{name}<<{delimiter}\n{value}\n{delimiter}\n")
-        emit("testgate: exported to later steps: " + ", ".join(found) + "\n", stream=out)
-    elif env_file is None:
-        for name, value in found.items():
-            emit(f"export {name}={shlex.quote(value)}\n", stream=out)
+def write_env_file(path: Path, found: Mapping[str, str]) -> None:
+    """``--env-file``: the variables as a dotenv file, ``NAME=VALUE`` a line.
+
+    A dotenv file has no form for a line break (``docker run --env-file`` reads each line
+    literally), so a value holding one (a URL's ``%0A``, decoded) would start a variable
+    of its own in whatever reads the file: a ConfigError names it, and nothing is written.
+    """
+    for name, value in found.items():
+        if "\n" in value or "\r" in value:
+            raise ConfigError(
+                f"the value of {name} holds a line break, which a dotenv file (--env-file) "
+                "cannot carry: its reader would take the next line for a variable of its own. "
+                "Give the service without one, or use the export lines (no --env-file) or "
+                "$GITHUB_ENV, which carry any value."
+            )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(f"{name}={value}\n" for name, value in found.items()), "utf-8")
+
+
+def print_exports(found: Mapping[str, str], *, out: TextIO) -> None:
+    """``export NAME=VALUE`` lines for ``eval``, each value shell-quoted."""
+    for name, value in found.items():
+        emit(f"export {name}={shlex.quote(value)}\n", stream=out)
 
 
 def worker_count(workers: str, environ: Mapping[str, str]) -> int:

@@ -5,15 +5,20 @@ it is still starting refuses logins), MySQL and MariaDB must complete a login, R
 must answer ``PING`` with ``PONG``, RabbitMQ must answer the AMQP protocol header with
 ``Connection.Start``, MongoDB must answer ``ping`` (through pymongo, which handles its
 ``hello`` handshake, authentication, TLS and SRV), an HTTP service must return 2xx, a
-``cmd:`` check must exit 0. ``wait_ready`` retries with exponential backoff until a
-deadline, and stops at once when the service's process or container has died.
+``cmd:`` check must exit 0. ``wait_ready`` retries until a deadline, waiting between
+probes a twentieth of the time waited so far (5 ms at first, 0.1 s at most): a probe is
+then never late by more than a few percent of the time to ready, however fast the
+service starts, and a slow one is not asked needlessly often. It stops at once when
+the service's process or container has died.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import socket
+import struct
 import subprocess
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -22,12 +27,16 @@ from typing import TYPE_CHECKING, Any
 
 from runner.child_env import child_environment
 
-if TYPE_CHECKING:  # pymongo is imported only when MongoDB is used
+if TYPE_CHECKING:  # imported only when PostgreSQL or MongoDB is used
+    import ssl
+
     from pymongo import MongoClient
 
 FIRST_DELAY_S = 0.005
 MAX_DELAY_S = 0.1
+WAITED_FRACTION = 0.05  # the wait before the next probe, as a part of the time waited
 ATTEMPT_TIMEOUT_S = 5.0
+POSTGRES_SSL_REQUEST = struct.pack("!ii", 8, 80877103)  # length, the SSLRequest code
 AMQP_HEADER = b"AMQP\x00\x00\x09\x01"
 AMQP_CONNECTION_START = b"\x00\x0a\x00\x0a"
 # pymongo waits this long at most to find the server per attempt: a server still starting
@@ -73,7 +82,6 @@ def wait_ready(
     service fails at once instead of at the deadline. Raises NotReady with the last answer.
     """
     started = time.monotonic()
-    delay = FIRST_DELAY_S
     while True:
         try:
             check(endpoint, timeout=max(0.1, min(ATTEMPT_TIMEOUT_S, deadline - time.monotonic())))
@@ -83,29 +91,58 @@ def wait_ready(
         reason = died()
         if reason is not None:
             raise NotReady(f"{reason} before it was ready (last probe: {last})")
+        waited = time.monotonic() - started
+        delay = min(MAX_DELAY_S, max(FIRST_DELAY_S, waited * WAITED_FRACTION))
         if time.monotonic() + delay > deadline:
-            raise NotReady(
-                f"not ready after {time.monotonic() - started:.1f} s (last probe: {last})"
-            )
+            raise NotReady(f"not ready after {waited:.1f} s (last probe: {last})")
         time.sleep(delay)
-        delay = min(delay * 1.5, MAX_DELAY_S)
 
 
 def _postgres(endpoint: Endpoint, timeout: float) -> None:
+    """A login and ``SELECT 1``, over TLS when the server offers it (libpq's ``prefer``).
+
+    The TLS question (``SSLRequest``) is asked here, on the one connection pg8000 then
+    logs in on: pg8000 asked for ``prefer`` builds a new TLS context for every
+    connection (loading the system's certificates: more than the login itself takes), and
+    given a context of its own it cannot fall back to plain text without a second
+    connection, which costs the server a second backend.
+    """
     import pg8000.native  # noqa: PLC0415  (imported only when PostgreSQL is used)
 
-    connection = pg8000.native.Connection(
-        endpoint.user,
-        host=endpoint.host,
-        port=endpoint.port,
-        database=endpoint.database or None,
-        password=endpoint.password or None,
-        timeout=timeout,
-    )
+    sock: socket.socket = socket.create_connection((endpoint.host, endpoint.port), timeout=timeout)
+    try:
+        sock.sendall(POSTGRES_SSL_REQUEST)
+        answer = sock.recv(1)
+        if answer == b"S":
+            sock = _tls_context().wrap_socket(sock, server_hostname=endpoint.host)
+        elif answer != b"N":
+            raise NotReady(f"the TLS request was answered with {answer!r}, not S or N")
+        connection = pg8000.native.Connection(
+            endpoint.user,
+            sock=sock,
+            database=endpoint.database or None,
+            password=endpoint.password or None,
+            timeout=timeout,
+            ssl_context=False,
+        )
+    except BaseException:
+        sock.close()
+        raise
     try:
         connection.run("SELECT 1")
     finally:
         connection.close()
+
+
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """The TLS context of every PostgreSQL probe: encrypted, unverified, as ``prefer`` is."""
+    import ssl  # noqa: PLC0415  (imported only when a server offers TLS)
+
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
 
 
 def _mysql(endpoint: Endpoint, timeout: float) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from runner.services.probes import Endpoint, check
-from tests.test_services import _free_port, docker, services
+from tests.integration.test_services import _free_port, docker, services
 
 __all__ = ["docker"]  # the fixture, shared with the docker backend's tests
 

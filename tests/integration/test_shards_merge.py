@@ -13,50 +13,15 @@ from typing import Any
 import pytest
 from junitparser import JUnitXml
 
-from runner.errors import ConfigError, InfraError
-from runner.merge import Part, check_variants
+from runner.errors import ConfigError
 from runner.merge import merge as merge_function
-from runner.results import RunInfo, RunResult, variant_name
 from runner.settings import load_settings
-from runner.sharding import partition, read_durations, weights
+from runner.sharding import read_durations
 from tests.conftest import Ran, copy_fixture, environment, once_per_session, run_in_process
 
 RunCli = Callable[..., Ran]
 CALC = "tests/test_calc.py"
 IDS = [f"{CALC}::test_add", f"{CALC}::test_sign_negative", f"{CALC}::test_sign_positive"]
-
-
-def test_longest_processing_time_first_balances_and_is_deterministic() -> None:
-    durations = {"a": 5.0, "b": 4.0, "c": 3.0, "d": 3.0, "e": 2.0, "f": 2.0, "g": 1.0}
-    parts = partition(list(durations), durations, 2)
-    assert parts == [["a", "d", "f"], ["b", "c", "e", "g"]]
-    assert [sum(durations[t] for t in part) for part in parts] == [10.0, 10.0]
-    assert partition(list(reversed(durations)), durations, 2) == parts  # input order is irrelevant
-    assert sorted(t for part in partition(list(durations), durations, 3) for t in part) == sorted(
-        durations
-    )
-
-
-def test_tests_without_a_record_count_as_the_median() -> None:
-    parts = partition(["new", "a", "b", "c"], {"a": 1.0, "b": 2.0, "c": 9.0}, 2)
-    assert parts == [["c"], ["b", "new", "a"]]  # 'new' weighs 2.0, the median
-    even = {"a": 1.0, "b": 2.0, "c": 4.0, "d": 9.0}
-    assert weights(["new", *even], even)["new"] == 3.0  # an even record: between 2 and 4
-    assert partition(["x", "y", "z"], {}, 2) == [["x", "z"], ["y"]]  # no record: by count
-    weighted = {"x": 9.0, "y": 1.0, "z": 1.0, "w": 1.0}
-    assert partition(["x", "y", "z", "w"], weighted, 2) == [["x"], ["w", "y", "z"]]
-    assert partition(["x", "y", "z", "w"], weighted, 2, capacity=2) == [["x", "z"], ["w", "y"]]
-
-
-def test_a_durations_record_that_cannot_be_used_is_ignored_with_a_warning(tmp_path: Path) -> None:
-    assert read_durations(tmp_path / "absent.json") == ({}, None)
-    broken = tmp_path / "durations.json"
-    broken.write_text("[1, 2]", "utf-8")
-    assert read_durations(broken) == (
-        {},
-        f"ignored {broken}: not an object of test ids and seconds; "
-        "tests are planned without durations",
-    )
 
 
 def shard(project: Path, index: int, count: int, *args: str) -> Ran:
@@ -247,23 +212,6 @@ def test_a_whole_missing_variant_is_exit_three(
     assert ran.exit_code == 3
     assert "expected 2 variants, got 1 (py3.11-linux): missing" in ran.output
     assert merge(here, "--expect-variants", "1", *dirs).exit_code == 0
-
-
-def test_more_variants_than_expected_are_refused(tmp_path: Path) -> None:
-    def part(variant: str) -> Part:
-        info = RunInfo(started="", duration_s=0.0, suite_duration_s=0.0, commit=None,
-                       python=None, platform=None, variant=variant)  # fmt: skip
-        return Part(tmp_path / variant, RunResult(run=info, tests=(), coverage=None, gates=()))
-
-    with pytest.raises(InfraError, match=r"expected 1 variants, got 2 \(a, b\): more than"):
-        check_variants([part("a"), part("b")], expect=1)
-
-
-def test_a_variant_is_python_major_minor_and_the_os() -> None:
-    assert variant_name(python="3.11.7", platform="linux") == "py3.11-linux"
-    assert variant_name(python="3.13.0rc1", platform="darwin") == "py3.13-macos"
-    assert variant_name(python="3.12.1", platform="win32") == "py3.12-windows"
-    assert variant_name(python="3.12.1", platform="freebsd14") == "py3.12-freebsd14"
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ import pytest
 
 from runner.execute import PLUGIN_DIR, PLUGIN_NAME, TIMEOUTS_ENV
 from runner.plugin import _testgate_timeouts as timeouts
-from tests.test_plugin import HANGS, calls, records
+from tests.integration.test_plugin import HANGS, calls, records
 
 PLAN = {"default": 0.3, "markers": {"unit": 0.2, "integration": 0.4}}
 

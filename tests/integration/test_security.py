@@ -29,7 +29,9 @@ import time
 import zipfile
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
+import msgspec
 import pytest
 from pytest_httpserver import HTTPServer
 from ruamel.yaml import YAML
@@ -45,9 +47,10 @@ from runner.execute import RELAY_DRAIN_S, RELAYED_LINE_LIMIT, _Relay, run_pytest
 from runner.flaky import write_detection
 from runner.github import client
 from runner.github.step import previous_attempt, report
+from runner.github.step_files import write_env, write_outputs
 from runner.owned_dir import MARKER, claim, open_text, without_link, write_text
 from runner.record import MESSAGE_LIMIT, TEXT_LIMIT, read_record
-from runner.render import detection_markdown, detection_terminal, markdown
+from runner.render import detection_markdown, detection_terminal, markdown, terminal
 from runner.results import Attempt, RunInfo, RunResult, TestResult, encode
 from runner.services.lifecycle import StateFile
 from runner.services.probes import Endpoint, wait_ready
@@ -56,9 +59,8 @@ from runner.settings import load_settings
 from runner.sharding import read_durations
 from runner.sonar import run_pysonar, scanner_environment
 from runner.stability import Detection, TestVerdict
-from tests.conftest import Ran, copy_fixture, environment, run_in_process
+from tests.conftest import ROOT, Ran, copy_fixture, environment, run_in_process
 
-ROOT = Path(__file__).parent.parent
 REGISTERED = {
     "error",
     "warning",
@@ -137,6 +139,55 @@ def test_the_simulated_runner_reads_as_githubs_does() -> None:
         ("notice", "three"),
         ("debug", "four"),
     ]
+
+
+def runner_file_command(text: str, *, windows: bool = False) -> dict[str, str]:
+    """What GitHub's runner sets from a ``$GITHUB_ENV`` or ``$GITHUB_OUTPUT`` file.
+
+    As actions/runner's ``FileCommandManager`` reads it: lines end at ``\\n`` (and at
+    ``\\r\\n`` on Windows); a line is ``NAME=VALUE``, or ``NAME<<DELIMITER``, whichever of
+    ``=`` and ``<<`` comes first; then the value is the text up to a line that is
+    exactly the delimiter. Raises ValueError where the runner would fail the step.
+    """
+    pieces = re.split(r"(\r\n|\n)" if windows else r"(\n)", text)
+    lines = list(zip(pieces[::2], [*pieces[1::2], ""], strict=True))  # (text, its line end)
+    found: dict[str, str] = {}
+    position = 0
+    while position < len(lines):
+        line = lines[position][0]
+        position += 1
+        equals, heredoc = line.find("="), line.find("<<")
+        if not line:
+            continue
+        if equals >= 0 and (heredoc < 0 or equals < heredoc):
+            name, value = line.split("=", 1)
+        elif heredoc >= 0:
+            name, delimiter = line.split("<<", 1)
+            taken: list[tuple[str, str]] = []
+            while position < len(lines) and lines[position][0] != delimiter:
+                taken.append(lines[position])
+                position += 1
+            if not delimiter or position == len(lines):
+                raise ValueError(f"matching delimiter not found {delimiter!r}")
+            position += 1
+            # the value lines with the line ends between them, as the runner cuts it out
+            value = "".join(part + end for part, end in taken[:-1]) + taken[-1][0] if taken else ""
+        else:
+            raise ValueError(f"invalid format {line!r}")
+        if not name:
+            raise ValueError(f"invalid format {line!r}")
+        found[name] = value
+    return found
+
+
+def test_the_simulated_file_command_reader_reads_as_githubs_does() -> None:
+    text = "A=1\n\nB<<EOF\nx\ny=2\nEOF\nC=a<<b\nD<<E=F\nv\nE=F\nG<<EOF\nEOF\n"
+    assert runner_file_command(text) == {"A": "1", "B": "x\ny=2", "C": "a<<b", "D": "v", "G": ""}
+    assert runner_file_command("A<<EOF\r\nx\r\ny\r\nEOF", windows=True) == {"A": "x\r\ny"}
+    assert runner_file_command("A<<EOF\r\nx\r\nEOF\r\n") == {"A": "x\r"}  # EOF\r: its delimiter
+    for broken in ("A<<EOF\nx\n", "no equals", "<<EOF\nEOF", "=1"):
+        with pytest.raises(ValueError, match=r"invalid format|delimiter not found"):
+            runner_file_command(broken)
 
 
 # What the project's own tools make when its tests run (uv, pytest), not testgate.
@@ -382,6 +433,27 @@ def test_a_summary_cell_never_holds_a_line_break() -> None:
         assert not row.startswith(("::", "b", "d", "f"))
 
 
+def test_a_problems_lines_stay_inside_their_code_block() -> None:
+    """A setup command's output, shown as it was: no fence of its own ends the block."""
+    said = ["````", "::error::from the output", "\r::warning::after a CR"]
+    said += [f"line {number}" for number in range(60)]
+    problem = "services: the setup command failed; its output ends:\n" + "\n".join(said)
+    empty = hostile_result([])
+    result = msgspec.structs.replace(
+        empty, run=msgspec.structs.replace(empty.run, problems=(problem,))
+    )
+    rendered = markdown(result)
+    block = rendered.split("  `````text\n", 1)[1].split("\n  `````\n", 1)[0].split("\n")
+    assert block[:4] == ["  ````", "  ::error::from the output", "  ", "  ::warning::after a CR"]
+    assert block[-1] == "  [... 15 more lines in results.json]"
+    assert len(block) == 50
+    stream = io.StringIO()
+    output_text = terminal(result, reports_dir="r")
+    output.emit(output_text, stream=stream)
+    assert runner_commands(stream.getvalue()) == []
+    assert "    [... 15 more lines in results.json]" in stream.getvalue()
+
+
 # -- one real run of a hostile project ------------------------------------------------
 
 
@@ -563,6 +635,91 @@ def test_the_scanner_is_not_shadowed_by_the_project(
     printed = capsys.readouterr()
     assert "HIJACKED" not in printed.out + printed.err
     assert code == 0
+
+
+# -- the runner's file commands: no value can add a variable of its own ----------------
+
+# Values an attacker can put in a service's URL (decoded from %0A, %0D) or a reports dir.
+FILE_COMMAND_HOSTILE = [
+    "pw\nLD_PRELOAD=/tmp/evil.so",
+    "pw\r\nNODE_OPTIONS=--require=/tmp/evil.js",
+    "pw\rBASH_ENV=/tmp/evil.sh",
+    "\nEOF\nLD_PRELOAD=/tmp/evil.so\n",
+    "ghadelimiter_0\nLD_PRELOAD=/tmp/evil.so\nghadelimiter_0",
+    "pw<<EOF\nLD_PRELOAD=/tmp/evil.so\nEOF",
+]
+INJECTED = {"LD_PRELOAD", "NODE_OPTIONS", "BASH_ENV", "EOF", "pw"}
+
+
+@pytest.mark.parametrize("windows", [False, True], ids=["linux", "windows"])
+@pytest.mark.parametrize("number", range(len(FILE_COMMAND_HOSTILE)))
+def test_a_line_break_in_a_services_value_sets_no_other_variable(
+    capfd: pytest.CaptureFixture[str], tmp_path: Path, number: int, windows: bool
+) -> None:
+    password = FILE_COMMAND_HOSTILE[number]
+    github_env = tmp_path / "github_env"
+    github_env.write_text("EARLIER=1\n", "utf-8")
+    url = f"postgresql://postgres:{quote(password, safe='')}@127.0.0.1:5432/test"
+    state = str(tmp_path / "s.json")
+    code = main(["services", "up", f"postgres={url}", "--state-file", state],
+                environ=environment(GITHUB_ENV=str(github_env)))  # fmt: skip
+    out = capfd.readouterr().out
+    assert code == 0, out
+    exported = runner_file_command(github_env.read_bytes().decode(), windows=windows)
+    told = out.split("exported to later steps: ", 1)[1].split("\n", 1)[0].split(", ")
+    assert sorted(exported) == sorted(["EARLIER", *told])  # not one variable more
+    assert not INJECTED & set(exported)
+    assert exported["PGPASSWORD"] == exported["POSTGRES_PASSWORD"] == password
+    assert exported["DATABASE_URL"] == url
+    assert main(["services", "down", "--state-file", state], environ=environment()) == 0
+
+
+def test_a_dotenv_file_refuses_a_value_with_a_line_break(
+    capfd: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A dotenv line has no form for a line break: exit 2, nothing written, nothing left up."""
+    env_file, state = tmp_path / "services.env", tmp_path / "s.json"
+    url = "postgresql://postgres:pw%0ALD_PRELOAD%3D%2Ftmp%2Fevil.so@127.0.0.1:5432/test"
+    code = main(["services", "up", f"postgres={url}", "--state-file", str(state),
+                 "--env-file", str(env_file)], environ=environment())  # fmt: skip
+    err = capfd.readouterr().err
+    assert code == 2
+    assert "the value of POSTGRES_PASSWORD holds a line break, which a dotenv file" in err
+    assert "use the export lines (no --env-file) or $GITHUB_ENV" in err
+    assert (env_file.exists(), state.exists()) == (False, False)
+
+
+@pytest.mark.parametrize("windows", [False, True], ids=["linux", "windows"])
+def test_step_outputs_carry_any_value_and_only_their_own_names(
+    tmp_path: Path, windows: bool
+) -> None:
+    output = tmp_path / "github_output"
+    values = {f"out{number}": text for number, text in enumerate(FILE_COMMAND_HOSTILE)}
+    write_outputs(output, {"passed": "true", **values, "reports-dir": "r\nx=1"})
+    read = runner_file_command(output.read_bytes().decode(), windows=windows)
+    assert read == {"passed": "true", **values, "reports-dir": "r\nx=1"}
+
+
+def test_a_delimiter_found_in_the_value_is_drawn_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    drawn = iter(["0" * 32, "1" * 32])
+    monkeypatch.setattr("secrets.token_hex", lambda _: next(drawn))
+    output = tmp_path / "github_output"
+    value = f"x\nghadelimiter_{'0' * 32}\nLD_PRELOAD=/tmp/evil.so"
+    write_env(output, {"A": value})
+    assert f"A<<ghadelimiter_{'1' * 32}\n" in output.read_bytes().decode()
+    assert runner_file_command(output.read_bytes().decode()) == {"A": value}
+
+
+@pytest.mark.parametrize("name", ["", "A=B", "A<<B", "A\nLD_PRELOAD", "A\rB"])
+def test_a_name_the_runner_would_misread_is_refused_and_nothing_written(
+    tmp_path: Path, name: str
+) -> None:
+    output = tmp_path / "github_env"
+    with pytest.raises(ConfigError, match="cannot be written to github_env as a name"):
+        write_env(output, {"FIRST": "1", name: "x"})
+    assert not output.exists()
 
 
 # -- the project's processes get no secret and no file command ------------------------

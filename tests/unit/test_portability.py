@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).parent.parent
+from tests.conftest import ROOT
+
 HIDDEN_MODULES = ("pwd", "fcntl", "grp", "termios", "resource")
 HIDDEN_FUNCTIONS = ("killpg", "getpgid", "setpgid", "setsid", "getuid", "geteuid", "fork")
 IMPORT_ALL = """

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 from pathlib import Path
 
 import pg8000.native
@@ -12,6 +13,7 @@ from runner import execute
 from runner.services import lifecycle
 from runner.services.spec import parse_specs
 from tests.conftest import copy_fixture, fresh_plugin, run_in_process
+from tests.integration.test_security import github_mode, runner_commands, runner_file_command
 
 # Its own base database, so the workers' databases (postgres_gw0, ...) are this test's alone.
 WORKER_QUERY = "SELECT datname FROM pg_database WHERE datname LIKE 'postgres_gw%'"
@@ -35,6 +37,67 @@ def test_each_worker_writes_to_its_own_database(tmp_path: Path) -> None:
     assert admin.run(WORKER_QUERY) == []  # dropped after the run
     admin.close()
     assert not (project / ".testgate").exists()
+
+
+SETUP = "postgres=echo migrating $PGDATABASE; echo 'no relation `x`' >&2; exit 4"
+
+
+@pytest.mark.parametrize(
+    ("args", "problem"),
+    [
+        (["--service", "postgres=postgresql://postgres@127.0.0.1:5432/{base}",
+          "--service-setup", SETUP],
+         ["services: postgres: the setup command \"echo migrating $PGDATABASE; echo 'no "
+          "relation `x`' >&2; exit 4\" failed (exit 4) against database '{base}_template'; "
+          "its output ends:", "    migrating {base}_template", "    no relation `x`",
+          "Fix the command (service-setup of postgres), or run it by hand to see why."]),
+        (["--service", "postgres=postgresql://postgres@127.0.0.1:1/{base}",
+          "--services-timeout", "0.2"],
+         ["services: postgres (external PostgreSQL) never became ready: not ready after",
+          "  its last log lines:", "    (an external service: its logs are wherever it runs)",
+          "Every service started was stopped again."]),
+    ],
+    ids=["setup-fails", "never-ready"],
+)  # fmt: skip
+def test_a_service_that_fails_is_a_problem_in_the_reports(
+    tmp_path: Path, args: list[str], problem: list[str]
+) -> None:
+    """Exit 3 as before, and the reports say why: results.json's problems, summary.md."""
+    base = "failed" + secrets.token_hex(4)
+    args, problem = [arg.format(base=base) for arg in args], [p.format(base=base) for p in problem]
+    admin = pg8000.native.Connection("postgres", host="127.0.0.1", database="postgres")
+    admin.run(f'CREATE DATABASE "{base}"')
+    try:
+        on_github = "--service-setup" in args  # there: the summary, outputs, an annotation
+        ran = run_in_process(
+            copy_fixture("services", tmp_path), "--workers", "2", *args,
+            extra_env=github_mode(tmp_path) if on_github else {},
+        )  # fmt: skip
+        left = admin.run(f"SELECT datname FROM pg_database WHERE datname LIKE '{base}%'")
+    finally:
+        admin.run(f'DROP DATABASE "{base}"')
+        admin.close()
+    assert ran.exit_code == 3
+    (found,) = ran.results()["run"]["problems"]
+    assert found.startswith(problem[0])
+    assert found.splitlines()[1:] == problem[1:]
+    assert ran.results()["totals"]["tests"] == 0
+    assert {gate["message"] for gate in ran.results()["gates"]} == {
+        "not evaluated: the services failed, so no test ran (see the problem)"
+    }
+    summary = (ran.reports / "summary.md").read_text("utf-8")
+    assert "### Problems\n\n- services: postgres" in summary
+    assert "  ```text\n" + "".join(f"  {line}\n" for line in problem[1:]) + "  ```" in summary
+    assert f"problem: {problem[0]}" in ran.output
+    if on_github:
+        ((name, data),) = runner_commands(ran.output)
+        assert (name, data.startswith(problem[0]), "%0A" in data) == ("error", True, True)
+        assert (tmp_path / "step-summary.md").read_text("utf-8").count("### Problems") == 1
+        outputs = runner_file_command((tmp_path / "step-output.txt").read_text())
+        assert outputs["passed"] == "false"
+    else:
+        assert runner_commands(ran.output) == []
+    assert left == [[base]]  # nothing of testgate's is left
 
 
 def test_a_run_uses_the_services_an_earlier_up_recorded(tmp_path: Path) -> None:

@@ -26,32 +26,9 @@ from pathlib import Path
 import pytest
 
 from runner.services.docker import engine_answers
-from tests.conftest import FIXTURES, Ran, once_per_session
+from tests.action.act import ACT, SETUP_UV, SETUP_UV_REF, action_copy
+from tests.conftest import FIXTURES, ROOT, Ran, once_per_session
 
-ROOT = Path(__file__).parent.parent
-ACT = Path(sys.executable).parent / "act"
-SETUP_UV = """\
-name: setup-uv stand-in
-description: >-
-  Stand-in for astral-sh/setup-uv in testgate's act tests (no network here): puts the uv
-  already installed on this machine on PATH. The inputs testgate passes are accepted.
-inputs:
-  enable-cache:
-    default: "false"
-  cache-dependency-glob:
-    default: ""
-runs:
-  using: composite
-  steps:
-    - shell: bash
-      env:
-        UV_DIR: ${{ env.TESTGATE_TEST_UV_DIR }}
-      run: echo "$UV_DIR" >> "$GITHUB_PATH"
-"""
-# astral-sh/setup-uv@<sha>, as action.yml pins it
-SETUP_UV_REF = re.findall(
-    r"uses: (astral-sh/setup-uv@\w+)", (ROOT / "action.yml").read_text("utf-8")
-)[0]
 JOB = """\
   {name}:
     runs-on: ubuntu-latest
@@ -158,19 +135,6 @@ def make_projects(root: Path) -> None:
     (own / "tests" / "test_env.py").write_text(WRITES_GITHUB_ENV, "utf-8")
     with (own / "pyproject.toml").open("a", encoding="utf-8") as config:
         config.write('\n[tool.coverage.run]\nsource = ["calc"]\n')
-
-
-def action_copy(root: Path) -> Path:
-    """This checkout's action as act uses it (``--local-repository``): action.yml, its lock
-    and the runner, in ``root/action``."""
-    action = root / "action"
-    action.mkdir()
-    for name in ("action.yml", "action.lock"):
-        shutil.copy(ROOT / name, action / name)
-    shutil.copytree(
-        ROOT / "runner", action / "runner", ignore=shutil.ignore_patterns("__pycache__")
-    )
-    return action
 
 
 def run_act(root: Path) -> Ran:

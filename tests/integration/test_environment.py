@@ -36,7 +36,7 @@ from runner.record import collection_notes, read_record
 from runner.results import Attempt, TestResult
 from runner.settings import Settings, load_settings
 from runner.thresholds import stated_threshold, with_stated_threshold
-from tests.conftest import Ran, copy_fixture, fresh_plugin, once_per_session, run_in_process
+from tests.conftest import ROOT, Ran, copy_fixture, fresh_plugin, once_per_session, run_in_process
 from tests.conftest import environment as shell
 
 PYPROJECT = """\
@@ -137,7 +137,7 @@ def test_a_requirements_only_app_runs_in_a_testgate_made_venv(requirements_run: 
     assert left == ["app", "requirements.txt", "testgate-reports", "tests"]
 
 
-README = Path(__file__).parent.parent / "README.md"
+README = ROOT / "README.md"
 
 
 def readme_commands(bullet: str) -> list[list[str]]:
@@ -153,7 +153,7 @@ def fastapi_run(tmp_path_factory: pytest.TempPathFactory) -> Ran:
     """A FastAPI app with only a requirements.txt whose tests write PostgreSQL, run from a
     fresh copy by the README's command for that shape, under two xdist workers. Its
     PostgreSQL is started from the machine's binaries whether or not a Docker engine answers
-    (tests/test_docker_engine.py runs the container backend)."""
+    (tests/integration/test_docker_engine.py runs the container backend)."""
     (command,) = [
         words for words in readme_commands("Only `requirements*.txt`") if "--service" in words
     ]

@@ -19,8 +19,7 @@ from ruamel.yaml import YAML
 from runner.cli import main
 from runner.errors import ConfigError
 from runner.settings import OPTIONS, OPTIONS_BY_NAME, action_inputs, load_settings
-
-ROOT = Path(__file__).parent.parent
+from tests.conftest import ROOT
 
 # Inputs of the action alone: what it does in its own steps, not a testgate option.
 ACTION_ONLY = {

@@ -11,14 +11,13 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tomllib
 from pathlib import Path
 
 from ruamel.yaml import YAML
 
-ROOT = Path(__file__).parent.parent
-ACT = Path(sys.executable).parent / "act"
+from tests.action.act import ACT
+from tests.conftest import ROOT
 
 
 def release(repo: Path, tag: str) -> str:

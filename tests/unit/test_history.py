@@ -1,7 +1,7 @@
 """The test history: the store, its bounds, and the rules it judges runs by (pure functions).
 
 The real runs that build a history, the GitHub artifact it lives in and the chart's
-parse by Mermaid itself are in tests/test_history_runs.py.
+parse by Mermaid itself are in tests/integration/test_history_runs.py.
 """
 
 from __future__ import annotations

@@ -29,8 +29,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Ran, once_per_session
-from tests.test_action import ACT, ROOT, SETUP_UV_REF, action_copy
+from tests.action.act import ACT, SETUP_UV_REF, action_copy
+from tests.conftest import ROOT, Ran, once_per_session
 
 slow_act = pytest.mark.skipif(
     os.environ.get("TESTGATE_README_ACT") != "1",

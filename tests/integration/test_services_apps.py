@@ -4,7 +4,7 @@ A Django project tested with pytest-django reads ``DATABASE_URL``: testgate hand
 server, pytest-django creates each worker's ``test_<name>_gwN``, a rerun uses worker 0's
 name again, and with ``--reuse-db`` on an external server what pytest-django kept stays.
 
-The session's run of the SQLAlchemy-style app (``tests/services_apps.py``) reads
+The session's run of the SQLAlchemy-style app (``tests/integration/services_apps.py``) reads
 ``POSTGRES_SERVER`` (mapped with ``service-env``) and testgate's ``POSTGRES_*``
 conventions, builds its schema with ``alembic upgrade head`` (``service-setup``: once,
 into a template every worker database is copied from), and a second module reads only
@@ -29,8 +29,8 @@ from runner.errors import ConfigError, InfraError
 from runner.services import databases, precedence
 from runner.services.schema import Setup
 from tests.conftest import Ran, copy_fixture, fresh_plugin, once_per_session, run_in_process
-from tests.services_apps import Facts, Redis, app_run, postgres_databases
-from tests.test_services import external
+from tests.integration.services_apps import Facts, Redis, app_run, postgres_databases
+from tests.integration.test_services import external
 
 
 @pytest.fixture(scope="module")

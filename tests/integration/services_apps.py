@@ -29,7 +29,7 @@ import pytest
 
 from runner.services.probes import Endpoint, wait_ready
 from tests.conftest import Ran, copy_fixture, once_per_session, run_in_process
-from tests.test_services import FakeMongo
+from tests.integration.test_services import FakeMongo
 
 Facts = tuple[Ran, dict[str, Any]]
 

@@ -41,6 +41,7 @@ from runner.services.probes import Endpoint, NotReady, check, resp_command, wait
 from runner.services.running import Running
 from runner.services.spec import BACKENDS, parse_specs
 from tests.conftest import environment
+from tests.integration.test_security import runner_file_command
 
 SYSTEM = {
     "postgres": "postgres=postgresql://postgres@127.0.0.1:5432/test",
@@ -299,7 +300,7 @@ def test_external_services_are_probed_and_exported_to_github_env(
     assert "mysql ready in" in err
     assert "(external MySQL on 127.0.0.1:3306)" in err
     assert "exported to later steps: POSTGRES_HOST, POSTGRES_PORT, DATABASE_URL" in out
-    exported = runners_env_file(github_env)
+    exported = runner_file_command(github_env.read_bytes().decode())
     assert exported["EARLIER"] == "1"
     assert exported["DATABASE_URL"] == "postgresql://postgres@127.0.0.1:5432/test"
     assert exported["AMQP_URL"] == "amqp://guest:guest@127.0.0.1:5672/%2F"
@@ -309,34 +310,6 @@ def test_external_services_are_probed_and_exported_to_github_env(
     assert code == 0
     assert "stopped 0 services and removed what they left; 4 external ones left running" in err
     check(Endpoint(probe="redis", host="127.0.0.1", port=6379))  # still running: untouched
-
-
-def runners_env_file(path: Path) -> dict[str, str]:
-    """``$GITHUB_ENV`` read as the runner reads it: ``NAME=VALUE`` or ``NAME<<DELIMITER``."""
-    lines, found = iter(path.read_text("utf-8").split("\n")), {}
-    for line in lines:
-        if "<<" in line and ("=" not in line or line.index("<<") < line.index("=")):
-            name, delimiter = line.split("<<", 1)
-            found[name] = "\n".join(iter(lambda: next(lines), delimiter))
-        elif line:
-            name, _, value = line.partition("=")
-            found[name] = value
-    return found
-
-
-def test_a_line_break_in_a_services_value_cannot_set_another_variable(
-    capfd: pytest.CaptureFixture[str], tmp_path: Path
-) -> None:
-    github_env = tmp_path / "github_env"
-    hostile = "postgres=postgresql://postgres:pw%0AEVIL%3D1@127.0.0.1:5432/test"
-    code, _, err = services(
-        capfd, "up", hostile, "--state-file", str(tmp_path / "s.json"), GITHUB_ENV=str(github_env)
-    )
-    assert code == 0, err
-    exported = runners_env_file(github_env)
-    assert "EVIL" not in exported
-    assert exported["PGPASSWORD"] == "pw\nEVIL=1"
-    assert services(capfd, "down", "--state-file", str(tmp_path / "s.json"))[0] == 0
 
 
 def test_export_lines_are_shell_quoted_for_eval(
@@ -608,6 +581,58 @@ def test_http_tcp_and_command_readiness(httpserver: HTTPServer, tmp_path: Path) 
     closed.close()
 
 
+def test_a_postgresql_that_requires_tls_is_probed_over_tls() -> None:
+    """The probe asks for TLS as libpq's ``prefer`` does: a server that offers it gets it."""
+    (spec,) = parse_specs(["postgres"])
+    backend = LocalBackend(dict(os.environ))  # its own dir, as 'services up' makes it
+    running = backend.start(spec)
+    endpoint = dataclasses.replace(running.endpoint(), database="postgres")
+    try:
+        wait_ready(endpoint, deadline=time.monotonic() + 60, died=lambda: backend.died(running))
+        data = next(Path(str(running.directory)).rglob("PG_VERSION")).parent
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=x",
+             "-days", "1", "-keyout", str(data / "server.key"), "-out", str(data / "server.crt")],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        for name in ("server.key", "server.crt"):
+            os.chown(data / name, data.stat().st_uid, data.stat().st_gid)
+            (data / name).chmod(0o600)
+        (data / "pg_hba.conf").write_text("hostssl all all all trust\nhost all all all reject\n")
+        login = {"host": running.host, "port": running.port, "database": "postgres"}
+        admin = pg8000.native.Connection(running.user, **login, ssl_context=False)
+        admin.run("ALTER SYSTEM SET ssl = on")
+        admin.run("SELECT pg_reload_conf()")
+        admin.close()
+        plain = "no encryption"
+        for _ in range(500):  # until the server has reloaded: plain text is refused
+            try:
+                pg8000.native.Connection(running.user, **login, ssl_context=False).close()
+            except pg8000.native.DatabaseError as error:
+                plain = str(error)
+                break
+            time.sleep(0.01)
+        assert "no encryption" in plain
+        check(endpoint)  # over TLS
+    finally:
+        stop_local(running)
+
+
+def test_a_server_that_hangs_up_on_the_tls_request_is_not_ready() -> None:
+    closed = socket.create_server(("127.0.0.1", 0))
+
+    def hang_up() -> None:
+        connection = closed.accept()[0]
+        connection.recv(8)
+        connection.close()
+
+    threading.Thread(target=hang_up, daemon=True).start()
+    port = closed.getsockname()[1]
+    with pytest.raises(NotReady, match="the TLS request was answered with b'', not S or N"):
+        check(Endpoint(probe="postgres", host="127.0.0.1", port=port, user="postgres"))
+    closed.close()
+
+
 def test_databases_are_checked_with_a_real_query() -> None:
     with pytest.raises(NotReady, match='database "absent" does not exist'):
         check(Endpoint(probe="postgres", host="127.0.0.1", port=5432, user="postgres",
@@ -631,6 +656,9 @@ case "$1" in
        echo "c0ffee$(wc -l < "$DOCKER_CALLS")" | tee -a "$DOCKER_CALLS.run" ;;
   port) printf '%s\n' "0.0.0.0:$DOCKER_PORT" "[::]:$DOCKER_PORT" ;;
   inspect) echo "$DOCKER_STATE" ;;
+  wait) [ -n "$DOCKER_WAIT_FAILS" ] && { echo "Error: $DOCKER_WAIT_FAILS" >&2; exit 1; }
+        case "$DOCKER_STATE" in exited*) echo "${DOCKER_STATE##* }" ;;
+          *) echo $$ >> "$DOCKER_CALLS.wait"; exec sleep 60 ;; esac ;;
   logs) echo "database system is starting up"; echo "FATAL: out of memory" >&2 ;;
   ps) cat "$DOCKER_CALLS.run" 2>/dev/null; echo "c0ffee-stray" ;;  # the run's, by label
   rm) ;;
@@ -668,6 +696,10 @@ def test_docker_backend_runs_labelled_containers_and_removes_them(
         "--publish 127.0.0.1::6379 redis:7",
         "port c0ffee2 6379/tcp",
     ]
+    assert not any(call.startswith("inspect") for call in calls)
+    waits = Path(docker["DOCKER_CALLS"] + ".wait")  # a 'docker wait' that got to wait
+    for waited in waits.read_text("utf-8").split() if waits.exists() else []:
+        assert not alive(int(waited))  # once ready, its 'docker wait' is ended
     code, _, _ = services(capfd, "down", "--state-file", str(state), **docker)
     assert code == 0
     assert Path(docker["DOCKER_CALLS"]).read_text("utf-8").splitlines()[-3:] == [
@@ -693,6 +725,7 @@ def test_a_container_that_exits_fails_with_its_last_log_lines(
     assert "    database system is starting up\n    FATAL: out of memory" in err
     calls = Path(docker["DOCKER_CALLS"]).read_text("utf-8")
     assert "--env POSTGRES_PASSWORD=postgres --env POSTGRES_DB=test postgres:16" in calls
+    assert ("wait c0ffee2" in calls, "inspect" in calls) == (True, False)  # it told the exit
     assert "rm --force --volumes c0ffee2" in calls
     docker["DOCKER_PORT"] = "none"  # exited at once: the engine publishes no port
     code, _, err = services(
@@ -702,6 +735,38 @@ def test_a_container_that_exits_fails_with_its_last_log_lines(
     assert code == 3
     assert "postgres (container postgres:16) never became ready: its container exited" in err
     assert "    FATAL: out of memory" in err
+    docker.update(DOCKER_PORT=str(_free_port()), DOCKER_STATE="exited 2", DOCKER_WAIT_FAILS="x")
+    code, _, err = services(
+        capfd, "up", "postgres:16", "--backend", "docker", "--state-file",
+        str(tmp_path / "s.json"), **docker,
+    )  # fmt: skip
+    assert code == 3  # 'docker wait' failed: 'docker inspect' tells
+    assert "never became ready: its container exited with code 2" in err
+
+
+def test_without_docker_wait_the_engine_is_asked_at_most_every_half_second(
+    capfd: pytest.CaptureFixture[str], tmp_path: Path, docker: dict[str, str]
+) -> None:
+    """An engine whose 'docker wait' fails: 'docker inspect' tells whether it still runs."""
+    port = _free_port()
+    docker.update(DOCKER_PORT=str(port), DOCKER_WAIT_FAILS="unknown command")
+    listener = socket.socket()
+
+    def listen_later() -> None:  # the service answers after a while
+        time.sleep(0.6)
+        listener.bind(("127.0.0.1", port))
+        listener.listen()
+
+    threading.Thread(target=listen_later, daemon=True).start()
+    state = str(tmp_path / "s.json")
+    began = time.monotonic()
+    code, _, err = services(capfd, "up", "web=nginx port=80", "--state-file", state, **docker)
+    took = time.monotonic() - began
+    listener.close()
+    assert code == 0, err
+    inspected = Path(docker["DOCKER_CALLS"]).read_text("utf-8").count("\ninspect ")
+    assert 1 <= inspected <= 1 + took / 0.5  # not at every probe, every few milliseconds
+    assert services(capfd, "down", "--state-file", state, **docker)[0] == 0
 
 
 def test_docker_port_output_that_names_no_port_is_an_error(

@@ -33,10 +33,10 @@ import pymysql
 import pytest
 
 from runner.services.docker import LABEL, engine_answers
-from tests.conftest import Ran, once_per_session
+from tests.conftest import ROOT, Ran, copy_fixture, once_per_session
 
 TESTGATE = Path(sys.executable).parent / "testgate"
-EXAMPLE = Path(__file__).parent.parent / "examples" / "inventory"
+EXAMPLE = ROOT / "examples" / "inventory"
 
 pytestmark = pytest.mark.skipif(
     not engine_answers(os.environ),
@@ -190,6 +190,48 @@ def terminated_run(root: Path) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def container_databases(state: Path) -> list[str]:
+    """Every database in the recorded PostgreSQL container, listed from inside it."""
+    recorded = json.loads(state.read_text("utf-8"))
+    listed = docker(
+        "exec", recorded_container(recorded, "postgres"), "psql", "-h", "/run/postgresql",
+        "-U", "postgres", "-tAc", "SELECT datname FROM pg_database ORDER BY 1",
+    )  # fmt: skip
+    return listed.split()
+
+
+def app_in_a_container(root: Path, fixture: str, *pytest_args: str) -> dict[str, Any]:
+    """A fixture app run on a postgres:16 container: 2 workers, a rerun, then its databases."""
+    project = copy_fixture(fixture, root / "apps")
+    state = project / ".testgate" / "services.json"
+    seen: dict[str, Any] = {
+        "up": cli("services", "up", "postgres:16", "--backend", "docker",
+                  "--state-file", str(state)),
+    }  # fmt: skip
+    if seen["up"]["code"] != 0:
+        return seen
+    try:
+        seen["before"] = container_databases(state)
+        seen["run"] = cli("run", "--project", str(project), "--workers", "2", "--reruns", "1",
+                          "--", *pytest_args)  # fmt: skip
+        seen["results"] = json.loads((project / "testgate-reports" / "results.json").read_text())
+        seen["after"] = container_databases(state)
+        used = project / "tests" / "databases.txt"  # the Django app's record of its databases
+        seen["used"] = used.read_text("utf-8").split() if used.exists() else []
+    finally:
+        seen["down"] = cli("services", "down", "--state-file", str(state))
+    return seen
+
+
+def apps(root: Path) -> dict[str, Any]:
+    """The Django app (pytest-django) and the SQLAlchemy app (alembic) on containers."""
+    (root / "apps").mkdir()
+    return {
+        "django": app_in_a_container(root, "django_app"),
+        "sqlalchemy": app_in_a_container(root, "sqlalchemy_app", "tests/test_items.py"),
+    }
+
+
 def failures(root: Path) -> dict[str, Any]:
     """A container that exits during start-up, an image that is nowhere, no engine at all."""
     return {
@@ -210,6 +252,7 @@ def scenario(root: Path) -> Ran:
         "shared": shared_services,
         "terminated": terminated_run,
         "failures": failures,
+        "apps": apps,
     }
     with ThreadPoolExecutor(max_workers=len(steps)) as pool:
         futures = {name: pool.submit(step, root) for name, step in steps.items()}
@@ -302,4 +345,32 @@ def test_a_missing_image_and_a_missing_engine_are_named(seen: dict[str, Any]) ->
     )
     no_engine = seen["failures"]["no_engine"]
     assert no_engine["code"] == 3
-    assert "no Docker engine answers 'docker version' here" in no_engine["err"]
+    assert "no Docker engine answers 'docker version' here" in no_engine["out"]  # its report
+
+
+@pytest.mark.parametrize(("app", "counts"), [("django", (4, 1, 0)), ("sqlalchemy", (8, 1, 0))])
+def test_the_fixture_apps_pass_on_a_container_and_leave_no_database(
+    seen: dict[str, Any], app: str, counts: tuple[int, int, int]
+) -> None:
+    """Two workers write the same table unseen by each other; a test passes on its rerun.
+
+    Afterwards the container holds the databases it held before: neither testgate's
+    (the workers', the schema template) nor pytest-django's are left.
+    """
+    ran = seen["apps"][app]
+    assert ran["up"]["code"] == 0, ran["up"]["err"]
+    assert ran["run"]["code"] == 0, ran["run"]["out"][-3000:] + ran["run"]["err"]
+    totals = ran["results"]["totals"]
+    assert (totals["passed"], totals["flaky"], totals["failed"]) == counts
+    assert ran["after"] == ran["before"]
+    assert sorted(ran["before"]) == ["postgres", "template0", "template1", "test"]
+    assert ran["down"]["code"] == 0
+
+
+def test_pytest_django_makes_the_workers_databases_in_the_container(seen: dict[str, Any]) -> None:
+    ran = seen["apps"]["django"]
+    assert (
+        "postgres: pytest-django creates each xdist worker's database itself" in ran["run"]["out"]
+    )
+    assert set(ran["used"]) <= {"test_test_gw0", "test_test_gw1"}
+    assert ran["used"][-1] == "test_test_gw0"  # the rerun: the first worker's name again
