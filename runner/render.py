@@ -93,6 +93,8 @@ def terminal(result: RunResult, *, reports_dir: str) -> str:
     ]
     if result.run.interrupted is not None:
         lines.append(f"testgate: {interruption(result)}")
+    if result.run.reruns_stopped is not None:
+        lines.append(f"testgate: failures {clean(result.run.reruns_stopped)}")
     if result.coverage is not None:
         lines.append(
             f"coverage: line {percent(result.coverage.line_percent)}, "
@@ -173,6 +175,8 @@ def markdown(result: RunResult) -> str:
         ]
     if result.run.interrupted is not None:
         out += [f"> **{_cell(interruption(result))}**", ""]
+    if result.run.reruns_stopped is not None:
+        out += [f"> Failures {_cell(result.run.reruns_stopped)}", ""]
     if result.coverage is not None:
         out += [
             f"Coverage: line **{percent(result.coverage.line_percent)}** "
