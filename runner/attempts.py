@@ -24,7 +24,6 @@ from runner.record import AttemptRecord, RecordedTest, describe_exit, read_recor
 from runner.settings import Settings
 
 _SEEDS = random.SystemRandom()
-PARALLEL_WORTH_S = 2.0
 INTERNAL_ERROR = "pytest internal error: "
 
 
@@ -116,19 +115,6 @@ def _randomly_off(pytest_args: Sequence[str]) -> bool:
     """Whether the user switched pytest-randomly off (then --randomly-seed is unknown)."""
     joined = " ".join(pytest_args)
     return "no:randomly" in joined
-
-
-def rerun_workers(workers: str, count: int, *, cpus: int | None, seconds: float) -> str:
-    """xdist workers for rerunning ``count`` tests that took ``seconds`` the first time.
-
-    In parallel when there are several and their own time repays starting xdist's workers
-    (about 1.2 s measured on a 2-core machine; PARALLEL_WORTH_S leaves a margin).
-    """
-    if workers == "0" or seconds < PARALLEL_WORTH_S:
-        return "0"
-    limit = (cpus or 1) if workers in ("auto", "logical") else int(workers)
-    parallel = min(limit, count)
-    return str(parallel) if parallel > 1 else "0"
 
 
 def recorded_tests(run: AttemptRun, *, kind: str) -> list[RecordedTest]:

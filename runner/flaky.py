@@ -13,7 +13,6 @@ then ``interrupted`` (exit 3), as is one that reaches ``timeout-run`` first.
 from __future__ import annotations
 
 import json
-import os
 import random
 import shutil
 import time
@@ -21,8 +20,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from runner import environment, history_run, interrupts, owned_dir, render
-from runner.attempts import Session, problems, recorded_tests, rerun_workers, run_attempt
+from runner import environment, history_run, interrupts, owned_dir, parallelism, render
+from runner.attempts import Session, problems, recorded_tests, run_attempt
 from runner.errors import ConfigError
 from runner.github.commands import on_github
 from runner.github.step import report_detection
@@ -134,26 +133,31 @@ def detect(
         while pool is None or pool:
             size = _batch_size(pool, tallies, batch=batch, needed=needed)
             orders = [] if pool is None else [_SHUFFLE.sample(pool, len(pool)) for _ in range(size)]
-            workers = (
-                None
-                if pool is None
-                else rerun_workers(
+            if pool is None:  # the whole suite, as testgate run would decide it
+                workers = parallelism.suite_decision(
                     settings.workers,
-                    len(pool) * size,
-                    cpus=os.cpu_count(),
-                    seconds=per_round * size,
+                    durations={},
+                    project=settings.project,
+                    pytest_args=settings.pytest_args,
                 )
-            )
+            else:
+                workers = parallelism.decide(
+                    settings.workers,
+                    expected_s=per_round * size,
+                    count=len(pool) * size,
+                    basis=f"{size} rounds of {len(pool)} tests",
+                )
             processes += 1
             done = run_attempt(
                 session,
                 number=processes,
                 select=orders[0] if orders else None,
                 ordered=True,
-                workers=workers,
+                workers=workers.workers,
                 reseed=True,
                 rounds=orders if size > 1 else (),
-                label=f"flaky detection, rounds {rounds + 1}-{rounds + size} of at most {needed}",
+                label=f"flaky detection, rounds {rounds + 1}-{rounds + size} of at most {needed}; "
+                f"{workers.reason}",
             )
             per_round = done.completed.duration_s / size
             found_problems += [f"rounds from {rounds + 1}: {p}" for p in problems(done)]

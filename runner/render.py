@@ -120,6 +120,8 @@ def terminal(result: RunResult, *, reports_dir: str) -> str:
         lines.append(f"testgate: time: {phases_line(result.run.phases)}")
     if result.run.interrupted is not None:
         lines.append(f"testgate: {interruption(result)}")
+    if result.run.reruns_stopped is not None:
+        lines.append(f"testgate: failures {clean(result.run.reruns_stopped)}")
     if result.coverage is not None:
         lines.append(
             f"coverage: line {percent(result.coverage.line_percent)}, "
@@ -186,14 +188,14 @@ def markdown(result: RunResult) -> str:
     """The job summary: verdict, counts, coverage, gates, failures."""
     verdict = "passed" if result.passed and not result.run.problems else "failed"
     icon = "✅" if verdict == "passed" else "❌"
+    phases = result.run.phases
     out = [
         f"## {icon} testgate {verdict}",
         "",
         f"**{counts_line(result)}** in {result.run.suite_duration_s:.2f} s",
         "",
+        *([f"Time: {phases_line(phases)}", ""] if phases is not None else []),
     ]
-    if result.run.phases is not None:
-        out += [f"Time: {phases_line(result.run.phases)}", ""]
     if result.run.merged:
         out += [
             f"Merged {len(result.run.merged)} runs: "
@@ -202,6 +204,8 @@ def markdown(result: RunResult) -> str:
         ]
     if result.run.interrupted is not None:
         out += [f"> **{_cell(interruption(result))}**", ""]
+    if result.run.reruns_stopped is not None:
+        out += [f"> Failures {_cell(result.run.reruns_stopped)}", ""]
     if result.coverage is not None:
         out += [
             f"Coverage: line **{percent(result.coverage.line_percent)}** "

@@ -365,6 +365,9 @@ class RunInfo(msgspec.Struct, frozen=True, kw_only=True):
     not_run: tuple[str, ...] = ()
     coverage_incomplete: str | None = None
     phases: Phases | None = None
+    workers: int | None = None
+    workers_reason: str | None = None
+    reruns_stopped: str | None = None
 
     def rounded(self) -> RunInfo:
         """As results.json holds it: durations to the millisecond."""

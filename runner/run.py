@@ -18,7 +18,6 @@ incomplete and its gates say so (exit 3), never judged as if it were whole.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from collections.abc import Mapping
@@ -36,7 +35,9 @@ from runner import (
     history_run,
     interrupts,
     owned_dir,
+    parallelism,
     render,
+    rerun_budget,
 )
 from runner.attempts import (
     INTERNAL_ERROR,
@@ -44,7 +45,6 @@ from runner.attempts import (
     Session,
     problems,
     recorded_tests,
-    rerun_workers,
     run_attempt,
 )
 from runner.crash import crash_problem
@@ -84,6 +84,10 @@ REPORT_FILES = (
     history_run.SUGGESTED,
 )
 REPLAY_LIMIT = 1000
+LAST_RERUN = parallelism.Decision(
+    "0",
+    "no xdist: the last rerun runs alone, so that a test failing only beside others shows as flaky",
+)
 SERVICES_FAILED = "the services failed, so no test ran (see the problem)"
 
 
@@ -187,7 +191,6 @@ def _run(
     reports = settings.reports_dir
     durations, durations_warning = read_durations(settings.durations or reports / "durations.json")
     work = _prepare(reports)
-    schedule = write_schedule(settings, durations, work / "schedule.json")
     cov_args = coverage_data.cov_arguments(settings.project, package=settings.package)
     sources = coverage_data.infer_sources(settings.project, package=settings.package)
     installing = time.monotonic()
@@ -198,6 +201,11 @@ def _run(
     except ServicesFailed:  # the run's reports say so (run): no work of this run is left
         shutil.rmtree(work, ignore_errors=True)
         raise
+    workers = suite_workers(settings, durations, project_env=project_env)
+    emit(f"testgate: {workers.reason}\n")
+    schedule = write_schedule(
+        settings, durations, work / "schedule.json", parallel=workers.count > 0
+    )
     session = Session(
         settings=settings,
         environ=environ,
@@ -207,9 +215,9 @@ def _run(
         deadline=None if settings.timeout_run is None else clock + settings.timeout_run,
     )
     history = History()
-    first = run_attempt(session, number=1, schedule=schedule)
+    first = run_attempt(session, number=1, schedule=schedule, workers=workers.workers)
     history.add(first, kind="run")
-    rerun_failures(session, history)
+    reruns_stopped = rerun_failures(session, history)
     lost = remeasure(session, history, lost=set(first.record.lost))
     if interrupts.reason() is None:
         check_order(session, history, first)
@@ -228,7 +236,7 @@ def _run(
         )
     if coverage is not None and diff is not None:
         coverage = msgspec.structs.replace(coverage, diff_percent=diff.percent)
-    crash = crash_problem(first.record.internal_errors, parallel=settings.workers != "0")
+    crash = crash_problem(first.record.internal_errors, parallel=workers.count > 0)
     found_problems = ((crash,) if crash else ()) + tuple(
         problem
         for done in history.runs
@@ -274,6 +282,9 @@ def _run(
         interrupted=stop.why,
         not_run=stop.not_run,
         coverage_incomplete=incomplete,
+        workers=workers.count,
+        workers_reason=workers.reason,
+        reruns_stopped=reruns_stopped,
     )
     shutil.rmtree(work, ignore_errors=True)
     return conclude(
@@ -286,23 +297,48 @@ def _run(
     )
 
 
-def write_schedule(settings: Settings, durations: Mapping[str, float], path: Path) -> Path:
+def suite_workers(
+    settings: Settings, durations: Mapping[str, float], *, project_env: environment.ProjectEnv
+) -> parallelism.Decision:
+    """The suite's xdist workers and why (``runner.parallelism``)."""
+    if project_env.early:
+        return parallelism.Decision(
+            "0",
+            "no xdist: pytest imports the project before any plugin, so 'coverage run' "
+            "measures it from the process start, serially",
+        )
+    shards = 1 if settings.shard is None else int(settings.shard.split("/")[1])
+    return parallelism.suite_decision(
+        settings.workers,
+        durations=durations,
+        project=settings.project,
+        pytest_args=settings.pytest_args,
+        shards=shards,
+    )
+
+
+def write_schedule(
+    settings: Settings, durations: Mapping[str, float], path: Path, *, parallel: bool
+) -> Path:
     """The plugin's plan: the durations, this run's shard, and whether to order by them.
 
-    Without durations there is nothing to order by, so pytest's own order stays.
+    Without durations there is nothing to order by, nor without xdist, so pytest's own
+    order stays.
     """
     shard = None if settings.shard is None else [int(part) for part in settings.shard.split("/")]
-    order = bool(durations) and settings.workers != "0"
+    order = bool(durations) and parallel
     path.write_text(json.dumps({"durations": durations, "shard": shard, "order": order}), "utf-8")
     return path
 
 
-def rerun_failures(session: Session, history: History) -> None:
-    """Rerun what failed (not collection errors), up to ``reruns`` times, while it fails.
+def rerun_failures(session: Session, history: History) -> str | None:
+    """Rerun what failed (not collection errors), up to ``reruns`` times, while it fails;
+    return why the failures were not rerun (``runner.rerun_budget``), if they were not.
 
-    Each rerun is a fresh process with new seeds. The last one runs without xdist, so a
-    test that fails only beside others (a shared file, a port) shows as flaky, not broken.
-    A signal or the deadline ends the reruns.
+    Each rerun is a fresh process with new seeds, under xdist when the tests' first
+    durations repay its start-up (``runner.parallelism``). The last one runs without
+    xdist, so a test that fails only beside others (a shared file, a port) shows as
+    flaky, not broken. A signal or the deadline ends the reruns.
     """
     settings = session.settings
     failing = [
@@ -310,23 +346,34 @@ def rerun_failures(session: Session, history: History) -> None:
         for test_id in history.still_failing(list(history.attempts))
         if history.attempts[test_id][0].phase != "collect"
     ]
+    suite = len(history.attempts)
     for number in range(2, settings.reruns + 2):
         if not failing or interrupts.reason() is not None:
-            return
-        seconds = sum(history.attempts[test_id][0].duration_s for test_id in failing)
-        workers = rerun_workers(
-            settings.workers, len(failing), cpus=os.cpu_count(), seconds=seconds
-        )
+            return None
+        latest = [history.attempts[test_id][-1] for test_id in failing]
+        stop = rerun_budget.stop_reason(latest, suite=suite, limit=settings.max_reruns)
+        if stop is not None:
+            emit(f"\ntestgate: {stop}\n")
+            return stop
+        workers = LAST_RERUN
+        if number < settings.reruns + 1:
+            workers = parallelism.decide(
+                settings.workers,
+                expected_s=sum(history.attempts[test_id][0].duration_s for test_id in failing),
+                count=len(failing),
+                basis=f"the first run of these {len(failing)} tests",
+            )
         rerun = run_attempt(
             session,
             number=number,
             select=failing,
-            workers="0" if number == settings.reruns + 1 else workers,
+            workers=workers.workers,
             reseed=True,
-            label=f"attempt {number}, rerun of {counted(len(failing), 'test')}",
+            label=f"attempt {number}, rerun of {counted(len(failing), 'test')}; {workers.reason}",
         )
         history.add(rerun, kind="rerun", only=set(failing))
         failing = history.still_failing(failing)
+    return None
 
 
 def remeasure(session: Session, history: History, *, lost: set[str]) -> set[str]:

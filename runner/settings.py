@@ -235,7 +235,7 @@ def _names(text: str) -> tuple[str, ...]:
     return tuple(name for name in re.split(r"[,\s]+", text.strip()) if name)
 
 
-def _skipped(text: str) -> str | None:
+def _count_or_share(text: str) -> str | None:
     """A count (``10``) or a share of the tests (``5%``), or none (off)."""
     value = text.strip().lower()
     if value in ("", "none", "off"):
@@ -329,6 +329,14 @@ OPTIONS: tuple[Option, ...] = (
         commands=JUDGED,
     ),
     Option("reruns", _count, 2, "times a failed test is rerun to tell flaky from broken"),
+    Option(
+        "max-reruns",
+        _count_or_share,
+        None,
+        "most failed tests rerun: a count, or a percent of the tests such as 10%; more "
+        "failures are reported without reruns (default: no limit)",
+        commands=("run",),
+    ),
     Option("max-flaky", _count, 0, "most flaky tests allowed", commands=JUDGED),
     Option(
         "quarantine",
@@ -437,7 +445,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("package", _optional_text, None, "the uv workspace member to test (default: all)"),
     Option(
         "max-skipped",
-        _skipped,
+        _count_or_share,
         None,
         "most skipped tests allowed: a count, or a percent of the tests such as 5%",
         commands=JUDGED,
@@ -532,6 +540,7 @@ class Settings:
     min_tests: int
     max_duration: float | None
     reruns: int
+    max_reruns: str | None
     max_flaky: int
     quarantine: Path | None
     confidence: float

@@ -288,6 +288,41 @@ def test_local_backend_starts_probes_exports_and_removes_all_four(
     assert (code, "nothing to stop") == (0, err.strip()[-16:-1])
 
 
+@pytest.mark.parametrize(
+    ("kind", "init_says", "made"),
+    [
+        ("postgres", "The files belonging to this database system will be owned by user",
+         "PG_VERSION"),
+        ("mariadb", "Installing MariaDB/MySQL system tables in", "mysql"),
+    ],
+    ids=["postgres", "mariadb"],
+)  # fmt: skip
+def test_a_local_database_copies_the_machines_initialised_data_dir(
+    capfd: pytest.CaptureFixture[str], tmp_path: Path, kind: str, init_says: str, made: str
+) -> None:
+    """initdb (mariadb-install-db) runs once per machine, server version and options: later
+    starts copy its data dir from testgate's cache dir, and answer as a fresh one does."""
+    cache = tmp_path / "cache"
+    logs = []
+    for attempt in ("first", "second"):
+        state = tmp_path / attempt / "services.json"
+        code, _, err = services(
+            capfd, "up", kind, "--backend", "local", "--state-file", str(state),
+            XDG_CACHE_HOME=str(cache),
+        )  # fmt: skip
+        assert code == 0, err
+        (running,) = [Running.from_json(item) for item in json.loads(state.read_text())["services"]]
+        check(running.endpoint())  # its own database "test" included
+        logs.append(Path(running.log or "").read_text("utf-8"))
+        code, _, err = services(capfd, "down", "--state-file", str(state))
+        assert code == 0, err
+    assert init_says in logs[0]
+    assert init_says not in logs[1]  # copied, not initialised again
+    (template,) = (cache / "testgate" / "services").iterdir()
+    assert template.name.startswith(f"{kind}-")
+    assert (template / "data" / made).exists()
+
+
 def test_external_services_are_probed_and_exported_to_github_env(
     capfd: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:

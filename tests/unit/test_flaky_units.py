@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from runner.attempts import rerun_workers
 from runner.errors import ConfigError
 from runner.quarantine import Quarantine, read_quarantine
 from runner.results import Attempt
@@ -55,25 +54,6 @@ def test_verdicts_from_attempts() -> None:
         "failed 1 of 2 attempts; passed in isolation; "
         "failed 1 of 2 replays after the tests that ran before it on its worker"
     )
-
-
-@pytest.mark.parametrize(
-    ("workers", "count", "cpus", "seconds", "expected"),
-    [
-        ("auto", 1, 8, 60.0, "0"),
-        ("auto", 3, 8, 60.0, "3"),
-        ("auto", 30, 8, 60.0, "8"),
-        ("auto", 30, 8, 1.0, "0"),  # too short to repay starting workers
-        ("logical", 5, None, 60.0, "0"),
-        ("4", 10, 2, 60.0, "4"),
-        ("0", 10, 8, 60.0, "0"),
-        ("1", 10, 8, 60.0, "0"),
-    ],
-)
-def test_reruns_run_in_parallel_only_when_it_pays(
-    workers: str, count: int, cpus: int | None, seconds: float, expected: str
-) -> None:
-    assert rerun_workers(workers, count, cpus=cpus, seconds=seconds) == expected
 
 
 def test_quarantine_entries_match_tests_parameters_and_classes(tmp_path: Path) -> None:
