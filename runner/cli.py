@@ -24,6 +24,7 @@ from runner.merge import merge
 from runner.output import emit
 from runner.services import lifecycle
 from runner.services.lifecycle import STATE_FILE
+from runner.services.served import project_services
 from runner.services.spec import parse_specs
 from runner.settings import (
     INPUTS_ENV,
@@ -222,10 +223,11 @@ def _command(
             return _services(namespace, environ=env, inputs=action_inputs(given))
         settings = _settings(namespace, environ=given, pytest_args=pytest_args)
         if namespace.command == "flaky":
-            with run_command.project_services(settings, environ=env) as served:
+            with project_services(settings, environ=env) as services:
                 return detect(
                     settings,
-                    environ=served,
+                    environ=env,
+                    services=services,
                     only=tuple(namespace.only),
                     from_quarantine=namespace.from_quarantine,
                     from_results=(

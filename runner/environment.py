@@ -62,7 +62,13 @@ PLUGINS: tuple[Plugin, ...] = (
     Plugin("pytest-cov", "pytest_cov", lambda settings: True),
     Plugin("pytest-timeout", "pytest_timeout", pytest_timeout_wanted),
 )
-PROBED_MODULES = (*(plugin.module for plugin in PLUGINS), "pytest_randomly", "coverage")
+PYTEST_DJANGO = "pytest_django"  # then it makes each worker's SQL database itself
+PROBED_MODULES = (
+    *(plugin.module for plugin in PLUGINS),
+    "pytest_randomly",
+    "coverage",
+    PYTEST_DJANGO,
+)
 
 _PROBE = """
 import importlib.metadata, importlib.util, json, os, platform, re, sys
@@ -141,6 +147,10 @@ class ProjectEnv:
     @property
     def has_randomly(self) -> bool:
         return bool(self.found.get("pytest_randomly"))
+
+    @property
+    def has_pytest_django(self) -> bool:
+        return bool(self.found.get(PYTEST_DJANGO))
 
     def environ(self, environ: Mapping[str, str]) -> dict[str, str]:
         """The variables pytest runs with: the environment's scripts first on PATH, the
@@ -349,19 +359,6 @@ def _uv_env(
     if found is None:
         raise InfraError(f"'uv run python' in {project} did not answer testgate's probe: {out!r}")
     return found.group(1), tuple(notices)
-
-
-def uv_run(settings: Settings, environ: Mapping[str, str]) -> list[str]:
-    """The ``uv run`` prefix that enters the project's environment, for a command of its own.
-
-    A service's setup command (``alembic upgrade head``) and the check for pytest-django
-    run this way, before the suite's own environment is probed. The environment is
-    prepared first, as the suite's is (its test groups, a requirements venv, no uv.lock
-    left behind), and entered by its Python: ``uv run`` of the project itself would sync
-    only the default groups and write a uv.lock into the user's tree.
-    """
-    python, _ = prepare(settings, environ)
-    return [find_uv(environ), "run", "--no-project", "--python", python]
 
 
 def project_distributions(settings: Settings) -> list[str]:

@@ -29,6 +29,7 @@ from runner.output import emit
 from runner.plural import counted
 from runner.quarantine import Quarantine, read_quarantine
 from runner.results import BROKEN, classify, read_results
+from runner.services.served import ProjectServices
 from runner.settings import Settings
 from runner.stability import Detection, TestVerdict, runs_needed, wilson_interval
 
@@ -89,11 +90,15 @@ def detect(
     settings: Settings,
     *,
     environ: Mapping[str, str],
+    services: ProjectServices,
     only: Sequence[str] = (),
     from_quarantine: bool = False,
     from_results: Path | None = None,
 ) -> int:
-    """Run the flaky-detection job, write flaky.json and summary.md; return the exit code."""
+    """Run the flaky-detection job, write flaky.json and summary.md; return the exit code.
+
+    ``services`` (booting meanwhile) are awaited once the project is installed.
+    """
     clock = time.monotonic()
     quarantine = read_quarantine(settings.quarantine)
     wanted = candidates(
@@ -111,10 +116,12 @@ def detect(
     found_problems: list[str] = []
     rounds, stopped_by, per_round = 0, "verdicts", 0.0
     if wanted != []:
+        project_env = environment.probe(settings, environ)
+        environ = services.environ(project_env)
         session = Session(
             settings=settings,
             environ=environ,
-            project_env=environment.probe(settings, environ),
+            project_env=project_env,
             cov_args=(),
             work=work,
             deadline=min(

@@ -33,7 +33,7 @@ from typing import Any
 
 from runner import owned_dir
 from runner.errors import ConfigError
-from runner.results import TestResult
+from runner.results import TestResult, classify
 from runner.stability import wilson_interval
 from runner.verdicts import verdict
 
@@ -145,7 +145,10 @@ class Rate:
 def code_of(test: TestResult) -> str:
     """A test's outcome in this run from its attempts alone: what quarantine or a label
     from history (both judgements, not observations) made of it is not recorded."""
-    return CODES[verdict(test.attempts).outcome] if test.attempts else ABSENT
+    attempts = test.attempts
+    if len(attempts) == 1:  # by far the most common: its one attempt says it
+        return CODES[classify(attempts[0])]
+    return CODES[verdict(attempts).outcome] if attempts else ABSENT
 
 
 def run_of(
@@ -207,11 +210,24 @@ def bound(history: History, *, max_runs: int, max_days: float) -> History:
     if runs:
         newest = _when(runs[-1].started)
         runs = tuple(run for run in runs if newest - _when(run.started) <= timedelta(max_days))
-    used = [
-        number
-        for number in range(len(history.ids))
-        if any(run.code(number) != ABSENT for run in runs)
-    ]
+    size = len(history.ids)
+    padded = [run.codes.ljust(size, ABSENT) for run in runs]
+    # A test is kept when one run has it: its column, read across the runs, is not all absent.
+    absent = (ABSENT,) * len(runs)
+    used = [number for number, column in enumerate(zip(*padded, strict=True)) if column != absent]
+    if len(used) == size:  # nothing to drop: the columns stay as they are, filled out
+        return History(
+            ids=history.ids,
+            runs=tuple(
+                replace(
+                    run,
+                    codes=run.codes.rstrip(ABSENT),
+                    attempts=run.attempts.ljust(size, "0"),
+                    durations_ms=(*run.durations_ms, *(0,) * (size - len(run.durations_ms))),
+                )
+                for run in runs
+            ),
+        )
     return History(
         ids=tuple(history.ids[number] for number in used),
         runs=tuple(
@@ -435,9 +451,13 @@ def _spans(lines: set[int]) -> str:
 def flip_rates(history: History, *, branch: str | None) -> list[tuple[str, Rate]]:
     """Tests by flip rate over the runs on ``branch`` (all runs when None), highest first."""
     runs = [run for run in history.runs if branch is None or run.branch == branch]
+    size = len(history.ids)
     rates = []
-    for number, test_id in enumerate(history.ids):
-        codes = [run.code(number) for run in runs]
+    # Each test's column across the runs; one that never failed cannot flip.
+    columns = zip(*(run.codes.ljust(size, ABSENT) for run in runs), strict=True)
+    for number, codes in enumerate(columns):
+        if FAILED_CODES.isdisjoint(codes):
+            continue
         judged = [code for code in codes if code in JUDGED_CODES]
         flips, previous = 0, None
         for code in judged:
@@ -445,7 +465,7 @@ def flip_rates(history: History, *, branch: str | None) -> list[tuple[str, Rate]
             flips += code == "k" or (previous is not None and failed != previous)
             previous = failed
         if flips:
-            rates.append((test_id, Rate(flips, len(judged))))
+            rates.append((history.ids[number], Rate(flips, len(judged))))
     return sorted(rates, key=lambda item: (-item[1].count / item[1].runs, item[0]))
 
 

@@ -82,6 +82,14 @@ def handling_signals() -> Iterator[None]:
         yield
         return
     numbers = [getattr(signal, name) for name in SIGNALS if hasattr(signal, name)]
+    # A command started to outlive its terminal (nohup) keeps ignoring the hang-up.
+    numbers = [
+        number
+        for number in numbers
+        if not (
+            number == getattr(signal, "SIGHUP", None) and signal.getsignal(number) == signal.SIG_IGN
+        )
+    ]
     saved = {number: signal.getsignal(number) for number in numbers}
     _STATE.reason, _STATE.signals, _STATE.raising = None, 0, True
     for number in numbers:

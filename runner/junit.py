@@ -8,6 +8,7 @@ Text is cleaned of characters XML 1.0 cannot hold, as pytest's own writer does.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable
 from functools import lru_cache
@@ -190,8 +191,7 @@ def write_junit(result: RunResult, path: Path) -> None:
                 f'errors="{totals.errors}" failures="{totals.failed}" skipped="{skipped}" '
                 f'time="{seconds}">'
             )
-            for test in tests:
-                out.write(testcase_xml(test))
+            out.writelines(map(testcase_xml, tests))
             out.write("</testsuite>")
         out.write("</testsuites>\n")
 
@@ -261,7 +261,7 @@ class _Reader:
     def __init__(self, parser: expat.XMLParserType, *, project: Path) -> None:
         self.tests: list[TestResult] = []
         self._parser = parser
-        self._project = project
+        self._files = ProjectFiles(project)
         self._located: Located = {}
         self._passing: dict[str, Attempt] = {}
         self._zero_based = False
@@ -311,7 +311,7 @@ class _Reader:
         key = (case.get("classname") or "", case.get("file"))
         located = self._located.get(key)
         if located is None:  # thousands of test cases share a handful of classes
-            located = self._located[key] = _locate(key[0], key[1], self._project)
+            located = self._located[key] = _locate(key[0], key[1], self._files)
         file, prefix = located
         test_id = prefix + name
         time = case.get("time") or "0"
@@ -377,7 +377,34 @@ def _seconds(time: str, test_id: str) -> float:
     return seconds
 
 
-def _locate(classname: str, file: str | None, project: Path) -> tuple[str, str]:
+class ProjectFiles:
+    """Which paths in the project are files, from one listing per directory.
+
+    A large report names thousands of modules and classes: each directory is listed
+    once (``os.scandir``) instead of one ``stat`` per candidate path.
+    """
+
+    def __init__(self, project: Path) -> None:
+        self.project = project
+        self._listed: dict[str, frozenset[str]] = {}
+
+    def is_file(self, path: str) -> bool:
+        """Whether ``path`` (``/``-separated, relative to the project) is a file there."""
+        folder, _, name = path.rpartition("/")
+        names = self._listed.get(folder)
+        if names is None:
+            names = self._listed[folder] = self._files_in(folder)
+        return name in names
+
+    def _files_in(self, folder: str) -> frozenset[str]:
+        try:
+            with os.scandir(self.project / folder) as entries:
+                return frozenset(entry.name for entry in entries if entry.is_file())
+        except OSError:  # no such directory (a Java-style package), or not one
+            return frozenset()
+
+
+def _locate(classname: str, file: str | None, files: ProjectFiles) -> tuple[str, str]:
     """The test file and the node id's prefix (``FILE::CLASS::``), from JUnit's attributes.
 
     A file is never invented: a dotted ``classname`` names a file only when one exists in
@@ -390,9 +417,9 @@ def _locate(classname: str, file: str | None, project: Path) -> tuple[str, str]:
         path = file.replace("\\", "/")
         module_parts = len(path.removesuffix(".py").split("/"))
         prefix = "::".join([path, *parts[module_parts:], ""])
-        return (path if (project / path).is_file() else ""), prefix
+        return (path if files.is_file(path) else ""), prefix
     for end in range(len(parts), 0, -1):
         candidate = "/".join(parts[:end]) + ".py"
-        if (project / candidate).is_file():
+        if files.is_file(candidate):
             return candidate, "::".join([candidate, *parts[end:], ""])
     return "", (classname + "::" if classname else "")

@@ -368,5 +368,10 @@ def line_in_traceback(text: str | None, file: str) -> int | None:
     """The last ``FILE:LINE:`` location of ``file`` in a traceback's text."""
     if not text:
         return None
-    matches = re.findall(rf"^{re.escape(file)}:(\d+):", text, flags=re.MULTILINE)
-    return int(matches[-1]) if matches else None
+    prefix = file + ":"  # no pattern per file: a large report names thousands of them
+    for line in reversed(text.split("\n")):
+        if line.startswith(prefix):
+            digits, colon, _ = line[len(prefix) :].partition(":")
+            if colon and digits.isdecimal():
+                return int(digits)
+    return None

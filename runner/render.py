@@ -15,7 +15,15 @@ import msgspec
 from runner.crash import CRASHED
 from runner.output import PRINTED_LIMIT, bounded, clean, first_line, table_cell
 from runner.plural import counted
-from runner.results import BROKEN, DiffCoverage, GateResult, RunResult, TestResult, spans_text
+from runner.results import (
+    BROKEN,
+    DiffCoverage,
+    GateResult,
+    Phases,
+    RunResult,
+    TestResult,
+    spans_text,
+)
 
 if TYPE_CHECKING:
     from runner.stability import Detection
@@ -57,6 +65,23 @@ def counts_line(result: RunResult) -> str:
     return f"{counted(totals['tests'], 'test')}: " + (", ".join(parts) if parts else "none ran")
 
 
+def phases_line(phases: Phases) -> str:
+    """Where the minutes went: ``install 3.10 s · services +0.20 s (ready in 5.30 s) · …``.
+
+    The services' part is what they added after the installation; their own start time,
+    mostly hidden behind it, is in brackets.
+    """
+    services = f"services +{phases.services_s:.2f} s (ready in {phases.services_ready_s:.2f} s)"
+    parts = [
+        f"install {phases.install_s:.2f} s",
+        *([services] if phases.services_ready_s else []),
+        f"tests {phases.tests_s:.2f} s",
+        f"reruns {phases.reruns_s:.2f} s",
+        f"reports {phases.reports_s:.2f} s",
+    ]
+    return " · ".join(parts)
+
+
 def _count(name: str, count: int) -> str:
     """``1 error``, ``2 errors``, ``1 passed``: pytest's own words for a count."""
     return counted(count, "error") if name == "errors" else f"{count} {name}"
@@ -91,6 +116,8 @@ def terminal(result: RunResult, *, reports_dir: str) -> str:
             else ""
         ),
     ]
+    if result.run.phases is not None:
+        lines.append(f"testgate: time: {phases_line(result.run.phases)}")
     if result.run.interrupted is not None:
         lines.append(f"testgate: {interruption(result)}")
     if result.run.reruns_stopped is not None:
@@ -161,11 +188,13 @@ def markdown(result: RunResult) -> str:
     """The job summary: verdict, counts, coverage, gates, failures."""
     verdict = "passed" if result.passed and not result.run.problems else "failed"
     icon = "✅" if verdict == "passed" else "❌"
+    phases = result.run.phases
     out = [
         f"## {icon} testgate {verdict}",
         "",
         f"**{counts_line(result)}** in {result.run.suite_duration_s:.2f} s",
         "",
+        *([f"Time: {phases_line(phases)}", ""] if phases is not None else []),
     ]
     if result.run.merged:
         out += [

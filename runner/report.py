@@ -9,6 +9,7 @@ renderers, and below the commands: nothing here imports a command's module.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -49,7 +50,11 @@ def conclude(
     diff: tuple[DiffCoverage | None, str],
     environ: Mapping[str, str],
 ) -> Outcome:
-    """Judge a result, write its reports, print its table: the end of run and of merge."""
+    """Judge a result, write its reports, print its table: the end of run and of merge.
+
+    The time judging takes joins the run's ``reports`` phase.
+    """
+    clock = time.monotonic()
     api = client.connect(environ) if on_github(environ) else None
     if on_github(environ):
         previous, notices = step.previous_attempt(environ, api=api)
@@ -74,6 +79,12 @@ def conclude(
     elif info.coverage_incomplete is not None:
         verdicts = faults.not_judged(
             verdicts, why=info.coverage_incomplete, interrupted=info.interrupted is not None
+        )
+    if info.phases is not None:
+        phases = info.phases
+        judged = phases.reports_s + time.monotonic() - clock
+        info = msgspec.structs.replace(
+            info, phases=msgspec.structs.replace(phases, reports_s=judged)
         )
     result = RunResult(
         run=info,

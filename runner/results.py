@@ -320,6 +320,29 @@ def variant_name(*, python: str, platform: str) -> str:
     return f"py{major_minor}-{OS_NAMES.get(platform, platform)}"
 
 
+class Phases(msgspec.Struct, frozen=True, kw_only=True):
+    """Where a run's wall time went, in seconds, phase by phase.
+
+    ``install_s``: installing and probing the project's environment; ``services_s``: what
+    waiting for the services (and making the workers' databases) added after that, while
+    ``services_ready_s`` is how long the slowest took to answer from its start, mostly
+    hidden behind the installation; ``tests_s``: the suite's pytest run; ``reruns_s``:
+    reruns and order checks; ``reports_s``: combining coverage, measuring the diff and
+    judging the gates, up to writing the reports.
+    """
+
+    install_s: float = 0.0
+    services_s: float = 0.0
+    services_ready_s: float = 0.0
+    tests_s: float = 0.0
+    reruns_s: float = 0.0
+    reports_s: float = 0.0
+
+    def rounded(self) -> Phases:
+        """To the millisecond, as results.json holds them."""
+        return Phases(**{name: round(getattr(self, name), 3) for name in self.__struct_fields__})
+
+
 class RunInfo(msgspec.Struct, frozen=True, kw_only=True):
     """Where and how the run happened; durations in seconds."""
 
@@ -341,6 +364,7 @@ class RunInfo(msgspec.Struct, frozen=True, kw_only=True):
     interrupted: str | None = None
     not_run: tuple[str, ...] = ()
     coverage_incomplete: str | None = None
+    phases: Phases | None = None
     workers: int | None = None
     workers_reason: str | None = None
     reruns_stopped: str | None = None
@@ -352,6 +376,7 @@ class RunInfo(msgspec.Struct, frozen=True, kw_only=True):
             duration_s=round(self.duration_s, 3),
             suite_duration_s=round(self.suite_duration_s, 3),
             rerun_duration_s=round(self.rerun_duration_s, 3),
+            phases=None if self.phases is None else self.phases.rounded(),
         )
 
 

@@ -1,10 +1,12 @@
 """``testgate run``: from settings to reports and a verdict.
 
-settings → probe the project's environment → attempt 1 (the suite: xdist, coverage, the
+settings → the services start in the background → install and probe the project's
+environment meanwhile → await the services → attempt 1 (the suite: xdist, coverage, the
 recording plugin) → reruns of what failed, each in a fresh process with a new seed → an
 order check for what turned out flaky → classify → combine the coverage of every attempt
-→ gates → reports. Whatever the run produced is written even when pytest crashed, and the
-problem is named in the results and the exit code.
+→ gates → reports, with the time each phase took (``run.phases``). Whatever the run
+produced is written even when pytest crashed, and the problem is named in the results
+and the exit code.
 
 A signal or the run's deadline (``timeout-run``) stops pytest; what was recorded is
 reported, the run is ``interrupted`` and names the tests that never ran (exit 3). The
@@ -15,12 +17,10 @@ incomplete and its gates say so (exit 3), never judged as if it were whole.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import shutil
-import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -47,10 +47,8 @@ from runner.attempts import (
     recorded_tests,
     run_attempt,
 )
-from runner.child_env import child_environment
 from runner.crash import crash_problem
 from runner.errors import InfraError
-from runner.execute import WORKER_ENV
 from runner.git import Git
 from runner.github import client, step
 from runner.github.commands import escape_data, on_github
@@ -62,15 +60,14 @@ from runner.report import Outcome, conclude, measure_change, shown, write_report
 from runner.results import (
     BROKEN,
     Attempt,
+    Phases,
     RunInfo,
     RunResult,
     TestResult,
     classify,
     variant_name,
 )
-from runner.services import databases, lifecycle, precedence
-from runner.services.databases import DJANGO_ENV
-from runner.services.schema import Setup, uses_pytest_django
+from runner.services.served import ProjectServices, ServicesFailed, project_services
 from runner.settings import Settings
 from runner.sharding import plan_of, read_durations
 from runner.thresholds import with_stated_threshold
@@ -121,16 +118,17 @@ class History:
 def run(settings: Settings, *, environ: Mapping[str, str]) -> Outcome:
     """Run the suite with its services (``--service``, or an earlier ``services up``).
 
-    Services that fail (one never ready, a ``service-setup`` command that fails) are the
-    run's problem: its reports say why (``run.problems``, the summary), and exit 3.
+    The services start first, in the background: they boot while the project installs,
+    and are awaited only before the suite needs them. Services that fail (one never ready,
+    a ``service-setup`` command that fails) are the run's problem: its reports say why
+    (``run.problems``, the summary), and exit 3.
     """
     notes: list[str] = []
-    with contextlib.ExitStack() as stack:
+    with project_services(settings, environ=environ, notes=notes) as services:
         try:
-            served = stack.enter_context(project_services(settings, environ=environ, notes=notes))
-        except InfraError as error:
+            return _run(settings, environ=environ, services=services, notes=notes)
+        except ServicesFailed as error:
             return services_failed(settings, environ=environ, problem=f"services: {error.message}")
-        return _run(settings, environ=served, notes=tuple(notes))
 
 
 def services_failed(settings: Settings, *, environ: Mapping[str, str], problem: str) -> Outcome:
@@ -178,60 +176,13 @@ def services_failed(settings: Settings, *, environ: Mapping[str, str], problem: 
     return Outcome(result, InfraError.exit_code)
 
 
-@contextlib.contextmanager
-def project_services(
-    settings: Settings, *, environ: Mapping[str, str], notes: list[str] | None = None
-) -> Iterator[Mapping[str, str]]:
-    """The environment for the project's tests, with their services (``run`` and ``flaky``).
-
-    Each xdist worker gets a database of its own in every database service; the
-    databases are dropped and the run's own services stopped afterwards, whatever the
-    outcome. What the user should know about them (a shared service, the variables an
-    app's ``.env`` sets as well) goes into ``notes``, or is printed when none is given.
-    """
-    if notes is None:
-        told: list[str] = []
-        with project_services(settings, environ=environ, notes=told) as served:
-            emit("".join(f"testgate: notice: {note}\n" for note in told), stream=sys.stdout)
-            yield served
-        return
-    with lifecycle.session(
-        settings.services,
-        project=settings.project,
-        backend=settings.services_backend,
-        timeout=settings.services_timeout,
-        environ=environ,
-    ) as services:
-        if not services:
-            yield environ
-            return
-        count = lifecycle.worker_count(settings.workers, environ)
-        found = precedence.resolve(
-            project=settings.project, services=services, mappings=settings.service_env or {}
-        )
-        exported = {**environ, **lifecycle.variables(services, found.mappings)}
-        prefix = tuple(environment.uv_run(settings, environ))
-        child = child_environment(exported)
-        setups = {
-            name: Setup(command=command, prefix=prefix, project=settings.project, environ=child)
-            for name, command in (settings.service_setup or {}).items()
-        }
-        django = uses_pytest_django(prefix=prefix, project=settings.project, environ=child)
-        isolation = databases.create(
-            services, count=count, mappings=found.mappings, setups=setups, django=django
-        )
-        served = {**exported, WORKER_ENV: json.dumps(isolation.templates)}
-        if django:
-            served[DJANGO_ENV] = "gw0"
-        notes[:] = [*found.notes, *isolation.notes]
-        try:
-            yield served
-        finally:
-            warnings = databases.drop(isolation)
-            emit("".join(f"testgate: warning: {text}\n" for text in warnings), stream=sys.stderr)
-
-
-def _run(settings: Settings, *, environ: Mapping[str, str], notes: tuple[str, ...] = ()) -> Outcome:
+def _run(
+    settings: Settings,
+    *,
+    environ: Mapping[str, str],
+    services: ProjectServices,
+    notes: list[str],
+) -> Outcome:
     """Run the suite, rerun what failed, write every report, return the verdict's exit code."""
     started = datetime.now(UTC)
     clock = time.monotonic()
@@ -242,7 +193,14 @@ def _run(settings: Settings, *, environ: Mapping[str, str], notes: tuple[str, ..
     work = _prepare(reports)
     cov_args = coverage_data.cov_arguments(settings.project, package=settings.package)
     sources = coverage_data.infer_sources(settings.project, package=settings.package)
+    installing = time.monotonic()
     project_env = environment.probe(settings, environ, sources=sources)
+    install_s = time.monotonic() - installing
+    try:
+        environ = services.environ(project_env)  # booted meanwhile
+    except ServicesFailed:  # the run's reports say so (run): no work of this run is left
+        shutil.rmtree(work, ignore_errors=True)
+        raise
     workers = suite_workers(settings, durations, project_env=project_env)
     emit(f"testgate: {workers.reason}\n")
     schedule = write_schedule(
@@ -263,6 +221,7 @@ def _run(settings: Settings, *, environ: Mapping[str, str], notes: tuple[str, ..
     lost = remeasure(session, history, lost=set(first.record.lost))
     if interrupts.reason() is None:
         check_order(session, history, first)
+    reporting = time.monotonic()
     tests = classify_all(history, quarantine)
     stop = faults.stopped(settings, first.record.collected_ids, done=history.attempts)
     coverage = coverage_data.combine_and_report(
@@ -288,11 +247,20 @@ def _run(settings: Settings, *, environ: Mapping[str, str], notes: tuple[str, ..
         lost, crashes=first.record.crashes, reruns=settings.reruns, interrupted=stop.why is not None
     )
     found_problems += tuple(text for text in (stop.problem, incomplete) if text)
+    rerun_s = sum(done.completed.duration_s for done in history.runs[1:])
     info = RunInfo(
         started=started.isoformat(timespec="seconds"),
         duration_s=time.monotonic() - clock,
         suite_duration_s=first.completed.duration_s,
-        rerun_duration_s=sum(done.completed.duration_s for done in history.runs[1:]),
+        rerun_duration_s=rerun_s,
+        phases=Phases(
+            install_s=install_s,
+            services_s=services.waited_s,
+            services_ready_s=services.ready_s,
+            tests_s=first.completed.duration_s,
+            reruns_s=rerun_s,
+            reports_s=time.monotonic() - reporting,
+        ),
         commit=commit_of(settings.project, environ),
         python=project_env.python,
         platform=project_env.platform,

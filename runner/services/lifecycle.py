@@ -14,7 +14,9 @@ import contextlib
 import json
 import os
 import shlex
+import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -37,6 +39,8 @@ from runner.services.spec import ServiceSpec
 
 STATE_VERSION = 1
 STATE_FILE = Path(".testgate") / "services.json"
+UP_LOG_ENV = "TESTGATE_SERVICES_LOG"  # where a background 'up' writes (the action's)
+STOP_WAIT_S = 30.0  # how long 'down' waits for a background 'up' to stop what it started
 IGNORE_TEXT = "# testgate's state; never commit it\n*\n"
 
 
@@ -49,6 +53,19 @@ class StateFile:
         self.run_id = uuid.uuid4().hex[:12]
         self.backend = ""
         self.services: dict[str, Running] = {}
+        self.pid = os.getpid()  # the 'up' that is starting them
+        self.ready = False  # every service answered: 'up' is done
+
+    def begin(self) -> None:
+        """Record that this 'up' runs, before any service starts."""
+        with self.lock:
+            self._write()
+
+    def done(self) -> None:
+        """Record that every service answered: a run awaiting this 'up' may go on."""
+        with self.lock:
+            self.ready = True
+            self._write()
 
     def record(self, running: Running) -> None:
         with self.lock:
@@ -64,6 +81,8 @@ class StateFile:
             "version": STATE_VERSION,
             "run_id": self.run_id,
             "backend": self.backend,
+            "pid": self.pid,
+            "ready": self.ready,
             "services": [running.to_json() for running in self.services.values()],
         }
         write_text(self.path, json.dumps(data, indent=2) + "\n")
@@ -79,6 +98,8 @@ class StateFile:
             state.run_id = str(data["run_id"])
             state.backend = str(data["backend"])
             state.services = {item["name"]: Running.from_json(item) for item in data["services"]}
+            state.pid = int(data.get("pid", 0))
+            state.ready = bool(data.get("ready", True))  # a state from before these fields
         except (ValueError, KeyError, TypeError, OSError) as error:
             raise InfraError(
                 f"the services state file {path} cannot be read ({error}); stop what it "
@@ -123,8 +144,13 @@ def up(
     state_file: Path,
     environ: Mapping[str, str],
     log: TextIO | None = None,
+    cancelled: threading.Event | None = None,
 ) -> list[Running]:
-    """Start every service, wait until each answers, record them; see the module doc."""
+    """Start every service, wait until each answers, record them; see the module doc.
+
+    Setting ``cancelled`` (from another thread) ends every wait at once: what was started
+    is stopped again and an InfraError says so.
+    """
     out = sys.stderr if log is None else log
     if not specs:
         raise ConfigError("no services given: name at least one, such as 'postgres:16'.")
@@ -134,10 +160,15 @@ def up(
             "'testgate services down' first."
         )
     state = StateFile(state_file)
-    chosen = choose_backend(backend, specs, environ, run_id=state.run_id)
+    state.begin()  # at once: a run awaiting this 'up', and 'down', know of it from now on
+    try:
+        chosen = choose_backend(backend, specs, environ, run_id=state.run_id)
+    except TestgateError:
+        state.remove()
+        raise
     state.backend = chosen.name
     external = ExternalBackend()  # services given as NAME=URL, whatever the backend
-    stopping = threading.Event()  # set when up is interrupted: the waits end at once
+    stopping = threading.Event() if cancelled is None else cancelled  # the waits end at once
 
     def bring_up(spec: ServiceSpec) -> Running:
         owner: Backend = external if spec.url is not None else chosen
@@ -192,6 +223,7 @@ def up(
                     f"this machine's is {found}.\n",
                     stream=out,
                 )
+    state.done()  # after what it says: a run awaiting it shows that
     return ready
 
 
@@ -243,6 +275,14 @@ def down(*, state_file: Path, environ: Mapping[str, str], log: TextIO | None = N
     """Remove everything the state file records; return how many services were stopped."""
     out = sys.stderr if log is None else log
     state = StateFile.load(state_file)
+    if state is not None and not state.ready and _starting_up(state.pid):
+        # An 'up' still starting them in the background: stopped first, it stops what it
+        # started, so that nothing it starts after this is left behind.
+        os.kill(state.pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_WAIT_S
+        while _starting_up(state.pid) and time.monotonic() < deadline:
+            time.sleep(interrupts.POLL_S)
+        state = StateFile.load(state_file)
     if state is None:
         emit(f"testgate: no services recorded in {state_file}; nothing to stop.\n", stream=out)
         return 0
@@ -277,6 +317,64 @@ def _stop_all(state: StateFile, environ: Mapping[str, str], *, out: TextIO | Non
             emit(f"testgate: warning: {warning}\n", stream=out or sys.stderr)
     state.remove()
     return alone
+
+
+def _starting_up(pid: int) -> bool:
+    """Whether process ``pid`` runs and is a ``testgate services up``.
+
+    The state file may be forged (a pull request can commit it): the pid it names is
+    signalled, or waited for, only when that process is such an ``up``.
+    """
+    if pid <= 0:
+        return False
+    try:
+        listed = subprocess.run(
+            ["ps", "-ww", "-o", "args=", "-p", str(pid)],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.split()
+    except OSError:  # pragma: no cover (ps is part of every POSIX system)
+        return False
+    return any(listed[index : index + 2] == ["services", "up"] for index in range(len(listed)))
+
+
+def show_said(log: str | None) -> None:
+    """What a background ``up`` said (each service ready, in what) from its ``log``; not
+    its export lines, as a value may be a secret."""
+    if log and Path(log).is_file():
+        lines = Path(log).read_text("utf-8", "replace").splitlines()
+        emit("".join(f"{line}\n" for line in lines if line.startswith("testgate: ")))
+
+
+def await_up(
+    path: Path, *, pid: int, cancelled: threading.Event, log: str | None = None
+) -> list[Running]:
+    """The services that a ``testgate services up`` in process ``pid`` is starting, once
+    its state file says every one answered.
+
+    An InfraError when that ``up`` gave up (it removed the state file: a service never
+    became ready), died, or is no ``up`` at all (``pid`` 0: none was seen; a forged state
+    file); ``log`` is the file its output went to: shown once it is done, its end in the
+    error.
+    """
+    while not cancelled.is_set():
+        running = _starting_up(pid)  # before the state is read: it may finish in between
+        state = StateFile.load(path)
+        if state is not None and state.ready:
+            show_said(log)
+            return list(state.services.values())
+        if state is None or not running:
+            said = ""
+            if log and Path(log).is_file():
+                lines = Path(log).read_text("utf-8", "replace").rstrip().splitlines()
+                said = "; its output ends:\n" + "\n".join(f"    {line}" for line in lines[-20:])
+            raise InfraError(
+                f"the services that 'testgate services up' (process {pid}) was starting "
+                f"never became ready{said}"
+            )
+        cancelled.wait(interrupts.POLL_S)
+    raise InfraError("testgate was stopped while it waited for the services")
 
 
 def variables(
@@ -324,6 +422,50 @@ def worker_count(workers: str, environ: Mapping[str, str]) -> int:
     return max(1, len(os.sched_getaffinity(0)))
 
 
+class Starting:
+    """Services coming up in a thread of their own while the project installs.
+
+    ``wait`` returns them once every one answers (or raises what ``up`` raised);
+    ``cancel`` ends the waits, so that what ``up`` started is stopped again.
+    """
+
+    def __init__(self, bring_up: Callable[[threading.Event], list[Running]] | None) -> None:
+        self.cancelled = threading.Event()
+        self.services: list[Running] = []
+        self.error: BaseException | None = None
+        self.thread: threading.Thread | None = None
+        if bring_up is not None:
+            self.thread = threading.Thread(target=self._up, args=(bring_up,), daemon=True)
+            self.thread.start()
+
+    @classmethod
+    def done(cls, services: list[Running]) -> Starting:
+        """Services that are up already (an earlier ``services up``)."""
+        starting = cls(None)
+        starting.services = services
+        return starting
+
+    def _up(self, bring_up: Callable[[threading.Event], list[Running]]) -> None:
+        try:
+            self.services = bring_up(self.cancelled)
+        except BaseException as error:  # handed to the thread that waits
+            self.error = error
+
+    def wait(self) -> list[Running]:
+        """Every service once it answers; what ``up`` raised when one never did."""
+        while self.thread is not None and self.thread.is_alive():
+            self.thread.join(timeout=interrupts.POLL_S)  # a signal is handled meanwhile
+        if self.error is not None:
+            raise self.error
+        return self.services
+
+    def cancel(self) -> None:
+        """End the waits and let ``up`` stop what it started; returns once it has."""
+        self.cancelled.set()
+        while self.thread is not None and self.thread.is_alive():
+            self.thread.join(timeout=interrupts.POLL_S)
+
+
 @contextlib.contextmanager
 def session(
     specs: Sequence[ServiceSpec],
@@ -332,22 +474,45 @@ def session(
     backend: str,
     timeout: float,
     environ: Mapping[str, str],
-) -> Iterator[list[Running]]:
-    """Services for one ``testgate run``: up before, down after, whatever happens between.
+) -> Iterator[Starting]:
+    """Services for one ``testgate run``: started in the background as the block begins,
+    awaited with ``wait`` (after the installation), down after, whatever happens between.
 
     Without specs, the services an earlier ``testgate services up`` recorded in the
-    project are used (and left running).
+    project are used (and left running); when that ``up`` still runs in the background,
+    ``wait`` awaits it (``await_up``). ``TESTGATE_SERVICES_LOG`` names the output of an
+    ``up`` started in the background for this run (the action's): without its state file,
+    that ``up`` has already given up, and ``wait`` says so.
     """
     if not specs:
-        state = StateFile.load(project / STATE_FILE)
-        yield [] if state is None else list(state.services.values())
+        path = project / STATE_FILE
+        state, log = StateFile.load(path), environ.get(UP_LOG_ENV)
+        if state is None and not log:
+            yield Starting.done([])
+        elif state is not None and state.ready:
+            show_said(log)
+            yield Starting.done(list(state.services.values()))
+        else:  # an 'up' in the background (the action's, which names its log) starts them
+            pid = 0 if state is None else state.pid
+            yield Starting(lambda cancelled: await_up(path, pid=pid, cancelled=cancelled, log=log))
         return
     state_file = project / ".testgate" / "run-services.json"
     if (earlier := StateFile.load(state_file)) is not None:  # a run that was killed
         _stop_all(earlier, environ)
     # A signal (runner.interrupts) ends the readiness wait and pytest; this clean-up follows.
-    services = up(specs, backend=backend, timeout=timeout, state_file=state_file, environ=environ)
+    starting = Starting(
+        lambda cancelled: up(
+            specs,
+            backend=backend,
+            timeout=timeout,
+            state_file=state_file,
+            environ=environ,
+            cancelled=cancelled,
+        )
+    )
     try:
-        yield services
+        yield starting
     finally:
-        down(state_file=state_file, environ=environ, log=sys.stdout)
+        starting.cancel()  # unless awaited: up stops what it started
+        if state_file.exists():
+            down(state_file=state_file, environ=environ, log=sys.stdout)

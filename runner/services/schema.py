@@ -10,8 +10,8 @@ other kinds it runs once per worker database. A command that fails is exit 3 nam
 with the end of its output.
 
 A project that tests with pytest-django needs none of this: pytest-django creates and
-migrates each worker's database itself, so ``uses_pytest_django`` tells testgate to hand
-it the server instead.
+migrates each worker's database itself, so when the environment's probe finds it,
+testgate hands it the server instead.
 """
 
 from __future__ import annotations
@@ -30,12 +30,11 @@ OUTPUT_LINES = 40
 class Setup:
     """How to run one service's setup command: in the project, in its environment.
 
-    ``prefix`` is the command that enters the project's environment (``uv run
-    --project …``); ``environ`` the environment of the project's processes.
+    ``environ`` is the environment of the project's processes, its installed
+    environment's scripts first on ``PATH`` (as ``uv run`` would have them).
     """
 
     command: str
-    prefix: tuple[str, ...]
     project: Path
     environ: Mapping[str, str]
 
@@ -43,7 +42,7 @@ class Setup:
 def run_setup(setup: Setup, *, service: str, database: str, variables: Mapping[str, str]) -> None:
     """Run the command with ``variables`` set; an InfraError with its output when it fails."""
     completed = subprocess.run(
-        [*setup.prefix, "sh", "-c", setup.command],
+        ["sh", "-c", setup.command],
         cwd=setup.project,
         env={**setup.environ, **variables},
         stdin=subprocess.DEVNULL,
@@ -59,21 +58,3 @@ def run_setup(setup: Setup, *, service: str, database: str, variables: Mapping[s
             + ("\n".join("    " + line for line in said) or "    (no output)")
             + f"\nFix the command (service-setup of {service}), or run it by hand to see why."
         )
-
-
-def uses_pytest_django(
-    *, prefix: tuple[str, ...], project: Path, environ: Mapping[str, str]
-) -> bool:
-    """Whether pytest-django is installed in the project's environment."""
-    found = (
-        "import importlib.util, sys; sys.exit(importlib.util.find_spec('pytest_django') is None)"
-    )
-    completed = subprocess.run(
-        [*prefix, "python", "-c", found],
-        cwd=project,
-        env=dict(environ),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        check=False,
-    )
-    return completed.returncode == 0

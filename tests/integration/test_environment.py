@@ -655,20 +655,6 @@ def test_an_overlay_is_placed_whole_once(tmp_path: Path) -> None:
     assert (overlay / ".complete").is_file()
 
 
-def test_a_services_setup_command_enters_the_prepared_environment(early_run: Ran) -> None:
-    # prepared as the suite's is, then entered by its Python: no uv.lock of uv's own
-    settings = settings_of(early_run.project, sync="false")
-    prefix = environment.uv_run(settings, shell())
-    python = str(early_run.project / ".venv" / "bin" / "python")
-    assert prefix[1:] == ["run", "--no-project", "--python", python]
-    found = subprocess.run(
-        [*prefix, "sh", "-c", "command -v python; command -v pytest"],
-        cwd=early_run.project, capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    assert found.stdout.split() == [python, str(Path(python).with_name("pytest"))]
-    assert not (early_run.project / "uv.lock").exists()
-
-
 def test_the_probe_is_kept_per_environment_and_asked_again_when_it_changes(
     tmp_path: Path,
 ) -> None:

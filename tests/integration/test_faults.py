@@ -420,3 +420,15 @@ def test_signals_are_left_alone_outside_the_main_thread() -> None:
     thread.start()
     thread.join()
     assert handlers == [signal.getsignal(signal.SIGTERM)]
+
+
+def test_a_command_started_under_nohup_keeps_ignoring_the_hang_up() -> None:
+    """The action starts 'services up' to outlive its step (nohup where there is no setsid)."""
+    saved = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        with interrupts.handling_signals():
+            assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+            assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+        assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGHUP, saved)

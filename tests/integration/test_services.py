@@ -24,6 +24,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import bson
 import pg8000.native
@@ -366,6 +367,11 @@ def test_export_lines_are_shell_quoted_for_eval(
     services(capfd, "down", "--state-file", str(tmp_path / "s.json"))
 
 
+def _recorded(state: Path) -> list[dict[str, Any]]:
+    """The services a state file records (none while there is no file)."""
+    return list(json.loads(state.read_text("utf-8"))["services"]) if state.exists() else []
+
+
 def test_a_service_killed_while_starting_fails_at_once_with_its_log(tmp_path: Path) -> None:
     state = tmp_path / "services.json"
     process = subprocess.Popen(
@@ -374,9 +380,9 @@ def test_a_service_killed_while_starting_fails_at_once_with_its_log(tmp_path: Pa
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     deadline = time.monotonic() + 30
-    while not state.exists() and time.monotonic() < deadline:
+    while not _recorded(state) and time.monotonic() < deadline:  # 'up' writes it first empty
         time.sleep(0.01)
-    (recorded,) = json.loads(state.read_text("utf-8"))["services"]
+    (recorded,) = _recorded(state)
     os.kill(recorded["pid"], signal.SIGKILL)
     started = time.monotonic()
     _, err = process.communicate(timeout=60)

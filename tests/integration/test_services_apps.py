@@ -124,7 +124,7 @@ def test_pytest_djangos_databases_on_a_started_server_are_removed() -> None:
         external("postgres", "postgresql://postgres@127.0.0.1:5432/postgres"), backend="local",
         url=None, database=base,
     )  # fmt: skip
-    setup = Setup(command="exit 1", prefix=(), project=Path("/"), environ={})
+    setup = Setup(command="exit 1", project=Path("/"), environ={})
     isolation = databases.create([service], count=2, setups={"postgres": setup}, django=True)
     assert (isolation.templates, isolation.django) == ({}, (service,))
     assert "does not run service-setup (pytest-django migrates)" in isolation.notes[0]
@@ -141,7 +141,7 @@ def test_a_failing_setup_command_is_exit_3_naming_it_and_leaves_nothing() -> Non
     admin = pg8000.native.Connection("postgres", host="127.0.0.1", database="postgres")
     admin.run(f'CREATE DATABASE "{base}"')
     service = external("postgres", f"postgresql://postgres@127.0.0.1:5432/{base}")
-    setup = Setup(command="echo migrating $PGDATABASE; exit 7", prefix=(), project=Path("/"),
+    setup = Setup(command="echo migrating $PGDATABASE; exit 7", project=Path("/"),
                   environ={"PATH": "/usr/bin:/bin"})  # fmt: skip
     with pytest.raises(InfraError) as raised:
         databases.create([service], count=2, setups={"postgres": setup})
@@ -159,7 +159,7 @@ def test_a_failing_setup_command_is_exit_3_naming_it_and_leaves_nothing() -> Non
 def test_without_a_template_the_setup_runs_once_per_worker_database(tmp_path: Path) -> None:
     """MySQL has no CREATE DATABASE … TEMPLATE; Redis and MongoDB no schema to copy."""
     log = tmp_path / "setup.log"
-    setup = Setup(command=f'echo "$MYSQL_DATABASE $REDIS_DB" >> {log}', prefix=(),
+    setup = Setup(command=f'echo "$MYSQL_DATABASE $REDIS_DB" >> {log}',
                   project=tmp_path, environ={"PATH": "/usr/bin:/bin"})  # fmt: skip
     base = "m" + secrets.token_hex(4)
     mysql = external("mysql", f"mysql://root@127.0.0.1:3306/{base}")
@@ -196,7 +196,7 @@ def test_a_setup_that_fails_on_a_started_server_removes_what_was_made() -> None:
         external("postgres", "postgresql://postgres@127.0.0.1:5432/postgres"), backend="local",
         url=None, database=base,
     )  # fmt: skip
-    setup = Setup(command="exit 1", prefix=(), project=Path("/"), environ={})
+    setup = Setup(command="exit 1", project=Path("/"), environ={})
     with pytest.raises(InfraError, match="the setup command 'exit 1' failed"):
         databases.create([service], count=1, setups={"postgres": setup})
     assert postgres_databases(f"{base}%") == []

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from runner.errors import InfraError
-from runner.record import read_record
+from runner.record import line_in_traceback, read_record
 
 
 def write_lines(path: Path, *records: object) -> Path:
@@ -127,3 +127,15 @@ def test_an_oversized_record_is_refused(tmp_path: Path) -> None:
     path = write_lines(tmp_path / "r.jsonl", {"kind": "start"}, {"kind": "finish", "exitstatus": 0})
     with pytest.raises(InfraError, match="over testgate's limit of 10"):
         read_record(path, limit_bytes=10)
+
+
+def test_the_failing_line_is_the_last_location_of_the_test_file_in_the_traceback() -> None:
+    text = (
+        "tests/test_a.py:12: in test_x\n    helper()\nsrc/app.py:40: in helper\n"
+        "tests/test_a.py:18: AssertionError\ntests/test_a.py:note, not a location\n"
+        "tests/test_a.py:99 no colon after the number"
+    )
+    assert line_in_traceback(text, "tests/test_a.py") == 18
+    assert line_in_traceback(text, "src/app.py") == 40
+    assert line_in_traceback(text, "tests/test_b.py") is None
+    assert line_in_traceback("", "tests/test_a.py") is None
