@@ -295,12 +295,14 @@ def prepare(settings: Settings, environ: Mapping[str, str]) -> tuple[str, tuple[
     pyproject = read_pyproject(settings.project)
     shape = detect_shape(settings, pyproject, active=environ.get("VIRTUAL_ENV"))
     if shape.kind == "existing":
-        python = str(shape.python)
-        if not Path(python).is_file() and not Path(python).is_absolute():
-            python = str(settings.project / python)
-        if not Path(python).is_file():
+        chosen = Path(str(shape.python))
+        if not chosen.is_file() and not chosen.is_absolute():
+            chosen = settings.project / chosen
+        if not chosen.is_file():
             raise ConfigError(f"--python: {settings.python} is not a file. Name a Python binary.")
-        return python, (f"testgate: using {shape.description} as it is",)
+        # Absolute, as every process started later runs elsewhere (the probe in testgate's
+        # cache); not resolved, since a venv's python is a link out of the venv.
+        return os.path.abspath(chosen), (f"testgate: using {shape.description} as it is",)
     uv = find_uv(environ)
     if shape.kind == "requirements":
         return _requirements_env(settings, shape, uv=uv, environ=environ)

@@ -37,7 +37,7 @@ TYPICAL_TEST_S = 0.01  # a test's time when none is recorded: unit tests of a li
 MIN_SAVING = 0.1
 SKIPPED_DIRS = frozenset({"node_modules", "venv", "build", "dist", "site-packages", "__pycache__"})
 _TEST_DEF = re.compile(rb"^[ \t]*(?:async[ \t]+)?def[ \t]+test\w*[ \t]*\(", re.MULTILINE)
-AUTO = ("auto", "logical")  # the workers settings testgate decides
+AUTO = ("auto",)  # the workers setting testgate decides
 _UNKNOWN_PARAMETERS = 2  # a parametrize whose values are not a literal list: a guess
 
 
@@ -63,8 +63,15 @@ def cpus() -> int:
     return max(1, os.cpu_count() or 1)  # pragma: no cover - platforms without affinity
 
 
-def as_set(requested: str) -> Decision:
-    """The decision for a number of workers the user set: it wins."""
+def as_set(requested: str, *, cores: int | None = None) -> Decision:
+    """The decision for a number of workers the user set: it wins.
+
+    ``logical`` is xdist's ``-n logical``: one worker per logical CPU (``cores``, by
+    default this machine's), as set.
+    """
+    if requested == "logical":
+        workers = str(cores or cpus())
+        return Decision(workers, f"{workers} xdist workers: workers = logical, one per CPU")
     if requested == "0":
         return Decision("0", "no xdist: workers = 0, as set")
     return Decision(requested, f"{requested} xdist workers: workers = {requested}, as set")
@@ -76,14 +83,16 @@ def decide(
     """The workers for ``count`` tests expected to take ``expected_s`` seconds serially.
 
     ``requested`` is the ``workers`` setting. A number wins, though never more workers
-    than tests (a worker without a test only costs its start-up). ``auto`` and ``logical``
-    choose between no xdist and up to ``cores`` workers (default: this machine's).
+    than tests (a worker without a test only costs its start-up), and so does ``logical``
+    (one per CPU). ``auto`` chooses between no xdist and up to ``cores`` workers
+    (default: this machine's).
     ``basis`` names where ``expected_s`` comes from, for the reason.
     """
     if requested not in AUTO:
-        used = min(int(requested), count)
-        if used == int(requested):
-            return as_set(requested)
+        chosen = as_set(requested, cores=cores)
+        used = min(chosen.count, count)
+        if used == chosen.count:
+            return chosen
         if used < 2:
             return Decision("0", f"no xdist: {counted(count, 'test')} to run")
         return Decision(str(used), f"{used} xdist workers: one per test (workers = {requested})")
@@ -125,7 +134,7 @@ def suite_decision(
     explicit number needs neither, and nothing is read then.
     """
     if requested not in AUTO:
-        return as_set(requested)
+        return as_set(requested, cores=cores)
     share = f" / {shards} shards" if shards > 1 else ""
     if durations:
         expected = sum(durations.values()) / shards

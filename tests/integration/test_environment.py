@@ -213,7 +213,9 @@ def test_a_poetry_project_gets_the_way_to_provide_its_environment(tmp_path: Path
     ]  # fmt: skip
 
 
-def test_an_existing_environment_is_used_as_it_is(tmp_path: Path) -> None:
+def test_an_existing_environment_is_used_as_it_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     project = copy_fixture("passing", tmp_path)
     settings = settings_of(project, python=sys.executable)
     cache = shell(XDG_CACHE_HOME=str(tmp_path / "cache"))
@@ -229,7 +231,12 @@ def test_an_existing_environment_is_used_as_it_is(tmp_path: Path) -> None:
     assert found.found["xdist"]
     assert not (project / ".venv").exists()
     relative = settings_of(project, python=os.path.relpath(sys.executable, project))
-    assert environment.prepare(relative, shell())[0].endswith("python")
+    assert environment.prepare(relative, shell())[0] == str(Path(sys.executable).absolute())
+    # A path from the current directory (the README's --python .venv/bin/python, typed in
+    # the project's root) is probed and run as that file, from wherever they start.
+    monkeypatch.chdir(Path(sys.executable).parent.parent)
+    from_cwd = settings_of(project, python=os.path.join("bin", Path(sys.executable).name))
+    assert environment.probe(from_cwd, cache).executable == sys.executable
     with pytest.raises(ConfigError, match="--python: nowhere/python is not a file"):
         environment.prepare(settings_of(project, python="nowhere/python"), shell())
 
