@@ -256,8 +256,8 @@ def _queues(config: pytest.Config) -> int:
 
 def first_queues(*, dist: str, workers: int) -> int:
     """How many first queues xdist cuts the collection into: one per worker under
-    ``worksteal`` (each worker's chunk is run first to last, only its tail stolen); other
-    schedulers hand tests out in small rounds, so one longest-first order suits them."""
+    ``worksteal`` (each worker's chunk is run first to last, only its tail stolen); the
+    others hand out batches as workers finish, so one longest-first order suits them."""
     return workers if dist == "worksteal" else 1
 
 
