@@ -45,11 +45,12 @@ def in_directory(path: Path) -> Iterator[None]:
 WHOLE_FOLDER = "--cov=."  # infer_sources found no code of the project's own
 
 
-def whole_folder_warning(cov_args: tuple[str, ...]) -> str | None:
-    """What to tell a user whose coverage measures the whole project folder, tests and all,
-    because neither its config names its code nor a package, module or ``src/`` was found
-    beside its tests (``infer_sources``): its percentages say how much of the tests ran."""
-    if WHOLE_FOLDER not in cov_args:
+def whole_folder_warning(cov_args: tuple[str, ...], *, gated: bool) -> str | None:
+    """What to tell a user whose coverage gates (``gated``: a line or branch threshold
+    above 0) would judge the whole project folder, tests and all, because neither its
+    config names its code nor a package, module or ``src/`` was found beside its tests
+    (``infer_sources``): its percentages say how much of the tests ran."""
+    if WHOLE_FOLDER not in cov_args or not gated:
         return None
     return (
         "coverage measures the whole project folder, its tests too: no code of its own was "
