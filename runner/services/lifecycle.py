@@ -174,7 +174,7 @@ def up(
     state.begin()  # at once: a run awaiting this 'up', and 'down', know of it from now on
     try:
         chosen = choose_backend(backend, specs, environ, run_id=state.run_id)
-    except TestgateError:
+    except BaseException:  # none can start them, or a signal while an engine is asked
         state.remove()
         raise
     state.backend = chosen.name
