@@ -20,6 +20,7 @@ from msgspec import structs
 from runner import environment, execute
 from runner.errors import ConfigError, InfraError
 from runner.output import emit
+from runner.pytest_config import find_config
 from runner.record import AttemptRecord, RecordedTest, describe_exit, read_record
 from runner.settings import Settings
 
@@ -79,7 +80,9 @@ def run_attempt(
     if reseed:
         seed = _SEEDS.randrange(1, 2**32)
         extra_env["PYTHONHASHSEED"] = str(seed)
-        if session.project_env.has_randomly and not _randomly_off(session.settings.pytest_args):
+        if session.project_env.has_randomly and not randomly_off(
+            session.settings.project, pytest_args=session.settings.pytest_args
+        ):
             extra_args.append(f"--randomly-seed={seed}")
     if schedule is not None:
         extra_env[execute.SCHEDULE_ENV] = str(schedule)
@@ -111,9 +114,11 @@ def run_attempt(
     return AttemptRun(number, record, completed, directory)
 
 
-def _randomly_off(pytest_args: Sequence[str]) -> bool:
-    """Whether the user switched pytest-randomly off (then --randomly-seed is unknown)."""
-    joined = " ".join(pytest_args)
+def randomly_off(project: Path, *, pytest_args: Sequence[str]) -> bool:
+    """Whether the user switched pytest-randomly off (then --randomly-seed is unknown),
+    in the arguments or in the ``addopts`` of pytest's configuration file."""
+    addopts = find_config(project, pytest_args=pytest_args).args("addopts")
+    joined = " ".join([*addopts, *pytest_args])
     return "no:randomly" in joined
 
 

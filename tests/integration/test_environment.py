@@ -32,6 +32,7 @@ from runner.environment import (
 )
 from runner.errors import ConfigError, InfraError
 from runner.gates import max_skipped
+from runner.pytest_config import find_config
 from runner.record import collection_notes, read_record
 from runner.results import Attempt, TestResult
 from runner.settings import Settings, load_settings
@@ -466,6 +467,47 @@ def test_the_projects_stated_threshold_applies_with_a_notice(
     assert stated_threshold(broken) is None
     nothing = settings_of(write(tmp_path / "n", PYPROJECT))
     assert with_stated_threshold(nothing) is nothing
+
+
+def test_the_threshold_comes_from_the_one_file_pytest_reads(tmp_path: Path) -> None:
+    """.pytest.ini comes before pyproject.toml (pytest warns that it ignores the latter),
+    and ``-c`` names another file; before, pyproject.toml won and .pytest.ini was unread."""
+    project = write(tmp_path, "[pytest]\naddopts = --cov=pkg --cov-fail-under=70\n", ".pytest.ini")
+    write(project, PYPROJECT + '[tool.pytest.ini_options]\naddopts = "--cov-fail-under=50"\n')
+    assert stated_threshold(project) == (70.0, "--cov-fail-under in the addopts of .pytest.ini")
+    write(project, "[tool:pytest]\naddopts = --cov-fail-under 60\n", "ci.cfg")
+    settings = settings_of(project, pytest_args="-c ci.cfg")
+    assert with_stated_threshold(settings).fail_under_line == 60
+
+
+LAYOUTS: dict[str, tuple[dict[str, str], tuple[str, ...]]] = {
+    "dot-ini-before-pyproject": (
+        {".pytest.ini": "[pytest]\n", "pyproject.toml": "[tool.pytest.ini_options]\n"}, (),
+    ),
+    "tox-without-pytest-section": (
+        {"tox.ini": "[tox]\n", "setup.cfg": "[tool:pytest]\n", "pyproject.toml": "[x]\n"}, (),
+    ),
+    "toml-first": ({"pytest.toml": "[pytest]\n", "pytest.ini": "[pytest]\n"}, ()),
+    "from-the-paths-given": (
+        {"tests/pytest.ini": "[pytest]\n", "tox.ini": "[pytest]\n", "tests/test_a.py": ""},
+        ("tests/test_a.py",),
+    ),
+    "named": ({"ci/gate.toml": "[pytest]\n", "pytest.ini": "[pytest]\n"}, ("-c", "ci/gate.toml")),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_the_config_file_is_the_one_pytest_reports(tmp_path: Path, layout: str) -> None:
+    files, args = LAYOUTS[layout]
+    for name, text in files.items():
+        write((tmp_path / name).parent, text, Path(name).name)
+    shown = subprocess.run(
+        [sys.executable, "-m", "pytest", "--co", "-p", "no:cacheprovider", *args],
+        cwd=tmp_path, capture_output=True, text=True, encoding="utf-8", check=False,
+    ).stdout  # fmt: skip
+    reported = re.search(r"^rootdir: (\S+)\nconfigfile: (\S+)", shown, re.MULTILINE)
+    assert reported is not None, shown  # configfile: relative to the rootdir
+    assert find_config(tmp_path, pytest_args=args).path == Path(*reported.groups())
 
 
 @pytest.fixture(scope="module")
