@@ -107,6 +107,48 @@ def test_a_fully_covered_passing_suite_exits_zero_and_prints_the_table(
     assert "| `tests/test_calc.py::test_" in slowest
 
 
+def test_the_workers_testgate_decides_win_over_the_projects_and_a_plugins_n(
+    run_cli: RunCli, tmp_path: Path
+) -> None:
+    """``-n 2`` in the project's addopts, and pytest-enabler, which adds ``-n auto`` where
+    xdist is installed (after pytest-cov chose its mode): testgate's decision runs. Before,
+    a serial run started workers anyway, and pytest-cov failed in xdist's controller."""
+    flaky_once = (
+        "import os, pathlib\n\nfrom lib import double\n\n\n"
+        "def test_double():\n    assert double(2) == 4\n\n\n"
+        "def test_once():\n"
+        "    marker = pathlib.Path(os.environ['MARKER'])\n"
+        "    if not marker.exists():\n        marker.write_text('x')\n        assert False\n"
+    )
+    project = make_project(
+        tmp_path / "enabled",
+        {"lib.py": "def double(x):\n    return 2 * x\n", "tests/test_lib.py": flaky_once},
+        dev='"pytest", "pytest-cov", "pytest-xdist", "pytest-enabler"',
+    )
+    text = (project / "pyproject.toml").read_text("utf-8")
+    text = text.replace('pythonpath = ["."]', 'pythonpath = ["."]\naddopts = "-n 2"')
+    (project / "pyproject.toml").write_text(text, "utf-8")
+    marker = tmp_path / "marker"
+    ran = run_cli(project, "--max-flaky", "1", env=environment(MARKER=str(marker)))
+    assert ran.exit_code == 0, ran.output
+    assert "testgate: no xdist:" in ran.output
+    assert "created:" not in ran.output
+    assert "INTERNALERROR" not in ran.output
+    results = ran.results()
+    assert results["run"]["workers"] == 0
+    attempts = [attempt for test in results["tests"] for attempt in test["attempts"]]
+    assert {attempt["worker"] for attempt in attempts} == {None}
+    assert ran.test("tests/test_lib.py::test_once")["outcome"] == "flaky"  # its rerun, serial
+    marker.unlink()
+    ran = run_cli(
+        project, "--workers", "2", "--max-flaky", "1", env=environment(MARKER=str(marker))
+    )
+    assert ran.exit_code == 0, ran.output
+    assert "created: 2/2 workers" in ran.output  # -n 2 as decided, not enabler's -n auto
+    first = [test["attempts"][0]["worker"] for test in ran.results()["tests"]]
+    assert set(first) <= {"gw0", "gw1"}
+
+
 def test_arguments_after_double_dash_and_pytest_args_reach_pytest(
     run_cli: RunCli, tmp_path: Path
 ) -> None:
