@@ -668,6 +668,14 @@ def place(building: Path, overlay: Path) -> None:
         shutil.rmtree(building, ignore_errors=True)
 
 
+# pytest-cov starts coverage.py inside pytest, under the project's filterwarnings: with
+# ``error`` there, a warning coverage.py gives at its start (``core = "sysmon"`` where
+# sys.monitoring cannot measure branches) would stop pytest before any test. The project's
+# own ``coverage run -m pytest`` starts it before pytest's filters, and only warns; so does
+# testgate. A ``-W`` on the command line comes after the ini's filters, and wins.
+COVERAGE_WARNINGS = ("-W", "default::coverage.exceptions.CoverageWarning")
+
+
 def pytest_command(
     *,
     settings: Settings,
@@ -693,4 +701,6 @@ def pytest_command(
         command += ["-n", workers, "--dist", settings.dist]
     if env.variables.get(NO_DYNAMIC_CONTEXT_ENV) and cov_args:
         command.append("--cov-context=test")
+    if cov_args:  # coverage.py's own warnings are shown, never raised (COVERAGE_WARNINGS)
+        command += COVERAGE_WARNINGS
     return [*command, *cov_args, *settings.pytest_args, *extra_args]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
@@ -147,6 +148,24 @@ def test_the_workers_testgate_decides_win_over_the_projects_and_a_plugins_n(
     assert "created: 2/2 workers" in ran.output  # -n 2 as decided, not enabler's -n auto
     first = [test["attempts"][0]["worker"] for test in ran.results()["tests"]]
     assert set(first) <= {"gw0", "gw1"}
+
+
+def test_a_coverage_warning_at_its_start_does_not_stop_a_filterwarnings_error_suite(
+    run_cli: RunCli, tmp_path: Path
+) -> None:
+    """``filterwarnings = error`` and ``core = "sysmon"`` where sys.monitoring cannot measure
+    branches: coverage.py warns as it starts, and the project's own ``coverage run -m
+    pytest`` goes on; before, pytest-cov's start raised it and "pytest did not start"."""
+    project = sample(tmp_path)
+    text = (project / "pyproject.toml").read_text("utf-8")
+    text = text.replace('pythonpath = ["."]', 'pythonpath = ["."]\nfilterwarnings = ["error"]')
+    text = text.replace('source = ["lib"]', 'source = ["lib"]\ncore = "sysmon"')
+    (project / "pyproject.toml").write_text(text, "utf-8")
+    ran = run_cli(project, "--workers", "0", "--fail-under-line", "0", "--fail-under-branch", "0")
+    assert ran.exit_code == 0, ran.output
+    assert ran.results()["totals"]["passed"] == ran.results()["totals"]["tests"] > 0
+    if sys.version_info < (3, 14):  # there sys.monitoring measures branches: no warning
+        assert "CoverageWarning: Can't use core=sysmon" in ran.output
 
 
 def test_arguments_after_double_dash_and_pytest_args_reach_pytest(
