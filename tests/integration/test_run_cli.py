@@ -376,6 +376,18 @@ def test_a_project_uv_cannot_prepare_is_exit_three(run_cli: RunCli, tmp_path: Pa
     ran = run_cli(sample(tmp_path), "--python-version", "2.1")
     assert ran.exit_code == 3
     assert "testgate: error: uv sync failed (exit 2); its message is above" in ran.output
+    assert not ran.reports.exists()  # nothing ran: no reports dir, nor work dir, is left
+
+
+def test_a_failed_command_keeps_a_reports_dir_it_did_not_make(
+    run_cli: RunCli, tmp_path: Path
+) -> None:
+    project = sample(tmp_path)
+    (project / "testgate-reports").mkdir()
+    ran = run_cli(project, "--groups", "nope")
+    assert ran.exit_code == 2
+    assert "groups: the project defines no dependency group 'nope'" in ran.output
+    assert [path.name for path in ran.reports.iterdir()] == [".testgate-reports"]
 
 
 def test_a_project_without_pytest_gets_it_added(run_cli: RunCli, tmp_path: Path) -> None:
