@@ -375,7 +375,11 @@ def test_missing_uv_is_exit_three_with_how_to_install(run_cli: RunCli, tmp_path:
 def test_a_project_uv_cannot_prepare_is_exit_three(run_cli: RunCli, tmp_path: Path) -> None:
     ran = run_cli(sample(tmp_path), "--python-version", "2.1")
     assert ran.exit_code == 3
-    assert "testgate: error: uv sync failed (exit 2); its message is above" in ran.output
+    (said,) = [line for line in ran.output.splitlines() if line.startswith("testgate: error:")]
+    assert said.startswith("testgate: error: uv sync failed (exit 2): error: ")
+    assert "; its message is above. testgate ran: " in said
+    assert " sync -q --project " in said
+    assert said.endswith("runs with --python PATH of its environment.")
     assert not ran.reports.exists()  # nothing ran: no reports dir, nor work dir, is left
 
 

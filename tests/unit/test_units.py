@@ -19,6 +19,7 @@ from junitparser import JUnitXml
 
 from runner import child_env, execute, junit, owned_dir
 from runner.coverage_data import combine_and_report, read_summary, worst_files
+from runner.environment import first_error
 from runner.errors import InfraError
 from runner.junit import classname, write_junit, xml_text
 from runner.render import markdown, terminal
@@ -368,3 +369,14 @@ def test_a_reports_dir_is_released_only_while_it_holds_nothing_but_the_marker(
     owned_dir.release(reports)
     assert not reports.exists()
     owned_dir.release(reports)  # gone already: nothing to do
+
+
+def test_a_failed_uv_is_told_by_its_first_complaint() -> None:
+    resolver = "Using CPython 3.11\n  \u00d7 No solution found when resolving dependencies:\n"
+    assert first_error(resolver) == "\u00d7 No solution found when resolving dependencies:"
+    assert first_error("warning: x\nerror: Group `y` is not defined\n") == (
+        "error: Group `y` is not defined"
+    )
+    assert first_error("\n  something else went wrong\n") == "something else went wrong"
+    assert first_error("") == ""
+    assert first_error("error: " + "x" * 400) == "error: " + "x" * 292 + "\u2026"
