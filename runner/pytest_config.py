@@ -37,7 +37,7 @@ class PytestConfig:
         a string is split as a shell splits it, a list's items are the words; [] when unset."""
         value = self.values.get(name)
         if isinstance(value, str):
-            return shlex.split(value)
+            return _words(value)
         if isinstance(value, list):
             return [str(item) for item in value]
         return []
@@ -50,6 +50,29 @@ class PytestConfig:
             return self.path.relative_to(project).as_posix()
         except ValueError:
             return str(self.path)
+
+
+ADDOPTS_ENV = "PYTEST_ADDOPTS"
+
+
+def added_options(
+    project: Path, *, pytest_args: Sequence[str], environ: Mapping[str, str]
+) -> list[tuple[str, list[str]]]:
+    """The options pytest adds before its command line, where each comes from, in pytest's
+    order (a later one wins): the config file's ``addopts``, then ``PYTEST_ADDOPTS`` (whose
+    ``-c`` may name that file)."""
+    from_env = _words(environ.get(ADDOPTS_ENV, ""))
+    config = find_config(project, pytest_args=[*from_env, *pytest_args])
+    return [(config.where(project), config.args("addopts")), (ADDOPTS_ENV, from_env)]
+
+
+def _words(text: str) -> list[str]:
+    """``text`` split as a shell would, as pytest splits it; [] where pytest would refuse it
+    (an unclosed quote)."""
+    try:
+        return shlex.split(text)
+    except ValueError:
+        return []
 
 
 def find_config(project: Path, *, pytest_args: Sequence[str] = ()) -> PytestConfig:

@@ -8,23 +8,23 @@ notice saying where the number came from; an explicit testgate setting still win
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
 from runner.coverage_data import fail_under_of
 from runner.output import emit
-from runner.pytest_config import find_config
+from runner.pytest_config import ADDOPTS_ENV, added_options
 from runner.settings import Settings
 
 _COV_FAIL_UNDER = re.compile(r"^--cov-fail-under(?:=(.+))?$")
 
 
-def with_stated_threshold(settings: Settings) -> Settings:
+def with_stated_threshold(settings: Settings, *, environ: Mapping[str, str]) -> Settings:
     """``settings`` with the project's stated line threshold, unless testgate was told one."""
     if "fail-under-line" in settings.explicit:
         return settings
-    stated = stated_threshold(settings.project, pytest_args=settings.pytest_args)
+    stated = stated_threshold(settings.project, pytest_args=settings.pytest_args, environ=environ)
     if stated is None:
         return settings
     value, where = stated
@@ -32,24 +32,31 @@ def with_stated_threshold(settings: Settings) -> Settings:
     return replace(settings, fail_under_line=value)
 
 
-def stated_threshold(project: Path, *, pytest_args: Sequence[str] = ()) -> tuple[float, str] | None:
+def stated_threshold(
+    project: Path, *, pytest_args: Sequence[str] = (), environ: Mapping[str, str] | None = None
+) -> tuple[float, str] | None:
     """The line threshold the project states, and where; ``None`` when it states none.
 
-    ``--cov-fail-under`` is read from the ``addopts`` of the one file pytest takes its
-    configuration from (``runner.pytest_config``), never from a file pytest ignores.
+    ``--cov-fail-under`` is read as pytest-cov would take it: the last of the ``addopts``
+    of the one file pytest takes its configuration from (``runner.pytest_config``) and of
+    ``PYTEST_ADDOPTS``; never from a file pytest ignores.
     """
     fail_under = fail_under_of(project)  # first: a bad coverage config is a clear error
-    config = find_config(project, pytest_args=pytest_args)
-    words = config.args("addopts")
-    for index, word in enumerate(words):
-        found = _COV_FAIL_UNDER.match(word)
-        if found is None:
-            continue
-        value = found.group(1) or (words[index + 1] if index + 1 < len(words) else "")
-        try:
-            return float(value), f"--cov-fail-under in the addopts of {config.where(project)}"
-        except ValueError:
-            continue
+    added = added_options(project, pytest_args=pytest_args, environ=environ or {})
+    for where, words in reversed(added):
+        for index in reversed(range(len(words))):
+            found = _COV_FAIL_UNDER.match(words[index])
+            if found is None:
+                continue
+            value = found.group(1) or (words[index + 1] if index + 1 < len(words) else "")
+            try:
+                return float(value), f"--cov-fail-under in {_addopts_of(where)}"
+            except ValueError:
+                continue
     if fail_under:
         return fail_under, "fail_under in the project's coverage configuration"
     return None
+
+
+def _addopts_of(where: str) -> str:
+    return where if where == ADDOPTS_ENV else f"the addopts of {where}"

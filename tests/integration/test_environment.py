@@ -451,9 +451,14 @@ def test_the_projects_stated_threshold_applies_with_a_notice(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     coverage = write(tmp_path / "c", PYPROJECT + "[tool.coverage.report]\nfail_under = 80\n")
-    assert with_stated_threshold(settings_of(coverage)).fail_under_line == 80
+    assert with_stated_threshold(settings_of(coverage), environ={}).fail_under_line == 80
     assert "threshold 80 % from fail_under in the project's coverage" in capsys.readouterr().out
-    assert with_stated_threshold(settings_of(coverage, fail_under_line="90")).fail_under_line == 90
+    assert (
+        with_stated_threshold(
+            settings_of(coverage, fail_under_line="90"), environ={}
+        ).fail_under_line
+        == 90
+    )
     addopts = PYPROJECT + '[tool.pytest.ini_options]\naddopts = ["-q", "--cov-fail-under", "85"]\n'
     assert stated_threshold(write(tmp_path / "a", addopts)) == (
         85.0, "--cov-fail-under in the addopts of pyproject.toml",
@@ -468,7 +473,7 @@ def test_the_projects_stated_threshold_applies_with_a_notice(
     write(broken, "[tool:pytest]\naddopts = --cov-fail-under=x --cov-fail-under\n", "setup.cfg")
     assert stated_threshold(broken) is None
     nothing = settings_of(write(tmp_path / "n", PYPROJECT))
-    assert with_stated_threshold(nothing) is nothing
+    assert with_stated_threshold(nothing, environ={}) is nothing
 
 
 def test_the_threshold_comes_from_the_one_file_pytest_reads(tmp_path: Path) -> None:
@@ -479,7 +484,19 @@ def test_the_threshold_comes_from_the_one_file_pytest_reads(tmp_path: Path) -> N
     assert stated_threshold(project) == (70.0, "--cov-fail-under in the addopts of .pytest.ini")
     write(project, "[tool:pytest]\naddopts = --cov-fail-under 60\n", "ci.cfg")
     settings = settings_of(project, pytest_args="-c ci.cfg")
-    assert with_stated_threshold(settings).fail_under_line == 60
+    assert with_stated_threshold(settings, environ={}).fail_under_line == 60
+    # PYTEST_ADDOPTS comes after the file's addopts (the last one wins) and may name the file
+    environ = {"PYTEST_ADDOPTS": "--cov-fail-under=65 -x"}
+    assert stated_threshold(project, environ=environ) == (
+        65.0,
+        "--cov-fail-under in PYTEST_ADDOPTS",
+    )
+    environ = {"PYTEST_ADDOPTS": "-c ci.cfg 'unclosed"}  # pytest refuses it: not read
+    assert stated_threshold(project, environ=environ)[0] == 70.0  # type: ignore[index]
+    environ = {"PYTEST_ADDOPTS": "-c ci.cfg"}
+    assert stated_threshold(project, environ=environ) == (
+        60.0, "--cov-fail-under in the addopts of ci.cfg",
+    )  # fmt: skip
 
 
 LAYOUTS: dict[str, tuple[dict[str, str], tuple[str, ...]]] = {

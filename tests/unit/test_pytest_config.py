@@ -114,9 +114,15 @@ def test_options_in_toml_and_ini_read_as_pytest_reads_args(tmp_path: Path) -> No
     assert find_config(tmp_path).args("testpaths") == ["one", "two", "three four"]
 
 
-def test_pytest_randomly_is_off_by_an_argument_or_by_the_addopts(tmp_path: Path) -> None:
-    assert not randomly_off(tmp_path, pytest_args=("-x",))
-    assert randomly_off(tmp_path, pytest_args=("-p", "no:randomly"))
+def test_pytest_randomly_is_off_by_an_argument_the_addopts_or_pytest_addopts(
+    tmp_path: Path,
+) -> None:
+    assert not randomly_off(tmp_path, pytest_args=("-x",), environ={})
+    assert randomly_off(tmp_path, pytest_args=("-p", "no:randomly"), environ={})
+    assert randomly_off(tmp_path, pytest_args=(), environ={"PYTEST_ADDOPTS": "-p no:randomly"})
     write(tmp_path / "setup.cfg", "[tool:pytest]\naddopts = -p no:randomly\n")
-    assert randomly_off(tmp_path, pytest_args=())
-    assert not randomly_off(tmp_path, pytest_args=("-c", "/dev/null"))
+    assert randomly_off(tmp_path, pytest_args=(), environ={})
+    assert not randomly_off(tmp_path, pytest_args=("-c", "/dev/null"), environ={})
+    assert not randomly_off(tmp_path, pytest_args=(), environ={"PYTEST_ADDOPTS": "-c /dev/null"})
+    write(tmp_path / "setup.cfg", "[tool:pytest]\naddopts = -p 'no:randomly\n")  # unclosed
+    assert not randomly_off(tmp_path, pytest_args=(), environ={})
