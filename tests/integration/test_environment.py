@@ -209,7 +209,9 @@ def test_a_poetry_project_gets_the_way_to_provide_its_environment(tmp_path: Path
     assert "is a Poetry project" in ran.output
     assert '--python "$(poetry env info --executable)"' in ran.output
     assert sorted(path.name for path in project.iterdir()) == [
-        "conftest.py", "pyproject.toml", "tests",
+        "conftest.py",
+        "pyproject.toml",
+        "tests",
     ]  # fmt: skip  (nothing ran: no reports dir either)
 
 
