@@ -280,121 +280,143 @@ def _refuse(what: str) -> Callable[..., NoReturn]:
     return handler
 
 
+Result = tuple[str, dict[str, str], list[str]]  # a result element: tag, attributes, text
+
+
 class _Reader:
     """expat's callbacks: a ``<testcase>``'s attributes and its result elements.
 
-    Only what a result needs is kept: a passing test case costs two callbacks and one
+    Only what a result needs is kept: a passing test case costs two callbacks, and one
     shared ``Attempt`` per distinct ``time``. Text is collected only inside a result
     element (up to its first child, as ElementTree's ``text``), never between cases.
+    The callbacks are closures over their state: they run once or twice per test case
+    of a file of any size, and a closure's variables are faster than an object's.
     """
 
     def __init__(self, parser: expat.XMLParserType, *, project: Path) -> None:
         self.tests: list[TestResult] = []
-        self._parser = parser
-        self._files = ProjectFiles(project)
-        self._located: Located = {}
-        self._passing: dict[str, Attempt] = {}
-        self._zero_based = False
-        self._case: dict[str, str] | None = None
-        self._results: tuple[tuple[str, dict[str, str], list[str]], ...] = ()
-        self._open: tuple[str, dict[str, str], list[str]] | None = None
-        self._depth = 0
-        parser.buffer_text = True
-        parser.buffer_size = 65536
-        parser.StartDoctypeDeclHandler = _refuse("a DTD")
-        parser.EntityDeclHandler = _refuse("an entity")
-        parser.UnparsedEntityDeclHandler = _refuse("an unparsed entity")
-        parser.ExternalEntityRefHandler = _refuse("an external reference")
-        parser.StartElementHandler = self._start
-        parser.EndElementHandler = self._end
+        files = ProjectFiles(project)
+        located: Located = {}
+        passing: dict[str, tuple[Attempt]] = {}
+        append = self.tests.append
+        case: dict[str, str] | None = None
+        results: list[Result] = []
+        opened: Result | None = None
+        zero_based, depth = False, 0
 
-    def _start(self, tag: str, attributes: dict[str, str]) -> None:
-        if self._case is None:
-            if tag == "testcase":
-                self._case, self._results, self._depth = attributes, (), 0
-            elif tag == "testsuite":  # pytest's xunit1 names its suite "pytest": 0-based lines
-                self._zero_based = attributes.get("name") == "pytest"
-            return
-        self._depth += 1
-        self._parser.CharacterDataHandler = None
-        if self._depth == 1:
-            self._open = (tag, attributes, []) if tag in _RESULTS else None
-            if self._open is not None:
-                self._results = (*self._results, self._open)
-                if tag in _FAILED:
-                    self._parser.CharacterDataHandler = self._open[2].append
-        elif self._depth == 2 and tag == "stackTrace" and self._open and self._open[0] in _RETRIED:
-            self._parser.CharacterDataHandler = self._open[2].append
+        def start(tag: str, attributes: dict[str, str]) -> None:
+            nonlocal case, results, opened, depth, zero_based
+            if case is None:
+                if tag == "testcase":
+                    case, results, depth = attributes, [], 0
+                elif tag == "testsuite":  # pytest's xunit1 names its suite "pytest": 0-based
+                    zero_based = attributes.get("name") == "pytest"
+                return
+            depth += 1
+            parser.CharacterDataHandler = None
+            if depth == 1:
+                opened = (tag, attributes, []) if tag in _RESULTS else None
+                if opened is not None:
+                    results.append(opened)
+                    if tag in _FAILED:
+                        parser.CharacterDataHandler = opened[2].append
+            elif depth == 2 and tag == "stackTrace" and opened and opened[0] in _RETRIED:
+                parser.CharacterDataHandler = opened[2].append
 
-    def _end(self, tag: str) -> None:
-        if self._case is None:
-            return
-        if self._depth:
-            self._parser.CharacterDataHandler = None
-            self._depth -= 1
-            return
-        self.tests.append(self._finish(self._case))
-        self._case = None
-
-    def _finish(self, case: dict[str, str]) -> TestResult:
-        name = case.get("name") or "(unnamed)"
-        key = (case.get("classname") or "", case.get("file"))
-        located = self._located.get(key)
-        if located is None:  # thousands of test cases share a handful of classes
-            located = self._located[key] = _locate(key[0], key[1], self._files)
-        file, prefix = located
-        test_id = prefix + name
-        time = case.get("time") or "0"
-        declared = case.get("line")
-        def_line = int(declared) + self._zero_based if declared and declared.isdigit() else None
-        if not self._results:  # a passing test case, by far the most common: kept fast
-            attempt = self._passing.get(time)
-            if attempt is None:
-                attempt = self._passing[time] = Attempt(
-                    outcome="passed", duration_s=_seconds(time, test_id)
+        def end(_: str) -> None:
+            nonlocal case, depth
+            if case is None:
+                return
+            if depth:
+                parser.CharacterDataHandler = None
+                depth -= 1
+                return
+            key = (case.get("classname") or "", case.get("file"))
+            where = located.get(key)
+            if where is None:  # thousands of test cases share a handful of classes
+                where = located[key] = _locate(key[0], key[1], files)
+            test_id = where[1] + (case.get("name") or "(unnamed)")
+            declared = case.get("line")
+            line = int(declared) + zero_based if declared and declared.isdigit() else None
+            time = case.get("time") or "0"
+            if results:
+                append(_finish(test_id, where[0], line, time, results))
+            else:  # a passing test case, by far the most common: kept fast
+                attempts = passing.get(time)
+                if attempts is None:
+                    attempts = passing[time] = (
+                        Attempt(outcome="passed", duration_s=_seconds(time, test_id)),
+                    )
+                append(
+                    TestResult(
+                        id=test_id, file=where[0], line=line, outcome="passed", attempts=attempts
+                    )
                 )
-            return TestResult(
-                id=test_id, file=file, line=def_line, outcome="passed", attempts=(attempt,)
-            )
-        final: AttemptOutcome = "passed"
-        message, text = None, None
-        retried: list[tuple[AttemptOutcome, str | None, str | None, float]] = []
-        for tag, attributes, parts in self._results:
-            if tag in _FAILED:
-                final, message, text = _FAILED[tag], attributes.get("message"), "".join(parts)
-            elif tag == "skipped":
-                final = "xfailed" if attributes.get("type") == "pytest.xfail" else "skipped"
-                message = attributes.get("message")
-            else:
-                retried.append((_RETRIED[tag], attributes.get("message"), "".join(parts), 0.0))
-        # The testcase's own result is attempt 1 of a test that failed every time (its
-        # reruns follow), and the last attempt of a flaky one (its failures came first).
-        own = (final, message, text, _seconds(time, test_id))
-        runs = [own, *retried] if final in BROKEN else [*retried, own]
-        attempts = tuple(
-            Attempt(
-                outcome=outcome,
-                duration_s=spent,
-                number=number,
-                kind="run" if number == 1 else "rerun",
-                message=None if said is None else bounded(said, MESSAGE_LIMIT),
-                line=line_in_traceback(trace, file),
-                text=bounded(trace, TEXT_LIMIT) if trace else None,
-            )
-            for number, (outcome, said, trace, spent) in enumerate(runs, 1)
+            case = None
+
+        _install(parser, start=start, end=end)
+
+
+def _install(
+    parser: expat.XMLParserType,
+    *,
+    start: Callable[[str, dict[str, str]], None],
+    end: Callable[[str], None],
+) -> None:
+    """The element callbacks; no DTD, entity or external reference; text in large pieces."""
+    parser.StartElementHandler = start
+    parser.EndElementHandler = end
+    parser.buffer_text = True
+    parser.buffer_size = 65536
+    parser.StartDoctypeDeclHandler = _refuse("a DTD")
+    parser.EntityDeclHandler = _refuse("an entity")
+    parser.UnparsedEntityDeclHandler = _refuse("an unparsed entity")
+    parser.ExternalEntityRefHandler = _refuse("an external reference")
+
+
+def _finish(
+    test_id: str, file: str, def_line: int | None, time: str, results: list[Result]
+) -> TestResult:
+    """A test case with result elements: its attempts, from its own result and its reruns."""
+    final: AttemptOutcome = "passed"
+    message, text = None, None
+    retried: list[tuple[AttemptOutcome, str | None, str | None, float]] = []
+    for tag, attributes, parts in results:
+        if tag in _FAILED:
+            final, message, text = _FAILED[tag], attributes.get("message"), "".join(parts)
+        elif tag == "skipped":
+            final = "xfailed" if attributes.get("type") == "pytest.xfail" else "skipped"
+            message = attributes.get("message")
+        else:
+            retried.append((_RETRIED[tag], attributes.get("message"), "".join(parts), 0.0))
+    # The testcase's own result is attempt 1 of a test that failed every time (its
+    # reruns follow), and the last attempt of a flaky one (its failures came first).
+    own = (final, message, text, _seconds(time, test_id))
+    runs = [own, *retried] if final in BROKEN else [*retried, own]
+    attempts = tuple(
+        Attempt(
+            outcome=outcome,
+            duration_s=spent,
+            number=number,
+            kind="run" if number == 1 else "rerun",
+            message=None if said is None else bounded(said, MESSAGE_LIMIT),
+            line=line_in_traceback(trace, file),
+            text=bounded(trace, TEXT_LIMIT) if trace else None,
         )
-        failing = next((attempt.line for attempt in attempts if attempt.line is not None), None)
-        flaky = bool(retried) and final not in BROKEN
-        failures = sum(attempt.outcome in BROKEN for attempt in attempts)
-        return TestResult(
-            id=test_id,
-            file=file,
-            line=failing if failing is not None else def_line,
-            outcome="flaky" if flaky else final,
-            attempts=attempts,
-            flaky_kind="nondeterministic" if flaky else None,
-            note=f"failed {failures} of {len(attempts)} attempts" if retried else None,
-        )
+        for number, (outcome, said, trace, spent) in enumerate(runs, 1)
+    )
+    failing = next((attempt.line for attempt in attempts if attempt.line is not None), None)
+    flaky = bool(retried) and final not in BROKEN
+    failures = sum(attempt.outcome in BROKEN for attempt in attempts)
+    return TestResult(
+        id=test_id,
+        file=file,
+        line=failing if failing is not None else def_line,
+        outcome="flaky" if flaky else final,
+        attempts=attempts,
+        flaky_kind="nondeterministic" if flaky else None,
+        note=f"failed {failures} of {len(attempts)} attempts" if retried else None,
+    )
 
 
 def _seconds(time: str, test_id: str) -> float:
@@ -416,6 +438,7 @@ class ProjectFiles:
 
     def __init__(self, project: Path) -> None:
         self.project = project
+        self._root = os.fspath(project)
         self._listed: dict[str, frozenset[str]] = {}
 
     def is_file(self, path: str) -> bool:
@@ -428,7 +451,7 @@ class ProjectFiles:
 
     def _files_in(self, folder: str) -> frozenset[str]:
         try:
-            with os.scandir(self.project / folder) as entries:
+            with os.scandir(os.path.join(self._root, folder)) as entries:
                 return frozenset(entry.name for entry in entries if entry.is_file())
         except OSError:  # no such directory (a Java-style package), or not one
             return frozenset()
