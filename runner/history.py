@@ -31,9 +31,11 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from runner import owned_dir
 from runner.errors import ConfigError
-from runner.results import TestResult, classify
+from runner.results import BROKEN, TestResult, classify
 from runner.stability import wilson_interval
 from runner.verdicts import verdict
 
@@ -165,15 +167,23 @@ def run_of(
     missing: Mapping[str, tuple[int, ...]],
 ) -> Run:
     """A run's record, its columns aligned with ``ids`` (which must name every test)."""
-    size = max((ids[test.id] for test in tests), default=-1) + 1
+    positions = [ids[test.id] for test in tests]
+    size = max(positions, default=-1) + 1
     codes, attempts, durations = [ABSENT] * size, ["0"] * size, [0] * size
     flaky = 0
-    for test in tests:
-        index = ids[test.id]
+    for index, test in zip(positions, tests, strict=True):
+        runs = test.attempts
+        if len(runs) == 1:  # by far the most common: code_of, inlined (never flaky)
+            first = runs[0]
+            broke = first.teardown_error is not None and first.outcome not in BROKEN
+            codes[index] = "e" if broke else CODES[first.outcome]
+            attempts[index] = "1"
+            durations[index] = round(first.duration_s * 1000)
+            continue
         codes[index] = code_of(test)
         flaky += codes[index] == "k"
-        attempts[index] = str(min(9, len(test.attempts)))
-        durations[index] = round(test.attempts[0].duration_s * 1000) if test.attempts else 0
+        attempts[index] = str(min(9, len(runs)))
+        durations[index] = round(runs[0].duration_s * 1000) if runs else 0
     return Run(
         started=started,
         commit=commit,
@@ -196,10 +206,11 @@ def extend(
     """The history with one more run (``run`` holds ``run_of``'s metadata), bounded."""
     ids = list(history.ids)
     index = history.index
-    for test in tests:
-        if test.id not in index:
-            index[test.id] = len(ids)
-            ids.append(test.id)
+    # The new ids, once each in the order the run has them (dict.fromkeys: at C speed).
+    named = dict.fromkeys([test.id for test in tests])
+    new = [test_id for test_id in named if test_id not in index]
+    index.update(zip(new, range(len(ids), len(ids) + len(new)), strict=True))
+    ids += new
     added = run_of(tests, ids=index, **run)
     return bound(History(tuple(ids), (*history.runs, added)), max_runs=max_runs, max_days=max_days)
 
@@ -213,8 +224,12 @@ def bound(history: History, *, max_runs: int, max_days: float) -> History:
     size = len(history.ids)
     padded = [run.codes.ljust(size, ABSENT) for run in runs]
     # A test is kept when one run has it: its column, read across the runs, is not all absent.
-    absent = (ABSENT,) * len(runs)
-    used = [number for number, column in enumerate(zip(*padded, strict=True)) if column != absent]
+    if any(ABSENT not in codes for codes in padded):  # a run has every test: all are kept
+        used = list(range(size))
+    else:
+        absent = (ABSENT,) * len(runs)
+        columns = enumerate(zip(*padded, strict=True))
+        used = [number for number, column in columns if column != absent]
     if len(used) == size:  # nothing to drop: the columns stay as they are, filled out
         return History(
             ids=history.ids,
@@ -314,13 +329,18 @@ def _optional_float(value: Any) -> float | None:
 
 
 def write_history(history: History, path: Path) -> None:
-    """Write the history compressed, to a new file renamed into place (no link followed)."""
+    """Write the history compressed, to a new file renamed into place (no link followed).
+
+    msgspec encodes the JSON (non-ASCII ids as UTF-8, as json.loads reads them back), and
+    gzip's level 1 packs it: for 100,000 tests, a third of level 6's CPU time (0.03 s,
+    not 0.1 s) for a file about a quarter larger.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     with (
         owned_dir.open_binary(path) as out,
-        gzip.GzipFile(fileobj=out, mode="wb", compresslevel=6) as packed,
+        gzip.GzipFile(fileobj=out, mode="wb", compresslevel=1) as packed,
     ):
-        packed.write(json.dumps(history.to_json(), separators=(",", ":")).encode())
+        packed.write(msgspec.json.encode(history.to_json()))
 
 
 # --- the rules -------------------------------------------------------------------------
@@ -413,8 +433,6 @@ def _join(test: TestResult, note: str) -> str:
 def _with(
     test: TestResult, *, note: str, outcome: str | None = None, kind: str | None = None
 ) -> TestResult:
-    import msgspec  # noqa: PLC0415 (results.py imports it anyway; kept beside its one use)
-
     if outcome is None:
         return msgspec.structs.replace(test, note=note)
     return msgspec.structs.replace(test, outcome=outcome, flaky_kind=kind, note=note)
