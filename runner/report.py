@@ -146,22 +146,33 @@ def write_reports(result: RunResult, reports: Path, *, markdown: str) -> None:
         out.writelines(encode(result))
     with failures.kept():
         write_junit(result, reports / "junit.xml")
-    durations: dict[str, float] = {}
-    for test in result.tests:  # after a merge, a test's longest time over its variants
-        if test.attempts[0].phase != "collect":
+    with failures.kept():
+        write_durations(result.tests, reports / "durations.json")
+    with failures.kept():
+        owned_dir.write_text(reports / "summary.md", markdown)
+    failures.raise_any()
+
+
+def write_durations(tests: tuple[TestResult, ...], path: Path) -> None:
+    """``durations.json``: each test's seconds, to plan the next run's shards.
+
+    After a merge, a test's longest time over its variants (never below 0).
+    """
+    ran = [test for test in tests if test.attempts[0].phase != "collect"]
+    durations = {test.id: round(test.attempts[0].duration_s, 6) for test in ran}
+    if len(durations) < len(ran) or any(seconds < 0 for seconds in durations.values()):
+        durations = {}  # an id more than once (variants), or a time below 0: the longest
+        for test in ran:
             seconds = round(test.attempts[0].duration_s, 6)
             durations[test.id] = max(seconds, durations.get(test.id, 0.0))
     # One test a line, as json.dumps(indent=1) would write it, without its slow indenter.
-    with failures.kept(), owned_dir.open_text(reports / "durations.json") as out:
+    with owned_dir.open_text(path) as out:
         out.write("{" if durations else "{}\n")
         out.writelines(
             f"{',' if index else ''}\n {encode_basestring(test_id)}: {seconds!r}"
             for index, (test_id, seconds) in enumerate(durations.items())
         )
         out.write("\n}\n" if durations else "")
-    with failures.kept():
-        owned_dir.write_text(reports / "summary.md", markdown)
-    failures.raise_any()
 
 
 def shown(path: Path) -> str:
