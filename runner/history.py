@@ -396,6 +396,8 @@ def label(
     """
     same = [run for run in history.runs if clean and commit and run.commit == commit and run.clean]
     on_base = [run for run in history.runs if base is not None and run.branch == base]
+    if not (same or on_base):  # no run to judge by (a first run, a foreign JUnit merge)
+        return tuple(tests)
     labelled = []
     for test in tests:
         number = history.index.get(test.id)
