@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -54,6 +55,7 @@ CODES = {
 OUTCOMES = {code: outcome for outcome, code in CODES.items()}
 ABSENT = "-"
 FAILED_CODES = frozenset("fek")  # a run in which the test failed at least once
+_FAILED_CODE = re.compile("[fek]")
 JUDGED_CODES = frozenset("pfek")  # a run that says something about passing or failing
 COUNTS_AS = ("flaky", "failed", "quarantined")
 
@@ -473,11 +475,12 @@ def flip_rates(history: History, *, branch: str | None) -> list[tuple[str, Rate]
     runs = [run for run in history.runs if branch is None or run.branch == branch]
     size = len(history.ids)
     rates = []
-    # Each test's column across the runs; one that never failed cannot flip.
-    columns = zip(*(run.codes.ljust(size, ABSENT) for run in runs), strict=True)
-    for number, codes in enumerate(columns):
-        if FAILED_CODES.isdisjoint(codes):
-            continue
+    padded = [run.codes.ljust(size, ABSENT) for run in runs]
+    # Each test's column across the runs; one that never failed cannot flip, so only the
+    # columns of tests that failed in some run are read (found by one scan of each run).
+    failing = {found.start() for codes in padded for found in _FAILED_CODE.finditer(codes)}
+    for number in sorted(failing):
+        codes = [column[number] for column in padded]
         judged = [code for code in codes if code in JUDGED_CODES]
         flips, previous = 0, None
         for code in judged:
