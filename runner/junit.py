@@ -12,7 +12,7 @@ import os
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn
+from typing import NoReturn, TypeVar
 from xml.parsers import expat
 
 from runner.errors import InfraError
@@ -75,21 +75,44 @@ def _dotted(owner: str) -> str:
     return ".".join([parts[0].removesuffix(".py").replace("/", "."), *parts[1:]])
 
 
-_SHARED_TIMES = 4096
+_SHARED = 65536  # strings kept for reuse per kind, at most (a few MB)
+_K = TypeVar("_K")
+
+
+class _Made(dict[_K, str]):
+    """Strings made once per key by ``make`` (the first ``shared`` keys are kept)."""
+
+    def __init__(self, make: Callable[[_K], str], *, shared: int) -> None:
+        super().__init__()
+        self._make = make
+        self._shared = shared
+
+    def __missing__(self, key: _K) -> str:
+        made = self._make(key)
+        if len(self) < self._shared:
+            self[key] = made
+        return made
 
 
 class _Cases:
     """Writes ``<testcase>`` elements; what thousands of them share is made once.
 
     A large run names thousands of files and classes, and each passing test case is only
-    its attributes: each class's ``classname`` and each file's ``file`` (with its line)
-    is escaped once per write, and each distinct ``time`` formatted once.
+    its attributes: each class's ``classname``, each file's ``file`` and line, each test
+    name that many classes share (``test_create``) is escaped once per write, and each
+    ``Attempt`` that many test cases share (``read_junit``'s) has its time formatted once.
     """
 
-    def __init__(self) -> None:
-        self._owners: dict[str, str] = {}
-        self._files: dict[tuple[str, int | None], str] = {}
-        self._times: dict[int, str] = {}  # by the attempt: read JUnit shares them
+    def __init__(self, *, shared: int = _SHARED) -> None:
+        self._owners = _Made[str](
+            lambda owner: f"<testcase classname={_attr(_dotted(owner))} name=", shared=shared
+        )
+        self._names = _Made[str](_attr, shared=shared)
+        self._files = _Made[tuple[str, int | None]](
+            lambda where: _file_attributes(*where), shared=shared
+        )
+        self._times: dict[int, str] = {}  # by the attempt itself: 0 and 0.0 are written apart
+        self._shared = shared
 
     def xml(self, test: TestResult) -> str:
         """The ``<testcase>`` of one test (see ``testcase_xml``)."""
@@ -97,19 +120,17 @@ class _Cases:
         base, bracket, parameters = test.id.partition("[")
         owner, _, name = base.rpartition("::")
         first = test.attempts[0]  # a test's first attempt is a run, never an order check
-        owner = owner or test.id
-        classname = self._owners.get(owner)
-        if classname is None:
-            classname = self._owners[owner] = f"<testcase classname={_attr(_dotted(owner))} name="
         seconds = self._times.get(id(first))
         if seconds is None:
             seconds = f' time="{round(first.duration_s, 6)}"'
-            if len(self._times) < _SHARED_TIMES:
+            if len(self._times) < self._shared:
                 self._times[id(first)] = seconds
-        where = self._files.get((test.file, test.line))
-        if where is None:
-            where = self._files[test.file, test.line] = _file_attributes(test.file, test.line)
-        opening = classname + _attr(name + bracket + parameters) + seconds + where
+        opening = (
+            self._owners[owner or test.id]
+            + self._names[name + bracket + parameters]
+            + seconds
+            + self._files[test.file, test.line]
+        )
         if test.outcome in _PASSED:  # nothing more to say, and by far the most common
             return opening + "</testcase>"
         return _verdict(test, opening)
