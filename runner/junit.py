@@ -257,8 +257,8 @@ _RETRIED: dict[str, AttemptOutcome] = {
     "rerunError": "error",
 }
 _RESULTS = frozenset({*_FAILED, *_RETRIED, "skipped"})
-# (classname, file) -> the test file, and the node id's prefix (``FILE::CLASS::``)
-Located = dict[tuple[str, str | None], tuple[str, str]]
+# classname, or (classname, file) -> the test file, and the node id's prefix (``FILE::CLASS::``)
+Located = dict[str | tuple[str, str], tuple[str, str]]
 
 
 class _Refused(Exception):
@@ -321,7 +321,7 @@ class _Reader:
         passing: dict[str, tuple[Attempt]] = {}
         append = self.tests.append
         case: dict[str, str] | None = None
-        results: list[Result] = []
+        results: tuple[Result, ...] = ()  # most cases have none: no list made for them
         opened: Result | None = None
         zero_based, depth = False, 0
 
@@ -329,7 +329,7 @@ class _Reader:
             nonlocal case, results, opened, depth, zero_based
             if case is None:
                 if tag == "testcase":
-                    case, results, depth = attributes, [], 0
+                    case, results, depth = attributes, (), 0
                 elif tag == "testsuite":  # pytest's xunit1 names its suite "pytest": 0-based
                     zero_based = attributes.get("name") == "pytest"
                 return
@@ -338,7 +338,7 @@ class _Reader:
             if depth == 1:
                 opened = (tag, attributes, []) if tag in _RESULTS else None
                 if opened is not None:
-                    results.append(opened)
+                    results = (*results, opened)
                     if tag in _FAILED:
                         parser.CharacterDataHandler = opened[2].append
             elif depth == 2 and tag == "stackTrace" and opened and opened[0] in _RETRIED:
@@ -352,10 +352,11 @@ class _Reader:
                 parser.CharacterDataHandler = None
                 depth -= 1
                 return
-            key = (case.get("classname") or "", case.get("file"))
-            where = located.get(key)
+            file = case.get("file")  # pytest names none: then the classname is the key
+            key = case.get("classname") or ""
+            where = located.get(key if file is None else (key, file))
             if where is None:  # thousands of test cases share a handful of classes
-                where = located[key] = _locate(key[0], key[1], files)
+                where = located[key if file is None else (key, file)] = _locate(key, file, files)
             test_id = where[1] + (case.get("name") or "(unnamed)")
             declared = case.get("line")
             line = int(declared) + zero_based if declared and declared.isdigit() else None
@@ -396,7 +397,7 @@ def _install(
 
 
 def _finish(
-    test_id: str, file: str, def_line: int | None, time: str, results: list[Result]
+    test_id: str, file: str, def_line: int | None, time: str, results: tuple[Result, ...]
 ) -> TestResult:
     """A test case with result elements: its attempts, from its own result and its reruns."""
     final: AttemptOutcome = "passed"
