@@ -125,15 +125,12 @@ class _Cases:
             seconds = f' time="{round(first.duration_s, 6)}"'
             if len(self._times) < self._shared:
                 self._times[id(first)] = seconds
-        opening = (
-            self._owners[owner or test.id]
-            + self._names[name + bracket + parameters]
-            + seconds
-            + self._files[test.file, test.line]
-        )
+        owner = self._owners[owner or test.id]
+        name = self._names[name + bracket + parameters]
+        where = self._files[test.file, test.line]
         if test.outcome in _PASSED:  # nothing more to say, and by far the most common
-            return opening + "</testcase>"
-        return _verdict(test, opening)
+            return f"{owner}{name}{seconds}{where}</testcase>"
+        return _verdict(test, f"{owner}{name}{seconds}{where}")
 
 
 def _file_attributes(file: str, line: int | None) -> str:
