@@ -23,6 +23,7 @@ The rules, all pure functions of a history:
 from __future__ import annotations
 
 import gzip
+import itertools
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -158,7 +159,7 @@ def code_of(test: TestResult) -> str:
 def run_of(
     tests: Sequence[TestResult],
     *,
-    ids: Mapping[str, int],
+    positions: Sequence[int],
     started: str,
     commit: str | None,
     branch: str | None,
@@ -168,8 +169,7 @@ def run_of(
     branch_percent: float | None,
     missing: Mapping[str, tuple[int, ...]],
 ) -> Run:
-    """A run's record, its columns aligned with ``ids`` (which must name every test)."""
-    positions = [ids[test.id] for test in tests]
+    """A run's record: each test's column at its position (in the history's ids)."""
     size = max(positions, default=-1) + 1
     codes, attempts, durations = [ABSENT] * size, ["0"] * size, [0] * size
     flaky = 0
@@ -206,15 +206,13 @@ def extend(
     history: History, tests: Sequence[TestResult], *, max_runs: int, max_days: float, **run: Any
 ) -> History:
     """The history with one more run (``run`` holds ``run_of``'s metadata), bounded."""
-    ids = list(history.ids)
     index = history.index
-    # The new ids, once each in the order the run has them (dict.fromkeys: at C speed).
-    named = dict.fromkeys([test.id for test in tests])
-    new = [test_id for test_id in named if test_id not in index]
-    index.update(zip(new, range(len(ids), len(ids) + len(new)), strict=True))
-    ids += new
-    added = run_of(tests, ids=index, **run)
-    return bound(History(tuple(ids), (*history.runs, added)), max_runs=max_runs, max_days=max_days)
+    known = len(index)
+    # Each test's column: its id's, or the next new one, in the order the run has them.
+    positions = [index.setdefault(test.id, len(index)) for test in tests]
+    ids = (*history.ids, *itertools.islice(index, known, None))
+    added = run_of(tests, positions=positions, **run)
+    return bound(History(ids, (*history.runs, added)), max_runs=max_runs, max_days=max_days)
 
 
 def bound(history: History, *, max_runs: int, max_days: float) -> History:

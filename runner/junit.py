@@ -231,7 +231,7 @@ def write_junit(result: RunResult, path: Path) -> None:
     with open_text(path) as out:
         out.write('<?xml version="1.0" encoding="utf-8"?>\n<testsuites>')
         for variant, tests in variants.items() or [(None, [])]:
-            totals = Totals.of(tuple(tests))
+            totals = result.totals if len(variants) == 1 else Totals.of(tuple(tests))
             seconds = round(sum(test.attempts[0].duration_s for test in tests), 3)
             skipped = totals.skipped + totals.xfailed + totals.quarantined
             out.write(
