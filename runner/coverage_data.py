@@ -42,6 +42,22 @@ def in_directory(path: Path) -> Iterator[None]:
         os.chdir(before)
 
 
+WHOLE_FOLDER = "--cov=."  # infer_sources found no code of the project's own
+
+
+def whole_folder_warning(cov_args: tuple[str, ...]) -> str | None:
+    """What to tell a user whose coverage measures the whole project folder, tests and all,
+    because neither its config names its code nor a package, module or ``src/`` was found
+    beside its tests (``infer_sources``): its percentages say how much of the tests ran."""
+    if WHOLE_FOLDER not in cov_args:
+        return None
+    return (
+        "coverage measures the whole project folder, its tests too: no code of its own was "
+        "found outside them (no src/, package or module, and no [tool.coverage.run] source); "
+        "name the code with [tool.coverage.run] source"
+    )
+
+
 def _configured(project: Path) -> coverage.Coverage:
     import coverage  # noqa: PLC0415 (lazy, see top)
     from coverage.exceptions import CoverageException  # noqa: PLC0415 (lazy, see top)

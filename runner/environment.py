@@ -230,6 +230,7 @@ def sync_arguments(settings: Settings, pyproject: Mapping[str, Any]) -> list[str
     Without ``--extra``/``--group``/``--all-groups`` that is every extra (the workspace
     members' too) and each of the groups dev, test, tests, testing that the project has.
     """
+    _check_named(settings, pyproject)
     arguments: list[str] = []
     if settings.extras:
         for extra in settings.extras:
@@ -248,6 +249,34 @@ def sync_arguments(settings: Settings, pyproject: Mapping[str, Any]) -> list[str
     elif "workspace" in pyproject.get("tool", {}).get("uv", {}):
         arguments.append("--all-packages")
     return arguments
+
+
+def _check_named(settings: Settings, pyproject: Mapping[str, Any]) -> None:
+    """A ConfigError for a group or extra the project does not define, before uv says so
+    as a failed sync (exit 3). A workspace's members define their own: uv judges those."""
+    if settings.package is not None or "workspace" in pyproject.get("tool", {}).get("uv", {}):
+        return
+    tables = {
+        "groups": ("dependency group", "[dependency-groups]", pyproject.get("dependency-groups")),
+        "extras": (
+            "extra",
+            "[project.optional-dependencies]",
+            pyproject.get("project", {}).get("optional-dependencies"),
+        ),
+    }
+    for option, (kind, table, defined) in tables.items():
+        names = defined if isinstance(defined, dict) else {}
+        for name in getattr(settings, option):
+            if name not in names:
+                has = (
+                    f"pyproject.toml's {table} has {', '.join(sorted(names))}"
+                    if names
+                    else f"pyproject.toml has no {table}"
+                )
+                raise ConfigError(
+                    f"{option}: the project defines no {kind} {name!r} ({has}): name one it "
+                    "has, or add it there."
+                )
 
 
 def _has_extras(settings: Settings, pyproject: Mapping[str, Any]) -> bool:

@@ -6,8 +6,9 @@ first test runs. A suite whose tests take a few seconds in all is faster seriall
 most pull-request suites of small libraries are like that. So ``auto`` (the default)
 weighs the time the tests are expected to take against what the workers cost to start:
 
-* the expected time is the recorded durations (``durations.json``) when there are any,
-  else a count of the suite's test functions (read from the test files, not collected:
+* the expected time is the recorded durations (``durations.json``) of the tests the
+  pytest arguments name (all of them when they name no path or node id) when there are
+  any, else a count of the suite's test functions (read from the test files, not collected:
   a second pytest start would cost what it is meant to save) times a typical test's time;
 * N workers are worth it when the time they save, ``expected * (1 - 1/N)``, exceeds their
   start-up, ``N * WORKER_START_S``, by a tenth of ``expected`` at least (MIN_SAVING); N is
@@ -136,10 +137,12 @@ def suite_decision(
     if requested not in AUTO:
         return as_set(requested, cores=cores)
     share = f" / {shards} shards" if shards > 1 else ""
-    if durations:
-        expected = sum(durations.values()) / shards
-        count = max(1, len(durations) // shards)
-        basis = f"{counted(len(durations), 'recorded test duration')}{share}"
+    named = named_durations(durations, project=project, pytest_args=pytest_args)
+    if named:
+        expected = sum(named.values()) / shards
+        count = max(1, len(named) // shards)
+        of = " of the tests named" if len(named) < len(durations) else ""
+        basis = f"{counted(len(named), 'recorded test duration')}{of}{share}"
     else:
         # Enough tests to be sure parallel is worth it end the count early.
         enough = int(20 * WORKER_START_S * (cores or cpus()) / TYPICAL_TEST_S) * shards
@@ -152,6 +155,43 @@ def suite_decision(
             f"{TYPICAL_TEST_S * 1000:.0f} ms each"
         )
     return decide(requested, expected_s=expected, count=count, basis=basis, cores=cores)
+
+
+def named_durations(
+    durations: Mapping[str, float], *, project: Path, pytest_args: Sequence[str]
+) -> Mapping[str, float]:
+    """The recorded durations of the tests that the paths and node ids in ``pytest_args``
+    name (``tests/unit``, ``tests/test_a.py``, ``tests/test_a.py::TestB``), as pytest
+    selects them; all of them when the arguments name none.
+
+    Node ids are relative to the project (pytest's rootdir), with ``/``. A ``-k`` or
+    ``-m`` expression selects at collection, which this decision comes before: its tests
+    are not known, and every named file counts whole.
+    """
+    targets: list[tuple[str, bool, str]] = []  # (relative path, a folder, the id's rest)
+    root = project.resolve()
+    for arg in pytest_args:
+        path, separator, rest = arg.partition("::")
+        if arg.startswith("-") or not (project / path).exists():
+            continue
+        full = (project / path).resolve()
+        if full.is_relative_to(root):
+            targets.append((full.relative_to(root).as_posix(), full.is_dir(), separator + rest))
+    if not targets:
+        return durations
+    return {
+        test_id: seconds
+        for test_id, seconds in durations.items()
+        if any(_names(test_id, *target) for target in targets)
+    }
+
+
+def _names(test_id: str, path: str, folder: bool, rest: str) -> bool:
+    file, _, _ = test_id.partition("::")
+    if folder:
+        return path == "." or file.startswith(f"{path}/")
+    tail = test_id[len(file) :]
+    return file == path and (not rest or tail == rest or tail.startswith((f"{rest}::", f"{rest}[")))
 
 
 def count_tests(project: Path, pytest_args: Sequence[str], *, enough: int | None = None) -> int:

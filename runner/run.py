@@ -192,6 +192,9 @@ def _run(
     durations, durations_warning = read_durations(settings.durations or reports / "durations.json")
     work = _prepare(reports)
     cov_args = coverage_data.cov_arguments(settings.project, package=settings.package)
+    whole_folder = coverage_data.whole_folder_warning(cov_args)
+    if whole_folder:
+        emit(f"testgate: {whole_folder}\n")
     sources = coverage_data.infer_sources(settings.project, package=settings.package)
     installing = time.monotonic()
     project_env = environment.probe(settings, environ, sources=sources)
@@ -277,6 +280,7 @@ def _run(
             for entry in quarantine.unmatched(history.attempts)
         )
         + ((durations_warning,) if durations_warning else ())
+        + ((whole_folder,) if whole_folder else ())
         + tuple(f"services: {note}" for note in notes)
         + faults.leftover_warnings([done.completed for done in history.runs]),
         interrupted=stop.why,

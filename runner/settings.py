@@ -654,6 +654,10 @@ def load_settings(
     )
 
 
+# Flags a user writes otherwise than the option's name: ``--service`` once per service.
+FLAG_NAMES = {"services": "service"}
+
+
 def resolve(
     option: Option,
     *,
@@ -668,7 +672,8 @@ def resolve(
     A ``pyproject_only`` option (a table such as ``timeouts``) is read from pyproject alone.
     """
     if flag is not None and not option.pyproject_only:
-        return parse_option(option, flag, source=f"--{flag_name or option.name}")
+        name = flag_name or FLAG_NAMES.get(option.name, option.name)
+        return parse_option(option, flag, source=f"--{name}")
     if option.name in inputs and not option.pyproject_only:
         return parse_option(option, inputs[option.name], source=f"the action's input {option.name}")
     # Empty: not set, as an empty action input.

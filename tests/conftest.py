@@ -146,13 +146,18 @@ def _uv_without_a_shim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Non
     """testgate finds uv on PATH; for this suite that is the uv its lock pins (a dev
     dependency, beside this Python), first on PATH in a folder of its own. A version
     manager's shim on PATH (pyenv's is a shell script) costs 55 ms of CPU a call, three calls
-    a run, over hundreds of runs."""
+    a run, over hundreds of runs. The same folder names this Python's own interpreter as
+    ``python3``: uv finds a Python for each environment it makes on PATH, and asks a shim it
+    finds there to describe its interpreter (20 shell processes) every time."""
     uv = Path(sys.executable).parent / "uv"
     if not uv.is_file():  # an environment installed without the dev group
         yield
         return
     folder = tmp_path_factory.mktemp("uv-on-path")
     (folder / "uv").symlink_to(uv)
+    interpreter = Path(getattr(sys, "_base_executable", sys.executable)).resolve()
+    for name in ("python3", "python", interpreter.name):
+        (folder / name).symlink_to(interpreter)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("PATH", f"{folder}{os.pathsep}{os.environ.get('PATH', '')}")
         yield

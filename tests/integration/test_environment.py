@@ -304,6 +304,15 @@ def test_test_dependencies_are_installed_by_default(tmp_path: Path) -> None:
         "--extra", "postgres", "--group", "docs", "--group", "test",
     ]  # fmt: skip
     assert sync_arguments(settings_of(project, all_groups="true"), {}) == ["--all-groups"]
+    # one the project does not define is a config error (exit 2), before uv fails a sync
+    with pytest.raises(ConfigError) as caught:
+        sync_arguments(settings_of(project, groups="dev, tset"), pyproject)
+    assert caught.value.message == (
+        "groups: the project defines no dependency group 'tset' (pyproject.toml's "
+        "[dependency-groups] has dev, docs, test): name one it has, or add it there."
+    )
+    with pytest.raises(ConfigError, match=r"no extra 'pg' \(pyproject.toml has no \[project"):
+        sync_arguments(settings_of(project, extras="pg"), {})
     member = settings_of(project, package="api")
     assert sync_arguments(member, {}) == ["--package", "api"]
     workspace = {"tool": {"uv": {"workspace": {"members": ["packages/*"]}}}}

@@ -357,6 +357,25 @@ def test_without_configured_sources_the_projects_code_is_measured(
     assert ran.exit_code == 0, ran.output
     files = json.loads((ran.reports / "coverage.json").read_text("utf-8"))["files"]
     assert sorted(files) == [package]  # the tests themselves are not measured
+    assert "the whole project folder" not in ran.output
+
+
+def test_a_project_of_tests_alone_is_told_its_coverage_measures_them(
+    run_cli: RunCli, tmp_path: Path
+) -> None:
+    """No code beside the tests: coverage measures the folder, tests and all, and says so."""
+    project = make_project(tmp_path / "alone", {"tests/test_it.py": "def test_it():\n    pass\n"})
+    text = (project / "pyproject.toml").read_text("utf-8").replace('source = ["lib"]', "")
+    (project / "pyproject.toml").write_text(text, "utf-8")
+    ran = run_cli(project, "--workers", "0")
+    assert ran.exit_code == 0, ran.output
+    files = json.loads((ran.reports / "coverage.json").read_text("utf-8"))["files"]
+    assert sorted(files) == ["tests/test_it.py"]
+    said = "coverage measures the whole project folder, its tests too: no code of its own"
+    assert f"testgate: {said}" in ran.output
+    (warning,) = [text for text in ran.results()["run"]["warnings"] if said in text]
+    assert "name the code with [tool.coverage.run] source" in warning
+    assert said in (ran.reports / "summary.md").read_text("utf-8")
 
 
 def test_a_reports_dir_that_cannot_be_created_is_a_config_error(

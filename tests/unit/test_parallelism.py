@@ -61,6 +61,42 @@ def test_recorded_durations_decide_the_suite_before_any_count(tmp_path: Path) ->
     assert suite_decision("3", durations={}, project=tmp_path, pytest_args=()).workers == "3"
 
 
+def test_the_durations_of_the_tests_named_decide_not_the_whole_suites(tmp_path: Path) -> None:
+    """`testgate run -- tests/test_quick.py` on a suite recorded at 50 s: no xdist."""
+    write(tmp_path / "tests" / "test_quick.py", "def test_a(): pass\n")
+    write(tmp_path / "tests" / "slow" / "test_big.py", "def test_b(): pass\n")
+    recorded = {
+        "tests/test_quick.py::test_a": 0.01,
+        "tests/test_quick.py::TestQ::test_q[a/b]": 0.02,
+        "tests/test_quick.py::TestQuick::test_r": 0.04,
+        **{f"tests/slow/test_big.py::test_{n}": 0.5 for n in range(100)},
+    }
+
+    def decided(*args: str) -> Decision:
+        return suite_decision("auto", durations=recorded, project=tmp_path, pytest_args=args,
+                              cores=2)  # fmt: skip
+
+    assert decided().workers == "2"  # nothing named: the whole suite, 50 s
+    quick = decided("tests/test_quick.py", "-p", "no:randomly")
+    assert quick.workers == "0"
+    assert "3 recorded test durations of the tests named: about 0.07 s" in quick.reason
+    assert "2 recorded test durations of the tests named: about 0.03 s" in (
+        decided("tests/test_quick.py::TestQ", "tests/test_quick.py::test_a").reason
+    )  # a class's tests and parameters, not TestQuick's
+    assert "1 recorded test duration of the tests named" in (
+        decided("tests/test_quick.py::TestQuick::test_r").reason
+    )
+    assert decided("tests/slow", "-k", "test_1").workers == "2"  # -k selects at collection
+    assert decided("tests", "tests/nowhere.py").workers == "2"
+    everything = decided(".")
+    assert "103 recorded test durations: about" in everything.reason  # all of them: not "named"
+    new = write(tmp_path / "tests" / "test_new.py", "def test_n(): pass\n")
+    assert "1 test counted in the test files, no recorded durations" in (
+        decided(str(new.relative_to(tmp_path))).reason
+    )  # named tests without a record are counted
+    assert decided(str(tmp_path.parent)).workers == "2"  # outside the project: names none
+
+
 def test_without_durations_the_test_functions_are_counted(tmp_path: Path) -> None:
     found = suite_decision("auto", durations={}, project=tmp_path, pytest_args=(), cores=2)
     assert found.workers == "0"

@@ -119,7 +119,7 @@ def test_a_bad_value_names_its_source_and_what_is_accepted(
         ("shard", "3/2", "must be I/N with 1 <= I <= N"),
         ("sonar-timeout", "0", "must be a number of seconds above 0"),
         ("shard", "one/two", "must be I/N with 1 <= I <= N"),
-        ("services", "postgress", "is not a list of services: unknown service 'postgress'"),
+        ("services", "postgress", "^--service: 'postgress' is not a list of services: unknown"),
         ("services-backend", "podman", "must be one of auto, docker, local, external"),
         ("service-env", "POSTGRES_SERVER={host}", "not SERVICE.VARIABLE=TEMPLATE such as"),
         ("service-env", "postgres.DB={db}", "{db} is not a field; use {host}, {port}, {user}"),
