@@ -37,6 +37,7 @@ _IN_ATTRIBUTE = (*_IN_TEXT, ('"', "&quot;"), ("\n", "&#10;"), ("\r", "&#13;"), (
 
 
 def _escaped(text: str, escapes: tuple[tuple[str, str], ...]) -> str:
+    """``text`` with each character of ``escapes`` replaced by its reference."""
     for character, reference in escapes:
         if character in text:
             text = text.replace(character, reference)
@@ -134,6 +135,7 @@ class _Cases:
 
 
 def _file_attributes(file: str, line: int | None) -> str:
+    """A test case's ``file`` and ``line`` attributes, and the end of its opening tag."""
     return f" file={_attr(file)}>" if line is None else f' file={_attr(file)} line="{line}">'
 
 
