@@ -37,7 +37,7 @@ import msgspec
 
 from runner import owned_dir
 from runner.errors import ConfigError
-from runner.results import BROKEN, TestResult, classify
+from runner.results import TestResult, classify
 from runner.stability import wilson_interval
 from runner.verdicts import verdict
 
@@ -175,12 +175,10 @@ def run_of(
     flaky = 0
     for index, test in zip(positions, tests, strict=True):
         runs = test.attempts
-        if len(runs) == 1:  # by far the most common: code_of, inlined (never flaky)
-            first = runs[0]
-            broke = first.teardown_error is not None and first.outcome not in BROKEN
-            codes[index] = "e" if broke else CODES[first.outcome]
+        if len(runs) == 1 and runs[0].teardown_error is None:  # code_of, inlined: the most
+            codes[index] = CODES[runs[0].outcome]  # common case by far (and never flaky)
             attempts[index] = "1"
-            durations[index] = round(first.duration_s * 1000)
+            durations[index] = round(runs[0].duration_s * 1000)
             continue
         codes[index] = code_of(test)
         flaky += codes[index] == "k"

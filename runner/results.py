@@ -120,8 +120,8 @@ class Totals(msgspec.Struct, frozen=True, kw_only=True):
     def of(cls, tests: tuple[TestResult, ...]) -> Totals:
         counts = dict.fromkeys(TEST_OUTCOMES, 0)
         counts.update(Counter([test.outcome for test in tests]))  # one category each, mostly
-        for test in tests:  # but a failed teardown also counts an error (see categories)
-            if test.attempts[-1].teardown_error is not None and test.outcome not in _COUNTED_ONCE:
+        for test in tests:  # but a failed teardown may count an error too (see categories)
+            if test.attempts[-1].teardown_error is not None:
                 counts[test.outcome] -= 1
                 for category in test.categories:
                     counts[category] += 1
