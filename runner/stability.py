@@ -8,9 +8,12 @@ flaky`` found (what ``flaky.json`` holds), which the renderers and the history r
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from statistics import NormalDist
-from typing import Any
+from typing import ClassVar
+
+import msgspec
+
+SCHEMA_VERSION = 1
 
 
 def runs_needed(*, confidence: float, max_fail_rate: float) -> int:
@@ -32,46 +35,62 @@ def wilson_interval(failures: int, runs: int, *, confidence: float = 0.95) -> tu
     return max(0.0, centre - spread), min(1.0, centre + spread)
 
 
-@dataclass(frozen=True)
-class TestVerdict:
-    """One test's verdict with its evidence."""
+class TestVerdict(msgspec.Struct, frozen=True, kw_only=True):
+    """One test's verdict with its evidence, as ``flaky.json`` lists it.
 
-    __test__ = False  # not a pytest test class, despite the name
+    ``file``, ``failure_rate`` and ``interval_95`` follow from the id and the counts
+    (``of`` computes them); they are fields so that msgspec writes the file straight
+    from the model. No rate or interval for a test that never ran.
+    """
+
+    __test__: ClassVar[bool] = False  # not a pytest test class, despite the name
 
     id: str
+    file: str
+    line: int | None = None
     verdict: str
     runs: int
     failures: int
+    failure_rate: float | None
+    interval_95: tuple[float, float] | None
     statement: str
-    line: int | None = None
     from_history: int = 0
 
-    @property
-    def file(self) -> str:
-        """The test's file, from its node id (relative to the project)."""
-        return self.id.split("::", 1)[0]
+    @classmethod
+    def of(
+        cls,
+        *,
+        id: str,
+        verdict: str,
+        runs: int,
+        failures: int,
+        statement: str,
+        line: int | None = None,
+        from_history: int = 0,
+    ) -> TestVerdict:
+        """The verdict with what follows from its id and counts filled in."""
+        return cls(
+            id=id,
+            file=id.split("::", 1)[0],  # relative to the project, as the node id is
+            line=line,
+            verdict=verdict,
+            runs=runs,
+            failures=failures,
+            failure_rate=failures / runs if runs else None,
+            interval_95=wilson_interval(failures, runs) if runs else None,
+            statement=statement,
+            from_history=from_history,
+        )
 
-    def to_json(self) -> dict[str, Any]:
-        rate = self.failures / self.runs if self.runs else None
-        interval = list(wilson_interval(self.failures, self.runs)) if self.runs else None
-        return {
-            "id": self.id,
-            "file": self.file,
-            "line": self.line,
-            "verdict": self.verdict,
-            "runs": self.runs,
-            "failures": self.failures,
-            "failure_rate": rate,
-            "interval_95": interval,
-            "statement": self.statement,
-            "from_history": self.from_history,
-        }
 
+class Detection(msgspec.Struct, frozen=True, kw_only=True):
+    """The outcome of a flaky-detection job: what ``flaky.json`` holds, field by field.
 
-@dataclass(frozen=True)
-class Detection:
-    """The outcome of a flaky-detection job: what ``flaky.json`` holds."""
+    ``undecided`` names the tests of ``tests`` whose verdict is ``undecided`` (``of``
+    fills it in), for a reader that wants only those.
+    """
 
+    schema_version: int = SCHEMA_VERSION
     confidence: float
     max_fail_rate: float
     runs_needed: int
@@ -79,25 +98,46 @@ class Detection:
     duration_s: float
     stopped_by: str
     tests: tuple[TestVerdict, ...]
+    undecided: tuple[str, ...]
     quarantine_stable: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
-    problems: tuple[str, ...] = field(default=())
+    problems: tuple[str, ...] = ()
+
+    @classmethod
+    def of(
+        cls,
+        *,
+        confidence: float,
+        max_fail_rate: float,
+        runs_needed: int,
+        rounds: int,
+        duration_s: float,
+        stopped_by: str,
+        tests: tuple[TestVerdict, ...],
+        quarantine_stable: tuple[str, ...] = (),
+        warnings: tuple[str, ...] = (),
+        problems: tuple[str, ...] = (),
+    ) -> Detection:
+        """The job's record with ``undecided`` filled in from ``tests``."""
+        return cls(
+            confidence=confidence,
+            max_fail_rate=max_fail_rate,
+            runs_needed=runs_needed,
+            rounds=rounds,
+            duration_s=duration_s,
+            stopped_by=stopped_by,
+            tests=tests,
+            undecided=tuple(test.id for test in tests if test.verdict == "undecided"),
+            quarantine_stable=quarantine_stable,
+            warnings=warnings,
+            problems=problems,
+        )
 
     def count(self, verdict: str) -> int:
         return sum(test.verdict == verdict for test in self.tests)
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "schema_version": 1,
-            "confidence": self.confidence,
-            "max_fail_rate": self.max_fail_rate,
-            "runs_needed": self.runs_needed,
-            "rounds": self.rounds,
-            "duration_s": round(self.duration_s, 3),
-            "stopped_by": self.stopped_by,
-            "tests": [test.to_json() for test in self.tests],
-            "undecided": [test.id for test in self.tests if test.verdict == "undecided"],
-            "quarantine_stable": list(self.quarantine_stable),
-            "warnings": list(self.warnings),
-            "problems": list(self.problems),
-        }
+
+def encode_detection(detection: Detection) -> bytes:
+    """``flaky.json``: one-space indented, its duration to the millisecond."""
+    rounded = msgspec.structs.replace(detection, duration_s=round(detection.duration_s, 3))
+    return msgspec.json.format(msgspec.json.encode(rounded), indent=1) + b"\n"

@@ -73,6 +73,7 @@ from _testgate_wire import (
 
 ROUND_ID = "testgate-round-"
 ROUND_ARG = "_testgate_round"
+QUEUES_KEY = "testgate_queues"  # worksteal's first queues, handed to each worker
 TEXT_LIMIT = 64 * 1024
 MESSAGE_LIMIT = 4 * 1024
 _STREAM_KEY = pytest.StashKey["TextIO"]()
@@ -244,11 +245,20 @@ def _schedule(config: pytest.Config, items: list[pytest.Item]) -> None:
 
 
 def _queues(config: pytest.Config) -> int:
-    """The workers whose first queues worksteal cuts from the collection; 1 otherwise."""
-    worker = getattr(config, "workerinput", None)
-    if worker is None or config.getoption("dist", "no") != "worksteal":
-        return 1
-    return int(worker.get("workercount", 1))  # pragma: no cover - only in xdist's workers
+    """The workers whose first queues worksteal cuts from the collection; 1 otherwise.
+
+    A worker cannot tell for itself: xdist sets its ``dist`` option to ``no`` before it
+    collects. The controller hands the count over (``Handoff``).
+    """
+    worker = getattr(config, "workerinput", {})
+    return int(worker.get(QUEUES_KEY, 1))
+
+
+def first_queues(*, dist: str, workers: int) -> int:
+    """How many first queues xdist cuts the collection into: one per worker under
+    ``worksteal`` (each worker's chunk is run first to last, only its tail stolen); the
+    others hand out batches as workers finish, so one longest-first order suits them."""
+    return workers if dist == "worksteal" else 1
 
 
 def longest_first(
@@ -529,7 +539,8 @@ def _read_selection(config: pytest.Config, path: str | None) -> None:
 
 
 class Handoff:
-    """Hands the selection and schedule to xdist's workers (they no longer see the env)."""
+    """Hands the selection and schedule to xdist's workers (they no longer see the env),
+    and how many first queues the controller's scheduler cuts (``first_queues``)."""
 
     def __init__(self, plans: dict[str, str | None]) -> None:
         self.plans = plans
@@ -537,6 +548,10 @@ class Handoff:
     @pytest.hookimpl(optionalhook=True)
     def pytest_configure_node(self, node: Any) -> None:
         node.workerinput.update({f"testgate_{name}": path for name, path in self.plans.items()})
+        dist = str(node.config.getoption("dist", "no"))
+        node.workerinput[QUEUES_KEY] = first_queues(
+            dist=dist, workers=int(node.workerinput["workercount"])
+        )
 
 
 @pytest.hookimpl(tryfirst=True)  # first: a crash in another plugin's configure is recorded

@@ -17,6 +17,8 @@ import time
 import weakref
 from collections.abc import Mapping, Sequence
 
+import msgspec
+
 from runner.errors import InfraError, TestgateError
 from runner.services.probes import Endpoint
 from runner.services.running import Running
@@ -140,14 +142,12 @@ class DockerBackend:
                 )
             self._remove(container)
             raise InfraError(message) from None
-        data = running.to_json()
-        data["port"] = port
         self.inspected[container] = 0.0
         self.watches[container] = subprocess.Popen(
             ["docker", "wait", container], env=dict(self.environ), stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
         )  # fmt: skip
-        return Running.from_json(data)
+        return msgspec.structs.replace(running, port=port)
 
     def endpoint(self, running: Running) -> Endpoint:
         return running.endpoint()

@@ -11,7 +11,6 @@ started is removed again. ``down`` is idempotent.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shlex
 import signal
@@ -25,6 +24,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TextIO
+
+import msgspec
 
 from runner import interrupts, services
 from runner.errors import ConfigError, InfraError, TestgateError
@@ -42,6 +43,18 @@ STATE_FILE = services.STATE_FILE  # kept in the package, where cli's help names 
 UP_LOG_ENV = "TESTGATE_SERVICES_LOG"  # where a background 'up' writes (the action's)
 STOP_WAIT_S = 30.0  # how long 'down' waits for a background 'up' to stop what it started
 IGNORE_TEXT = "# testgate's state; never commit it\n*\n"
+
+
+class _Recorded(msgspec.Struct, frozen=True, kw_only=True):
+    """The state file as written and read back (``pid`` and ``ready`` came later: a state
+    from before them reads as done, by no 'up' that still runs)."""
+
+    version: int = STATE_VERSION
+    run_id: str
+    backend: str
+    pid: int = 0
+    ready: bool = True
+    services: tuple[Running, ...]
 
 
 class StateFile:
@@ -77,15 +90,15 @@ class StateFile:
         ignore = self.path.parent / ".gitignore"
         if not ignore.exists() and not ignore.is_symlink():  # written by rename: links stay
             write_text(ignore, IGNORE_TEXT)
-        data = {
-            "version": STATE_VERSION,
-            "run_id": self.run_id,
-            "backend": self.backend,
-            "pid": self.pid,
-            "ready": self.ready,
-            "services": [running.to_json() for running in self.services.values()],
-        }
-        write_text(self.path, json.dumps(data, indent=2) + "\n")
+        recorded = _Recorded(
+            run_id=self.run_id,
+            backend=self.backend,
+            pid=self.pid,
+            ready=self.ready,
+            services=tuple(self.services.values()),
+        )
+        text = msgspec.json.format(msgspec.json.encode(recorded), indent=2).decode()
+        write_text(self.path, text + "\n")
 
     @classmethod
     def load(cls, path: Path) -> StateFile | None:
@@ -93,18 +106,16 @@ class StateFile:
         if not path.exists():
             return None
         try:
-            data = json.loads(path.read_text("utf-8"))
-            state = cls(path)
-            state.run_id = str(data["run_id"])
-            state.backend = str(data["backend"])
-            state.services = {item["name"]: Running.from_json(item) for item in data["services"]}
-            state.pid = int(data.get("pid", 0))
-            state.ready = bool(data.get("ready", True))  # a state from before these fields
-        except (ValueError, KeyError, TypeError, OSError) as error:
+            recorded = msgspec.json.decode(path.read_bytes(), type=_Recorded)
+        except (ValueError, OSError) as error:  # msgspec's errors are ValueErrors
             raise InfraError(
                 f"the services state file {path} cannot be read ({error}); stop what it "
                 "names by hand, then delete it."
             ) from None
+        state = cls(path)
+        state.run_id, state.backend = recorded.run_id, recorded.backend
+        state.services = {running.name: running for running in recorded.services}
+        state.pid, state.ready = recorded.pid, recorded.ready
         return state
 
     def remove(self) -> None:
@@ -163,7 +174,7 @@ def up(
     state.begin()  # at once: a run awaiting this 'up', and 'down', know of it from now on
     try:
         chosen = choose_backend(backend, specs, environ, run_id=state.run_id)
-    except TestgateError:
+    except BaseException:  # none can start them, or a signal while an engine is asked
         state.remove()
         raise
     state.backend = chosen.name
@@ -193,9 +204,9 @@ def up(
                 f"{spec.name} ({started.description}) never became ready: {error}\n"
                 f"  its last log lines:\n{owner.logs(started)}"
             ) from None
-        data = owner.ready(started).to_json()
-        data["ready_s"] = round(time.monotonic() - begun, 3)
-        ready = Running.from_json(data)
+        ready = msgspec.structs.replace(
+            owner.ready(started), ready_s=round(time.monotonic() - begun, 3)
+        )
         state.record(ready)
         return ready
 

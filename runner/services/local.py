@@ -37,6 +37,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import msgspec
+
 from runner.errors import InfraError, TestgateError
 from runner.services import databases
 from runner.services.probes import Endpoint
@@ -493,9 +495,7 @@ def _version(command: list[str], env: Mapping[str, str], label: str) -> str:
 
 
 def _with_pid(running: Running, pid: int) -> Running:
-    data = running.to_json()
-    data["pid"] = pid
-    return Running.from_json(data)
+    return msgspec.structs.replace(running, pid=pid)
 
 
 def made_by_testgate(running: Running) -> bool:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import string
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
-from typing import Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
+
+import msgspec
 
 from runner.services.probes import Endpoint
 from runner.services.spec import KINDS
@@ -80,12 +80,13 @@ def check_template(template: str) -> str | None:
     return None
 
 
-@dataclass(frozen=True)
-class Running:
-    """One service that answered its protocol.
+class Running(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One service that answered its protocol, as the state file records it.
 
     ``backend`` is ``docker``, ``local`` or ``external``; ``container``, ``pid`` and
-    ``directory`` are what ``down`` removes (None where that backend has none).
+    ``directory`` are what ``down`` removes (None where that backend has none). The state
+    file may be forged (a pull request can commit one): msgspec reads it into this type
+    strictly, each field of its type and no field this type does not have.
     """
 
     name: str
@@ -105,14 +106,7 @@ class Running:
     stop_signal: int = 15
     description: str = ""
     ready_s: float = 0.0
-    extra: dict[str, str] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Running:
-        return cls(**data)
+    extra: dict[str, str] = {}
 
     @property
     def probe(self) -> str:

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from runner.errors import InfraError
@@ -15,7 +16,7 @@ from runner.flaky import Tally, failed_in, verdict_of
 from runner.github.step import report_detection
 from runner.results import RunInfo, RunResult
 from runner.settings import load_settings
-from runner.stability import Detection, TestVerdict
+from runner.stability import Detection, TestVerdict, encode_detection
 from tests.conftest import Ran, copy_fixture, environment, run_in_process
 
 RunCli = Callable[..., Ran]
@@ -84,6 +85,11 @@ def test_chosen_tests_flip_fail_or_prove_stable(run_cli: RunCli, tmp_path: Path)
     )
     assert f"::error title=failing%3A {BROKEN.replace(':', '%3A')},file={name}/" in ran.output
     assert flaky["file"] == "tests/test_flaky.py"  # flaky.json: relative to the project
+    # The file is the model: it reads back into a Detection that writes the same bytes.
+    written_json = (ran.reports / "flaky.json").read_bytes()
+    detection = msgspec.json.decode(written_json, type=Detection)
+    assert (detection.count("flaky"), detection.undecided) == (1, ())
+    assert encode_detection(detection) == written_json
 
 
 def test_a_rerun_of_an_earlier_runs_failures_confirms_the_fixes(
@@ -210,10 +216,12 @@ def test_an_oversized_earlier_results_file_is_refused(
 
 def test_without_summary_or_output_files_only_annotations_are_given() -> None:
     verdicts = (
-        TestVerdict("t.py::f", "flaky", 2, 1, "failed 1 of 2 runs", line=3),
-        TestVerdict("t.py::g", "stable", 5, 0, "passed 5 runs in a row", line=9),
-    )
-    detection = Detection(confidence=0.95, max_fail_rate=0.5, runs_needed=5, rounds=5,
+        TestVerdict.of(id="t.py::f", verdict="flaky", runs=2, failures=1,
+                       statement="failed 1 of 2 runs", line=3),
+        TestVerdict.of(id="t.py::g", verdict="stable", runs=5, failures=0,
+                       statement="passed 5 runs in a row", line=9),
+    )  # fmt: skip
+    detection = Detection.of(confidence=0.95, max_fail_rate=0.5, runs_needed=5, rounds=5,
                           duration_s=1.0, stopped_by="verdicts", tests=verdicts)  # fmt: skip
     printed = report_detection(detection, markdown="", root="/nowhere", environ={})
     assert printed == "::warning title=flaky%3A t.py%3A%3Af,file=t.py,line=3::failed 1 of 2 runs\n"

@@ -264,7 +264,8 @@ def test_a_uv_project_reuses_its_lock_and_its_environment(early_run: Ran, tmp_pa
 
 
 def test_a_failed_sync_is_reported(tmp_path: Path) -> None:
-    project = write(tmp_path / "shop", PYPROJECT + "\n[tool.testgate]\ngroups = 'missing'\n")
+    missing = 'version = "1.0"\ndependencies = ["nowhere @ file:///nowhere/at/all"]'
+    project = write(tmp_path / "shop", PYPROJECT.replace('version = "1.0"', missing))
     with pytest.raises(InfraError, match=r"uv sync failed"):
         environment.prepare(settings_of(project), shell())
     assert not (project / "uv.lock").exists()

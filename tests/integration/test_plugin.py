@@ -341,6 +341,35 @@ def test_worksteal_first_queues_each_start_on_long_work(pytester: pytest.Pyteste
     assert plugin.longest_first(items, durations, queues=1)[0].name == "test_a"
 
 
+def test_under_worksteal_each_worker_starts_on_its_own_long_work(
+    pytester: pytest.Pytester,
+) -> None:
+    # xdist sets a worker's dist option to "no" before it collects, so only the
+    # controller knows worksteal will cut the collection into one chunk per worker.
+    seconds = {"a": 8.0, "b": 5.0, "c": 4.0, "d": 3.0, "e": 1.0, "f": 1.0}
+    pytester.makepyfile(test_w="".join(f"def test_{name}():\n    pass\n" for name in seconds))
+    durations = {f"test_w.py::test_{name}": value for name, value in seconds.items()}
+    path = pytester.path / "schedule.json"
+    path.write_text(json.dumps({"durations": durations, "order": True}), "utf-8")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(SCHEDULE_ENV, str(path))
+        found = records(pytester, "-n", "2", "--dist", "worksteal")
+    first: dict[str, str] = {}
+    for item in found:
+        if item["kind"] == "report" and item["when"] == "call":
+            first.setdefault(item["worker"], item["id"])
+    # A worker runs its chunk from the head (a steal takes only the tail): the two
+    # longest tests start at once, where one longest-first order for both chunks would
+    # have started the 8 s test beside the 3 s one.
+    assert sorted(first.values()) == ["test_w.py::test_a", "test_w.py::test_b"]
+
+
+def test_only_worksteal_cuts_first_queues(monkeypatch: pytest.MonkeyPatch) -> None:
+    plugin = fresh_plugin(monkeypatch, "_testgate_plugin_queues")
+    assert plugin.first_queues(dist="worksteal", workers=3) == 3
+    assert plugin.first_queues(dist="load", workers=3) == 1  # hands tests out in rounds
+
+
 def scheduled(pytester: pytest.Pytester, schedule: dict[str, Any]) -> list[str]:
     """Run with a schedule file; return the ids of the tests that ran, in order."""
     path = pytester.path / "schedule.json"

@@ -376,6 +376,11 @@ def test_a_project_of_tests_alone_is_told_its_coverage_measures_them(
     (warning,) = [text for text in ran.results()["run"]["warnings"] if said in text]
     assert "name the code with [tool.coverage.run] source" in warning
     assert said in (ran.reports / "summary.md").read_text("utf-8")
+    ungated = run_cli(
+        project, "--workers", "0", "--fail-under-line", "0", "--fail-under-branch", "0"
+    )
+    assert ungated.exit_code == 0, ungated.output
+    assert said not in ungated.output  # no coverage gate judges the tests' own coverage
 
 
 def test_a_reports_dir_that_cannot_be_created_is_a_config_error(

@@ -388,10 +388,16 @@ def test_only_text_marked_as_commands_may_start_a_line_with_two_colons() -> None
 def test_flaky_detections_output_is_inert_too(number: int) -> None:
     text = HOSTILE[number]
     verdicts = tuple(
-        TestVerdict(f"t.py::test_{text}", verdict, 3, 1, "failed 1 of 3 runs")
+        TestVerdict.of(
+            id=f"t.py::test_{text}",
+            verdict=verdict,
+            runs=3,
+            failures=1,
+            statement="failed 1 of 3 runs",
+        )
         for verdict in ("flaky", "failing", "stable")
     )
-    detection = Detection(
+    detection = Detection.of(
         confidence=0.95,
         max_fail_rate=0.05,
         runs_needed=59,
@@ -864,7 +870,7 @@ def test_flaky_detection_replaces_links_too(tmp_path: Path, decoy: Path, name: s
     (reports / MARKER).write_text("", "utf-8")
     (reports / name).symlink_to(decoy / name)
     before = snapshot(decoy)
-    detection = Detection(
+    detection = Detection.of(
         confidence=0.95,
         max_fail_rate=0.05,
         runs_needed=59,

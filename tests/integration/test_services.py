@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import bson
+import msgspec
 import pg8000.native
 import pytest
 from pytest_httpserver import HTTPServer
@@ -36,7 +37,7 @@ from runner.errors import ConfigError, InfraError
 from runner.services import databases
 from runner.services.backends import AUTO, REGISTRY
 from runner.services.external import ExternalBackend
-from runner.services.lifecycle import choose_backend
+from runner.services.lifecycle import StateFile, choose_backend
 from runner.services.local import LocalBackend, Recipe, find_binary, stop_local
 from runner.services.probes import Endpoint, NotReady, check, resp_command, wait_ready
 from runner.services.running import Running
@@ -154,15 +155,37 @@ def test_unknown_service_exits_2_naming_the_known_ones(
     assert (code, "--timeout: 'soon' must be a number") == (2, err[17:51])
 
 
+RECORD = '{"name": "db", "kind": "postgres", "backend": "local", "host": "h", "port": 1'
+
+
+@pytest.mark.parametrize(
+    ("content", "why"),
+    [
+        ("{not json", "JSON is malformed"),
+        ('{"run_id": "r", "backend": "local"}', "Object missing required field `services`"),
+        (
+            '{"run_id": "r", "backend": "local", "services": [' + RECORD + ', "pid": "1"}]}',
+            "Expected `int | null`, got `str` - at `$.services[0].pid`",
+        ),
+        (
+            '{"run_id": "r", "backend": "local", "services": [' + RECORD + ', "rm": "/"}]}',
+            "Object contains unknown field `rm` - at `$.services[0]`",
+        ),
+    ],
+    ids=["json", "field", "type", "unknown"],
+)
 def test_an_unreadable_state_file_is_named_with_what_to_do(
-    capfd: pytest.CaptureFixture[str], tmp_path: Path
+    capfd: pytest.CaptureFixture[str], tmp_path: Path, content: str, why: str
 ) -> None:
+    """A state file can be forged or corrupt: each field must be of its type, and one this
+    testgate does not know (it would not stop what that names) refuses the file."""
     state = tmp_path / "services.json"
-    state.write_text("{not json", "utf-8")
+    state.write_text(content, "utf-8")
     code, _, err = services(capfd, "down", "--state-file", str(state))
     assert code == 3
-    assert f"the services state file {state} cannot be read" in err
+    assert f"the services state file {state} cannot be read ({why}" in err
     assert "stop what it names by hand, then delete it." in err
+    assert state.exists()  # nothing it names was stopped, and it is left for the user
 
 
 def test_every_backend_a_user_can_name_is_registered() -> None:
@@ -271,8 +294,9 @@ def test_local_backend_starts_probes_exports_and_removes_all_four(
         exported["DATABASE_URL"]
         == f"postgresql://postgres:postgres@127.0.0.1:{exported['POSTGRES_PORT']}/test"
     )
-    recorded = json.loads(state.read_text("utf-8"))
-    started = [Running.from_json(item) for item in recorded["services"]]
+    recorded = StateFile.load(state)
+    assert recorded is not None
+    started = list(recorded.services.values())
     for running in started:  # each answers its protocol, its own database included
         check(running.endpoint())
         assert running.port not in (5432, 3306, 6379, 5672)
@@ -311,7 +335,9 @@ def test_a_local_database_copies_the_machines_initialised_data_dir(
             XDG_CACHE_HOME=str(cache),
         )  # fmt: skip
         assert code == 0, err
-        (running,) = [Running.from_json(item) for item in json.loads(state.read_text())["services"]]
+        recorded = StateFile.load(state)
+        assert recorded is not None
+        (running,) = recorded.services.values()
         check(running.endpoint())  # its own database "test" included
         logs.append(Path(running.log or "").read_text("utf-8"))
         code, _, err = services(capfd, "down", "--state-file", str(state))
@@ -466,7 +492,7 @@ def test_redis_with_a_password_and_its_worker_indexes(tmp_path: Path) -> None:
             "REDIS_DB": ["0", "1"],
         }
         assert databases.drop(isolation) == []
-        own = dataclasses.replace(service, backend="local", url=None, database="0")
+        own = msgspec.structs.replace(service, backend="local", url=None, database="0")
         _redis_set(port, "sesame", "3")
         isolation = databases.create([own], count=4)  # its own server: 0 … 3, emptied first
         assert isolation.templates["REDIS_DB"] == ["0", "1", "2", "3"]
@@ -574,7 +600,7 @@ def test_mongo_answers_hello_and_drops_worker_databases(mongo: FakeMongo) -> Non
         {"dropDatabase": 1, "comment": None, "$db": "app_gw1"},
     ]
     mongo.commands.clear()
-    started = dataclasses.replace(service, backend="docker")  # its own server: fresh ones
+    started = msgspec.structs.replace(service, backend="docker")  # its own server: fresh ones
     assert databases.drop(databases.create([started], count=1)) == []
     assert [command["$db"] for command in mongo.commands] == ["app_gw0", "app_gw0"]
     mongo.reply = {"ok": 0.0, "errmsg": "not authorized"}
@@ -934,5 +960,5 @@ def test_a_server_that_ignores_the_stop_signal_is_killed(tmp_path: Path) -> None
     assert LocalBackend.logs(running) == "(no log)"
     ended = subprocess.Popen(["true"], start_new_session=True)
     ended.wait()
-    stop_local(Running(**{**running.to_json(), "pid": ended.pid}))  # already gone: no error
+    stop_local(msgspec.structs.replace(running, pid=ended.pid))  # already gone: no error
     assert not alive(ended.pid)

@@ -15,13 +15,13 @@ user databases must come out untouched.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import secrets
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import msgspec
 import pg8000.native
 import pytest
 
@@ -120,7 +120,7 @@ def test_pytest_djangos_databases_on_a_started_server_are_removed() -> None:
     admin = pg8000.native.Connection("postgres", host="127.0.0.1", database="postgres")
     admin.run(f'CREATE DATABASE "test_{base}_gw0"')  # as pytest-django --reuse-db leaves it
     admin.close()
-    service = dataclasses.replace(
+    service = msgspec.structs.replace(
         external("postgres", "postgresql://postgres@127.0.0.1:5432/postgres"), backend="local",
         url=None, database=base,
     )  # fmt: skip
@@ -131,7 +131,7 @@ def test_pytest_djangos_databases_on_a_started_server_are_removed() -> None:
     assert "and removes those databases after the run." in isolation.notes[0]
     assert databases.drop(isolation) == []
     assert postgres_databases(f"%{base}%") == []
-    gone = dataclasses.replace(service, port=1)
+    gone = msgspec.structs.replace(service, port=1)
     warnings = databases.drop(databases.Isolation(django=(gone,)))
     assert warnings[0].startswith("postgres: pytest-django's databases were not listed:")
 
@@ -167,7 +167,9 @@ def test_without_a_template_the_setup_runs_once_per_worker_database(tmp_path: Pa
     server = Redis(tmp_path / "redis")
     try:
         url = f"redis://127.0.0.1:{server.port}/0"
-        own = dataclasses.replace(external("redis", url), backend="local", url=None, database="0")
+        own = msgspec.structs.replace(
+            external("redis", url), backend="local", url=None, database="0"
+        )
         assert databases.drop(databases.create([own], count=1, setups={"redis": setup})) == []
     finally:
         server.stop()
@@ -192,7 +194,7 @@ def test_an_option_naming_no_service_of_the_run_is_a_config_error(
 
 def test_a_setup_that_fails_on_a_started_server_removes_what_was_made() -> None:
     base = "own" + secrets.token_hex(4)
-    service = dataclasses.replace(
+    service = msgspec.structs.replace(
         external("postgres", "postgresql://postgres@127.0.0.1:5432/postgres"), backend="local",
         url=None, database=base,
     )  # fmt: skip
@@ -206,7 +208,7 @@ def test_a_started_server_that_refuses_to_create_databases_is_exit_3() -> None:
     role = "role" + secrets.token_hex(4)
     admin = pg8000.native.Connection("postgres", host="127.0.0.1", database="postgres")
     admin.run(f'CREATE ROLE "{role}" LOGIN NOCREATEDB')
-    service = dataclasses.replace(
+    service = msgspec.structs.replace(
         external("postgres", f"postgresql://{role}@127.0.0.1:5432/postgres"), backend="local",
         url=None, database=role,
     )  # fmt: skip
@@ -239,7 +241,7 @@ def test_env_files_complete_the_mapping_and_only_names_are_told(tmp_path: Path) 
     )
     (tmp_path / ".env.test").write_text("DATABASE_URL=postgresql://elsewhere/db\n", "utf-8")
     (tmp_path / ".env.testing").write_text("SENTRY_DSN=\n", "utf-8")  # no service's
-    cache = dataclasses.replace(external("cache", "redis://127.0.0.1:6379/0"), database="0")
+    cache = msgspec.structs.replace(external("cache", "redis://127.0.0.1:6379/0"), database="0")
     postgres = external("postgres", "postgresql://postgres@127.0.0.1:5432/app")
     found = precedence.resolve(
         project=tmp_path, services=[cache, postgres], mappings={"postgres": {"X": "{host}"}}

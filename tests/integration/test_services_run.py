@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -416,6 +418,25 @@ def test_a_signal_ends_ups_wait_and_stops_what_it_started(tmp_path: Path) -> Non
         with pytest.raises(interrupts.Interrupted):
             lifecycle.up([spec], backend="auto", timeout=60, state_file=state, environ={})
     timer.join()
+    assert not state.exists()
+
+
+@pytest.mark.skipif(shutil.which("docker") is None, reason="no docker CLI here to ask an engine")
+def test_a_signal_while_the_engine_is_asked_leaves_no_state_behind(tmp_path: Path) -> None:
+    """An engine that never answers 'docker version': SIGTERM ends 'up' there, and the
+    state file it began goes with it (else the next 'up' refuses to start)."""
+    with socket.socket(socket.AF_UNIX) as engine:  # accepts, never answers
+        engine.bind(str(tmp_path / "engine.sock"))
+        engine.listen()
+        environ = {"DOCKER_HOST": f"unix://{tmp_path}/engine.sock", "PATH": os.environ["PATH"]}
+        state = tmp_path / "services.json"
+        timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGTERM))
+        with interrupts.handling_signals():
+            timer.start()
+            with pytest.raises(interrupts.Interrupted):
+                lifecycle.up(parse_specs(["redis:7"]), backend="docker", timeout=60,
+                             state_file=state, environ=environ)  # fmt: skip
+        timer.join()
     assert not state.exists()
 
 

@@ -107,6 +107,33 @@ def test_a_run_is_kept_per_test_with_outcome_attempts_and_duration(tmp_path: Pat
     assert read_history(tmp_path / "none.json.gz") == History()
 
 
+# A history as testgate wrote it before msgspec did (json.dumps, compact separators).
+EARLIER = (
+    b'{"schema_version":1,"ids":["tests/t.py::test_a","tests/t.py::test_b[\\u00e9]"],"runs":['
+    b'{"started":"2026-11-01T10:00:00+00:00","commit":"c1","branch":"main","clean":true,'
+    b'"duration_s":2.123,"line_percent":90.5,"branch_percent":80.0,"flaky":1,"codes":"kf",'
+    b'"attempts":"21","durations_ms":[251,7],"missing":{"a.py":[1,2,3]}},'
+    b'{"started":"2026-11-02T10:00:00+00:00","commit":null,"branch":"main","clean":false,'
+    b'"duration_s":3.0,"line_percent":null,"branch_percent":null,"flaky":0,"codes":"-p",'
+    b'"attempts":"01","durations_ms":[0,9],"missing":{}}]}'
+)
+
+
+def test_a_history_written_before_reads_and_is_written_again_as_it_was(tmp_path: Path) -> None:
+    path = tmp_path / FILE_NAME
+    path.write_bytes(gzip.compress(EARLIER))
+    history = read_history(path)
+    assert history.ids == (A, "tests/t.py::test_b[é]")
+    assert [(e.outcome, e.attempts, e.duration_s) for e in entries(history, A)] == [
+        ("flaky", 2, 0.251)
+    ]
+    assert history.runs[0].missing == {"a.py": (1, 2, 3)}
+    write_history(history, path)
+    written = gzip.decompress(path.read_bytes())
+    assert written == EARLIER.replace(b"\\u00e9", "é".encode())  # UTF-8, not an escape
+    assert json.loads(written) == json.loads(EARLIER)
+
+
 def test_the_history_keeps_the_last_runs_and_days_and_the_ids_they_use() -> None:
     runs = [([result(A, "passed")], meta(1)), ([result(B, "passed")], meta(2))]
     runs += [([result(C, "failed")], meta(day)) for day in (20, 21)]
@@ -126,27 +153,47 @@ def test_ten_thousand_tests_over_a_hundred_runs_stay_a_small_download(tmp_path: 
     assert (tmp_path / FILE_NAME).stat().st_size < 2_000_000
 
 
+RUN = '"duration_s": 1, "attempts": "1", "durations_ms": [1]'
+NOW = '"started": "2026-11-01T00:00:00+00:00"'
+
+
+def stored(ids: str, runs: str) -> bytes:
+    return gzip.compress(f'{{"schema_version": 1, "ids": {ids}, "runs": {runs}}}'.encode())
+
+
 @pytest.mark.parametrize(
     ("content", "words"),
     [
         (b"not gzip", "Not a gzipped file"),
         (gzip.compress(b"[1]"), "not a testgate history of schema version 1"),
-        (gzip.compress(b'{"schema_version": 1, "ids": {}, "runs": []}'), "ids must be a list"),
-        (gzip.compress(b'{"schema_version": 1, "ids": [1], "runs": []}'), "ids must be node"),
+        (gzip.compress(b'{"schema_version": 2, "runs": 1}'), "not a testgate history of schema"),
+        (gzip.compress(b'{"schema_version": 1, "ids": [}'), "JSON is malformed"),
+        (stored("{}", "[]"), "Expected `array`, got `object` - at `$.ids`"),
+        (stored("[1]", "[]"), "Expected `str`, got `int` - at `$.ids[0]`"),
+        (stored("[]", '[{"codes": "p"}]'), "missing required field `started` - at `$.runs[0]`"),
+        (stored("[]", f'[{{{NOW}, {RUN}, "codes": "p"}}]'), "bad outcome codes in the run of '20"),
+        (stored('["a"]', f'[{{{NOW}, {RUN}, "codes": "z"}}]'), "bad outcome codes"),
         (
-            gzip.compress(b'{"schema_version": 1, "ids": [], "runs": [{"codes": "p"}]}'),
-            "bad outcome codes",
+            stored('["a"]', f'[{{"started": "soon", {RUN}, "codes": "p"}}]'),
+            "Invalid isoformat string: 'soon'",
         ),
-        (gzip.compress(b'{"schema_version": 1, "ids": ["a"], "runs": [1]}'), "not subscriptable"),
-        (gzip.compress(b"{}" + b" " * 100), "unpacks to more than 80 bytes"),
+        (
+            stored('["a"]', f'[{{{NOW}, {RUN}, "codes": "p", "clean": "yes"}}]'),
+            "Expected `bool`, got `str` - at `$.runs[0].clean`",
+        ),
+        (stored('["a"]', "[1]"), "Expected `object`, got `int` - at `$.runs[0]`"),
+        (gzip.compress(b"{}" + b" " * 300), "unpacks to more than 200 bytes"),
     ],
-    ids=["gzip", "shape", "ids", "id", "codes", "run", "size"],
-)
+    ids=["gzip", "shape", "version", "json", "ids", "id", "field", "codes", "code", "started",
+         "type", "run", "size"],
+)  # fmt: skip
 def test_a_bad_history_file_is_a_clear_error(tmp_path: Path, content: bytes, words: str) -> None:
+    """The file may come from an artifact: each field must be of its type, and the error
+    says which is not."""
     path = tmp_path / FILE_NAME
     path.write_bytes(content)
     with pytest.raises(ConfigError) as error:
-        read_history(path, limit=80)
+        read_history(path, limit=200)
     assert words in error.value.message
     assert "delete it to start a new history" in error.value.message
 
@@ -155,10 +202,13 @@ def test_parse_keeps_optional_fields_optional() -> None:
     data = {"schema_version": 1, "ids": [A],
             "runs": [{"started": "2026-11-01T00:00:00+00:00", "duration_s": 1, "codes": "k",
                       "attempts": "2", "durations_ms": [5], "line_percent": None}]}  # fmt: skip
-    (run,) = parse_history(data).runs
+    (run,) = parse_history(json.dumps(data).encode()).runs
     assert (run.commit, run.clean, run.flaky, run.line_percent, run.missing) == (
         None, False, 0, None, {}
     )  # fmt: skip
+    data["runs"][0]["started"] = "2026-11-01T00:00:00Z"  # type: ignore[index]
+    (run,) = parse_history(json.dumps(data).encode()).runs
+    assert run.started == "2026-11-01T00:00:00+00:00"  # as testgate writes a time
 
 
 def base_history() -> History:

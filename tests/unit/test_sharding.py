@@ -11,6 +11,7 @@ import pytest
 
 from runner.errors import InfraError
 from runner.merge import Part, check_variants
+from runner.plugin._testgate_schedule import into_queues, queue_sizes
 from runner.report import write_durations
 from runner.results import Attempt, RunInfo, RunResult, TestResult, variant_name
 from runner.sharding import partition, read_durations, weights
@@ -36,6 +37,33 @@ def test_tests_without_a_record_count_as_the_median() -> None:
     weighted = {"x": 9.0, "y": 1.0, "z": 1.0, "w": 1.0}
     assert partition(["x", "y", "z", "w"], weighted, 2) == [["x"], ["w", "y", "z"]]
     assert partition(["x", "y", "z", "w"], weighted, 2, capacity=2) == [["x", "z"], ["w", "y"]]
+
+
+def test_worksteals_first_queues_are_as_long_as_xdist_cuts_them() -> None:
+    assert queue_sizes(120, 2) == [60, 60]
+    assert queue_sizes(7, 3) == [2, 2, 3]  # each remaining // workers left, as xdist's
+
+
+def test_skewed_suite_gives_each_first_queue_half_the_work_longest_first() -> None:
+    # P2's skewed suite: 100 tests of 0.06 s, then 20 of 0.01-2.49 s (18 s), collected
+    # last and ascending. Each worker's chunk must hold 60 tests and about 12 s, so no
+    # worker starts on short work while the other holds all the long.
+    long = [0.01 + 2.48 * ((n + 1) / 20) ** 1.77 for n in range(20)]
+    seconds = {f"m{n // 20}::t{n % 20:02d}": 0.06 for n in range(100)}
+    seconds |= {f"m5::t{n:02d}": value for n, value in enumerate(long)}
+    queues = into_queues({key: (1, value) for key, value in seconds.items()}, 2)
+    assert [len(queue) for queue in queues] == [60, 60]
+    loads = [sum(seconds[key] for key in queue) for queue in queues]
+    assert abs(loads[0] - loads[1]) < 0.1
+    assert {queue[0] for queue in queues} == {"m5::t19", "m5::t18"}
+    for queue in queues:  # longest first: what a steal takes from the tail is short
+        assert [seconds[key] for key in queue] == sorted((seconds[k] for k in queue), reverse=True)
+
+
+def test_fixture_groups_go_whole_into_the_queue_with_room_for_them() -> None:
+    # Four modules of six tests sharing a module fixture: two whole modules a queue.
+    units = {f"m{n}": (6, 1.9 + n / 100) for n in range(4)}
+    assert into_queues(units, 2) == [["m3", "m0"], ["m2", "m1"]]
 
 
 def test_a_durations_record_that_cannot_be_used_is_ignored_with_a_warning(tmp_path: Path) -> None:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 import runpy
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+import coverage
 import jsonschema
 import msgspec
 import pytest
@@ -194,6 +196,49 @@ def test_junit_text_is_always_valid_xml(tmp_path: Path) -> None:
     assert classname("tests/x.py") == "tests.x"
     assert classname("tests/x.py::TestA::test_b[1]") == "tests.x.TestA"
     assert 'name="tests/x.py"' in junit.testcase_xml(test)
+
+
+def test_the_reports_are_what_coverage_py_writes_for_the_combined_data(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The XML and JSON reports share each file's parse: the same bytes as coverage.py's
+    own reports of the combined data, timestamps aside."""
+    project = tmp_path / "p"
+    (project / "pkg").mkdir(parents=True)
+    (project / "pkg" / "__init__.py").write_text("", "utf-8")
+    (project / "pkg" / "a.py").write_text(
+        "def sign(x):\n    if x < 0:\n        return -1\n    return 1\n", "utf-8"
+    )
+    (project / "pkg" / "b.py").write_text("def never():\n    return 2\n", "utf-8")
+    (project / "main.py").write_text("from pkg import a, b\nprint(a.sign(3))\n", "utf-8")
+    (project / ".coveragerc").write_text("[run]\nbranch = true\nsource = pkg\n", "utf-8")
+    subprocess.run(
+        [sys.executable, "-m", "coverage", "run", "--parallel-mode", "main.py"],
+        cwd=project, check=True, capture_output=True,
+    )  # fmt: skip
+    (data,) = project.glob(".coverage.*")
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    combine_and_report(project=project, data_files=[data], reports_dir=reports)
+    monkeypatch.chdir(project)  # coverage.py's file names are relative to it
+    cov = coverage.Coverage(data_file=str(reports / ".coverage"), config_file=".coveragerc")
+    cov.load()
+    cov.xml_report(outfile=str(tmp_path / "own.xml"))
+    cov.json_report(outfile=str(tmp_path / "own.json"))
+
+    def xml(path: Path) -> str:
+        return re.sub(r' timestamp="\d+"', "", path.read_text("utf-8"))
+
+    def report(path: Path) -> dict[str, Any]:
+        found: dict[str, Any] = json.loads(path.read_text("utf-8"))
+        del found["meta"]["timestamp"]
+        return found
+
+    assert xml(reports / "coverage.xml") == xml(tmp_path / "own.xml")
+    assert report(reports / "coverage.json") == report(tmp_path / "own.json")
+    assert sorted(report(reports / "coverage.json")["files"]) == [
+        "pkg/__init__.py", "pkg/a.py", "pkg/b.py",
+    ]  # fmt: skip
 
 
 def test_a_corrupt_coverage_data_file_is_an_infrastructure_error(tmp_path: Path) -> None:
