@@ -9,6 +9,7 @@ renderers, and below the commands: nothing here imports a command's module.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -166,10 +167,16 @@ def write_durations(tests: tuple[TestResult, ...], path: Path) -> None:
             seconds = round(test.attempts[0].duration_s, 6)
             durations[test.id] = max(seconds, durations.get(test.id, 0.0))
     # One test a line, as json.dumps(indent=1) would write it, without its slow indenter
-    # (and without a Python loop: each line is made by C functions, map and join).
-    lines = map("{}: {!r}".format, map(encode_basestring, durations), durations.values())
+    # (and without a Python loop: each line is made by C functions, streamed by starmap).
+    pairs = zip(map(encode_basestring, durations), durations.values(), strict=True)
     with owned_dir.open_text(path) as out:
-        out.write("{\n " + ",\n ".join(lines) + "\n}\n" if durations else "{}\n")
+        first = next(pairs, None)
+        if first is None:
+            out.write("{}\n")
+            return
+        out.write("{\n " + "{}: {!r}".format(*first))
+        out.writelines(itertools.starmap(",\n {}: {!r}".format, pairs))
+        out.write("\n}\n")
 
 
 def shown(path: Path) -> str:
