@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import runpy
 import subprocess
@@ -212,9 +213,9 @@ def test_the_reports_are_what_coverage_py_writes_for_the_combined_data(
     (project / "pkg" / "b.py").write_text("def never():\n    return 2\n", "utf-8")
     (project / "main.py").write_text("from pkg import a, b\nprint(a.sign(3))\n", "utf-8")
     (project / ".coveragerc").write_text("[run]\nbranch = true\nsource = pkg\n", "utf-8")
-    subprocess.run(
+    subprocess.run(  # without the suite's COVERAGE_FILE (testgate run's), its data is here
         [sys.executable, "-m", "coverage", "run", "--parallel-mode", "main.py"],
-        cwd=project, check=True, capture_output=True,
+        cwd=project, check=True, capture_output=True, env=child_env.child_environment(os.environ),
     )  # fmt: skip
     (data,) = project.glob(".coverage.*")
     reports = tmp_path / "reports"
