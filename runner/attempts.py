@@ -20,6 +20,7 @@ from msgspec import structs
 from runner import environment, execute
 from runner.errors import ConfigError, InfraError
 from runner.output import emit
+from runner.pytest_config import added_options
 from runner.record import AttemptRecord, RecordedTest, describe_exit, read_record
 from runner.settings import Settings
 
@@ -79,7 +80,11 @@ def run_attempt(
     if reseed:
         seed = _SEEDS.randrange(1, 2**32)
         extra_env["PYTHONHASHSEED"] = str(seed)
-        if session.project_env.has_randomly and not _randomly_off(session.settings.pytest_args):
+        if session.project_env.has_randomly and not randomly_off(
+            session.settings.project,
+            pytest_args=session.settings.pytest_args,
+            environ=session.environ,
+        ):
             extra_args.append(f"--randomly-seed={seed}")
     if schedule is not None:
         extra_env[execute.SCHEDULE_ENV] = str(schedule)
@@ -114,9 +119,11 @@ def run_attempt(
     return AttemptRun(number, record, completed, directory)
 
 
-def _randomly_off(pytest_args: Sequence[str]) -> bool:
-    """Whether the user switched pytest-randomly off (then --randomly-seed is unknown)."""
-    joined = " ".join(pytest_args)
+def randomly_off(project: Path, *, pytest_args: Sequence[str], environ: Mapping[str, str]) -> bool:
+    """Whether the user switched pytest-randomly off (then pytest refuses --randomly-seed):
+    in the arguments, the ``addopts`` of pytest's configuration file or ``PYTEST_ADDOPTS``."""
+    added = added_options(project, pytest_args=pytest_args, environ=environ)
+    joined = " ".join([*(word for _, words in added for word in words), *pytest_args])
     return "no:randomly" in joined
 
 

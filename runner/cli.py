@@ -8,6 +8,7 @@ Errors become one ``testgate: error: ...`` line and the exit code SPEC gives the
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -29,6 +30,7 @@ from runner.settings import (
     action_inputs,
     load_settings,
     resolve,
+    unknown_variables,
 )
 
 # A command imports what only it uses (run, flaky, sonar, services): ``testgate merge``
@@ -36,9 +38,34 @@ from runner.settings import (
 # modules.
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, whose "unrecognized arguments" error names the closest flag.
+
+    Every command's parser is one (``add_subparsers`` makes its parsers of this class),
+    so a mistyped flag is refused by its command's parser, which knows the flags.
+    """
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        found, extras = super().parse_known_args(args, namespace)
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}{self._suggestion(extras)}")
+        return found, extras
+
+    def _suggestion(self, extras: Sequence[str]) -> str:
+        # Compared without the dashes, which every flag shares.
+        flags = [name[2:] for name in self._option_string_actions if name.startswith("--")]
+        for extra in extras:
+            close = difflib.get_close_matches(extra.partition("=")[0][2:], flags, n=1)
+            if extra.startswith("--") and close:
+                return f" (did you mean --{close[0]}?)"
+        return ""
+
+
 def parser() -> argparse.ArgumentParser:
     """The argument parser of every command."""
-    top = argparse.ArgumentParser(
+    top = _Parser(
         prog="testgate",
         description="Run a Python test suite in parallel, merge its reports, enforce gates.",
         epilog="Exit codes: 0 every gate passed, 1 a gate failed, 2 usage or configuration "
@@ -216,6 +243,8 @@ def _command(
     ``given`` is the environment as testgate got it, the action's inputs included (read
     for the settings only); ``env`` is what it hands on.
     """
+    for warning in unknown_variables(given):
+        emit(f"testgate: warning: {warning}\n", stream=sys.stderr)
     try:
         if namespace.command == "services":
             return _services(namespace, environ=env, inputs=action_inputs(given))

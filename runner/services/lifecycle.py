@@ -343,6 +343,8 @@ def _starting_up(pid: int) -> bool:
             ["ps", "-ww", "-o", "args=", "-p", str(pid)],
             capture_output=True,
             text=True,
+            encoding="utf-8",
+            errors="replace",
             check=False,
         ).stdout.split()
     except OSError:  # pragma: no cover (ps is part of every POSIX system)
