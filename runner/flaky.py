@@ -161,6 +161,7 @@ def detect(
                 workers=workers.workers,
                 reseed=True,
                 rounds=orders if size > 1 else (),
+                prefixes=True,  # quarantine entries and --only may name a module, a class
                 label=f"flaky detection, rounds {rounds + 1}-{rounds + size} of at most {needed}; "
                 f"{workers.reason}",
             )
