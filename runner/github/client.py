@@ -186,6 +186,7 @@ class _Artifacts(msgspec.Struct):
 
 class _EarlierRun(msgspec.Struct):
     commit: str | None = None
+    environment: str | None = None  # absent from an older testgate's results.json
 
 
 class _EarlierTest(msgspec.Struct):
