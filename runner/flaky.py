@@ -164,7 +164,9 @@ def detect(
                 workers=workers.workers,
                 reseed=True,
                 rounds=orders if size > 1 else (),
-                prefixes=True,  # quarantine entries and --only may name a module, a class
+                # quarantine entries and --only may name a module, a class; the ids of
+                # --from-results name one test each
+                prefixes=bool(only or from_quarantine),
                 label=f"flaky detection, rounds {rounds + 1}-{rounds + size} of at most {needed}; "
                 f"{workers.reason}",
             )
