@@ -21,7 +21,9 @@ The rules, all pure functions of a history:
   before this one) is evidence for no run: which environment it had is unknown, and
   failing a gate until one clean run records it beats passing one on evidence that may
   not apply. A failure whose reruns were stopped (one shared cause, over max-reruns:
-  the run said it looks broken, not flaky) stays failed too, whatever earlier runs show;
+  the run said it looks broken, not flaky) stays failed too, whatever earlier runs show,
+  and a run whose reruns were stopped is evidence for no later run (a database that was
+  down makes every test fail once: no test is flaky by it, nor flips);
 - the flip rate of a test is the share of its runs whose verdict differs from the run
   before (a run that flaked within itself counts as a flip);
 - quarantine entries are suggested for tests the history shows flaky, and their removal
@@ -81,6 +83,7 @@ class Run(msgspec.Struct, frozen=True, kw_only=True):
     branch_percent: float | None = None
     flaky: int = 0
     environment: str | None = None
+    reruns_stopped: bool = False
     codes: str
     attempts: str
     durations_ms: tuple[int, ...]
@@ -167,6 +170,7 @@ def run_of(
     branch_percent: float | None,
     missing: Mapping[str, tuple[int, ...]],
     environment: str | None = None,
+    reruns_stopped: bool = False,
 ) -> Run:
     """A run's record, its columns aligned with ``ids`` (which must name every test)."""
     size = max((ids[test.id] for test in tests), default=-1) + 1
@@ -188,6 +192,7 @@ def run_of(
         branch_percent=branch_percent,
         flaky=flaky,
         environment=environment,
+        reruns_stopped=reruns_stopped,
         codes="".join(codes),
         attempts="".join(attempts),
         durations_ms=tuple(durations),
@@ -372,7 +377,11 @@ def label(
     """
     committed = [run for run in history.runs if clean and commit and run.commit == commit]
     same = [run for run in committed if run.clean and _same(run, environment)]
-    elsewhere = [run for run in committed if run.clean and not _same(run, environment)]
+    elsewhere = [
+        run
+        for run in committed
+        if run.clean and not run.reruns_stopped and not _same(run, environment)
+    ]
     on_base = [
         run
         for run in history.runs
@@ -420,8 +429,9 @@ def label(
 
 
 def _same(run: Run, environment: str | None) -> bool:
-    """Whether ``run`` had this environment: a run without a fingerprint has none."""
-    return environment is not None and run.environment == environment
+    """Whether ``run`` is evidence for a run of this environment: it had the same one (a
+    run without a fingerprint has none), and its reruns were not stopped."""
+    return environment is not None and run.environment == environment and not run.reruns_stopped
 
 
 def _join(test: TestResult, note: str) -> str:
@@ -475,7 +485,11 @@ def _spans(lines: set[int]) -> str:
 
 def flip_rates(history: History, *, branch: str | None) -> list[tuple[str, Rate]]:
     """Tests by flip rate over the runs on ``branch`` (all runs when None), highest first."""
-    runs = [run for run in history.runs if branch is None or run.branch == branch]
+    runs = [
+        run
+        for run in history.runs
+        if (branch is None or run.branch == branch) and not run.reruns_stopped
+    ]
     size = len(history.ids)
     rates = []
     # Each test's column across the runs; one that never failed cannot flip.

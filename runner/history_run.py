@@ -309,6 +309,7 @@ def record(context: Context, *, result: RunResult, settings: Settings) -> Contex
         branch_percent=None if coverage is None else coverage.branch_percent,
         missing=missing_lines(settings.reports_dir),
         environment=info.environment,
+        reruns_stopped=info.reruns_stopped is not None,
     )
     try:
         write_history(history, context.path)
@@ -415,7 +416,13 @@ def unchanged_outcomes(
     trees: dict[str, str | None] = {}
     same = []
     for run in context.history.runs:
-        if run.clean and run.commit and environment and run.environment == environment:
+        if (
+            run.clean
+            and run.commit
+            and environment
+            and run.environment == environment
+            and not run.reruns_stopped
+        ):
             if run.commit not in trees:
                 trees[run.commit] = git.out("rev-parse", "--verify", "--quiet", f"{run.commit}:./")
             if trees[run.commit] == now:

@@ -91,6 +91,12 @@ def previous_attempt(
             "installed packages, or not recorded): its failures are not counted as evidence "
             "that a test passing now is flaky"
         ]
+    if earlier.run.reruns_stopped is not None:
+        return None, [
+            f"attempt {previous} stopped its reruns ({clean(earlier.run.reruns_stopped)[:300]}): "
+            "its failures looked broken, not flaky, and are not counted as evidence that a "
+            "test passing now is flaky"
+        ]
     note = (
         f"failed in attempt {previous} of this workflow run, passed in attempt {attempt} "
         "on the same commit"

@@ -157,11 +157,15 @@ def test_a_fork_pull_request_skips_token_features_with_one_notice(
 
 
 def results_zip(
-    tests: list[dict[str, Any]], commit: str, padding: int = 0, environment: str | None = None
+    tests: list[dict[str, Any]],
+    commit: str,
+    padding: int = 0,
+    environment: str | None = None,
+    reruns_stopped: str | None = None,
 ) -> bytes:
     data = io.BytesIO()
     with zipfile.ZipFile(data, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        run = {"commit": commit, "environment": environment}
+        run = {"commit": commit, "environment": environment, "reruns_stopped": reruns_stopped}
         document = json.dumps({"run": run, "tests": tests}) + " " * padding
         archive.writestr("results.json", document)
     return data.getvalue()
@@ -222,6 +226,18 @@ def test_a_test_that_failed_in_the_previous_attempt_and_passes_now_is_flaky(
             "test passing now is flaky",
         ),
         ("a-attempt-2", results_zip([], "merge0sha"), "attempt 2 ran in another environment"),
+        (
+            "a-attempt-2",
+            results_zip(
+                [{"id": "t.py::t", "outcome": "failed"}],
+                "merge0sha",
+                environment="e1",
+                reruns_stopped="not rerun: all 5 failures share one cause (call: db down)",
+            ),
+            "attempt 2 stopped its reruns (not rerun: all 5 failures share one cause (call: "
+            "db down)): its failures looked broken, not flaky, and are not counted as evidence "
+            "that a test passing now is flaky",
+        ),
         ("a-attempt-2", b"not a zip", "could not read artifact a-attempt-2 of attempt 2"),
     ],
 )

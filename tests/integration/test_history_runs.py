@@ -282,11 +282,11 @@ def test_needs_the_service(n):
 
 
 def test_failures_after_the_environment_changed_are_not_flaky(tmp_path: Path) -> None:
-    """One commit run three times: green; with a service down (five failures of one
+    """One commit run four times: green; with a service down (five failures of one
     cause, in the same environment: reruns stopped); then with the service up and a
-    dependency uninstalled (two failures, in another environment). No failure is
-    counted as flaky, each says why, and no pass is called flaky by the failures of
-    another environment."""
+    dependency uninstalled (two failures, in another environment); then with it back.
+    No failure is counted as flaky, each says why, and no pass is called flaky by the
+    failures of another environment or of a run that stopped its reruns."""
     project = tmp_path / "project"
     (project / "tests").mkdir(parents=True)
     (project / "tests" / "test_env.py").write_text(ENV_TESTS, "utf-8")
@@ -334,6 +334,12 @@ def test_failures_after_the_environment_changed_are_not_flaky(tmp_path: Path) ->
     summary = (changed.reports / "summary.md").read_text("utf-8")
     assert "### Failures the history explains" in summary
     assert "in another environment" in summary
+    subprocess.run([*install, "pytest-randomly"], check=True)
+    again = run_in_process(project, *args, reports="again")  # as green: every test passes
+    assert again.results()["run"]["environment"] == green.results()["run"]["environment"]
+    assert again.results()["totals"]["flaky"] == 0  # the stopped run is evidence for none
+    assert again.exit_code == 0
     history = read_history(project / "history.json.gz")
     fingerprints = [run.environment for run in history.runs]
-    assert fingerprints[0] == fingerprints[1] != fingerprints[2]
+    assert fingerprints[0] == fingerprints[1] == fingerprints[3] != fingerprints[2]
+    assert [run.reruns_stopped for run in history.runs] == [False, True, False, False]

@@ -131,7 +131,7 @@ def test_a_history_written_before_reads_and_is_written_again_as_it_was(tmp_path:
     written = gzip.decompress(path.read_bytes())
     # UTF-8, not an escape; an old run has no environment fingerprint, and keeps none
     assert written == EARLIER.replace(b"\\u00e9", "é".encode()).replace(
-        b',"codes":', b',"environment":null,"codes":'
+        b',"codes":', b',"environment":null,"reruns_stopped":false,"codes":'
     )
     assert history.runs[0].environment is None
 
@@ -308,6 +308,32 @@ def test_only_runs_of_the_same_environment_are_evidence_of_flakiness() -> None:
                  environment=ENV)  # fmt: skip
     assert a.outcome == "failed"
     assert "in another environment" in (a.note or "")
+
+
+def test_a_run_whose_reruns_were_stopped_is_evidence_for_no_later_run() -> None:
+    """A database down on main made every test fail once: no test is flaky by that run,
+    nor flips, and a pass after it on the same commit is a pass."""
+    down = [result(A, "failed"), result(B, "failed"), result(C, "failed")]
+    history = grow(
+        [
+            ([result(A, "passed"), result(B, "passed"), result(C, "passed")], meta(1)),
+            (down, meta(2, reruns_stopped=True)),
+            ([result(A, "passed"), result(B, "passed"), result(C, "passed")], meta(3)),
+        ]
+    )
+    assert history.runs[1].reruns_stopped
+    assert flip_rates(history, branch="main") == []
+    a, b = label(
+        [result(A, "failed"), result(B, "passed")], history, commit="c1", clean=True,
+        base="main", counts_as="flaky", environment=ENV,
+    )  # fmt: skip
+    assert (a.outcome, a.note) == ("flaky", "passed in an earlier run of the same commit c1")
+    assert (b.outcome, b.note) == ("passed", None)
+    (pr,) = label(
+        [result(A, "failed")], history, commit="pr", clean=True, base="main",
+        counts_as="flaky", environment=ENV,
+    )  # fmt: skip
+    assert (pr.outcome, pr.note) == ("failed", None)  # newly broken, not "flaky on main"
 
 
 def test_a_failure_whose_reruns_were_stopped_stays_failed_whatever_history_shows() -> None:
@@ -533,6 +559,10 @@ def test_only_clean_runs_of_the_same_project_tree_count_for_the_flaky_job(tmp_pa
             ([result(B, "failed")], meta(3, commit="0" * 40)),
             ([result(B, "failed"), result(C, "skipped")], meta(4, commit=None)),
             ([result(B, "passed")], meta(5, commit=commit)),
+            (
+                [result(A, "failed"), result(B, "failed")],
+                meta(6, commit=commit, reruns_stopped=True),
+            ),
         ]
     )
     write_history(history, root / "h.json.gz")
