@@ -15,17 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from runner import __version__, history_run, interrupts
-from runner import run as run_command
 from runner.errors import InfraError, TestgateError
-from runner.flaky import detect
 from runner.github.commands import escape_data, on_github
 from runner.github.step_files import write_env, write_outputs
 from runner.merge import merge
 from runner.output import emit
-from runner.services import lifecycle
-from runner.services.lifecycle import STATE_FILE
-from runner.services.served import project_services
-from runner.services.spec import parse_specs
+from runner.services import STATE_FILE
 from runner.settings import (
     INPUTS_ENV,
     OPTIONS,
@@ -35,7 +30,10 @@ from runner.settings import (
     load_settings,
     resolve,
 )
-from runner.sonar import sonar
+
+# A command imports what only it uses (run, flaky, sonar, services): ``testgate merge``
+# of a large report starts in two thirds of the time without the run's and the services'
+# modules.
 
 
 def parser() -> argparse.ArgumentParser:
@@ -223,6 +221,9 @@ def _command(
             return _services(namespace, environ=env, inputs=action_inputs(given))
         settings = _settings(namespace, environ=given, pytest_args=pytest_args)
         if namespace.command == "flaky":
+            from runner.flaky import detect  # noqa: PLC0415 (lazy, see top)
+            from runner.services.served import project_services  # noqa: PLC0415 (lazy)
+
             with project_services(settings, environ=env) as services:
                 return detect(
                     settings,
@@ -241,6 +242,8 @@ def _command(
             emit(history_run.show(past, test_id=namespace.test_id))
             return 0
         if namespace.command == "sonar":
+            from runner.sonar import sonar  # noqa: PLC0415 (lazy, see top)
+
             return sonar(settings, environ=env, dry_run=namespace.dry_run)
         if namespace.command == "merge":
             return merge(
@@ -250,6 +253,8 @@ def _command(
                 expect_shards=settings.expect_shards,
                 expect_variants=settings.expect_variants,
             ).exit_code
+        from runner import run as run_command  # noqa: PLC0415 (lazy, see top)
+
         return run_command.run(settings, environ=env).exit_code
     except TestgateError as error:
         sys.stdout.flush()
@@ -285,6 +290,9 @@ def _services(
     namespace: argparse.Namespace, *, environ: Mapping[str, str], inputs: Mapping[str, str]
 ) -> int:
     """``testgate services up|down``: no project needed, so no pyproject settings."""
+    from runner.services import lifecycle  # noqa: PLC0415 (lazy, see top)
+    from runner.services.spec import parse_specs  # noqa: PLC0415 (lazy, see top)
+
     state_file = Path(namespace.state_file or STATE_FILE)
     if namespace.action == "down":
         lifecycle.down(state_file=state_file, environ=environ)

@@ -33,6 +33,8 @@ The rules, all pure functions of a history:
 from __future__ import annotations
 
 import gzip
+import itertools
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -63,6 +65,7 @@ CODES = {
 OUTCOMES = {code: outcome for outcome, code in CODES.items()}
 ABSENT = "-"
 FAILED_CODES = frozenset("fek")  # a run in which the test failed at least once
+_FAILED_CODE = re.compile("[fek]")
 JUDGED_CODES = frozenset("pfek")  # a run that says something about passing or failing
 COUNTS_AS = ("flaky", "failed", "quarantined")
 
@@ -160,7 +163,7 @@ def code_of(test: TestResult) -> str:
 def run_of(
     tests: Sequence[TestResult],
     *,
-    ids: Mapping[str, int],
+    positions: Sequence[int],
     started: str,
     commit: str | None,
     branch: str | None,
@@ -172,16 +175,21 @@ def run_of(
     environment: str | None = None,
     reruns_stopped: bool = False,
 ) -> Run:
-    """A run's record, its columns aligned with ``ids`` (which must name every test)."""
-    size = max((ids[test.id] for test in tests), default=-1) + 1
+    """A run's record: each test's column at its position (in the history's ids)."""
+    size = max(positions, default=-1) + 1
     codes, attempts, durations = [ABSENT] * size, ["0"] * size, [0] * size
     flaky = 0
-    for test in tests:
-        index = ids[test.id]
+    for index, test in zip(positions, tests, strict=True):
+        runs = test.attempts
+        if len(runs) == 1 and runs[0].teardown_error is None:  # code_of, inlined: the most
+            codes[index] = CODES[runs[0].outcome]  # common case by far (and never flaky)
+            attempts[index] = "1"
+            durations[index] = round(runs[0].duration_s * 1000)
+            continue
         codes[index] = code_of(test)
         flaky += codes[index] == "k"
-        attempts[index] = str(min(9, len(test.attempts)))
-        durations[index] = round(test.attempts[0].duration_s * 1000) if test.attempts else 0
+        attempts[index] = str(min(9, len(runs)))
+        durations[index] = round(runs[0].duration_s * 1000) if runs else 0
     return Run(
         started=started,
         commit=commit,
@@ -204,14 +212,13 @@ def extend(
     history: History, tests: Sequence[TestResult], *, max_runs: int, max_days: float, **run: Any
 ) -> History:
     """The history with one more run (``run`` holds ``run_of``'s metadata), bounded."""
-    ids = list(history.ids)
     index = history.index
-    for test in tests:
-        if test.id not in index:
-            index[test.id] = len(ids)
-            ids.append(test.id)
-    added = run_of(tests, ids=index, **run)
-    extended = History(ids=tuple(ids), runs=(*history.runs, added))
+    known = len(index)
+    # Each test's column: its id's, or the next new one, in the order the run has them.
+    positions = [index.setdefault(test.id, len(index)) for test in tests]
+    ids = (*history.ids, *itertools.islice(index, known, None))
+    added = run_of(tests, positions=positions, **run)
+    extended = History(ids=ids, runs=(*history.runs, added))
     return bound(extended, max_runs=max_runs, max_days=max_days)
 
 
@@ -224,8 +231,12 @@ def bound(history: History, *, max_runs: int, max_days: float) -> History:
     size = len(history.ids)
     padded = [run.codes.ljust(size, ABSENT) for run in runs]
     # A test is kept when one run has it: its column, read across the runs, is not all absent.
-    absent = (ABSENT,) * len(runs)
-    used = [number for number, column in enumerate(zip(*padded, strict=True)) if column != absent]
+    if any(ABSENT not in codes for codes in padded):  # a run has every test: all are kept
+        used = list(range(size))
+    else:
+        absent = (ABSENT,) * len(runs)
+        columns = enumerate(zip(*padded, strict=True))
+        used = [number for number, column in columns if column != absent]
     if len(used) == size:  # nothing to drop: the columns stay as they are, filled out
         return History(
             ids=history.ids,
@@ -307,12 +318,16 @@ def _checked(run: Run, *, size: int) -> Run:
 
 
 def write_history(history: History, path: Path) -> None:
-    """Write the history compressed, to a new file renamed into place (no link followed)."""
+    """Write the history compressed, to a new file renamed into place (no link followed).
+
+    msgspec encodes it, and gzip's level 1 packs it: for 100,000 tests, a third of level
+    6's CPU time (0.03 s, not 0.1 s) for a file about a quarter larger.
+    """
     stored = _Stored(ids=history.ids, runs=history.runs)
     path.parent.mkdir(parents=True, exist_ok=True)
     with (
         owned_dir.open_binary(path) as out,
-        gzip.GzipFile(fileobj=out, mode="wb", compresslevel=6) as packed,
+        gzip.GzipFile(fileobj=out, mode="wb", compresslevel=1) as packed,
     ):
         packed.write(msgspec.json.encode(stored))
 
@@ -388,6 +403,10 @@ def label(
         if base is not None and run.branch == base and _same(run, environment)
     ]
     short = (commit or "")[:12]
+    if not (
+        same or on_base or elsewhere
+    ):  # no run to judge by (a first run, a foreign JUnit merge)
+        return tuple(tests)
     labelled = []
     for test in tests:
         number = history.index.get(test.id)
@@ -492,11 +511,12 @@ def flip_rates(history: History, *, branch: str | None) -> list[tuple[str, Rate]
     ]
     size = len(history.ids)
     rates = []
-    # Each test's column across the runs; one that never failed cannot flip.
-    columns = zip(*(run.codes.ljust(size, ABSENT) for run in runs), strict=True)
-    for number, codes in enumerate(columns):
-        if FAILED_CODES.isdisjoint(codes):
-            continue
+    padded = [run.codes.ljust(size, ABSENT) for run in runs]
+    # Each test's column across the runs; one that never failed cannot flip, so only the
+    # columns of tests that failed in some run are read (found by one scan of each run).
+    failing = {found.start() for codes in padded for found in _FAILED_CODE.finditer(codes)}
+    for number in sorted(failing):
+        codes = [column[number] for column in padded]
         judged = [code for code in codes if code in JUDGED_CODES]
         flips, previous = 0, None
         for code in judged:

@@ -208,12 +208,11 @@ def test_a_poetry_project_gets_the_way_to_provide_its_environment(tmp_path: Path
     assert ran.exit_code == 3
     assert "is a Poetry project" in ran.output
     assert '--python "$(poetry env info --executable)"' in ran.output
-    # nothing ran: no reports dir either
     assert sorted(path.name for path in project.iterdir()) == [
         "conftest.py",
         "pyproject.toml",
         "tests",
-    ]
+    ]  # fmt: skip  (nothing ran: no reports dir either)
 
 
 def test_an_existing_environment_is_used_as_it_is(

@@ -94,6 +94,9 @@ def test_a_run_is_kept_per_test_with_outcome_attempts_and_duration(tmp_path: Pat
             ([result(A, "failed", outcome="quarantined")], meta(3, commit=None)),
         ]
     )
+    late = Attempt(outcome="passed", duration_s=0.5, teardown_error="RuntimeError: late")
+    broken = TestResult(id=C, file="tests/t.py", line=1, outcome="error", attempts=(late,))
+    assert extend(History(), [broken], max_runs=1, max_days=1, **meta(4)).runs[0].codes == "e"
     path = tmp_path / FILE_NAME
     write_history(history, path)
     again = read_history(path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import runpy
 import subprocess
@@ -116,6 +117,10 @@ def test_a_failed_call_with_a_failed_teardown_counts_as_pytest_counts_it() -> No
     )
     totals = Totals.of(tests)
     assert (totals.tests, totals.failed, totals.errors, totals.passed) == (2, 1, 2, 0)
+    late = Attempt(outcome="passed", duration_s=0.1, number=2, teardown_error="late")
+    flaky = TestResult(id="c", file="c", line=1, outcome="flaky", attempts=(both, late))
+    totals = Totals.of((*tests, flaky))  # flaky counts once, as such
+    assert (totals.tests, totals.flaky, totals.errors, totals.passed) == (3, 1, 2, 0)
 
 
 def test_long_failure_lists_are_cut_and_say_so() -> None:
@@ -209,9 +214,11 @@ def test_the_reports_are_what_coverage_py_writes_for_the_combined_data(
     (project / "pkg" / "b.py").write_text("def never():\n    return 2\n", "utf-8")
     (project / "main.py").write_text("from pkg import a, b\nprint(a.sign(3))\n", "utf-8")
     (project / ".coveragerc").write_text("[run]\nbranch = true\nsource = pkg\n", "utf-8")
-    subprocess.run(
-        [sys.executable, "-m", "coverage", "run", "--parallel-mode", "main.py"],
-        cwd=project, check=True, capture_output=True,
+    own = {name: value for name, value in os.environ.items() if not name.startswith("COVERAGE_")}
+    subprocess.run(  # its data file its own: never the COVERAGE_FILE of a run measuring this one
+        [sys.executable, "-m", "coverage", "run", "--parallel-mode",
+         f"--data-file={project / '.coverage'}", "main.py"],
+        cwd=project, check=True, capture_output=True, env=own,
     )  # fmt: skip
     (data,) = project.glob(".coverage.*")
     reports = tmp_path / "reports"
