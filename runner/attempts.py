@@ -61,12 +61,14 @@ def run_attempt(
     label: str | None = None,
     rounds: Sequence[Sequence[str]] = (),
     schedule: Path | None = None,
+    prefixes: bool = False,
 ) -> AttemptRun:
     """Run attempt ``number``; with ``select``, only those tests (in order when ``ordered``).
 
     ``reseed`` gives the run fresh random seeds; ``label`` is printed before its output;
     ``rounds`` (orders of ``select``) runs every test once per round, in one process;
-    ``schedule`` names the plugin's shard and ordering plan.
+    ``schedule`` names the plugin's shard and ordering plan; ``prefixes`` lets an entry
+    of ``select`` name every test below it (else each names one test, exactly).
     """
     directory = session.work / f"attempt-{number}"
     directory.mkdir(parents=True)
@@ -75,7 +77,12 @@ def run_attempt(
     extra_env: dict[str, str] = {}
     if select is not None:
         select_path = directory / "select.json"
-        wanted = {"ids": list(select), "ordered": ordered, "rounds": [list(o) for o in rounds]}
+        wanted = {
+            "ids": list(select),
+            "ordered": ordered,
+            "rounds": [list(o) for o in rounds],
+            "prefixes": prefixes,
+        }
         select_path.write_text(json.dumps(wanted), "utf-8")
     if reseed:
         seed = _SEEDS.randrange(1, 2**32)

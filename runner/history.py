@@ -14,6 +14,16 @@ The rules, all pure functions of a history:
 - a test that fails now and failed intermittently on the base branch within the window
   is "flaky on <base>: failed k of n recent runs", with the 95 % Wilson interval of k/n;
 - coverage that differs between runs of the same clean commit is named line by line;
+- each of those compares only runs of the same environment (its fingerprint, see
+  ``runner.probe_cache``): a test that passed, then fails on the same commit after a
+  dependency was removed, is broken by that change, not flaky; such a failure is
+  labelled so and stays failed. A run recorded without a fingerprint (by a testgate
+  before this one) is evidence for no run: which environment it had is unknown, and
+  failing a gate until one clean run records it beats passing one on evidence that may
+  not apply. A failure whose reruns were stopped (one shared cause, over max-reruns:
+  the run said it looks broken, not flaky) stays failed too, whatever earlier runs show,
+  and a run whose reruns were stopped is evidence for no later run (a database that was
+  down makes every test fail once: no test is flaky by it, nor flips);
 - the flip rate of a test is the share of its runs whose verdict differs from the run
   before (a run that flaked within itself counts as a flip);
 - quarantine entries are suggested for tests the history shows flaky, and their removal
@@ -75,6 +85,8 @@ class Run(msgspec.Struct, frozen=True, kw_only=True):
     line_percent: float | None = None
     branch_percent: float | None = None
     flaky: int = 0
+    environment: str | None = None
+    reruns_stopped: bool = False
     codes: str
     attempts: str
     durations_ms: tuple[int, ...]
@@ -160,6 +172,8 @@ def run_of(
     line_percent: float | None,
     branch_percent: float | None,
     missing: Mapping[str, tuple[int, ...]],
+    environment: str | None = None,
+    reruns_stopped: bool = False,
 ) -> Run:
     """A run's record: each test's column at its position (in the history's ids)."""
     size = max(positions, default=-1) + 1
@@ -185,6 +199,8 @@ def run_of(
         line_percent=line_percent,
         branch_percent=branch_percent,
         flaky=flaky,
+        environment=environment,
+        reruns_stopped=reruns_stopped,
         codes="".join(codes),
         attempts="".join(attempts),
         durations_ms=tuple(durations),
@@ -358,6 +374,8 @@ def label(
     clean: bool,
     base: str | None,
     counts_as: str,
+    environment: str | None = None,
+    reruns_stopped: str | None = None,
 ) -> tuple[TestResult, ...]:
     """This run's tests, with what history knows about their failures.
 
@@ -366,10 +384,28 @@ def label(
     ``counts_as``: ``flaky`` (toward max-flaky), ``failed`` (toward failed-tests, labelled
     only) or ``quarantined`` (toward neither). A pass whose clean commit failed in an
     earlier run is flaky. A failure the base branch shows every time is labelled so.
+
+    Only runs of this run's ``environment`` (its fingerprint) are evidence; a failure
+    that passed on the same commit in another environment is labelled with why it is not
+    counted as flaky. With ``reruns_stopped`` (this run's failures were not rerun: they
+    look broken, not flaky) a failure stays failed, labelled with what history showed.
     """
-    same = [run for run in history.runs if clean and commit and run.commit == commit and run.clean]
-    on_base = [run for run in history.runs if base is not None and run.branch == base]
-    if not (same or on_base):  # no run to judge by (a first run, a foreign JUnit merge)
+    committed = [run for run in history.runs if clean and commit and run.commit == commit]
+    same = [run for run in committed if run.clean and _same(run, environment)]
+    elsewhere = [
+        run
+        for run in committed
+        if run.clean and not run.reruns_stopped and not _same(run, environment)
+    ]
+    on_base = [
+        run
+        for run in history.runs
+        if base is not None and run.branch == base and _same(run, environment)
+    ]
+    short = (commit or "")[:12]
+    if not (
+        same or on_base or elsewhere
+    ):  # no run to judge by (a first run, a foreign JUnit merge)
         return tuple(tests)
     labelled = []
     for test in tests:
@@ -382,8 +418,7 @@ def label(
         if any(run.code(number) in opposite for run in same):
             note = _join(
                 test,
-                f"{'passed' if failed else 'failed'} in an earlier run of the same commit "
-                f"{(commit or '')[:12]}",
+                f"{'passed' if failed else 'failed'} in an earlier run of the same commit {short}",
             )
             outcome = "flaky" if not failed else counts_as
         elif failed and (rate := _failures(history, number, on_base)).count:
@@ -391,14 +426,31 @@ def label(
                 labelled.append(_with(test, note=_join(test, f"failing on {base} too: {rate}")))
                 continue
             note, outcome = _join(test, f"flaky on {base}: failed {rate}"), counts_as
+        elif failed and any(run.code(number) == "p" for run in elsewhere):
+            note = (
+                f"passed in an earlier run of the same commit {short} in another environment "
+                "(another interpreter or other installed packages, or not recorded): not "
+                "counted as flaky"
+            )
+            labelled.append(_with(test, note=_join(test, note)))
+            continue
         else:
             labelled.append(test)
             continue
+        if failed and reruns_stopped is not None and outcome != "failed":
+            note += "; not counted as flaky: this run stopped its reruns, its failures look broken"
+            outcome = "failed"
         if outcome == "failed":
             labelled.append(_with(test, note=note))
         else:
             labelled.append(_with(test, outcome=outcome, kind="nondeterministic", note=note))
     return tuple(labelled)
+
+
+def _same(run: Run, environment: str | None) -> bool:
+    """Whether ``run`` is evidence for a run of this environment: it had the same one (a
+    run without a fingerprint has none), and its reruns were not stopped."""
+    return environment is not None and run.environment == environment and not run.reruns_stopped
 
 
 def _join(test: TestResult, note: str) -> str:
@@ -414,10 +466,19 @@ def _with(
 
 
 def coverage_flips(
-    history: History, *, commit: str | None, missing: Mapping[str, Iterable[int]]
+    history: History,
+    *,
+    commit: str | None,
+    missing: Mapping[str, Iterable[int]],
+    environment: str | None = None,
 ) -> list[str]:
-    """Lines whose coverage differs from the last clean run of the same commit."""
-    earlier = [run for run in history.runs if commit and run.commit == commit and run.clean]
+    """Lines whose coverage differs from the last clean run of the same commit in the same
+    ``environment`` (another environment may take other paths through the code)."""
+    earlier = [
+        run
+        for run in history.runs
+        if commit and run.commit == commit and run.clean and _same(run, environment)
+    ]
     if not earlier:
         return []
     before = earlier[-1].missing
@@ -443,7 +504,11 @@ def _spans(lines: set[int]) -> str:
 
 def flip_rates(history: History, *, branch: str | None) -> list[tuple[str, Rate]]:
     """Tests by flip rate over the runs on ``branch`` (all runs when None), highest first."""
-    runs = [run for run in history.runs if branch is None or run.branch == branch]
+    runs = [
+        run
+        for run in history.runs
+        if (branch is None or run.branch == branch) and not run.reruns_stopped
+    ]
     size = len(history.ids)
     rates = []
     padded = [run.codes.ljust(size, ABSENT) for run in runs]

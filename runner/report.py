@@ -58,15 +58,14 @@ def conclude(
     clock = time.monotonic()
     api = client.connect(environ) if on_github(environ) else None
     if on_github(environ):
-        previous, notices = step.previous_attempt(environ, api=api)
+        previous, notices = step.previous_attempt(environ, api=api, environment=info.environment)
         if previous is not None:
             tests = flaky_on_rerun(tests, failed_before=previous.failed, note=previous.note)
         info = msgspec.structs.replace(info, warnings=(*info.warnings, *notices))
     past = history_run.prepare(settings, commit=info.commit, environ=environ)
-    tests = history_run.label_tests(past, tests, settings=settings)
-    info = msgspec.structs.replace(
-        info, warnings=(*info.warnings, *history_run.warnings(past, reports=settings.reports_dir))
-    )
+    tests = history_run.label_tests(past, tests, settings=settings, info=info)
+    found = history_run.warnings(past, reports=settings.reports_dir, environment=info.environment)
+    info = msgspec.structs.replace(info, warnings=(*info.warnings, *found))
     verdicts = gates.evaluate(
         settings=settings,
         tests=tests,

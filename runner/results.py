@@ -372,6 +372,7 @@ class RunInfo(msgspec.Struct, frozen=True, kw_only=True):
     workers: int | None = None
     workers_reason: str | None = None
     reruns_stopped: str | None = None
+    environment: str | None = None  # the environment's fingerprint (runner.probe_cache)
 
     def rounded(self) -> RunInfo:
         """As results.json holds it: durations to the millisecond."""

@@ -287,6 +287,7 @@ def _run(
         workers=workers.count,
         workers_reason=workers.reason,
         reruns_stopped=reruns_stopped,
+        environment=project_env.fingerprint,
     )
     shutil.rmtree(work, ignore_errors=True)
     return conclude(

@@ -14,7 +14,7 @@ from typing import Literal
 
 import pytest
 
-from runner import environment
+from runner import environment, probe_cache
 from runner.coverage_data import infer_sources, workspace_members
 from runner.crash import crash_problem
 from runner.environment import (
@@ -732,6 +732,52 @@ def test_an_overlay_is_placed_whole_once(tmp_path: Path) -> None:
     environment.place(tmp_path / "o.2", overlay)  # another was first: its copy stays
     assert not (tmp_path / "o.2").exists()
     assert (overlay / ".complete").is_file()
+
+
+def test_the_fingerprint_follows_what_is_installed_not_when_nor_the_projects_own(
+    tmp_path: Path,
+) -> None:
+    """The fingerprint runs record: the same installs in a new environment at the same
+    place have the same one (a re-run job on a fresh runner); a distribution removed, or
+    a start-up file changed, makes another; the project's own files (a version from git
+    changes with every commit) leave it alone."""
+    venv, project = tmp_path / "venv", write(tmp_path / "p", '[project]\nname = "p"\n')
+    python = str(venv / "bin" / "python")
+    install = ["uv", "pip", "install", "-q", "--offline", "--python", python]
+
+    def made() -> Path:
+        shutil.rmtree(venv, ignore_errors=True)
+        subprocess.run(["uv", "venv", "-q", str(venv)], check=True)
+        subprocess.run([*install, "iniconfig"], check=True)
+        (site,) = venv.glob("lib/python*/site-packages")
+        (site / "extra.pth").write_text("import sys\n", "utf-8")
+        return site
+
+    def keys() -> probe_cache.Keys:
+        return probe_cache.probe_key(
+            python, base=tmp_path / "cache", project=project, environ=shell(PYTHONPATH=""),
+            parts=[], own=["P"],
+        )  # fmt: skip
+
+    site = made()
+    first = keys()
+    os.utime(site / "extra.pth", ns=(1, 1))  # the same files, made at another time
+    again = keys()
+    assert (again.fingerprint, again.probe != first.probe) == (first.fingerprint, True)
+    site = made()
+    assert keys().fingerprint == first.fingerprint
+    (site / "p-1.0.dev3+g1a2b.dist-info").mkdir()
+    for own in ("__editable__.p-1.0.dev3.pth", "_p.pth", "__editable___p_1_0_finder.py"):
+        (site / own).write_text("import sys\n", "utf-8")
+    assert keys().fingerprint == first.fingerprint  # the project's own: another commit's
+    (site / "other-1.dist-info").mkdir()
+    (site / "other_finder.py").write_text("", "utf-8")
+    added = keys().fingerprint
+    assert added != first.fingerprint
+    (site / "extra.pth").write_text("import os  # changed\n", "utf-8")
+    assert keys().fingerprint != added
+    subprocess.run(["uv", "pip", "uninstall", "-q", "--python", python, "iniconfig"], check=True)
+    assert keys().fingerprint not in (first.fingerprint, added)
 
 
 def test_the_probe_is_kept_per_environment_and_asked_again_when_it_changes(

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from runner.errors import InfraError
-from runner.merge import Part, check_variants
+from runner.merge import Part, check_variants, merged_environment
 from runner.plugin._testgate_schedule import into_queues, queue_sizes
 from runner.report import write_durations
 from runner.results import Attempt, RunInfo, RunResult, TestResult, variant_name
@@ -111,3 +111,17 @@ def test_a_variant_is_python_major_minor_and_the_os() -> None:
     assert variant_name(python="3.13.0rc1", platform="darwin") == "py3.13-macos"
     assert variant_name(python="3.12.1", platform="win32") == "py3.12-windows"
     assert variant_name(python="3.12.1", platform="freebsd14") == "py3.12-freebsd14"
+
+
+def test_a_merged_run_has_one_fingerprint_of_its_parts_environments() -> None:
+    """The history compares merged runs by it: the same parts' environments give the same
+    one, in any order and shard count; a part without one (older, junit.xml) gives none."""
+
+    def run(environment: str | None) -> RunInfo:
+        return RunInfo(started="", duration_s=0, suite_duration_s=0, environment=environment)
+
+    both = merged_environment([run("a"), run("b")])
+    assert both is not None
+    assert merged_environment([run("b"), run("a"), run("b")]) == both
+    assert merged_environment([run("a"), run("c")]) != both
+    assert merged_environment([run("a"), run(None)]) is None
