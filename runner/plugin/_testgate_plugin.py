@@ -572,7 +572,7 @@ class Handoff:
 
 @pytest.hookimpl(trylast=True)  # last: after every plugin that adds options of its own
 def pytest_load_initial_conftests(early_config: pytest.Config, args: list[str]) -> None:
-    """Make testgate's decision on xdist workers (``TESTGATE_WORKERS``) the one that runs.
+    """Make testgate's decision on xdist workers (``TESTGATE_ATTEMPT_WORKERS``) the one that runs.
 
     A ``-n`` in the project's addopts, or one a plugin adds (pytest-enabler adds ``-n auto``
     where xdist is installed, after pytest-cov chose its mode from the command line), would
