@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runner.errors import ConfigError
+from runner.plugin import _testgate_wire as wire
 
 if TYPE_CHECKING:
     from runner.services.spec import ServiceSpec
@@ -752,15 +753,11 @@ OWN_VARIABLES = frozenset(
         "TESTGATE_ARTIFACT",  # runner.github.step
         "TESTGATE_SERVICES_LOG",  # runner.services.lifecycle.UP_LOG_ENV
         "TESTGATE_RUN_MARKER",  # runner.process_group.MARKER_ENV
-        # runner.plugin._testgate_wire: what the runner hands the plugin
-        "TESTGATE_RECORD",
-        "TESTGATE_SELECT",
-        "TESTGATE_SCHEDULE",
-        "TESTGATE_TIMEOUTS",
-        "TESTGATE_WORKER_ENV",
-        "TESTGATE_DJANGO_SUFFIX",
-        "TESTGATE_COVERAGE_NO_DYNAMIC_CONTEXT",
-        "TESTGATE_ATTEMPT_WORKERS",
+        # what the runner hands the plugin
+        *wire.ATTEMPT_VARIABLES,
+        wire.WORKER_ENV,
+        wire.DJANGO_ENV,
+        wire.NO_DYNAMIC_CONTEXT_ENV,
     }
 )
 
