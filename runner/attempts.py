@@ -83,6 +83,9 @@ def run_attempt(
             extra_args.append(f"--randomly-seed={seed}")
     if schedule is not None:
         extra_env[execute.SCHEDULE_ENV] = str(schedule)
+    decided = session.settings.workers if workers is None else workers
+    if decided.isdigit():  # the plugin applies it after the project's own -n (see its doc)
+        extra_env[execute.WORKERS_ENV] = decided
     if execute.timeouts_wanted(session.settings):
         extra_env[execute.TIMEOUTS_ENV] = execute.timeouts_plan(session.settings)
     if label is not None:

@@ -23,6 +23,7 @@ import hashlib
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -315,8 +316,26 @@ def _run(command: Sequence[str], *, cwd: Path, environ: Mapping[str, str], what:
     out = completed.stdout.decode("utf-8", "replace")
     if completed.returncode != 0:
         emit(out)
-        raise InfraError(f"{what} failed (exit {completed.returncode}); its message is above.")
+        said = first_error(out)
+        raise InfraError(
+            f"{what} failed (exit {completed.returncode}){f': {said}' if said else ''}; its "
+            f"message is above. testgate ran: {shlex.join(command)}. A project installed "
+            "another way (tox, nox, pip) runs with --python PATH of its environment."
+        )
     return out
+
+
+UV_CROSS = "\u00d7"  # the multiplication sign uv's resolver opens its failures with
+
+
+def first_error(output: str) -> str:
+    """uv's first line of complaint (``error: …``, or its resolver's ``\u00d7 …``), else
+    its first line, cut to 300 characters: what the error annotation can show of a failed uv."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    said = next(
+        (line for line in lines if line.startswith(("error:", UV_CROSS))), lines[0] if lines else ""
+    )
+    return said if len(said) <= 300 else f"{said[:299]}…"
 
 
 def prepare(settings: Settings, environ: Mapping[str, str]) -> tuple[str, tuple[str, ...]]:
@@ -668,6 +687,14 @@ def place(building: Path, overlay: Path) -> None:
         shutil.rmtree(building, ignore_errors=True)
 
 
+# pytest-cov starts coverage.py inside pytest, under the project's filterwarnings: with
+# ``error`` there, a warning coverage.py gives at its start (``core = "sysmon"`` where
+# sys.monitoring cannot measure branches) would stop pytest before any test. The project's
+# own ``coverage run -m pytest`` starts it before pytest's filters, and only warns; so does
+# testgate. A ``-W`` on the command line comes after the ini's filters, and wins.
+COVERAGE_WARNINGS = ("-W", "default::coverage.exceptions.CoverageWarning")
+
+
 def pytest_command(
     *,
     settings: Settings,
@@ -693,4 +720,6 @@ def pytest_command(
         command += ["-n", workers, "--dist", settings.dist]
     if env.variables.get(NO_DYNAMIC_CONTEXT_ENV) and cov_args:
         command.append("--cov-context=test")
+    if cov_args:  # coverage.py's own warnings are shown, never raised (COVERAGE_WARNINGS)
+        command += COVERAGE_WARNINGS
     return [*command, *cov_args, *settings.pytest_args, *extra_args]

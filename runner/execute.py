@@ -35,6 +35,7 @@ RECORD_ENV = child_env.RECORD_ENV
 SELECT_ENV = child_env.SELECT_ENV
 SCHEDULE_ENV = child_env.SCHEDULE_ENV
 WORKER_ENV = wire.WORKER_ENV
+WORKERS_ENV = wire.WORKERS_ENV
 TIMEOUTS_ENV = child_env.TIMEOUTS_ENV
 RELAY_DRAIN_S = 0.25  # how long output may trail pytest's exit (a process it left running)
 RELAYED_LINE_LIMIT = 16 * 1024  # bytes: a line a test prints longer is cut, saying so

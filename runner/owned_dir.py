@@ -141,6 +141,18 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
+def release(reports: Path) -> None:
+    """Take back a reports dir ``claim`` made that got no report: its marker and the dir
+    go, so that a command that failed before it wrote anything leaves nothing behind. A
+    dir holding anything else stays as it is."""
+    try:
+        if {entry.name for entry in os.scandir(reports)} == {MARKER}:
+            (reports / MARKER).unlink()
+            reports.rmdir()
+    except OSError:  # gone already, or not ours to empty
+        pass
+
+
 def scratch(reports: Path) -> Path:
     """A new, empty work dir inside the reports dir, named as no user file is."""
     return Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX, dir=reports))

@@ -48,7 +48,7 @@ from runner.attempts import (
     run_attempt,
 )
 from runner.crash import crash_problem
-from runner.errors import InfraError
+from runner.errors import InfraError, TestgateError
 from runner.git import Git
 from runner.github import client, step
 from runner.github.commands import on_github
@@ -209,16 +209,13 @@ def _run(
     quarantine = read_quarantine(settings.quarantine)
     reports = settings.reports_dir
     durations, durations_warning = read_durations(settings.durations or reports / "durations.json")
-    work = _prepare(reports)
-    cov_args = coverage_data.cov_arguments(settings.project, package=settings.package)
+    installing = time.monotonic()
+    work, cov_args, project_env = _install(settings, environ)
+    install_s = time.monotonic() - installing
     gated = settings.fail_under_line > 0 or settings.fail_under_branch > 0
     whole_folder = coverage_data.whole_folder_warning(cov_args, gated=gated)
     if whole_folder:
         emit(f"testgate: {whole_folder}\n")
-    sources = coverage_data.infer_sources(settings.project, package=settings.package)
-    installing = time.monotonic()
-    project_env = environment.probe(settings, environ, sources=sources)
-    install_s = time.monotonic() - installing
     try:
         environ = services.environ(project_env)  # booted meanwhile
     except ServicesFailed:  # the run's reports say so (run): no work of this run is left
@@ -486,6 +483,28 @@ def result_of(
         note=note,
         attempts=tuple(attempts),
     )
+
+
+def _install(
+    settings: Settings, environ: Mapping[str, str]
+) -> tuple[Path, tuple[str, ...], environment.ProjectEnv]:
+    """The run's work dir, its coverage arguments and the installed, probed environment.
+
+    A failure here comes before anything ran: the work dir goes, and so does a reports dir
+    this run made, so a mistyped option leaves nothing behind.
+    """
+    reports = settings.reports_dir
+    made = not reports.exists()
+    work = _prepare(reports)
+    try:
+        cov_args = coverage_data.cov_arguments(settings.project, package=settings.package)
+        sources = coverage_data.infer_sources(settings.project, package=settings.package)
+        return work, cov_args, environment.probe(settings, environ, sources=sources)
+    except TestgateError:
+        shutil.rmtree(work, ignore_errors=True)
+        if made:
+            owned_dir.release(reports)
+        raise
 
 
 def _prepare(reports: Path) -> Path:

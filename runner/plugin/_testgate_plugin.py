@@ -72,6 +72,7 @@ from _testgate_wire import (
     WARNING,
     WORKER_DOWN,
     WORKER_ENV,
+    WORKERS_ENV,
 )
 
 ROUND_ID = "testgate-round-"
@@ -599,6 +600,21 @@ class Handoff:
         node.workerinput[QUEUES_KEY] = first_queues(
             dist=dist, workers=int(node.workerinput["workercount"])
         )
+
+
+@pytest.hookimpl(trylast=True)  # last: after every plugin that adds options of its own
+def pytest_load_initial_conftests(early_config: pytest.Config, args: list[str]) -> None:
+    """Make testgate's decision on xdist workers (``TESTGATE_WORKERS``) the one that runs.
+
+    A ``-n`` in the project's addopts, or one a plugin adds (pytest-enabler adds ``-n auto``
+    where xdist is installed, after pytest-cov chose its mode from the command line), would
+    otherwise start workers testgate did not decide: pytest-cov then fails in xdist's
+    controller, and the reports would name the wrong workers. Appended last, as argparse
+    takes the last ``-n``. Taken out of the environment, so no pytest the tests start sees it.
+    """
+    workers = os.environ.pop(WORKERS_ENV, None)
+    if workers is not None and early_config.pluginmanager.has_plugin("xdist"):
+        args += ["-n", workers]
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -15,7 +15,9 @@ other process testgate starts):
 * ``WORKER_ENV``: JSON of variable -> template with ``{worker}``/``{index}``, filled per
   xdist worker (each worker's own database);
 * ``DJANGO_ENV``: the suffix pytest-django gives test databases in a run without xdist;
-* ``NO_DYNAMIC_CONTEXT_ENV``: set when pytest-cov is to record no per-test contexts.
+* ``NO_DYNAMIC_CONTEXT_ENV``: set when pytest-cov is to record no per-test contexts;
+* ``WORKERS_ENV``: the xdist workers testgate decided for the attempt, as ``-n`` takes
+  them: they win over a ``-n`` in the project's addopts or one a plugin adds.
 
 The record is one JSON object a line; ``kind`` says which, and ``FIELDS`` gives the
 fields each kind always carries with their types (``OPTIONAL_FIELDS``: those it may).
@@ -32,8 +34,9 @@ TIMEOUTS_ENV = "TESTGATE_TIMEOUTS"
 WORKER_ENV = "TESTGATE_WORKER_ENV"
 DJANGO_ENV = "TESTGATE_DJANGO_SUFFIX"
 NO_DYNAMIC_CONTEXT_ENV = "TESTGATE_COVERAGE_NO_DYNAMIC_CONTEXT"
+WORKERS_ENV = "TESTGATE_WORKERS"
 # The variables the runner hands the plugin for one attempt: never inherited by another.
-ATTEMPT_VARIABLES = (RECORD_ENV, SELECT_ENV, SCHEDULE_ENV, TIMEOUTS_ENV)
+ATTEMPT_VARIABLES = (RECORD_ENV, SELECT_ENV, SCHEDULE_ENV, TIMEOUTS_ENV, WORKERS_ENV)
 
 # Record kinds, in the order a session writes them.
 START = "start"

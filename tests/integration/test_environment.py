@@ -209,8 +209,10 @@ def test_a_poetry_project_gets_the_way_to_provide_its_environment(tmp_path: Path
     assert "is a Poetry project" in ran.output
     assert '--python "$(poetry env info --executable)"' in ran.output
     assert sorted(path.name for path in project.iterdir()) == [
-        "conftest.py", "pyproject.toml", "testgate-reports", "tests",
-    ]  # fmt: skip
+        "conftest.py",
+        "pyproject.toml",
+        "tests",
+    ]  # fmt: skip  (nothing ran: no reports dir either)
 
 
 def test_an_existing_environment_is_used_as_it_is(
@@ -384,8 +386,9 @@ def test_the_pytest_command_runs_the_environments_python(tmp_path: Path) -> None
     cov = ("--cov=src", "--cov-branch")
     assert pytest_command(settings=settings, env=env, cov_args=cov, extra_args=("-x",)) == [
         "/env/bin/python", "-m", "pytest", "-p", "_testgate_plugin", "-n", "2", "--dist",
-        "worksteal", *cov, "-x",
+        "worksteal", "-W", "default::coverage.exceptions.CoverageWarning", *cov, "-x",
     ]  # fmt: skip
+    assert "-W" not in pytest_command(settings=settings, env=env, cov_args=())
     early = ProjectEnv(python="3.11", platform="linux", executable="/e/python", early=("pluggy",))
     assert pytest_command(settings=settings, env=early, cov_args=cov)[:8] == [
         "/e/python", "-m", "coverage", "run", "--parallel-mode", "--branch", "--source=src", "-m",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -19,6 +20,7 @@ from runner.execute import (
     SCHEDULE_ENV,
     SELECT_ENV,
     TIMEOUTS_ENV,
+    WORKERS_ENV,
 )
 from tests.conftest import fresh_plugin
 
@@ -205,6 +207,18 @@ def test_under_xdist_the_controller_records_every_worker(pytester: pytest.Pytest
     assert (failed["id"], failed["line"]) == ("test_many.py::test_n[3]", 4)
     workers = {item["worker"] for item in found if item["kind"] == "report"}
     assert workers == {"gw0", "gw1"}
+
+
+def test_the_workers_testgate_decided_win_over_an_n_in_addopts(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\naddopts = -n 2\n")
+    pytester.makepyfile(test_w="def test_a():\n    pass\n\ndef test_b():\n    pass\n")
+    spread = {item.get("worker") for item in records(pytester) if item["kind"] == "report"}
+    assert spread == {"gw0", "gw1"}  # the project's own -n
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(WORKERS_ENV, "0")
+        found = records(pytester)
+        assert WORKERS_ENV not in os.environ  # taken: no pytest a test starts sees it
+    assert {item.get("worker") for item in found if item["kind"] == "report"} == {None}
 
 
 def imports_of(name: str) -> set[str]:

@@ -110,6 +110,66 @@ def test_a_fully_covered_passing_suite_exits_zero_and_prints_the_table(
     assert "| `tests/test_calc.py::test_" in slowest
 
 
+def test_the_workers_testgate_decides_win_over_the_projects_and_a_plugins_n(
+    run_cli: RunCli, tmp_path: Path
+) -> None:
+    """``-n 2`` in the project's addopts, and pytest-enabler, which adds ``-n auto`` where
+    xdist is installed (after pytest-cov chose its mode): testgate's decision runs. Before,
+    a serial run started workers anyway, and pytest-cov failed in xdist's controller."""
+    flaky_once = (
+        "import os, pathlib\n\nfrom lib import double\n\n\n"
+        "def test_double():\n    assert double(2) == 4\n\n\n"
+        "def test_once():\n"
+        "    marker = pathlib.Path(os.environ['MARKER'])\n"
+        "    if not marker.exists():\n        marker.write_text('x')\n        assert False\n"
+    )
+    project = make_project(
+        tmp_path / "enabled",
+        {"lib.py": "def double(x):\n    return 2 * x\n", "tests/test_lib.py": flaky_once},
+        dev='"pytest", "pytest-cov", "pytest-xdist", "pytest-enabler"',
+    )
+    text = (project / "pyproject.toml").read_text("utf-8")
+    text = text.replace('pythonpath = ["."]', 'pythonpath = ["."]\naddopts = "-n 2"')
+    (project / "pyproject.toml").write_text(text, "utf-8")
+    marker = tmp_path / "marker"
+    ran = run_cli(project, "--max-flaky", "1", env=environment(MARKER=str(marker)))
+    assert ran.exit_code == 0, ran.output
+    assert "testgate: no xdist:" in ran.output
+    assert "created:" not in ran.output
+    assert "INTERNALERROR" not in ran.output
+    results = ran.results()
+    assert results["run"]["workers"] == 0
+    attempts = [attempt for test in results["tests"] for attempt in test["attempts"]]
+    assert {attempt["worker"] for attempt in attempts} == {None}
+    assert ran.test("tests/test_lib.py::test_once")["outcome"] == "flaky"  # its rerun, serial
+    marker.unlink()
+    ran = run_cli(
+        project, "--workers", "2", "--max-flaky", "1", env=environment(MARKER=str(marker))
+    )
+    assert ran.exit_code == 0, ran.output
+    assert "created: 2/2 workers" in ran.output  # -n 2 as decided, not enabler's -n auto
+    first = [test["attempts"][0]["worker"] for test in ran.results()["tests"]]
+    assert set(first) <= {"gw0", "gw1"}
+
+
+def test_a_coverage_warning_at_its_start_does_not_stop_a_filterwarnings_error_suite(
+    run_cli: RunCli, tmp_path: Path
+) -> None:
+    """``filterwarnings = error`` and ``core = "sysmon"`` where sys.monitoring cannot measure
+    branches: coverage.py warns as it starts, and the project's own ``coverage run -m
+    pytest`` goes on; before, pytest-cov's start raised it and "pytest did not start"."""
+    project = sample(tmp_path)
+    text = (project / "pyproject.toml").read_text("utf-8")
+    text = text.replace('pythonpath = ["."]', 'pythonpath = ["."]\nfilterwarnings = ["error"]')
+    text = text.replace('source = ["lib"]', 'source = ["lib"]\ncore = "sysmon"')
+    (project / "pyproject.toml").write_text(text, "utf-8")
+    ran = run_cli(project, "--workers", "0", "--fail-under-line", "0", "--fail-under-branch", "0")
+    assert ran.exit_code == 0, ran.output
+    assert ran.results()["totals"]["passed"] == ran.results()["totals"]["tests"] > 0
+    if sys.version_info < (3, 14):  # there sys.monitoring measures branches: no warning
+        assert "CoverageWarning: Can't use core=sysmon" in ran.output
+
+
 def test_arguments_after_double_dash_and_pytest_args_reach_pytest(
     run_cli: RunCli, tmp_path: Path
 ) -> None:
@@ -423,7 +483,23 @@ def test_missing_uv_is_exit_three_with_how_to_install(run_cli: RunCli, tmp_path:
 def test_a_project_uv_cannot_prepare_is_exit_three(run_cli: RunCli, tmp_path: Path) -> None:
     ran = run_cli(sample(tmp_path), "--python-version", "2.1")
     assert ran.exit_code == 3
-    assert "testgate: error: uv sync failed (exit 2); its message is above" in ran.output
+    (said,) = [line for line in ran.output.splitlines() if line.startswith("testgate: error:")]
+    assert said.startswith("testgate: error: uv sync failed (exit 2): error: ")
+    assert "; its message is above. testgate ran: " in said
+    assert " sync -q --project " in said
+    assert said.endswith("runs with --python PATH of its environment.")
+    assert not ran.reports.exists()  # nothing ran: no reports dir, nor work dir, is left
+
+
+def test_a_failed_command_keeps_a_reports_dir_it_did_not_make(
+    run_cli: RunCli, tmp_path: Path
+) -> None:
+    project = sample(tmp_path)
+    (project / "testgate-reports").mkdir()
+    ran = run_cli(project, "--groups", "nope")
+    assert ran.exit_code == 2
+    assert "groups: the project defines no dependency group 'nope'" in ran.output
+    assert [path.name for path in ran.reports.iterdir()] == [".testgate-reports"]
 
 
 def test_a_project_without_pytest_gets_it_added(run_cli: RunCli, tmp_path: Path) -> None:

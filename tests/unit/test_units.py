@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import runpy
 import subprocess
@@ -17,8 +18,9 @@ import pytest
 from coverage.exceptions import CoverageWarning
 from junitparser import JUnitXml
 
-from runner import child_env, execute, junit
+from runner import child_env, execute, junit, owned_dir
 from runner.coverage_data import combine_and_report, read_summary, worst_files
+from runner.environment import first_error
 from runner.errors import InfraError
 from runner.junit import classname, write_junit, xml_text
 from runner.render import markdown, terminal
@@ -208,9 +210,11 @@ def test_the_reports_are_what_coverage_py_writes_for_the_combined_data(
     (project / "pkg" / "b.py").write_text("def never():\n    return 2\n", "utf-8")
     (project / "main.py").write_text("from pkg import a, b\nprint(a.sign(3))\n", "utf-8")
     (project / ".coveragerc").write_text("[run]\nbranch = true\nsource = pkg\n", "utf-8")
-    subprocess.run(
-        [sys.executable, "-m", "coverage", "run", "--parallel-mode", "main.py"],
-        cwd=project, check=True, capture_output=True,
+    own = {name: value for name, value in os.environ.items() if not name.startswith("COVERAGE_")}
+    subprocess.run(  # its data file its own: never the COVERAGE_FILE of a run measuring this one
+        [sys.executable, "-m", "coverage", "run", "--parallel-mode",
+         f"--data-file={project / '.coverage'}", "main.py"],
+        cwd=project, check=True, capture_output=True, env=own,
     )  # fmt: skip
     (data,) = project.glob(".coverage.*")
     reports = tmp_path / "reports"
@@ -354,3 +358,28 @@ def test_the_least_covered_files_are_ordered_by_the_numbers_shown() -> None:
         FileCoverage(path="b.py", line_percent=50.0, branch_percent=100.0),
         FileCoverage(path="a.py", line_percent=90.0, branch_percent=10.0),
     )
+
+
+def test_a_reports_dir_is_released_only_while_it_holds_nothing_but_the_marker(
+    tmp_path: Path,
+) -> None:
+    reports = tmp_path / "reports"
+    owned_dir.claim(reports)
+    (reports / "junit.xml").write_text("<testsuites/>", "utf-8")
+    owned_dir.release(reports)  # a report in it: it stays, as it is
+    assert sorted(path.name for path in reports.iterdir()) == [owned_dir.MARKER, "junit.xml"]
+    (reports / "junit.xml").unlink()
+    owned_dir.release(reports)
+    assert not reports.exists()
+    owned_dir.release(reports)  # gone already: nothing to do
+
+
+def test_a_failed_uv_is_told_by_its_first_complaint() -> None:
+    resolver = "Using CPython 3.11\n  \u00d7 No solution found when resolving dependencies:\n"
+    assert first_error(resolver) == "\u00d7 No solution found when resolving dependencies:"
+    assert first_error("warning: x\nerror: Group `y` is not defined\n") == (
+        "error: Group `y` is not defined"
+    )
+    assert first_error("\n  something else went wrong\n") == "something else went wrong"
+    assert first_error("") == ""
+    assert first_error("error: " + "x" * 400) == "error: " + "x" * 292 + "\u2026"
