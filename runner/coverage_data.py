@@ -213,12 +213,17 @@ def project_plugins(plugins: Sequence[str], *, python: str | None) -> Iterator[N
     try:
         yield
     except ImportError as error:
-        where = "the project's environment" if python else "testgate's environment"
+        fix = (
+            "It is not installed in the project's environment: add it to the project's test "
+            "dependencies"
+            if python
+            else "It is not installed beside testgate, which combines without the project's "
+            "environment here: install it with testgate"
+        )
         raise CoverageNotReported(
             f"coverage.py could not load the coverage plugin {error.name or error} that the "
             f"project's coverage configuration names ([run] plugins = {', '.join(plugins)}): "
-            f"{error}. It is not installed in {where}: add it to the project's test "
-            "dependencies, or remove it from [run] plugins."
+            f"{error}. {fix}, or remove it from [run] plugins."
         ) from None
     finally:
         for path in added:

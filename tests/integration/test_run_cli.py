@@ -446,7 +446,7 @@ def test_a_coverage_plugin_is_looked_for_where_testgate_was_told(tmp_path: Path)
     Python that cannot be asked gives no folders to look in."""
     assert package_paths(str(tmp_path / "no-python")) == []
     assert any(path.endswith("site-packages") for path in package_paths(sys.executable))
-    missing = pytest.raises(CoverageNotReported, match=r"plugin nowhere_plugin .* in testgate's")
+    missing = pytest.raises(CoverageNotReported, match=r"plugin nowhere_plugin .* beside testgate")
     with missing, project_plugins(["nowhere_plugin"], python=None):
         importlib.import_module("nowhere_plugin")
 
