@@ -20,6 +20,7 @@ from msgspec import structs
 from runner import environment, execute
 from runner.errors import ConfigError, InfraError
 from runner.output import emit
+from runner.pytest_config import added_options
 from runner.record import AttemptRecord, RecordedTest, describe_exit, read_record
 from runner.settings import Settings
 
@@ -60,12 +61,14 @@ def run_attempt(
     label: str | None = None,
     rounds: Sequence[Sequence[str]] = (),
     schedule: Path | None = None,
+    prefixes: bool = False,
 ) -> AttemptRun:
     """Run attempt ``number``; with ``select``, only those tests (in order when ``ordered``).
 
     ``reseed`` gives the run fresh random seeds; ``label`` is printed before its output;
     ``rounds`` (orders of ``select``) runs every test once per round, in one process;
-    ``schedule`` names the plugin's shard and ordering plan.
+    ``schedule`` names the plugin's shard and ordering plan; ``prefixes`` lets an entry
+    of ``select`` name every test below it (else each names one test, exactly).
     """
     directory = session.work / f"attempt-{number}"
     directory.mkdir(parents=True)
@@ -74,12 +77,21 @@ def run_attempt(
     extra_env: dict[str, str] = {}
     if select is not None:
         select_path = directory / "select.json"
-        wanted = {"ids": list(select), "ordered": ordered, "rounds": [list(o) for o in rounds]}
+        wanted = {
+            "ids": list(select),
+            "ordered": ordered,
+            "rounds": [list(o) for o in rounds],
+            "prefixes": prefixes,
+        }
         select_path.write_text(json.dumps(wanted), "utf-8")
     if reseed:
         seed = _SEEDS.randrange(1, 2**32)
         extra_env["PYTHONHASHSEED"] = str(seed)
-        if session.project_env.has_randomly and not _randomly_off(session.settings.pytest_args):
+        if session.project_env.has_randomly and not randomly_off(
+            session.settings.project,
+            pytest_args=session.settings.pytest_args,
+            environ=session.environ,
+        ):
             extra_args.append(f"--randomly-seed={seed}")
     if schedule is not None:
         extra_env[execute.SCHEDULE_ENV] = str(schedule)
@@ -114,9 +126,11 @@ def run_attempt(
     return AttemptRun(number, record, completed, directory)
 
 
-def _randomly_off(pytest_args: Sequence[str]) -> bool:
-    """Whether the user switched pytest-randomly off (then --randomly-seed is unknown)."""
-    joined = " ".join(pytest_args)
+def randomly_off(project: Path, *, pytest_args: Sequence[str], environ: Mapping[str, str]) -> bool:
+    """Whether the user switched pytest-randomly off (then pytest refuses --randomly-seed):
+    in the arguments, the ``addopts`` of pytest's configuration file or ``PYTEST_ADDOPTS``."""
+    added = added_options(project, pytest_args=pytest_args, environ=environ)
+    joined = " ".join([*(word for _, words in added for word in words), *pytest_args])
     return "no:randomly" in joined
 
 

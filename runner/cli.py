@@ -8,6 +8,7 @@ Errors become one ``testgate: error: ...`` line and the exit code SPEC gives the
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -15,17 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from runner import __version__, history_run, interrupts
-from runner import run as run_command
 from runner.errors import InfraError, TestgateError
-from runner.flaky import detect
 from runner.github.commands import escape_data, on_github
 from runner.github.step_files import write_env, write_outputs
 from runner.merge import merge
 from runner.output import emit
-from runner.services import lifecycle
-from runner.services.lifecycle import STATE_FILE
-from runner.services.served import project_services
-from runner.services.spec import parse_specs
+from runner.services import STATE_FILE
 from runner.settings import (
     INPUTS_ENV,
     OPTIONS,
@@ -34,13 +30,42 @@ from runner.settings import (
     action_inputs,
     load_settings,
     resolve,
+    unknown_variables,
 )
-from runner.sonar import sonar
+
+# A command imports what only it uses (run, flaky, sonar, services): ``testgate merge``
+# of a large report starts in two thirds of the time without the run's and the services'
+# modules.
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, whose "unrecognized arguments" error names the closest flag.
+
+    Every command's parser is one (``add_subparsers`` makes its parsers of this class),
+    so a mistyped flag is refused by its command's parser, which knows the flags.
+    """
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        found, extras = super().parse_known_args(args, namespace)
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}{self._suggestion(extras)}")
+        return found, extras
+
+    def _suggestion(self, extras: Sequence[str]) -> str:
+        # Compared without the dashes, which every flag shares.
+        flags = [name[2:] for name in self._option_string_actions if name.startswith("--")]
+        for extra in extras:
+            close = difflib.get_close_matches(extra.partition("=")[0][2:], flags, n=1)
+            if extra.startswith("--") and close:
+                return f" (did you mean --{close[0]}?)"
+        return ""
 
 
 def parser() -> argparse.ArgumentParser:
     """The argument parser of every command."""
-    top = argparse.ArgumentParser(
+    top = _Parser(
         prog="testgate",
         description="Run a Python test suite in parallel, merge its reports, enforce gates.",
         epilog="Exit codes: 0 every gate passed, 1 a gate failed, 2 usage or configuration "
@@ -218,11 +243,16 @@ def _command(
     ``given`` is the environment as testgate got it, the action's inputs included (read
     for the settings only); ``env`` is what it hands on.
     """
+    for warning in unknown_variables(given):
+        emit(f"testgate: warning: {warning}\n", stream=sys.stderr)
     try:
         if namespace.command == "services":
             return _services(namespace, environ=env, inputs=action_inputs(given))
         settings = _settings(namespace, environ=given, pytest_args=pytest_args)
         if namespace.command == "flaky":
+            from runner.flaky import detect  # noqa: PLC0415 (lazy, see top)
+            from runner.services.served import project_services  # noqa: PLC0415 (lazy)
+
             with project_services(settings, environ=env) as services:
                 return detect(
                     settings,
@@ -241,6 +271,8 @@ def _command(
             emit(history_run.show(past, test_id=namespace.test_id))
             return 0
         if namespace.command == "sonar":
+            from runner.sonar import sonar  # noqa: PLC0415 (lazy, see top)
+
             return sonar(settings, environ=env, dry_run=namespace.dry_run)
         if namespace.command == "merge":
             return merge(
@@ -250,6 +282,8 @@ def _command(
                 expect_shards=settings.expect_shards,
                 expect_variants=settings.expect_variants,
             ).exit_code
+        from runner import run as run_command  # noqa: PLC0415 (lazy, see top)
+
         return run_command.run(settings, environ=env).exit_code
     except TestgateError as error:
         sys.stdout.flush()
@@ -285,6 +319,9 @@ def _services(
     namespace: argparse.Namespace, *, environ: Mapping[str, str], inputs: Mapping[str, str]
 ) -> int:
     """``testgate services up|down``: no project needed, so no pyproject settings."""
+    from runner.services import lifecycle  # noqa: PLC0415 (lazy, see top)
+    from runner.services.spec import parse_specs  # noqa: PLC0415 (lazy, see top)
+
     state_file = Path(namespace.state_file or STATE_FILE)
     if namespace.action == "down":
         lifecycle.down(state_file=state_file, environ=environ)

@@ -144,6 +144,7 @@ class ProjectEnv:
     overlay: Path | None = None
     early: tuple[str, ...] = ()
     variables: Mapping[str, str] = field(default_factory=dict)
+    fingerprint: str | None = None  # runner.probe_cache: what evidence across runs needs
 
     @property
     def has_randomly(self) -> bool:
@@ -460,20 +461,21 @@ def probe(
     base = cache_dir(environ)
     requirements = [settings.project / name for name in settings.requirements]
     parts = [*packages, "|", *needed]
-    key = probe_cache.probe_key(
+    keys = probe_cache.probe_key(
         python,
         base=base,
         project=settings.project,
         environ=environ,
         parts=parts,
         files=requirements or find_requirements(settings.project),
+        own=project_distributions(settings),
     )
     name = probe_cache.slot(project=settings.project, python=python, parts=parts)
-    answer = probe_cache.cached(base, name, key)
+    answer = probe_cache.cached(base, name, keys.probe)
     if answer is None:
         answer = _inspect(python, settings=settings, environ=environ, packages=packages,
                           needed=needed)  # fmt: skip
-        probe_cache.keep(base, name, key, answer)
+        probe_cache.keep(base, name, keys.probe, answer)
     notices = list(prepared)
     if answer["added"]:
         notices.append(
@@ -503,6 +505,10 @@ def probe(
         overlay=None if overlay is None else Path(overlay),
         early=early,
         variables=variables,
+        # the plugins testgate added run the tests too: their versions join the fingerprint
+        fingerprint=hashlib.sha256(
+            "\0".join([keys.fingerprint, *answer["added"]]).encode()
+        ).hexdigest()[:16],
     )
 
 

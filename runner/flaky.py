@@ -117,11 +117,14 @@ def detect(
     owned_dir.claim(settings.reports_dir, fresh=("flaky.json",))
     work = owned_dir.scratch(settings.reports_dir)
     tallies: dict[str, Tally] = {}
-    earlier = history_run.unchanged_outcomes(settings, environ=environ)
+    earlier: Mapping[str, Sequence[str]] = {}
     found_problems: list[str] = []
     rounds, stopped_by, per_round = 0, "verdicts", 0.0
     if wanted != []:
         project_env = environment.probe(settings, environ)
+        earlier = history_run.unchanged_outcomes(
+            settings, environ=environ, environment=project_env.fingerprint
+        )
         environ = services.environ(project_env)
         session = Session(
             settings=settings,
@@ -161,6 +164,9 @@ def detect(
                 workers=workers.workers,
                 reseed=True,
                 rounds=orders if size > 1 else (),
+                # quarantine entries and --only may name a module, a class; the ids of
+                # --from-results name one test each
+                prefixes=bool(only or from_quarantine),
                 label=f"flaky detection, rounds {rounds + 1}-{rounds + size} of at most {needed}; "
                 f"{workers.reason}",
             )

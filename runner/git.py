@@ -39,6 +39,9 @@ class Git:
                 env=dict(self.environ),
                 capture_output=True,
                 text=True,
+                # git writes paths as the bytes they are (POSIX), its messages in UTF-8
+                encoding="utf-8",
+                errors="replace",
                 check=False,
             )
         except OSError as error:  # pragma: no cover - git is installed wherever tests run

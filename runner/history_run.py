@@ -191,9 +191,11 @@ def _from_artifact(
 
 
 def label_tests(
-    context: Context, tests: tuple[TestResult, ...], *, settings: Settings
+    context: Context, tests: tuple[TestResult, ...], *, settings: Settings, info: RunInfo
 ) -> tuple[TestResult, ...]:
-    """This run's tests, labelled with what the history shows about their failures."""
+    """This run's tests, labelled with what the history shows about their failures: only
+    runs of the same environment (``info.environment``) are evidence, and failures whose
+    reruns were stopped (``info.reruns_stopped``) stay failed (``runner.history.label``)."""
     return label(
         tests,
         context.history,
@@ -201,6 +203,8 @@ def label_tests(
         clean=context.clean,
         base=context.base,
         counts_as=settings.history_flaky,
+        environment=info.environment,
+        reruns_stopped=info.reruns_stopped,
     )
 
 
@@ -217,10 +221,16 @@ def missing_lines(reports: Path) -> dict[str, tuple[int, ...]]:
     }
 
 
-def warnings(context: Context, *, reports: Path) -> tuple[str, ...]:
-    """Notices about the history, and lines whose coverage flipped on the same commit."""
+def warnings(context: Context, *, reports: Path, environment: str | None = None) -> tuple[str, ...]:
+    """Notices about the history, and lines whose coverage flipped on the same commit in
+    the same ``environment``."""
     flips = (
-        coverage_flips(context.history, commit=context.commit, missing=missing_lines(reports))
+        coverage_flips(
+            context.history,
+            commit=context.commit,
+            missing=missing_lines(reports),
+            environment=environment,
+        )
         if context.clean
         else []
     )
@@ -298,6 +308,8 @@ def record(context: Context, *, result: RunResult, settings: Settings) -> Contex
         line_percent=None if coverage is None else coverage.line_percent,
         branch_percent=None if coverage is None else coverage.branch_percent,
         missing=missing_lines(settings.reports_dir),
+        environment=info.environment,
+        reruns_stopped=info.reruns_stopped is not None,
     )
     try:
         write_history(history, context.path)
@@ -384,8 +396,11 @@ def _safe(text: str) -> str:
     return text
 
 
-def unchanged_outcomes(settings: Settings, *, environ: Mapping[str, str]) -> dict[str, list[str]]:
-    """Each test's recorded outcomes, oldest first, from clean runs of the code under test now.
+def unchanged_outcomes(
+    settings: Settings, *, environ: Mapping[str, str], environment: str | None
+) -> dict[str, list[str]]:
+    """Each test's recorded outcomes, oldest first, from clean runs of the code under test
+    now, in the same ``environment`` (fingerprint; a run recorded without one is not).
 
     "The code under test now" is the project's git tree at HEAD, with a clean work tree:
     a run counts when its commit has the very same tree for the project directory, so a
@@ -401,7 +416,13 @@ def unchanged_outcomes(settings: Settings, *, environ: Mapping[str, str]) -> dic
     trees: dict[str, str | None] = {}
     same = []
     for run in context.history.runs:
-        if run.clean and run.commit:
+        if (
+            run.clean
+            and run.commit
+            and environment
+            and run.environment == environment
+            and not run.reruns_stopped
+        ):
             if run.commit not in trees:
                 trees[run.commit] = git.out("rev-parse", "--verify", "--quiet", f"{run.commit}:./")
             if trees[run.commit] == now:

@@ -11,9 +11,8 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable
-from functools import lru_cache
 from pathlib import Path
-from typing import NoReturn
+from typing import NoReturn, TypeVar
 from xml.parsers import expat
 
 from runner.errors import InfraError
@@ -32,18 +31,19 @@ from runner.results import (
 
 # XML's escapes, as xml.sax.saxutils writes them (whose import pulls in urllib.request):
 # in an attribute, whitespace is kept as character references, or a reader normalizes it.
-_IN_TEXT = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;"})
-_IN_ATTRIBUTE = str.maketrans(
-    {
-        "&": "&amp;",
-        "<": "&lt;",
-        ">": "&gt;",
-        '"': "&quot;",
-        "\n": "&#10;",
-        "\r": "&#13;",
-        "\t": "&#9;",
-    }
-)
+# Each is one str.replace, in this order (``&`` first): far faster than str.translate.
+_IN_TEXT = (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"))
+_IN_ATTRIBUTE = (*_IN_TEXT, ('"', "&quot;"), ("\n", "&#10;"), ("\r", "&#13;"), ("\t", "&#9;"))
+
+
+def _escaped(text: str, escapes: tuple[tuple[str, str], ...]) -> str:
+    """``text`` with each character of ``escapes`` replaced by its reference."""
+    for character, reference in escapes:
+        if character in text:
+            text = text.replace(character, reference)
+    return text
+
+
 _ILLEGAL_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
@@ -76,15 +76,67 @@ def _dotted(owner: str) -> str:
     return ".".join([parts[0].removesuffix(".py").replace("/", "."), *parts[1:]])
 
 
-# Thousands of test cases share a handful of files and classes: their attributes are cached.
-@lru_cache(maxsize=4096)
-def _owner_attribute(owner: str) -> str:
-    return _attr(_dotted(owner))
+_SHARED = 65536  # strings kept for reuse per kind, at most (a few MB)
+_K = TypeVar("_K")
 
 
-@lru_cache(maxsize=4096)
-def _file_attribute(file: str) -> str:
-    return _attr(file)
+class _Made(dict[_K, str]):
+    """Strings made once per key by ``make`` (the first ``shared`` keys are kept)."""
+
+    def __init__(self, make: Callable[[_K], str], *, shared: int) -> None:
+        super().__init__()
+        self._make = make
+        self._shared = shared
+
+    def __missing__(self, key: _K) -> str:
+        made = self._make(key)
+        if len(self) < self._shared:
+            self[key] = made
+        return made
+
+
+class _Cases:
+    """Writes ``<testcase>`` elements; what thousands of them share is made once.
+
+    A large run names thousands of files and classes, and each passing test case is only
+    its attributes: each class's ``classname``, each file's ``file`` and line, each test
+    name that many classes share (``test_create``) is escaped once per write, and each
+    ``Attempt`` that many test cases share (``read_junit``'s) has its time formatted once.
+    """
+
+    def __init__(self, *, shared: int = _SHARED) -> None:
+        self._owners = _Made[str](
+            lambda owner: f"<testcase classname={_attr(_dotted(owner))} name=", shared=shared
+        )
+        self._names = _Made[str](_attr, shared=shared)
+        self._files = _Made[tuple[str, int | None]](
+            lambda where: _file_attributes(*where), shared=shared
+        )
+        self._times: dict[int, str] = {}  # by the attempt itself: 0 and 0.0 are written apart
+        self._shared = shared
+
+    def xml(self, test: TestResult) -> str:
+        """The ``<testcase>`` of one test (see ``testcase_xml``)."""
+        # split_node_id, inlined: this runs once per test of a run of any size
+        base, bracket, parameters = test.id.partition("[")
+        owner, _, name = base.rpartition("::")
+        first = test.attempts[0]  # a test's first attempt is a run, never an order check
+        seconds = self._times.get(id(first))
+        if seconds is None:
+            seconds = f' time="{round(first.duration_s, 6)}"'
+            if len(self._times) < self._shared:
+                self._times[id(first)] = seconds
+        owner = self._owners[owner or test.id]
+        name = self._names[name + bracket + parameters]
+        where = self._files[test.file, test.line]
+        if test.outcome in _PASSED:  # nothing more to say, and by far the most common
+            return f"{owner}{name}{seconds}{where}</testcase>"
+        return _verdict(test, f"{owner}{name}{seconds}{where}")
+
+
+def _file_attributes(file: str, line: int | None) -> str:
+    """A test case's ``file`` and ``line`` attributes, and the end of its opening tag."""
+    return f" file={_attr(file)}>" if line is None else f' file={_attr(file)} line="{line}">'
 
 
 def _exception_type(message: str | None) -> str:
@@ -99,16 +151,13 @@ def testcase_xml(test: TestResult) -> str:
     as ``<rerunFailure>``/``<rerunError>``; a flaky test passes, with each failed attempt
     as ``<flakyFailure>``/``<flakyError>``. Order checks are evidence, not attempts.
     """
-    owner, name = split_node_id(test.id)
-    first = test.attempts[0]  # a test's first attempt is a run, never an order check
-    line = "" if test.line is None else f' line="{test.line}"'
-    opening = (
-        f"<testcase classname={_owner_attribute(owner or test.id)} name={_attr(name)} "
-        f'time="{round(first.duration_s, 6)}" file={_file_attribute(test.file)}{line}>'
-    )
+    return _Cases().xml(test)
+
+
+def _verdict(test: TestResult, opening: str) -> str:
+    """A test case that did not simply pass: its result elements after ``opening``."""
     outcome = test.outcome
-    if outcome in _PASSED:  # nothing more to say, and by far the most common
-        return opening + "</testcase>"
+    first = test.attempts[0]
     runs = [attempt for attempt in test.attempts if attempt.kind != "order-check"]
     parts = [opening]
     message = first.message or first.teardown_error
@@ -157,18 +206,18 @@ def _attr(value: str | None) -> str:
         return '""'
     if _PLAIN.fullmatch(value):  # nothing to escape, by far the most common
         return f'"{value}"'
-    return '"' + xml_text(value).translate(_IN_ATTRIBUTE) + '"'
+    return '"' + _escaped(xml_text(value), _IN_ATTRIBUTE) + '"'
 
 
 _PLAIN = re.compile('[^&<>"\x00-\x1f\ud800-\udfff\ufffe\uffff]*')
 
 
 def _text(tag: str, value: str | None) -> str:
-    return f"<{tag}>{xml_text(value).translate(_IN_TEXT)}</{tag}>" if value else ""
+    return f"<{tag}>{_escaped(xml_text(value), _IN_TEXT)}</{tag}>" if value else ""
 
 
 def _element(tag: str, message: str | None, kind: str, body: str | None) -> str:
-    text = xml_text(body).translate(_IN_TEXT)
+    text = _escaped(xml_text(body), _IN_TEXT)
     return f"<{tag} message={_attr(message)} type={_attr(kind)}>{text}</{tag}>"
 
 
@@ -180,10 +229,11 @@ def write_junit(result: RunResult, path: Path) -> None:
     variants: dict[str | None, list[TestResult]] = {}
     for test in result.tests:
         variants.setdefault(test.variant, []).append(test)
+    cases = _Cases()
     with open_text(path) as out:
         out.write('<?xml version="1.0" encoding="utf-8"?>\n<testsuites>')
         for variant, tests in variants.items() or [(None, [])]:
-            totals = Totals.of(tuple(tests))
+            totals = result.totals if len(variants) == 1 else Totals.of(tuple(tests))
             seconds = round(sum(test.attempts[0].duration_s for test in tests), 3)
             skipped = totals.skipped + totals.xfailed + totals.quarantined
             out.write(
@@ -191,7 +241,7 @@ def write_junit(result: RunResult, path: Path) -> None:
                 f'errors="{totals.errors}" failures="{totals.failed}" skipped="{skipped}" '
                 f'time="{seconds}">'
             )
-            out.writelines(map(testcase_xml, tests))
+            out.writelines(map(cases.xml, tests))
             out.write("</testsuite>")
         out.write("</testsuites>\n")
 
@@ -206,8 +256,8 @@ _RETRIED: dict[str, AttemptOutcome] = {
     "rerunError": "error",
 }
 _RESULTS = frozenset({*_FAILED, *_RETRIED, "skipped"})
-# (classname, file) -> the test file, and the node id's prefix (``FILE::CLASS::``)
-Located = dict[tuple[str, str | None], tuple[str, str]]
+# classname, or (classname, file) -> the test file, and the node id's prefix (``FILE::CLASS::``)
+Located = dict[str | tuple[str, str], tuple[str, str]]
 
 
 class _Refused(Exception):
@@ -250,121 +300,144 @@ def _refuse(what: str) -> Callable[..., NoReturn]:
     return handler
 
 
+Result = tuple[str, dict[str, str], list[str]]  # a result element: tag, attributes, text
+
+
 class _Reader:
     """expat's callbacks: a ``<testcase>``'s attributes and its result elements.
 
-    Only what a result needs is kept: a passing test case costs two callbacks and one
+    Only what a result needs is kept: a passing test case costs two callbacks, and one
     shared ``Attempt`` per distinct ``time``. Text is collected only inside a result
     element (up to its first child, as ElementTree's ``text``), never between cases.
+    The callbacks are closures over their state: they run once or twice per test case
+    of a file of any size, and a closure's variables are faster than an object's.
     """
 
     def __init__(self, parser: expat.XMLParserType, *, project: Path) -> None:
         self.tests: list[TestResult] = []
-        self._parser = parser
-        self._files = ProjectFiles(project)
-        self._located: Located = {}
-        self._passing: dict[str, Attempt] = {}
-        self._zero_based = False
-        self._case: dict[str, str] | None = None
-        self._results: tuple[tuple[str, dict[str, str], list[str]], ...] = ()
-        self._open: tuple[str, dict[str, str], list[str]] | None = None
-        self._depth = 0
-        parser.buffer_text = True
-        parser.buffer_size = 65536
-        parser.StartDoctypeDeclHandler = _refuse("a DTD")
-        parser.EntityDeclHandler = _refuse("an entity")
-        parser.UnparsedEntityDeclHandler = _refuse("an unparsed entity")
-        parser.ExternalEntityRefHandler = _refuse("an external reference")
-        parser.StartElementHandler = self._start
-        parser.EndElementHandler = self._end
+        files = ProjectFiles(project)
+        located: Located = {}
+        passing: dict[str, tuple[Attempt]] = {}
+        append = self.tests.append
+        case: dict[str, str] | None = None
+        results: tuple[Result, ...] = ()  # most cases have none: no list made for them
+        opened: Result | None = None
+        zero_based, depth = False, 0
 
-    def _start(self, tag: str, attributes: dict[str, str]) -> None:
-        if self._case is None:
-            if tag == "testcase":
-                self._case, self._results, self._depth = attributes, (), 0
-            elif tag == "testsuite":  # pytest's xunit1 names its suite "pytest": 0-based lines
-                self._zero_based = attributes.get("name") == "pytest"
-            return
-        self._depth += 1
-        self._parser.CharacterDataHandler = None
-        if self._depth == 1:
-            self._open = (tag, attributes, []) if tag in _RESULTS else None
-            if self._open is not None:
-                self._results = (*self._results, self._open)
-                if tag in _FAILED:
-                    self._parser.CharacterDataHandler = self._open[2].append
-        elif self._depth == 2 and tag == "stackTrace" and self._open and self._open[0] in _RETRIED:
-            self._parser.CharacterDataHandler = self._open[2].append
+        def start(tag: str, attributes: dict[str, str]) -> None:
+            nonlocal case, results, opened, depth, zero_based
+            if case is None:
+                if tag == "testcase":
+                    case, results, depth = attributes, (), 0
+                elif tag == "testsuite":  # pytest's xunit1 names its suite "pytest": 0-based
+                    zero_based = attributes.get("name") == "pytest"
+                return
+            depth += 1
+            parser.CharacterDataHandler = None
+            if depth == 1:
+                opened = (tag, attributes, []) if tag in _RESULTS else None
+                if opened is not None:
+                    results = (*results, opened)
+                    if tag in _FAILED:
+                        parser.CharacterDataHandler = opened[2].append
+            elif depth == 2 and tag == "stackTrace" and opened and opened[0] in _RETRIED:
+                parser.CharacterDataHandler = opened[2].append
 
-    def _end(self, tag: str) -> None:
-        if self._case is None:
-            return
-        if self._depth:
-            self._parser.CharacterDataHandler = None
-            self._depth -= 1
-            return
-        self.tests.append(self._finish(self._case))
-        self._case = None
-
-    def _finish(self, case: dict[str, str]) -> TestResult:
-        name = case.get("name") or "(unnamed)"
-        key = (case.get("classname") or "", case.get("file"))
-        located = self._located.get(key)
-        if located is None:  # thousands of test cases share a handful of classes
-            located = self._located[key] = _locate(key[0], key[1], self._files)
-        file, prefix = located
-        test_id = prefix + name
-        time = case.get("time") or "0"
-        declared = case.get("line")
-        def_line = int(declared) + self._zero_based if declared and declared.isdigit() else None
-        if not self._results:  # a passing test case, by far the most common: kept fast
-            attempt = self._passing.get(time)
-            if attempt is None:
-                attempt = self._passing[time] = Attempt(
-                    outcome="passed", duration_s=_seconds(time, test_id)
+        def end(_: str) -> None:
+            nonlocal case, depth
+            if case is None:
+                return
+            if depth:
+                parser.CharacterDataHandler = None
+                depth -= 1
+                return
+            file = case.get("file")  # pytest names none: then the classname is the key
+            key = case.get("classname") or ""
+            where = located.get(key if file is None else (key, file))
+            if where is None:  # thousands of test cases share a handful of classes
+                where = located[key if file is None else (key, file)] = _locate(key, file, files)
+            test_id = where[1] + (case.get("name") or "(unnamed)")
+            declared = case.get("line")
+            line = int(declared) + zero_based if declared and declared.isdigit() else None
+            time = case.get("time") or "0"
+            if results:
+                append(_finish(test_id, where[0], line, time, results))
+            else:  # a passing test case, by far the most common: kept fast
+                attempts = passing.get(time)
+                if attempts is None:
+                    attempts = passing[time] = (
+                        Attempt(outcome="passed", duration_s=_seconds(time, test_id)),
+                    )
+                append(
+                    TestResult(
+                        id=test_id, file=where[0], line=line, outcome="passed", attempts=attempts
+                    )
                 )
-            return TestResult(
-                id=test_id, file=file, line=def_line, outcome="passed", attempts=(attempt,)
-            )
-        final: AttemptOutcome = "passed"
-        message, text = None, None
-        retried: list[tuple[AttemptOutcome, str | None, str | None, float]] = []
-        for tag, attributes, parts in self._results:
-            if tag in _FAILED:
-                final, message, text = _FAILED[tag], attributes.get("message"), "".join(parts)
-            elif tag == "skipped":
-                final = "xfailed" if attributes.get("type") == "pytest.xfail" else "skipped"
-                message = attributes.get("message")
-            else:
-                retried.append((_RETRIED[tag], attributes.get("message"), "".join(parts), 0.0))
-        # The testcase's own result is attempt 1 of a test that failed every time (its
-        # reruns follow), and the last attempt of a flaky one (its failures came first).
-        own = (final, message, text, _seconds(time, test_id))
-        runs = [own, *retried] if final in BROKEN else [*retried, own]
-        attempts = tuple(
-            Attempt(
-                outcome=outcome,
-                duration_s=spent,
-                number=number,
-                kind="run" if number == 1 else "rerun",
-                message=None if said is None else bounded(said, MESSAGE_LIMIT),
-                line=line_in_traceback(trace, file),
-                text=bounded(trace, TEXT_LIMIT) if trace else None,
-            )
-            for number, (outcome, said, trace, spent) in enumerate(runs, 1)
+            case = None
+
+        _install(parser, start=start, end=end)
+
+
+def _install(
+    parser: expat.XMLParserType,
+    *,
+    start: Callable[[str, dict[str, str]], None],
+    end: Callable[[str], None],
+) -> None:
+    """The element callbacks; no DTD, entity or external reference; text in large pieces."""
+    parser.StartElementHandler = start
+    parser.EndElementHandler = end
+    parser.buffer_text = True
+    parser.buffer_size = 65536
+    parser.StartDoctypeDeclHandler = _refuse("a DTD")
+    parser.EntityDeclHandler = _refuse("an entity")
+    parser.UnparsedEntityDeclHandler = _refuse("an unparsed entity")
+    parser.ExternalEntityRefHandler = _refuse("an external reference")
+
+
+def _finish(
+    test_id: str, file: str, def_line: int | None, time: str, results: tuple[Result, ...]
+) -> TestResult:
+    """A test case with result elements: its attempts, from its own result and its reruns."""
+    final: AttemptOutcome = "passed"
+    message, text = None, None
+    retried: list[tuple[AttemptOutcome, str | None, str | None, float]] = []
+    for tag, attributes, parts in results:
+        if tag in _FAILED:
+            final, message, text = _FAILED[tag], attributes.get("message"), "".join(parts)
+        elif tag == "skipped":
+            final = "xfailed" if attributes.get("type") == "pytest.xfail" else "skipped"
+            message = attributes.get("message")
+        else:
+            retried.append((_RETRIED[tag], attributes.get("message"), "".join(parts), 0.0))
+    # The testcase's own result is attempt 1 of a test that failed every time (its
+    # reruns follow), and the last attempt of a flaky one (its failures came first).
+    own = (final, message, text, _seconds(time, test_id))
+    runs = [own, *retried] if final in BROKEN else [*retried, own]
+    attempts = tuple(
+        Attempt(
+            outcome=outcome,
+            duration_s=spent,
+            number=number,
+            kind="run" if number == 1 else "rerun",
+            message=None if said is None else bounded(said, MESSAGE_LIMIT),
+            line=line_in_traceback(trace, file),
+            text=bounded(trace, TEXT_LIMIT) if trace else None,
         )
-        failing = next((attempt.line for attempt in attempts if attempt.line is not None), None)
-        flaky = bool(retried) and final not in BROKEN
-        failures = sum(attempt.outcome in BROKEN for attempt in attempts)
-        return TestResult(
-            id=test_id,
-            file=file,
-            line=failing if failing is not None else def_line,
-            outcome="flaky" if flaky else final,
-            attempts=attempts,
-            flaky_kind="nondeterministic" if flaky else None,
-            note=f"failed {failures} of {len(attempts)} attempts" if retried else None,
-        )
+        for number, (outcome, said, trace, spent) in enumerate(runs, 1)
+    )
+    failing = next((attempt.line for attempt in attempts if attempt.line is not None), None)
+    flaky = bool(retried) and final not in BROKEN
+    failures = sum(attempt.outcome in BROKEN for attempt in attempts)
+    return TestResult(
+        id=test_id,
+        file=file,
+        line=failing if failing is not None else def_line,
+        outcome="flaky" if flaky else final,
+        attempts=attempts,
+        flaky_kind="nondeterministic" if flaky else None,
+        note=f"failed {failures} of {len(attempts)} attempts" if retried else None,
+    )
 
 
 def _seconds(time: str, test_id: str) -> float:
@@ -386,6 +459,7 @@ class ProjectFiles:
 
     def __init__(self, project: Path) -> None:
         self.project = project
+        self._root = os.fspath(project)
         self._listed: dict[str, frozenset[str]] = {}
 
     def is_file(self, path: str) -> bool:
@@ -398,7 +472,7 @@ class ProjectFiles:
 
     def _files_in(self, folder: str) -> frozenset[str]:
         try:
-            with os.scandir(self.project / folder) as entries:
+            with os.scandir(os.path.join(self._root, folder)) as entries:
                 return frozenset(entry.name for entry in entries if entry.is_file())
         except OSError:  # no such directory (a Java-style package), or not one
             return frozenset()

@@ -11,6 +11,7 @@ the diff coverage and the summary then run on the merged result, and a new
 
 from __future__ import annotations
 
+import hashlib
 import operator
 import time
 from collections.abc import Mapping, Sequence
@@ -77,6 +78,15 @@ def merged_run(part: Part, *, project: Path) -> str:
     except ValueError:
         where = str(part.directory)
     return f"{part.variant}{shard} ({where})"
+
+
+def merged_environment(runs: Sequence[RunInfo]) -> str | None:
+    """One fingerprint of the parts' environments, None when a part has none (an old
+    results.json, a junit.xml): the history compares merged runs by it."""
+    found = sorted({run.environment or "" for run in runs})
+    if "" in found:
+        return None
+    return hashlib.sha256("\0".join(found).encode()).hexdigest()[:16]
 
 
 def check_variants(parts: Sequence[Part], *, expect: int | None) -> None:
@@ -161,6 +171,8 @@ def merged_tests(parts: Sequence[Part]) -> tuple[TestResult, ...]:
 
 def sonar_tests(tests: Sequence[TestResult]) -> tuple[TestResult, ...]:
     """One result per test, the worst across variants: SonarQube counts each file once."""
+    if all(test.variant is None for test in tests) and len({t.id for t in tests}) == len(tests):
+        return tuple(tests)  # one run's tests, each once: as they are
     chosen: dict[str, TestResult] = {}
     for test in tests:
         held = chosen.get(test.id)
@@ -242,6 +254,7 @@ def merge(
             ),
             None,
         ),
+        environment=merged_environment(runs),
     )
     outcome = conclude(
         settings=replace(settings, shard=None),

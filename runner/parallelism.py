@@ -21,15 +21,14 @@ durations. An explicit number of workers (``--workers 4``, or ``0``) always wins
 from __future__ import annotations
 
 import ast
-import itertools
 import os
 import re
-import tomllib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from runner.plural import counted
+from runner.pytest_config import find_config
 
 WORKER_START_S = 1.2  # one xdist worker's start-up, seconds, as measured on a 2-core machine
 TYPICAL_TEST_S = 0.01  # a test's time when none is recorded: unit tests of a library
@@ -258,7 +257,7 @@ def test_files(project: Path, pytest_args: Sequence[str]) -> Iterator[Path]:
     roots = [project / arg.split("::", 1)[0] for arg in pytest_args if not arg.startswith("-")]
     roots = (
         [root for root in roots if root.exists()]
-        or [project / path for path in configured_testpaths(project)]
+        or [project / path for path in configured_testpaths(project, pytest_args=pytest_args)]
         or [project]
     )
     for root in roots:
@@ -274,36 +273,8 @@ def test_files(project: Path, pytest_args: Sequence[str]) -> Iterator[Path]:
                     yield Path(folder) / name
 
 
-def configured_testpaths(project: Path) -> list[str]:
-    """pytest's ``testpaths`` from pyproject.toml (``[tool.pytest.ini_options]`` or
-    ``[tool.pytest]``) or pytest.ini, the folders that exist; none when unset."""
-    found: object = None
-    try:
-        pyproject = tomllib.loads((project / "pyproject.toml").read_text("utf-8"))
-    except (OSError, ValueError):
-        pyproject = {}
-    pytest_table = pyproject.get("tool", {}).get("pytest", {})
-    if isinstance(pytest_table, dict):
-        found = pytest_table.get("ini_options", {}).get("testpaths") or pytest_table.get(
-            "testpaths"
-        )
-    if found is None:
-        found = _ini_testpaths(project / "pytest.ini")
-    if isinstance(found, str):
-        found = found.split()
-    if not isinstance(found, list):
-        return []
-    return [str(path) for path in found if (project / str(path)).exists()]
-
-
-def _ini_testpaths(path: Path) -> list[str] | None:
-    try:
-        lines = path.read_text("utf-8").splitlines()
-    except OSError:
-        return None
-    for index, line in enumerate(lines):
-        name, equals, value = line.partition("=")
-        if equals and name.strip() == "testpaths":
-            more = itertools.takewhile(lambda part: part[:1].isspace(), lines[index + 1 :])
-            return [*value.split(), *(word for part in more for word in part.split())]
-    return None
+def configured_testpaths(project: Path, *, pytest_args: Sequence[str] = ()) -> list[str]:
+    """pytest's ``testpaths`` from the file pytest takes its configuration from
+    (``runner.pytest_config``), the folders that exist; none when unset."""
+    found = find_config(project, pytest_args=pytest_args).args("testpaths")
+    return [path for path in found if (project / path).exists()]

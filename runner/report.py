@@ -9,6 +9,7 @@ renderers, and below the commands: nothing here imports a command's module.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -57,15 +58,14 @@ def conclude(
     clock = time.monotonic()
     api = client.connect(environ) if on_github(environ) else None
     if on_github(environ):
-        previous, notices = step.previous_attempt(environ, api=api)
+        previous, notices = step.previous_attempt(environ, api=api, environment=info.environment)
         if previous is not None:
             tests = flaky_on_rerun(tests, failed_before=previous.failed, note=previous.note)
         info = msgspec.structs.replace(info, warnings=(*info.warnings, *notices))
     past = history_run.prepare(settings, commit=info.commit, environ=environ)
-    tests = history_run.label_tests(past, tests, settings=settings)
-    info = msgspec.structs.replace(
-        info, warnings=(*info.warnings, *history_run.warnings(past, reports=settings.reports_dir))
-    )
+    tests = history_run.label_tests(past, tests, settings=settings, info=info)
+    found = history_run.warnings(past, reports=settings.reports_dir, environment=info.environment)
+    info = msgspec.structs.replace(info, warnings=(*info.warnings, *found))
     verdicts = gates.evaluate(
         settings=settings,
         tests=tests,
@@ -146,22 +146,36 @@ def write_reports(result: RunResult, reports: Path, *, markdown: str) -> None:
         out.writelines(encode(result))
     with failures.kept():
         write_junit(result, reports / "junit.xml")
-    durations: dict[str, float] = {}
-    for test in result.tests:  # after a merge, a test's longest time over its variants
-        if test.attempts[0].phase != "collect":
-            seconds = round(test.attempts[0].duration_s, 6)
-            durations[test.id] = max(seconds, durations.get(test.id, 0.0))
-    # One test a line, as json.dumps(indent=1) would write it, without its slow indenter.
-    with failures.kept(), owned_dir.open_text(reports / "durations.json") as out:
-        out.write("{" if durations else "{}\n")
-        out.writelines(
-            f"{',' if index else ''}\n {encode_basestring(test_id)}: {seconds!r}"
-            for index, (test_id, seconds) in enumerate(durations.items())
-        )
-        out.write("\n}\n" if durations else "")
+    with failures.kept():
+        write_durations(result.tests, reports / "durations.json")
     with failures.kept():
         owned_dir.write_text(reports / "summary.md", markdown)
     failures.raise_any()
+
+
+def write_durations(tests: tuple[TestResult, ...], path: Path) -> None:
+    """``durations.json``: each test's seconds, to plan the next run's shards.
+
+    After a merge, a test's longest time over its variants (never below 0).
+    """
+    ran = [test for test in tests if test.attempts[0].phase != "collect"]
+    durations = {test.id: round(test.attempts[0].duration_s, 6) for test in ran}
+    if len(durations) < len(ran) or any(seconds < 0 for seconds in durations.values()):
+        durations = {}  # an id more than once (variants), or a time below 0: the longest
+        for test in ran:
+            seconds = round(test.attempts[0].duration_s, 6)
+            durations[test.id] = max(seconds, durations.get(test.id, 0.0))
+    # One test a line, as json.dumps(indent=1) would write it, without its slow indenter
+    # (and without a Python loop: each line is made by C functions, streamed by starmap).
+    pairs = zip(map(encode_basestring, durations), durations.values(), strict=True)
+    with owned_dir.open_text(path) as out:
+        first = next(pairs, None)
+        if first is None:
+            out.write("{}\n")
+            return
+        out.write("{\n " + "{}: {!r}".format(*first))
+        out.writelines(itertools.starmap(",\n {}: {!r}".format, pairs))
+        out.write("\n}\n")
 
 
 def shown(path: Path) -> str:

@@ -17,6 +17,7 @@ passed and then broke in teardown is "1 passed, 1 error" there and here).
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from functools import cached_property
 from pathlib import Path
@@ -118,9 +119,12 @@ class Totals(msgspec.Struct, frozen=True, kw_only=True):
     @classmethod
     def of(cls, tests: tuple[TestResult, ...]) -> Totals:
         counts = dict.fromkeys(TEST_OUTCOMES, 0)
-        for test in tests:
-            for category in test.categories:
-                counts[category] += 1
+        counts.update(Counter([test.outcome for test in tests]))  # one category each, mostly
+        for test in tests:  # but a failed teardown may count an error too (see categories)
+            if test.attempts[-1].teardown_error is not None:
+                counts[test.outcome] -= 1
+                for category in test.categories:
+                    counts[category] += 1
         return cls(
             tests=len(tests),
             passed=counts["passed"],
@@ -368,6 +372,7 @@ class RunInfo(msgspec.Struct, frozen=True, kw_only=True):
     workers: int | None = None
     workers_reason: str | None = None
     reruns_stopped: str | None = None
+    environment: str | None = None  # the environment's fingerprint (runner.probe_cache)
 
     def rounded(self) -> RunInfo:
         """As results.json holds it: durations to the millisecond."""

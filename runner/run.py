@@ -205,7 +205,7 @@ def _run(
     """Run the suite, rerun what failed, write every report, return the verdict's exit code."""
     started = datetime.now(UTC)
     clock = time.monotonic()
-    settings = with_stated_threshold(settings)
+    settings = with_stated_threshold(settings, environ=environ)
     quarantine = read_quarantine(settings.quarantine)
     reports = settings.reports_dir
     durations, durations_warning = read_durations(settings.durations or reports / "durations.json")
@@ -304,6 +304,7 @@ def _run(
         workers=workers.count,
         workers_reason=workers.reason,
         reruns_stopped=reruns_stopped,
+        environment=project_env.fingerprint,
     )
     shutil.rmtree(work, ignore_errors=True)
     return conclude(

@@ -13,6 +13,7 @@ pyproject decides. Adding an option is one entry in ``OPTIONS`` and one input in
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 import re
@@ -731,8 +732,51 @@ def read_tool_table(project: Path) -> dict[str, Any]:
         raise ConfigError(f"[tool.testgate] in {pyproject} must be a table of options.")
     unknown = sorted(set(table) - set(OPTIONS_BY_NAME))
     if unknown:
-        raise ConfigError(
-            f"unknown key {unknown[0]!r} in [tool.testgate] of {pyproject}; "
-            f"known keys: {', '.join(OPTIONS_BY_NAME)}."
+        close = difflib.get_close_matches(unknown[0], OPTIONS_BY_NAME, n=1)
+        known = (
+            f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(OPTIONS_BY_NAME)}."
         )
+        raise ConfigError(f"unknown key {unknown[0]!r} in [tool.testgate] of {pyproject}; {known}")
     return table
+
+
+#: The ``TESTGATE_*`` variables that are no option's: the action's, and those testgate
+#: sets for the processes it starts (pytest and its plugin), which may start testgate.
+OWN_VARIABLES = frozenset(
+    {
+        INPUTS_ENV,
+        "TESTGATE_MODE",  # the action's run step
+        "TESTGATE_WORKING_DIRECTORY",  # runner.cli: the project, from the action
+        "TESTGATE_GITHUB_TOKEN",  # runner.github.client
+        "TESTGATE_SONAR_TOKEN",  # runner.child_env: kept from children
+        "TESTGATE_ARTIFACT",  # runner.github.step
+        "TESTGATE_SERVICES_LOG",  # runner.services.lifecycle.UP_LOG_ENV
+        "TESTGATE_RUN_MARKER",  # runner.process_group.MARKER_ENV
+        # runner.plugin._testgate_wire: what the runner hands the plugin
+        "TESTGATE_RECORD",
+        "TESTGATE_SELECT",
+        "TESTGATE_SCHEDULE",
+        "TESTGATE_TIMEOUTS",
+        "TESTGATE_WORKER_ENV",
+        "TESTGATE_DJANGO_SUFFIX",
+        "TESTGATE_COVERAGE_NO_DYNAMIC_CONTEXT",
+        "TESTGATE_ATTEMPT_WORKERS",
+    }
+)
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """A warning for each ``TESTGATE_*`` variable that sets no option (a typo, as
+    ``TESTGATE_FAIL_UNDER_LNE``, would else be ignored without a word), with the
+    option variable closest to it."""
+    options = [option.env for option in OPTIONS if not option.pyproject_only]
+    # Compared without the prefix, which every one shares.
+    suffixes = [name.removeprefix(ENV_PREFIX) for name in options]
+    warnings = []
+    for name in sorted(environ):
+        if not name.startswith(ENV_PREFIX) or name in options or name in OWN_VARIABLES:
+            continue
+        close = difflib.get_close_matches(name.removeprefix(ENV_PREFIX), suffixes, n=1)
+        mean = f"; did you mean {ENV_PREFIX}{close[0]}?" if close else ""
+        warnings.append(f"{name} sets no testgate option, it is ignored{mean}")
+    return warnings

@@ -147,6 +147,8 @@ def run_pysonar(args: list[str], settings: Settings, environ: Mapping[str, str],
         env=env,
         capture_output=True,
         text=True,
+        encoding="utf-8",
+        errors="replace",
         check=False,
     )
     for stream, text in ((sys.stdout, completed.stdout), (sys.stderr, completed.stderr)):

@@ -7,25 +7,24 @@ notice saying where the number came from; an explicit testgate setting still win
 
 from __future__ import annotations
 
-import configparser
 import re
-import shlex
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
 from runner.coverage_data import fail_under_of
-from runner.environment import read_pyproject
 from runner.output import emit
+from runner.pytest_config import ADDOPTS_ENV, added_options
 from runner.settings import Settings
 
 _COV_FAIL_UNDER = re.compile(r"^--cov-fail-under(?:=(.+))?$")
 
 
-def with_stated_threshold(settings: Settings) -> Settings:
+def with_stated_threshold(settings: Settings, *, environ: Mapping[str, str]) -> Settings:
     """``settings`` with the project's stated line threshold, unless testgate was told one."""
     if "fail-under-line" in settings.explicit:
         return settings
-    stated = stated_threshold(settings.project)
+    stated = stated_threshold(settings.project, pytest_args=settings.pytest_args, environ=environ)
     if stated is None:
         return settings
     value, where = stated
@@ -33,18 +32,25 @@ def with_stated_threshold(settings: Settings) -> Settings:
     return replace(settings, fail_under_line=value)
 
 
-def stated_threshold(project: Path) -> tuple[float, str] | None:
-    """The line threshold the project states, and where; ``None`` when it states none."""
+def stated_threshold(
+    project: Path, *, pytest_args: Sequence[str] = (), environ: Mapping[str, str] | None = None
+) -> tuple[float, str] | None:
+    """The line threshold the project states, and where; ``None`` when it states none.
+
+    ``--cov-fail-under`` is read as pytest-cov would take it: the last of the ``addopts``
+    of the one file pytest takes its configuration from (``runner.pytest_config``) and of
+    ``PYTEST_ADDOPTS``; never from a file pytest ignores.
+    """
     fail_under = fail_under_of(project)  # first: a bad coverage config is a clear error
-    for where, addopts in _addopts(project):
-        words = shlex.split(addopts)
-        for index, word in enumerate(words):
-            found = _COV_FAIL_UNDER.match(word)
+    added = added_options(project, pytest_args=pytest_args, environ=environ or {})
+    for where, words in reversed(added):
+        for index in reversed(range(len(words))):
+            found = _COV_FAIL_UNDER.match(words[index])
             if found is None:
                 continue
             value = found.group(1) or (words[index + 1] if index + 1 < len(words) else "")
             try:
-                return float(value), f"--cov-fail-under in the addopts of {where}"
+                return float(value), f"--cov-fail-under in {_addopts_of(where)}"
             except ValueError:
                 continue
     if fail_under:
@@ -52,29 +58,5 @@ def stated_threshold(project: Path) -> tuple[float, str] | None:
     return None
 
 
-def _addopts(project: Path) -> list[tuple[str, str]]:
-    found: list[tuple[str, str]] = []
-    tool = read_pyproject(project).get("tool", {})
-    if tool:
-        for table in (tool.get("pytest", {}), tool.get("pytest", {}).get("ini_options", {})):
-            value = table.get("addopts") if isinstance(table, dict) else None
-            if isinstance(value, list):
-                value = shlex.join(str(item) for item in value)
-            if isinstance(value, str):
-                found.append(("pyproject.toml", value))
-    for name, section in (
-        ("pytest.ini", "pytest"),
-        ("tox.ini", "pytest"),
-        ("setup.cfg", "tool:pytest"),
-    ):
-        path = project / name
-        if not path.is_file():
-            continue
-        parser = configparser.ConfigParser(interpolation=None)
-        try:
-            parser.read(path, encoding="utf-8")
-        except (configparser.Error, UnicodeDecodeError):
-            continue
-        if parser.has_option(section, "addopts"):
-            found.append((name, parser.get(section, "addopts")))
-    return found
+def _addopts_of(where: str) -> str:
+    return where if where == ADDOPTS_ENV else f"the addopts of {where}"

@@ -186,6 +186,8 @@ class _Artifacts(msgspec.Struct):
 
 class _EarlierRun(msgspec.Struct):
     commit: str | None = None
+    environment: str | None = None  # absent from an older testgate's results.json
+    reruns_stopped: str | None = None
 
 
 class _EarlierTest(msgspec.Struct):

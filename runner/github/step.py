@@ -51,13 +51,20 @@ class PreviousAttempt:
 
 
 def previous_attempt(
-    environ: Mapping[str, str], *, api: GitHubApi | None, limit: int = ARTIFACT_LIMIT
+    environ: Mapping[str, str],
+    *,
+    api: GitHubApi | None,
+    environment: str | None = None,
+    limit: int = ARTIFACT_LIMIT,
 ) -> tuple[PreviousAttempt | None, list[str]]:
     """What the previous attempt's ``results.json`` artifact says, and notices.
 
     None (with a notice saying why) when there is none to compare: a first attempt, no
-    artifact name (``TESTGATE_ARTIFACT``), no token, another commit, or an artifact that
-    cannot be read; it is untrusted, read only when it unpacks to at most ``limit`` bytes.
+    artifact name (``TESTGATE_ARTIFACT``), no token, another commit, another environment
+    than this attempt's (``environment``, the fingerprint: a failure there after a
+    dependency changed says nothing about flakiness; an artifact without one, from an
+    older testgate, is another), or an artifact that cannot be read; it is untrusted,
+    read only when it unpacks to at most ``limit`` bytes.
     """
     attempt = environ.get("GITHUB_RUN_ATTEMPT", "1")
     prefix = environ.get("TESTGATE_ARTIFACT")
@@ -79,6 +86,18 @@ def previous_attempt(
         return None, [f"no artifact {name}: attempt {previous} left no results to compare"]
     if earlier.run.commit != environ.get("GITHUB_SHA"):
         return None, [f"attempt {previous} ran another commit; re-run flakes unchecked"]
+    if environment is None or earlier.run.environment != environment:
+        return None, [
+            f"attempt {previous} ran in another environment (another interpreter or other "
+            "installed packages, or not recorded): its failures are not counted as evidence "
+            "that a test passing now is flaky"
+        ]
+    if earlier.run.reruns_stopped is not None:
+        return None, [
+            f"attempt {previous} stopped its reruns ({clean(earlier.run.reruns_stopped)[:300]}): "
+            "its failures looked broken, not flaky, and are not counted as evidence that a "
+            "test passing now is flaky"
+        ]
     note = (
         f"failed in attempt {previous} of this workflow run, passed in attempt {attempt} "
         "on the same commit"

@@ -11,7 +11,10 @@ pytest. It does two things pytest's own reports cannot:
   ``TESTGATE_RECORD``, the most complete record of a run pytest can give;
 * when ``TESTGATE_SELECT`` names a JSON file (``{"ids": [...], "ordered": bool}``), it
   runs only those tests, whatever paths and options the user's own arguments give, and
-  imports only their files; ``ordered`` runs them in the order listed (a replay); with
+  imports only their files; an id names one test, exactly (a rerun of ``t.py::x`` never
+  runs ``t.py::x::format``), unless ``"prefixes": true`` lets an entry name every test
+  below it (flaky detection of quarantine entries); ``ordered`` runs them in the order
+  listed (a replay); with
   ``"rounds": [[ids in order], ...]`` it runs each test once per round, round after round
   in each round's order, as ``ID[testgate-round-N]`` (flaky detection, many rounds in
   one process);
@@ -137,14 +140,24 @@ without_dynamic_context(os.environ)
 class Selection:
     """The tests a rerun or replay asked for, and the paths they live in.
 
-    An entry is a node id, or a prefix of node ids (a module, a class, a directory, or a
-    parametrized test without its parameters), as quarantine files may hold.
+    An entry is a node id. With ``prefixes`` it may also be a prefix of node ids (a
+    module, a class, a directory, or a parametrized test without its parameters), as
+    quarantine files may hold; without, it names that one test: a rerun of the failed
+    ``t.py::x`` must not run (nor count) ``t.py::x::format``, an item a plugin named
+    below it.
     """
 
     def __init__(
-        self, root: Path, ids: list[str], *, ordered: bool, rounds: list[list[str]]
+        self,
+        root: Path,
+        ids: list[str],
+        *,
+        ordered: bool,
+        rounds: list[list[str]],
+        prefixes: bool = False,
     ) -> None:
         self.ids = ids
+        self.prefixes = prefixes
         self.index = {entry: index for index, entry in reversed(list(enumerate(ids)))}
         self.paths = [root / entry.split("::", 1)[0] for entry in ids]
         self.ordered = ordered
@@ -158,9 +171,10 @@ class Selection:
         return (round_number, self.ranks[round_number].get(self.ids[position], position))
 
     def position(self, nodeid: str) -> int | None:
-        """The index of the entry naming this node (itself, or its nearest prefix)."""
-        if nodeid in self.index:
-            return self.index[nodeid]
+        """The index of the entry naming this node (itself, or with ``prefixes`` its
+        nearest prefix)."""
+        if nodeid in self.index or not self.prefixes:
+            return self.index.get(nodeid)
         parts = nodeid.split("[", 1)[0].split("::")
         candidates = ["::".join(parts[:end]) for end in range(len(parts), 0, -1)]
         path = parts[0]
@@ -583,6 +597,7 @@ def _read_selection(config: pytest.Config, path: str | None) -> None:
             list(wanted["ids"]),
             ordered=bool(wanted.get("ordered")),
             rounds=[list(order) for order in wanted.get("rounds", [])],
+            prefixes=bool(wanted.get("prefixes")),
         )
 
 
@@ -604,7 +619,7 @@ class Handoff:
 
 @pytest.hookimpl(trylast=True)  # last: after every plugin that adds options of its own
 def pytest_load_initial_conftests(early_config: pytest.Config, args: list[str]) -> None:
-    """Make testgate's decision on xdist workers (``TESTGATE_WORKERS``) the one that runs.
+    """Make testgate's decision on xdist workers (``TESTGATE_ATTEMPT_WORKERS``) the one that runs.
 
     A ``-n`` in the project's addopts, or one a plugin adds (pytest-enabler adds ``-n auto``
     where xdist is installed, after pytest-cov chose its mode from the command line), would

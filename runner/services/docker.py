@@ -91,7 +91,7 @@ class DockerBackend:
         try:
             return subprocess.run(
                 ["docker", *args], env=dict(self.environ), capture_output=True, text=True,
-                check=False,
+                encoding="utf-8", errors="replace", check=False,
             )  # fmt: skip
         except OSError as error:
             return subprocess.CompletedProcess(["docker", *args], 127, "", str(error))
@@ -146,6 +146,7 @@ class DockerBackend:
         self.watches[container] = subprocess.Popen(
             ["docker", "wait", container], env=dict(self.environ), stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+            encoding="utf-8", errors="replace",
         )  # fmt: skip
         return msgspec.structs.replace(running, port=port)
 
@@ -227,6 +228,8 @@ def engine_answers(environ: Mapping[str, str]) -> bool:
             env=dict(environ),
             capture_output=True,
             text=True,
+            encoding="utf-8",
+            errors="replace",
             timeout=20,
             check=False,
         )

@@ -27,7 +27,7 @@ from typing import TextIO
 
 import msgspec
 
-from runner import interrupts
+from runner import interrupts, services
 from runner.errors import ConfigError, InfraError, TestgateError
 from runner.output import emit
 from runner.owned_dir import write_text
@@ -39,7 +39,7 @@ from runner.services.running import Running
 from runner.services.spec import ServiceSpec
 
 STATE_VERSION = 1
-STATE_FILE = Path(".testgate") / "services.json"
+STATE_FILE = services.STATE_FILE  # kept in the package, where cli's help names it
 UP_LOG_ENV = "TESTGATE_SERVICES_LOG"  # where a background 'up' writes (the action's)
 STOP_WAIT_S = 30.0  # how long 'down' waits for a background 'up' to stop what it started
 IGNORE_TEXT = "# testgate's state; never commit it\n*\n"
@@ -343,6 +343,8 @@ def _starting_up(pid: int) -> bool:
             ["ps", "-ww", "-o", "args=", "-p", str(pid)],
             capture_output=True,
             text=True,
+            encoding="utf-8",
+            errors="replace",
             check=False,
         ).stdout.split()
     except OSError:  # pragma: no cover (ps is part of every POSIX system)

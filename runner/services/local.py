@@ -489,7 +489,15 @@ def _version(command: list[str], env: Mapping[str, str], label: str) -> str:
     """``local PostgreSQL 15.19``: what the binary says of its version."""
     if not command:
         return f"local {label}"
-    completed = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    completed = subprocess.run(
+        command,
+        env=env,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        errors="replace",
+        check=False,
+    )
     match = re.search(r"\d+(\.\d+)+", completed.stdout)
     return f"local {label} {match.group(0)}" if match else f"local {label}"
 
@@ -553,7 +561,7 @@ def _gone(pid: int) -> bool:
     except ProcessLookupError:
         return True
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        stat = Path(f"/proc/{pid}/stat").read_text("utf-8", errors="replace")
     except OSError:  # pragma: no cover  (the process ended between the two calls)
         return True
     return stat.rsplit(")", 1)[-1].split()[0] == "Z"

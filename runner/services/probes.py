@@ -262,6 +262,8 @@ def _command(endpoint: Endpoint, timeout: float) -> None:
         env=child_environment(os.environ, **endpoint.env),
         capture_output=True,
         text=True,
+        encoding="utf-8",
+        errors="replace",
         timeout=timeout,
         check=False,
     )

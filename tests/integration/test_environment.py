@@ -14,7 +14,7 @@ from typing import Literal
 
 import pytest
 
-from runner import environment
+from runner import environment, probe_cache
 from runner.coverage_data import infer_sources, workspace_members
 from runner.crash import crash_problem
 from runner.environment import (
@@ -32,6 +32,7 @@ from runner.environment import (
 )
 from runner.errors import ConfigError, InfraError
 from runner.gates import max_skipped
+from runner.pytest_config import find_config
 from runner.record import collection_notes, read_record
 from runner.results import Attempt, TestResult
 from runner.settings import Settings, load_settings
@@ -451,9 +452,14 @@ def test_the_projects_stated_threshold_applies_with_a_notice(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     coverage = write(tmp_path / "c", PYPROJECT + "[tool.coverage.report]\nfail_under = 80\n")
-    assert with_stated_threshold(settings_of(coverage)).fail_under_line == 80
+    assert with_stated_threshold(settings_of(coverage), environ={}).fail_under_line == 80
     assert "threshold 80 % from fail_under in the project's coverage" in capsys.readouterr().out
-    assert with_stated_threshold(settings_of(coverage, fail_under_line="90")).fail_under_line == 90
+    assert (
+        with_stated_threshold(
+            settings_of(coverage, fail_under_line="90"), environ={}
+        ).fail_under_line
+        == 90
+    )
     addopts = PYPROJECT + '[tool.pytest.ini_options]\naddopts = ["-q", "--cov-fail-under", "85"]\n'
     assert stated_threshold(write(tmp_path / "a", addopts)) == (
         85.0, "--cov-fail-under in the addopts of pyproject.toml",
@@ -468,7 +474,60 @@ def test_the_projects_stated_threshold_applies_with_a_notice(
     write(broken, "[tool:pytest]\naddopts = --cov-fail-under=x --cov-fail-under\n", "setup.cfg")
     assert stated_threshold(broken) is None
     nothing = settings_of(write(tmp_path / "n", PYPROJECT))
-    assert with_stated_threshold(nothing) is nothing
+    assert with_stated_threshold(nothing, environ={}) is nothing
+
+
+def test_the_threshold_comes_from_the_one_file_pytest_reads(tmp_path: Path) -> None:
+    """.pytest.ini comes before pyproject.toml (pytest warns that it ignores the latter),
+    and ``-c`` names another file; before, pyproject.toml won and .pytest.ini was unread."""
+    project = write(tmp_path, "[pytest]\naddopts = --cov=pkg --cov-fail-under=70\n", ".pytest.ini")
+    write(project, PYPROJECT + '[tool.pytest.ini_options]\naddopts = "--cov-fail-under=50"\n')
+    assert stated_threshold(project) == (70.0, "--cov-fail-under in the addopts of .pytest.ini")
+    write(project, "[tool:pytest]\naddopts = --cov-fail-under 60\n", "ci.cfg")
+    settings = settings_of(project, pytest_args="-c ci.cfg")
+    assert with_stated_threshold(settings, environ={}).fail_under_line == 60
+    # PYTEST_ADDOPTS comes after the file's addopts (the last one wins) and may name the file
+    environ = {"PYTEST_ADDOPTS": "--cov-fail-under=65 -x"}
+    assert stated_threshold(project, environ=environ) == (
+        65.0,
+        "--cov-fail-under in PYTEST_ADDOPTS",
+    )
+    environ = {"PYTEST_ADDOPTS": "-c ci.cfg 'unclosed"}  # pytest refuses it: not read
+    assert stated_threshold(project, environ=environ)[0] == 70.0  # type: ignore[index]
+    environ = {"PYTEST_ADDOPTS": "-c ci.cfg"}
+    assert stated_threshold(project, environ=environ) == (
+        60.0, "--cov-fail-under in the addopts of ci.cfg",
+    )  # fmt: skip
+
+
+LAYOUTS: dict[str, tuple[dict[str, str], tuple[str, ...]]] = {
+    "dot-ini-before-pyproject": (
+        {".pytest.ini": "[pytest]\n", "pyproject.toml": "[tool.pytest.ini_options]\n"}, (),
+    ),
+    "tox-without-pytest-section": (
+        {"tox.ini": "[tox]\n", "setup.cfg": "[tool:pytest]\n", "pyproject.toml": "[x]\n"}, (),
+    ),
+    "toml-first": ({"pytest.toml": "[pytest]\n", "pytest.ini": "[pytest]\n"}, ()),
+    "from-the-paths-given": (
+        {"tests/pytest.ini": "[pytest]\n", "tox.ini": "[pytest]\n", "tests/test_a.py": ""},
+        ("tests/test_a.py",),
+    ),
+    "named": ({"ci/gate.toml": "[pytest]\n", "pytest.ini": "[pytest]\n"}, ("-c", "ci/gate.toml")),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_the_config_file_is_the_one_pytest_reports(tmp_path: Path, layout: str) -> None:
+    files, args = LAYOUTS[layout]
+    for name, text in files.items():
+        write((tmp_path / name).parent, text, Path(name).name)
+    shown = subprocess.run(
+        [sys.executable, "-m", "pytest", "--co", "-p", "no:cacheprovider", *args],
+        cwd=tmp_path, capture_output=True, text=True, encoding="utf-8", check=False,
+    ).stdout  # fmt: skip
+    reported = re.search(r"^rootdir: (\S+)\nconfigfile: (\S+)", shown, re.MULTILINE)
+    assert reported is not None, shown  # configfile: relative to the rootdir
+    assert find_config(tmp_path, pytest_args=args).path == Path(*reported.groups())
 
 
 @pytest.fixture(scope="module")
@@ -673,6 +732,52 @@ def test_an_overlay_is_placed_whole_once(tmp_path: Path) -> None:
     environment.place(tmp_path / "o.2", overlay)  # another was first: its copy stays
     assert not (tmp_path / "o.2").exists()
     assert (overlay / ".complete").is_file()
+
+
+def test_the_fingerprint_follows_what_is_installed_not_when_nor_the_projects_own(
+    tmp_path: Path,
+) -> None:
+    """The fingerprint runs record: the same installs in a new environment at the same
+    place have the same one (a re-run job on a fresh runner); a distribution removed, or
+    a start-up file changed, makes another; the project's own files (a version from git
+    changes with every commit) leave it alone."""
+    venv, project = tmp_path / "venv", write(tmp_path / "p", '[project]\nname = "p"\n')
+    python = str(venv / "bin" / "python")
+    install = ["uv", "pip", "install", "-q", "--offline", "--python", python]
+
+    def made() -> Path:
+        shutil.rmtree(venv, ignore_errors=True)
+        subprocess.run(["uv", "venv", "-q", str(venv)], check=True)
+        subprocess.run([*install, "iniconfig"], check=True)
+        (site,) = venv.glob("lib/python*/site-packages")
+        (site / "extra.pth").write_text("import sys\n", "utf-8")
+        return site
+
+    def keys() -> probe_cache.Keys:
+        return probe_cache.probe_key(
+            python, base=tmp_path / "cache", project=project, environ=shell(PYTHONPATH=""),
+            parts=[], own=["P"],
+        )  # fmt: skip
+
+    site = made()
+    first = keys()
+    os.utime(site / "extra.pth", ns=(1, 1))  # the same files, made at another time
+    again = keys()
+    assert (again.fingerprint, again.probe != first.probe) == (first.fingerprint, True)
+    site = made()
+    assert keys().fingerprint == first.fingerprint
+    (site / "p-1.0.dev3+g1a2b.dist-info").mkdir()
+    for own in ("__editable__.p-1.0.dev3.pth", "_p.pth", "__editable___p_1_0_finder.py"):
+        (site / own).write_text("import sys\n", "utf-8")
+    assert keys().fingerprint == first.fingerprint  # the project's own: another commit's
+    (site / "other-1.dist-info").mkdir()
+    (site / "other_finder.py").write_text("", "utf-8")
+    added = keys().fingerprint
+    assert added != first.fingerprint
+    (site / "extra.pth").write_text("import os  # changed\n", "utf-8")
+    assert keys().fingerprint != added
+    subprocess.run(["uv", "pip", "uninstall", "-q", "--python", python, "iniconfig"], check=True)
+    assert keys().fingerprint not in (first.fingerprint, added)
 
 
 def test_the_probe_is_kept_per_environment_and_asked_again_when_it_changes(

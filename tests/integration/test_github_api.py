@@ -156,10 +156,17 @@ def test_a_fork_pull_request_skips_token_features_with_one_notice(
     )
 
 
-def results_zip(tests: list[dict[str, Any]], commit: str, padding: int = 0) -> bytes:
+def results_zip(
+    tests: list[dict[str, Any]],
+    commit: str,
+    padding: int = 0,
+    environment: str | None = None,
+    reruns_stopped: str | None = None,
+) -> bytes:
     data = io.BytesIO()
     with zipfile.ZipFile(data, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        document = json.dumps({"run": {"commit": commit}, "tests": tests}) + " " * padding
+        run = {"commit": commit, "environment": environment, "reruns_stopped": reruns_stopped}
+        document = json.dumps({"run": run, "tests": tests}) + " " * padding
         archive.writestr("results.json", document)
     return data.getvalue()
 
@@ -183,8 +190,11 @@ def test_a_test_that_failed_in_the_previous_attempt_and_passes_now_is_flaky(
     """The whole path: a re-run attempt of the job, through the CLI, on a real project."""
     earlier = [{"id": "tests/test_calc.py::test_add", "outcome": "failed"},
                {"id": "tests/test_calc.py::test_sign_negative", "outcome": "passed"}]  # fmt: skip
-    serve_artifact(httpserver, "testgate-results-test-0-attempt-1", results_zip(earlier, "c0ffee"))
     project = copy_fixture("passing", tmp_path)
+    # attempt 1 ran in this environment (its fingerprint): its failure is evidence
+    fingerprint = run_in_process(project, "--workers", "0").results()["run"]["environment"]
+    archive = results_zip(earlier, "c0ffee", environment=fingerprint)
+    serve_artifact(httpserver, "testgate-results-test-0-attempt-1", archive)
     ran = run_in_process(
         project, "--workers", "0",
         extra_env={**github_env(httpserver, tmp_path), "GITHUB_SHA": "c0ffee",
@@ -208,6 +218,26 @@ def test_a_test_that_failed_in_the_previous_attempt_and_passes_now_is_flaky(
     [
         ("other", b"", "no artifact a-attempt-2: attempt 2 left no results to compare"),
         ("a-attempt-2", results_zip([], "another"), "attempt 2 ran another commit"),
+        (
+            "a-attempt-2",
+            results_zip([{"id": "t.py::t", "outcome": "failed"}], "merge0sha", environment="e2"),
+            "attempt 2 ran in another environment (another interpreter or other installed "
+            "packages, or not recorded): its failures are not counted as evidence that a "
+            "test passing now is flaky",
+        ),
+        ("a-attempt-2", results_zip([], "merge0sha"), "attempt 2 ran in another environment"),
+        (
+            "a-attempt-2",
+            results_zip(
+                [{"id": "t.py::t", "outcome": "failed"}],
+                "merge0sha",
+                environment="e1",
+                reruns_stopped="not rerun: all 5 failures share one cause (call: db down)",
+            ),
+            "attempt 2 stopped its reruns (not rerun: all 5 failures share one cause (call: "
+            "db down)): its failures looked broken, not flaky, and are not counted as evidence "
+            "that a test passing now is flaky",
+        ),
         ("a-attempt-2", b"not a zip", "could not read artifact a-attempt-2 of attempt 2"),
     ],
 )
@@ -222,7 +252,7 @@ def test_what_cannot_be_compared_is_said_and_changes_nothing(
         serve_artifact(httpserver, artifact, archive)
     environ = {**github_env(httpserver, tmp_path), "GITHUB_RUN_ID": "555",
                "GITHUB_RUN_ATTEMPT": "3", "TESTGATE_ARTIFACT": "a"}  # fmt: skip
-    previous, notices = previous_attempt(environ, api=connect(environ))
+    previous, notices = previous_attempt(environ, api=connect(environ), environment="e1")
     assert previous is None
     assert len(notices) == 1
     assert notices[0].startswith(notice)

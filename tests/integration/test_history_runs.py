@@ -256,3 +256,90 @@ def test_the_flaky_job_counts_the_historys_runs_of_unchanged_code(runs: dict[str
         (FIXED, "stable", 4, 1), (STABLE, "stable", 4, 1)
     ]  # fmt: skip
     assert data["tests"][0]["statement"].endswith("(1 of the runs recorded in the test history)")
+
+
+ENV_TESTS = """
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parent.parent
+
+
+def test_stable():
+    pass
+
+
+@pytest.mark.parametrize("n", range(2))
+def test_needs_randomly(n):
+    import pytest_randomly  # noqa: F401 (removed from the environment between runs)
+
+
+@pytest.mark.parametrize("n", range(5))
+def test_needs_the_service(n):
+    assert (ROOT / "service.txt").read_text() == "up"
+"""
+
+
+def test_failures_after_the_environment_changed_are_not_flaky(tmp_path: Path) -> None:
+    """One commit run four times: green; with a service down (five failures of one
+    cause, in the same environment: reruns stopped); then with the service up and a
+    dependency uninstalled (two failures, in another environment); then with it back.
+    No failure is counted as flaky, each says why, and no pass is called flaky by the
+    failures of another environment or of a run that stopped its reruns."""
+    project = tmp_path / "project"
+    (project / "tests").mkdir(parents=True)
+    (project / "tests" / "test_env.py").write_text(ENV_TESTS, "utf-8")
+    (project / "pyproject.toml").write_text('[project]\nname = "envs"\nversion = "1"\n', "utf-8")
+    git(project, "init", "-q", "-b", "main")
+    git(project, "add", ".")
+    git(project, "commit", "-q", "-m", "one")
+    venv = tmp_path / "venv"
+    python = str(venv / "bin" / "python")
+    subprocess.run(["uv", "venv", "-q", str(venv)], check=True)
+    install = ["uv", "pip", "install", "-q", "--offline", "--python", python]
+    subprocess.run([*install, "pytest", "pytest-cov", "pytest-randomly"], check=True)
+    service = project / "service.txt"
+    service.write_text("up", "utf-8")  # not in git: the work tree stays clean
+    args = ("--python", python, "--history", "history.json.gz", "--max-flaky", "100",
+            "--fail-under-line", "0", "--fail-under-branch", "0", "--workers", "0")  # fmt: skip
+    green = run_in_process(project, *args, reports="green")
+    assert green.exit_code == 0, green.output
+    service.unlink()
+    down = run_in_process(project, *args, reports="down")
+    assert "all 5 failures share one cause" in down.results()["run"]["reruns_stopped"]
+    assert down.results()["run"]["environment"] == green.results()["run"]["environment"]
+    stuck = down.test("tests/test_env.py::test_needs_the_service[3]")
+    assert (stuck["outcome"], stuck["note"]) == (
+        "failed",
+        f"passed in an earlier run of the same commit {git(project, 'rev-parse', 'HEAD')[:12]}; "
+        "not counted as flaky: this run stopped its reruns, its failures look broken",
+    )
+    assert (down.exit_code, down.gate("failed-tests")["actual"]) == (1, 5)
+    assert down.results()["totals"]["flaky"] == 0
+    service.write_text("up", "utf-8")
+    subprocess.run(["uv", "pip", "uninstall", "-q", "--python", python, "pytest-randomly"],
+                   check=True)  # fmt: skip
+    changed = run_in_process(project, *args, reports="changed")
+    assert changed.results()["run"]["environment"] != green.results()["run"]["environment"]
+    broken = changed.test("tests/test_env.py::test_needs_randomly[0]")
+    assert broken["outcome"] == "failed"
+    assert broken["note"].endswith(
+        "in another environment (another interpreter or other installed packages, or not "
+        "recorded): not counted as flaky"
+    )
+    assert changed.test("tests/test_env.py::test_needs_the_service[3]")["outcome"] == "passed"
+    assert changed.results()["totals"] == {**changed.results()["totals"], "failed": 2, "flaky": 0}
+    assert (changed.exit_code, changed.gate("failed-tests")["passed"]) == (1, False)
+    summary = (changed.reports / "summary.md").read_text("utf-8")
+    assert "### Failures the history explains" in summary
+    assert "in another environment" in summary
+    subprocess.run([*install, "pytest-randomly"], check=True)
+    again = run_in_process(project, *args, reports="again")  # as green: every test passes
+    assert again.results()["run"]["environment"] == green.results()["run"]["environment"]
+    assert again.results()["totals"]["flaky"] == 0  # the stopped run is evidence for none
+    assert again.exit_code == 0
+    history = read_history(project / "history.json.gz")
+    fingerprints = [run.environment for run in history.runs]
+    assert fingerprints[0] == fingerprints[1] == fingerprints[3] != fingerprints[2]
+    assert [run.reruns_stopped for run in history.runs] == [False, True, False, False]

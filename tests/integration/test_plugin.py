@@ -196,7 +196,8 @@ def test_under_xdist_the_controller_records_every_worker(pytester: pytest.Pytest
     )
     # The workers get the selection from the controller, not from the environment.
     selection = pytester.path / "select.json"
-    selection.write_text(json.dumps({"ids": ["test_many.py"], "ordered": False}), "utf-8")
+    wanted = {"ids": ["test_many.py"], "ordered": False, "prefixes": True}
+    selection.write_text(json.dumps(wanted), "utf-8")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(SELECT_ENV, str(selection))
         found = records(pytester, "-n", "2")
@@ -283,10 +284,13 @@ def test_a_test_imported_from_another_module_gets_no_foreign_def_line(
     assert failure["line"] is None  # the failing frame is in helpers.py, not the test file
 
 
-def select(pytester: pytest.Pytester, ids: list[str], *, ordered: bool) -> list[str]:
+def select(
+    pytester: pytest.Pytester, ids: list[str], *, ordered: bool, prefixes: bool = False
+) -> list[str]:
     """Run with a selection file; return the ids of the tests that ran, in order."""
     selection = pytester.path / "select.json"
-    selection.write_text(json.dumps({"ids": ids, "ordered": ordered}), "utf-8")
+    wanted = {"ids": ids, "ordered": ordered, "prefixes": prefixes}
+    selection.write_text(json.dumps(wanted), "utf-8")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(SELECT_ENV, str(selection))
         found = records(pytester)
@@ -313,8 +317,10 @@ def test_a_selection_entry_may_name_a_directory_module_or_class(pytester: pytest
             "def test_z():\n    pass\n",
         }
     )
-    ran = select(pytester, ["test_top.py::TestK", "sub"], ordered=True)
+    entries = ["test_top.py::TestK", "sub"]
+    ran = select(pytester, entries, ordered=True, prefixes=True)
     assert ran == ["test_top.py::TestK::test_y", "sub/test_deep.py::test_x"]
+    assert select(pytester, entries, ordered=True) == []  # without prefixes: exact ids only
 
 
 def test_rounds_repeat_each_test_in_each_rounds_order(pytester: pytest.Pytester) -> None:

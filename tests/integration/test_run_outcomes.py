@@ -49,9 +49,22 @@ def test_exit_code_is_one_because_gates_failed(ran: Ran) -> None:
     assert "testgate FAILED; reports in" in ran.output
 
 
-def test_the_console_script_runs_as_a_user_would(tmp_path: Path) -> None:
-    ran = run_subprocess(copy_fixture("passing", tmp_path), "--workers", "0")
+def test_the_console_script_runs_as_a_user_would(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In a git repository, with Python warning of every text read or written in the
+    locale's encoding (PEP 597): testgate names the encoding of all it reads, git's output
+    included (before, 17 EncodingWarnings from runner/git.py)."""
+    project = copy_fixture("passing", tmp_path)
+    for command in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "passing"]):
+        subprocess.run(
+            ["git", "-c", "user.name=dev", "-c", "user.email=dev@example.com", *command],
+            cwd=project, check=True, capture_output=True,
+        )  # fmt: skip
+    monkeypatch.setenv("PYTHONWARNDEFAULTENCODING", "1")
+    ran = run_subprocess(project, "--workers", "0")
     assert ran.exit_code == 0, ran.output
+    assert "EncodingWarning" not in ran.output
     assert "testgate passed; reports in" in ran.output
     module = subprocess.run(
         [sys.executable, "-m", "runner", "--version"], capture_output=True, text=True, check=True

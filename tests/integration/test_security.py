@@ -1264,7 +1264,9 @@ def test_a_redirect_to_another_host_carries_no_token(httpserver: HTTPServer) -> 
 
         def blob(request: Request) -> Response:
             seen.append(request.headers.get("Authorization"))
-            return Response(zipped(b'{"run": {"commit": "c0ffee"}, "tests": []}'))
+            return Response(
+                zipped(b'{"run": {"commit": "c0ffee", "environment": "e1"}, "tests": []}')
+            )
 
         storage.expect_request("/blob.zip").respond_with_handler(blob)
         httpserver.expect_request(f"/repos/{REPO}/actions/runs/555/artifacts").respond_with_json(
@@ -1274,7 +1276,7 @@ def test_a_redirect_to_another_host_carries_no_token(httpserver: HTTPServer) -> 
             Response(status=302, headers={"Location": storage.url_for("/blob.zip")})
         )
         environ = artifact_env(httpserver)
-        previous, notices = previous_attempt(environ, api=client.connect(environ))
+        previous, notices = previous_attempt(environ, api=client.connect(environ), environment="e1")
         assert notices == []
         assert previous is not None
         assert previous.failed == frozenset()  # read, through the redirect

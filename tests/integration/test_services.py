@@ -65,7 +65,13 @@ def alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    return "Z" not in Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
+    return (
+        "Z"
+        not in Path(f"/proc/{pid}/stat")
+        .read_text("utf-8", errors="replace")
+        .rsplit(")", 1)[-1]
+        .split()[0]
+    )
 
 
 # --- specs ------------------------------------------------------------------------

@@ -40,6 +40,7 @@ from runner.results import Attempt, TestResult
 from runner.settings import load_settings
 
 A, B, C = "tests/t.py::test_a", "tests/t.py::test_b", "tests/t.py::test_c[x|y]"
+ENV = "e1"  # the environment's fingerprint every run of these histories had
 
 
 def result(test_id: str, *outcomes: str, outcome: str | None = None) -> TestResult:
@@ -67,6 +68,7 @@ def meta(day: int = 1, **changes: Any) -> dict[str, Any]:
         "line_percent": 90.0 + day,
         "branch_percent": 80.0,
         "missing": {},
+        "environment": ENV,
         **changes,
     }
 
@@ -92,6 +94,9 @@ def test_a_run_is_kept_per_test_with_outcome_attempts_and_duration(tmp_path: Pat
             ([result(A, "failed", outcome="quarantined")], meta(3, commit=None)),
         ]
     )
+    late = Attempt(outcome="passed", duration_s=0.5, teardown_error="RuntimeError: late")
+    broken = TestResult(id=C, file="tests/t.py", line=1, outcome="error", attempts=(late,))
+    assert extend(History(), [broken], max_runs=1, max_days=1, **meta(4)).runs[0].codes == "e"
     path = tmp_path / FILE_NAME
     write_history(history, path)
     again = read_history(path)
@@ -127,8 +132,11 @@ def test_a_history_written_before_reads_and_is_written_again_as_it_was(tmp_path:
     assert history.runs[0].missing == {"a.py": (1, 2, 3)}
     write_history(history, path)
     written = gzip.decompress(path.read_bytes())
-    assert written == EARLIER.replace(b"\\u00e9", "é".encode())  # UTF-8, not an escape
-    assert json.loads(written) == json.loads(EARLIER)
+    # UTF-8, not an escape; an old run has no environment fingerprint, and keeps none
+    assert written == EARLIER.replace(b"\\u00e9", "é".encode()).replace(
+        b',"codes":', b',"environment":null,"reruns_stopped":false,"codes":'
+    )
+    assert history.runs[0].environment is None
 
 
 def test_the_history_keeps_the_last_runs_and_days_and_the_ids_they_use() -> None:
@@ -248,7 +256,9 @@ def test_a_failure_flaky_on_base_is_labelled_and_counts_as_chosen(
         result(B, "failed"),
         result("tests/t.py::new", "failed"),
     ]
-    a, b, new = label(tests, history, commit="pr1", clean=True, base="main", counts_as=counts_as)
+    a, b, new = label(
+        tests, history, commit="pr1", clean=True, base="main", counts_as=counts_as, environment=ENV
+    )
     assert a.outcome == outcome
     assert a.note == "flaky on main: failed 2 of 5 recent runs (95 % interval 12% to 77%)"
     assert (b.outcome, b.note) == (
@@ -261,24 +271,106 @@ def test_a_failure_flaky_on_base_is_labelled_and_counts_as_chosen(
 def test_a_test_that_failed_and_passed_on_the_same_clean_commit_is_flaky() -> None:
     history = base_history()
     tests = [result(A, "failed"), result(C, "passed"), result(B, "skipped")]
-    a, c, b = label(tests, history, commit="c9", clean=True, base=None, counts_as="flaky")
+    a, c, b = label(
+        tests, history, commit="c9", clean=True, base=None, counts_as="flaky", environment=ENV
+    )
     assert (a.outcome, a.flaky_kind) == ("flaky", "nondeterministic")
     assert a.note == "passed in an earlier run of the same commit c9"
     assert (c.outcome, c.note) == ("flaky", "failed in an earlier run of the same commit c9")
     assert b.outcome == "skipped"
-    dirty = label(tests, history, commit="c9", clean=False, base=None, counts_as="flaky")
+    dirty = label(
+        tests, history, commit="c9", clean=False, base=None, counts_as="flaky", environment=ENV
+    )
     assert [t.outcome for t in dirty] == ["failed", "passed", "skipped"]  # a work in progress
-    failed = label(tests[:1], history, commit="c9", clean=True, base=None, counts_as="failed")
+    failed = label(
+        tests[:1], history, commit="c9", clean=True, base=None, counts_as="failed", environment=ENV
+    )
     assert failed[0].outcome == "failed"
+
+
+def test_only_runs_of_the_same_environment_are_evidence_of_flakiness() -> None:
+    """A dependency removed between two runs of one commit: the failures after it are
+    broken by the change, not flaky, and say why; a run recorded without a fingerprint
+    (an older testgate) is evidence for no run."""
+    history = base_history()
+    tests = [result(A, "failed"), result(C, "passed"), result(B, "failed")]
+    for environment in ("e2", None):
+        a, c, b = label(
+            tests, history, commit="c9", clean=True, base="main", counts_as="flaky",
+            environment=environment,
+        )  # fmt: skip
+        assert (a.outcome, a.flaky_kind) == ("failed", None)
+        assert a.note == (
+            "passed in an earlier run of the same commit c9 in another environment (another "
+            "interpreter or other installed packages, or not recorded): not counted as flaky"
+        )
+        assert (c.outcome, c.note) == ("passed", None)  # its failure was elsewhere
+        assert (b.outcome, b.note) == ("failed", None)  # main's runs are elsewhere too
+    old = grow([([result(A, "passed")], meta(1, commit="c9", environment=None))])
+    (a,) = label(tests[:1], old, commit="c9", clean=True, base=None, counts_as="flaky",
+                 environment=ENV)  # fmt: skip
+    assert a.outcome == "failed"
+    assert "in another environment" in (a.note or "")
+
+
+def test_a_run_whose_reruns_were_stopped_is_evidence_for_no_later_run() -> None:
+    """A database down on main made every test fail once: no test is flaky by that run,
+    nor flips, and a pass after it on the same commit is a pass."""
+    down = [result(A, "failed"), result(B, "failed"), result(C, "failed")]
+    history = grow(
+        [
+            ([result(A, "passed"), result(B, "passed"), result(C, "passed")], meta(1)),
+            (down, meta(2, reruns_stopped=True)),
+            ([result(A, "passed"), result(B, "passed"), result(C, "passed")], meta(3)),
+        ]
+    )
+    assert history.runs[1].reruns_stopped
+    assert flip_rates(history, branch="main") == []
+    a, b = label(
+        [result(A, "failed"), result(B, "passed")], history, commit="c1", clean=True,
+        base="main", counts_as="flaky", environment=ENV,
+    )  # fmt: skip
+    assert (a.outcome, a.note) == ("flaky", "passed in an earlier run of the same commit c1")
+    assert (b.outcome, b.note) == ("passed", None)
+    (pr,) = label(
+        [result(A, "failed")], history, commit="pr", clean=True, base="main",
+        counts_as="flaky", environment=ENV,
+    )  # fmt: skip
+    assert (pr.outcome, pr.note) == ("failed", None)  # newly broken, not "flaky on main"
+
+
+def test_a_failure_whose_reruns_were_stopped_stays_failed_whatever_history_shows() -> None:
+    history = base_history()
+    stopped = "not rerun: all 5 failures share one cause (call: OSError); a broken environment"
+    a, pr = label(
+        [result(A, "failed"), result(A, "failed")], history, commit="c9", clean=True,
+        base="main", counts_as="flaky", environment=ENV, reruns_stopped=stopped,
+    )  # fmt: skip
+    assert (a.outcome, a.flaky_kind) == ("failed", None)
+    assert a.note == (
+        "passed in an earlier run of the same commit c9; not counted as flaky: this run "
+        "stopped its reruns, its failures look broken"
+    )
+    (on_base,) = label(
+        [result(A, "failed")], history, commit="pr", clean=True, base="main",
+        counts_as="quarantined", environment=ENV, reruns_stopped=stopped,
+    )  # fmt: skip
+    assert on_base.outcome == "failed"
+    assert (on_base.note or "").startswith("flaky on main: failed 2 of 5")
+    assert pr == a
 
 
 def test_coverage_that_differs_on_the_same_commit_is_named_line_by_line() -> None:
     history = grow([([result(A, "passed")], meta(1, missing={"lazy.py": [3, 4, 5, 9]}))])
-    found = coverage_flips(history, commit="c1", missing={"lazy.py": [9], "other.py": [1, 2]})
+    found = coverage_flips(
+        history, commit="c1", missing={"lazy.py": [9], "other.py": [1, 2]}, environment=ENV
+    )
     assert found == [
         "flaky coverage on commit c1: lazy.py: lines 3-5 covered now, not in an earlier run",
         "flaky coverage on commit c1: other.py: lines 1-2 not covered now, covered earlier",
     ]
+    assert coverage_flips(history, commit="c1", missing={}, environment="e2") == []
+    assert coverage_flips(history, commit="c1", missing={}) == []  # no fingerprint: unknown
     assert coverage_flips(history, commit="c2", missing={}) == []
     assert coverage_flips(history, commit=None, missing={}) == []
 
@@ -367,6 +459,7 @@ def test_suggestions_add_flaky_tests_and_remove_entries_now_stable(tmp_path: Pat
     labelled = label(
         [result(A, "failed"), result(B, "failed"), result("tests/t.py::new|`", "failed")],
         context.history, commit="pr", clean=True, base="main", counts_as="failed",
+        environment=ENV,
     )  # fmt: skip
     explained = history_run.markdown(context, settings=settings, tests=labelled)
     assert "### Failures the history explains" in explained
@@ -469,14 +562,21 @@ def test_only_clean_runs_of_the_same_project_tree_count_for_the_flaky_job(tmp_pa
             ([result(B, "failed")], meta(3, commit="0" * 40)),
             ([result(B, "failed"), result(C, "skipped")], meta(4, commit=None)),
             ([result(B, "passed")], meta(5, commit=commit)),
+            (
+                [result(A, "failed"), result(B, "failed")],
+                meta(6, commit=commit, reruns_stopped=True),
+            ),
         ]
     )
     write_history(history, root / "h.json.gz")
     settings = load_settings(project=root, flags={}, environ={})
-    found = history_run.unchanged_outcomes(settings, environ={})
+    found = history_run.unchanged_outcomes(settings, environ={}, environment=ENV)
     assert found == {A: ["failed", "passed"], B: ["passed", "passed"]}
+    assert history_run.unchanged_outcomes(settings, environ={}, environment="e2") == {}
+    assert history_run.unchanged_outcomes(settings, environ={}, environment=None) == {}
     (root / "pyproject.toml").write_text('[tool.testgate]\nhistory = "h.json.gz"\n#\n', "utf-8")
-    assert history_run.unchanged_outcomes(settings, environ={}) == {}  # a change in progress
+    found = history_run.unchanged_outcomes(settings, environ={}, environment=ENV)
+    assert found == {}  # a change in progress
 
 
 def test_the_historys_runs_count_up_to_one_short_of_a_verdict() -> None:

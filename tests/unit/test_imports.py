@@ -104,3 +104,12 @@ def test_sonar_does_not_load_services_or_the_run_command() -> None:
     loaded = loaded_by("import runner.sonar")
     assert not {name for name in loaded if name.startswith("runner.services")}
     assert "runner.run" not in loaded
+
+
+def test_the_command_line_loads_only_what_every_command_uses() -> None:
+    # testgate merge of a large report is mostly start-up: run, flaky, sonar and the
+    # services load when their command runs
+    loaded = loaded_by("import runner.cli")
+    assert "runner.merge" in loaded
+    assert not {"runner.run", "runner.flaky", "runner.sonar"} & loaded
+    assert not {name for name in loaded if name.startswith("runner.services.")}

@@ -7,12 +7,16 @@ then at the last ``::`` before it), so ids whose parameters hold ``::``, ``.``, 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from junitparser import JUnitXml
 
 from runner import junit
 from runner.junit import classname, split_node_id
-from runner.results import Attempt, TestResult
+from runner.results import Attempt, RunInfo, RunResult, TestResult
+
+INFO = RunInfo(started="", duration_s=0.0, suite_duration_s=0.0)
 
 HOSTILE = """
 import pytest
@@ -67,3 +71,29 @@ def test_every_hostile_id_is_named_as_pytest_names_it(pytester: pytest.Pytester)
 def test_a_file_or_a_plain_id_has_no_owner() -> None:
     assert split_node_id("tests/x.py") == ("", "tests/x.py")
     assert split_node_id("tests/x.py::K::t[1::2]") == ("tests/x.py::K", "t[1::2]")
+
+
+def test_a_large_report_writes_each_case_as_it_would_alone(tmp_path: Path) -> None:
+    # The writer makes what cases share once (classnames, names, files, a read JUnit's
+    # shared attempts); what it writes is each case's own, also past its reuse bound.
+    shared = Attempt(outcome="passed", duration_s=0.25)
+    tests = [
+        TestResult(id=f"t/{module}.py::{klass}test_create[{index % 2}]", file=f"t/{module}.py",
+                   line=line, outcome="passed", attempts=(attempt,))
+        for index, (module, klass, line, attempt) in enumerate([
+            ("a", "", None, shared), ("a", "K::", None, shared), ("b", "", 3, shared),
+            ("b", "K::", 3, Attempt(outcome="passed", duration_s=0)),
+            ("b", "", None, Attempt(outcome="passed", duration_s=0.0)),
+            ("a", "", None, Attempt(outcome="passed", duration_s=1e-07)),
+        ])
+    ]  # fmt: skip
+    alone = [junit.testcase_xml(test) for test in tests]
+    assert 'time="0"' in alone[3]  # 0 and 0.0 are equal, and written as they are
+    assert 'time="0.0"' in alone[4]
+    together = junit._Cases()
+    assert [together.xml(test) for test in tests] == alone
+    bounded = junit._Cases(shared=1)  # what is not kept is made again, the same
+    assert [bounded.xml(test) for test in tests] == alone
+    path = tmp_path / "junit.xml"
+    junit.write_junit(RunResult(run=INFO, tests=tuple(tests), coverage=None, gates=()), path)
+    assert "".join(alone) in path.read_text("utf-8")

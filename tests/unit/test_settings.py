@@ -3,13 +3,31 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 import pytest
 
 from runner.cli import main
 from runner.errors import ConfigError
-from runner.settings import COMMANDS, OPTIONS, OPTIONS_BY_NAME, Settings, load_settings
+from runner.plugin._testgate_wire import (
+    ATTEMPT_VARIABLES,
+    DJANGO_ENV,
+    NO_DYNAMIC_CONTEXT_ENV,
+    WORKER_ENV,
+)
+from runner.process_group import MARKER_ENV
+from runner.services.lifecycle import UP_LOG_ENV
+from runner.settings import (
+    COMMANDS,
+    INPUTS_ENV,
+    OPTIONS,
+    OPTIONS_BY_NAME,
+    Settings,
+    load_settings,
+    unknown_variables,
+)
+from tests.conftest import ROOT
 
 
 def project_with(tmp_path: Path, tool_table: str = "") -> Path:
@@ -134,14 +152,68 @@ def test_every_option_rejects_what_it_cannot_use(
         load_settings(project=project_with(tmp_path), flags={option: value}, environ={})
 
 
-def test_unknown_pyproject_key_lists_the_known_ones(tmp_path: Path) -> None:
+def test_an_unknown_pyproject_key_names_the_closest_else_lists_the_known_ones(
+    tmp_path: Path,
+) -> None:
     with pytest.raises(ConfigError) as caught:
         load_settings(
-            project=project_with(tmp_path, "fail-under-lines = 90\n"), flags={}, environ={}
+            project=project_with(tmp_path, "fail_under_line = 90\n"), flags={}, environ={}
         )
-    assert "unknown key 'fail-under-lines' in [tool.testgate]" in caught.value.message
+    assert caught.value.message.endswith(
+        "unknown key 'fail_under_line' in [tool.testgate] of "
+        f"{tmp_path / 'pyproject.toml'}; did you mean 'fail-under-line'?"
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_settings(project=project_with(tmp_path, "colour = 1\n"), flags={}, environ={})
+    assert "unknown key 'colour' in [tool.testgate]" in caught.value.message
     for option in OPTIONS:
         assert option.name in caught.value.message
+
+
+def test_a_mistyped_flag_is_refused_with_the_closest_flag(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for args, expected in (
+        (["run", "--fail-under-lines", "90"], "arguments: --fail-under-lines 90 (did you mean "
+         "--fail-under-line?)\n"),
+        (["merge", "--max-flakey=1", "a"], "--max-flakey=1 (did you mean --max-flaky?)\n"),
+        (["run", "-x", "--colour"], "unrecognized arguments: -x --colour\n"),
+    ):  # fmt: skip
+        with pytest.raises(SystemExit) as ended:
+            main(args, environ={})
+        assert ended.value.code == 2
+        assert capsys.readouterr().err.endswith(expected)
+
+
+def test_a_testgate_variable_that_sets_no_option_is_warned_about(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Not the variables testgate sets for its children, which may run testgate again."""
+    environ = {
+        "TESTGATE_FAIL_UNDER_LNE": "90",
+        "TESTGATE_COLOUR": "1",
+        "TESTGATE_RECORD": "/tmp/record.jsonl",
+        "TESTGATE_WORKERS": "2",
+        "TESTGATE_TIMEOUTS": "{}",  # the plugin's, though timeouts is a pyproject option
+        "OTHER_FAIL_UNDER_LNE": "90",
+    }
+    main(["history", "--project", str(tmp_path)], environ=environ)
+    assert capsys.readouterr().err.splitlines()[:2] == [
+        "testgate: warning: TESTGATE_COLOUR sets no testgate option, it is ignored",
+        "testgate: warning: TESTGATE_FAIL_UNDER_LNE sets no testgate option, it is ignored; "
+        "did you mean TESTGATE_FAIL_UNDER_LINE?",
+    ]
+
+
+def test_the_variables_testgate_and_its_action_set_are_its_own(tmp_path: Path) -> None:
+    set_by_testgate = {
+        INPUTS_ENV, MARKER_ENV, UP_LOG_ENV, *ATTEMPT_VARIABLES, WORKER_ENV, DJANGO_ENV,
+        NO_DYNAMIC_CONTEXT_ENV,
+    }  # fmt: skip
+    action = (ROOT / "action.yml").read_text("utf-8")
+    in_action = set(re.findall(r"\b(TESTGATE_[A-Z_]+):", action))
+    assert in_action  # the action's steps set some
+    assert not unknown_variables(dict.fromkeys(set_by_testgate | in_action, "1"))
 
 
 def test_tool_testgate_must_be_a_table(tmp_path: Path) -> None:

@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 
 from runner.errors import InfraError
-from runner.merge import Part, check_variants
+from runner.merge import Part, check_variants, merged_environment
 from runner.plugin._testgate_schedule import into_queues, queue_sizes
-from runner.results import RunInfo, RunResult, variant_name
+from runner.report import write_durations
+from runner.results import Attempt, RunInfo, RunResult, TestResult, variant_name
 from runner.sharding import partition, read_durations, weights
 
 
@@ -76,6 +77,25 @@ def test_a_durations_record_that_cannot_be_used_is_ignored_with_a_warning(tmp_pa
     )
 
 
+def test_durations_json_holds_each_test_once_at_its_longest(tmp_path: Path) -> None:
+    def test(test_id: str, seconds: float, *, variant: str | None = None) -> TestResult:
+        attempt = Attempt(outcome="passed", duration_s=seconds)
+        return TestResult(id=test_id, file="t.py", line=1, outcome="passed", attempts=(attempt,),
+                          variant=variant)  # fmt: skip
+
+    path = tmp_path / "durations.json"
+    write_durations((test("t.py::é", 0.25), test("t.py::b", 5e-05)), path)
+    assert path.read_text("utf-8") == '{\n "t.py::é": 0.25,\n "t.py::b": 5e-05\n}\n'
+    # merged variants: a test's longest time; a time below 0 (a clock that stepped back) is 0
+    merged = (test("t.py::a", 1.5, variant="x"), test("t.py::a", 2.0, variant="y"))
+    write_durations((*merged, test("t.py::late", -0.5)), path)
+    assert read_durations(path) == ({"t.py::a": 2.0, "t.py::late": 0.0}, None)
+    write_durations((test("t.py::late", -0.5),), path)
+    assert read_durations(path) == ({"t.py::late": 0.0}, None)
+    write_durations((), path)
+    assert path.read_text("utf-8") == "{}\n"
+
+
 def test_more_variants_than_expected_are_refused(tmp_path: Path) -> None:
     def part(variant: str) -> Part:
         info = RunInfo(started="", duration_s=0.0, suite_duration_s=0.0, commit=None,
@@ -91,3 +111,17 @@ def test_a_variant_is_python_major_minor_and_the_os() -> None:
     assert variant_name(python="3.13.0rc1", platform="darwin") == "py3.13-macos"
     assert variant_name(python="3.12.1", platform="win32") == "py3.12-windows"
     assert variant_name(python="3.12.1", platform="freebsd14") == "py3.12-freebsd14"
+
+
+def test_a_merged_run_has_one_fingerprint_of_its_parts_environments() -> None:
+    """The history compares merged runs by it: the same parts' environments give the same
+    one, in any order and shard count; a part without one (older, junit.xml) gives none."""
+
+    def run(environment: str | None) -> RunInfo:
+        return RunInfo(started="", duration_s=0, suite_duration_s=0, environment=environment)
+
+    both = merged_environment([run("a"), run("b")])
+    assert both is not None
+    assert merged_environment([run("b"), run("a"), run("b")]) == both
+    assert merged_environment([run("a"), run("c")]) != both
+    assert merged_environment([run("a"), run(None)]) is None

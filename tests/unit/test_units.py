@@ -117,6 +117,10 @@ def test_a_failed_call_with_a_failed_teardown_counts_as_pytest_counts_it() -> No
     )
     totals = Totals.of(tests)
     assert (totals.tests, totals.failed, totals.errors, totals.passed) == (2, 1, 2, 0)
+    late = Attempt(outcome="passed", duration_s=0.1, number=2, teardown_error="late")
+    flaky = TestResult(id="c", file="c", line=1, outcome="flaky", attempts=(both, late))
+    totals = Totals.of((*tests, flaky))  # flaky counts once, as such
+    assert (totals.tests, totals.flaky, totals.errors, totals.passed) == (3, 1, 2, 0)
 
 
 def test_long_failure_lists_are_cut_and_say_so() -> None:
