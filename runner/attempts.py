@@ -170,7 +170,8 @@ def problems(run: AttemptRun) -> tuple[str, ...]:
     elif record.unfinished is not None and run.number == 1:
         found.append(f"the pytest process died ({how}) while running {record.unfinished.id}")
     elif record.exit_status is None and record.unfinished is None:
-        found.append(f"the pytest process ended ({how}) before its session finished")
+        raised = f": {record.uncaught}" if record.uncaught else ""
+        found.append(f"the pytest process ended ({how}) before its session finished{raised}")
     elif record.exit_status == 2 and not record.collect_errors:
         found.append("pytest was interrupted before the suite finished (exit 2)")
     if run.number > 1:

@@ -12,6 +12,8 @@ import contextlib
 import json
 import os
 import shutil
+import subprocess
+import sys
 import tomllib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -169,12 +171,72 @@ def project_name(member: Path) -> str | None:
     return str(name) if name is not None else None
 
 
+class CoverageNotReported(InfraError):
+    """coverage.py could not combine or report the data (a plugin it could not load): the
+    run's tests still stand, and its reports say why coverage is missing."""
+
+
+# Asked of the project's Python: the folders its packages come from, not its standard
+# library (-I: neither PYTHONPATH nor the user's site-packages, only what is installed).
+_PACKAGE_PATHS = (
+    "import json, sys, sysconfig; std = {sysconfig.get_path(n) for n in ('stdlib', "
+    "'platstdlib')}; print(json.dumps([p for p in sys.path if p and p not in std and not "
+    "p.endswith(('.zip', 'lib-dynload'))]))"
+)
+
+
+def package_paths(python: str) -> list[str]:
+    """Where the project's environment (its ``python``) imports installed packages from."""
+    try:
+        completed = subprocess.run(
+            [python, "-I", "-c", _PACKAGE_PATHS], capture_output=True, text=True, check=True
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return []  # then the plugin is looked for in testgate's own environment alone
+    return [str(path) for path in json.loads(completed.stdout)]
+
+
+@contextlib.contextmanager
+def project_plugins(plugins: Sequence[str], *, python: str | None) -> Iterator[None]:
+    """Let coverage.py import the coverage plugins the project's config names (``[run]
+    plugins``, such as covdefaults) from the project's environment, where pytest-cov found
+    them: its package folders are appended to ``sys.path`` while coverage.py loads them, and
+    taken off again. Appended, never prepended: a package testgate has (coverage.py itself
+    above all) stays testgate's own; only a module testgate lacks comes from the project.
+    """
+    added = [
+        path
+        for path in (package_paths(python) if plugins and python else [])
+        if path not in sys.path
+    ]
+    sys.path.extend(added)
+    try:
+        yield
+    except ImportError as error:
+        fix = (
+            "It is not installed in the project's environment: add it to the project's test "
+            "dependencies"
+            if python
+            else "It is not installed beside testgate, which combines without the project's "
+            "environment here: install it with testgate"
+        )
+        raise CoverageNotReported(
+            f"coverage.py could not load the coverage plugin {error.name or error} that the "
+            f"project's coverage configuration names ([run] plugins = {', '.join(plugins)}): "
+            f"{error}. {fix}, or remove it from [run] plugins."
+        ) from None
+    finally:
+        for path in added:
+            sys.path.remove(path)
+
+
 def combine_and_report(
     *,
     project: Path,
     data_files: Sequence[Path],
     reports_dir: Path,
     other_roots: Sequence[str] = (),
+    python: str | None = None,
 ) -> CoverageSummary | None:
     """Combine data files into ``.coverage`` and write the XML and JSON reports.
 
@@ -183,6 +245,8 @@ def combine_and_report(
     ``[paths]`` entry would, next to the project's own ``[paths]``. The data keeps the
     absolute paths coverage.py records, so coverage.py's own commands read it as is.
     Returns None when nothing was measured (no data file, or no measured file ran).
+    ``python`` is the project's environment, where the coverage plugins its config names
+    are found (``project_plugins``); raises ``CoverageNotReported`` when one is not.
     """
     names = (".coverage", "coverage.xml", "coverage.json")
     for name in names:
@@ -195,7 +259,7 @@ def combine_and_report(
     work = owned_dir.scratch(reports_dir)
     try:
         precision = _combine_and_report(
-            project=project, present=present, work=work, other_roots=other_roots
+            project=project, present=present, work=work, other_roots=other_roots, python=python
         )
         for name in names:
             if (work / name).is_file():
@@ -208,7 +272,12 @@ def combine_and_report(
 
 
 def _combine_and_report(
-    *, project: Path, present: Sequence[str], work: Path, other_roots: Sequence[str]
+    *,
+    project: Path,
+    present: Sequence[str],
+    work: Path,
+    other_roots: Sequence[str],
+    python: str | None,
 ) -> int | None:
     """Combine into ``work/.coverage``, report XML and JSON there; the precision, or None."""
     target = work / ".coverage"
@@ -223,20 +292,22 @@ def _combine_and_report(
             cov.set_option(
                 "paths", {**cov.config.paths, "testgate-runs": [str(project), *elsewhere]}
             )
-        try:
-            cov.combine(present, strict=True, keep=True)
-        except CoverageException as error:
-            raise InfraError(
-                f"coverage.py could not read the data files {', '.join(present)}: {error}"
-            ) from None
-        cov.save()
-        try:
-            cov.xml_report(outfile=str(work / "coverage.xml"))
-            cov.json_report(outfile=str(work / "coverage.json"))
-        except NoDataError:
-            return None
-        except CoverageException as error:
-            raise InfraError(f"coverage.py could not report the data: {error}") from None
+        # combine loads the plugins; a plugin's file reporter may import more as it reports
+        with project_plugins(cov.config.plugins, python=python):
+            try:
+                cov.combine(present, strict=True, keep=True)
+            except CoverageException as error:
+                raise InfraError(
+                    f"coverage.py could not read the data files {', '.join(present)}: {error}"
+                ) from None
+            cov.save()
+            try:
+                cov.xml_report(outfile=str(work / "coverage.xml"))
+                cov.json_report(outfile=str(work / "coverage.json"))
+            except NoDataError:
+                return None
+            except CoverageException as error:
+                raise InfraError(f"coverage.py could not report the data: {error}") from None
         precision: int = cov.config.precision
     return precision
 

@@ -210,12 +210,16 @@ def merge(
             "another directory."
         )
     owned_dir.claim(reports)
-    coverage = coverage_data.combine_and_report(
-        project=settings.project,
-        data_files=[part.directory / ".coverage" for part in parts],
-        reports_dir=reports,
-        other_roots=[part.result.run.root for part in parts if part.result.run.root],
-    )
+    unreported = None
+    try:  # no project environment here: a coverage plugin must be beside testgate
+        coverage = coverage_data.combine_and_report(
+            project=settings.project,
+            data_files=[part.directory / ".coverage" for part in parts],
+            reports_dir=reports,
+            other_roots=[part.result.run.root for part in parts if part.result.run.root],
+        )
+    except coverage_data.CoverageNotReported as error:  # the tests' results still stand
+        coverage, unreported = None, error.message
     diff, diff_skipped = measure_change(settings, environ=environ, measured=coverage is not None)
     if coverage is not None and diff is not None:
         coverage = msgspec.structs.replace(coverage, diff_percent=diff.percent)
@@ -233,16 +237,16 @@ def merge(
         shard=None,
         root=str(settings.project),
         pytest_exit_code=None,
-        problems=tuple(
-            f"{part.directory}: {p}" for part in parts for p in part.result.run.problems
-        ),
+        problems=tuple(f"{part.directory}: {p}" for part in parts for p in part.result.run.problems)
+        + ((unreported,) if unreported else ()),
         warnings=tuple(
             f"{part.directory}: {w}" for part in parts for w in part.result.run.warnings
         ),
         merged=tuple(merged_run(part, project=settings.project) for part in parts),
         interrupted=next((run.interrupted for run in runs if run.interrupted), None),
         not_run=tuple(test_id for run in runs for test_id in run.not_run),
-        coverage_incomplete=next(  # a part known to be partial makes the whole partial
+        coverage_incomplete=unreported
+        or next(  # a part known to be partial makes the whole partial
             (
                 f"{part.directory}: {part.result.run.coverage_incomplete}"
                 for part in parts

@@ -70,6 +70,7 @@ class AttemptRecord:
     collected_ids: tuple[str, ...] = ()
     lost: tuple[str, ...] = ()
     crashes: tuple[str, ...] = ()
+    uncaught: str | None = None  # the exception that ended pytest after its last hook
 
 
 def read_record(
@@ -152,6 +153,7 @@ class _Builder:
         self.finished_on: dict[str, list[str]] = {}
         self.lost: list[str] = []
         self.crashes: dict[str, str] = {}
+        self.uncaught: str | None = None
 
     def add(self, record: dict[str, Any]) -> None:
         kind = record["kind"]
@@ -177,6 +179,8 @@ class _Builder:
                 self._collect_error({**record, "message": message, "text": message})
         elif kind == wire.WORKER_DOWN:
             self._worker_down(record["worker"], record.get("exit"))
+        elif kind == wire.UNCAUGHT:
+            self.uncaught = f"{record['message']} (raised at {record['where']})"
         else:
             self.exit_status = record["exitstatus"]
 
@@ -257,6 +261,7 @@ class _Builder:
             collected_ids=tuple(self.collected_ids),
             lost=tuple(dict.fromkeys(test for test in self.lost if test != died)),
             crashes=tuple(f"{worker}{how}" for worker, how in self.crashes.items()),
+            uncaught=self.uncaught,
         )
 
 

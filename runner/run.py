@@ -51,7 +51,7 @@ from runner.crash import crash_problem
 from runner.errors import InfraError, TestgateError
 from runner.git import Git
 from runner.github import client, step
-from runner.github.commands import escape_data, on_github
+from runner.github.commands import on_github
 from runner.output import emit
 from runner.plural import counted
 from runner.quarantine import Quarantine, read_quarantine
@@ -60,6 +60,7 @@ from runner.report import Outcome, conclude, measure_change, shown, write_report
 from runner.results import (
     BROKEN,
     Attempt,
+    CoverageSummary,
     Phases,
     RunInfo,
     RunResult,
@@ -169,11 +170,29 @@ def services_failed(settings: Settings, *, environ: Mapping[str, str], problem: 
             step.report(
                 result, markdown=markdown, reports_dir=shown(settings.reports_dir),
                 environ=environ, api=client.connect(environ), annotations=settings.annotations,
-            )
-            + f"::error title=testgate::{escape_data(problem)}\n",
+            ),
             commands=True,
         )  # fmt: skip
     return Outcome(result, InfraError.exit_code)
+
+
+def _combined_coverage(
+    settings: Settings, *, history: History, reports: Path, python: str
+) -> tuple[CoverageSummary | None, str | None]:
+    """Every attempt's coverage combined and reported; or None and why coverage.py could
+    not report it (a coverage plugin it could not load), so that the tests' results stand."""
+    try:
+        coverage = coverage_data.combine_and_report(
+            project=settings.project,
+            data_files=[
+                path for done in history.runs for path in done.coverage_dir.glob(".coverage*")
+            ],
+            reports_dir=reports,
+            python=python,
+        )
+    except coverage_data.CoverageNotReported as error:
+        return None, error.message
+    return coverage, None
 
 
 def _run(
@@ -225,10 +244,8 @@ def _run(
     reporting = time.monotonic()
     tests = classify_all(history, quarantine)
     stop = faults.stopped(settings, first.record.collected_ids, done=history.attempts)
-    coverage = coverage_data.combine_and_report(
-        project=settings.project,
-        data_files=[path for done in history.runs for path in done.coverage_dir.glob(".coverage*")],
-        reports_dir=reports,
+    coverage, unreported = _combined_coverage(
+        settings, history=history, reports=reports, python=project_env.executable
     )
     diff, diff_skipped = None, f"deferred to testgate merge (shard {settings.shard})"
     if settings.shard is None:
@@ -244,7 +261,7 @@ def _run(
         for problem in problems(done)
         if done is not first or not problem.startswith(INTERNAL_ERROR)  # said by crash
     )
-    incomplete = faults.incomplete_coverage(
+    incomplete = unreported or faults.incomplete_coverage(
         lost, crashes=first.record.crashes, reruns=settings.reruns, interrupted=stop.why is not None
     )
     found_problems += tuple(text for text in (stop.problem, incomplete) if text)

@@ -24,6 +24,7 @@ from runner.github.client import (
     reason,
 )
 from runner.github.commands import (
+    Annotation,
     annotations_of,
     detection_annotations,
     outputs,
@@ -122,7 +123,13 @@ def report(
     """
     prefix = repository_prefix(result.run.root, environ)
     found = annotations_of(result, prefix=prefix) if annotations else []
-    shown, left = shown_and_left(found)
+    # What went wrong with pytest or testgate itself (exit 3) is in no file: an error of
+    # the step's own, first in GitHub's budget, whatever becomes of the check run; the
+    # summary lists every problem already.
+    own = [Annotation("error", "", None, "testgate", problem) for problem in result.run.problems]
+    shown, left = shown_and_left(own + found)
+    mine = {id(annotation) for annotation in own}
+    left = [annotation for annotation in left if id(annotation) not in mine]
     printed = ""
     pull = pull_request(environ)
     if from_fork(pull):
@@ -139,7 +146,7 @@ def report(
                 api, result=result, found=found, sha=head_sha(pull, environ),
                 markdown=markdown,
             )  # fmt: skip
-            shown, left = [], []
+            shown, left = [a for a in shown if id(a) in mine], []
         except requests.RequestException as error:
             forbidden = error.response is not None and error.response.status_code == 403
             advice = (

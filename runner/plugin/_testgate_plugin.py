@@ -47,6 +47,8 @@ from __future__ import annotations
 
 import json
 import os
+import sys
+import traceback
 from collections.abc import Generator
 from pathlib import Path
 from typing import Any, TextIO
@@ -69,6 +71,7 @@ from _testgate_wire import (
     SELECT_ENV,
     START,
     TIMEOUTS_ENV,
+    UNCAUGHT,
     WARNING,
     WORKER_DOWN,
     WORKER_ENV,
@@ -83,6 +86,8 @@ MESSAGE_LIMIT = 4 * 1024
 _STREAM_KEY = pytest.StashKey["TextIO"]()
 _SELECT_KEY = pytest.StashKey["Selection"]()
 _SCHEDULE_KEY = pytest.StashKey[dict[str, Any]]()
+_EXCEPTHOOK_KEY = pytest.StashKey[Any]()
+_FINISHED_KEY = pytest.StashKey[bool]()
 
 
 def worker_environment(environ: dict[str, str] | os._Environ[str]) -> None:
@@ -479,6 +484,48 @@ class Recorder:
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         self.write({"kind": FINISH, "exitstatus": int(exitstatus)})
+        session.config.stash[_FINISHED_KEY] = True
+
+    def uncaught(self, error: BaseException, *, root: Path) -> None:
+        """An exception that escaped pytest itself (raised in another plugin's
+        ``pytest_sessionfinish``, say): pytest reports no INTERNALERROR for it, the process
+        just ends, so its last traceback line and the frame it came from are recorded."""
+        text = "".join(traceback.format_exception(error))
+        frame = traceback.extract_tb(error.__traceback__)[-1]  # it was raised: it has one
+        place = (
+            os.path.relpath(frame.filename, root)
+            if frame.filename.startswith(str(root) + os.sep)
+            else frame.filename.replace(os.sep, "/").rpartition("/site-packages/")[2]
+        )
+        # pytest 8 and later have closed it already: they unconfigure in a finally.
+        self._stream.close()
+        self._stream = open(self._stream.name, "a", encoding="utf-8")  # noqa: SIM115
+        self.write(
+            {
+                "kind": UNCAUGHT,
+                "message": _clean(_last_line(text), MESSAGE_LIMIT),
+                "where": f"{place}:{frame.lineno} in {frame.name}",
+                "text": _clean(text, TEXT_LIMIT),
+            }
+        )
+        self._stream.close()
+
+
+def _watch_uncaught(config: pytest.Config, recorder: Recorder) -> None:
+    """Chain ``sys.excepthook`` (which Python, and ``coverage run``, call for an exception
+    that ends the process) to record it. ``pytest_unconfigure`` puts the old one back once
+    the session has finished; before that, an exception may be on its way out of pytest."""
+    previous = sys.excepthook
+
+    def excepthook(kind: type[BaseException], error: BaseException, trace: Any) -> None:
+        try:
+            recorder.uncaught(error, root=config.rootpath)
+        finally:
+            previous(kind, error, trace)
+
+    config.stash[_EXCEPTHOOK_KEY] = previous
+    config.stash[_FINISHED_KEY] = False
+    sys.excepthook = excepthook
 
 
 def _exit_code(node: Any) -> int | None:
@@ -585,9 +632,25 @@ def pytest_load_initial_conftests(early_config: pytest.Config, args: list[str]) 
         args += ["-n", workers]
 
 
-@pytest.hookimpl(tryfirst=True)  # first: a crash in another plugin's configure is recorded
+@pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
+    """Without xdist, name pytest-django's database as its first worker's (in the
+    controller only: xdist's workers have no ``numprocesses`` of their own)."""
+    # pragma below: the other way is taken in xdist's workers, which coverage cannot follow
+    if getattr(config, "workerinput", None) is None:  # pragma: no branch
+        django_suffix(config, os.environ)
+
+
+@pytest.hookimpl(tryfirst=True)  # first, before configure: a crash there is recorded
+def pytest_cmdline_main(config: pytest.Config) -> None:
     """Read testgate's plans; in the controller, register the recorder testgate asked for.
+
+    Registered here, before ``pytest_configure`` runs, never inside it: pluggy before 1.3
+    walks the live list of ``pytest_configure`` implementations, and a plugin registered
+    during that walk (``Timeouts`` has a ``pytest_configure``) shifts the list, so that
+    another plugin's ``pytest_configure`` is skipped (cacheprovider's: stepwise then fails
+    with "'Config' object has no attribute 'cache'"). xdist's workers run this hook too,
+    with their ``workerinput`` already set.
 
     The variables are taken out of the environment (xdist's workers get the plans through
     their ``workerinput``), so that neither the tests nor a pytest session they start
@@ -601,7 +664,6 @@ def pytest_configure(config: pytest.Config) -> None:
             name: worker.get(f"testgate_{name}") for name in ("select", "schedule", "timeouts")
         }
     else:
-        django_suffix(config, os.environ)
         plans = {
             "select": os.environ.pop(SELECT_ENV, None),
             "schedule": os.environ.pop(SCHEDULE_ENV, None),
@@ -619,10 +681,14 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(recorder, "testgate-recorder")
     config.stash[_STREAM_KEY] = stream
     recorder.write({"kind": START, "pytest": pytest.__version__})
+    _watch_uncaught(config, recorder)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    """Close the record file."""
+    """Close the record file; after a finished session, put Python's exception hook back."""
+    previous = config.stash.get(_EXCEPTHOOK_KEY, None)
+    if previous is not None and config.stash[_FINISHED_KEY]:
+        sys.excepthook = previous
     stream = config.stash.get(_STREAM_KEY, None)
     if stream is not None:
         stream.close()

@@ -49,6 +49,7 @@ WARNING = "warning"
 INTERNAL_ERROR = "internal-error"
 WORKER_DOWN = "worker-down"
 FINISH = "finish"
+UNCAUGHT = "uncaught"  # an exception that ended the process after the session's last hook
 
 FIELDS: Mapping[str, Mapping[str, type | tuple[type, ...]]] = {
     START: {},
@@ -61,6 +62,7 @@ FIELDS: Mapping[str, Mapping[str, type | tuple[type, ...]]] = {
     COLLECT_SKIP: {"id": str, "message": str},
     WORKER_DOWN: {"worker": str},
     FINISH: {"exitstatus": int},
+    UNCAUGHT: {"message": str, "where": str, "text": str},
 }
 OPTIONAL_FIELDS: Mapping[str, type | tuple[type, ...]] = {
     "def_line": (int, type(None)),

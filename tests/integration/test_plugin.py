@@ -127,6 +127,44 @@ def test_without_the_variable_nothing_is_written(pytester: pytest.Pytester) -> N
     assert records(pytester, env=False) == []
 
 
+RAISES_AT_FINISH = """
+import pytest
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session):
+    raise AttributeError("'Config' object has no attribute 'cache'")
+"""
+
+
+def test_an_exception_that_escapes_pytest_is_recorded_with_where_it_was_raised(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pytest prints no INTERNALERROR for an exception a plugin's sessionfinish raises: the
+    process ends through sys.excepthook, which the plugin leaves in place until the session
+    has finished, and which records the exception before Python prints it."""
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)  # put back after this test
+    before = sys.excepthook
+    pytester.makeconftest(RAISES_AT_FINISH)
+    pytester.makepyfile(test_ok="def test_ok():\n    pass\n")
+    path = pytester.path / "record.jsonl"
+    pytester.syspathinsert(PLUGIN_DIR)
+    monkeypatch.setenv(RECORD_ENV, str(path))
+    with pytest.raises(AttributeError) as raised:
+        pytester.inline_run("-p", PLUGIN_NAME, "-p", "no:cacheprovider")
+    assert sys.excepthook is not before  # Python calls it as the exception ends the process
+    sys.excepthook(raised.type, raised.value, raised.tb)
+    with pytest.raises(pytest.fail.Exception) as failed:  # raised in site-packages
+        pytest.fail("from pytest itself")
+    sys.excepthook(failed.type, failed.value, failed.tb)
+    found = [json.loads(line) for line in path.read_text("utf-8").splitlines()]
+    assert all(item["kind"] != "finish" for item in found)
+    first, second = [item for item in found if item["kind"] == "uncaught"]
+    assert first["message"] == "AttributeError: 'Config' object has no attribute 'cache'"
+    assert first["where"] == "conftest.py:5 in pytest_sessionfinish"
+    assert "Traceback (most recent call last)" in first["text"]
+    assert second["where"].startswith("_pytest/outcomes.py:")
+
+
 def test_collection_and_internal_errors_are_recorded(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_broken="import missing_module_xyz\n")
     found = records(pytester)
@@ -193,8 +231,8 @@ def imports_of(name: str) -> set[str]:
 
 def test_the_plugin_needs_only_the_standard_library_and_pytest() -> None:
     assert imports_of(PLUGIN_NAME) == {
-        "__future__", "json", "os", "collections.abc", "pathlib", "typing", "pytest",
-        "_testgate_schedule", "_testgate_wire", "_testgate_timeouts",
+        "__future__", "json", "os", "sys", "traceback", "collections.abc", "pathlib", "typing",
+        "pytest", "_testgate_schedule", "_testgate_wire", "_testgate_timeouts",
     }  # fmt: skip
     for sibling in ("_testgate_schedule", "_testgate_wire"):
         assert imports_of(sibling) <= set(sys.stdlib_module_names) | {

@@ -7,6 +7,7 @@ printed table and messages, and the reports.
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
 import sys
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from runner.coverage_data import CoverageNotReported, package_paths, project_plugins
 from runner.gates import max_duration
 from tests.conftest import Ran, copy_fixture, environment, summary_counts
 
@@ -341,6 +343,112 @@ def test_a_process_that_ends_during_collection_is_reported(run_cli: RunCli, tmp_
     assert ran.results()["run"]["problems"] == [
         "the pytest process ended (exit 9) before its session finished"
     ]
+
+
+def test_an_exception_that_ends_pytest_after_the_tests_is_named(
+    run_cli: RunCli, tmp_path: Path
+) -> None:
+    """A plugin's sessionfinish that raises ends pytest with no INTERNALERROR (as pytest 7.4
+    with pluggy 1.2 did in stepwise): the problem names the exception and where it came
+    from, in results.json, the summary, the terminal and an error annotation."""
+    project = sample(tmp_path)
+    (project / "conftest.py").write_text(
+        "import pytest\n\n@pytest.hookimpl(tryfirst=True)\ndef pytest_sessionfinish():\n"
+        "    raise AttributeError(\"'Config' object has no attribute 'cache'\")\n",
+        "utf-8",
+    )
+    shell = {k: v for k, v in environment().items() if k not in ("GITHUB_TOKEN", "GH_TOKEN")}
+    summary = tmp_path / "step-summary.md"
+    runner = {**shell, "GITHUB_ACTIONS": "true", "GITHUB_STEP_SUMMARY": str(summary)}
+    ran = run_cli(project, "--workers", "0", env=runner)
+    assert ran.exit_code == 3
+    problem = (
+        "the pytest process ended (exit 1) before its session finished: AttributeError: "
+        "'Config' object has no attribute 'cache' (raised at conftest.py:5 in "
+        "pytest_sessionfinish)"
+    )
+    assert ran.results()["run"]["problems"] == [problem]
+    assert f"- {problem}" in (ran.reports / "summary.md").read_text("utf-8")
+    assert f"problem: {problem}" in ran.output
+    assert f"- {problem}" in summary.read_text("utf-8")
+    assert f"\n::error title=testgate::{problem}\n" in ran.output
+
+
+TYPED_LIBRARY = """
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # covdefaults excludes this block: 100 % only with the plugin loaded
+    from collections.abc import Sequence
+
+
+def half(n):
+    return n // 2
+"""
+
+
+def test_old_pytest_and_pluggy_and_a_coverage_plugin_of_the_project_pass(
+    run_cli: RunCli, tmp_path: Path
+) -> None:
+    """pytest 7.4 with pluggy 1.2, which walks the live list of ``pytest_configure``
+    implementations: testgate's plugins are registered before it, so cacheprovider's
+    configure still runs (else stepwise fails at sessionfinish, exit 3). And the project's
+    coverage plugin, installed only in its environment, is loaded for testgate's combine
+    (else ModuleNotFoundError: No module named 'covdefaults', exit 1)."""
+    project = make_project(
+        tmp_path / "old",
+        {"lib.py": TYPED_LIBRARY, "tests/test_lib.py": TESTS},
+        dev='"pytest==7.4.4", "pluggy==1.2.0", "pytest-cov", "covdefaults"',
+        tool='plugins = ["covdefaults"]\n',
+    )
+    before = list(sys.path)
+    ran = run_cli(project, "--workers", "2")  # the plan of time limits is on by default
+    assert ran.exit_code == 0, ran.output
+    assert "pytest-7.4.4, pluggy-1.2.0" in ran.output
+    assert "coverage: line 100.00 %, branch 100.00 %" in ran.output
+    assert sys.path == before  # the project's folders were taken off again
+
+
+def test_a_coverage_plugin_testgate_cannot_load_is_named_and_the_results_stand(
+    run_cli: RunCli, tmp_path: Path
+) -> None:
+    """A plugin pytest-cov found on the caller's PYTHONPATH, not installed in the project's
+    environment: coverage cannot be combined, which is the run's problem (exit 3); the tests'
+    results are still reported, and the coverage gates are not judged."""
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (plugins / "tg_local_coverage_plugin.py").write_text(
+        "def coverage_init(reg, options):\n    pass\n", "utf-8"
+    )
+    project = sample(
+        tmp_path,
+        tool='plugins = ["tg_local_coverage_plugin"]\n[tool.testgate]\nworkers = 0\n',
+    )
+    ran = run_cli(project, env=environment(PYTHONPATH=str(plugins)))
+    assert ran.exit_code == 3, ran.output
+    (problem,) = ran.results()["run"]["problems"]
+    assert problem == (
+        "coverage.py could not load the coverage plugin tg_local_coverage_plugin that the "
+        "project's coverage configuration names ([run] plugins = tg_local_coverage_plugin): "
+        "No module named 'tg_local_coverage_plugin'. It is not installed in the project's "
+        "environment: add it to the project's test dependencies, or remove it from [run] "
+        "plugins."
+    )
+    assert ran.test("tests/test_lib.py::test_even")["outcome"] == "passed"
+    assert ran.gate("line-coverage")["verdict"] == "not judged"
+    assert f"problem: {problem}" in ran.output
+    assert problem in (ran.reports / "summary.md").read_text("utf-8")
+    assert 'tests="1"' in (ran.reports / "junit.xml").read_text("utf-8")
+    assert not (ran.reports / "coverage.xml").exists()
+
+
+def test_a_coverage_plugin_is_looked_for_where_testgate_was_told(tmp_path: Path) -> None:
+    """Without the project's environment (``testgate merge``), only testgate's own; a
+    Python that cannot be asked gives no folders to look in."""
+    assert package_paths(str(tmp_path / "no-python")) == []
+    assert any(path.endswith("site-packages") for path in package_paths(sys.executable))
+    missing = pytest.raises(CoverageNotReported, match=r"plugin nowhere_plugin .* beside testgate")
+    with missing, project_plugins(["nowhere_plugin"], python=None):
+        importlib.import_module("nowhere_plugin")
 
 
 def test_pytest_that_never_starts_is_exit_three(run_cli: RunCli, tmp_path: Path) -> None:

@@ -249,6 +249,26 @@ def test_a_problem_in_any_input_run_is_exit_three(
     assert ran.results()["run"]["problems"] == [f"{crashed}: pytest internal error: boom"]
 
 
+def test_a_coverage_plugin_the_merge_cannot_load_is_named_and_the_tests_stand(
+    merge: Callable[..., Ran], two_shards: tuple[Path, Ran, Ran], tmp_path: Path
+) -> None:
+    """The merge combines in testgate's own environment: a plugin of the project's coverage
+    configuration that is not there is the merge's problem (exit 3), not a lost merge."""
+    here, first, second = two_shards
+    project = tmp_path / "project"
+    shutil.copytree(here, project, ignore=shutil.ignore_patterns(".venv", "testgate-reports"))
+    with (project / "pyproject.toml").open("a", encoding="utf-8") as config:
+        config.write('\n[tool.coverage.run]\nplugins = ["nowhere_cov_plugin"]\n')
+    ran = merge(project, str(first.reports), str(second.reports))
+    assert ran.exit_code == 3, ran.output
+    (problem,) = ran.results()["run"]["problems"]
+    assert problem.startswith("coverage.py could not load the coverage plugin nowhere_cov_plugin")
+    assert "install it with testgate, or remove it from [run] plugins." in problem
+    assert ran.results()["totals"]["tests"] == 3
+    assert ran.gate("line-coverage")["verdict"] == "not judged"
+    assert (ran.reports / "junit.xml").is_file()
+
+
 def test_oversized_inputs_are_refused(
     merge: Callable[..., Ran], two_shards: tuple[Path, Ran, Ran], monkeypatch: pytest.MonkeyPatch
 ) -> None:
