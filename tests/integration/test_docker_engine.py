@@ -33,7 +33,7 @@ import pymysql
 import pytest
 
 from runner.services.docker import LABEL, engine_answers
-from tests.conftest import ROOT, Ran, copy_fixture, once_per_session, shared_environment
+from tests.conftest import ROOT, Ran, copy_fixture, once_per_session
 
 TESTGATE = Path(sys.executable).parent / "testgate"
 EXAMPLE = ROOT / "examples" / "inventory"
@@ -72,12 +72,6 @@ def cli(*args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
     return {"code": completed.returncode, "out": completed.stdout, "err": completed.stderr}
 
 
-def cli_run(project: Path, *args: str) -> dict[str, Any]:
-    """``testgate run`` in ``project``, on the session's environment for what it installs."""
-    with shared_environment(project, args, os.environ):
-        return cli("run", "--project", str(project), *args)
-
-
 def docker(*args: str) -> str:
     return subprocess.run(
         ["docker", *args], capture_output=True, text=True, check=False, timeout=60
@@ -111,7 +105,7 @@ def shared_services(root: Path) -> dict[str, Any]:
             for item in recorded["services"]
         }
         seen["labelled"] = sorted(containers_of(recorded["run_id"]))
-        seen["run"] = cli_run(project, "--workers", "2")
+        seen["run"] = cli("run", "--project", str(project), "--workers", "2")
         seen["results"] = json.loads((project / "testgate-reports" / "results.json").read_text())
         seen["seen"] = {
             path.name: path.read_text("utf-8") for path in (project / "tests").glob("seen-*")
@@ -218,7 +212,8 @@ def app_in_a_container(root: Path, fixture: str, *pytest_args: str) -> dict[str,
         return seen
     try:
         seen["before"] = container_databases(state)
-        seen["run"] = cli_run(project, "--workers", "2", "--reruns", "1", "--", *pytest_args)
+        seen["run"] = cli("run", "--project", str(project), "--workers", "2", "--reruns", "1",
+                          "--", *pytest_args)  # fmt: skip
         seen["results"] = json.loads((project / "testgate-reports" / "results.json").read_text())
         seen["after"] = container_databases(state)
         used = project / "tests" / "databases.txt"  # the Django app's record of its databases
