@@ -226,7 +226,7 @@ def p8(root: Path, *, sizes: list[int], runs: int) -> None:
 
 
 def p1(root: Path, *, runs: int) -> None:
-    project = make_suite(root, tests=500, seed=1)
+    project = make_suite(root / "p1", tests=500, seed=1)  # not P8's suite of 500 in root
     subprocess.run(["uv", "sync", "-q", "--project", str(project)], check=True)
     commands = {
         "plain": [*peers(project)["xdist"], "--junitxml=plain-junit.xml"],
