@@ -172,8 +172,9 @@ def project_name(member: Path) -> str | None:
 
 
 class CoverageNotReported(InfraError):
-    """coverage.py could not combine or report the data (a plugin it could not load): the
-    run's tests still stand, and its reports say why coverage is missing."""
+    """coverage.py could not combine or report the data (a plugin it could not load, a data
+    file it cannot read, a measured file that is gone): the run's tests still stand, and its
+    reports say why coverage is missing."""
 
 
 # Asked of the project's Python: the folders its packages come from, not its standard
@@ -282,7 +283,11 @@ def _combine_and_report(
     """Combine into ``work/.coverage``, report XML and JSON there; the precision, or None."""
     target = work / ".coverage"
     import coverage  # noqa: PLC0415 (lazy, see top)
-    from coverage.exceptions import CoverageException, NoDataError  # noqa: PLC0415 (lazy, see top)
+    from coverage.exceptions import (  # noqa: PLC0415 (lazy, see top)
+        CoverageException,
+        NoDataError,
+        NoSource,
+    )
 
     with in_directory(project):
         cov = coverage.Coverage(data_file=str(target), config_file=True)
@@ -297,7 +302,7 @@ def _combine_and_report(
             try:
                 cov.combine(present, strict=True, keep=True)
             except CoverageException as error:
-                raise InfraError(
+                raise CoverageNotReported(
                     f"coverage.py could not read the data files {', '.join(present)}: {error}"
                 ) from None
             cov.save()
@@ -306,8 +311,17 @@ def _combine_and_report(
                 cov.json_report(outfile=str(work / "coverage.json"))
             except NoDataError:
                 return None
+            except NoSource as error:  # a file the tests measured, then removed
+                raise CoverageNotReported(
+                    f"coverage.py could not report the data: {str(error).rstrip('.')}. A file "
+                    "measured during "
+                    "the run is gone: keep it, leave it out with [run] omit, or let coverage.py "
+                    "skip it with [report] ignore_errors = true."
+                ) from None
             except CoverageException as error:
-                raise InfraError(f"coverage.py could not report the data: {error}") from None
+                raise CoverageNotReported(
+                    f"coverage.py could not report the data: {error}"
+                ) from None
         precision: int = cov.config.precision
     return precision
 

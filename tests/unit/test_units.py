@@ -19,7 +19,12 @@ from coverage.exceptions import CoverageWarning
 from junitparser import JUnitXml
 
 from runner import child_env, execute, junit, owned_dir
-from runner.coverage_data import combine_and_report, read_summary, worst_files
+from runner.coverage_data import (
+    CoverageNotReported,
+    combine_and_report,
+    read_summary,
+    worst_files,
+)
 from runner.environment import first_error
 from runner.errors import InfraError
 from runner.junit import classname, write_junit, xml_text
@@ -334,7 +339,17 @@ def test_the_plugin_file_imports_cleanly_on_its_own(monkeypatch: pytest.MonkeyPa
     assert module._clean("x" * 10, 4) == "xxxx\n[... 6 characters cut by testgate]"
 
 
-def test_source_gone_before_reporting_is_an_infrastructure_error(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("afterwards", "said"),
+    [
+        ("gone", r"No source for code: .*gone\.py'\. A file measured during the run is gone"),
+        ("not python", r"Couldn't parse .*gone\.py"),
+    ],
+)
+def test_a_measured_file_that_cannot_be_reported_is_named_not_a_crash(
+    tmp_path: Path, afterwards: str, said: str
+) -> None:
+    """The tests stand (runner.run reports them, coverage not judged): CoverageNotReported."""
     module = tmp_path / "gone.py"
     module.write_text("def f(x):\n    if x:\n        return 1\n    return 2\n\nf(1)\n", "utf-8")
     data = tmp_path / ".coverage.run"
@@ -343,12 +358,13 @@ def test_source_gone_before_reporting_is_an_infrastructure_error(tmp_path: Path)
         cwd=tmp_path,
         check=True,
     )
-    module.unlink()
+    if afterwards == "gone":
+        module.unlink()
+    else:
+        module.write_text("def f(x:\n", "utf-8")
     reports = tmp_path / "reports"
     reports.mkdir()
-    with pytest.raises(
-        InfraError, match=r"coverage.py could not report the data: No source for code"
-    ):
+    with pytest.raises(CoverageNotReported, match=f"coverage.py could not report the data: {said}"):
         combine_and_report(project=tmp_path, data_files=[data], reports_dir=reports)
 
 
