@@ -74,6 +74,18 @@ class Context:
     notices: tuple[str, ...] = ()
 
 
+def work_tree_status(git: Git) -> str | None:
+    """What keeps the work tree from being its commit's: ``git status --porcelain`` of the
+    tracked files, and the untracked Python files git does not ignore (a conftest.py not yet
+    added changes the tests as much as an edit does). Other untracked files (reports, caches,
+    ``__pycache__``) leave it clean. None when git fails."""
+    tracked = git.out("status", "--porcelain", "--untracked-files=no")
+    untracked = git.out("ls-files", "--others", "--exclude-standard", "--", ":/*.py")
+    if tracked is None or untracked is None:
+        return None
+    return "\n".join(part for part in (tracked, untracked) if part)
+
+
 def prepare(
     settings: Settings,
     *,
@@ -89,7 +101,7 @@ def prepare(
     path = path or settings.reports_dir / FILE_NAME
     git = Git(settings.project, environ)
     repository = git.is_repository()
-    status = git.out("status", "--porcelain", "--untracked-files=no") if repository else None
+    status = work_tree_status(git) if repository else None
     on_github = on_a_runner(environ)
     pull = client.pull_request(environ) if on_github else None
     branch = (

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import subprocess
 from datetime import date
 from pathlib import Path
@@ -18,6 +19,7 @@ import pytest
 from runner import flaky as flaky_command
 from runner import history_run, trend
 from runner.errors import ConfigError
+from runner.git import Git
 from runner.history import (
     FILE_NAME,
     History,
@@ -34,6 +36,7 @@ from runner.history import (
     read_history,
     write_history,
 )
+from runner.history_run import work_tree_status
 from runner.output import table_cell
 from runner.quarantine import Quarantine, expiry_gate, read_quarantine
 from runner.results import Attempt, TestResult
@@ -587,3 +590,26 @@ def test_the_historys_runs_count_up_to_one_short_of_a_verdict() -> None:
     flaky = flaky_command._from_history({A: ["passed", "failed", "passed"]}, A, 4)
     assert (flaky.runs, flaky.failures, flaky.verdict) == (2, 1, "flaky")
     assert flaky_command._from_history({}, A, 4).runs == 0
+
+
+def test_a_work_tree_with_an_untracked_python_file_is_not_clean(tmp_path: Path) -> None:
+    """A conftest.py not yet added changes the tests as an edit does: the run is no clean
+    run of its commit, so it is no evidence for or against another run of that commit.
+    Reports, caches and bytecode left beside the code keep the tree clean."""
+    project = tmp_path / "repo" / "proj"
+    (project / "testgate-reports").mkdir(parents=True)
+    (project / "a.py").write_text("x = 1\n", "utf-8")
+    git = ["git", "-C", str(project.parent), "-c", "user.email=t@example.com", "-c", "user.name=t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-qm", "one"], check=True)
+    (project / "testgate-reports" / "results.json").write_text("{}", "utf-8")
+    (project / "__pycache__").mkdir()
+    (project / "__pycache__" / "a.cpython-311.pyc").write_bytes(b"")
+    repository = Git(project, dict(os.environ))
+    assert work_tree_status(repository) == ""
+    (project / "conftest.py").write_text("x = 2\n", "utf-8")
+    assert work_tree_status(repository) == "conftest.py"
+    (project / "a.py").write_text("x = 3\n", "utf-8")
+    assert work_tree_status(repository) == "M proj/a.py\nconftest.py"
+    assert work_tree_status(Git(tmp_path, dict(os.environ))) is None
