@@ -153,7 +153,7 @@ def detect(
                     settings.workers,
                     expected_s=per_round * size,
                     count=len(pool) * size,
-                    basis=f"{size} rounds of {len(pool)} tests",
+                    basis=f"{counted(size, 'round')} of {counted(len(pool), 'test')}",
                 )
             processes += 1
             done = run_attempt(

@@ -486,10 +486,15 @@ def coverage_flips(
     for path in sorted(set(before) | set(missing)):
         then, now = set(before.get(path, ())), set(missing.get(path, ()))
         if then - now:
-            found.append(f"{path}: lines {_spans(then - now)} covered now, not in an earlier run")
+            found.append(f"{path}: {_lines(then - now)} covered now, not in an earlier run")
         if now - then:
-            found.append(f"{path}: lines {_spans(now - then)} not covered now, covered earlier")
+            found.append(f"{path}: {_lines(now - then)} not covered now, covered earlier")
     return [f"flaky coverage on commit {(commit or '')[:12]}: {text}" for text in found]
+
+
+def _lines(lines: set[int]) -> str:
+    """``line 2``, ``lines 3-5``: the word as the count wants it."""
+    return f"{'line' if len(lines) == 1 else 'lines'} {_spans(lines)}"
 
 
 def _spans(lines: set[int]) -> str:

@@ -366,10 +366,12 @@ def test_a_failure_whose_reruns_were_stopped_stays_failed_whatever_history_shows
 def test_coverage_that_differs_on_the_same_commit_is_named_line_by_line() -> None:
     history = grow([([result(A, "passed")], meta(1, missing={"lazy.py": [3, 4, 5, 9]}))])
     found = coverage_flips(
-        history, commit="c1", missing={"lazy.py": [9], "other.py": [1, 2]}, environment=ENV
-    )
+        history, commit="c1", missing={"lazy.py": [9], "other.py": [1, 2], "one.py": [7]},
+        environment=ENV,
+    )  # fmt: skip
     assert found == [
         "flaky coverage on commit c1: lazy.py: lines 3-5 covered now, not in an earlier run",
+        "flaky coverage on commit c1: one.py: line 7 not covered now, covered earlier",
         "flaky coverage on commit c1: other.py: lines 1-2 not covered now, covered earlier",
     ]
     assert coverage_flips(history, commit="c1", missing={}, environment="e2") == []
