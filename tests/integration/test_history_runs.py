@@ -88,8 +88,7 @@ def test_a_pass_after_a_failure_on_the_same_commit_is_flaky(runs: dict[str, Ran]
     assert second.gate("max-flaky")["passed"] is False
     warnings = second.results()["run"]["warnings"]
     assert any(
-        "flaky coverage on commit" in w and "app.py: line 10 not covered now" in w
-        for w in warnings
+        "flaky coverage on commit" in w and "app.py: line 10 not covered now" in w for w in warnings
     ), warnings
 
 
