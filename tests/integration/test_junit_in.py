@@ -27,8 +27,9 @@ def test_pytests_own_junit_reads_as_testgate_recorded_the_same_suite(
 ) -> None:
     junit = tmp_path / "theirs" / "junit.xml"
     subprocess.run(
-        ["uv", "run", "--project", str(outcomes_run.project), "python", "-m", "pytest", "-q",
-         "-p", "no:cacheprovider", f"--junitxml={junit}", "-o", f"junit_family={family}"],
+        ["uv", "run", "--no-sync", "--project", str(outcomes_run.project), "python", "-m",
+         "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={junit}",
+         "-o", f"junit_family={family}"],
         cwd=outcomes_run.project,
         capture_output=True,
         check=False,

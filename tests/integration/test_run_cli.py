@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import json
 import re
+import shutil
 import sys
 import textwrap
 from collections.abc import Callable
@@ -19,7 +20,14 @@ import pytest
 
 from runner.coverage_data import CoverageNotReported, package_paths, project_plugins
 from runner.gates import max_duration
-from tests.conftest import Ran, copy_fixture, environment, summary_counts
+from tests.conftest import (
+    Ran,
+    copy_fixture,
+    environment,
+    once_per_session,
+    run_in_process,
+    summary_counts,
+)
 
 RunCli = Callable[..., Ran]
 
@@ -142,10 +150,9 @@ def test_the_workers_testgate_decides_win_over_the_projects_and_a_plugins_n(
     attempts = [attempt for test in results["tests"] for attempt in test["attempts"]]
     assert {attempt["worker"] for attempt in attempts} == {None}
     assert ran.test("tests/test_lib.py::test_once")["outcome"] == "flaky"  # its rerun, serial
-    marker.unlink()
-    ran = run_cli(
-        project, "--workers", "2", "--max-flaky", "1", env=environment(MARKER=str(marker))
-    )
+    # The marker stays: under workers test_once passes at once, as no rerun is needed to
+    # show whose -n starts them (the serial rerun of a flake the run above shows).
+    ran = run_cli(project, "--workers", "2", env=environment(MARKER=str(marker)))
     assert ran.exit_code == 0, ran.output
     assert "created: 2/2 workers" in ran.output  # -n 2 as decided, not enabler's -n auto
     first = [test["attempts"][0]["worker"] for test in ran.results()["tests"]]
@@ -196,10 +203,34 @@ def test_arguments_after_double_dash_and_pytest_args_reach_pytest(
     assert ran.gate("branch-coverage")["passed"] is False
 
 
-def test_thresholds_from_environment_beat_pyproject(run_cli: RunCli, tmp_path: Path) -> None:
-    project = sample(tmp_path, tool="\n[tool.testgate]\nfail-under-line = 50\nworkers = 0\n")
-    env = environment(TESTGATE_FAIL_UNDER_LINE="80")
-    ran = run_cli(project, "--fail-under-branch", "50", env=env)
+@pytest.fixture(scope="module")
+def threshold_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Ran, Ran]:
+    """The sample whose pyproject sets fail-under-line 50, run twice in the same project under
+    TESTGATE_FAIL_UNDER_LINE=80: first with only --fail-under-branch 50, then with flags for
+    every threshold, ``--sync true`` and a runner's GITHUB_SHA."""
+
+    def both(root: Path) -> Ran:
+        project = sample(root, tool="\n[tool.testgate]\nfail-under-line = 50\nworkers = 0\n")
+        env = {"TESTGATE_FAIL_UNDER_LINE": "80"}
+        first = run_in_process(project, "--fail-under-branch", "50", extra_env=env)
+        shutil.copytree(first.reports, root / "first-reports")  # the second run writes there
+        (root / "first.json").write_text(
+            json.dumps({"exit_code": first.exit_code, "output": first.output}), "utf-8"
+        )
+        return run_in_process(
+            project, "--fail-under-line", "75", "--fail-under-branch", "50",
+            "--max-duration", "600", "--sync", "true",
+            extra_env={**env, "GITHUB_SHA": "0123abc"},
+        )  # fmt: skip
+
+    second = once_per_session(tmp_path_factory, "thresholds", both)
+    root = second.project.parent
+    first = json.loads((root / "first.json").read_text("utf-8"))
+    return Ran(first["exit_code"], first["output"], second.project, root / "first-reports"), second
+
+
+def test_thresholds_from_environment_beat_pyproject(threshold_runs: tuple[Ran, Ran]) -> None:
+    ran = threshold_runs[0]
     assert ran.exit_code == 1  # the environment's 80 beats pyproject's 50; coverage is 75 %
     assert (ran.gate("line-coverage")["threshold"], ran.gate("line-coverage")["actual"]) == (
         80,
@@ -211,8 +242,7 @@ def test_thresholds_from_environment_beat_pyproject(run_cli: RunCli, tmp_path: P
     summary = (ran.reports / "summary.md").read_text("utf-8")
     assert "| least covered file | lines | branches |\n| --- | --- | --- |\n" in summary
     assert "| `lib.py` | 75.00 % | 50.00 % |" in summary
-    ran = run_cli(project, "--fail-under-line", "75", "--fail-under-branch", "50",
-                  "--max-duration", "600", env=env)  # fmt: skip
+    ran = threshold_runs[1]
     assert ran.exit_code == 0, ran.output  # the flag's 75 beats the environment's 80
     assert ran.gate("max-duration")["passed"] is True
 
@@ -600,12 +630,8 @@ def test_on_a_runner_an_error_is_an_annotation_and_passed_is_false(
     assert "::error title=testgate::project directory" in without_outputs.output
 
 
-def test_the_commit_comes_from_github_sha(run_cli: RunCli, tmp_path: Path) -> None:
-    project = sample(
-        tmp_path,
-        tool="\n[tool.testgate]\nworkers = 0\nfail-under-line = 0\nfail-under-branch = 0\n",
-    )
-    ran = run_cli(project, "--sync", "true", env=environment(GITHUB_SHA="0123abc"))
+def test_the_commit_comes_from_github_sha(threshold_runs: tuple[Ran, Ran]) -> None:
+    ran = threshold_runs[1]  # GITHUB_SHA=0123abc, --sync true
     assert ran.exit_code == 0, ran.output
     assert ran.results()["run"]["commit"] == "0123abc"  # (git's HEAD: test_diff_coverage)
     run = ran.results()["run"]
