@@ -72,21 +72,28 @@ PROBED_MODULES = (
 )
 
 _PROBE = """
-import importlib.metadata, importlib.util, json, os, platform, re, sys
+import importlib.machinery, importlib.metadata, importlib.util, json, os, platform, re, sys
 modules, packages = json.loads(sys.argv[1]), json.loads(sys.argv[2])
 own, roots = json.loads(sys.argv[3]), json.loads(sys.argv[4])
 needed_modules = json.loads(sys.argv[5])
 norm = lambda name: re.sub(r"[-_.]+", "-", name).lower()
-def origin(name):
-    try:
-        spec = importlib.util.find_spec(name)
-    except (ImportError, ValueError):
-        return None
+def where(spec):
     if spec is None:
         return None
     if spec.origin and spec.origin not in ("namespace", "built-in", "frozen"):
         return spec.origin
     return next(iter(spec.submodule_search_locations or ()), None)
+def origin(name, finder=importlib.util.find_spec, *path):
+    try:
+        return where(finder(name, *path))
+    except (ImportError, ValueError):
+        return None
+# imported from a place of its own (an editable install's .pth or finder, an absolute
+# PYTHONPATH), not from the folder it runs in ('', a relative PYTHONPATH entry)
+relative = [entry for entry in sys.path if not os.path.isabs(entry)]
+PathFinder = importlib.machinery.PathFinder.find_spec
+bound = [name for name in packages
+    if origin(name) is not None and origin(name) != origin(name, PathFinder, relative)]
 found = {name: origin(name) is not None for name in modules}
 early = []
 needed, todo = set(), [norm(name) for name in roots]
@@ -114,12 +121,13 @@ print(json.dumps({"python": platform.python_version(), "platform": sys.platform,
     "abi": f"{sys.implementation.cache_tag}-{sys.platform}-{platform.machine()}",
     "distributions": sorted({(d.metadata["Name"] or "", d.version)
         for d in importlib.metadata.distributions() if d.metadata["Name"]}),
-    "packages": {name: origin(name) for name in packages}, "early": early}))
+    "packages": {name: origin(name) for name in packages}, "early": early, "bound": bound}))
 """
 
 
 _ANSWER = (
     "python", "platform", "executable", "abi", "found", "distributions", "packages", "early",
+    "bound",
 )  # fmt: skip
 
 
@@ -470,12 +478,11 @@ def probe(
         files=requirements or find_requirements(settings.project),
         own=project_distributions(settings),
     )
-    name = probe_cache.slot(project=settings.project, python=python, parts=parts)
-    answer = probe_cache.cached(base, name, keys.probe)
+    answer = probe_cache.cached(base, keys.slot, keys.probe, project=settings.project)
     if answer is None:
         answer = _inspect(python, settings=settings, environ=environ, packages=packages,
                           needed=needed)  # fmt: skip
-        probe_cache.keep(base, name, keys.probe, answer)
+        probe_cache.keep(base, keys.slot, keys.probe, answer)
     notices = list(prepared)
     if answer["added"]:
         notices.append(
@@ -562,6 +569,9 @@ def _inspect(
         "early": list(found["early"]),
         "overlay": None if overlay is None else str(overlay),
         "added": added,
+        # where the project's packages come from depends on where the project is: the
+        # answer holds for this project only (runner.probe_cache)
+        "project": str(settings.project.resolve()) if found["bound"] else None,
     }
 
 

@@ -8,13 +8,25 @@ the answer depends on:
 
 - testgate itself (its version and the probing code),
 - the interpreter (its resolved path, size and modification time, ``sys.prefix``, version),
-- what is installed: each site-packages directory's entries, with the size and time of
-  each ``.pth`` file (installing, removing or upgrading a distribution changes a
+- what is installed: each site-packages directory's entries, with the content of each
+  start-up file (installing, removing or upgrading a distribution changes a
   ``.dist-info`` entry, and an editable install adds a ``.pth``),
 - the variables that change what Python imports (``PYTHONPATH``, ``PYTHONHOME`` …), and
   what the ``PYTHONPATH`` folders hold, as for site-packages,
-- the project: its path, pyproject.toml, uv.lock and requirements files, the packages
-  of its own code, and the plugins this command needs.
+- the project, by its content, not its place: pyproject.toml, uv.lock and requirements
+  files, the packages of its own code, the importable names at its root (the probe runs
+  there, and a module at the root is imported first), and the plugins this command
+  needs. A copy of the project elsewhere that uses the same environment reuses the
+  answer; a copy with its own environment has another interpreter prefix, so it is
+  probed again.
+
+The environment is named by its real directories (symlinks resolved): a ``.venv`` that
+links to an environment is that environment. The key holds the content of the start-up
+files (a ``.pth`` or ``.egg-link`` names a folder, an editable install's ``_finder.py``
+maps names to folders). Where the project's packages are imported from a place
+of their own (an editable install's ``.pth`` or finder, an absolute ``PYTHONPATH``) rather
+than from the folder the probe runs in, the answer names the project it holds for
+(``project``), and no other project takes it.
 
 A changed environment gets a new key, so it is probed again; nothing is ever trusted
 across a change.
@@ -31,8 +43,9 @@ commit, and the commit is compared on its own), as are the project's files and
 modification times: a CI job that installs the same lock again in a fresh environment
 has the same fingerprint, so a re-run attempt still compares with the one before.
 
-Each project, interpreter and command has one file (``slot``), which a changed
-environment's answer replaces, so the cache does not grow with every change. The
+Each environment and command has one file (``slot``) holding the answers of its last
+few keys (``KEPT``), newest first, so the cache does not grow with every change and
+projects that share an environment do not push each other out. The
 interpreter is asked for its site directories with ``-E -s -S`` from testgate's cache
 directory: no ``.pth`` file, no project file and no variable runs. A cache file that
 cannot be read or does not have the expected shape is ignored.
@@ -54,6 +67,7 @@ from runner import __version__
 from runner.child_env import child_environment
 from runner.errors import InfraError
 
+KEPT = 8  # answers kept per environment and command: one per project, or per change
 STARTUP_FILES = ("sitecustomize.py", "usercustomize.py")  # run at start, as .pth files are
 IMPORT_VARIABLES = ("PYTHONPATH", "PYTHONHOME", "PYTHONNOUSERSITE", "PYTHONUSERBASE")
 PROJECT_FILES = ("pyproject.toml", "uv.lock", "pylock.toml")
@@ -64,6 +78,7 @@ ANSWER_FIELDS: dict[str, type | tuple[type, ...]] = {
     "early": list,
     "overlay": (str, type(None)),
     "added": list,
+    "project": (str, type(None)),
 }
 # Where the interpreter's packages are, without running site (which would run .pth files):
 # a virtual environment is found by its pyvenv.cfg, as site finds it.
@@ -84,6 +99,7 @@ class Keys:
 
     probe: str
     fingerprint: str
+    slot: str  # the cache file of this environment and command: see ``slot``
 
 
 class _Digest:
@@ -142,21 +158,35 @@ def probe_key(
     key, fingerprint = _Digest(), _Digest()
     real = Path(python).resolve()
     stat = real.stat()
-    key.add(__version__, _CODE, str(real), stat.st_size, stat.st_mtime_ns, prefix, version)
+    places = [os.path.realpath(folder) for folder in prefix]
+    key.add(__version__, _CODE, str(real), stat.st_size, stat.st_mtime_ns, places, version)
     fingerprint.add(str(real), prefix, version)
     python_path = [part for part in environ.get("PYTHONPATH", "").split(os.pathsep) if part]
     owned = tuple(_normal(name) for name in own)
     for folder in [*site_dirs, user_site, *python_path]:
         probed, held = _installed(Path(str(folder)), own=owned)
-        key.add(folder, *probed)
+        key.add(os.path.realpath(str(folder)), *probed)
         fingerprint.add(folder, *held)
     variables = [f"{name}={environ.get(name)}" for name in IMPORT_VARIABLES]
     key.add(*variables)
     fingerprint.add(*variables)
-    key.add(str(project.resolve()), *parts)
+    key.add(*parts, "|", *_root_names(project))
     for path in [*(project / name for name in PROJECT_FILES), *files]:
-        key.add(str(path), _content(path))
-    return Keys(probe=key.hex(), fingerprint=fingerprint.hex())
+        where = path.relative_to(project) if path.is_relative_to(project) else path
+        key.add(str(where), _content(path))
+    return Keys(probe=key.hex(), fingerprint=fingerprint.hex(), slot=slot(places, parts))
+
+
+def _root_names(project: Path) -> list[str]:
+    """What the project's root makes importable (its modules, extension modules and
+    package folders): the probe's Python runs there and finds them first. Reports, caches
+    and data beside them are left out, as Python's import system would."""
+    return sorted(
+        entry.name
+        for entry in os.scandir(project)  # the project folder: settings checked it is one
+        if entry.name.endswith((".py", ".pyc", ".so", ".pyd", ".pth"))
+        or (entry.is_dir() and entry.name.isidentifier() and entry.name != "__pycache__")
+    )
 
 
 def _installed(folder: Path, *, own: Sequence[str] = ()) -> tuple[list[object], list[object]]:
@@ -175,9 +205,8 @@ def _installed(folder: Path, *, own: Sequence[str] = ()) -> tuple[list[object], 
             continue
         probed.append(entry.name)
         startup = entry.name.endswith(".pth") or entry.name in STARTUP_FILES
-        if startup:
-            stat = entry.stat()
-            probed += [stat.st_size, stat.st_mtime_ns]
+        if startup or entry.name.endswith(("_finder.py", ".egg-link")):
+            probed.append(_content(Path(entry.path)))  # an editable install's target
         if _owned(entry.name, own):
             continue
         held.append(entry.name)
@@ -212,37 +241,49 @@ def _content(path: Path) -> str:
         return "absent"
 
 
-def slot(*, project: Path, python: str, parts: Sequence[str]) -> str:
-    """The name of the one cache file of this project, interpreter and command's ``parts``
-    (``testgate flaky`` asks for other packages than ``testgate run``: each keeps its own)."""
-    where = "\0".join([str(project.resolve()), python, *parts]).encode()
-    return hashlib.sha256(where).hexdigest()[:16]
+def slot(places: Sequence[str], parts: Sequence[str]) -> str:
+    """The name of the one cache file of an environment (its real ``places``) and a
+    command's ``parts`` (``testgate flaky`` asks for other packages than ``testgate run``:
+    each keeps its own)."""
+    return hashlib.sha256("\0".join([*places, "|", *parts]).encode()).hexdigest()[:16]
 
 
-def cached(base: Path, name: str, key: str) -> dict[str, Any] | None:
+def cached(base: Path, name: str, key: str, *, project: Path) -> dict[str, Any] | None:
     """The probe's answer kept in ``name`` for ``key``, or None (none kept, kept for
-    another key, unreadable, another shape, or its overlay of added plugins is gone)."""
+    other keys, unreadable, another shape, its overlay of added plugins is gone, or it
+    holds for another ``project`` only)."""
+    for answer in _kept(base / "probes" / f"{name}.json"):
+        if answer.get("key") != key or answer.get("project") not in (None, str(project.resolve())):
+            continue
+        if any(not isinstance(answer.get(name), kind) for name, kind in ANSWER_FIELDS.items()):
+            return None
+        overlay = answer["overlay"]
+        if overlay is not None and not (Path(overlay) / ".complete").is_file():
+            return None
+        return {name: answer[name] for name in ANSWER_FIELDS}
+    return None
+
+
+def _kept(path: Path) -> list[dict[str, Any]]:
+    """The answers a cache file holds, newest first; none when it is unreadable."""
     try:
-        answer = json.loads((base / "probes" / f"{name}.json").read_text("utf-8"))
+        kept = json.loads(path.read_text("utf-8"))
     except (OSError, ValueError):
-        return None
-    if (
-        not isinstance(answer, dict)
-        or answer.get("key") != key
-        or any(not isinstance(answer.get(name), kind) for name, kind in ANSWER_FIELDS.items())
-    ):
-        return None
-    overlay = answer["overlay"]
-    if overlay is not None and not (Path(overlay) / ".complete").is_file():
-        return None
-    return {name: answer[name] for name in ANSWER_FIELDS}
+        return []
+    answers = kept.get("answers") if isinstance(kept, dict) else None
+    if not isinstance(answers, list):
+        return []
+    return [answer for answer in answers if isinstance(answer, dict)]
 
 
 def keep(base: Path, name: str, key: str, answer: Mapping[str, Any]) -> None:
-    """Keep ``answer`` for ``key`` in ``name``: written beside, then renamed into place."""
+    """Keep ``answer`` for ``key`` in ``name``, first of the ``KEPT`` newest: written
+    beside, then renamed into place."""
     folder = base / "probes"
     folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.json"
+    earlier = [kept for kept in _kept(path) if kept.get("key") != key]
+    answers = [{"key": key, **{field: answer[field] for field in ANSWER_FIELDS}}, *earlier]
     building = folder / f"{name}.json.{os.getpid()}"
-    kept = {"key": key, **{field: answer[field] for field in ANSWER_FIELDS}}
-    building.write_text(json.dumps(kept), "utf-8")
-    building.replace(folder / f"{name}.json")
+    building.write_text(json.dumps({"answers": answers[:KEPT]}), "utf-8")
+    building.replace(path)
