@@ -233,10 +233,14 @@ def test_a_service_that_fails_while_the_project_installs_is_exit_3_with_its_reas
 ) -> None:
     project = copy_fixture("cancel", tmp_path)
     state = project / ".testgate" / "run-services.json"
-    # Installing lasts until the service was given up (bounded, should it be missed).
+    # Installing lasts until the service was given up (bounded, should it be missed). Only
+    # the first call of this Python waits (uv asks it before testgate's probe does): a later
+    # one would wait out the bound for a state file that is gone for good.
+    waited = tmp_path / "waited"
     waits = (
+        f"if [ ! -e {waited} ]; then touch {waited}\n"
         f"n=0; while [ ! -e {state} ] && [ $n -lt 200 ]; do sleep 0.05; n=$((n+1)); done\n"
-        f"n=0; while [ -e {state} ] && [ $n -lt 600 ]; do sleep 0.05; n=$((n+1)); done"
+        f"n=0; while [ -e {state} ] && [ $n -lt 600 ]; do sleep 0.05; n=$((n+1)); done\nfi"
     )
     python = slow_python(tmp_path / "python", script=waits)
     ran = run_in_process(
