@@ -88,12 +88,13 @@ def origin(name, finder=importlib.util.find_spec, *path):
         return where(finder(name, *path))
     except (ImportError, ValueError):
         return None
-# imported from a place of its own (an editable install's .pth or finder, an absolute
-# PYTHONPATH), not from the folder it runs in ('', a relative PYTHONPATH entry)
+origins = {name: origin(name) for name in packages}
+# imported from a place of its own (an editable install's .pth or finder, PYTHONPATH,
+# which site makes absolute), not from the folder it runs in (python -c's '' entry)
 relative = [entry for entry in sys.path if not os.path.isabs(entry)]
 PathFinder = importlib.machinery.PathFinder.find_spec
-bound = [name for name in packages
-    if origin(name) is not None and origin(name) != origin(name, PathFinder, relative)]
+bound = [name for name, place in origins.items()
+    if place is not None and place != origin(name, PathFinder, relative)]
 found = {name: origin(name) is not None for name in modules}
 early = []
 needed, todo = set(), [norm(name) for name in roots]
@@ -121,7 +122,7 @@ print(json.dumps({"python": platform.python_version(), "platform": sys.platform,
     "abi": f"{sys.implementation.cache_tag}-{sys.platform}-{platform.machine()}",
     "distributions": sorted({(d.metadata["Name"] or "", d.version)
         for d in importlib.metadata.distributions() if d.metadata["Name"]}),
-    "packages": {name: origin(name) for name in packages}, "early": early, "bound": bound}))
+    "packages": origins, "early": early, "bound": bound}))
 """
 
 
@@ -361,7 +362,7 @@ def _sync(command: Sequence[str], *, cwd: Path, environ: Mapping[str, str]) -> s
         python = report["sync"]["environment"]["python"]["path"]
     except (ValueError, KeyError, TypeError):
         return None
-    return python if isinstance(python, str) and Path(python).is_file() else None
+    return python if isinstance(python, str) else None
 
 
 UV_CROSS = "\u00d7"  # the multiplication sign uv's resolver opens its failures with

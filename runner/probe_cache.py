@@ -184,7 +184,7 @@ def _root_names(project: Path) -> list[str]:
     return sorted(
         entry.name
         for entry in os.scandir(project)  # the project folder: settings checked it is one
-        if entry.name.endswith((".py", ".pyc", ".so", ".pyd", ".pth"))
+        if entry.name.endswith((".py", ".pyc", ".so", ".pyd"))
         or (entry.is_dir() and entry.name.isidentifier() and entry.name != "__pycache__")
     )
 
@@ -282,7 +282,8 @@ def keep(base: Path, name: str, key: str, answer: Mapping[str, Any]) -> None:
     folder = base / "probes"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.json"
-    earlier = [kept for kept in _kept(path) if kept.get("key") != key]
+    mine = (key, answer["project"])  # an answer bound to one project leaves another's
+    earlier = [kept for kept in _kept(path) if (kept.get("key"), kept.get("project")) != mine]
     answers = [{"key": key, **{field: answer[field] for field in ANSWER_FIELDS}}, *earlier]
     building = folder / f"{name}.json.{os.getpid()}"
     building.write_text(json.dumps({"answers": answers[:KEPT]}), "utf-8")
