@@ -183,7 +183,7 @@ def _shared_environments(tmp_path_factory: pytest.TempPathFactory) -> None:
 @contextlib.contextmanager
 def shared_environment(
     project: Path, args: Sequence[str], environ: Mapping[str, str]
-) -> Iterator[None]:
+) -> Iterator[dict[str, str]]:
     """Around a run: a project with no package of its own to install gets a ``.venv`` link to
     the session's environment for what it installs (its ``[project]``, dependency groups,
     ``[tool.uv]``, uv.lock and install options, never how it tests: pytest's, coverage's
@@ -194,10 +194,15 @@ def shared_environment(
     In a git repository the link is ignored (``.git/info/exclude``) as the ``.venv/`` folder
     would be. Packages keep their own (an editable install points at one copy of the
     project), as do projects in a linked git worktree.
+
+    Yields the variables the run adds to its environment: once an environment was synced
+    this session, ``UV_OFFLINE=1``, so uv resolves the project from what it fetched then. A
+    project without uv.lock is resolved again on every sync, and the registry here answers
+    every revalidation with a changed page: about 0.5 s of waiting for each run.
     """
     pyproject = project / "pyproject.toml"
     if not _SHARED_ENVIRONMENTS or not pyproject.is_file() or os.path.lexists(project / ".venv"):
-        yield
+        yield {}
         return
     try:
         config = tomllib.loads(pyproject.read_text("utf-8"))
@@ -211,7 +216,7 @@ def shared_environment(
     )
     in_worktree = repository is not None and not repository.is_dir()
     if "project" not in config or package is not False or "workspace" in uv_table or in_worktree:
-        yield
+        yield {}
         return
     lock = project / "uv.lock"
     options = [pair for pair in itertools.pairwise([*args, ""]) if pair[0] in SYNC_OPTIONS]
@@ -221,7 +226,7 @@ def shared_environment(
     ]
     uv = shutil.which("uv", path=environ.get("PATH"))
     if uv is None or python or (project / ".python-version").exists():
-        yield  # no uv, or another Python: testgate makes (or refuses) another environment
+        yield {}  # no uv, or another Python: testgate makes (or refuses) another environment
         return
     named = {f"TESTGATE_{option[2:].upper()}".replace("-", "_") for option in SYNC_OPTIONS}
     named.add("TESTGATE_INPUTS")  # the action's inputs, as JSON
@@ -244,11 +249,14 @@ def shared_environment(
     (project / ".venv").symlink_to(target, target_is_directory=True)
     with (_SHARED_ENVIRONMENTS[0] / f"{key}.lock").open("w") as held:
         fcntl.flock(held, fcntl.LOCK_EX)
+        synced = _SHARED_ENVIRONMENTS[0] / f"{key}.synced"
         if (target / "pyvenv.cfg").is_file():
             fcntl.flock(held, fcntl.LOCK_UN)  # made: runs on it only read it
         else:  # uv makes no environment behind a link: it gets one to sync
             subprocess.run([uv, "venv", "-q", str(target)], cwd=project, check=True)
-        yield
+        yield {"UV_OFFLINE": "1"} if synced.exists() else {}
+        if not synced.exists() and any(target.glob("lib/*/site-packages/*.dist-info")):
+            synced.touch()  # a sync installed into it: every package it needs is cached
 
 
 def environment(**extra: str) -> dict[str, str]:
@@ -266,8 +274,10 @@ def run_cli(capfd: pytest.CaptureFixture[str]) -> Callable[..., Ran]:
         project: Path, *args: str, env: dict[str, str] | None = None, command: str = "run"
     ) -> Ran:
         environ = env or environment()
-        with shared_environment(project, args, environ):
-            code = main([command, "--project", str(project), *args], environ=environ)
+        with shared_environment(project, args, environ) as added:
+            code = main(
+                [command, "--project", str(project), *args], environ={**environ, **added}
+            )
         captured = capfd.readouterr()
         return Ran(code, captured.out + captured.err, project, project / "testgate-reports")
 
@@ -304,10 +314,10 @@ def run_in_process(
     """Run a ``testgate`` command in this process outside any pytest capture fixture."""
     log = project.parent / f"{project.name}-{command}-output.txt"
     environ = environment(**(extra_env or {}))
-    with shared_environment(project, args, environ), captured_output(log):
+    with shared_environment(project, args, environ) as added, captured_output(log):
         code = main(
             [command, "--project", str(project), "--reports-dir", reports, *args],
-            environ=environ,
+            environ={**environ, **added},
         )
     return Ran(code, log.read_text("utf-8"), project, project / reports)
 
@@ -344,9 +354,10 @@ def once_per_session(
 def run_subprocess(project: Path, *args: str) -> Ran:
     """Run the installed ``testgate`` console script as a user would."""
     script = Path(sys.executable).parent / "testgate"
-    with shared_environment(project, args, os.environ):
+    with shared_environment(project, args, os.environ) as added:
         completed = subprocess.run(
             [str(script), "run", "--project", str(project), *args],
+            env={**os.environ, **added},
             capture_output=True,
             text=True,
             check=False,
