@@ -275,9 +275,7 @@ def run_cli(capfd: pytest.CaptureFixture[str]) -> Callable[..., Ran]:
     ) -> Ran:
         environ = env or environment()
         with shared_environment(project, args, environ) as added:
-            code = main(
-                [command, "--project", str(project), *args], environ={**environ, **added}
-            )
+            code = main([command, "--project", str(project), *args], environ={**environ, **added})
         captured = capfd.readouterr()
         return Ran(code, captured.out + captured.err, project, project / "testgate-reports")
 
