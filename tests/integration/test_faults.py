@@ -280,7 +280,8 @@ CRASH = "tests/test_crash.py"
 
 
 def test_a_crashed_worker_loses_no_coverage_and_its_test_is_an_error(tmp_path: Path) -> None:
-    """The issue's fixture: without remeasuring test_b, g was uncovered (75 %)."""
+    """The issue's fixture: without remeasuring test_b, g was uncovered (75 %). A crashed
+    xdist worker is an error of its own test only: the others pass."""
     ran = run_in_process(copy_fixture("worker_crash", tmp_path))
     assert ran.results()["coverage"]["line_percent"] == 100.0
     assert ran.gate("line-coverage")["passed"]

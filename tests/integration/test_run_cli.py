@@ -345,19 +345,6 @@ def test_a_crash_without_xdist_names_the_test_and_keeps_the_rest(
     ]
 
 
-def test_a_crashed_xdist_worker_is_an_error_of_its_test_only(
-    run_cli: RunCli, tmp_path: Path
-) -> None:
-    crash = TESTS + "\ndef test_dies():\n    import os\n    os._exit(7)\n"
-    ran = run_cli(sample(tmp_path, tests=crash), "--workers", "2", "--reruns", "0")
-    died = ran.test("tests/test_lib.py::test_dies")
-    assert died["outcome"] == "error"
-    assert re.fullmatch(
-        r"the xdist worker gw\d died \(exit 7\) while this test ran", died["attempts"][0]["message"]
-    )
-    assert ran.test("tests/test_lib.py::test_even")["outcome"] == "passed"
-
-
 def test_an_interrupted_session_is_an_infrastructure_error(run_cli: RunCli, tmp_path: Path) -> None:
     stop = TESTS + "\ndef test_stop():\n    import pytest\n    pytest.exit('enough')\n"
     ran = run_cli(sample(tmp_path, tests=stop), "--workers", "0")
