@@ -9,8 +9,10 @@ renderers, and below the commands: nothing here imports a command's module.
 
 from __future__ import annotations
 
+import itertools
+import math
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from json.encoder import encode_basestring
@@ -29,6 +31,7 @@ from runner.github.commands import on_github
 from runner.junit import write_junit
 from runner.output import emit
 from runner.results import (
+    ENCODE_BATCH,
     CoverageSummary,
     DiffCoverage,
     Rounded,
@@ -174,29 +177,36 @@ def write_durations(tests: tuple[TestResult, ...], path: Path) -> None:
             seconds = rounded[test.attempts[0].duration_s]
             durations[test.id] = max(seconds, durations.get(test.id, 0.0))
     with owned_dir.open_text(path) as out:
-        out.write(_durations_json(durations))
+        out.writelines(_durations_json(durations))
 
 
-def _durations_json(durations: dict[str, float]) -> str:
+def _durations_json(durations: dict[str, float]) -> Iterator[str]:
     """One test a line, as ``json.dumps(indent=1)`` writes it, each time as ``repr`` does.
 
-    msgspec writes the document in C, and a float as ``repr`` does from 1e-4 up to 1e16;
-    a time outside that (``5e-05``) is written as ``repr`` writes it. A time that is not a
-    JSON number (``inf``) or an id that is not Unicode text (a lone surrogate) is left to
-    the writer's own line-by-line format (which writes ``inf``, or fails, as it always did).
+    msgspec writes a few thousand tests at a time in C (a large run never exists as one
+    string), and a float as ``repr`` does from 1e-4 up to 1e16; a time outside that
+    (``5e-05``) is written as ``repr`` writes it. A time that is no JSON number (``inf``)
+    is left to the line-by-line format, which writes ``inf`` as it always did.
     """
+    if not durations:
+        yield "{}\n"
+        return
+    if not all(map(math.isfinite, durations.values())):
+        pairs = zip(map(encode_basestring, durations), map(repr, durations.values()), strict=True)
+        yield "{\n " + ",\n ".join(map(": ".join, pairs)) + "\n}\n"
+        return
     odd = {
         test_id: msgspec.Raw(repr(seconds).encode())
         for test_id, seconds in durations.items()
         if seconds and not 1e-4 <= seconds < 1e16
     }
-    try:
-        document = msgspec.json.encode({**durations, **odd} if odd else durations)
-        return msgspec.json.format(document, indent=1).decode() + "\n"
-    except (msgspec.DecodeError, UnicodeEncodeError):
-        pairs = zip(map(encode_basestring, durations), map(repr, durations.values()), strict=True)
-        lines = map(": ".join, pairs)
-        return "{\n " + ",\n ".join(lines) + "\n}\n"
+    items = iter({**durations, **odd}.items() if odd else durations.items())
+    separator = "{\n"
+    while batch := dict(itertools.islice(items, ENCODE_BATCH)):
+        # {\n "id": 0.1,\n ...\n}: the lines between the braces
+        yield separator + msgspec.json.format(msgspec.json.encode(batch), indent=1)[2:-2].decode()
+        separator = ",\n"
+    yield "\n}\n"
 
 
 def shown(path: Path) -> str:

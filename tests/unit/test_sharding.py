@@ -5,6 +5,7 @@ The real shard runs and ``testgate merge`` are in tests/integration/test_shards_
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from runner.errors import InfraError
 from runner.merge import Part, check_variants, merged_environment
 from runner.plugin._testgate_schedule import into_queues, queue_sizes
 from runner.report import write_durations
-from runner.results import Attempt, RunInfo, RunResult, TestResult, variant_name
+from runner.results import ENCODE_BATCH, Attempt, RunInfo, RunResult, TestResult, variant_name
 from runner.sharding import partition, read_durations, weights
 
 
@@ -109,7 +110,11 @@ def test_durations_json_writes_each_time_as_python_does(tmp_path: Path) -> None:
         ' "t.py::t[2\\"\\n]": 1234567.25,\n "t.py::t[3\\"\\n]": 1e+16,\n'
         ' "t.py::t[4\\"\\n]": 0.0,\n "t.py::t[5\\"\\n]": 2.0\n}\n'
     )
-    assert read_durations(path)[0]["t.py::t[1\"\n]"] == 1.5e-05
+    assert read_durations(path)[0]['t.py::t[1"\n]'] == 1.5e-05
+    # as json.dumps writes it, a run of any size (written a few thousand tests at a time)
+    many = {f"t.py::t[{n}-é]": n / 7 if n % 3 else n * 1e-06 for n in range(ENCODE_BATCH * 2 + 1)}
+    write_durations(tuple(test(test_id, s) for test_id, s in many.items()), path)
+    assert path.read_text("utf-8") == json.dumps(many, indent=1, ensure_ascii=False) + "\n"
     # a time that is no JSON number is written as it always was
     write_durations((test("t.py::a", 1.0), test("t.py::b", float("inf"))), path)
     assert path.read_text("utf-8") == '{\n "t.py::a": 1.0,\n "t.py::b": inf\n}\n'
