@@ -113,7 +113,7 @@ def test_durations_json_writes_each_time_as_python_does(tmp_path: Path) -> None:
     assert read_durations(path)[0]['t.py::t[1"\n]'] == 1.5e-05
     # as json.dumps writes it, a run of any size (written a few thousand tests at a time)
     many = {
-        f"t.py::t[{n}-é]": round(n / 7, 6) if n % 3 else n * 1e-06
+        f"t.py::t[{n}-é]": round(n / 7 if n % 3 else n * 1e-06, 6)
         for n in range(ENCODE_BATCH * 2 + 1)
     }
     write_durations(tuple(test(test_id, s) for test_id, s in many.items()), path)
