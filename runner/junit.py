@@ -27,6 +27,7 @@ from runner.results import (
     TestResult,
     Totals,
     classify,
+    first_seconds,
 )
 
 # XML's escapes, as xml.sax.saxutils writes them (whose import pulls in urllib.request):
@@ -234,7 +235,7 @@ def write_junit(result: RunResult, path: Path) -> None:
         out.write('<?xml version="1.0" encoding="utf-8"?>\n<testsuites>')
         for variant, tests in variants.items() or [(None, [])]:
             totals = result.totals if len(variants) == 1 else Totals.of(tuple(tests))
-            seconds = round(sum(test.attempts[0].duration_s for test in tests), 3)
+            seconds = round(sum(first_seconds(tests)), 3)
             skipped = totals.skipped + totals.xfailed + totals.quarantined
             out.write(
                 f'<testsuite name={_attr(variant or "testgate")} tests="{totals.tests}" '

@@ -12,6 +12,7 @@ the diff coverage and the summary then run on the merged result, and a new
 from __future__ import annotations
 
 import hashlib
+import itertools
 import operator
 import time
 from collections.abc import Mapping, Sequence
@@ -25,7 +26,7 @@ from runner import coverage_data, owned_dir
 from runner.errors import ConfigError, InfraError
 from runner.junit import read_junit, write_junit
 from runner.report import Outcome, conclude, measure_change
-from runner.results import RunInfo, RunResult, TestResult, read_results
+from runner.results import RunInfo, RunResult, TestResult, first_seconds, read_results
 from runner.settings import Settings
 
 SEVERITY = ("error", "failed", "flaky", "quarantined", "xpassed", "passed", "xfailed", "skipped")
@@ -55,7 +56,7 @@ def read_part(directory: Path, *, project: Path, strings: dict[str, str]) -> Par
         info = RunInfo(
             started="",
             duration_s=0.0,
-            suite_duration_s=sum(test.attempts[0].duration_s for test in tests),
+            suite_duration_s=sum(first_seconds(tests)),
             commit=None,
             python=None,
             platform=None,
@@ -162,10 +163,12 @@ def _check_plans(parts: Sequence[Part]) -> None:
 def merged_tests(parts: Sequence[Part]) -> tuple[TestResult, ...]:
     """Every test of every part; with several variants, each result names its variant."""
     several = len({part.variant for part in parts}) > 1
+    if not several:  # one variant: each result as it is
+        return tuple(itertools.chain.from_iterable(part.result.tests for part in parts))
     tests: list[TestResult] = []
     for part in parts:
         for test in part.result.tests:
-            tests.append(msgspec.structs.replace(test, variant=part.variant) if several else test)
+            tests.append(msgspec.structs.replace(test, variant=part.variant))
     return tuple(tests)
 
 

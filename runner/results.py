@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from functools import cached_property
+from operator import attrgetter, itemgetter
 from pathlib import Path
 from typing import Any, ClassVar, Literal, get_args
 
@@ -101,6 +102,14 @@ def classify(attempt: Attempt) -> AttemptOutcome:
     if attempt.teardown_error is not None and attempt.outcome not in BROKEN:
         return "error"
     return attempt.outcome
+
+
+def first_seconds(tests: Iterable[TestResult]) -> Iterator[float]:
+    """Each test's first attempt's seconds, in order, read in C (no Python call a test)."""
+    return map(_SECONDS, map(_FIRST, map(_ATTEMPTS, tests)))
+
+
+_ATTEMPTS, _FIRST, _SECONDS = attrgetter("attempts"), itemgetter(0), attrgetter("duration_s")
 
 
 class Rounded(dict[float, float]):
