@@ -174,7 +174,8 @@ def merged_tests(parts: Sequence[Part]) -> tuple[TestResult, ...]:
 
 def sonar_tests(tests: Sequence[TestResult]) -> tuple[TestResult, ...]:
     """One result per test, the worst across variants: SonarQube counts each file once."""
-    if all(test.variant is None for test in tests) and len({t.id for t in tests}) == len(tests):
+    unnamed = list(map(operator.attrgetter("variant"), tests)).count(None) == len(tests)
+    if unnamed and len(set(map(operator.attrgetter("id"), tests))) == len(tests):
         return tuple(tests)  # one run's tests, each once: as they are
     chosen: dict[str, TestResult] = {}
     for test in tests:
