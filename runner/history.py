@@ -32,17 +32,13 @@ The rules, all pure functions of a history:
 
 from __future__ import annotations
 
-import collections
 import gzip
 import itertools
-import operator
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cached_property
-from itertools import repeat
-from operator import attrgetter, itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +46,7 @@ import msgspec
 
 from runner import owned_dir
 from runner.errors import ConfigError
-from runner.results import Attempt, TestResult, classify
+from runner.results import TestResult, classify
 from runner.stability import wilson_interval
 from runner.verdicts import verdict
 
@@ -183,27 +179,17 @@ def run_of(
     size = max(positions, default=-1) + 1
     codes, attempts, durations = [ABSENT] * size, ["0"] * size, [0] * size
     flaky = 0
-    firsts = _lone_attempts(tests) if len(positions) == len(tests) else None
-    if firsts is not None:  # code_of in C: each test ran once, with no teardown error
-        outcomes = map(CODES.__getitem__, map(attrgetter("outcome"), firsts))
-        seconds = map(attrgetter("duration_s"), firsts)
-        milliseconds = map(round, map(operator.mul, seconds, repeat(1000)))
-        # in the tests' order, as the loop's: of an id given twice, the later result stays
-        collections.deque(map(codes.__setitem__, positions, outcomes), maxlen=0)
-        collections.deque(map(attempts.__setitem__, positions, repeat("1")), maxlen=0)
-        collections.deque(map(durations.__setitem__, positions, milliseconds), maxlen=0)
-    else:
-        for index, test in zip(positions, tests, strict=True):
-            runs = test.attempts
-            if len(runs) == 1 and runs[0].teardown_error is None:  # code_of, inlined: the
-                codes[index] = CODES[runs[0].outcome]  # most common case (and never flaky)
-                attempts[index] = "1"
-                durations[index] = round(runs[0].duration_s * 1000)
-                continue
-            codes[index] = code_of(test)
-            flaky += codes[index] == "k"
-            attempts[index] = str(min(9, len(runs)))
-            durations[index] = round(runs[0].duration_s * 1000) if runs else 0
+    for index, test in zip(positions, tests, strict=True):
+        runs = test.attempts
+        if len(runs) == 1 and runs[0].teardown_error is None:  # code_of, inlined: the most
+            codes[index] = CODES[runs[0].outcome]  # common case by far (and never flaky)
+            attempts[index] = "1"
+            durations[index] = round(runs[0].duration_s * 1000)
+            continue
+        codes[index] = code_of(test)
+        flaky += codes[index] == "k"
+        attempts[index] = str(min(9, len(runs)))
+        durations[index] = round(runs[0].duration_s * 1000) if runs else 0
     return Run(
         started=started,
         commit=commit,
@@ -222,30 +208,14 @@ def run_of(
     )
 
 
-def _lone_attempts(tests: Sequence[TestResult]) -> list[Attempt] | None:
-    """Each test's one attempt, when every test ran once with no teardown error."""
-    runs = list(map(attrgetter("attempts"), tests))
-    if runs and set(map(len, runs)) != {1}:
-        return None
-    firsts = list(map(itemgetter(0), runs))
-    return (
-        firsts
-        if list(map(attrgetter("teardown_error"), firsts)).count(None) == len(firsts)
-        else None
-    )
-
-
 def extend(
     history: History, tests: Sequence[TestResult], *, max_runs: int, max_days: float, **run: Any
 ) -> History:
     """The history with one more run (``run`` holds ``run_of``'s metadata), bounded."""
     index = history.index
     known = len(index)
-    # Each test's column: its id's, or the next new one, in the order the run has them
-    # (each new id numbered as it is first met, in C: no Python call a test).
-    test_ids = list(map(attrgetter("id"), tests))
-    index.update(zip(itertools.filterfalse(index.__contains__, test_ids), itertools.count(known)))
-    positions = list(map(index.__getitem__, test_ids))
+    # Each test's column: its id's, or the next new one, in the order the run has them.
+    positions = [index.setdefault(test.id, len(index)) for test in tests]
     ids = (*history.ids, *itertools.islice(index, known, None))
     added = run_of(tests, positions=positions, **run)
     extended = History(ids=ids, runs=(*history.runs, added))

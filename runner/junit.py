@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Mapping, Sequence
-from operator import attrgetter
+from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn, TypeVar
 from xml.parsers import expat
@@ -28,7 +27,6 @@ from runner.results import (
     TestResult,
     Totals,
     classify,
-    first_seconds,
 )
 
 # XML's escapes, as xml.sax.saxutils writes them (whose import pulls in urllib.request):
@@ -228,21 +226,15 @@ def write_junit(result: RunResult, path: Path) -> None:
 
     Streamed test case by test case: a run of any size is written in little memory.
     """
-    named = set(map(attrgetter("variant"), result.tests))
-    variants: Mapping[str | None, Sequence[TestResult]]
-    if len(named) == 1:  # one run, or one variant: its tests as they are, no loop a test
-        variants = {named.pop(): result.tests}
-    else:
-        grouped: dict[str | None, list[TestResult]] = {}
-        for test in result.tests:
-            grouped.setdefault(test.variant, []).append(test)
-        variants = grouped
+    variants: dict[str | None, list[TestResult]] = {}
+    for test in result.tests:
+        variants.setdefault(test.variant, []).append(test)
     cases = _Cases()
     with open_text(path) as out:
         out.write('<?xml version="1.0" encoding="utf-8"?>\n<testsuites>')
         for variant, tests in variants.items() or [(None, [])]:
             totals = result.totals if len(variants) == 1 else Totals.of(tuple(tests))
-            seconds = round(sum(first_seconds(tests)), 3)
+            seconds = round(sum(test.attempts[0].duration_s for test in tests), 3)
             skipped = totals.skipped + totals.xfailed + totals.quarantined
             out.write(
                 f'<testsuite name={_attr(variant or "testgate")} tests="{totals.tests}" '

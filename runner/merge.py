@@ -12,7 +12,6 @@ the diff coverage and the summary then run on the merged result, and a new
 from __future__ import annotations
 
 import hashlib
-import itertools
 import operator
 import time
 from collections.abc import Mapping, Sequence
@@ -26,7 +25,7 @@ from runner import coverage_data, owned_dir
 from runner.errors import ConfigError, InfraError
 from runner.junit import read_junit, write_junit
 from runner.report import Outcome, conclude, measure_change
-from runner.results import RunInfo, RunResult, TestResult, first_seconds, read_results
+from runner.results import RunInfo, RunResult, TestResult, read_results
 from runner.settings import Settings
 
 SEVERITY = ("error", "failed", "flaky", "quarantined", "xpassed", "passed", "xfailed", "skipped")
@@ -56,7 +55,7 @@ def read_part(directory: Path, *, project: Path, strings: dict[str, str]) -> Par
         info = RunInfo(
             started="",
             duration_s=0.0,
-            suite_duration_s=sum(first_seconds(tests)),
+            suite_duration_s=sum(test.attempts[0].duration_s for test in tests),
             commit=None,
             python=None,
             platform=None,
@@ -163,19 +162,16 @@ def _check_plans(parts: Sequence[Part]) -> None:
 def merged_tests(parts: Sequence[Part]) -> tuple[TestResult, ...]:
     """Every test of every part; with several variants, each result names its variant."""
     several = len({part.variant for part in parts}) > 1
-    if not several:  # one variant: each result as it is
-        return tuple(itertools.chain.from_iterable(part.result.tests for part in parts))
     tests: list[TestResult] = []
     for part in parts:
         for test in part.result.tests:
-            tests.append(msgspec.structs.replace(test, variant=part.variant))
+            tests.append(msgspec.structs.replace(test, variant=part.variant) if several else test)
     return tuple(tests)
 
 
 def sonar_tests(tests: Sequence[TestResult]) -> tuple[TestResult, ...]:
     """One result per test, the worst across variants: SonarQube counts each file once."""
-    unnamed = list(map(operator.attrgetter("variant"), tests)).count(None) == len(tests)
-    if unnamed and len(set(map(operator.attrgetter("id"), tests))) == len(tests):
+    if all(test.variant is None for test in tests) and len({t.id for t in tests}) == len(tests):
         return tuple(tests)  # one run's tests, each once: as they are
     chosen: dict[str, TestResult] = {}
     for test in tests:

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import heapq
 import re
-from itertools import compress
-from operator import attrgetter, itemgetter
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -262,7 +260,11 @@ def markdown(result: RunResult) -> str:
             )
         if len(noted) > LISTED_FAILURES:
             out.append(f"\n{len(noted) - LISTED_FAILURES} more are in results.json.")
-    slowest = _slowest(result.tests)
+    slowest = heapq.nsmallest(  # as sorted(...)[:SLOWEST], without sorting every test
+        SLOWEST,
+        (test for test in result.tests if test.attempts),
+        key=lambda test: -test.attempts[0].duration_s,
+    )
     if slowest:
         out += ["", "### Slowest tests", "", "| test | seconds |", "| --- | --- |"]
         out += [f"| `{_cell(test.id)}` | {test.attempts[0].duration_s:.2f} |" for test in slowest]
@@ -277,20 +279,6 @@ def markdown(result: RunResult) -> str:
     if result.run.warnings:
         out += ["", "### Warnings", ""] + [f"- {_cell(warning)}" for warning in result.run.warnings]
     return "\n".join(out) + "\n"
-
-
-def _slowest(tests: tuple[TestResult, ...]) -> list[TestResult]:
-    """The ``SLOWEST`` tests by their first attempt's time, as a stable sort would rank them.
-
-    ``heapq.nlargest`` is ``sorted(reverse=True)[:n]`` (ties in the tests' order) without
-    sorting every test; the times are read in C, not by a Python function a test.
-    """
-    timed = list(compress(tests, map(len, map(attrgetter("attempts"), tests))))
-    firsts = map(itemgetter(0), map(attrgetter("attempts"), timed))
-    seconds = list(map(attrgetter("duration_s"), firsts))
-    return [
-        timed[index] for index in heapq.nlargest(SLOWEST, range(len(timed)), seconds.__getitem__)
-    ]
 
 
 def _diff_table(diff: DiffCoverage | None) -> list[str]:

@@ -20,8 +20,6 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from functools import cached_property
-from itertools import compress, repeat
-from operator import attrgetter, is_not, itemgetter
 from pathlib import Path
 from typing import Any, ClassVar, Literal, get_args
 
@@ -105,19 +103,6 @@ def classify(attempt: Attempt) -> AttemptOutcome:
     return attempt.outcome
 
 
-def first_seconds(tests: Iterable[TestResult]) -> Iterator[float]:
-    """Each test's first attempt's seconds, in order, read in C (no Python call a test)."""
-    return map(_SECONDS, map(_FIRST, map(_ATTEMPTS, tests)))
-
-
-_ATTEMPTS, _FIRST, _LAST = attrgetter("attempts"), itemgetter(0), itemgetter(-1)
-_SECONDS, _OUTCOME, _TEARDOWN = (
-    attrgetter("duration_s"),
-    attrgetter("outcome"),
-    attrgetter("teardown_error"),
-)
-
-
 class Rounded(dict[float, float]):
     """Seconds rounded to the microsecond (``round(seconds, 6)``), each value once.
 
@@ -149,14 +134,12 @@ class Totals(msgspec.Struct, frozen=True, kw_only=True):
     @classmethod
     def of(cls, tests: tuple[TestResult, ...]) -> Totals:
         counts = dict.fromkeys(TEST_OUTCOMES, 0)
-        counts.update(Counter(map(_OUTCOME, tests)))  # one category each, mostly
-        # but a failed teardown may count an error too (see categories)
-        lasts = map(_LAST, map(_ATTEMPTS, tests))
-        broke = map(is_not, map(_TEARDOWN, lasts), repeat(None))
-        for test in compress(tests, broke):
-            counts[test.outcome] -= 1
-            for category in test.categories:
-                counts[category] += 1
+        counts.update(Counter([test.outcome for test in tests]))  # one category each, mostly
+        for test in tests:  # but a failed teardown may count an error too (see categories)
+            if test.attempts[-1].teardown_error is not None:
+                counts[test.outcome] -= 1
+                for category in test.categories:
+                    counts[category] += 1
         return cls(
             tests=len(tests),
             passed=counts["passed"],
