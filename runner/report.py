@@ -188,18 +188,21 @@ def _durations_json(durations: dict[str, float]) -> Iterator[str]:
     (``5e-05``) is written as ``repr`` writes it. A time that is no JSON number (``inf``)
     is left to the line-by-line format, which writes ``inf`` as it always did.
     """
+    values = durations.values()
     if not durations:
         yield "{}\n"
         return
-    if not all(map(math.isfinite, durations.values())):
-        pairs = zip(map(encode_basestring, durations), map(repr, durations.values()), strict=True)
+    if not all(map(math.isfinite, values)):
+        pairs = zip(map(encode_basestring, durations), map(repr, values), strict=True)
         yield "{\n " + ",\n ".join(map(": ".join, pairs)) + "\n}\n"
         return
-    odd = {
-        test_id: msgspec.Raw(repr(seconds).encode())
-        for test_id, seconds in durations.items()
-        if seconds and not 1e-4 <= seconds < 1e16
-    }
+    odd: dict[str, msgspec.Raw] = {}
+    if min(filter(None, values), default=1.0) < 1e-4 or max(values) >= 1e16:  # seldom
+        odd = {
+            test_id: msgspec.Raw(repr(seconds).encode())
+            for test_id, seconds in durations.items()
+            if seconds and not 1e-4 <= seconds < 1e16
+        }
     items = iter({**durations, **odd}.items() if odd else durations.items())
     separator = "{\n"
     while batch := dict(itertools.islice(items, ENCODE_BATCH)):
