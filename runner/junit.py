@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import NoReturn, TypeVar
 from xml.parsers import expat
@@ -226,9 +226,15 @@ def write_junit(result: RunResult, path: Path) -> None:
 
     Streamed test case by test case: a run of any size is written in little memory.
     """
-    variants: dict[str | None, list[TestResult]] = {}
-    for test in result.tests:
-        variants.setdefault(test.variant, []).append(test)
+    named = {test.variant for test in result.tests}
+    variants: Mapping[str | None, Sequence[TestResult]]
+    if len(named) == 1:  # one run, or one variant: its tests as they are
+        variants = {named.pop(): result.tests}
+    else:
+        grouped: dict[str | None, list[TestResult]] = {}
+        for test in result.tests:
+            grouped.setdefault(test.variant, []).append(test)
+        variants = grouped
     cases = _Cases()
     with open_text(path) as out:
         out.write('<?xml version="1.0" encoding="utf-8"?>\n<testsuites>')

@@ -12,6 +12,7 @@ the diff coverage and the summary then run on the merged result, and a new
 from __future__ import annotations
 
 import hashlib
+import itertools
 import operator
 import time
 from collections.abc import Mapping, Sequence
@@ -161,12 +162,13 @@ def _check_plans(parts: Sequence[Part]) -> None:
 
 def merged_tests(parts: Sequence[Part]) -> tuple[TestResult, ...]:
     """Every test of every part; with several variants, each result names its variant."""
-    several = len({part.variant for part in parts}) > 1
-    tests: list[TestResult] = []
-    for part in parts:
-        for test in part.result.tests:
-            tests.append(msgspec.structs.replace(test, variant=part.variant) if several else test)
-    return tuple(tests)
+    if len({part.variant for part in parts}) == 1:  # each result as it is
+        return tuple(itertools.chain.from_iterable(part.result.tests for part in parts))
+    return tuple(
+        msgspec.structs.replace(test, variant=part.variant)
+        for part in parts
+        for test in part.result.tests
+    )
 
 
 def sonar_tests(tests: Sequence[TestResult]) -> tuple[TestResult, ...]:

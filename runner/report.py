@@ -10,8 +10,9 @@ renderers, and below the commands: nothing here imports a command's module.
 from __future__ import annotations
 
 import itertools
+import math
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from json.encoder import encode_basestring
@@ -29,7 +30,16 @@ from runner.github import client, step
 from runner.github.commands import on_github
 from runner.junit import write_junit
 from runner.output import emit
-from runner.results import CoverageSummary, DiffCoverage, RunInfo, RunResult, TestResult, encode
+from runner.results import (
+    ENCODE_BATCH,
+    CoverageSummary,
+    DiffCoverage,
+    Rounded,
+    RunInfo,
+    RunResult,
+    TestResult,
+    encode,
+)
 from runner.settings import Settings
 from runner.verdicts import flaky_on_rerun
 
@@ -159,23 +169,47 @@ def write_durations(tests: tuple[TestResult, ...], path: Path) -> None:
     After a merge, a test's longest time over its variants (never below 0).
     """
     ran = [test for test in tests if test.attempts[0].phase != "collect"]
-    durations = {test.id: round(test.attempts[0].duration_s, 6) for test in ran}
+    rounded = Rounded()
+    durations = {test.id: rounded[test.attempts[0].duration_s] for test in ran}
     if len(durations) < len(ran) or any(seconds < 0 for seconds in durations.values()):
         durations = {}  # an id more than once (variants), or a time below 0: the longest
         for test in ran:
-            seconds = round(test.attempts[0].duration_s, 6)
+            seconds = rounded[test.attempts[0].duration_s]
             durations[test.id] = max(seconds, durations.get(test.id, 0.0))
-    # One test a line, as json.dumps(indent=1) would write it, without its slow indenter
-    # (and without a Python loop: each line is made by C functions, streamed by starmap).
-    pairs = zip(map(encode_basestring, durations), durations.values(), strict=True)
     with owned_dir.open_text(path) as out:
-        first = next(pairs, None)
-        if first is None:
-            out.write("{}\n")
-            return
-        out.write("{\n " + "{}: {!r}".format(*first))
-        out.writelines(itertools.starmap(",\n {}: {!r}".format, pairs))
-        out.write("\n}\n")
+        out.writelines(_durations_json(durations))
+
+
+def _durations_json(durations: dict[str, float]) -> Iterator[str]:
+    """One test a line, as ``json.dumps(indent=1)`` writes it, each time as ``repr`` does.
+
+    msgspec writes a few thousand tests at a time in C (a large run never exists as one
+    string), and a float as ``repr`` does from 1e-4 up to 1e16; a time outside that
+    (``5e-05``) is written as ``repr`` writes it. A time that is no JSON number (``inf``)
+    is left to the line-by-line format, which writes ``inf`` as it always did.
+    """
+    values = durations.values()
+    if not durations:
+        yield "{}\n"
+        return
+    if not all(map(math.isfinite, values)):
+        pairs = zip(map(encode_basestring, durations), map(repr, values), strict=True)
+        yield "{\n " + ",\n ".join(map(": ".join, pairs)) + "\n}\n"
+        return
+    odd: dict[str, msgspec.Raw] = {}
+    if min(filter(None, values), default=1.0) < 1e-4 or max(values) >= 1e16:  # seldom
+        odd = {
+            test_id: msgspec.Raw(repr(seconds).encode())
+            for test_id, seconds in durations.items()
+            if seconds and not 1e-4 <= seconds < 1e16
+        }
+    items = iter({**durations, **odd}.items() if odd else durations.items())
+    separator = "{\n"
+    while batch := dict(itertools.islice(items, ENCODE_BATCH)):
+        # {\n "id": 0.1,\n ...\n}: the lines between the braces
+        yield separator + msgspec.json.format(msgspec.json.encode(batch), indent=1)[2:-2].decode()
+        separator = ",\n"
+    yield "\n}\n"
 
 
 def shown(path: Path) -> str:

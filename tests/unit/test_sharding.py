@@ -5,6 +5,7 @@ The real shard runs and ``testgate merge`` are in tests/integration/test_shards_
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from runner.errors import InfraError
 from runner.merge import Part, check_variants, merged_environment
 from runner.plugin._testgate_schedule import into_queues, queue_sizes
 from runner.report import write_durations
-from runner.results import Attempt, RunInfo, RunResult, TestResult, variant_name
+from runner.results import ENCODE_BATCH, Attempt, RunInfo, RunResult, TestResult, variant_name
 from runner.sharding import partition, read_durations, weights
 
 
@@ -94,6 +95,32 @@ def test_durations_json_holds_each_test_once_at_its_longest(tmp_path: Path) -> N
     assert read_durations(path) == ({"t.py::late": 0.0}, None)
     write_durations((), path)
     assert path.read_text("utf-8") == "{}\n"
+
+
+def test_durations_json_writes_each_time_as_python_does(tmp_path: Path) -> None:
+    def test(test_id: str, seconds: float) -> TestResult:
+        attempt = Attempt(outcome="passed", duration_s=seconds)
+        return TestResult(id=test_id, file="t.py", line=1, outcome="passed", attempts=(attempt,))
+
+    path = tmp_path / "durations.json"
+    times = (0.0001, 1.5e-05, 1234567.25, 1e16, 0.0, 2.0000004)
+    write_durations(tuple(test(f't.py::t[{n}"\n]', s) for n, s in enumerate(times)), path)
+    assert path.read_text("utf-8") == (
+        '{\n "t.py::t[0\\"\\n]": 0.0001,\n "t.py::t[1\\"\\n]": 1.5e-05,\n'
+        ' "t.py::t[2\\"\\n]": 1234567.25,\n "t.py::t[3\\"\\n]": 1e+16,\n'
+        ' "t.py::t[4\\"\\n]": 0.0,\n "t.py::t[5\\"\\n]": 2.0\n}\n'
+    )
+    assert read_durations(path)[0]['t.py::t[1"\n]'] == 1.5e-05
+    # as json.dumps writes it, a run of any size (written a few thousand tests at a time)
+    many = {
+        f"t.py::t[{n}-é]": round(n / 7 if n % 3 else n * 1e-06, 6)
+        for n in range(ENCODE_BATCH * 2 + 1)
+    }
+    write_durations(tuple(test(test_id, s) for test_id, s in many.items()), path)
+    assert path.read_text("utf-8") == json.dumps(many, indent=1, ensure_ascii=False) + "\n"
+    # a time that is no JSON number is written as it always was
+    write_durations((test("t.py::a", 1.0), test("t.py::b", float("inf"))), path)
+    assert path.read_text("utf-8") == '{\n "t.py::a": 1.0,\n "t.py::b": inf\n}\n'
 
 
 def test_more_variants_than_expected_are_refused(tmp_path: Path) -> None:
