@@ -26,6 +26,7 @@ from runner.settings import Settings
 
 _SEEDS = random.SystemRandom()
 INTERNAL_ERROR = "pytest internal error: "
+TESTS_FAILED = 1  # pytest.ExitCode.TESTS_FAILED: a test failed or errored
 
 
 @dataclass(frozen=True)
@@ -174,9 +175,22 @@ def problems(run: AttemptRun) -> tuple[str, ...]:
         found.append(f"the pytest process ended ({how}) before its session finished{raised}")
     elif record.exit_status == 2 and not record.collect_errors:
         found.append("pytest was interrupted before the suite finished (exit 2)")
+    elif TESTS_FAILED in (run.completed.exit_code, record.exit_status) and not _any_failed(record):
+        found.append(
+            "pytest reported failed tests (exit 1) that testgate's record of each test does "
+            "not show: see pytest's summary above; a plugin that reports tests its own way "
+            "(or a test that changed the record) hides them"
+        )
     if run.number > 1:
         return tuple(f"attempt {run.number}: {problem}" for problem in found)
     return tuple(found)
+
+
+def _any_failed(record: AttemptRecord) -> bool:
+    """Whether the record holds a failure that pytest's exit 1 (``TESTS_FAILED``) counts."""
+    return bool(record.collect_errors) or any(
+        test.attempt.outcome in ("failed", "error") for test in record.tests
+    )
 
 
 def _crash_report(test: RecordedTest) -> bool:

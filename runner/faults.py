@@ -19,6 +19,7 @@ from runner import interrupts
 from runner.execute import Completed
 from runner.plural import counted
 from runner.process_group import MARKER_ENV
+from runner.record import describe_exit
 from runner.results import GateName, GateResult
 from runner.settings import Settings
 
@@ -39,14 +40,42 @@ class Stop:
     not_run: tuple[str, ...] = ()
 
 
-def stopped(settings: Settings, collected: Sequence[str], *, done: Collection[str]) -> Stop:
-    """The run's stop, from testgate's interruption state and the tests it collected."""
+def stopped(
+    settings: Settings,
+    collected: Sequence[str],
+    *,
+    done: Collection[str],
+    exit_code: int,
+    collection_stopped: bool = False,
+    died: bool = False,
+) -> Stop:
+    """The run's stop, and the tests it collected that never finished.
+
+    testgate stops a run on a signal or at its deadline (``why``). pytest may also end a
+    session before every collected test ran, by itself or asked to: ``-x``, ``--maxfail``
+    and ``--sw`` stop at the first failures, ``pytest.exit()`` or a plugin ends it (with any
+    exit code, 0 too). Either way the tests that never ran are listed, and the run has a
+    problem: a test that never ran is no pass. A collection error that interrupts pytest
+    (``collection_stopped``) is reported as such, with its own advice; when the pytest
+    process ``died``, the problem that says so comes first and this one lists the rest.
+    """
     why = interrupts.reason()
-    if why is None:
-        return Stop()
-    never = tuple(test_id for test_id in collected if test_id not in done)
+    finished = set(done)
+    never = tuple(dict.fromkeys(test_id for test_id in collected if test_id not in finished))
     listed = ", ".join(never[:LISTED])
     more = f" and {len(never) - LISTED} more" if len(never) > LISTED else ""
+    if why is None:
+        if not never or collection_stopped:
+            return Stop()
+        problem = (
+            f"{counted(len(never), 'collected test')} never ran: {listed}{more}; the pytest "
+            "process ended before them"
+            if died
+            else f"{counted(len(never), 'collected test')} never ran "
+            f"({describe_exit(exit_code)}): {listed}{more}; -x, --maxfail, --sw, pytest.exit() "
+            "or a plugin ends pytest's session early, and a test that never ran is no pass"
+        )
+        return Stop(None, problem, never)
     cause = (
         f"stopped at its deadline (timeout-run {settings.timeout_run:g} s)"
         if why == "timeout-run"
@@ -59,12 +88,19 @@ def stopped(settings: Settings, collected: Sequence[str], *, done: Collection[st
 
 
 def incomplete_coverage(
-    lost: Collection[str], *, crashes: Sequence[str], reruns: int, interrupted: bool
+    lost: Collection[str],
+    *,
+    crashes: Sequence[str],
+    reruns: int,
+    interrupted: bool,
+    never_ran: int = 0,
 ) -> str | None:
     """Why the combined coverage is known to be partial, or None when it is whole."""
     if interrupted:
         return "the run was interrupted, so its coverage is partial"
     if not lost:
+        if never_ran:
+            return f"{counted(never_ran, 'collected test')} never ran, so the coverage is partial"
         return None
     how = "set reruns to 1 or more" if reruns == 0 else "they died again"
     return (

@@ -243,7 +243,14 @@ def _run(
         check_order(session, history, first)
     reporting = time.monotonic()
     tests = classify_all(history, quarantine)
-    stop = faults.stopped(settings, first.record.collected_ids, done=history.attempts)
+    stop = faults.stopped(
+        settings,
+        first.record.collected_ids,
+        done=history.attempts,
+        exit_code=first.completed.exit_code,
+        collection_stopped=bool(first.record.collect_errors) and first.record.exit_status == 2,
+        died=first.record.exit_status is None,
+    )
     coverage, unreported = _combined_coverage(
         settings, history=history, reports=reports, python=project_env.executable
     )
@@ -262,7 +269,11 @@ def _run(
         if done is not first or not problem.startswith(INTERNAL_ERROR)  # said by crash
     )
     incomplete = unreported or faults.incomplete_coverage(
-        lost, crashes=first.record.crashes, reruns=settings.reruns, interrupted=stop.why is not None
+        lost,
+        crashes=first.record.crashes,
+        reruns=settings.reruns,
+        interrupted=stop.why is not None,
+        never_ran=len(stop.not_run),
     )
     found_problems += tuple(text for text in (stop.problem, incomplete) if text)
     rerun_s = sum(done.completed.duration_s for done in history.runs[1:])

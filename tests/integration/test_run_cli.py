@@ -341,8 +341,12 @@ def test_a_crash_without_xdist_names_the_test_and_keeps_the_rest(
     assert died["attempts"][0]["message"] == "the pytest process died (exit 7) while this test ran"
     assert died["line"] == 7
     assert ran.results()["run"]["problems"] == [
-        "the pytest process died (exit 7) while running tests/test_lib.py::test_dies"
+        "the pytest process died (exit 7) while running tests/test_lib.py::test_dies",
+        "1 collected test never ran: tests/test_lib.py::test_never; the pytest process ended "
+        "before them",
+        "1 collected test never ran, so the coverage is partial",
     ]
+    assert ran.results()["run"]["not_run"] == ["tests/test_lib.py::test_never"]
 
 
 def test_an_interrupted_session_is_an_infrastructure_error(run_cli: RunCli, tmp_path: Path) -> None:
@@ -350,8 +354,91 @@ def test_an_interrupted_session_is_an_infrastructure_error(run_cli: RunCli, tmp_
     ran = run_cli(sample(tmp_path, tests=stop), "--workers", "0")
     assert ran.exit_code == 3
     assert ran.results()["run"]["problems"] == [
-        "pytest was interrupted before the suite finished (exit 2)"
+        "pytest was interrupted before the suite finished (exit 2)",
+        "1 collected test never ran (exit 2): tests/test_lib.py::test_stop; -x, --maxfail, "
+        "--sw, pytest.exit() or a plugin ends pytest's session early, and a test that never "
+        "ran is no pass",
+        "1 collected test never ran, so the coverage is partial",
     ]
+
+
+LEAVES = """
+def test_leave():
+    import pytest
+    pytest.exit("leaving early", returncode=0)
+
+def test_after():
+    assert False
+"""
+STOPS = """
+def test_fails():
+    assert False
+
+def test_after():
+    assert False
+"""
+
+
+@pytest.mark.parametrize(
+    ("tests", "args", "never"),
+    [
+        (LEAVES, ("--reruns", "0"), ("exit 0", ["test_leave", "test_after"])),
+        (STOPS, ("--", "-x"), ("exit 1", ["test_after"])),
+    ],
+    ids=["pytest.exit-returncode-0", "-x"],
+)
+def test_collected_tests_that_never_ran_are_no_pass(
+    run_cli: RunCli, tmp_path: Path, tests: str, args: tuple[str, ...], never: tuple[str, list[str]]
+) -> None:
+    """pytest.exit(returncode=0) ends a session with exit 0 halfway; -x (or --maxfail, --sw)
+    stops at the first failure: the tests after it never ran, and no report calls them run."""
+    how, names = never
+    ran = run_cli(sample(tmp_path, tests=TESTS + tests), "--workers", "0", *args)
+    assert ran.exit_code == 3, ran.output
+    ids = [f"tests/test_lib.py::{name}" for name in names]
+    results = ran.results()
+    assert results["run"]["not_run"] == ids
+    problem = (
+        f"{len(ids)} collected test{'s' if len(ids) > 1 else ''} never ran ({how}): "
+        f"{', '.join(ids)}; -x, --maxfail, --sw, pytest.exit() or a plugin ends pytest's "
+        "session early, and a test that never ran is no pass"
+    )
+    partial = f"{problem.split(' (', maxsplit=1)[0]}, so the coverage is partial"
+    assert results["run"]["problems"] == [problem, partial]
+    assert f"problem: {problem}" in ran.output
+    assert ran.gate("line-coverage")["message"] == f"not judged: {partial}"
+    assert results["passed"] is False
+
+
+REWRITES_THE_RECORD = """
+import pytest
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session):
+    recorder = session.config.pluginmanager.get_plugin("testgate-recorder")
+    recorder._stream.flush()
+    path = recorder._stream.name
+    text = open(path).read().replace('"outcome": "failed"', '"outcome": "passed"')
+    open(path, "w").write(text)
+"""
+
+
+def test_a_failure_pytest_counted_that_the_record_lacks_is_a_problem(
+    run_cli: RunCli, tmp_path: Path
+) -> None:
+    """pytest's own exit code is checked against the record: a conftest that rewrites the
+    record's failures as passes (or a plugin whose reports testgate cannot read) does not
+    turn pytest's 'failed' into a pass."""
+    project = sample(tmp_path, tests=TESTS + "\ndef test_bad():\n    assert False\n")
+    (project / "conftest.py").write_text(REWRITES_THE_RECORD, "utf-8")
+    ran = run_cli(project, "--workers", "0", "--reruns", "0")
+    assert ran.exit_code == 3, ran.output
+    assert ran.results()["run"]["problems"] == [
+        "pytest reported failed tests (exit 1) that testgate's record of each test does not "
+        "show: see pytest's summary above; a plugin that reports tests its own way (or a "
+        "test that changed the record) hides them"
+    ]
+    assert ran.results()["passed"] is False
 
 
 def test_a_process_that_ends_during_collection_is_reported(run_cli: RunCli, tmp_path: Path) -> None:
