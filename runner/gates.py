@@ -200,9 +200,13 @@ def coverage_gate(
 
 def min_tests(tests: tuple[TestResult, ...], *, threshold: int) -> GateResult:
     """At least ``threshold`` tests ran (skipped ones did not), so a shrunk suite fails."""
-    ran = Totals.of(tests).ran
+    totals = Totals.of(tests)
+    ran = totals.ran
     passed = ran >= threshold
-    if ran == 0:
+    if ran == 0 and totals.tests:
+        every = "the only test was" if totals.tests == 1 else f"all {totals.tests} tests were"
+        message = f"no test ran: {every} skipped (see the skip reasons)"
+    elif ran == 0:
         message = "no test ran: check testpaths, -k and -m, and that tests are collected"
     else:
         message = f"{counted(ran, 'test')} ran; at least {threshold} required"

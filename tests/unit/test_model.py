@@ -10,14 +10,16 @@ import msgspec
 import pytest
 
 from runner.diff_coverage import measure
-from runner.gates import evaluate
+from runner.gates import evaluate, min_tests
 from runner.github.commands import annotations_of
 from runner.render import markdown, terminal
 from runner.results import (
+    Attempt,
     DiffCoverage,
     GateResult,
     RunInfo,
     RunResult,
+    TestResult,
     decode,
     encode,
     spans_text,
@@ -128,3 +130,22 @@ def test_a_count_stays_an_integer_when_results_json_is_written_again() -> None:
     gate = GateResult.judged(name="max-flaky", threshold=0, actual=2, passed=False, message="2")
     again = written(written(RunResult(run=INFO, tests=(), coverage=None, gates=(gate,))))
     assert b'"threshold":0,"actual":2,"passed":false' in b"".join(encode(again))
+
+
+def test_a_suite_that_only_skipped_says_so_not_that_nothing_was_collected() -> None:
+    skipped = Attempt(outcome="skipped", duration_s=0.0, message="no database here")
+    tests = tuple(
+        TestResult(
+            id=f"t.py::test_{n}", file="t.py", line=n, outcome="skipped", attempts=(skipped,)
+        )
+        for n in range(3)
+    )
+    gate = min_tests(tests, threshold=1)
+    assert (gate.status, gate.actual) == ("fail", 0)
+    assert gate.message == "no test ran: all 3 tests were skipped (see the skip reasons)"
+    assert min_tests(tests[:1], threshold=1).message == (
+        "no test ran: the only test was skipped (see the skip reasons)"
+    )
+    assert min_tests((), threshold=1).message == (
+        "no test ran: check testpaths, -k and -m, and that tests are collected"
+    )
