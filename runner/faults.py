@@ -116,10 +116,16 @@ def not_judged(
     """Gates on partial data: coverage gates, and on an interrupted run the count of tests
     that ran (``min-tests``), are failed without a verdict on the suite, saying that the
     data, not the suite, is short: every report shows them "not judged", never FAIL."""
-    partial = COVERAGE_GATES | (COUNT_GATES if interrupted else frozenset())
+    counts = COUNT_GATES if interrupted else frozenset()
     return tuple(
         msgspec.structs.replace(gate, status="not judged", message=f"not judged: {why}")
-        if gate.name in partial
+        if gate.name in COVERAGE_GATES
+        else msgspec.structs.replace(
+            gate,
+            status="not judged",
+            message="not judged: the run was interrupted, so not every test ran",
+        )
+        if gate.name in counts
         else gate
         for gate in verdicts
     )

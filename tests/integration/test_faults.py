@@ -225,6 +225,9 @@ def test_an_interrupted_runs_partial_gates_say_not_judged_in_every_report(
         (cell,) = [line for line in summary.splitlines() if line.startswith(f"| {name} |")]
         assert "| not judged | not judged: the run was interrupted" in cell
         assert "FAIL" not in row + cell
+    assert ran.gate("min-tests")["message"] == (
+        "not judged: the run was interrupted, so not every test ran"
+    )
     assert ran.gate("failed-tests")["verdict"] == "pass"  # what finished is still judged
 
 
