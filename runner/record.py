@@ -10,6 +10,12 @@ captured output to ``TEXT_LIMIT`` each, saying how much was cut: a test that fai
 
 The result is one ``Attempt`` per test (its setup, call and teardown reports folded
 together), in the order pytest finished them, plus what the session said about itself.
+A report pytest makes about a test is never dropped: a subtest's (pytest 9's
+``SubtestReport``, pytest-subtests' ``SubTestReport``) fails its test when it failed; a
+``rerun`` (pytest-rerunfailures) ends a try, which is an attempt of its own, so a test that
+passed on a later try is flaky; an outcome testgate does not know, or a failed report of a
+phase pytest does not have (another plugin's), makes the test an error that says so. A
+module that skipped itself is one skipped test, named by the module's node id.
 """
 
 from __future__ import annotations

@@ -7,8 +7,9 @@ pytest. It does two things pytest's own reports cannot:
   *inside the test file* (the assertion or the raising call), whatever ``--tb`` style
   the user chose, and attaches it to the report, which xdist carries to the controller;
 * in the controller (or the only process, without xdist), it appends one JSON line per
-  phase report, collection error and session event to the file named by
-  ``TESTGATE_RECORD``, the most complete record of a run pytest can give;
+  phase report (a subtest's says which subtest), collection error and session event to
+  the file named by ``TESTGATE_RECORD``, the most complete record of a run pytest can
+  give, and a conftest that failed to import before pytest configured;
 * when ``TESTGATE_SELECT`` names a JSON file (``{"ids": [...], "ordered": bool}``), it
   runs only those tests, whatever paths and options the user's own arguments give, and
   imports only their files; an id names one test, exactly (a rerun of ``t.py::x`` never

@@ -755,6 +755,9 @@ def test_pytest_subtests_and_rerunfailures_on_pytest_8_are_folded_per_test(
     )
     retried = ran.test(f"{file}::test_passes_on_its_second_try")
     assert retried["outcome"] == "flaky"
+    assert retried["note"].startswith(
+        "failed 1 of 2 attempts; passed when pytest-rerunfailures ran it again"
+    )
     tries = [(a["outcome"], a["number"], a["message"]) for a in retried["attempts"][:2]]
     assert tries == [
         ("failed", 1, "AssertionError: the first try fails\nassert not True"),
