@@ -205,6 +205,13 @@ def _last_line(text: str) -> str:
 
 
 def _raise_if_never_started(record: AttemptRecord, exit_code: int, path: Path) -> None:
+    if record.conftest_error is not None:  # the project's environment, not testgate's options
+        raise InfraError(
+            f"pytest could not import the conftest {record.conftest_error} (exit 4, see its "
+            "message above): install what it imports in the project's environment (add the "
+            "missing package to the project's dependencies or its dev group), or fix the "
+            "import."
+        )
     if record.exit_status == 4 or (not record.started and exit_code == 4):
         raise ConfigError(
             "pytest rejected its arguments (exit 4), see its message above: check "

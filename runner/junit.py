@@ -362,7 +362,7 @@ class _Reader:
             where = located.get(key if file is None else (key, file))
             if where is None:  # thousands of test cases share a handful of classes
                 where = located[key if file is None else (key, file)] = _locate(key, file, files)
-            test_id = where[1] + (case.get("name") or "(unnamed)")
+            test_id, where = _case_id(case.get("name") or "", key, file, where, files)
             declared = case.get("line")
             line = int(declared) + zero_based if declared and declared.isdigit() else None
             time = case.get("time") or "0"
@@ -482,6 +482,18 @@ class ProjectFiles:
                 return frozenset(entry.name for entry in entries if entry.is_file())
         except OSError:  # no such directory (a Java-style package), or not one
             return frozenset()
+
+
+def _case_id(
+    name: str, classname: str, file: str | None, where: tuple[str, str], files: ProjectFiles
+) -> tuple[str, tuple[str, str]]:
+    """A case's node id, and its file and prefix: a case pytest names after a module
+    (``tests.test_x``, no classname) is that module (``tests/test_x.py``), one that failed
+    to collect or skipped itself."""
+    path = file.replace("\\", "/") if file else name.replace(".", "/") + ".py"
+    if name and not classname and _dotted(path) == name and (file or files.is_file(path)):
+        return path, (path if files.is_file(path) else "", "")
+    return where[1] + (name or "(unnamed)"), where
 
 
 def _locate(classname: str, file: str | None, files: ProjectFiles) -> tuple[str, str]:

@@ -10,6 +10,12 @@ captured output to ``TEXT_LIMIT`` each, saying how much was cut: a test that fai
 
 The result is one ``Attempt`` per test (its setup, call and teardown reports folded
 together), in the order pytest finished them, plus what the session said about itself.
+A report pytest makes about a test is never dropped: a subtest's (pytest 9's
+``SubtestReport``, pytest-subtests' ``SubTestReport``) fails its test when it failed; a
+``rerun`` (pytest-rerunfailures) ends a try, which is an attempt of its own, so a test that
+passed on a later try is flaky; an outcome testgate does not know, or a failed report of a
+phase pytest does not have (another plugin's), makes the test an error that says so. A
+module that skipped itself is one skipped test, named by the module's node id.
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from msgspec import structs
 
 from runner.errors import InfraError
 from runner.output import bounded
@@ -54,6 +62,9 @@ class RecordedTest:
         return self.test or self.id
 
 
+Try = tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]  # a try's phases, and its parts
+
+
 @dataclass(frozen=True)
 class AttemptRecord:
     """Everything one pytest attempt recorded."""
@@ -71,6 +82,7 @@ class AttemptRecord:
     lost: tuple[str, ...] = ()
     crashes: tuple[str, ...] = ()
     uncaught: str | None = None  # the exception that ended pytest after its last hook
+    conftest_error: str | None = None  # a conftest pytest could not import: it never configured
 
 
 def read_record(
@@ -101,11 +113,20 @@ def read_record(
     with path.open(encoding="utf-8", errors="replace") as stream:
         for number, line in enumerate(stream, start=1):
             try:
-                builder.add(_check(json.loads(line)))
-            except (ValueError, KeyError, TypeError) as error:
+                record = json.loads(line)
+            except ValueError as error:
                 raise InfraError(
                     f"{path} line {number} is not a valid testgate record ({error}); "
                     + _why_cut(path, full_below)
+                ) from None
+            try:
+                builder.add(_check(record))
+            except (ValueError, KeyError, TypeError) as error:  # a whole line: not cut short
+                raise InfraError(
+                    f"{path} line {number} is not a valid testgate record ({error}), though "
+                    "whole: the test process wrote a line testgate cannot read (a plugin "
+                    "that changes pytest's reports?); please report it to testgate with "
+                    "that line."
                 ) from None
     return builder.build()
 
@@ -129,8 +150,6 @@ def _check(record: Any) -> dict[str, Any]:
     for name, kind in wire.OPTIONAL_FIELDS.items():
         if name in record and not isinstance(record[name], kind):
             raise TypeError(f"field {name!r} has the wrong type")
-    if record["kind"] == wire.REPORT and record["outcome"] not in wire.OUTCOMES:
-        raise ValueError(f"unknown outcome {record['outcome']!r}")
     return record
 
 
@@ -154,6 +173,10 @@ class _Builder:
         self.lost: list[str] = []
         self.crashes: dict[str, str] = {}
         self.uncaught: str | None = None
+        self.conftest_error: str | None = None
+        self.skipped_modules: dict[str, RecordedTest] = {}
+        self.parts: dict[str, list[dict[str, Any]]] = {}  # subtests, a plugin's own phases
+        self.tries: dict[str, list[Try]] = {}  # the tries pytest-rerunfailures ran again
 
     def add(self, record: dict[str, Any]) -> None:
         kind = record["kind"]
@@ -174,13 +197,13 @@ class _Builder:
         elif kind == wire.WARNING:
             self.warnings.append(record["text"])
         elif kind == wire.COLLECT_SKIP:
-            if MISSING_DEPENDENCY.search(record["message"]):  # else pytest's own skip stands
-                message = f"skipped because a plugin or dependency is missing: {record['message']}"
-                self._collect_error({**record, "message": message, "text": message})
+            self._collect_skip(record)
         elif kind == wire.WORKER_DOWN:
             self._worker_down(record["worker"], record.get("exit"))
         elif kind == wire.UNCAUGHT:
             self.uncaught = f"{record['message']} (raised at {record['where']})"
+        elif kind == wire.CONFTEST_ERROR:
+            self.conftest_error = f"{record['path']}: {record['message']}"
         else:
             self.exit_status = record["exitstatus"]
 
@@ -199,6 +222,22 @@ class _Builder:
             )
             self.collect_errors[node] = RecordedTest(id=node, def_line=None, attempt=attempt)
 
+    def _collect_skip(self, record: dict[str, Any]) -> None:
+        """A module that skipped itself is one skipped test, as pytest counts it (once,
+        though every xdist worker reports it); unless a dependency is missing."""
+        if MISSING_DEPENDENCY.search(record["message"]):
+            message = f"skipped because a plugin or dependency is missing: {record['message']}"
+            self._collect_error({**record, "message": message, "text": message})
+        elif record["id"] not in self.skipped_modules:
+            attempt = Attempt(
+                outcome="skipped",
+                duration_s=0.0,
+                message=bounded(record["message"], MESSAGE_LIMIT),
+            )
+            self.skipped_modules[record["id"]] = RecordedTest(
+                id=record["id"], def_line=None, attempt=attempt
+            )
+
     def _worker_down(self, worker: str, code: int | None) -> None:
         """A dead xdist worker took the coverage of every test it had finished with it."""
         self.crashes[worker] = "" if code is None else f" ({describe_exit(code)})"
@@ -207,38 +246,42 @@ class _Builder:
     def _report(self, record: dict[str, Any]) -> None:
         node = record["id"]
         worker = record.get("worker")
-        if record["when"] not in PHASES:  # xdist's report of the test its worker died in
+        crashed = record["when"] == XDIST_CRASH
+        if crashed:  # xdist's report of the test its worker died in
             how = self.crashes.get(worker or "", "")
             message = f"the xdist worker {worker} died{how} while this test ran"
             record = {**record, "message": message, "crashed": True, "text": message}
         elif record["when"] == "teardown" and worker is not None:
             self.finished_on.setdefault(worker, []).append(record.get("test") or node)
+        if record["outcome"] not in (*wire.OUTCOMES, wire.RERUN):
+            record = _unknown_outcome(record)
         if node not in self.phases:
             self.phases[node] = {}
             self.order.append(node)
-        when = record["when"] if record["when"] in PHASES else "call"
-        self.phases[node][when] = record
         if record.get("def_line") is not None:
             self.def_lines[node] = record["def_line"]
-        if when == "teardown" or record["when"] not in PHASES:
+        if "subtest" in record or record["when"] not in (*PHASES, XDIST_CRASH):
+            self.parts.setdefault(node, []).append(record)  # folded into the test's own
+            return
+        when = record["when"] if record["when"] in PHASES else "call"
+        if record["outcome"] == wire.RERUN:  # the failure of a try pytest-rerunfailures reruns
+            failed = {**self.phases.pop(node), when: {**record, "outcome": "failed"}}
+            self.tries.setdefault(node, []).append((failed, self.parts.pop(node, [])))
+            self.phases[node] = {}
+            return
+        if when == "teardown" and not self.phases[node] and node in self.tries:
+            self.tries[node][-1][0][when] = record  # the teardown of the try just rerun
+            return
+        self.phases[node][when] = record
+        if when == "teardown" or crashed:
             self.running = None
 
     def build(self) -> AttemptRecord:
         died = self.running if self.exit_status is None else None
         cut = {node for node in self.order if _cut_short(self.phases[node])}
         if died is not None:  # the only process died: nothing it measured was saved
-            self.lost = [_first(self.phases[node], "test") or node for node in self.order]
-        tests = tuple(
-            RecordedTest(
-                id=node,
-                def_line=self.def_lines.get(node),
-                attempt=_fold(self.phases[node]),
-                test=_first(self.phases[node], "test") or node,
-                round=_first(self.phases[node], "round"),
-            )
-            for node in self.order
-            if node != died and node not in cut
-        )
+            self.lost = [self._test(node) for node in self.order]
+        tests = (*self.skipped_modules.values(), *self._tests(died, cut))
         unfinished = None
         if died is not None:
             partial = self.phases.get(died, {})
@@ -262,7 +305,35 @@ class _Builder:
             lost=tuple(dict.fromkeys(test for test in self.lost if test != died)),
             crashes=tuple(f"{worker}{how}" for worker, how in self.crashes.items()),
             uncaught=self.uncaught,
+            conftest_error=self.conftest_error,
         )
+
+    def _test(self, node: str) -> str:
+        reports = [*self.tries.get(node, ()), (self.phases[node], self.parts.get(node, []))]
+        found = (
+            report.get("test") for phases, parts in reports for report in [*phases.values(), *parts]
+        )
+        return next((test for test in found if test), node)
+
+    def _tests(self, died: str | None, cut: set[str]) -> list[RecordedTest]:
+        """Each test's tries (pytest-rerunfailures' failed ones first), in pytest's order."""
+        tests = []
+        for node in self.order:
+            test = self._test(node)
+            tries = [*self.tries.get(node, ())]
+            if node != died and node not in cut and (self.phases[node] or not tries):
+                tries.append((self.phases[node], self.parts.get(node, [])))
+            for phases, parts in tries:
+                tests.append(
+                    RecordedTest(
+                        id=node,
+                        def_line=self.def_lines.get(node),
+                        attempt=_with_parts(_fold(phases), parts),
+                        test=test,
+                        round=_first(phases, "round"),
+                    )
+                )
+        return tests
 
 
 def collection_notes(record: AttemptRecord) -> tuple[str, ...]:
@@ -299,7 +370,7 @@ def _cut_short(phases: dict[str, dict[str, Any]]) -> bool:
 
 def _first(phases: dict[str, dict[str, Any]], name: str) -> Any:
     """A field every phase report of a test carries alike."""
-    return next(iter(phases.values())).get(name)
+    return next(iter(phases.values()), {}).get(name)
 
 
 # Skip reasons that mean a plugin or an import is missing, not a test's own choice:
@@ -309,6 +380,43 @@ MISSING_DEPENDENCY = re.compile(
     r"|no async plugin installed"
 )
 PYTEST_WARNED = "pytest warned: "
+XDIST_CRASH = "???"  # the phase of xdist's report for the test a worker died in
+
+
+def _unknown_outcome(record: dict[str, Any]) -> dict[str, Any]:
+    """A report whose outcome a plugin set to one testgate does not know is an error that
+    says so: never a silent pass, never a lost run."""
+    said = f": {record['message']}" if record.get("message") else ""
+    message = (
+        f"pytest reported the outcome {record['outcome']!r} for this test's "
+        f"{record['when']}, which testgate does not know (set by a plugin?){said}"
+    )
+    return {**record, "outcome": "failed", "message": message, "crashed": True}
+
+
+def _with_parts(attempt: Attempt, parts: list[dict[str, Any]]) -> Attempt:
+    """The test, failed by its first failed subtest, or error by a failed report of a phase
+    pytest does not have (a plugin's): the message, line and text are that report's.
+
+    A test whose own outcome is an error, a skip or an xfail keeps it.
+    """
+    failed = [part for part in parts if part["outcome"] == "failed"]
+    if not failed or attempt.outcome not in ("passed", "failed"):
+        return attempt
+    first = failed[0]
+    name = first.get("subtest") or f"the {first['when']!r} report"
+    more = f" (and {counted(len(failed) - 1, 'more failure')})" if len(failed) > 1 else ""
+    stopped = "subtest" not in first or first.get("timed_out") or first.get("crashed")
+    return structs.replace(
+        attempt,
+        outcome="error" if stopped else "failed",
+        message=_cut(f"{name} {first.get('message') or 'failed'}{more}", MESSAGE_LIMIT),
+        line=first.get("line"),
+        phase="call",
+        text=_cut(first.get("text"), TEXT_LIMIT),
+        stdout=_cut(first.get("stdout"), TEXT_LIMIT),
+        stderr=_cut(first.get("stderr"), TEXT_LIMIT),
+    )
 
 
 def _fold(phases: dict[str, dict[str, Any]]) -> Attempt:

@@ -1,5 +1,6 @@
 """Tell flaky from broken: a test's verdict from the attempts of one run and its reruns,
 and from an earlier attempt of the same workflow run (a re-run job on the same commit).
+A try pytest-rerunfailures ran again within one pytest run is an attempt too.
 
 A test is ``failed`` when every attempt failed, ``flaky`` when it failed at least once
 and passed at least once on the same code. The kind of flakiness is named only where the
@@ -40,15 +41,15 @@ def verdict(attempts: Sequence[Attempt]) -> Verdict:
     tally = f"failed {failures} of {len(runs)} attempts"
     if failures == len(runs):
         return Verdict(outcomes[0], note=tally)
+    alone = any(a.kind == "rerun" and classify(a) not in BROKEN for a in runs)
+    passed = "passed in isolation" if alone else "passed when pytest-rerunfailures ran it again"
     checks = [classify(attempt) for attempt in attempts if attempt.kind == "order-check"]
     again = sum(outcome in BROKEN for outcome in checks)
     replays = f"{again} of {len(checks)} replays after the tests that ran before it on its worker"
     if checks and again == len(checks):
-        return Verdict(
-            "flaky", "order-dependent", f"{tally}; passed in isolation; failed {replays}"
-        )
+        return Verdict("flaky", "order-dependent", f"{tally}; {passed}; failed {replays}")
     evidence = f"; failed {replays}" if checks else ""
-    return Verdict("flaky", "nondeterministic", f"{tally}; passed in isolation{evidence}")
+    return Verdict("flaky", "nondeterministic", f"{tally}; {passed}{evidence}")
 
 
 def flaky_on_rerun(

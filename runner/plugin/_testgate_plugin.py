@@ -7,8 +7,9 @@ pytest. It does two things pytest's own reports cannot:
   *inside the test file* (the assertion or the raising call), whatever ``--tb`` style
   the user chose, and attaches it to the report, which xdist carries to the controller;
 * in the controller (or the only process, without xdist), it appends one JSON line per
-  phase report, collection error and session event to the file named by
-  ``TESTGATE_RECORD``, the most complete record of a run pytest can give;
+  phase report (a subtest's says which subtest), collection error and session event to
+  the file named by ``TESTGATE_RECORD``, the most complete record of a run pytest can
+  give, and a conftest that failed to import before pytest configured;
 * when ``TESTGATE_SELECT`` names a JSON file (``{"ids": [...], "ordered": bool}``), it
   runs only those tests, whatever paths and options the user's own arguments give, and
   imports only their files; an id names one test, exactly (a rerun of ``t.py::x`` never
@@ -60,6 +61,7 @@ from _testgate_wire import (
     COLLECT_ERROR,
     COLLECT_SKIP,
     COLLECTED,
+    CONFTEST_ERROR,
     DJANGO_ENV,
     FINISH,
     INTERNAL_ERROR,
@@ -446,11 +448,14 @@ class Recorder:
         }
         if hasattr(report, "wasxfail"):
             record["wasxfail"] = _clean(str(report.wasxfail), MESSAGE_LIMIT)
+        subtest = _subtest(report)
+        if subtest is not None:
+            record["subtest"] = subtest
         if report.skipped and isinstance(report.longrepr, tuple):
             record["message"] = _clean(str(report.longrepr[2]), MESSAGE_LIMIT).removeprefix(
                 "Skipped: "
             )
-        elif report.failed:
+        elif report.outcome not in ("passed", "skipped"):  # failed, or a plugin's: rerun
             message = getattr(report, "testgate_message", None) or _last_line(report.longreprtext)
             record["message"] = _clean(message, MESSAGE_LIMIT)
             record["line"] = getattr(report, "testgate_line", None)
@@ -535,6 +540,16 @@ def _exit_code(node: Any) -> int | None:
         return int(popen.wait(timeout=2))  # type: ignore[union-attr]
     except Exception:  # an execnet without that attribute, or a process that would not end
         return None
+
+
+def _subtest(report: pytest.TestReport) -> str | None:
+    """``[msg] (i=2)``: which subtest a report is of (pytest 9's ``SubtestReport``, or
+    pytest-subtests' ``SubTestReport``); None for a test's own report."""
+    for name in ("_sub_test_description", "sub_test_description"):  # pytest 9's, the plugin's
+        describe = getattr(report, name, None)
+        if callable(describe):
+            return _clean(str(describe()), MESSAGE_LIMIT)
+    return None
 
 
 def _crashed_worker(report: pytest.TestReport) -> str | None:
@@ -630,6 +645,28 @@ def pytest_load_initial_conftests(early_config: pytest.Config, args: list[str]) 
     workers = os.environ.pop(WORKERS_ENV, None)
     if workers is not None and early_config.pluginmanager.has_plugin("xdist"):
         args += ["-n", workers]
+
+
+@pytest.hookimpl(wrapper=True, specname="pytest_load_initial_conftests")
+def pytest_load_initial_conftests_recorded(
+    early_config: pytest.Config,
+) -> Generator[None, None, None]:
+    """Record a conftest that failed to import before pytest configures (then pytest
+    exits 4, as for bad arguments, and testgate's recorder is never registered)."""
+    try:
+        yield
+    except Exception as error:
+        path = os.environ.get(RECORD_ENV)
+        if path and type(error).__name__ == "ConftestImportFailure":
+            failed = getattr(error, "path", "conftest.py")
+            with open(path, "a", encoding="utf-8") as stream:
+                record = {
+                    "kind": CONFTEST_ERROR,
+                    "path": os.path.relpath(failed, early_config.rootpath),
+                    "message": _clean(str(error).rpartition(" (from ")[0], MESSAGE_LIMIT),
+                }
+                stream.write(json.dumps(record) + "\n")
+        raise
 
 
 @pytest.hookimpl(tryfirst=True)

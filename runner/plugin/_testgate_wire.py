@@ -50,6 +50,7 @@ INTERNAL_ERROR = "internal-error"
 WORKER_DOWN = "worker-down"
 FINISH = "finish"
 UNCAUGHT = "uncaught"  # an exception that ended the process after the session's last hook
+CONFTEST_ERROR = "conftest-error"  # a conftest pytest could not import, before it configured
 
 FIELDS: Mapping[str, Mapping[str, type | tuple[type, ...]]] = {
     START: {},
@@ -63,6 +64,7 @@ FIELDS: Mapping[str, Mapping[str, type | tuple[type, ...]]] = {
     WORKER_DOWN: {"worker": str},
     FINISH: {"exitstatus": int},
     UNCAUGHT: {"message": str, "where": str, "text": str},
+    CONFTEST_ERROR: {"path": str, "message": str},
 }
 OPTIONAL_FIELDS: Mapping[str, type | tuple[type, ...]] = {
     "def_line": (int, type(None)),
@@ -78,6 +80,9 @@ OPTIONAL_FIELDS: Mapping[str, type | tuple[type, ...]] = {
     "timed_out": bool,
     "ids": list,
     "exit": (int, type(None)),
+    "subtest": str,  # which subtest a report is of: ``[msg] (i=2)``
 }
-# A report's outcome, as pytest's TestReport says it.
+# A report's outcome, as pytest's TestReport says it; a plugin may set another
+# (pytest-rerunfailures: RERUN, the failure of a try it runs again).
 OUTCOMES = ("passed", "failed", "skipped")
+RERUN = "rerun"

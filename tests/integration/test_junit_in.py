@@ -54,7 +54,7 @@ def test_a_merge_takes_a_dir_with_only_another_tools_junit(
         outcomes_run.project, str(theirs), command="merge", reports=str(tmp_path / "merged")
     )
     assert merged.exit_code == 1
-    assert merged.results()["totals"]["tests"] == 12
+    assert merged.results()["totals"]["tests"] == 13
     assert merged.results()["run"]["variant"] == "junit:theirs"
 
 

@@ -555,3 +555,34 @@ def test_a_worker_whose_process_cannot_be_asked_has_no_exit_code(
 ) -> None:
     plugin = fresh_plugin(monkeypatch, "_testgate_plugin_exit")
     assert plugin._exit_code(SimpleNamespace(gateway=SimpleNamespace(id="gw0"))) is None
+
+
+def test_subtests_are_recorded_as_such_and_a_conftest_that_fails_to_import(
+    pytester: pytest.Pytester,
+) -> None:
+    """pytest's subtest reports say which subtest they are of; a conftest pytest cannot
+    import is recorded, though pytest stops before it configures (exit 4)."""
+    pytester.makepyfile(
+        test_sub=(
+            "def test_each(subtests):\n"
+            "    for i in range(2):\n"
+            "        with subtests.test(msg='m', i=i):\n"
+            "            assert i == 0\n"
+        )
+    )
+    found = records(pytester)
+    subtests = [(r["subtest"], r["outcome"]) for r in found if "subtest" in r]
+    assert subtests == [("[m] (i=0)", "passed"), ("[m] (i=1)", "failed")]
+    (own,) = [
+        r for r in found if r["kind"] == "report" and r["when"] == "call" and "subtest" not in r
+    ]
+    assert own["outcome"] == "failed"
+    pytester.makeconftest("import missing_helper_xyz\n")
+    assert records(pytester, env=False) == []
+    assert records(pytester) == [
+        {
+            "kind": "conftest-error",
+            "path": "conftest.py",
+            "message": "ModuleNotFoundError: No module named 'missing_helper_xyz'",
+        }
+    ]

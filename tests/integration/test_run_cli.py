@@ -24,6 +24,7 @@ from tests.conftest import (
     Ran,
     copy_fixture,
     environment,
+    marker_line,
     once_per_session,
     run_in_process,
     summary_counts,
@@ -734,3 +735,136 @@ def test_a_python_that_answers_the_probe_with_noise_is_exit_three(
     assert ran.exit_code == 3
     assert "did not answer testgate's probe" in ran.output
     assert "goodbye from sitecustomize" in ran.output
+
+
+SUBTESTS = """
+import unittest
+
+
+class TestRange(unittest.TestCase):
+    def test_each(self):
+        for i in range(3):
+            with self.subTest(i=i):
+                self.assertNotEqual(i, 2)  # marker: unittest-subtest
+
+
+def test_each_half(subtests):
+    for n in (2, 4, 5):
+        with subtests.test(msg="custom", n=n):
+            assert half(n) is not None  # marker: fixture-subtest
+
+
+def test_every_subtest_passes(subtests):
+    from lib import half
+
+    for n in (2, 4):
+        with subtests.test(n=n):
+            assert half(n)
+"""
+
+
+def subtest_failures(ran: Ran) -> dict[str, tuple[str, str | None, int | None]]:
+    """Each test's outcome, message and line."""
+    return {
+        test["id"]: (test["outcome"], test["attempts"][0]["message"], test["attempts"][0]["line"])
+        for test in ran.results()["tests"]
+    }
+
+
+def test_a_failed_subtest_fails_its_test_with_its_message(run_cli: RunCli, tmp_path: Path) -> None:
+    """pytest 9's own subtests: each test counts once, failed by a failed subtest (pytest's
+    line counts the subtest and, for a unittest one, the test's own pass besides)."""
+    tests = "from lib import half\n" + SUBTESTS
+    project = sample(tmp_path, tests=tests)
+    ran = run_cli(project, "--workers", "0", "--reruns", "0")
+    assert ran.exit_code == 1, ran.output
+    assert "testgate: 3 tests: 1 passed, 2 failed in" in ran.output
+    file = "tests/test_lib.py"
+    assert subtest_failures(ran) == {
+        f"{file}::TestRange::test_each": (
+            "failed",
+            "(i=2) AssertionError: 2 == 2",
+            marker_line(project / file, "unittest-subtest"),
+        ),
+        f"{file}::test_each_half": (
+            "failed",
+            "[custom] (n=5) AssertionError: assert None is not None\n +  where None = half(5)",
+            marker_line(project / file, "fixture-subtest"),
+        ),
+        f"{file}::test_every_subtest_passes": ("passed", None, None),
+    }
+    junit = (ran.reports / "junit.xml").read_text("utf-8")
+    assert '<testsuite name="testgate" tests="3" errors="0" failures="2" skipped="0"' in junit
+
+
+def test_pytest_subtests_and_rerunfailures_on_pytest_8_are_folded_per_test(
+    run_cli: RunCli, tmp_path: Path
+) -> None:
+    """pytest 8 with the pytest-subtests plugin, and pytest-rerunfailures: a failed subtest
+    fails its test; a test that passed on a try pytest-rerunfailures ran again is flaky,
+    one that failed every try failed (before: testgate passed them, or stopped, exit 3)."""
+    tests = SUBTESTS + textwrap.dedent(
+        """
+        from pathlib import Path
+
+        TRIED = Path(__file__).with_name("tried")
+
+
+        def test_passes_on_its_second_try():
+            first = not TRIED.exists()
+            TRIED.touch()
+            assert not first, "the first try fails"
+        """
+    )
+    project = make_project(
+        tmp_path / "old",
+        {"lib.py": LIBRARY, "tests/test_lib.py": "from lib import half\n" + tests},
+        dev='"pytest>=8,<9", "pytest-cov", "pytest-subtests", "pytest-rerunfailures"',
+    )
+    config = project / "pyproject.toml"
+    text = config.read_text("utf-8").replace(
+        'pythonpath = ["."]', 'pythonpath = ["."]\naddopts = "--reruns 1"'
+    )
+    config.write_text(text, "utf-8")
+    ran = run_cli(project, "--workers", "0", "--reruns", "0")
+    assert ran.exit_code == 1, ran.output
+    assert "pytest-8." in ran.output
+    assert "rerunfailures-" in ran.output
+    file = "tests/test_lib.py"
+    outcomes = subtest_failures(ran)
+    assert outcomes[f"{file}::TestRange::test_each"][:2] == (
+        "failed",
+        "(i=2) AssertionError: 2 == 2",
+    )
+    assert outcomes[f"{file}::test_each_half"][:2] == (
+        "failed",
+        "[custom] (n=5) AssertionError: assert None is not None\n +  where None = half(5)",
+    )
+    retried = ran.test(f"{file}::test_passes_on_its_second_try")
+    assert retried["outcome"] == "flaky"
+    assert retried["note"].startswith(
+        "failed 1 of 2 attempts; passed when pytest-rerunfailures ran it again"
+    )
+    tries = [(a["outcome"], a["number"], a["message"]) for a in retried["attempts"][:2]]
+    assert tries == [
+        ("failed", 1, "AssertionError: the first try fails\nassert not True"),
+        ("passed", 1, None),
+    ]
+    assert "testgate: 4 tests: 1 passed, 2 failed, 1 flaky in" in ran.output
+
+
+def test_a_conftest_that_fails_to_import_names_the_missing_module(
+    run_cli: RunCli, tmp_path: Path
+) -> None:
+    """pytest exits 4 for it, as for bad arguments; it is the project's environment that
+    lacks a module, not testgate's options (before: exit 2, "check pytest-args")."""
+    project = sample(tmp_path)
+    (project / "tests" / "conftest.py").write_text("import no_such_helper_module\n", "utf-8")
+    ran = run_cli(project, "--workers", "0")
+    assert ran.exit_code == 3, ran.output
+    assert (
+        "testgate: error: pytest could not import the conftest tests/conftest.py: "
+        "ModuleNotFoundError: No module named 'no_such_helper_module' (exit 4, see its "
+        "message above): install what it imports in the project's environment"
+    ) in ran.output
+    assert "pytest-args" not in ran.output

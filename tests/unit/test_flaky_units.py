@@ -41,6 +41,11 @@ def test_verdicts_from_attempts() -> None:
     teardown = verdict([attempt("passed", teardown_error="late"), attempt("passed", "rerun")])
     assert (teardown.outcome, teardown.flaky_kind) == ("flaky", "nondeterministic")
     assert teardown.note == "failed 1 of 2 attempts; passed in isolation"
+    retried = verdict([attempt("failed"), attempt("passed")])  # pytest-rerunfailures' tries
+    assert (retried.outcome, retried.note) == (
+        "flaky",
+        "failed 1 of 2 attempts; passed when pytest-rerunfailures ran it again",
+    )
     one_of_two = verdict(
         [
             attempt("failed"),

@@ -71,3 +71,26 @@ def test_a_failure_without_a_message_is_written_back_with_an_empty_one(tmp_path:
     write_junit(RunResult(run=info, tests=(test,), coverage=None, gates=()), tmp_path / "out.xml")
     written = (tmp_path / "out.xml").read_text("utf-8")
     assert '<failure message="" type="failure">m.py:3: in t</failure>' in written
+
+
+def test_a_case_pytest_names_after_a_module_is_that_module(tmp_path: Path) -> None:
+    """pytest's case for a module that failed to collect or skipped itself has no
+    classname and the module's dotted name: its id is the module's (the file only when
+    it is on disk); a name that is no module of the project stays as written."""
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "test_m.py").write_text("", "utf-8")
+    path = tmp_path / "junit.xml"
+    path.write_text(
+        "<testsuite>"
+        "<testcase classname='' name='tests.test_m'><skipped message='no'/></testcase>"
+        "<testcase classname='' name='gone.test_x' file='gone/test_x.py'><error/></testcase>"
+        "<testcase classname='' name='other.test_y'/>"
+        "</testsuite>",
+        "utf-8",
+    )
+    found = [(test.id, test.file, test.outcome) for test in read_junit(path, project=tmp_path)]
+    assert found == [
+        ("tests/test_m.py", "tests/test_m.py", "skipped"),
+        ("gone/test_x.py", "", "error"),
+        ("other.test_y", "", "passed"),
+    ]

@@ -104,16 +104,13 @@ def test_collection_errors_from_every_worker_count_once(tmp_path: Path) -> None:
         ('{"kind": "collected", "count": "3"}', "field 'count' has the wrong type"),
         ('{"kind": "collected", "count": true}', "field 'count' has the wrong type"),
         ('{"kind": "finish", "exitstatus": 0, "line": "x"}', "field 'line' has the wrong type"),
-        (
-            '{"kind": "report", "id": "a", "when": "call", "outcome": "odd", "duration": 1}',
-            "unknown outcome 'odd'",
-        ),
         ("[1, 2]", "known 'kind'"),
     ],
 )
 def test_a_malformed_line_is_an_infrastructure_error_naming_it(
     tmp_path: Path, line: str, reason: str
 ) -> None:
+    """A line that is not JSON was cut short; a whole one is not blamed on a killed process."""
     path = tmp_path / "r.jsonl"
     path.write_text('{"kind": "start"}\n' + line + "\n", "utf-8")
     with pytest.raises(InfraError) as caught:
@@ -121,6 +118,134 @@ def test_a_malformed_line_is_an_infrastructure_error_naming_it(
     assert f"{path} line 2 is not a valid testgate record" in caught.value.message
     assert reason in caught.value.message
     assert caught.value.exit_code == 3
+    cut = "may have been killed while writing it" in caught.value.message
+    assert cut == (line == "not json"), caught.value.message
+
+
+def test_a_report_no_phase_or_outcome_of_pytest_names_is_an_error_that_says_so(
+    tmp_path: Path,
+) -> None:
+    """Another plugin's outcome, or a report of a phase pytest does not have, neither
+    vanishes nor aborts the read: the test is an error that names it."""
+    path = write_lines(
+        tmp_path / "r.jsonl",
+        {"kind": "start"},
+        report("t.py::odd", "setup", "passed"),
+        report("t.py::odd", "call", "odd", message="E: why"),
+        report("t.py::extra", "setup", "passed"),
+        report("t.py::extra", "call", "passed"),
+        report("t.py::extra", "verify", "failed", message="VerifyError: no", line=7, text="T"),
+        report("t.py::extra", "verify", "passed"),
+        report("t.py::fine", "call", "passed"),
+        report("t.py::fine", "verify", "passed"),
+        report("t.py::lone", "verify", "failed", message="VerifyError: alone"),
+        {"kind": "finish", "exitstatus": 1},
+    )
+    tests = {test.id: test.attempt for test in read_record(path).tests}
+    assert (tests["t.py::odd"].outcome, tests["t.py::odd"].message) == (
+        "error",
+        "pytest reported the outcome 'odd' for this test's call, which testgate does not "
+        "know (set by a plugin?): E: why",
+    )
+    extra = tests["t.py::extra"]
+    assert (extra.outcome, extra.message, extra.line, extra.text) == (
+        "error",
+        "the 'verify' report VerifyError: no",
+        7,
+        "T",
+    )
+    assert extra.duration_s == 1.0  # its own phases: setup and call
+    assert tests["t.py::fine"].outcome == "passed"
+    assert tests["t.py::lone"].outcome == "error"
+
+
+def test_a_failed_subtest_fails_its_test_with_its_own_message(tmp_path: Path) -> None:
+    """pytest 9's subtests and pytest-subtests report each subtest apart (``subtest``
+    names it): the test fails with its first failed subtest's message, line and text."""
+    path = write_lines(
+        tmp_path / "r.jsonl",
+        {"kind": "start"},
+        report("t.py::a", "setup", "passed"),
+        report("t.py::a", "call", "passed", subtest="(i=0)"),
+        report("t.py::a", "call", "failed", subtest="(i=1)", message="E1", line=4, text="T1"),
+        report("t.py::a", "call", "failed", subtest="(i=2)", message="E2", line=4, text="T2"),
+        report("t.py::a", "call", "passed"),
+        report("t.py::a", "teardown", "passed"),
+        report("t.py::b", "call", "failed", subtest="[m] (i=0)", message="E", stdout="out"),
+        report("t.py::b", "call", "failed", message="contains 1 failed subtest"),
+        report("t.py::s", "setup", "skipped", message="no"),
+        report("t.py::s", "call", "failed", subtest="(i=0)", message="E"),
+        report("t.py::p", "call", "passed", subtest="(i=0)"),
+        report("t.py::p", "call", "skipped", subtest="(i=1)", message="later"),
+        report("t.py::p", "call", "passed"),
+        {"kind": "finish", "exitstatus": 1},
+    )
+    tests = {test.id: test.attempt for test in read_record(path).tests}
+    a = tests["t.py::a"]
+    assert (a.outcome, a.message, a.line, a.text, a.phase, a.duration_s) == (
+        "failed",
+        "(i=1) E1 (and 1 more failure)",
+        4,
+        "T1",
+        "call",
+        1.5,  # the test's own phases: a subtest's time is part of its call's
+    )
+    b = tests["t.py::b"]
+    assert (b.outcome, b.message, b.stdout) == ("failed", "[m] (i=0) E", "out")
+    assert tests["t.py::s"].outcome == "skipped"  # a skipped setup keeps the test skipped
+    assert tests["t.py::p"].outcome == "passed"
+
+
+def test_a_try_pytest_rerunfailures_ran_again_is_an_attempt_of_its_own(tmp_path: Path) -> None:
+    """Its ``rerun`` report is the failure of a try: one attempt per try, in order, so a
+    test that passed on its last try is flaky, one that never did failed every attempt."""
+    path = write_lines(
+        tmp_path / "r.jsonl",
+        {"kind": "start"},
+        report("t.py::f", "setup", "passed"),
+        report("t.py::f", "call", "rerun", message="AssertionError: once", line=5),
+        report("t.py::f", "teardown", "passed"),
+        report("t.py::f", "setup", "passed"),
+        report("t.py::f", "call", "passed"),
+        report("t.py::f", "teardown", "passed"),
+        report("t.py::s", "setup", "rerun", message="OSError: port"),
+        report("t.py::s", "setup", "rerun", message="OSError: port"),
+        report("t.py::s", "setup", "failed", message="OSError: port"),
+        report("t.py::s", "teardown", "passed"),
+        {"kind": "finish", "exitstatus": 1},
+    )
+    tried = [(t.id, t.attempt.outcome, t.attempt.message) for t in read_record(path).tests]
+    assert tried == [
+        ("t.py::f", "failed", "AssertionError: once"),
+        ("t.py::f", "passed", None),
+        ("t.py::s", "error", "OSError: port"),
+        ("t.py::s", "error", "OSError: port"),
+        ("t.py::s", "error", "OSError: port"),
+    ]
+    (first, second, *_) = read_record(path).tests
+    assert (first.attempt.duration_s, second.attempt.duration_s) == (1.5, 1.5)
+
+
+def test_a_module_that_skips_itself_is_one_skipped_test(tmp_path: Path) -> None:
+    """Counted once, though each xdist worker reports it; a missing module stays an error."""
+    skip = {"kind": "collect-skip", "id": "tests/test_m.py", "message": "not today"}
+    missing = {"kind": "collect-skip", "id": "t2.py", "message": "could not import 'x': no"}
+    path = write_lines(tmp_path / "r.jsonl", {"kind": "start"}, skip, skip, missing)
+    record = read_record(path)
+    (test,) = record.tests
+    assert (test.id, test.attempt.outcome, test.attempt.message) == (
+        "tests/test_m.py",
+        "skipped",
+        "not today",
+    )
+    (error,) = record.collect_errors
+    assert (error.id, error.attempt.outcome) == ("t2.py", "error")
+
+
+def test_a_conftest_pytest_could_not_import_is_recorded(tmp_path: Path) -> None:
+    line = {"kind": "conftest-error", "path": "tests/conftest.py", "message": "ImportError: x"}
+    record = read_record(write_lines(tmp_path / "r.jsonl", line))
+    assert (record.started, record.conftest_error) == (False, "tests/conftest.py: ImportError: x")
 
 
 def test_an_oversized_record_is_refused(tmp_path: Path) -> None:
