@@ -8,8 +8,6 @@ records what a user would see; each test asserts on one part of it. The scenario
 ``services up`` of postgres:16, mysql:8 and redis:7 in the example project, a
 ``testgate run`` with two workers on them, ``down``; a ``run --service`` stopped by
 SIGTERM while it waits; a container that exits at start-up, a missing image, no engine.
-Its runs get the session's environments for what the projects install (``cli_run``), so
-the Django and SQLAlchemy apps are installed, and their bytecode compiled, once a session.
 """
 
 from __future__ import annotations
@@ -35,7 +33,7 @@ import pymysql
 import pytest
 
 from runner.services.docker import LABEL, engine_answers
-from tests.conftest import ROOT, Ran, copy_fixture, once_per_session, shared_environment
+from tests.conftest import ROOT, Ran, copy_fixture, once_per_session
 
 TESTGATE = Path(sys.executable).parent / "testgate"
 EXAMPLE = ROOT / "examples" / "inventory"
@@ -74,14 +72,6 @@ def cli(*args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
     return {"code": completed.returncode, "out": completed.stdout, "err": completed.stderr}
 
 
-def cli_run(project: Path, *args: str) -> dict[str, Any]:
-    """``testgate run`` by the console script, as run_subprocess runs it: a project with no
-    package of its own gets the session's environment for what it installs
-    (tests/conftest.py's ``shared_environment``), synced by testgate as a user's would be."""
-    with shared_environment(project, args, os.environ) as added:
-        return cli("run", "--project", str(project), *args, env=added)
-
-
 def docker(*args: str) -> str:
     return subprocess.run(
         ["docker", *args], capture_output=True, text=True, check=False, timeout=60
@@ -115,7 +105,7 @@ def shared_services(root: Path) -> dict[str, Any]:
             for item in recorded["services"]
         }
         seen["labelled"] = sorted(containers_of(recorded["run_id"]))
-        seen["run"] = cli_run(project, "--workers", "2")
+        seen["run"] = cli("run", "--project", str(project), "--workers", "2")
         seen["results"] = json.loads((project / "testgate-reports" / "results.json").read_text())
         seen["seen"] = {
             path.name: path.read_text("utf-8") for path in (project / "tests").glob("seen-*")
@@ -222,7 +212,8 @@ def app_in_a_container(root: Path, fixture: str, *pytest_args: str) -> dict[str,
         return seen
     try:
         seen["before"] = container_databases(state)
-        seen["run"] = cli_run(project, "--workers", "2", "--reruns", "1", "--", *pytest_args)
+        seen["run"] = cli("run", "--project", str(project), "--workers", "2", "--reruns", "1",
+                          "--", *pytest_args)  # fmt: skip
         seen["results"] = json.loads((project / "testgate-reports" / "results.json").read_text())
         seen["after"] = container_databases(state)
         used = project / "tests" / "databases.txt"  # the Django app's record of its databases
