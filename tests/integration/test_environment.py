@@ -517,17 +517,16 @@ LAYOUTS: dict[str, tuple[dict[str, str], tuple[str, ...]]] = {
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
-def test_the_config_file_is_the_one_pytest_reports(tmp_path: Path, layout: str) -> None:
+def test_the_config_file_is_the_one_pytest_reports(pytester: pytest.Pytester, layout: str) -> None:
+    # pytest's own session, in this process (pytester runs in its own folder, without
+    # PYTEST_ADDOPTS): what it reports is what a `pytest --co` started there reports.
     files, args = LAYOUTS[layout]
     for name, text in files.items():
-        write((tmp_path / name).parent, text, Path(name).name)
-    shown = subprocess.run(
-        [sys.executable, "-m", "pytest", "--co", "-p", "no:cacheprovider", *args],
-        cwd=tmp_path, capture_output=True, text=True, encoding="utf-8", check=False,
-    ).stdout  # fmt: skip
+        write((pytester.path / name).parent, text, Path(name).name)
+    shown = pytester.runpytest_inprocess("--co", "-p", "no:cacheprovider", *args).stdout.str()
     reported = re.search(r"^rootdir: (\S+)\nconfigfile: (\S+)", shown, re.MULTILINE)
     assert reported is not None, shown  # configfile: relative to the rootdir
-    assert find_config(tmp_path, pytest_args=args).path == Path(*reported.groups())
+    assert find_config(pytester.path, pytest_args=args).path == Path(*reported.groups())
 
 
 @pytest.fixture(scope="module")

@@ -20,10 +20,13 @@ from msgspec import structs
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
+from runner.coverage_data import infer_sources
+from runner.environment import probe
 from runner.github.client import connect
 from runner.github.step import previous_attempt, report
 from runner.results import RunResult, read_results
-from tests.conftest import Ran, copy_fixture, run_in_process
+from runner.settings import load_settings
+from tests.conftest import Ran, copy_fixture, environment, run_in_process, shared_environment
 
 REPO = "acme/shop"
 TOKEN = "ghs_secret_token_value"
@@ -191,8 +194,13 @@ def test_a_test_that_failed_in_the_previous_attempt_and_passes_now_is_flaky(
     earlier = [{"id": "tests/test_calc.py::test_add", "outcome": "failed"},
                {"id": "tests/test_calc.py::test_sign_negative", "outcome": "passed"}]  # fmt: skip
     project = copy_fixture("passing", tmp_path)
-    # attempt 1 ran in this environment (its fingerprint): its failure is evidence
-    fingerprint = run_in_process(project, "--workers", "0").results()["run"]["environment"]
+    # attempt 1 ran in this environment (its fingerprint): its failure is evidence. The
+    # fingerprint is the one a run records: its environment synced and probed as testgate
+    # run does it, without running the tests (the run below checks that the two agree).
+    settings = load_settings(project=project, flags={"workers": "0"}, environ={})
+    with shared_environment(project, (), environment()) as added:
+        sources = infer_sources(project)
+        fingerprint = probe(settings, environment(**added), sources=sources).fingerprint
     archive = results_zip(earlier, "c0ffee", environment=fingerprint)
     serve_artifact(httpserver, "testgate-results-test-0-attempt-1", archive)
     ran = run_in_process(

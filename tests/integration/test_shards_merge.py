@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from coverage import Coverage
 from junitparser import JUnitXml
 
 from runner.errors import ConfigError
@@ -100,7 +99,10 @@ def merge(tmp_path: Path) -> Callable[..., Ran]:
 
 
 def test_merging_shards_from_two_machines_is_exact(
-    merge: Callable[..., Ran], two_shards: tuple[Path, Ran, Ran], tmp_path: Path
+    merge: Callable[..., Ran],
+    two_shards: tuple[Path, Ran, Ran],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     here, first, second = two_shards
     ran = merge(here, "--expect-shards", "2", str(first.reports), str(second.reports))
@@ -108,14 +110,13 @@ def test_merging_shards_from_two_machines_is_exact(
     assert ids(ran) == sorted(IDS)
     coverage = ran.results()["coverage"]
     assert (coverage["line_percent"], coverage["branch_percent"]) == (100.0, 100.0)
-    # coverage.py itself reads the merged data the same way.
+    # coverage.py itself reads the merged data the same way (its JSON report, as `coverage
+    # json` in the project writes it, made in this process).
     own = tmp_path / "own.json"
-    subprocess.run(
-        [sys.executable, "-m", "coverage", "json", "-q", "-o", str(own),
-         "--data-file", str(ran.reports / ".coverage")],
-        cwd=here,
-        check=True,
-    )  # fmt: skip
+    monkeypatch.chdir(here)
+    coverage_py = Coverage(data_file=str(ran.reports / ".coverage"))
+    coverage_py.load()
+    coverage_py.json_report(outfile=str(own))
     assert json.loads(own.read_text("utf-8"))["totals"]["percent_covered"] == 100.0
     assert ran.results()["totals"]["tests"] == 3
     durations = json.loads((ran.reports / "durations.json").read_text("utf-8"))
