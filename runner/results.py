@@ -183,6 +183,15 @@ class CoverageSummary(msgspec.Struct, frozen=True, kw_only=True):
     diff_percent: float | None = None
     worst_files: tuple[FileCoverage, ...] = ()
 
+    @property
+    def total_percent(self) -> float:
+        """coverage.py's total, the number its ``fail_under`` judges: statements and
+        branches covered over statements and branches (100 when there are none)."""
+        measured = self.num_statements + self.num_branches
+        if measured == 0:
+            return 100.0
+        return 100.0 * (self.covered_lines + self.covered_branches) / measured
+
 
 Span = tuple[int, int]
 

@@ -143,8 +143,11 @@ def test_results_json_validates_against_the_published_schema(ran: Ran) -> None:
 
 
 def test_coverage_numbers_equal_coverage_pys_own_report(ran: Ran, tmp_path: Path) -> None:
+    """And the project's fail_under (86) judges what coverage.py judges, its total of
+    statements and branches (85 %): before, testgate judged line coverage (85.71 %, so 86)
+    and passed where coverage.py fails."""
     own = tmp_path / "own.json"
-    subprocess.run(
+    judged = subprocess.run(
         [
             sys.executable,
             "-m",
@@ -157,9 +160,28 @@ def test_coverage_numbers_equal_coverage_pys_own_report(ran: Ran, tmp_path: Path
             str(ran.reports / ".coverage"),
         ],
         cwd=ran.project,
-        check=True,
+        capture_output=True,
+        text=True,
+        check=False,
     )
+    assert judged.returncode == 2  # coverage.py's own fail_under: FAIL_UNDER
+    assert "Coverage failure: total of 85 is less than fail-under=86" in judged.stdout
     totals = json.loads(own.read_text("utf-8"))["totals"]
+    gate = ran.gate("line-coverage")
+    assert (gate["threshold"], gate["actual"], gate["passed"]) == (
+        86,
+        totals["percent_covered"],
+        False,
+    )
+    assert gate["message"] == (
+        "coverage.py's total (statements and branches) 85.00 % below the minimum 86 % from "
+        "fail_under in the project's coverage configuration"
+    )
+    assert (
+        "testgate: coverage threshold 86 % from fail_under in the project's coverage "
+        "configuration, on coverage.py's total (statements and branches), as coverage.py "
+        "judges it" in ran.output
+    )
     coverage = ran.results()["coverage"]
     assert coverage["line_percent"] == totals["percent_statements_covered"]
     assert coverage["branch_percent"] == totals["percent_branches_covered"]
@@ -177,7 +199,7 @@ def test_gates_name_threshold_actual_and_verdict(ran: Ran) -> None:
     }
     assert verdicts == {
         "failed-tests": (0, False),
-        "line-coverage": (100, False),
+        "line-coverage": (86, False),
         "branch-coverage": (100, False),
         "diff-coverage": (100, True),
         "max-flaky": (0, True),

@@ -403,3 +403,20 @@ def test_a_failed_uv_is_told_by_its_first_complaint() -> None:
     assert first_error("\n  something else went wrong\n") == "something else went wrong"
     assert first_error("") == ""
     assert first_error("error: " + "x" * 400) == "error: " + "x" * 292 + "\u2026"
+
+
+def test_coverage_pys_total_is_statements_and_branches_together() -> None:
+    """The number coverage.py's fail_under judges (``Numbers.pc_covered``)."""
+    from coverage.results import Numbers  # noqa: PLC0415
+
+    numbers = Numbers(n_statements=14, n_missing=2, n_branches=6, n_missing_branches=1)
+    summary = CoverageSummary(
+        line_percent=85.71, branch_percent=83.33, covered_lines=12, num_statements=14,
+        covered_branches=5, num_branches=6,
+    )  # fmt: skip
+    assert summary.total_percent == numbers.pc_covered == 85.0
+    nothing = CoverageSummary(
+        line_percent=100.0, branch_percent=100.0, covered_lines=0, num_statements=0,
+        covered_branches=0, num_branches=0,
+    )  # fmt: skip
+    assert nothing.total_percent == Numbers().pc_covered == 100.0
