@@ -248,8 +248,9 @@ GateName = Literal[
 ]
 # pass and fail judge; deferred (a shard's suite-wide gate, judged by the merge) and
 # skipped (nothing to judge) pass without judging; not judged (its data is known to be
-# partial: an interrupted run, coverage a dead process took) and not evaluated (pytest
-# crashed) fail the run (exit 3) without judging the suite.
+# partial: an interrupted run, coverage a dead process took, exit 3; or not the code the
+# coverage configuration names, exit 2) and not evaluated (pytest crashed, exit 3) fail the
+# run without judging the suite.
 GateStatus = Literal["pass", "fail", "deferred", "skipped", "not judged", "not evaluated"]
 PASSING: frozenset[GateStatus] = frozenset({"pass", "deferred", "skipped"})
 # How a gate that did not judge begins its message: results.json written before
@@ -392,6 +393,7 @@ class RunInfo(msgspec.Struct, frozen=True, kw_only=True):
     interrupted: str | None = None
     not_run: tuple[str, ...] = ()
     coverage_incomplete: str | None = None
+    coverage_misconfigured: str | None = None
     phases: Phases | None = None
     workers: int | None = None
     workers_reason: str | None = None

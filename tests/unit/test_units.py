@@ -23,6 +23,8 @@ from runner.coverage_data import (
     CoverageNotReported,
     combine_and_report,
     read_summary,
+    unmeasured_message,
+    unmeasured_sources,
     worst_files,
 )
 from runner.environment import first_error
@@ -420,3 +422,32 @@ def test_coverage_pys_total_is_statements_and_branches_together() -> None:
         covered_branches=0, num_branches=0,
     )  # fmt: skip
     assert nothing.total_percent == Numbers().pc_covered == 100.0
+
+
+def test_a_source_package_under_which_nothing_was_measured_is_named(tmp_path: Path) -> None:
+    """coverage.py's module-not-imported, read from the combined data: an entry that names
+    no directory is a package (dotted, or a module), found on a measured file's path."""
+    from coverage import CoverageData  # noqa: PLC0415
+
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.coverage.run]\nsource = ["pkg.sub", "mod", "gone", "folder", "mod"]\n'
+        'source_pkgs = ["extra", "pkg.other"]\n',
+        "utf-8",
+    )
+    (tmp_path / "folder").mkdir()  # a directory: coverage.py's own concern, not a package
+    data_file = tmp_path / ".coverage"
+    assert unmeasured_sources(tmp_path, data_file) == ()  # nothing written: nothing to say
+    data = CoverageData(str(data_file))
+    data.add_lines(
+        {
+            str(tmp_path / "pkg" / "sub" / "x.py"): [1],
+            str(tmp_path / "mod.py"): [1],
+            "/elsewhere/site-packages/extra/__init__.py": [1],
+            str(tmp_path / "pkg" / "others.py"): [1],
+        }
+    )
+    data.write()
+    assert unmeasured_sources(tmp_path, data_file) == ("gone", "pkg.other")
+    assert "source 'gone', 'pkg.other' measured nothing" in unmeasured_message(
+        ("gone", "pkg.other")
+    )
