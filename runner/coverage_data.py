@@ -379,6 +379,7 @@ def read_summary(path: Path, *, precision: int) -> CoverageSummary:
             covered_branches=int(totals.get("covered_branches", 0)),
             num_branches=int(totals.get("num_branches", 0)),
             precision=precision,
+            branch_data="num_branches" in totals,  # coverage.py gives none without arcs
         )
     except (ValueError, KeyError, TypeError) as error:
         raise InfraError(f"{path} is not a readable coverage.py JSON report ({error}).") from None

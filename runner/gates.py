@@ -38,12 +38,7 @@ def evaluate(
     gates = [
         failed_tests(tests),
         line_gate(settings, coverage),
-        coverage_gate(
-            name="branch-coverage",
-            threshold=settings.fail_under_branch,
-            coverage=coverage,
-            actual=None if coverage is None else coverage.branch_percent,
-        ),
+        branch_gate(settings, coverage),
         diff_gate(
             diff,
             threshold=settings.fail_under_diff,
@@ -187,6 +182,27 @@ def line_gate(settings: Settings, coverage: CoverageSummary | None) -> GateResul
         actual=None if coverage is None else coverage.total_percent,
         what="coverage.py's total (statements and branches) ",
         source=f" from {settings.threshold_from}",
+    )
+
+
+def branch_gate(settings: Settings, coverage: CoverageSummary | None) -> GateResult:
+    """Branch coverage at ``fail-under-branch``. Data without a branch (none of the measured
+    code ran) is no measurement, not coverage.py's vacuous 100 %."""
+    threshold = settings.fail_under_branch
+    if coverage is not None and not coverage.branch_data:
+        return GateResult.judged(
+            name="branch-coverage",
+            threshold=threshold,
+            actual=None,
+            passed=threshold == 0,
+            message=f"no branch data: none of the {counted(coverage.num_statements, 'statement')} "
+            "measured ran, so coverage.py measured no branch (it reports none, not 100 %)",
+        )
+    return coverage_gate(
+        name="branch-coverage",
+        threshold=threshold,
+        coverage=coverage,
+        actual=None if coverage is None else coverage.branch_percent,
     )
 
 

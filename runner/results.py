@@ -182,6 +182,10 @@ class CoverageSummary(msgspec.Struct, frozen=True, kw_only=True):
     precision: int = 0
     diff_percent: float | None = None
     worst_files: tuple[FileCoverage, ...] = ()
+    # False when coverage.py's data holds no branch at all (lines only: none of the
+    # measured code ran); its report then gives no branch figures, and branch_percent is
+    # not a measurement.
+    branch_data: bool = True
 
     @property
     def total_percent(self) -> float:

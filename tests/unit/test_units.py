@@ -29,6 +29,7 @@ from runner.coverage_data import (
 )
 from runner.environment import first_error
 from runner.errors import InfraError
+from runner.gates import evaluate
 from runner.junit import classname, write_junit, xml_text
 from runner.render import markdown, terminal
 from runner.results import (
@@ -43,6 +44,7 @@ from runner.results import (
     TestResult,
     Totals,
 )
+from runner.settings import load_settings
 from tests.conftest import SCHEMA, fresh_plugin
 
 
@@ -451,3 +453,47 @@ def test_a_source_package_under_which_nothing_was_measured_is_named(tmp_path: Pa
     assert "source 'gone', 'pkg.other' measured nothing" in unmeasured_message(
         ("gone", "pkg.other")
     )
+
+
+def test_data_with_no_branch_is_no_branch_coverage_not_100(tmp_path: Path) -> None:
+    """None of the measured code ran: coverage.py's data has lines only, and its report no
+    branch figures. Before, the branch gate read that as 100 % and passed."""
+    project = tmp_path / "p"
+    (project / "pkg").mkdir(parents=True)
+    (project / "pkg" / "__init__.py").write_text(
+        "def sign(x):\n    if x < 0:\n        return -1\n    return 1\n", "utf-8"
+    )
+    (project / "main.py").write_text("print('pkg never imported')\n", "utf-8")
+    (project / ".coveragerc").write_text("[run]\nbranch = true\nsource = pkg\n", "utf-8")
+    (project / "pyproject.toml").write_text('[project]\nname = "p"\nversion = "0"\n', "utf-8")
+    own = {name: value for name, value in os.environ.items() if not name.startswith("COVERAGE_")}
+    subprocess.run(
+        [sys.executable, "-m", "coverage", "run", "--parallel-mode",
+         f"--data-file={project / '.coverage'}", "main.py"],
+        cwd=project, check=True, capture_output=True, env=own,
+    )  # fmt: skip
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    coverage = combine_and_report(
+        project=project, data_files=list(project.glob(".coverage.*")), reports_dir=reports
+    )
+    assert coverage is not None
+    assert (coverage.line_percent, coverage.branch_data) == (0.0, False)
+    settings = load_settings(project=project, flags={}, environ={})
+    verdicts = {
+        gate.name: gate
+        for gate in evaluate(settings=settings, tests=(), coverage=coverage, suite_duration_s=0)
+    }
+    branch = verdicts["branch-coverage"]
+    assert (branch.actual, branch.status) == (None, "fail")
+    assert branch.message == (
+        "no branch data: none of the 4 statements measured ran, so coverage.py measured no "
+        "branch (it reports none, not 100 %)"
+    )
+    info = RunInfo(started="2026-11-21T10:00:00+00:00", duration_s=1.0, suite_duration_s=1.0)
+    shown = terminal(
+        RunResult(run=info, tests=(), coverage=coverage, gates=tuple(verdicts.values())),
+        reports_dir="r",
+    )
+    assert "coverage: line 0.00 %, branch n/a" in shown
+    assert re.search(r"^branch-coverage +100 % +n/a +FAIL$", shown, re.M)
