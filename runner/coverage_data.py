@@ -443,6 +443,12 @@ def _holds(parts: Sequence[str], package: Sequence[str]) -> bool:
     return any(list(parts[at : at + width]) == list(package) for at in range(len(parts)))
 
 
+def misconfigured(project: Path, data_file: Path) -> str | None:
+    """What to tell a user whose coverage source names packages that measured nothing."""
+    unmeasured = unmeasured_sources(project, data_file)
+    return unmeasured_message(unmeasured) if unmeasured else None
+
+
 def unmeasured_message(packages: Sequence[str]) -> str:
     """What to tell a user whose ``[run] source`` names packages that measured nothing."""
     names = ", ".join(repr(package) for package in packages)

@@ -335,6 +335,12 @@ def test_a_source_entry_that_measured_nothing_is_a_configuration_error(
     table = next(index for index, line in enumerate(lines) if line.startswith("gate "))
     assert lines.index(f"warning: {said}") > table  # where the run ends
     assert said in (ran.reports / "summary.md").read_text("utf-8")
+    merged = run_cli(ran.project, "testgate-reports", "--reports-dir", "merged", command="merge")
+    assert merged.exit_code == 2  # judged again on the combined data
+    result = json.loads((ran.project / "merged" / "results.json").read_text("utf-8"))
+    assert result["run"]["coverage_misconfigured"] == said
+    (line,) = [gate for gate in result["gates"] if gate["name"] == "line-coverage"]
+    assert line["message"] == f"not judged: {said}"
 
 
 def test_an_internal_error_is_exit_three_with_results_written(
