@@ -455,8 +455,8 @@ def unmeasured_message(packages: Sequence[str]) -> str:
     return (
         f"[tool.coverage.run] source {names} measured nothing: no directory has that name, "
         "and no module of that name was measured while the tests ran (coverage.py: "
-        "module-not-imported), so the coverage is not of the code it names. Name the package "
-        "as the tests import it, or its directory, or remove the entry"
+        "module-not-imported or module-not-measured). Name the package as the tests import "
+        "it, or its directory, or remove the entry"
     )
 
 

@@ -321,8 +321,8 @@ def test_a_source_entry_that_measured_nothing_is_a_configuration_error(
     said = (
         "[tool.coverage.run] source 'lbi' measured nothing: no directory has that name, and no "
         "module of that name was measured while the tests ran (coverage.py: "
-        "module-not-imported), so the coverage is not of the code it names. Name the package "
-        "as the tests import it, or its directory, or remove the entry"
+        "module-not-imported or module-not-measured). Name the package as the tests import "
+        "it, or its directory, or remove the entry"
     )
     run = ran.results()["run"]
     assert (run["coverage_misconfigured"], run["problems"]) == (said, [])
