@@ -291,6 +291,10 @@ def _combine_and_report(
 
     with in_directory(project):
         cov = coverage.Coverage(data_file=str(target), config_file=True)
+        # Combining measures nothing: coverage.py would warn here that [run] source was
+        # never imported (unmeasured_sources says so, where users look) or nothing collected
+        cov._warn_unimported_source = False
+        cov._warn_no_data = False
         _parse_each_file_once(cov)
         elsewhere = sorted(set(other_roots) - {str(project)})
         if elsewhere:
@@ -375,6 +379,7 @@ def read_summary(path: Path, *, precision: int) -> CoverageSummary:
             covered_branches=int(totals.get("covered_branches", 0)),
             num_branches=int(totals.get("num_branches", 0)),
             precision=precision,
+            branch_data="num_branches" in totals,  # coverage.py gives none without arcs
         )
     except (ValueError, KeyError, TypeError) as error:
         raise InfraError(f"{path} is not a readable coverage.py JSON report ({error}).") from None
@@ -395,6 +400,63 @@ def worst_files(files: dict[str, Any], count: int = WORST_FILES) -> tuple[FileCo
     return tuple(
         FileCoverage(path=path, line_percent=line, branch_percent=branch)
         for line, branch, path in sorted(scored)[:count]
+    )
+
+
+def unmeasured_sources(project: Path, data_file: Path) -> tuple[str, ...]:
+    """The packages the project's coverage configuration names (``[run] source`` entries
+    that name no directory, which coverage.py takes for packages, and ``source_pkgs``)
+    under which the combined data holds no file: coverage.py's ``module-not-imported`` and
+    ``module-not-measured``, said in each measuring process's output, or in none (xdist's
+    workers and controller do not say it).
+
+    A file belongs to ``a.b`` when ``a/b`` is a folder on its path, or ``a/b.py`` the file;
+    paths inside the project are read from the project down.
+    """
+    from coverage import CoverageData  # noqa: PLC0415 (lazy, see top)
+
+    config = _configured(project).config
+    named = [entry for entry in config.source or () if not (project / entry).is_dir()]
+    packages = [*named, *(config.source_pkgs or ())]
+    if not packages or not data_file.is_file():
+        return ()
+    data = CoverageData(str(data_file))
+    data.read()
+    measured = []
+    for name in data.measured_files():
+        path = Path(name)
+        if path.is_relative_to(project):
+            path = path.relative_to(project)
+        measured.append([*path.parent.parts, path.stem])
+    return tuple(
+        dict.fromkeys(
+            package
+            for package in packages
+            if not any(_holds(parts, package.split(".")) for parts in measured)
+        )
+    )
+
+
+def _holds(parts: Sequence[str], package: Sequence[str]) -> bool:
+    """Whether ``package``'s names are a run of ``parts`` (a measured file's folders and stem)."""
+    width = len(package)
+    return any(list(parts[at : at + width]) == list(package) for at in range(len(parts)))
+
+
+def misconfigured(project: Path, data_file: Path) -> str | None:
+    """What to tell a user whose coverage source names packages that measured nothing."""
+    unmeasured = unmeasured_sources(project, data_file)
+    return unmeasured_message(unmeasured) if unmeasured else None
+
+
+def unmeasured_message(packages: Sequence[str]) -> str:
+    """What to tell a user whose ``[run] source`` names packages that measured nothing."""
+    names = ", ".join(repr(package) for package in packages)
+    return (
+        f"[tool.coverage.run] source {names} measured nothing: no directory has that name, "
+        "and no module of that name was measured while the tests ran (coverage.py: "
+        "module-not-imported or module-not-measured). Name the package as the tests import "
+        "it, or its directory, or remove the entry"
     )
 
 

@@ -110,6 +110,22 @@ def incomplete_coverage(
     )
 
 
+NOTHING_RECORDED = (
+    "no coverage data was recorded: no pytest process of the run wrote its data file. One "
+    "died before writing it (os._exit, closed file descriptors, pytest.exit), or coverage "
+    "was switched off (--no-cov, -p no:cov): let the tests' processes end normally, or "
+    "drop the switch"
+)
+
+
+def nothing_recorded(*, recorded: bool, gated: bool) -> str | None:
+    """Why there is no coverage to judge when no process wrote a data file: the data is
+    missing, not the suite's coverage low (its gates are not judged)."""
+    if recorded or not gated:
+        return None
+    return NOTHING_RECORDED
+
+
 def not_judged(
     verdicts: tuple[GateResult, ...], *, why: str, interrupted: bool = False
 ) -> tuple[GateResult, ...]:

@@ -37,18 +37,8 @@ def evaluate(
     """Every enabled gate, in the order a user reads them."""
     gates = [
         failed_tests(tests),
-        coverage_gate(
-            name="line-coverage",
-            threshold=settings.fail_under_line,
-            coverage=coverage,
-            actual=None if coverage is None else coverage.line_percent,
-        ),
-        coverage_gate(
-            name="branch-coverage",
-            threshold=settings.fail_under_branch,
-            coverage=coverage,
-            actual=None if coverage is None else coverage.branch_percent,
-        ),
+        line_gate(settings, coverage),
+        branch_gate(settings, coverage),
         diff_gate(
             diff,
             threshold=settings.fail_under_diff,
@@ -174,8 +164,56 @@ def _named(test: TestResult) -> str:
     return f"{test.id} [{test.variant}]" if test.variant else test.id
 
 
+def line_gate(settings: Settings, coverage: CoverageSummary | None) -> GateResult:
+    """Line coverage at ``fail-under-line``; at a threshold the project states itself
+    (``fail_under``, ``--cov-fail-under``), coverage.py's total, which that threshold is
+    for: statements and branches together."""
+    if settings.threshold_from is None:
+        return coverage_gate(
+            name="line-coverage",
+            threshold=settings.fail_under_line,
+            coverage=coverage,
+            actual=None if coverage is None else coverage.line_percent,
+        )
+    return coverage_gate(
+        name="line-coverage",
+        threshold=settings.fail_under_line,
+        coverage=coverage,
+        actual=None if coverage is None else coverage.total_percent,
+        what="coverage.py's total (statements and branches) ",
+        source=f" from {settings.threshold_from}",
+    )
+
+
+def branch_gate(settings: Settings, coverage: CoverageSummary | None) -> GateResult:
+    """Branch coverage at ``fail-under-branch``. Data without a branch (none of the measured
+    code ran) is no measurement, not coverage.py's vacuous 100 %."""
+    threshold = settings.fail_under_branch
+    if coverage is not None and not coverage.branch_data:
+        return GateResult.judged(
+            name="branch-coverage",
+            threshold=threshold,
+            actual=None,
+            passed=threshold == 0,
+            message=f"no branch data: none of the {counted(coverage.num_statements, 'statement')} "
+            "measured ran, so coverage.py measured no branch (it reports none, not 100 %)",
+        )
+    return coverage_gate(
+        name="branch-coverage",
+        threshold=threshold,
+        coverage=coverage,
+        actual=None if coverage is None else coverage.branch_percent,
+    )
+
+
 def coverage_gate(
-    *, name: GateName, threshold: float, coverage: CoverageSummary | None, actual: float | None
+    *,
+    name: GateName,
+    threshold: float,
+    coverage: CoverageSummary | None,
+    actual: float | None,
+    what: str = "",
+    source: str = "",
 ) -> GateResult:
     """Coverage at or above the threshold, by coverage.py's rounding rule."""
     if coverage is None or actual is None:
@@ -194,7 +232,7 @@ def coverage_gate(
         threshold=threshold,
         actual=actual,
         passed=not failed,
-        message=f"{actual:.2f} % {verdict} the minimum {threshold:g} %",
+        message=f"{what}{actual:.2f} % {verdict} the minimum {threshold:g} %{source}",
     )
 
 

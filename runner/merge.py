@@ -26,7 +26,7 @@ from runner import coverage_data, owned_dir
 from runner.errors import ConfigError, InfraError
 from runner.junit import read_junit, write_junit
 from runner.report import Outcome, conclude, measure_change
-from runner.results import RunInfo, RunResult, TestResult, read_results
+from runner.results import RunInfo, RunResult, TestResult, Totals, read_results
 from runner.settings import Settings
 
 SEVERITY = ("error", "failed", "flaky", "quarantined", "xpassed", "passed", "xfailed", "skipped")
@@ -227,6 +227,10 @@ def merge(
         coverage = msgspec.structs.replace(coverage, diff_percent=diff.percent)
     tests = merged_tests(parts)
     runs = [part.result.run for part in parts]
+    misconfigured = None  # judged on the whole: a shard's tests import only part of the code
+    if unreported is None and Totals.of(tests).ran > 0:
+        misconfigured = coverage_data.misconfigured(settings.project, reports / ".coverage")
+    gated = settings.fail_under_line > 0 or settings.fail_under_branch > 0
     info = RunInfo(
         started=started.isoformat(timespec="seconds"),
         duration_s=time.monotonic() - clock,
@@ -241,9 +245,8 @@ def merge(
         pytest_exit_code=None,
         problems=tuple(f"{part.directory}: {p}" for part in parts for p in part.result.run.problems)
         + ((unreported,) if unreported else ()),
-        warnings=tuple(
-            f"{part.directory}: {w}" for part in parts for w in part.result.run.warnings
-        ),
+        warnings=tuple(f"{part.directory}: {w}" for part in parts for w in part.result.run.warnings)
+        + ((misconfigured,) if misconfigured else ()),
         merged=tuple(merged_run(part, project=settings.project) for part in parts),
         interrupted=next((run.interrupted for run in runs if run.interrupted), None),
         not_run=tuple(test_id for run in runs for test_id in run.not_run),
@@ -256,6 +259,7 @@ def merge(
             ),
             None,
         ),
+        coverage_misconfigured=misconfigured if gated else None,
         environment=merged_environment(runs),
     )
     outcome = conclude(

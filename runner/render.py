@@ -18,6 +18,7 @@ from runner.output import PRINTED_LIMIT, bounded, clean, first_line, table_cell
 from runner.plural import counted
 from runner.results import (
     BROKEN,
+    CoverageSummary,
     DiffCoverage,
     GateResult,
     Phases,
@@ -41,6 +42,11 @@ def percent(value: float | None) -> str:
     from coverage.results import display_covered  # noqa: PLC0415 (lazy, see top)
 
     return "n/a" if value is None else display_covered(value, DISPLAY_PRECISION) + " %"
+
+
+def branch_percent(coverage: CoverageSummary) -> str:
+    """The branch percentage, or n/a when coverage.py measured no branch at all."""
+    return percent(coverage.branch_percent) if coverage.branch_data else "n/a"
 
 
 def gate_value(gate: GateResult, value: float | None, *, measured: bool) -> str:
@@ -126,7 +132,7 @@ def terminal(result: RunResult, *, reports_dir: str) -> str:
     if result.coverage is not None:
         lines.append(
             f"coverage: line {percent(result.coverage.line_percent)}, "
-            f"branch {percent(result.coverage.branch_percent)}"
+            f"branch {branch_percent(result.coverage)}"
         )
     diff = result.diff_coverage
     if diff is not None and diff.percent is not None:
@@ -211,7 +217,7 @@ def markdown(result: RunResult) -> str:
         out += [
             f"Coverage: line **{percent(result.coverage.line_percent)}** "
             f"({result.coverage.covered_lines}/{result.coverage.num_statements} statements), "
-            f"branch **{percent(result.coverage.branch_percent)}** "
+            f"branch **{branch_percent(result.coverage)}** "
             f"({result.coverage.covered_branches}/{result.coverage.num_branches} branches)",
             "",
         ]

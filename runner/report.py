@@ -23,7 +23,7 @@ import msgspec
 from runner import coverage_data, faults, gates, history_run, owned_dir, render
 from runner.crash import CRASHED, not_evaluated
 from runner.diff_coverage import added_lines, measure
-from runner.errors import InfraError
+from runner.errors import ConfigError, InfraError
 from runner.git import Git, default_base, merge_base
 from runner.git import diff as diff_text
 from runner.github import client, step
@@ -90,6 +90,8 @@ def conclude(
         verdicts = faults.not_judged(
             verdicts, why=info.coverage_incomplete, interrupted=info.interrupted is not None
         )
+    elif info.coverage_misconfigured is not None:
+        verdicts = faults.not_judged(verdicts, why=info.coverage_misconfigured)
     if info.phases is not None:
         phases = info.phases
         judged = phases.reports_s + time.monotonic() - clock
@@ -125,6 +127,8 @@ def conclude(
         )
     if info.problems:
         return Outcome(result, InfraError.exit_code)
+    if info.coverage_misconfigured is not None:  # the project's configuration, not the suite
+        return Outcome(result, ConfigError.exit_code)
     return Outcome(result, 0 if result.passed else 1)
 
 

@@ -182,6 +182,19 @@ class CoverageSummary(msgspec.Struct, frozen=True, kw_only=True):
     precision: int = 0
     diff_percent: float | None = None
     worst_files: tuple[FileCoverage, ...] = ()
+    # False when coverage.py's data holds no branch at all (lines only: none of the
+    # measured code ran); its report then gives no branch figures, and branch_percent is
+    # not a measurement.
+    branch_data: bool = True
+
+    @property
+    def total_percent(self) -> float:
+        """coverage.py's total, the number its ``fail_under`` judges: statements and
+        branches covered over statements and branches (100 when there are none)."""
+        measured = self.num_statements + self.num_branches
+        if measured == 0:
+            return 100.0
+        return 100.0 * (self.covered_lines + self.covered_branches) / measured
 
 
 Span = tuple[int, int]
@@ -239,8 +252,9 @@ GateName = Literal[
 ]
 # pass and fail judge; deferred (a shard's suite-wide gate, judged by the merge) and
 # skipped (nothing to judge) pass without judging; not judged (its data is known to be
-# partial: an interrupted run, coverage a dead process took) and not evaluated (pytest
-# crashed) fail the run (exit 3) without judging the suite.
+# partial: an interrupted run, coverage a dead process took, exit 3; or not the code the
+# coverage configuration names, exit 2) and not evaluated (pytest crashed, exit 3) fail the
+# run without judging the suite.
 GateStatus = Literal["pass", "fail", "deferred", "skipped", "not judged", "not evaluated"]
 PASSING: frozenset[GateStatus] = frozenset({"pass", "deferred", "skipped"})
 # How a gate that did not judge begins its message: results.json written before
@@ -383,6 +397,7 @@ class RunInfo(msgspec.Struct, frozen=True, kw_only=True):
     interrupted: str | None = None
     not_run: tuple[str, ...] = ()
     coverage_incomplete: str | None = None
+    coverage_misconfigured: str | None = None
     phases: Phases | None = None
     workers: int | None = None
     workers_reason: str | None = None

@@ -65,6 +65,7 @@ from runner.results import (
     RunInfo,
     RunResult,
     TestResult,
+    Totals,
     classify,
     variant_name,
 )
@@ -178,21 +179,19 @@ def services_failed(settings: Settings, *, environ: Mapping[str, str], problem: 
 
 def _combined_coverage(
     settings: Settings, *, history: History, reports: Path, python: str
-) -> tuple[CoverageSummary | None, str | None]:
+) -> tuple[CoverageSummary | None, str | None, bool]:
     """Every attempt's coverage combined and reported; or None and why coverage.py could
-    not report it (a coverage plugin it could not load), so that the tests' results stand."""
+    not report it (a coverage plugin it could not load), so that the tests' results stand;
+    and whether any process wrote a data file at all."""
+    data_files = [path for done in history.runs for path in done.coverage_dir.glob(".coverage*")]
+    recorded = any(path.is_file() for path in data_files)
     try:
         coverage = coverage_data.combine_and_report(
-            project=settings.project,
-            data_files=[
-                path for done in history.runs for path in done.coverage_dir.glob(".coverage*")
-            ],
-            reports_dir=reports,
-            python=python,
+            project=settings.project, data_files=data_files, reports_dir=reports, python=python
         )
     except coverage_data.CoverageNotReported as error:
-        return None, error.message
-    return coverage, None
+        return None, error.message, recorded
+    return coverage, None, recorded
 
 
 def _run(
@@ -251,9 +250,14 @@ def _run(
         collection_stopped=bool(first.record.collect_errors) and first.record.exit_status == 2,
         died=first.record.exit_status is None,
     )
-    coverage, unreported = _combined_coverage(
+    coverage, unreported, recorded = _combined_coverage(
         settings, history=history, reports=reports, python=project_env.executable
     )
+    # when no test ran, min-tests says so; a shard's tests import only part of the code
+    # (the merge looks at the whole)
+    misconfigured = None
+    if unreported is None and settings.shard is None and Totals.of(tests).ran > 0:
+        misconfigured = coverage_data.misconfigured(settings.project, reports / ".coverage")
     diff, diff_skipped = None, f"deferred to testgate merge (shard {settings.shard})"
     if settings.shard is None:
         diff, diff_skipped = measure_change(
@@ -268,12 +272,16 @@ def _run(
         for problem in problems(done)
         if done is not first or not problem.startswith(INTERNAL_ERROR)  # said by crash
     )
-    incomplete = unreported or faults.incomplete_coverage(
-        lost,
-        crashes=first.record.crashes,
-        reruns=settings.reruns,
-        interrupted=stop.why is not None,
-        never_ran=len(stop.not_run),
+    incomplete = (
+        unreported
+        or faults.incomplete_coverage(
+            lost,
+            crashes=first.record.crashes,
+            reruns=settings.reruns,
+            interrupted=stop.why is not None,
+            never_ran=len(stop.not_run),
+        )
+        or faults.nothing_recorded(recorded=recorded, gated=gated)
     )
     found_problems += tuple(text for text in (stop.problem, incomplete) if text)
     rerun_s = sum(done.completed.duration_s for done in history.runs[1:])
@@ -307,11 +315,13 @@ def _run(
         )
         + ((durations_warning,) if durations_warning else ())
         + ((whole_folder,) if whole_folder else ())
+        + ((misconfigured,) if misconfigured else ())
         + tuple(f"services: {note}" for note in notes)
         + faults.leftover_warnings([done.completed for done in history.runs]),
         interrupted=stop.why,
         not_run=stop.not_run,
         coverage_incomplete=incomplete,
+        coverage_misconfigured=misconfigured if gated else None,
         workers=workers.count,
         workers_reason=workers.reason,
         reruns_stopped=reruns_stopped,

@@ -577,6 +577,10 @@ class Settings:
     expect_shards: int | None
     expect_variants: int | None
     explicit: frozenset[str] = frozenset()  # the options set anywhere but by default
+    # Where the project states the line-coverage gate's threshold (its coverage config's
+    # fail_under, or --cov-fail-under), when testgate's settings do not: the gate then
+    # judges coverage.py's total, as coverage.py does (runner.thresholds).
+    threshold_from: str | None = None
     history: str | None = None
     history_runs: int = 100
     history_days: float = 90.0

@@ -1,8 +1,10 @@
 """The project's own stated coverage threshold, for when testgate's settings do not state one.
 
 A project that says ``fail_under = 80`` in its coverage configuration, or
-``--cov-fail-under=80`` in pytest's ``addopts``, is gated at that line coverage, with a
-notice saying where the number came from; an explicit testgate setting still wins.
+``--cov-fail-under=80`` in pytest's ``addopts``, is gated at that threshold, with a notice
+saying where the number came from, on the number coverage.py and pytest-cov judge it
+against: coverage.py's total, statements and branches together (the ``line-coverage``
+gate says so); an explicit testgate setting still wins.
 """
 
 from __future__ import annotations
@@ -21,21 +23,24 @@ _COV_FAIL_UNDER = re.compile(r"^--cov-fail-under(?:=(.+))?$")
 
 
 def with_stated_threshold(settings: Settings, *, environ: Mapping[str, str]) -> Settings:
-    """``settings`` with the project's stated line threshold, unless testgate was told one."""
+    """``settings`` with the project's stated threshold, unless testgate was told one."""
     if "fail-under-line" in settings.explicit:
         return settings
     stated = stated_threshold(settings.project, pytest_args=settings.pytest_args, environ=environ)
     if stated is None:
         return settings
     value, where = stated
-    emit(f"testgate: line coverage threshold {value:g} % from {where}\n")
-    return replace(settings, fail_under_line=value)
+    emit(
+        f"testgate: coverage threshold {value:g} % from {where}, on coverage.py's total "
+        "(statements and branches), as coverage.py judges it\n"
+    )
+    return replace(settings, fail_under_line=value, threshold_from=where)
 
 
 def stated_threshold(
     project: Path, *, pytest_args: Sequence[str] = (), environ: Mapping[str, str] | None = None
 ) -> tuple[float, str] | None:
-    """The line threshold the project states, and where; ``None`` when it states none.
+    """The threshold the project states, and where; ``None`` when it states none.
 
     ``--cov-fail-under`` is read as pytest-cov would take it: the last of the ``addopts``
     of the one file pytest takes its configuration from (``runner.pytest_config``) and of

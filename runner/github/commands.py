@@ -193,7 +193,9 @@ def outputs(result: RunResult, reports_dir: str) -> dict[str, str]:
         "flaky": str(totals.flaky),
         "skipped": str(totals.skipped),
         "line-coverage": "" if coverage is None else f"{coverage.line_percent:.2f}",
-        "branch-coverage": "" if coverage is None else f"{coverage.branch_percent:.2f}",
+        "branch-coverage": ""
+        if coverage is None or not coverage.branch_data
+        else f"{coverage.branch_percent:.2f}",
         "diff-coverage": ""
         if coverage is None or coverage.diff_percent is None
         else f"{coverage.diff_percent:.2f}",

@@ -107,6 +107,25 @@ def worker_environment(environ: dict[str, str] | os._Environ[str]) -> None:
 worker_environment(os.environ)
 
 
+def worker_coverage_file(environ: dict[str, str] | os._Environ[str]) -> None:
+    """Give each xdist worker a data file name of its own: ``COVERAGE_FILE.gw1``.
+
+    pytest-cov, in every worker it starts, erases the parallel data files of the run's
+    data file (``.coverage.*``): a worker that replaces a crashed one (``replacing
+    crashed worker``) erased the data a worker that had already finished saved, and the
+    tests that ran there lost their coverage. Under a name of its own each worker erases
+    only its own; ``.coverage.gw1.*`` is still one of the controller's ``.coverage.*``,
+    combined as before. Before pytest-cov starts: this module is imported with ``-p``.
+    """
+    worker = environ.get("PYTEST_XDIST_WORKER")
+    data_file = environ.get("COVERAGE_FILE")
+    if worker and data_file and not data_file.endswith(f".{worker}"):
+        environ["COVERAGE_FILE"] = f"{data_file}.{worker}"
+
+
+worker_coverage_file(os.environ)
+
+
 def django_suffix(config: pytest.Config, environ: dict[str, str] | os._Environ[str]) -> None:
     """Without xdist, let pytest-django name its database as xdist's first worker's.
 

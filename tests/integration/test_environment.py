@@ -452,7 +452,10 @@ def test_the_projects_stated_threshold_applies_with_a_notice(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     coverage = write(tmp_path / "c", PYPROJECT + "[tool.coverage.report]\nfail_under = 80\n")
-    assert with_stated_threshold(settings_of(coverage), environ={}).fail_under_line == 80
+    stated = with_stated_threshold(settings_of(coverage), environ={})
+    assert (stated.fail_under_line, stated.threshold_from) == (
+        80, "fail_under in the project's coverage configuration",
+    )  # fmt: skip
     assert "threshold 80 % from fail_under in the project's coverage" in capsys.readouterr().out
     assert (
         with_stated_threshold(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sys
 import threading
@@ -38,6 +39,7 @@ from tests.conftest import (
     Ran,
     copy_fixture,
     environment,
+    fresh_plugin,
     gone,
     marker_line,
     once_per_session,
@@ -283,18 +285,19 @@ CRASH = "tests/test_crash.py"
 
 
 def test_a_crashed_worker_loses_no_coverage_and_its_test_is_an_error(tmp_path: Path) -> None:
-    """The issue's fixture: without remeasuring test_b, g was uncovered (75 %). A crashed
-    xdist worker is an error of its own test only: the others pass."""
+    """The issue's fixture: without remeasuring test_finished, h was uncovered. The worker
+    that replaced the dead one erased the data gw1 had saved (test_b's and test_c's: 66.67 %)
+    before each worker had a data file name of its own. A crashed xdist worker is an error
+    of its own test only: the others pass."""
     ran = run_in_process(copy_fixture("worker_crash", tmp_path))
     assert ran.results()["coverage"]["line_percent"] == 100.0
     assert ran.gate("line-coverage")["passed"]
     assert ran.exit_code == 1  # test_crash itself fails the failed-tests gate
     crashed = ran.test(f"{CRASH}::test_crash")
     assert crashed["outcome"] == "error"
-    assert [attempt["message"] for attempt in crashed["attempts"]] == [
-        "the xdist worker gw0 died (exit 7) while this test ran",
-        "the pytest process died (exit 7) while this test ran",
-    ]
+    first, rerun = (attempt["message"] for attempt in crashed["attempts"])
+    assert re.fullmatch(r"the xdist worker gw[01] died \(exit 7\) while this test ran", first)
+    assert rerun == "the pytest process died (exit 7) while this test ran"
     assert "test_crash: the pytest process died (exit 7)" in ran.output
     assert 'message="the pytest process died (exit 7)' in (ran.reports / "junit.xml").read_text(
         "utf-8"
@@ -302,11 +305,26 @@ def test_a_crashed_worker_loses_no_coverage_and_its_test_is_an_error(tmp_path: P
     assert ran.test(f"{CRASH}::test_b")["outcome"] == "passed"
 
 
+def test_each_xdist_worker_gets_a_coverage_data_file_name_of_its_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Set when pytest imports the plugin in a worker (-p), before pytest-cov starts."""
+    monkeypatch.setenv("COVERAGE_FILE", "/w/attempt-1/.coverage")
+    monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw2")
+    module = fresh_plugin(monkeypatch, "_testgate_plugin_coverage_file")
+    assert os.environ["COVERAGE_FILE"] == "/w/attempt-1/.coverage.gw2"
+    module.worker_coverage_file(os.environ)  # named once, never twice
+    assert os.environ["COVERAGE_FILE"] == "/w/attempt-1/.coverage.gw2"
+    controller = {"COVERAGE_FILE": "/w/attempt-1/.coverage"}
+    module.worker_coverage_file(controller)
+    assert controller == {"COVERAGE_FILE": "/w/attempt-1/.coverage"}
+
+
 def test_coverage_a_crash_took_is_incomplete_exit_3_never_a_gate_failure(tmp_path: Path) -> None:
     ran = run_in_process(copy_fixture("worker_crash", tmp_path), "--workers", "0", "--reruns", "0")
     assert ran.exit_code == 3
     incomplete = ran.results()["run"]["coverage_incomplete"]
-    assert incomplete.startswith("coverage is incomplete: 1 test ran on a process that died")
+    assert incomplete.startswith("coverage is incomplete: 2 tests ran on a process that died")
     assert ran.gate("line-coverage")["message"] == f"not judged: {incomplete}"
     assert f"problem: {incomplete}" in ran.output
     merged = run_in_process(

@@ -307,6 +307,43 @@ def test_no_tests_collected_fails_min_tests_and_says_why(run_cli: RunCli, tmp_pa
     assert ran.gate("line-coverage")["message"].startswith("no coverage data")
 
 
+def test_a_source_entry_that_measured_nothing_is_a_configuration_error(
+    run_cli: RunCli, tmp_path: Path
+) -> None:
+    """``source = ["lbi", "tests"]``: a typo of lib, never imported, and the tests, all run.
+    Before, the gates judged the tests alone: 100 %, exit 0, lib unmeasured; coverage.py's
+    module-not-imported was said only inside pytest's output."""
+    project = sample(tmp_path)
+    pyproject = project / "pyproject.toml"
+    text = pyproject.read_text("utf-8").replace('source = ["lib"]', 'source = ["lbi", "tests"]')
+    pyproject.write_text(text, "utf-8")
+    ran = run_cli(project, "--workers", "0")
+    assert ran.exit_code == 2
+    said = (
+        "[tool.coverage.run] source 'lbi' measured nothing: no directory has that name, and no "
+        "module of that name was measured while the tests ran (coverage.py: "
+        "module-not-imported or module-not-measured). Name the package as the tests import "
+        "it, or its directory, or remove the entry"
+    )
+    run = ran.results()["run"]
+    assert (run["coverage_misconfigured"], run["problems"]) == (said, [])
+    assert said in run["warnings"]
+    for name in ("line-coverage", "branch-coverage", "diff-coverage"):
+        assert ran.gate(name)["verdict"] == "not judged"
+        assert ran.gate(name)["message"] == f"not judged: {said}"
+    assert ran.gate("failed-tests")["verdict"] == "pass"
+    lines = ran.output.splitlines()
+    table = next(index for index, line in enumerate(lines) if line.startswith("gate "))
+    assert lines.index(f"warning: {said}") > table  # where the run ends
+    assert said in (ran.reports / "summary.md").read_text("utf-8")
+    merged = run_cli(ran.project, "testgate-reports", "--reports-dir", "merged", command="merge")
+    assert merged.exit_code == 2  # judged again on the combined data
+    result = json.loads((ran.project / "merged" / "results.json").read_text("utf-8"))
+    assert result["run"]["coverage_misconfigured"] == said
+    (line,) = [gate for gate in result["gates"] if gate["name"] == "line-coverage"]
+    assert line["message"] == f"not judged: {said}"
+
+
 def test_an_internal_error_is_exit_three_with_results_written(
     run_cli: RunCli, tmp_path: Path
 ) -> None:
@@ -317,10 +354,11 @@ def test_an_internal_error_is_exit_three_with_results_written(
     ran = run_cli(project, "--workers", "0")
     assert ran.exit_code == 3
     problems = ran.results()["run"]["problems"]
-    assert problems == [
+    assert problems[0] == (
         "pytest crashed with an internal error: RuntimeError: broken hook. see pytest's "
         "INTERNALERROR traceback above"
-    ]
+    )
+    assert problems[1].startswith("no coverage data was recorded: ")
     assert "\ntestgate: pytest crashed with an internal error: RuntimeError" in ran.output
 
 
@@ -443,11 +481,29 @@ def test_a_failure_pytest_counted_that_the_record_lacks_is_a_problem(
 
 
 def test_a_process_that_ends_during_collection_is_reported(run_cli: RunCli, tmp_path: Path) -> None:
+    """No process wrote coverage data, though source is set: the coverage gates are not
+    judged and say why (before: FAIL, "no measured file was run. Set [tool.coverage.run]
+    source", which was set)."""
     ran = run_cli(sample(tmp_path, tests="import os\nos._exit(9)\n"), "--workers", "0")
     assert ran.exit_code == 3
-    assert ran.results()["run"]["problems"] == [
-        "the pytest process ended (exit 9) before its session finished"
+    nothing = (
+        "no coverage data was recorded: no pytest process of the run wrote its data file. One "
+        "died before writing it (os._exit, closed file descriptors, pytest.exit), or coverage "
+        "was switched off (--no-cov, -p no:cov): let the tests' processes end normally, or "
+        "drop the switch"
+    )
+    run = ran.results()["run"]
+    assert run["problems"] == [
+        "the pytest process ended (exit 9) before its session finished",
+        nothing,
     ]
+    assert run["coverage_incomplete"] == nothing
+    for name in ("line-coverage", "branch-coverage"):
+        assert (ran.gate(name)["verdict"], ran.gate(name)["message"]) == (
+            "not judged",
+            f"not judged: {nothing}",
+        )
+    assert "Set [tool.coverage.run] source" not in ran.output
 
 
 def test_an_exception_that_ends_pytest_after_the_tests_is_named(

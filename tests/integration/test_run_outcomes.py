@@ -17,6 +17,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 from coverage import Coverage
+from coverage.results import should_fail_under
 from junitparser import JUnitXml
 
 from tests.conftest import (
@@ -150,14 +151,38 @@ def test_results_json_validates_against_the_published_schema(ran: Ran) -> None:
 def test_coverage_numbers_equal_coverage_pys_own_report(
     ran: Ran, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """And the project's fail_under (86) judges what coverage.py judges, its total of
+    statements and branches (85 %): before, testgate judged line coverage (85.71 %, so 86)
+    and passed where coverage.py fails."""
     own = tmp_path / "own.json"
     # coverage.py's own JSON report, as `coverage json` in the project writes it (its
     # configuration read from there), made in this process: no interpreter to start.
     monkeypatch.chdir(ran.project)
     coverage_py = Coverage(data_file=str(ran.reports / ".coverage"))
     coverage_py.load()
-    coverage_py.json_report(outfile=str(own))
+    total = coverage_py.json_report(outfile=str(own))
+    # what `coverage json` then decides with the project's fail_under: FAIL_UNDER (exit 2)
+    fail_under = coverage_py.get_option("report:fail_under")
+    precision = coverage_py.get_option("report:precision")
+    assert fail_under == 86
+    assert isinstance(precision, int)
+    assert should_fail_under(total, fail_under, precision)
     totals = json.loads(own.read_text("utf-8"))["totals"]
+    gate = ran.gate("line-coverage")
+    assert (gate["threshold"], gate["actual"], gate["passed"]) == (
+        86,
+        totals["percent_covered"],
+        False,
+    )
+    assert gate["message"] == (
+        "coverage.py's total (statements and branches) 85.00 % below the minimum 86 % from "
+        "fail_under in the project's coverage configuration"
+    )
+    assert (
+        "testgate: coverage threshold 86 % from fail_under in the project's coverage "
+        "configuration, on coverage.py's total (statements and branches), as coverage.py "
+        "judges it" in ran.output
+    )
     coverage = ran.results()["coverage"]
     assert coverage["line_percent"] == totals["percent_statements_covered"]
     assert coverage["branch_percent"] == totals["percent_branches_covered"]
@@ -175,7 +200,7 @@ def test_gates_name_threshold_actual_and_verdict(ran: Ran) -> None:
     }
     assert verdicts == {
         "failed-tests": (0, False),
-        "line-coverage": (100, False),
+        "line-coverage": (86, False),
         "branch-coverage": (100, False),
         "diff-coverage": (100, True),
         "max-flaky": (0, True),

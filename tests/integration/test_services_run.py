@@ -168,6 +168,7 @@ def test_the_plugin_points_each_worker_at_its_own_database_before_any_conftest(
     )
     monkeypatch.setenv(execute.WORKER_ENV, templates)
     monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw3")
+    monkeypatch.delenv("COVERAGE_FILE", raising=False)  # else named for gw3 past this test
     monkeypatch.delenv("DATABASE_URL", raising=False)
     monkeypatch.delenv("REDIS_URL", raising=False)
     monkeypatch.delenv("REDIS_DB", raising=False)

@@ -23,10 +23,13 @@ from runner.coverage_data import (
     CoverageNotReported,
     combine_and_report,
     read_summary,
+    unmeasured_message,
+    unmeasured_sources,
     worst_files,
 )
 from runner.environment import first_error
 from runner.errors import InfraError
+from runner.gates import evaluate
 from runner.junit import classname, write_junit, xml_text
 from runner.render import markdown, terminal
 from runner.results import (
@@ -41,6 +44,7 @@ from runner.results import (
     TestResult,
     Totals,
 )
+from runner.settings import load_settings
 from tests.conftest import SCHEMA, fresh_plugin
 
 
@@ -403,3 +407,93 @@ def test_a_failed_uv_is_told_by_its_first_complaint() -> None:
     assert first_error("\n  something else went wrong\n") == "something else went wrong"
     assert first_error("") == ""
     assert first_error("error: " + "x" * 400) == "error: " + "x" * 292 + "\u2026"
+
+
+def test_coverage_pys_total_is_statements_and_branches_together() -> None:
+    """The number coverage.py's fail_under judges (``Numbers.pc_covered``)."""
+    from coverage.results import Numbers  # noqa: PLC0415
+
+    numbers = Numbers(n_statements=14, n_missing=2, n_branches=6, n_missing_branches=1)
+    summary = CoverageSummary(
+        line_percent=85.71, branch_percent=83.33, covered_lines=12, num_statements=14,
+        covered_branches=5, num_branches=6,
+    )  # fmt: skip
+    assert summary.total_percent == numbers.pc_covered == 85.0
+    nothing = CoverageSummary(
+        line_percent=100.0, branch_percent=100.0, covered_lines=0, num_statements=0,
+        covered_branches=0, num_branches=0,
+    )  # fmt: skip
+    assert nothing.total_percent == Numbers().pc_covered == 100.0
+
+
+def test_a_source_package_under_which_nothing_was_measured_is_named(tmp_path: Path) -> None:
+    """coverage.py's module-not-imported, read from the combined data: an entry that names
+    no directory is a package (dotted, or a module), found on a measured file's path."""
+    from coverage import CoverageData  # noqa: PLC0415
+
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.coverage.run]\nsource = ["pkg.sub", "mod", "gone", "folder", "mod"]\n'
+        'source_pkgs = ["extra", "pkg.other"]\n',
+        "utf-8",
+    )
+    (tmp_path / "folder").mkdir()  # a directory: coverage.py's own concern, not a package
+    data_file = tmp_path / ".coverage"
+    assert unmeasured_sources(tmp_path, data_file) == ()  # nothing written: nothing to say
+    data = CoverageData(str(data_file))
+    data.add_lines(
+        {
+            str(tmp_path / "pkg" / "sub" / "x.py"): [1],
+            str(tmp_path / "mod.py"): [1],
+            "/elsewhere/site-packages/extra/__init__.py": [1],
+            str(tmp_path / "pkg" / "others.py"): [1],
+        }
+    )
+    data.write()
+    assert unmeasured_sources(tmp_path, data_file) == ("gone", "pkg.other")
+    assert "source 'gone', 'pkg.other' measured nothing" in unmeasured_message(
+        ("gone", "pkg.other")
+    )
+
+
+def test_data_with_no_branch_is_no_branch_coverage_not_100(tmp_path: Path) -> None:
+    """None of the measured code ran: coverage.py's data has lines only, and its report no
+    branch figures. Before, the branch gate read that as 100 % and passed."""
+    project = tmp_path / "p"
+    (project / "pkg").mkdir(parents=True)
+    (project / "pkg" / "__init__.py").write_text(
+        "def sign(x):\n    if x < 0:\n        return -1\n    return 1\n", "utf-8"
+    )
+    (project / "main.py").write_text("print('pkg never imported')\n", "utf-8")
+    (project / ".coveragerc").write_text("[run]\nbranch = true\nsource = pkg\n", "utf-8")
+    (project / "pyproject.toml").write_text('[project]\nname = "p"\nversion = "0"\n', "utf-8")
+    own = {name: value for name, value in os.environ.items() if not name.startswith("COVERAGE_")}
+    subprocess.run(
+        [sys.executable, "-m", "coverage", "run", "--parallel-mode",
+         f"--data-file={project / '.coverage'}", "main.py"],
+        cwd=project, check=True, capture_output=True, env=own,
+    )  # fmt: skip
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    coverage = combine_and_report(
+        project=project, data_files=list(project.glob(".coverage.*")), reports_dir=reports
+    )
+    assert coverage is not None
+    assert (coverage.line_percent, coverage.branch_data) == (0.0, False)
+    settings = load_settings(project=project, flags={}, environ={})
+    verdicts = {
+        gate.name: gate
+        for gate in evaluate(settings=settings, tests=(), coverage=coverage, suite_duration_s=0)
+    }
+    branch = verdicts["branch-coverage"]
+    assert (branch.actual, branch.status) == (None, "fail")
+    assert branch.message == (
+        "no branch data: none of the 4 statements measured ran, so coverage.py measured no "
+        "branch (it reports none, not 100 %)"
+    )
+    info = RunInfo(started="2026-11-21T10:00:00+00:00", duration_s=1.0, suite_duration_s=1.0)
+    shown = terminal(
+        RunResult(run=info, tests=(), coverage=coverage, gates=tuple(verdicts.values())),
+        reports_dir="r",
+    )
+    assert "coverage: line 0.00 %, branch n/a" in shown
+    assert re.search(r"^branch-coverage +100 % +n/a +FAIL$", shown, re.M)
