@@ -221,3 +221,20 @@ _BY_SUFFIX: Mapping[str, Callable[[Path], Values | None]] = {
     ".cfg": _setup_cfg,
     ".toml": _other_toml,
 }
+
+
+SELECTING = ("-k", "-m", "--deselect", "--lf", "--last-failed", "--sw", "--stepwise")
+
+
+def selects_tests(project: Path, pytest_args: Sequence[str]) -> bool:
+    """Whether pytest's arguments choose some of the suite's tests: a path or node id that
+    exists under ``project`` (``tests/test_a.py::test_b``), or an option that selects
+    (``-k``, ``-m``, ``--deselect``, ``--lf``, ``--sw``; also as ``-kEXPR`` or ``--opt=...``)."""
+    for arg in pytest_args:
+        if arg.startswith("-"):
+            name = arg.split("=", 1)[0]
+            if name in SELECTING or (name[:2] in ("-k", "-m") and not name.startswith("--")):
+                return True
+        elif (project / arg.split("::", 1)[0]).exists():
+            return True
+    return False

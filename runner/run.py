@@ -54,6 +54,7 @@ from runner.github import client, step
 from runner.github.commands import on_github
 from runner.output import emit
 from runner.plural import counted
+from runner.pytest_config import selects_tests
 from runner.quarantine import Quarantine, read_quarantine
 from runner.record import PYTEST_WARNED, collection_notes
 from runner.report import Outcome, conclude, measure_change, shown, write_reports
@@ -194,6 +195,23 @@ def _combined_coverage(
     return coverage, None, recorded
 
 
+def _misconfigured(settings: Settings, *, measured: bool, reports: Path) -> tuple[str | None, bool]:
+    """A coverage source entry that measured nothing (``coverage_data.misconfigured``), and
+    whether it makes the coverage gates not judged.
+
+    It is not looked for when nothing was measured (min-tests says so) or in a shard, whose
+    tests import only part of the code (the merge looks at the whole). When pytest's
+    arguments chose some of the tests, a package may simply not have been imported: then it
+    is a warning that says so.
+    """
+    if not measured or settings.shard is not None:
+        return None, False
+    found = coverage_data.misconfigured(settings.project, reports / ".coverage")
+    if found and selects_tests(settings.project, settings.pytest_args):
+        return f"{found} (or, as pytest's arguments chose some of the tests, run them all)", False
+    return found, True
+
+
 def _run(
     settings: Settings,
     *,
@@ -253,11 +271,9 @@ def _run(
     coverage, unreported, recorded = _combined_coverage(
         settings, history=history, reports=reports, python=project_env.executable
     )
-    # when no test ran, min-tests says so; a shard's tests import only part of the code
-    # (the merge looks at the whole)
-    misconfigured = None
-    if unreported is None and settings.shard is None and Totals.of(tests).ran > 0:
-        misconfigured = coverage_data.misconfigured(settings.project, reports / ".coverage")
+    misconfigured, judged = _misconfigured(
+        settings, measured=unreported is None and Totals.of(tests).ran > 0, reports=reports
+    )
     diff, diff_skipped = None, f"deferred to testgate merge (shard {settings.shard})"
     if settings.shard is None:
         diff, diff_skipped = measure_change(
@@ -321,7 +337,7 @@ def _run(
         interrupted=stop.why,
         not_run=stop.not_run,
         coverage_incomplete=incomplete,
-        coverage_misconfigured=misconfigured if gated else None,
+        coverage_misconfigured=misconfigured if gated and judged else None,
         workers=workers.count,
         workers_reason=workers.reason,
         reruns_stopped=reruns_stopped,

@@ -342,6 +342,14 @@ def test_a_source_entry_that_measured_nothing_is_a_configuration_error(
     assert result["run"]["coverage_misconfigured"] == said
     (line,) = [gate for gate in result["gates"] if gate["name"] == "line-coverage"]
     assert line["message"] == f"not judged: {said}"
+    # pytest's arguments that choose tests may leave a package unimported: a warning only
+    chosen = run_cli(
+        ran.project, "--workers", "0", "--reports-dir", "chosen", "--", "tests/test_lib.py"
+    )
+    result = json.loads((ran.project / "chosen" / "results.json").read_text("utf-8"))
+    assert (chosen.exit_code, result["run"]["coverage_misconfigured"]) == (0, None), chosen.output
+    subset = f"{said} (or, as pytest's arguments chose some of the tests, run them all)"
+    assert subset in result["run"]["warnings"]
 
 
 def test_an_internal_error_is_exit_three_with_results_written(

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from runner.attempts import randomly_off
-from runner.pytest_config import PytestConfig, find_config
+from runner.pytest_config import PytestConfig, find_config, selects_tests
 
 INI_OPTIONS = '[tool.pytest.ini_options]\naddopts = "--cov-fail-under=50"\n'
 
@@ -126,3 +126,13 @@ def test_pytest_randomly_is_off_by_an_argument_the_addopts_or_pytest_addopts(
     assert not randomly_off(tmp_path, pytest_args=(), environ={"PYTEST_ADDOPTS": "-c /dev/null"})
     write(tmp_path / "setup.cfg", "[tool:pytest]\naddopts = -p 'no:randomly\n")  # unclosed
     assert not randomly_off(tmp_path, pytest_args=(), environ={})
+
+
+def test_arguments_that_choose_some_tests_are_told_from_those_that_do_not(tmp_path: Path) -> None:
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "test_a.py").write_text("", "utf-8")
+    chosen = [["tests/test_a.py::test_b"], ["tests"], ["-k", "slow"], ["-mnot slow"],
+              ["--deselect=tests/test_a.py::x"], ["--lf"], ["--sw"]]  # fmt: skip
+    assert [selects_tests(tmp_path, args) for args in chosen] == [True] * len(chosen)
+    whole = [[], ["--tb", "short"], ["-p", "no:randomly"], ["-x", "--durations=5"]]
+    assert [selects_tests(tmp_path, args) for args in whole] == [False] * len(whole)
