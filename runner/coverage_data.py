@@ -293,8 +293,11 @@ def _combine_and_report(
         cov = coverage.Coverage(data_file=str(target), config_file=True)
         # Combining measures nothing: coverage.py would warn here that [run] source was
         # never imported (unmeasured_sources says so, where users look) or nothing collected
-        cov._warn_unimported_source = False
-        cov._warn_no_data = False
+        disabled = cov.get_option("run:disable_warnings")
+        quiet = ["module-not-imported", "module-not-measured", "no-data-collected"]
+        cov.set_option(
+            "run:disable_warnings", (disabled if isinstance(disabled, list) else []) + quiet
+        )
         _parse_each_file_once(cov)
         elsewhere = sorted(set(other_roots) - {str(project)})
         if elsewhere:
