@@ -213,7 +213,8 @@ def test_the_reports_are_what_coverage_py_writes_for_the_combined_data(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The XML and JSON reports share each file's parse: the same bytes as coverage.py's
-    own reports of the combined data, timestamps aside."""
+    own reports of the combined data, timestamps aside; a measured file that is not Python
+    (a template) is left out of both, as coverage.py leaves it."""
     project = tmp_path / "p"
     (project / "pkg").mkdir(parents=True)
     (project / "pkg" / "__init__.py").write_text("", "utf-8")
@@ -221,7 +222,13 @@ def test_the_reports_are_what_coverage_py_writes_for_the_combined_data(
         "def sign(x):\n    if x < 0:\n        return -1\n    return 1\n", "utf-8"
     )
     (project / "pkg" / "b.py").write_text("def never():\n    return 2\n", "utf-8")
-    (project / "main.py").write_text("from pkg import a, b\nprint(a.sign(3))\n", "utf-8")
+    # a template compiled to Python under its own name (as Jinja does): measured, not Python
+    (project / "pkg" / "page.html").write_text("<p>{{ name }}</p>\n", "utf-8")
+    (project / "main.py").write_text(
+        "from pathlib import Path\nfrom pkg import a, b\nprint(a.sign(3))\n"
+        "exec(compile('name = 1\\n', str(Path('pkg/page.html').resolve()), 'exec'))\n",
+        "utf-8",
+    )
     (project / ".coveragerc").write_text("[run]\nbranch = true\nsource = pkg\n", "utf-8")
     own = {name: value for name, value in os.environ.items() if not name.startswith("COVERAGE_")}
     subprocess.run(  # its data file its own: never the COVERAGE_FILE of a run measuring this one
