@@ -340,8 +340,8 @@ def _parse_each_file_once(cov: coverage.Coverage) -> None:
     parses the source again; the two reports of one combined data file need one per file.
     That halves the JSON report's time (testgate's own 9,000 statements: 2.09 s of CPU for
     both reports, 1.38 s so), and the reports are the same bytes. Only Python files share
-    theirs: coverage.py reports no other file, and one it failed to parse is not reusable. A coverage.py without
-    ``_get_file_reporter`` (a private method) reports as before.
+    theirs: coverage.py reports no other file, and one it failed to parse is not reusable.
+    A coverage.py without ``_get_file_reporter`` (a private method) reports as before.
     """
     make = getattr(cov, "_get_file_reporter", None)
     if make is None:  # pragma: no cover - coverage.py has had it since 4.0
@@ -411,12 +411,13 @@ def worst_files(files: dict[str, Any], count: int = WORST_FILES) -> tuple[FileCo
     )
 
 
-def unmeasured_sources(project: Path, data_file: Path) -> tuple[str, ...]:
+def unmeasured_sources(project: Path, data_file: Path) -> tuple[tuple[str, str], ...]:
     """The packages the project's coverage configuration names (``[run] source`` entries
     that name no directory, which coverage.py takes for packages, and ``source_pkgs``)
-    under which the combined data holds no file: coverage.py's ``module-not-imported`` and
-    ``module-not-measured``, said in each measuring process's output, or in none (xdist's
-    workers and controller do not say it).
+    under which the combined data holds no file, each with its key (``source``,
+    ``source_pkgs``): coverage.py's ``module-not-imported`` and ``module-not-measured``,
+    said in each measuring process's output, or in none (xdist's workers and controller do
+    not say it).
 
     A file belongs to ``a.b`` when ``a/b`` is a folder on its path, or ``a/b.py`` the file;
     paths inside the project are read from the project down.
@@ -424,8 +425,8 @@ def unmeasured_sources(project: Path, data_file: Path) -> tuple[str, ...]:
     from coverage import CoverageData  # noqa: PLC0415 (lazy, see top)
 
     config = _configured(project).config
-    named = [entry for entry in config.source or () if not (project / entry).is_dir()]
-    packages = [*named, *(config.source_pkgs or ())]
+    named = [("source", e) for e in config.source or () if not (project / e).is_dir()]
+    packages = [*named, *(("source_pkgs", entry) for entry in config.source_pkgs or ())]
     if not packages or not data_file.is_file():
         return ()
     data = CoverageData(str(data_file))
@@ -438,8 +439,8 @@ def unmeasured_sources(project: Path, data_file: Path) -> tuple[str, ...]:
         measured.append([*path.parent.parts, path.stem])
     return tuple(
         dict.fromkeys(
-            package
-            for package in packages
+            (key, package)
+            for key, package in packages
             if not any(_holds(parts, package.split(".")) for parts in measured)
         )
     )
@@ -451,21 +452,61 @@ def _holds(parts: Sequence[str], package: Sequence[str]) -> bool:
     return any(list(parts[at : at + width]) == list(package) for at in range(len(parts)))
 
 
-def misconfigured(project: Path, data_file: Path) -> str | None:
-    """What to tell a user whose coverage source names packages that measured nothing."""
+def in_project(project: Path, package: str, *, depth: int = 4) -> bool:
+    """Whether the project holds a package or module of that dotted name: ``a/b/`` or
+    ``a/b.py`` in the project's folder or a folder under it (``src/``), ``depth`` levels
+    down at most, outside environments, hidden folders and caches."""
+    *folders, last = package.split(".")
+    relative = Path(*folders) if folders else Path()
+    level = [project]
+    for _ in range(depth):
+        for folder in level:
+            if (folder / relative / last).is_dir() or (folder / relative / f"{last}.py").is_file():
+                return True
+        level = [
+            child
+            for folder in level
+            for child in sorted(folder.iterdir())
+            if child.is_dir() and not child.name.startswith(".") and child.name not in SKIPPED
+            and not (child / "pyvenv.cfg").exists()
+        ]  # fmt: skip
+    return False
+
+
+SKIPPED = frozenset({"node_modules", "venv", "site-packages", "__pycache__", "build", "dist"})
+
+
+def misconfigured(project: Path, data_file: Path, *, chosen: bool) -> tuple[str | None, bool]:
+    """What to tell a user whose coverage configuration names packages that measured
+    nothing, and whether that makes the coverage untrue (its gates are then not judged).
+
+    A name the project holds nowhere (a typo, a copy-paste from another project) is wrong
+    whatever ran. A package of the project that no test imported leaves its code out of
+    every figure: untrue too, unless pytest's arguments ``chosen`` some of the tests, when
+    it is a warning.
+    """
     unmeasured = unmeasured_sources(project, data_file)
-    return unmeasured_message(unmeasured) if unmeasured else None
-
-
-def unmeasured_message(packages: Sequence[str]) -> str:
-    """What to tell a user whose ``[run] source`` names packages that measured nothing."""
-    names = ", ".join(repr(package) for package in packages)
-    return (
-        f"[tool.coverage.run] source {names} measured nothing: no directory has that name, "
-        "and no module of that name was measured while the tests ran (coverage.py: "
-        "module-not-imported or module-not-measured). Name the package as the tests import "
-        "it, or its directory, or remove the entry"
+    if not unmeasured:
+        return None, False
+    absent = [(key, name) for key, name in unmeasured if not in_project(project, name)]
+    if absent:
+        return _entries(absent) + (
+            " names nothing in the project: no folder or module of that name is in it, and "
+            "nothing of that name was measured (coverage.py: module-not-imported). Name the "
+            "package as the tests import it, or its directory, or remove the entry"
+        ), True
+    message = _entries(unmeasured) + (
+        " measured nothing: no test imported it, so none of its code counts in any "
+        "coverage figure (coverage.py: module-not-imported)"
     )
+    if chosen:
+        return f"{message}; pytest's arguments chose some of the tests: run them all", False
+    return f"{message}. Test it, or remove the entry", True
+
+
+def _entries(found: Sequence[tuple[str, str]]) -> str:
+    """``[tool.coverage.run] source 'a', source_pkgs 'b'``."""
+    return "[tool.coverage.run] " + ", ".join(f"{key} {name!r}" for key, name in found)
 
 
 def below(actual: float, threshold: float, *, precision: int) -> bool:

@@ -227,9 +227,11 @@ def merge(
         coverage = msgspec.structs.replace(coverage, diff_percent=diff.percent)
     tests = merged_tests(parts)
     runs = [part.result.run for part in parts]
-    misconfigured = None  # judged on the whole: a shard's tests import only part of the code
+    misconfigured, judged = None, False  # on the whole: a shard imports only part of the code
     if unreported is None and Totals.of(tests).ran > 0:
-        misconfigured = coverage_data.misconfigured(settings.project, reports / ".coverage")
+        misconfigured, judged = coverage_data.misconfigured(
+            settings.project, reports / ".coverage", chosen=False
+        )
     gated = settings.fail_under_line > 0 or settings.fail_under_branch > 0
     info = RunInfo(
         started=started.isoformat(timespec="seconds"),
@@ -259,7 +261,7 @@ def merge(
             ),
             None,
         ),
-        coverage_misconfigured=misconfigured if gated else None,
+        coverage_misconfigured=misconfigured if gated and judged else None,
         environment=merged_environment(runs),
     )
     outcome = conclude(

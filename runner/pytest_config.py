@@ -223,13 +223,24 @@ _BY_SUFFIX: Mapping[str, Callable[[Path], Values | None]] = {
 }
 
 
-SELECTING = ("-k", "-m", "--deselect", "--lf", "--last-failed", "--sw", "--stepwise")
+SELECTING = (
+    "-k",
+    "-m",
+    "--deselect",
+    "--ignore",
+    "--ignore-glob",
+    "--lf",
+    "--last-failed",
+    "--sw",
+    "--stepwise",
+)
 
 
 def selects_tests(project: Path, pytest_args: Sequence[str]) -> bool:
     """Whether pytest's arguments choose some of the suite's tests: a path or node id that
     exists under ``project`` (``tests/test_a.py::test_b``), or an option that selects
-    (``-k``, ``-m``, ``--deselect``, ``--lf``, ``--sw``; also as ``-kEXPR`` or ``--opt=...``)."""
+    (``-k``, ``-m``, ``--deselect``, ``--ignore``, ``--lf``, ``--sw``; also as ``-kEXPR``
+    or ``--opt=...``)."""
     for arg in pytest_args:
         if arg.startswith("-"):
             name = arg.split("=", 1)[0]

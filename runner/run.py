@@ -54,7 +54,7 @@ from runner.github import client, step
 from runner.github.commands import on_github
 from runner.output import emit
 from runner.plural import counted
-from runner.pytest_config import selects_tests
+from runner.pytest_config import added_options, selects_tests
 from runner.quarantine import Quarantine, read_quarantine
 from runner.record import PYTEST_WARNED, collection_notes
 from runner.report import Outcome, conclude, measure_change, shown, write_reports
@@ -195,21 +195,23 @@ def _combined_coverage(
     return coverage, None, recorded
 
 
-def _misconfigured(settings: Settings, *, measured: bool, reports: Path) -> tuple[str | None, bool]:
+def _misconfigured(
+    settings: Settings, *, measured: bool, reports: Path, environ: Mapping[str, str]
+) -> tuple[str | None, bool]:
     """A coverage source entry that measured nothing (``coverage_data.misconfigured``), and
     whether it makes the coverage gates not judged.
 
     It is not looked for when nothing was measured (min-tests says so) or in a shard, whose
-    tests import only part of the code (the merge looks at the whole). When pytest's
-    arguments chose some of the tests, a package may simply not have been imported: then it
-    is a warning that says so.
+    tests import only part of the code (the merge looks at the whole). Whether pytest's
+    arguments (the command line's, ``addopts``, ``PYTEST_ADDOPTS``) chose some of the tests
+    decides what a package of the project that no test imported means.
     """
     if not measured or settings.shard is not None:
         return None, False
-    found = coverage_data.misconfigured(settings.project, reports / ".coverage")
-    if found and selects_tests(settings.project, settings.pytest_args):
-        return f"{found} (or, as pytest's arguments chose some of the tests, run them all)", False
-    return found, True
+    added = added_options(settings.project, pytest_args=settings.pytest_args, environ=environ)
+    words = [*(word for _, found in added for word in found), *settings.pytest_args]
+    chosen = selects_tests(settings.project, words)
+    return coverage_data.misconfigured(settings.project, reports / ".coverage", chosen=chosen)
 
 
 def _run(
@@ -272,7 +274,10 @@ def _run(
         settings, history=history, reports=reports, python=project_env.executable
     )
     misconfigured, judged = _misconfigured(
-        settings, measured=unreported is None and Totals.of(tests).ran > 0, reports=reports
+        settings,
+        measured=unreported is None and Totals.of(tests).ran > 0,
+        reports=reports,
+        environ=environ,
     )
     diff, diff_skipped = None, f"deferred to testgate merge (shard {settings.shard})"
     if settings.shard is None:

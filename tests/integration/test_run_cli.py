@@ -320,10 +320,10 @@ def test_a_source_entry_that_measured_nothing_is_a_configuration_error(
     ran = run_cli(project, "--workers", "0")
     assert ran.exit_code == 2
     said = (
-        "[tool.coverage.run] source 'lbi' measured nothing: no directory has that name, and no "
-        "module of that name was measured while the tests ran (coverage.py: "
-        "module-not-imported or module-not-measured). Name the package as the tests import "
-        "it, or its directory, or remove the entry"
+        "[tool.coverage.run] source 'lbi' names nothing in the project: no folder or module "
+        "of that name is in it, and nothing of that name was measured (coverage.py: "
+        "module-not-imported). Name the package as the tests import it, or its directory, or "
+        "remove the entry"
     )
     run = ran.results()["run"]
     assert (run["coverage_misconfigured"], run["problems"]) == (said, [])
@@ -342,14 +342,23 @@ def test_a_source_entry_that_measured_nothing_is_a_configuration_error(
     assert result["run"]["coverage_misconfigured"] == said
     (line,) = [gate for gate in result["gates"] if gate["name"] == "line-coverage"]
     assert line["message"] == f"not judged: {said}"
-    # pytest's arguments that choose tests may leave a package unimported: a warning only
+    # the project's own package, left unimported by the tests pytest's arguments chose: a
+    # warning only
+    pyproject.write_text(text.replace('["lbi", "tests"]', '["lib", "tests"]'), "utf-8")
+    (ran.project / "tests" / "test_alone.py").write_text("def test_alone():\n    pass\n")
     chosen = run_cli(
-        ran.project, "--workers", "0", "--reports-dir", "chosen", "--", "tests/test_lib.py"
+        ran.project, "--workers", "0", "--reports-dir", "chosen", "--", "tests/test_alone.py"
     )
     result = json.loads((ran.project / "chosen" / "results.json").read_text("utf-8"))
-    assert (chosen.exit_code, result["run"]["coverage_misconfigured"]) == (0, None), chosen.output
-    subset = f"{said} (or, as pytest's arguments chose some of the tests, run them all)"
-    assert subset in result["run"]["warnings"]
+    # judged (tests/test_lib.py, in source and not run, is uncovered), not "not judged"
+    assert (chosen.exit_code, result["run"]["coverage_misconfigured"]) == (1, None), chosen.output
+    (line,) = [gate for gate in result["gates"] if gate["name"] == "line-coverage"]
+    assert line["verdict"] == "fail"
+    assert result["run"]["warnings"] == [
+        "[tool.coverage.run] source 'lib' measured nothing: no test imported it, so none of its "
+        "code counts in any coverage figure (coverage.py: module-not-imported); pytest's "
+        "arguments chose some of the tests: run them all"
+    ]
 
 
 def test_an_internal_error_is_exit_three_with_results_written(

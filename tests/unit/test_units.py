@@ -22,8 +22,9 @@ from runner import child_env, execute, junit, owned_dir
 from runner.coverage_data import (
     CoverageNotReported,
     combine_and_report,
+    in_project,
+    misconfigured,
     read_summary,
-    unmeasured_message,
     unmeasured_sources,
     worst_files,
 )
@@ -456,10 +457,38 @@ def test_a_source_package_under_which_nothing_was_measured_is_named(tmp_path: Pa
         }
     )
     data.write()
-    assert unmeasured_sources(tmp_path, data_file) == ("gone", "pkg.other")
-    assert "source 'gone', 'pkg.other' measured nothing" in unmeasured_message(
-        ("gone", "pkg.other")
+    assert unmeasured_sources(tmp_path, data_file) == (
+        ("source", "gone"),
+        ("source_pkgs", "pkg.other"),
     )
+    # neither is in the project: wrong whatever ran, pytest's arguments or not
+    for chosen in (False, True):
+        message, judged = misconfigured(tmp_path, data_file, chosen=chosen)
+        assert judged
+        assert message is not None
+        assert message.startswith(
+            "[tool.coverage.run] source 'gone', source_pkgs 'pkg.other' names nothing in the "
+            "project: no folder or module of that name is in it"
+        )
+    # a package of the project's own that no test imported: untrue coverage, unless
+    # pytest's arguments chose some of the tests
+    (tmp_path / "src" / "gone").mkdir(parents=True)
+    (tmp_path / "src" / "pkg").mkdir()
+    (tmp_path / "src" / "pkg" / "other.py").write_text("", "utf-8")
+    (tmp_path / ".venv" / "gone").mkdir(parents=True)  # an environment's copy: not the project's
+    own = "[tool.coverage.run] source 'gone', source_pkgs 'pkg.other' measured nothing: no test "
+    message, judged = misconfigured(tmp_path, data_file, chosen=False)
+    assert (judged, message) == (
+        True,
+        f"{own}imported it, so none of its code counts in any coverage figure (coverage.py: "
+        "module-not-imported). Test it, or remove the entry",
+    )
+    message, judged = misconfigured(tmp_path, data_file, chosen=True)
+    assert not judged
+    assert message is not None
+    assert message.endswith("; pytest's arguments chose some of the tests: run them all")
+    assert not in_project(tmp_path, "absent.name")
+    assert misconfigured(tmp_path, tmp_path / "no-data", chosen=False) == (None, False)
 
 
 def test_data_with_no_branch_is_no_branch_coverage_not_100(tmp_path: Path) -> None:
