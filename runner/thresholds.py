@@ -4,7 +4,8 @@ A project that says ``fail_under = 80`` in its coverage configuration, or
 ``--cov-fail-under=80`` in pytest's ``addopts``, is gated at that threshold, with a notice
 saying where the number came from, on the number coverage.py and pytest-cov judge it
 against: coverage.py's total, statements and branches together (the ``line-coverage``
-gate says so); an explicit testgate setting still wins.
+gate says so). As coverage.py judges no branch figure of its own, the branch gate then has
+no threshold unless ``fail-under-branch`` sets one; an explicit testgate setting wins.
 """
 
 from __future__ import annotations
@@ -30,11 +31,16 @@ def with_stated_threshold(settings: Settings, *, environ: Mapping[str, str]) -> 
     if stated is None:
         return settings
     value, where = stated
+    # coverage.py's total counts the branches: no branch threshold of its own, unless set
+    own_branch = "fail-under-branch" in settings.explicit
     emit(
         f"testgate: coverage threshold {value:g} % from {where}, on coverage.py's total "
-        "(statements and branches), as coverage.py judges it\n"
+        "(statements and branches), as coverage.py judges it"
+        + ("" if own_branch else "; no branch threshold of its own (fail-under-branch sets one)")
+        + "\n"
     )
-    return replace(settings, fail_under_line=value, threshold_from=where)
+    branch = settings.fail_under_branch if own_branch else 0.0
+    return replace(settings, fail_under_line=value, fail_under_branch=branch, threshold_from=where)
 
 
 def stated_threshold(

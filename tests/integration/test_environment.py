@@ -453,10 +453,15 @@ def test_the_projects_stated_threshold_applies_with_a_notice(
 ) -> None:
     coverage = write(tmp_path / "c", PYPROJECT + "[tool.coverage.report]\nfail_under = 80\n")
     stated = with_stated_threshold(settings_of(coverage), environ={})
-    assert (stated.fail_under_line, stated.threshold_from) == (
-        80, "fail_under in the project's coverage configuration",
+    assert (stated.fail_under_line, stated.fail_under_branch, stated.threshold_from) == (
+        80, 0, "fail_under in the project's coverage configuration",
     )  # fmt: skip
-    assert "threshold 80 % from fail_under in the project's coverage" in capsys.readouterr().out
+    said = capsys.readouterr().out
+    assert "threshold 80 % from fail_under in the project's coverage" in said
+    assert "; no branch threshold of its own (fail-under-branch sets one)\n" in said
+    own = with_stated_threshold(settings_of(coverage, fail_under_branch="95"), environ={})
+    assert (own.fail_under_line, own.fail_under_branch) == (80, 95)
+    assert "no branch threshold" not in capsys.readouterr().out
     assert (
         with_stated_threshold(
             settings_of(coverage, fail_under_line="90"), environ={}
