@@ -69,6 +69,12 @@ runs:
             OVERWRITE: "${{ inputs.overwrite }}", MISSING: "${{ inputs.if-no-files-found }}"}
       run: |
         to="$TESTGATE_TEST_STORE/$GITHUB_WORKFLOW/artifacts/$NAME"
+        # One upload at a time, as GitHub's artifact service takes them: a matrix's jobs
+        # upload side by side, and under act every one gets the same name (act gives a
+        # composite action no strategy.job-index), so the last one wins, as overwrite says.
+        mkdir -p "$TESTGATE_TEST_STORE/$GITHUB_WORKFLOW"
+        exec 9> "$TESTGATE_TEST_STORE/$GITHUB_WORKFLOW/.uploads.lock"
+        flock 9
         if [ ! -e "$FROM" ]; then
           if [ "$MISSING" = ignore ]; then exit 0; fi
           echo "::error::no files at $FROM"; exit 1
@@ -242,7 +248,9 @@ def test_the_readme_shows_three_complete_workflows(npm_tools: Path, tmp_path: Pa
 
 @slow_act
 def test_every_workflow_runs_as_written(act_run: Ran) -> None:
-    assert act_run.exit_code == 0, act_run.output[-6000:]
+    failed = {line.split("]")[0] for line in act_run.output.splitlines() if "Job failed" in line}
+    told = [line for line in act_run.output.splitlines() if line.split("]")[0] in failed]
+    assert act_run.exit_code == 0, "\n".join(told)[-6000:] or act_run.output[-6000:]
     for workflow, job in [("test", "test"), ("test-matrix", "merge"), ("flaky-detection", "flaky")]:
         lines = job_lines(act_run, workflow, job)
         assert any("🏁  Job succeeded" in line for line in lines), (workflow, job)
