@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from runner import owned_dir
 from runner.errors import ConfigError, InfraError
+from runner.parallelism import SKIPPED_DIRS
 from runner.results import CoverageSummary, FileCoverage
 
 JSON_LIMIT_BYTES = 512 * 1024 * 1024
@@ -467,13 +468,10 @@ def in_project(project: Path, package: str, *, depth: int = 4) -> bool:
             child
             for folder in level
             for child in sorted(folder.iterdir())
-            if child.is_dir() and not child.name.startswith(".") and child.name not in SKIPPED
+            if child.is_dir() and not child.name.startswith(".") and child.name not in SKIPPED_DIRS
             and not (child / "pyvenv.cfg").exists()
         ]  # fmt: skip
     return False
-
-
-SKIPPED = frozenset({"node_modules", "venv", "site-packages", "__pycache__", "build", "dist"})
 
 
 def misconfigured(project: Path, data_file: Path, *, chosen: bool) -> tuple[str | None, bool]:
