@@ -22,6 +22,7 @@ from runner.errors import ConfigError, InfraError
 from runner.output import emit
 from runner.pytest_config import added_options
 from runner.record import AttemptRecord, RecordedTest, describe_exit, read_record
+from runner.results import BROKEN
 from runner.settings import Settings
 
 _SEEDS = random.SystemRandom()
@@ -189,7 +190,7 @@ def problems(run: AttemptRun) -> tuple[str, ...]:
 def _any_failed(record: AttemptRecord) -> bool:
     """Whether the record holds a failure that pytest's exit 1 (``TESTS_FAILED``) counts."""
     return bool(record.collect_errors) or any(
-        test.attempt.outcome in ("failed", "error") for test in record.tests
+        test.attempt.outcome in BROKEN for test in record.tests
     )
 
 

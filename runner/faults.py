@@ -132,16 +132,14 @@ def not_judged(
     """Gates on partial data: coverage gates, and on an interrupted run the count of tests
     that ran (``min-tests``), are failed without a verdict on the suite, saying that the
     data, not the suite, is short: every report shows them "not judged", never FAIL."""
-    counts = COUNT_GATES if interrupted else frozenset()
+    because = dict.fromkeys(COVERAGE_GATES, why)
+    if interrupted:
+        because |= dict.fromkeys(COUNT_GATES, "the run was interrupted, so not every test ran")
     return tuple(
-        msgspec.structs.replace(gate, status="not judged", message=f"not judged: {why}")
-        if gate.name in COVERAGE_GATES
-        else msgspec.structs.replace(
-            gate,
-            status="not judged",
-            message="not judged: the run was interrupted, so not every test ran",
+        msgspec.structs.replace(
+            gate, status="not judged", message=f"not judged: {because[gate.name]}"
         )
-        if gate.name in counts
+        if gate.name in because
         else gate
         for gate in verdicts
     )

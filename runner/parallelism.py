@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runner.plural import counted
-from runner.pytest_config import find_config
+from runner.pytest_config import find_config, named_paths
 
 WORKER_START_S = 1.2  # one xdist worker's start-up, seconds, as measured on a 2-core machine
 TYPICAL_TEST_S = 0.01  # a test's time when none is recorded: unit tests of a library
@@ -169,10 +169,8 @@ def named_durations(
     """
     targets: list[tuple[str, bool, str]] = []  # (relative path, a folder, the id's rest)
     root = project.resolve()
-    for arg in pytest_args:
+    for arg in named_paths(project, pytest_args):
         path, separator, rest = arg.partition("::")
-        if arg.startswith("-") or not (project / path).exists():
-            continue
         full = (project / path).resolve()
         if full.is_relative_to(root):
             targets.append((full.relative_to(root).as_posix(), full.is_dir(), separator + rest))
@@ -254,9 +252,8 @@ def _is_parametrize(func: ast.expr) -> bool:
 
 def test_files(project: Path, pytest_args: Sequence[str]) -> Iterator[Path]:
     """The files pytest would look for tests in (see ``count_tests``), in a stable order."""
-    roots = [project / arg.split("::", 1)[0] for arg in pytest_args if not arg.startswith("-")]
     roots = (
-        [root for root in roots if root.exists()]
+        [project / arg.partition("::")[0] for arg in named_paths(project, pytest_args)]
         or [project / path for path in configured_testpaths(project, pytest_args=pytest_args)]
         or [project]
     )

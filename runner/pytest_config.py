@@ -241,11 +241,21 @@ def selects_tests(project: Path, pytest_args: Sequence[str]) -> bool:
     exists under ``project`` (``tests/test_a.py::test_b``), or an option that selects
     (``-k``, ``-m``, ``--deselect``, ``--ignore``, ``--lf``, ``--sw``; also as ``-kEXPR``
     or ``--opt=...``)."""
-    for arg in pytest_args:
-        if arg.startswith("-"):
-            name = arg.split("=", 1)[0]
-            if name in SELECTING or (name[:2] in ("-k", "-m") and not name.startswith("--")):
-                return True
-        elif (project / arg.split("::", 1)[0]).exists():
-            return True
-    return False
+    if named_paths(project, pytest_args):
+        return True
+    names = [arg.split("=", 1)[0] for arg in pytest_args if arg.startswith("-")]
+    return any(
+        name in SELECTING or (name[:2] in ("-k", "-m") and not name.startswith("--"))
+        for name in names
+    )
+
+
+def named_paths(project: Path, pytest_args: Sequence[str]) -> list[str]:
+    """The paths and node ids among pytest's arguments that name something under
+    ``project`` (``tests/unit``, ``tests/test_a.py::TestB``), as given; an argument that
+    names nothing there (an option's value such as ``short``) is not one."""
+    return [
+        arg
+        for arg in pytest_args
+        if not arg.startswith("-") and (project / arg.partition("::")[0]).exists()
+    ]
