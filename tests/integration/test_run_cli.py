@@ -571,7 +571,9 @@ def test_old_pytest_and_pluggy_and_a_coverage_plugin_of_the_project_pass(
     implementations: testgate's plugins are registered before it, so cacheprovider's
     configure still runs (else stepwise fails at sessionfinish, exit 3). And the project's
     coverage plugin, installed only in its environment, is loaded for testgate's combine
-    (else ModuleNotFoundError: No module named 'covdefaults', exit 1)."""
+    (else ModuleNotFoundError: No module named 'covdefaults', exit 1). Serial: neither needs
+    xdist's workers (that testgate adds xdist and starts workers, the passing fixture's run
+    at the top of this file shows)."""
     project = make_project(
         tmp_path / "old",
         {"lib.py": TYPED_LIBRARY, "tests/test_lib.py": TESTS},
@@ -579,7 +581,7 @@ def test_old_pytest_and_pluggy_and_a_coverage_plugin_of_the_project_pass(
         tool='plugins = ["covdefaults"]\n',
     )
     before = list(sys.path)
-    ran = run_cli(project, "--workers", "2")  # the plan of time limits is on by default
+    ran = run_cli(project, "--workers", "0")  # the plan of time limits is on by default
     assert ran.exit_code == 0, ran.output
     assert "pytest-7.4.4, pluggy-1.2.0" in ran.output
     assert "coverage: line 100.00 %, branch 100.00 %" in ran.output
