@@ -160,18 +160,32 @@ def test_the_workers_testgate_decides_win_over_the_projects_and_a_plugins_n(
     assert set(first) <= {"gw0", "gw1"}
 
 
+@pytest.fixture(scope="module")
+def without_pytest_run(tmp_path_factory: pytest.TempPathFactory) -> Ran:
+    """The sample with no dev dependencies (so not pytest: testgate adds it), with
+    ``filterwarnings = error`` and ``core = "sysmon"``, run once serially at line 75 and
+    branch 50. Two independent scenarios: what is installed, and how coverage starts."""
+
+    def produce(root: Path) -> Ran:
+        project = sample(root, dev="")
+        text = (project / "pyproject.toml").read_text("utf-8")
+        text = text.replace('pythonpath = ["."]', 'pythonpath = ["."]\nfilterwarnings = ["error"]')
+        text = text.replace('source = ["lib"]', 'source = ["lib"]\ncore = "sysmon"')
+        (project / "pyproject.toml").write_text(text, "utf-8")
+        return run_in_process(
+            project, "--workers", "0", "--fail-under-branch", "50", "--fail-under-line", "75"
+        )
+
+    return once_per_session(tmp_path_factory, "without-pytest", produce)
+
+
 def test_a_coverage_warning_at_its_start_does_not_stop_a_filterwarnings_error_suite(
-    run_cli: RunCli, tmp_path: Path
+    without_pytest_run: Ran,
 ) -> None:
     """``filterwarnings = error`` and ``core = "sysmon"`` where sys.monitoring cannot measure
     branches: coverage.py warns as it starts, and the project's own ``coverage run -m
     pytest`` goes on; before, pytest-cov's start raised it and "pytest did not start"."""
-    project = sample(tmp_path)
-    text = (project / "pyproject.toml").read_text("utf-8")
-    text = text.replace('pythonpath = ["."]', 'pythonpath = ["."]\nfilterwarnings = ["error"]')
-    text = text.replace('source = ["lib"]', 'source = ["lib"]\ncore = "sysmon"')
-    (project / "pyproject.toml").write_text(text, "utf-8")
-    ran = run_cli(project, "--workers", "0", "--fail-under-line", "0", "--fail-under-branch", "0")
+    ran = without_pytest_run
     assert ran.exit_code == 0, ran.output
     assert ran.results()["totals"]["passed"] == ran.results()["totals"]["tests"] > 0
     if sys.version_info < (3, 14):  # there sys.monitoring measures branches: no warning
@@ -571,7 +585,9 @@ def test_old_pytest_and_pluggy_and_a_coverage_plugin_of_the_project_pass(
     implementations: testgate's plugins are registered before it, so cacheprovider's
     configure still runs (else stepwise fails at sessionfinish, exit 3). And the project's
     coverage plugin, installed only in its environment, is loaded for testgate's combine
-    (else ModuleNotFoundError: No module named 'covdefaults', exit 1)."""
+    (else ModuleNotFoundError: No module named 'covdefaults', exit 1). Serial: neither needs
+    xdist's workers (that testgate adds xdist and starts workers, the passing fixture's run
+    at the top of this file shows)."""
     project = make_project(
         tmp_path / "old",
         {"lib.py": TYPED_LIBRARY, "tests/test_lib.py": TESTS},
@@ -579,7 +595,7 @@ def test_old_pytest_and_pluggy_and_a_coverage_plugin_of_the_project_pass(
         tool='plugins = ["covdefaults"]\n',
     )
     before = list(sys.path)
-    ran = run_cli(project, "--workers", "2")  # the plan of time limits is on by default
+    ran = run_cli(project, "--workers", "0")  # the plan of time limits is on by default
     assert ran.exit_code == 0, ran.output
     assert "pytest-7.4.4, pluggy-1.2.0" in ran.output
     assert "coverage: line 100.00 %, branch 100.00 %" in ran.output
@@ -680,12 +696,10 @@ def test_a_failed_command_keeps_a_reports_dir_it_did_not_make(
     assert [path.name for path in ran.reports.iterdir()] == [".testgate-reports"]
 
 
-def test_a_project_without_pytest_gets_it_added(run_cli: RunCli, tmp_path: Path) -> None:
-    project = sample(tmp_path, dev="")
-    ran = run_cli(project, "--workers", "0", "--fail-under-branch", "50", "--fail-under-line", "75")
-    assert ran.exit_code == 0, ran.output
-    ran = run_cli(
-        project,
+def test_a_project_without_pytest_gets_it_added(run_cli: RunCli, without_pytest_run: Ran) -> None:
+    assert without_pytest_run.exit_code == 0, without_pytest_run.output
+    ran = run_cli(  # again without syncing, in the same project (its own reports dir: the
+        without_pytest_run.project,  # run above may be read by another worker meanwhile)
         "--workers",
         "0",
         "--sync",
@@ -694,8 +708,11 @@ def test_a_project_without_pytest_gets_it_added(run_cli: RunCli, tmp_path: Path)
         "50",
         "--fail-under-line",
         "75",
+        "--reports-dir",
+        "unsynced-reports",
     )
     assert ran.exit_code == 0, ran.output
+    assert (without_pytest_run.project / "unsynced-reports" / "results.json").is_file()
 
 
 @pytest.mark.parametrize(
@@ -739,11 +756,8 @@ def test_a_project_of_tests_alone_is_told_its_coverage_measures_them(
     (warning,) = [text for text in ran.results()["run"]["warnings"] if said in text]
     assert "name the code with [tool.coverage.run] source" in warning
     assert said in (ran.reports / "summary.md").read_text("utf-8")
-    ungated = run_cli(
-        project, "--workers", "0", "--fail-under-line", "0", "--fail-under-branch", "0"
-    )
-    assert ungated.exit_code == 0, ungated.output
-    assert said not in ungated.output  # no coverage gate judges the tests' own coverage
+    # With no coverage gate (both thresholds 0) nothing is said: whole_folder_warning's
+    # gated=False, in tests/unit/test_coverage_sources.py.
 
 
 def test_a_reports_dir_that_cannot_be_created_is_a_config_error(

@@ -1,0 +1,25 @@
+"""What testgate measures when a project names no code of its own (coverage_data)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from runner.coverage_data import WHOLE_FOLDER, cov_arguments, whole_folder_warning
+
+
+def test_a_project_of_tests_alone_is_warned_only_where_a_coverage_gate_judges(
+    tmp_path: Path,
+) -> None:
+    """Tests alone, no source configured: the whole folder is measured, and the warning
+    goes only to a run that gates coverage (the run that says it:
+    test_run_cli's test_a_project_of_tests_alone_is_told_its_coverage_measures_them)."""
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "alone"\nversion = "0"\n', "utf-8")
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "test_it.py").write_text("def test_it():\n    pass\n", "utf-8")
+    args = cov_arguments(tmp_path)
+    assert WHOLE_FOLDER in args
+    said = whole_folder_warning(args, gated=True)
+    assert said is not None
+    assert said.startswith("coverage measures the whole project folder, its tests too")
+    assert whole_folder_warning(args, gated=False) is None  # no gate judges the tests' own
+    assert whole_folder_warning(("--cov=lib", *args[1:]), gated=True) is None
