@@ -73,29 +73,16 @@ def write(project: Path, text: str, name: str = "pyproject.toml") -> Path:
 
 @pytest.fixture(scope="module")
 def early_run(tmp_path_factory: pytest.TempPathFactory) -> Ran:
-    """A library pytest imports before any plugin, at a .dev version, with only pytest."""
-    return once_per_session(
-        tmp_path_factory,
-        "early",
-        lambda root: run_in_process(copy_fixture("early", root), extra_env=session_cache(root)),
-    )
+    """A library pytest imports before any plugin, at a .dev version, with only pytest; its
+    user's uv.lock made before the run (uv sync --locked uses it as it is, and it stays).
+    That testgate leaves no lock where the user had none: the workspace run asserts it."""
 
+    def produce(root: Path) -> Ran:
+        project = copy_fixture("early", root)
+        subprocess.run(["uv", "lock", "-q", "--project", str(project)], check=True)
+        return run_in_process(project, extra_env=session_cache(root))
 
-@pytest.fixture(scope="module")
-def requirements_run(tmp_path_factory: pytest.TempPathFactory) -> Ran:
-    """An app with only a requirements.txt."""
-    return once_per_session(
-        tmp_path_factory,
-        "requirements",
-        lambda root: run_in_process(
-            copy_fixture("requirements", root),
-            "--workers",
-            "0",
-            "--max-skipped",
-            "0",
-            extra_env=session_cache(root),
-        ),
-    )
+    return once_per_session(tmp_path_factory, "early", produce)
 
 
 def test_a_library_pytest_depends_on_is_measured_from_its_own_src(early_run: Ran) -> None:
@@ -108,7 +95,9 @@ def test_a_library_pytest_depends_on_is_measured_from_its_own_src(early_run: Ran
     assert list(report["files"]) == ["src/iniconfig/__init__.py"]
     # its module-level lines ran before pytest-cov could start: 100 % only from process start
     assert report["totals"]["percent_covered"] == 100.0
-    assert not (early_run.project / "uv.lock").exists()
+    # the user's lock was used as it is, and stays
+    assert "(build backend: hatchling.build): uv sync --locked --all-extras" in early_run.output
+    assert (early_run.project / "uv.lock").is_file()
 
 
 def test_a_project_whose_package_comes_from_elsewhere_is_refused(tmp_path: Path) -> None:
@@ -119,23 +108,6 @@ def test_a_project_whose_package_comes_from_elsewhere_is_refused(tmp_path: Path)
     assert ran.exit_code == 2
     assert "the project's package 'msgspec' is imported from" in ran.output
     assert "package = false" in ran.output
-
-
-def test_a_requirements_only_app_runs_in_a_testgate_made_venv(requirements_run: Ran) -> None:
-    assert requirements_run.exit_code == 0, requirements_run.output
-    assert "testgate: no [project] table: installed requirements.txt with uv into" in (
-        requirements_run.output
-    )
-    assert "testgate: 1 test: 1 passed in" in requirements_run.output
-    results = json.loads((requirements_run.reports / "results.json").read_text("utf-8"))
-    assert [test["outcome"] for test in results["tests"]] == ["passed"]
-    assert [gate for gate in results["gates"] if gate["name"] == "max-skipped"] == [
-        {"name": "max-skipped", "threshold": 0, "actual": 0, "passed": True,
-         "message": "0 of 1 test skipped (0); at most 0 allowed", "verdict": "pass"},
-    ]  # fmt: skip
-    # pytest's own cache aside, nothing new in the project
-    left = sorted(p.name for p in requirements_run.project.iterdir() if p.name != ".pytest_cache")
-    assert left == ["app", "requirements.txt", "testgate-reports", "tests"]
 
 
 README = ROOT / "README.md"
@@ -154,7 +126,9 @@ def fastapi_run(tmp_path_factory: pytest.TempPathFactory) -> Ran:
     """A FastAPI app with only a requirements.txt whose tests write PostgreSQL, run from a
     fresh copy by the README's command for that shape, under two xdist workers. Its
     PostgreSQL is started from the machine's binaries whether or not a Docker engine answers
-    (tests/integration/test_docker_engine.py runs the container backend)."""
+    (tests/integration/test_docker_engine.py runs the container backend). It is also the
+    suite's one run of a requirements-only app (a venv testgate makes, the max-skipped gate
+    at 0); an app with only pytest in its requirements.txt proved nothing more."""
     (command,) = [
         words for words in readme_commands("Only `requirements*.txt`") if "--service" in words
     ]
@@ -162,7 +136,8 @@ def fastapi_run(tmp_path_factory: pytest.TempPathFactory) -> Ran:
 
     def produce(root: Path) -> Ran:
         project = copy_fixture("fastapi_app", root)
-        arguments = [*command[2:], "--workers", "2", "--services-backend", "local"]
+        arguments = [*command[2:], "--workers", "2", "--services-backend", "local",
+                     "--max-skipped", "0"]  # fmt: skip
         return run_in_process(project, *arguments, extra_env=session_cache(root))
 
     return once_per_session(tmp_path_factory, "fastapi", produce)
@@ -175,6 +150,11 @@ def test_a_requirements_only_fastapi_app_tests_against_postgres(fastapi_run: Ran
     )
     results = fastapi_run.results()
     assert results["totals"]["passed"] == results["totals"]["tests"] == 6
+    assert "testgate: 6 tests: 6 passed in" in fastapi_run.output
+    assert [gate for gate in results["gates"] if gate["name"] == "max-skipped"] == [
+        {"name": "max-skipped", "threshold": 0, "actual": 0, "passed": True,
+         "message": "0 of 6 tests skipped (0); at most 0 allowed", "verdict": "pass"},
+    ]  # fmt: skip
     # the tests ran on both workers, each in a database of its own (the test asserts it)
     assert {test["attempts"][0]["worker"] for test in results["tests"]} == {"gw0", "gw1"}
     report = json.loads((fastapi_run.reports / "coverage.json").read_text("utf-8"))
@@ -187,9 +167,9 @@ def test_a_requirements_only_fastapi_app_tests_against_postgres(fastapi_run: Ran
     assert left == ["app", "requirements.txt", "testgate-reports", "tests"]
 
 
-def test_a_requirements_env_is_reused_without_sync(requirements_run: Ran) -> None:
-    cache = session_cache(requirements_run.project.parent)
-    settings = settings_of(requirements_run.project, sync="false", workers="0")
+def test_a_requirements_env_is_reused_without_sync(fastapi_run: Ran) -> None:
+    cache = session_cache(fastapi_run.project.parent)
+    settings = settings_of(fastapi_run.project, sync="false", workers="2")
     found = environment.probe(settings, shell(**cache), sources=("app",))
     assert Path(found.executable).is_file()
     assert found.overlay is not None
@@ -253,12 +233,8 @@ def test_a_python_that_does_not_answer_the_probe_is_named(tmp_path: Path) -> Non
         environment.probe(settings_of(project, python="python"), shell())
 
 
-def test_a_uv_project_reuses_its_lock_and_its_environment(early_run: Ran, tmp_path: Path) -> None:
-    project = copy_fixture("early", tmp_path)
-    subprocess.run(["uv", "lock", "-q", "--project", str(project)], check=True)
-    _, notices = environment.prepare(settings_of(project), shell())
-    assert (project / "uv.lock").is_file()  # the user's lock stays; it was used as it is
-    assert "(build backend: hatchling.build): uv sync --locked --all-extras" in notices[0]
+def test_a_uv_project_reuses_its_environment(early_run: Ran) -> None:
+    # its lock used as it is: test_a_library_pytest_depends_on_is_measured_from_its_own_src
     synced = settings_of(early_run.project, sync="false")
     assert environment.prepare(synced, shell()) == (
         str(early_run.project / ".venv" / "bin" / "python"),
@@ -434,6 +410,9 @@ def test_the_max_skipped_gate_takes_a_count_or_a_share() -> None:
         return TestResult(id=f"t{number}", file="t", line=1, outcome=outcome, attempts=(attempt,))
 
     tests = (test(1, "passed"), test(2, "skipped"), test(3, "skipped"), test(4, "passed"))
+    assert max_skipped(tests[:1], limit="0").message == (
+        "0 of 1 test skipped (0); at most 0 allowed"
+    )  # one test, singular
     share = max_skipped(tests, limit="40.0%")
     assert (share.passed, share.actual) == (False, 50.0)
     assert share.message == "2 of 4 tests skipped (50 %); at most 40 % allowed"
