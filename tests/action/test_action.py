@@ -1,15 +1,17 @@
 """The real action.yml, run end to end by act (``act -P ubuntu-latest=-self-hosted``).
 
 One workflow with four jobs runs the action, as a user's ``uses: acme/testgate@v1`` step,
-on four projects: one that passes, one with a broken and a flaky test, one below its
-coverage threshold, and a hostile one (its own ``runner/`` package, a test that writes to
-``GITHUB_ENV``). act runs the jobs on this machine, without Docker.
+on four projects: a hostile one that passes (its own ``runner/`` package, a test that writes
+to ``GITHUB_ENV``: every output of a passing run is read from it, so one job proves both that
+a passing project passes with every output set and that it cannot take over testgate), one
+with a broken and a flaky test, one below its coverage threshold, and the example project
+with its PostgreSQL service. act runs the jobs on this machine, without Docker.
 
 Stand-ins, and only these: ``astral-sh/setup-uv`` downloads uv over the network, so act's
 ``--local-repository`` replaces it with a composite action that puts this machine's uv on
 PATH (``SETUP_UV``, below). The action itself is a copy of this checkout's action.yml,
-action.lock and runner/. act gives host jobs an empty workspace, so green and low point
-the action's ``working-directory`` at their projects outside it; red is checked out, a
+action.lock and runner/. act gives host jobs an empty workspace, so low, own and inventory
+point the action's ``working-directory`` at their projects outside it; red is checked out, a
 project in a subdirectory of the repository (``sub/dir/red``), as in a monorepo.
 """
 
@@ -110,9 +112,8 @@ def test_writes_the_next_steps_environment():
 
 
 def make_projects(root: Path) -> None:
-    """green passes; red has a broken and a flaky test; low is below its coverage gate;
-    inventory is the example project, with its PostgreSQL from ``services:``."""
-    shutil.copytree(FIXTURES / "passing", root / "green")
+    """own passes (a hostile project); red has a broken and a flaky test; low is below its
+    coverage gate; inventory is the example project, with its PostgreSQL from ``services:``."""
     shutil.copytree(ROOT / "examples" / "inventory", root / "inventory",
                     ignore=shutil.ignore_patterns(".venv", "*-reports"))  # fmt: skip
     shutil.copytree(FIXTURES / "passing", root / "low")
@@ -148,7 +149,7 @@ def run_act(root: Path) -> Ran:
     jobs = (
         "".join(
             JOB.format(name=name, checkout="", directory=f"${{{{ env.PROJECTS }}}}/{name}")
-            for name in ("green", "low")
+            for name in ("low",)
         )
         + JOB.format(name="red", checkout=CHECKOUT, directory=MONOREPO_DIR)
         + OWN_JOB
@@ -191,21 +192,22 @@ def outputs(ran: Ran, job: str) -> dict[str, str]:
 
 
 def test_a_passing_project_passes_with_every_output_set(act_run: Ran) -> None:
-    lines = job_lines(act_run, "green")
+    """The own job's project passes (the passing fixture and one more test): its outputs."""
+    lines = job_lines(act_run, "own")
     assert any("🏁  Job succeeded" in line for line in lines), act_run.output[-3000:]
-    found = outputs(act_run, "green")
+    found = outputs(act_run, "own")
     assert {key: found[key] for key in ("passed", "tests", "failed", "flaky", "skipped")} == {
-        "passed": "true", "tests": "3", "failed": "0", "flaky": "0", "skipped": "0",
+        "passed": "true", "tests": "4", "failed": "0", "flaky": "0", "skipped": "0",
     }  # fmt: skip
     assert (found["line-coverage"], found["branch-coverage"]) == ("100.00", "100.00")
     assert (found["reports-dir"], found["diff-coverage"]) == ("testgate-reports", "")
     assert float(found["duration"]) > 0
-    assert found["results-artifact"] == "testgate-results-green-0-attempt-1"
-    summary = (act_run.project / "green" / "testgate-reports" / "summary.md").read_text("utf-8")
+    assert found["results-artifact"] == "testgate-results-own-0-attempt-1"
+    summary = (act_run.project / "own" / "testgate-reports" / "summary.md").read_text("utf-8")
     assert "testgate passed" in summary
-    # green is no git repository: no base branch, so no history to read and nothing to warn of
+    # own is no git repository: no base branch, so no history to read and nothing to warn of
     assert found["history-artifact"] == "testgate-history"
-    results = (act_run.project / "green" / "testgate-reports" / "results.json").read_text("utf-8")
+    results = (act_run.project / "own" / "testgate-reports" / "results.json").read_text("utf-8")
     assert json.loads(results)["run"]["warnings"] == []
 
 

@@ -189,6 +189,9 @@ def test_long_text_is_cut_and_says_so(pytester: pytest.Pytester) -> None:
 
 
 def test_under_xdist_the_controller_records_every_worker(pytester: pytest.Pytester) -> None:
+    """The project's own ``-n 2`` (in addopts) spreads the tests over two workers, whose
+    records the controller writes; test_the_workers_testgate_decided_* turns it off."""
+    pytester.makeini("[pytest]\naddopts = -n 2\n")
     pytester.makepyfile(
         test_many="import pytest\n@pytest.mark.parametrize('n', range(6))\n"
         "def test_n(n):\n    assert n != 3\n",
@@ -200,7 +203,7 @@ def test_under_xdist_the_controller_records_every_worker(pytester: pytest.Pytest
     selection.write_text(json.dumps(wanted), "utf-8")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(SELECT_ENV, str(selection))
-        found = records(pytester, "-n", "2")
+        found = records(pytester)
     collected = [item for item in found if item["kind"] == "collected"]
     assert sorted(item["worker"] for item in collected) == ["gw0", "gw1"]
     assert all(item["count"] == 6 for item in collected)
@@ -213,8 +216,8 @@ def test_under_xdist_the_controller_records_every_worker(pytester: pytest.Pytest
 def test_the_workers_testgate_decided_win_over_an_n_in_addopts(pytester: pytest.Pytester) -> None:
     pytester.makeini("[pytest]\naddopts = -n 2\n")
     pytester.makepyfile(test_w="def test_a():\n    pass\n\ndef test_b():\n    pass\n")
-    spread = {item.get("worker") for item in records(pytester) if item["kind"] == "report"}
-    assert spread == {"gw0", "gw1"}  # the project's own -n
+    # that the project's own -n spreads them over workers without the variable:
+    # test_under_xdist_the_controller_records_every_worker (the same addopts)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(WORKERS_ENV, "0")
         found = records(pytester)

@@ -21,6 +21,7 @@ from tests.conftest import Ran, copy_fixture, environment, once_per_session, run
 RunCli = Callable[..., Ran]
 CALC = "tests/test_calc.py"
 IDS = [f"{CALC}::test_add", f"{CALC}::test_sign_negative", f"{CALC}::test_sign_positive"]
+DURATIONS = ("--durations", "planned.json")
 
 
 def shard(project: Path, index: int, count: int, *args: str) -> Ran:
@@ -33,14 +34,18 @@ def ids(ran: Ran) -> list[str]:
     return sorted(test["id"] for test in ran.results()["tests"])
 
 
+def planned(project: Path) -> Path:
+    """The project with recorded durations in planned.json: test_add alone is half the work."""
+    record = project / "planned.json"
+    record.write_text(json.dumps({IDS[0]: 9.0, IDS[1]: 1.0, IDS[2]: 1.0}), "utf-8")
+    return project
+
+
 def test_shards_follow_the_recorded_durations(
     tmp_path: Path, merge: Callable[..., Ran], two_shards: tuple[Path, Ran, Ran]
 ) -> None:
-    project = copy_fixture("passing", tmp_path)
-    record = project / "planned.json"
-    record.write_text(json.dumps({IDS[0]: 9.0, IDS[1]: 1.0, IDS[2]: 1.0}), "utf-8")
-    first = shard(project, 1, 2, "--durations", "planned.json")
-    second = shard(project, 2, 2, "--durations", "planned.json")
+    """two_shards were planned from planned.json; a shard planned without it is refused."""
+    project, first, second = two_shards
     assert ids(first) == [IDS[0]]
     assert ids(second) == sorted(IDS[1:])
     assert first.results()["run"]["shard"] == "1/2"
@@ -53,7 +58,7 @@ def test_shards_follow_the_recorded_durations(
     (row,) = [line.split() for line in first.output.splitlines() if line.startswith("line-cov")]
     assert (row[0], row[-1]) == ("line-coverage", "deferred")  # its verdict column
     # A shard planned without those durations split the suite another way: refused.
-    unplanned = two_shards[2]
+    unplanned = shard(copy_fixture("passing", tmp_path), 2, 2)
     ran = merge(project, "--expect-shards", "2", str(first.reports), str(unplanned.reports))
     assert ran.exit_code == 3
     plans = (first.results()["run"]["plan"], unplanned.results()["run"]["plan"])
@@ -75,15 +80,20 @@ def test_an_empty_shard_writes_valid_empty_reports(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def two_shards(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Ran, Ran]:
-    """Shard 1 in one copy of the project, shard 2 in another: two 'machines'.
+    """Shard 1 in one copy of the project, shard 2 in another: two 'machines', both planned
+    from the same recorded durations (planned.json).
 
     Made once per session and only read: each merge writes to its own directory.
     """
     first = once_per_session(
-        tmp_path_factory, "shard-1", lambda root: shard(copy_fixture("passing", root), 1, 2)
+        tmp_path_factory,
+        "shard-1",
+        lambda root: shard(planned(copy_fixture("passing", root)), 1, 2, *DURATIONS),
     )
     second = once_per_session(
-        tmp_path_factory, "shard-2", lambda root: shard(copy_fixture("passing", root), 2, 2)
+        tmp_path_factory,
+        "shard-2",
+        lambda root: shard(planned(copy_fixture("passing", root)), 2, 2, *DURATIONS),
     )
     return first.project, first, second
 
@@ -185,14 +195,15 @@ def test_variants_stay_visible_and_a_failure_names_its_variant(
             outcome="failed", message="AssertionError: on 3.12", phase="call"
         )
 
-    other = edited_copy(first.reports, tmp_path / "py312", as_312_with_a_failure)
+    other = edited_copy(second.reports, tmp_path / "py312", as_312_with_a_failure)
     ran = merge(here, str(first.reports), str(second.reports), str(other))
     assert ran.exit_code == 1
     results = ran.results()
     assert results["totals"]["tests"] == 5  # three on 3.11, two (a shard) on 3.12
     failed = [t for t in results["tests"] if t["outcome"] == "failed"]
-    assert [(t["id"], t["variant"]) for t in failed] == [(ids(first)[0], "py3.12-linux")]
-    assert ran.gate("failed-tests")["message"] == f"1 failed: {ids(first)[0]} [py3.12-linux]"
+    failing = second.results()["tests"][0]["id"]
+    assert [(t["id"], t["variant"]) for t in failed] == [(failing, "py3.12-linux")]
+    assert ran.gate("failed-tests")["message"] == f"1 failed: {failing} [py3.12-linux]"
     assert f"FAILED [py3.12-linux] {CALC}:" in ran.output
     suites = {suite.name: suite for suite in JUnitXml.fromfile(str(ran.reports / "junit.xml"))}
     assert sorted(suites) == ["py3.11-linux", "py3.12-linux"]
@@ -200,7 +211,7 @@ def test_variants_stay_visible_and_a_failure_names_its_variant(
     assert (sonar.tests, sonar.failures) == (3, 1)  # each test once, its worst result
     summary = (ran.reports / "summary.md").read_text("utf-8")
     assert "Merged 3 runs: `py3.11-linux shard 1/2 (shard-1)`" in summary
-    assert f"`py3.12-linux shard 1/2 ({other})`" in summary  # outside the project: as given
+    assert f"`py3.12-linux shard 2/2 ({other})`" in summary  # outside the project: as given
 
 
 def test_a_whole_missing_variant_is_exit_three(
