@@ -2,8 +2,11 @@
 
 ``tests/fixtures/sqlalchemy_app`` (an app reading ``POSTGRES_*``, mapped
 ``POSTGRES_SERVER``, libpq's ``PG*``, its schema from ``alembic upgrade head``, and Redis
-and MySQL of its own) runs once per session with ``--workers 2`` and a rerun. Its
-services are external and already hold data: a Redis whose databases 0 and 1 hold keys,
+and MySQL of its own) runs once per session with ``--workers 2`` and reruns (its flaky
+test passes the first, so the second has nothing left to run). Beside its tests run those of
+``tests/fixtures/services``, which read ``DATABASE_URL``, ``REDIS_URL`` and ``REDIS_DB``
+(on a table of their own: the app's migrated ``items`` has other columns). Its services
+are external and already hold data: a Redis whose databases 0 and 1 hold keys,
 a Redis with no empty database at all, a PostgreSQL database with the user's table and
 one named as testgate's first worker database would be, a role without the right to
 create databases, a MariaDB database named as the second worker's, and a MongoDB (a
@@ -28,10 +31,11 @@ import pymysql
 import pytest
 
 from runner.services.probes import Endpoint, wait_ready
-from tests.conftest import Ran, copy_fixture, once_per_session, run_in_process
+from tests.conftest import FIXTURES, Ran, copy_fixture, once_per_session, run_in_process
 from tests.integration.test_services import FakeMongo
 
 Facts = tuple[Ran, dict[str, Any]]
+PRIVATE_ROWS = FIXTURES / "services" / "tests" / "test_private_rows.py"
 
 
 def free_port() -> int:
@@ -170,9 +174,14 @@ def _produce(target: Path) -> Ran:
     _prepare(base)
     try:
         project = copy_fixture("sqlalchemy_app", target)
+        private = PRIVATE_ROWS.read_text("utf-8")
+        assert private.count(" items") == 3
+        (project / "tests" / PRIVATE_ROWS.name).write_text(
+            private.replace(" items", " private_rows"), "utf-8"
+        )
         ran = run_in_process(
             project,
-            "--workers", "2", "--reruns", "1",
+            "--workers", "2", "--reruns", "2",
             "--service", f"postgres=postgresql://postgres@127.0.0.1:5432/{base}",
             "--service", f"redis=redis://127.0.0.1:{redis.port}/0",
             "--service", f"full=redis://127.0.0.1:{full.port}/0",

@@ -9,7 +9,8 @@ The session's run of the SQLAlchemy-style app (``tests/integration/services_apps
 conventions, builds its schema with ``alembic upgrade head`` (``service-setup``: once,
 into a template every worker database is copied from), and a second module reads only
 libpq's ``PG*``. Two xdist workers write the same keys; a test fails once, so a rerun
-runs too. The server is the machine's own PostgreSQL, given as an external service whose
+runs too. The services fixture's tests beside them read ``DATABASE_URL`` and ``REDIS_*``.
+The server is the machine's own PostgreSQL, given as an external service whose
 user databases must come out untouched.
 """
 
@@ -44,7 +45,7 @@ def test_the_app_passes_with_its_schema_in_every_workers_database(
     ran, _ = app
     assert ran.exit_code == 0, ran.output
     totals = ran.results()["totals"]
-    assert (totals["passed"], totals["flaky"], totals["failed"]) == (17, 1, 0)
+    assert (totals["passed"], totals["flaky"], totals["failed"]) == (30, 1, 0)
     tests = {test["id"].split("::")[1].split("[")[0] for test in ran.results()["tests"]}
     assert "test_the_app_writes_to_its_workers_migrated_table" in tests
     # its setup command ran in the prepared environment: uv wrote no uv.lock into the app

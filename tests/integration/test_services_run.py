@@ -25,24 +25,25 @@ from runner.services.served import project_services
 from runner.services.spec import parse_specs
 from runner.settings import load_settings
 from tests.conftest import copy_fixture, fresh_plugin, run_in_process
+from tests.integration.services_apps import Facts, app_run
 from tests.integration.test_security import github_mode, runner_commands, runner_file_command
 
-# Its own base database, so the workers' databases (postgres_gw0, ...) are this test's alone.
-WORKER_QUERY = "SELECT datname FROM pg_database WHERE datname LIKE 'postgres_gw%'"
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory: pytest.TempPathFactory) -> Facts:
+    return app_run(tmp_path_factory)
 
 
-def test_each_worker_writes_to_its_own_database(tmp_path: Path) -> None:
-    """The fixture's tests share one table name under -n 2; none sees another's rows."""
-    project = copy_fixture("services", tmp_path)
-    ran = run_in_process(
-        project,
-        "--workers", "2",
-        "--service", "postgres=postgresql://postgres@127.0.0.1:5432/postgres",
-        "--service", "redis=redis://127.0.0.1:6379/0",
-    )  # fmt: skip
+def test_each_worker_writes_to_its_own_database(app: Facts) -> None:
+    """The services fixture's tests share one table name under -n 2; none sees another's rows.
+
+    They run in the session's run of the SQLAlchemy app (``services_apps``), beside its own
+    tests, on its external PostgreSQL and Redis."""
+    ran, facts = app
     assert ran.exit_code == 0, ran.output
-    totals = ran.results()["totals"]
-    assert (totals["passed"], totals["failed"]) == (13, 0)
+    private = [t for t in ran.results()["tests"] if t["id"].startswith("tests/test_private_")]
+    assert len(private) == 13
+    assert {t["outcome"] for t in private} == {"passed"}
     assert "testgate: postgres ready in" in ran.output
     phases = ran.results()["run"]["phases"]  # where the time went, the services' part too
     assert sorted(phases) == [
@@ -51,11 +52,10 @@ def test_each_worker_writes_to_its_own_database(tmp_path: Path) -> None:
     assert phases["tests_s"] == ran.results()["run"]["suite_duration_s"]
     assert "Time: install " in (ran.reports / "summary.md").read_text("utf-8")
     assert "testgate: time: install " in ran.output
-    assert "stopped 0 services and removed what they left; 2 external" in ran.output
-    admin = pg8000.native.Connection("postgres", host="127.0.0.1", database="test")
-    assert admin.run(WORKER_QUERY) == []  # dropped after the run
-    admin.close()
-    assert not (project / ".testgate").exists()
+    assert "stopped 0 services and removed what they left; 6 external" in ran.output
+    base = facts["base"]
+    assert facts["postgres"] == [base, f"{base}_gw0"]  # the workers' are dropped after the run
+    assert not (ran.project / ".testgate").exists()
 
 
 SETUP = "postgres=echo migrating $PGDATABASE; echo 'no relation `x`' >&2; exit 4"
