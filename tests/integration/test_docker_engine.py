@@ -33,7 +33,7 @@ import pymysql
 import pytest
 
 from runner.services.docker import LABEL, engine_answers
-from tests.conftest import ROOT, Ran, copy_fixture, once_per_session
+from tests.conftest import ROOT, Ran, copy_fixture, once_per_session, shared_environment
 
 TESTGATE = Path(sys.executable).parent / "testgate"
 EXAMPLE = ROOT / "examples" / "inventory"
@@ -105,7 +105,8 @@ def shared_services(root: Path) -> dict[str, Any]:
             for item in recorded["services"]
         }
         seen["labelled"] = sorted(containers_of(recorded["run_id"]))
-        seen["run"] = cli("run", "--project", str(project), "--workers", "2")
+        with shared_environment(project, ("--workers", "2"), os.environ) as added:
+            seen["run"] = cli("run", "--project", str(project), "--workers", "2", env=added)
         seen["results"] = json.loads((project / "testgate-reports" / "results.json").read_text())
         seen["seen"] = {
             path.name: path.read_text("utf-8") for path in (project / "tests").glob("seen-*")
@@ -212,8 +213,11 @@ def app_in_a_container(root: Path, fixture: str, *pytest_args: str) -> dict[str,
         return seen
     try:
         seen["before"] = container_databases(state)
-        seen["run"] = cli("run", "--project", str(project), "--workers", "2", "--reruns", "1",
-                          "--", *pytest_args)  # fmt: skip
+        args = ("--workers", "2", "--reruns", "1", "--", *pytest_args)
+        # The app's environment is the one its local runs use (test_services_apps): built
+        # and its bytecode compiled once for the session, not again here.
+        with shared_environment(project, args, os.environ) as added:
+            seen["run"] = cli("run", "--project", str(project), *args, env=added)
         seen["results"] = json.loads((project / "testgate-reports" / "results.json").read_text())
         seen["after"] = container_databases(state)
         used = project / "tests" / "databases.txt"  # the Django app's record of its databases
