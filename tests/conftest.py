@@ -391,3 +391,48 @@ def outcomes_run(tmp_path_factory: pytest.TempPathFactory) -> Ran:
 def flaky_fixture_run(tmp_path_factory: pytest.TempPathFactory) -> Ran:
     """The flaky fixture run once for the session."""
     return once_per_session(tmp_path_factory, "flaky", flaky_run)
+
+
+NESTED_CONFTEST = '''
+import pytest
+from pathlib import Path
+
+
+class Check(pytest.Item):
+    """An item a plugin names below another, as pytest-ruff names ``ruff::format``."""
+
+    def runtest(self):
+        runs = Path(__file__).parent / "runs.txt"
+        with runs.open("a") as out:
+            out.write(self.name + "\\n")
+        assert self.name != "ruff", "lint failed"
+
+
+class Checked(pytest.File):
+    def collect(self):
+        yield Check.from_parent(self, name="ruff")
+        yield Check.from_parent(self, name="ruff::format")
+
+
+def pytest_collect_file(file_path, parent):
+    if file_path.name == "module.py":
+        return Checked.from_parent(parent, path=file_path)
+'''
+
+
+@pytest.fixture(scope="session")
+def hangs_run(tmp_path_factory: pytest.TempPathFactory) -> Ran:
+    """The hangs fixture run once for the session: two xdist workers, ``dist = loadfile``
+    (each file on a worker of its own), then its reruns (1) alone. Beside its tests is an
+    independent scenario of test_flaky_run's: a ``conftest.py`` whose collector names
+    ``module.py::ruff::format`` below ``module.py::ruff``, which fails every time; each
+    test asserts on its own test ids only. pytest's arguments name what it runs, as a
+    user's ``testgate run -- module.py tests`` does."""
+
+    def produce(root: Path) -> Ran:
+        project = copy_fixture("hangs", root)
+        (project / "conftest.py").write_text(NESTED_CONFTEST, "utf-8")
+        (project / "module.py").write_text("VALUE = 1\n", "utf-8")
+        return run_in_process(project, "--", "module.py", "tests")
+
+    return once_per_session(tmp_path_factory, "hangs", produce)

@@ -3,7 +3,8 @@
 The hangs fixture has tests that hang in a call, in a fixture's setup and in its
 teardown, with per-marker limits from its pyproject (unit 0.25 s, integration 0.5 s), a
 test with its own ``@pytest.mark.timeout``, one that hangs only the first time (flaky),
-and one after them all. It runs once, under two xdist workers, then its reruns alone.
+and one after them all. It runs once, under two xdist workers, then its reruns alone
+(``hangs_run`` in tests/conftest.py, which test_flaky_run reads too: its own test ids).
 """
 
 from __future__ import annotations
@@ -42,18 +43,16 @@ from tests.conftest import (
     fresh_plugin,
     gone,
     marker_line,
-    once_per_session,
     run_in_process,
 )
 
 HANGS = "tests/test_hangs.py"
 
 
-@pytest.fixture(scope="session")
-def hangs(tmp_path_factory: pytest.TempPathFactory) -> Ran:
-    return once_per_session(
-        tmp_path_factory, "hangs", lambda root: run_in_process(copy_fixture("hangs", root))
-    )
+@pytest.fixture
+def hangs(hangs_run: Ran) -> Ran:
+    """The session's run of the hangs fixture (``hangs_run`` in tests/conftest.py)."""
+    return hangs_run
 
 
 def first(ran: Ran, name: str) -> dict[str, Any]:
@@ -103,7 +102,7 @@ def test_a_test_that_times_out_once_is_flaky_and_the_run_goes_on(hangs: Ran) -> 
     assert hangs.exit_code == 1
     assert hangs.test(f"{HANGS}::test_hangs_once")["outcome"] == "flaky"
     assert hangs.test(f"{HANGS}::test_after_the_hangs")["outcome"] == "passed"
-    assert len(hangs.results()["tests"]) == 7
+    assert len([t for t in hangs.results()["tests"] if t["file"] == HANGS]) == 7
     assert "timed out after 0.5 s (marker integration)" in hangs.output
     junit = (hangs.reports / "junit.xml").read_text("utf-8")
     assert "timed out after 0.25 s (marker unit)" in junit
@@ -367,10 +366,12 @@ def test_flaky_detection_stops_inside_a_round_when_its_budget_is_spent(tmp_path:
 
 
 def test_flaky_detection_that_reaches_timeout_run_is_interrupted(tmp_path: Path) -> None:
+    """Its first round hangs (no per-test limit) until the job's deadline stops it."""
     project = copy_fixture("cancel", tmp_path)
     ran = run_in_process(
         project,
-        "--workers", "0", "--timeout-run", "1", "--only", f"{CANCEL}::test_a_finishes",
+        "--workers", "0", "--timeout-run", "1", "--timeout", "0",
+        "--only", f"{CANCEL}::test_c_never_reached",
         command="flaky",
     )  # fmt: skip
     assert ran.exit_code == 3
