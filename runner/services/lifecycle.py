@@ -444,12 +444,12 @@ class Starting:
 
     def __init__(self, bring_up: Callable[[threading.Event], list[Running]] | None) -> None:
         self.cancelled = threading.Event()
+        self.finished = threading.Event()  # set by the thread as it ends
         self.services: list[Running] = []
         self.error: BaseException | None = None
         self.thread: threading.Thread | None = None
         if bring_up is not None:
             self.thread = threading.Thread(target=self._up, args=(bring_up,), daemon=True)
-            self.thread.start()
 
     @classmethod
     def done(cls, services: list[Running]) -> Starting:
@@ -458,16 +458,37 @@ class Starting:
         starting.services = services
         return starting
 
+    def start(self) -> None:
+        """Start bringing the services up. Called inside the block whose clean-up cancels
+        it: a signal raised between the thread's start and that block would leave the
+        thread starting services that nothing stops."""
+        if self.thread is not None:
+            self.thread.start()
+
     def _up(self, bring_up: Callable[[threading.Event], list[Running]]) -> None:
         try:
             self.services = bring_up(self.cancelled)
         except BaseException as error:  # handed to the thread that waits
             self.error = error
+        finally:
+            self.finished.set()
+
+    def _await_thread(self) -> None:
+        """Until the thread has ended, a signal handled meanwhile. Not ``Thread.join``: a
+        signal that raises inside ``join`` leaves CPython 3.11's thread marked as stopped
+        while it still runs (``is_alive()`` is False from then on), so a clean-up after it
+        would not wait for what the thread still does."""
+        thread = self.thread
+        while (
+            thread is not None
+            and thread.ident is not None
+            and not self.finished.wait(interrupts.POLL_S)
+        ):  # (a thread never started, as when a signal came first, sets nothing)
+            pass
 
     def wait(self) -> list[Running]:
         """Every service once it answers; what ``up`` raised when one never did."""
-        while self.thread is not None and self.thread.is_alive():
-            self.thread.join(timeout=interrupts.POLL_S)  # a signal is handled meanwhile
+        self._await_thread()
         if self.error is not None:
             raise self.error
         return self.services
@@ -475,8 +496,7 @@ class Starting:
     def cancel(self) -> None:
         """End the waits and let ``up`` stop what it started; returns once it has."""
         self.cancelled.set()
-        while self.thread is not None and self.thread.is_alive():
-            self.thread.join(timeout=interrupts.POLL_S)
+        self._await_thread()
 
 
 @contextlib.contextmanager
@@ -507,7 +527,14 @@ def session(
             yield Starting.done(list(state.services.values()))
         else:  # an 'up' in the background (the action's, which names its log) starts them
             pid = 0 if state is None else state.pid
-            yield Starting(lambda cancelled: await_up(path, pid=pid, cancelled=cancelled, log=log))
+            awaiting = Starting(
+                lambda cancelled: await_up(path, pid=pid, cancelled=cancelled, log=log)
+            )
+            try:
+                awaiting.start()
+                yield awaiting
+            finally:
+                awaiting.cancel()
         return
     state_file = project / ".testgate" / "run-services.json"
     if (earlier := StateFile.load(state_file)) is not None:  # a run that was killed
@@ -524,6 +551,7 @@ def session(
         )
     )
     try:
+        starting.start()
         yield starting
     finally:
         starting.cancel()  # unless awaited: up stops what it started

@@ -35,6 +35,8 @@ from runner.results import (
     decode,
     encode,
 )
+from runner.services import lifecycle
+from runner.services.spec import ServiceSpec, parse_specs
 from runner.settings import load_settings
 from tests.conftest import (
     Ran,
@@ -410,6 +412,40 @@ def test_a_signal_before_any_test_stops_the_services_wait_and_exits_3(tmp_path: 
     assert ran.exit_code == 3
     assert "testgate: error: interrupted by SIGTERM before anything could be reported" in ran.output
     assert not (project / ".testgate" / "run-services.json").exists()
+
+
+def services_signalled(project: Path, spec: ServiceSpec, timer: threading.Timer) -> None:
+    """A run's services session, awaited, with ``timer``'s signal on its way."""
+    with interrupts.handling_signals():
+        timer.start()
+        with lifecycle.session(
+            [spec], project=project, backend="local", timeout=60, environ=os.environ
+        ) as starting:
+            starting.wait()
+
+
+def test_a_signal_at_any_moment_of_the_services_start_leaves_nothing(tmp_path: Path) -> None:
+    """Services start in a thread while the project installs: a signal that lands at any
+    moment of that start, even the first instant the thread runs, stops the thread and
+    removes its state file. Swept over moments from the first instant on, with the
+    interpreter switching threads as often as it can, so the earliest ones are met."""
+    (spec,) = parse_specs(["redis=redis://127.0.0.1:1/0"])  # never answers: up keeps waiting
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        for attempt in range(40):
+            project = tmp_path / str(attempt)
+            project.mkdir()
+            before = set(threading.enumerate())
+            timer = threading.Timer(attempt * 0.0005, os.kill, (os.getpid(), signal.SIGTERM))
+            with pytest.raises(interrupts.Interrupted):
+                services_signalled(project, spec, timer)
+            timer.join()
+            left = [thread for thread in set(threading.enumerate()) - before if thread.is_alive()]
+            assert left == [], f"attempt {attempt}: the services thread still runs"
+            assert not (project / ".testgate").exists(), f"attempt {attempt}: its state is left"
+    finally:
+        sys.setswitchinterval(switch)
 
 
 def test_a_second_signal_kills_a_group_that_ignores_the_first(tmp_path: Path) -> None:
