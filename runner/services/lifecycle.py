@@ -462,8 +462,8 @@ class Starting:
         """Start bringing the services up. Called inside the block whose clean-up cancels
         it: a signal raised between the thread's start and that block would leave the
         thread starting services that nothing stops."""
-        if self.thread is not None:
-            self.thread.start()
+        assert self.thread is not None, "services that are up already start nothing"
+        self.thread.start()
 
     def _up(self, bring_up: Callable[[threading.Event], list[Running]]) -> None:
         try:
