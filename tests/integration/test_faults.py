@@ -400,15 +400,23 @@ def test_a_signal_before_any_test_stops_the_services_wait_and_exits_3(tmp_path: 
     project = copy_fixture("cancel", tmp_path)
     waiting = project / ".testgate" / "run-services.json"  # recorded: its wait has begun
 
+    returned = threading.Event()  # no signal after the run: it would reach a later test
+
     def send() -> None:  # not after a fixed time: asking a Docker engine first takes a while
         while not waiting.exists():
-            time.sleep(0.01)
+            if returned.wait(0.01):
+                return
         os.kill(os.getpid(), signal.SIGTERM)
 
-    threading.Thread(target=send, daemon=True).start()
-    ran = run_in_process(
-        project, "--service", "redis=redis://127.0.0.1:1/0", "--services-timeout", "60"
-    )
+    sender = threading.Thread(target=send, daemon=True)
+    sender.start()
+    try:
+        ran = run_in_process(
+            project, "--service", "redis=redis://127.0.0.1:1/0", "--services-timeout", "60"
+        )
+    finally:
+        returned.set()
+        sender.join()
     assert ran.exit_code == 3
     assert "testgate: error: interrupted by SIGTERM before anything could be reported" in ran.output
     assert not (project / ".testgate" / "run-services.json").exists()
