@@ -449,6 +449,8 @@ def test_a_signal_at_any_moment_of_the_services_start_leaves_nothing(tmp_path: P
             with pytest.raises(interrupts.Interrupted):
                 services_signalled(project, spec, timer)
             timer.join()
+            for thread in set(threading.enumerate()) - before:  # past its last line, or on
+                thread.join(timeout=5)  # with the services still starting: never ending
             left = [thread for thread in set(threading.enumerate()) - before if thread.is_alive()]
             assert left == [], f"attempt {attempt}: the services thread still runs"
             assert not (project / ".testgate").exists(), f"attempt {attempt}: its state is left"
