@@ -2,16 +2,16 @@
 
 ``tests/fixtures/sqlalchemy_app`` (an app reading ``POSTGRES_*``, mapped
 ``POSTGRES_SERVER``, libpq's ``PG*``, its schema from ``alembic upgrade head``, and Redis
-and MySQL of its own) runs once per session with ``--workers 2`` and reruns (its flaky
-test passes the first, so the second has nothing left to run). Beside its tests run those of
-``tests/fixtures/services``, which read ``DATABASE_URL``, ``REDIS_URL`` and ``REDIS_DB``
-(on a table of their own: the app's migrated ``items`` has other columns). Its services
-are external and already hold data: a Redis whose databases 0 and 1 hold keys,
-a Redis with no empty database at all, a PostgreSQL database with the user's table and
-one named as testgate's first worker database would be, a role without the right to
-create databases, a MariaDB database named as the second worker's, and a MongoDB (a
-stand-in speaking its protocol; MongoDB lies outside this machine) that lists one. What
-the servers hold afterwards is recorded for ``test_services_apps`` (what an app sees) and
+and MySQL of its own) runs once per session with ``--workers 2`` and reruns (its flaky test
+passes the first, so the second has nothing left to run). Beside its tests run those of
+``tests/fixtures/services``, which read ``DATABASE_URL``, ``REDIS_URL`` and ``REDIS_DB`` (on
+a table of their own, ``private_rows``: the app's migrated ``items`` has other columns). Its
+services are external and already hold data: a Redis whose databases 0 and 1 hold keys, a
+Redis with no empty database at all, a PostgreSQL database with the user's table and one
+named as testgate's first worker database would be, a role without the right to create
+databases, a MariaDB database named as the second worker's, and a MongoDB (a stand-in
+speaking its protocol; MongoDB lies outside this machine) that lists one. What the servers
+hold afterwards is recorded for ``test_services_apps`` (what an app sees) and
 ``test_security_services`` (what a user keeps).
 """
 
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import shutil
 import socket
 import subprocess
 import threading
@@ -174,11 +175,7 @@ def _produce(target: Path) -> Ran:
     _prepare(base)
     try:
         project = copy_fixture("sqlalchemy_app", target)
-        private = PRIVATE_ROWS.read_text("utf-8")
-        assert private.count(" items") == 3
-        (project / "tests" / PRIVATE_ROWS.name).write_text(
-            private.replace(" items", " private_rows"), "utf-8"
-        )
+        shutil.copy(PRIVATE_ROWS, project / "tests")
         ran = run_in_process(
             project,
             "--workers", "2", "--reruns", "2",
