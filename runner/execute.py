@@ -125,6 +125,7 @@ def run_pytest(
         # by line, inert, and not after pytest and its group have ended (RELAY_DRAIN_S), so
         # a process a test left running cannot write past the guard.
         relayed = on_github(environ)
+        interrupts.hold()  # a signal from here on stops pytest's group, once it has one
         child = process_group.start(
             command,
             cwd=cwd,

@@ -102,6 +102,29 @@ def handling_signals() -> Iterator[None]:
         _STATE.reason, _STATE.signals, _STATE.raising = None, 0, True
 
 
+@contextlib.contextmanager
+def deferred() -> Iterator[None]:
+    """Run the block whole: a signal that arrives meanwhile raises ``Interrupted`` only as
+    the block ends. For a step that must not be cut in two, as ``Thread.start``: a signal
+    raised inside it leaves a thread that exists but has not run a line (``ident`` still
+    None), which a clean-up cannot tell from one never started."""
+    raising, earlier = _STATE.raising, _STATE.reason
+    _STATE.raising = False
+    try:
+        yield
+    finally:
+        _STATE.raising = raising
+    if raising and earlier is None and _STATE.reason is not None:
+        raise Interrupted(_STATE.reason)
+
+
+def hold() -> None:
+    """From here on a signal never raises: it only marks the command stopped (``reason``).
+    Called before the first pytest process starts, so that no signal can cut its start in
+    two and leave a process group nothing waits for."""
+    _STATE.raising = False
+
+
 def wait(
     child: subprocess.Popen[bytes], *, deadline: float | None, marker: str | None = None
 ) -> tuple[int, process_group.Leftovers, str | None]:
@@ -111,7 +134,7 @@ def wait(
     group, or outside it with the run's ``marker``; killed then), and why testgate
     stopped it (None: it ended by itself). From here on a signal never raises.
     """
-    _STATE.raising = False
+    hold()
     asked_at: float | None = None
     signals_seen = 0
     while True:

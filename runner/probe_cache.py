@@ -63,7 +63,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runner import __version__
+from runner import __version__, interrupts
 from runner.child_env import child_environment
 from runner.errors import InfraError
 
@@ -286,5 +286,6 @@ def keep(base: Path, name: str, key: str, answer: Mapping[str, Any]) -> None:
     earlier = [kept for kept in _kept(path) if (kept.get("key"), kept.get("project")) != mine]
     answers = [{"key": key, **{field: answer[field] for field in ANSWER_FIELDS}}, *earlier]
     building = folder / f"{name}.json.{os.getpid()}"
-    building.write_text(json.dumps({"answers": answers[:KEPT]}), "utf-8")
-    building.replace(path)
+    with interrupts.deferred():  # a signal between the two would leave the file beside
+        building.write_text(json.dumps({"answers": answers[:KEPT]}), "utf-8")
+        building.replace(path)

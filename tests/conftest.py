@@ -23,11 +23,29 @@ from typing import Any
 import jsonschema
 import pytest
 
+from runner import process_group
 from runner.cli import main
+from runner.plugin import _testgate_wire as wire
 
 # Without bytecode caching every Python process the tests start (hundreds of pytest runs)
 # compiles pytest, coverage and testgate from source again: 0.40 s against 0.15 s each.
 os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+
+# The tests start testgate as a user's shell would, but a TESTGATE_* variable of the shell
+# that runs them (an option such as TESTGATE_TIMEOUT, the action's inputs, any other name)
+# would reach every run they start and change what it does: those are dropped. What the
+# testgate run of this suite hands its pytest stays, and the switch of the README's act test.
+_HANDED = {
+    *wire.ATTEMPT_VARIABLES,
+    wire.WORKER_ENV,
+    wire.DJANGO_ENV,
+    wire.NO_DYNAMIC_CONTEXT_ENV,
+    process_group.MARKER_ENV,
+    "TESTGATE_README_ACT",
+}
+for _name in [name for name in os.environ if name.startswith("TESTGATE_")]:
+    if _name not in _HANDED:
+        del os.environ[_name]
 
 ROOT = Path(__file__).parent.parent  # the repository's root
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -463,7 +463,8 @@ class Starting:
         it: a signal raised between the thread's start and that block would leave the
         thread starting services that nothing stops."""
         assert self.thread is not None, "services that are up already start nothing"
-        self.thread.start()
+        with interrupts.deferred():  # a signal inside start: the thread would run unawaited
+            self.thread.start()
 
     def _up(self, bring_up: Callable[[threading.Event], list[Running]]) -> None:
         try:

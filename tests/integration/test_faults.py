@@ -9,6 +9,7 @@ and one after them all. It runs once, under two xdist workers, then its reruns a
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -16,12 +17,14 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import pytest
 
-from runner import interrupts, process_group, render
+from runner import execute, interrupts, probe_cache, process_group, render
 from runner.errors import ConfigError
 from runner.github.commands import annotations_of
 from runner.record import describe_exit
@@ -422,10 +425,11 @@ def test_a_signal_before_any_test_stops_the_services_wait_and_exits_3(tmp_path: 
     assert not (project / ".testgate" / "run-services.json").exists()
 
 
-def services_signalled(project: Path, spec: ServiceSpec, timer: threading.Timer) -> None:
-    """A run's services session, awaited, with ``timer``'s signal on its way."""
+def services_signalled(project: Path, spec: ServiceSpec, timer: threading.Timer | None) -> None:
+    """A run's services session, awaited, with ``timer``'s signal (if any) on its way."""
     with interrupts.handling_signals():
-        timer.start()
+        if timer is not None:
+            timer.start()
         with lifecycle.session(
             [spec], project=project, backend="local", timeout=60, environ=os.environ
         ) as starting:
@@ -456,6 +460,107 @@ def test_a_signal_at_any_moment_of_the_services_start_leaves_nothing(tmp_path: P
             assert not (project / ".testgate").exists(), f"attempt {attempt}: its state is left"
     finally:
         sys.setswitchinterval(switch)
+
+
+@contextlib.contextmanager
+def signal_at(moment: Callable[[FrameType, str], bool]) -> Iterator[None]:
+    """SIGTERM to this process at the first profile event (a frame and its kind: ``call``,
+    ``return``) that ``moment`` names while the block runs. Sent from a profile function:
+    coverage traces with ``sys.settrace``, which this leaves alone."""
+
+    def profile(frame: FrameType, event: str, arg: object) -> None:
+        if moment(frame, event):
+            sys.setprofile(None)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    sys.setprofile(profile)
+    try:
+        yield
+    finally:
+        sys.setprofile(None)
+
+
+def called_by(frame: FrameType, function: Callable[..., object]) -> bool:
+    return frame.f_back is not None and frame.f_back.f_code is function.__code__
+
+
+def test_a_signal_inside_the_services_threads_start_still_waits_for_that_thread(
+    tmp_path: Path,
+) -> None:
+    """A signal that lands inside ``Thread.start`` itself, once the thread exists but before
+    it has run a line: the run's clean-up must still await that thread, or the thread
+    starts its services after the clean-up (a container or server that nothing stops once
+    testgate exits). The signal comes as ``Thread.start`` begins to wait for the thread; a
+    long switch interval keeps the new thread from running before it."""
+    (spec,) = parse_specs(["redis=redis://127.0.0.1:1/0"])  # never answers: up keeps waiting
+    before = set(threading.enumerate())
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(10)
+    try:
+        with (
+            interrupts.handling_signals(),
+            signal_at(
+                lambda frame, event: (
+                    event == "call"
+                    and frame.f_code is threading.Event.wait.__code__
+                    and called_by(frame, threading.Thread.start)
+                )
+            ),
+            pytest.raises(interrupts.Interrupted),
+        ):
+            services_signalled(tmp_path, spec, None)
+        unrun = [thread.name for thread in set(threading.enumerate()) - before if not thread.ident]
+    finally:
+        sys.setswitchinterval(switch)
+    assert unrun == []  # each thread the session started ran (and ended) before it returned
+    for thread in set(threading.enumerate()) - before:  # past its last line, briefly alive
+        thread.join(timeout=5)
+    assert not (tmp_path / ".testgate").exists()
+
+
+def test_a_signal_as_pytests_group_starts_stops_that_group_and_never_raises(
+    tmp_path: Path,
+) -> None:
+    """A signal that lands the moment pytest's process group exists, before testgate waits
+    on it: pytest is stopped and the run goes on to its reports (``stopped`` names the
+    signal), not cut short with pytest left running."""
+    with (
+        interrupts.handling_signals(),
+        signal_at(
+            lambda frame, event: event == "return" and frame.f_code is process_group.start.__code__
+        ),
+    ):
+        completed = execute.run_pytest(
+            [sys.executable, "-c", "import time; time.sleep(30)"],
+            cwd=tmp_path,
+            environ=os.environ,
+            record=tmp_path / "r.jsonl",
+            coverage_file=tmp_path / ".coverage",
+        )
+    assert (completed.stopped, completed.leftovers) == ("SIGTERM", ())
+
+
+def test_a_signal_as_a_probe_answer_is_kept_leaves_no_file_beside_it(tmp_path: Path) -> None:
+    """The probe's answer is written beside its cache file, then renamed into place: a
+    signal between the two still ends with the answer in place and nothing beside it."""
+    answer: dict[str, object] = {
+        "python": "/env/bin/python", "platform": "linux", "found": {"pytest": "9.0"},
+        "early": [], "overlay": None, "added": [], "project": None,
+    }  # fmt: skip
+    with (
+        interrupts.handling_signals(),
+        signal_at(
+            lambda frame, event: (
+                event == "return"
+                and frame.f_code is Path.write_text.__code__
+                and called_by(frame, probe_cache.keep)
+            )
+        ),
+        pytest.raises(interrupts.Interrupted),
+    ):
+        probe_cache.keep(tmp_path, "slot", "key-1", answer)
+    assert [path.name for path in (tmp_path / "probes").iterdir()] == ["slot.json"]
+    assert probe_cache.cached(tmp_path, "slot", "key-1", project=tmp_path) == answer
 
 
 def test_a_second_signal_kills_a_group_that_ignores_the_first(tmp_path: Path) -> None:
