@@ -256,13 +256,14 @@ def min_tests(tests: tuple[TestResult, ...], *, threshold: int) -> GateResult:
 def max_skipped(tests: tuple[TestResult, ...], *, limit: str) -> GateResult:
     """At most ``limit`` tests skipped: a count (``3``) or a share of the tests (``5.0%``)."""
     totals = Totals.of(tests)
-    if limit.endswith("%"):
+    share = limit.endswith("%")
+    if share:
         threshold = float(limit[:-1])
         actual = round(100 * totals.skipped / totals.tests, 2) if totals.tests else 0.0
-        unit = " %"
     else:
-        threshold, actual, unit = float(limit), float(totals.skipped), ""
+        threshold, actual = float(limit), float(totals.skipped)
     passed = actual <= threshold
+    unit = " %" if share else ""
     return GateResult.judged(
         name="max-skipped",
         threshold=threshold,
@@ -270,6 +271,7 @@ def max_skipped(tests: tuple[TestResult, ...], *, limit: str) -> GateResult:
         passed=passed,
         message=f"{totals.skipped} of {counted(totals.tests, 'test')} skipped ({actual:g}{unit}); "
         f"at most {threshold:g}{unit} allowed",
+        unit="%" if share else None,
     )
 
 

@@ -248,7 +248,7 @@ def merge(
         problems=tuple(f"{part.directory}: {p}" for part in parts for p in part.result.run.problems)
         + ((unreported,) if unreported else ()),
         warnings=tuple(f"{part.directory}: {w}" for part in parts for w in part.result.run.warnings)
-        + ((misconfigured,) if misconfigured else ()),
+        + ((misconfigured,) if misconfigured and not (gated and judged) else ()),  # else an error
         merged=tuple(merged_run(part, project=settings.project) for part in parts),
         interrupted=next((run.interrupted for run in runs if run.interrupted), None),
         not_run=tuple(test_id for run in runs for test_id in run.not_run),

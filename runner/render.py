@@ -57,7 +57,7 @@ def gate_value(gate: GateResult, value: float | None, *, measured: bool) -> str:
         return percent(value) if measured else f"{value:g} %"
     if gate.name == "max-duration":
         return f"{value:g} s"
-    return f"{value:g}"
+    return f"{value:g} %" if gate.unit == "%" else f"{value:g}"
 
 
 def gate_verdict(gate: GateResult) -> str:
@@ -174,6 +174,8 @@ def terminal(result: RunResult, *, reports_dir: str) -> str:
         if problem not in crashed:  # already the first line
             head, *rest = problem_lines(problem)
             lines += [f"problem: {head}", *(f"    {line}" for line in rest)]
+    if result.run.coverage_misconfigured is not None:  # what makes the run exit 2
+        lines.append(f"error: {clean(bounded(result.run.coverage_misconfigured, PRINTED_LIMIT))}")
     for warning in result.run.warnings:
         lines.append(f"warning: {clean(bounded(warning, PRINTED_LIMIT))}")
     verdict = "passed" if result.passed and not result.run.problems else "FAILED"
@@ -274,6 +276,14 @@ def markdown(result: RunResult) -> str:
     if slowest:
         out += ["", "### Slowest tests", "", "| test | seconds |", "| --- | --- |"]
         out += [f"| `{_cell(test.id)}` | {test.attempts[0].duration_s:.2f} |" for test in slowest]
+    out += _said(result)
+    return "\n".join(out) + "\n"
+
+
+def _said(result: RunResult) -> list[str]:
+    """The summary's closing sections: problems (exit 3), the configuration error (exit
+    2) and the warnings."""
+    out: list[str] = []
     if result.run.problems:
         out += ["", "### Problems", ""]
         for problem in result.run.problems:
@@ -282,9 +292,11 @@ def markdown(result: RunResult) -> str:
             if rest:  # such as a setup command's output: as it was, in a code block
                 fence = "`" * max(3, 1 + max(map(len, re.findall("`+", "".join(rest))), default=0))
                 out += ["", f"  {fence}text", *(f"  {line}" for line in rest), f"  {fence}", ""]
+    if result.run.coverage_misconfigured is not None:
+        out += ["", "### Configuration error", "", f"- {_cell(result.run.coverage_misconfigured)}"]
     if result.run.warnings:
         out += ["", "### Warnings", ""] + [f"- {_cell(warning)}" for warning in result.run.warnings]
-    return "\n".join(out) + "\n"
+    return out
 
 
 def _diff_table(diff: DiffCoverage | None) -> list[str]:

@@ -256,6 +256,9 @@ GateName = Literal[
 # coverage configuration names, exit 2) and not evaluated (pytest crashed, exit 3) fail the
 # run without judging the suite.
 GateStatus = Literal["pass", "fail", "deferred", "skipped", "not judged", "not evaluated"]
+#: A threshold's unit where the gate's name leaves it open: ``max-skipped`` takes a count
+#: of tests or a share of them (``5%``).
+GateUnit = Literal["%"]
 PASSING: frozenset[GateStatus] = frozenset({"pass", "deferred", "skipped"})
 # How a gate that did not judge begins its message: results.json written before
 # ``verdict`` keeps only ``passed``, so reading one back (``decode``) tells these apart by it.
@@ -271,7 +274,8 @@ class GateResult(msgspec.Struct, frozen=True, kw_only=True):
     """One quality gate: what was required, what was measured, and the verdict.
 
     ``threshold`` and ``actual`` are in the gate's unit (percent, tests, seconds); a
-    count stays an integer through results.json, as the gate wrote it.
+    count stays an integer through results.json, as the gate wrote it. ``unit`` is set
+    where the name leaves the unit open: ``%`` for a ``max-skipped`` share.
     """
 
     name: GateName
@@ -279,6 +283,7 @@ class GateResult(msgspec.Struct, frozen=True, kw_only=True):
     actual: int | float | None
     status: GateStatus
     message: str
+    unit: GateUnit | None = None
 
     @property
     def passed(self) -> bool:
@@ -294,6 +299,7 @@ class GateResult(msgspec.Struct, frozen=True, kw_only=True):
         actual: float | None,
         passed: bool,
         message: str,
+        unit: GateUnit | None = None,
     ) -> GateResult:
         """A gate that judged: ``pass`` or ``fail``."""
         return cls(
@@ -302,10 +308,11 @@ class GateResult(msgspec.Struct, frozen=True, kw_only=True):
             actual=actual,
             status="pass" if passed else "fail",
             message=message,
+            unit=unit,
         )
 
 
-class _Gate(msgspec.Struct, frozen=True, kw_only=True):
+class _Gate(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """A gate as results.json holds it: ``passed``, and the status as ``verdict`` (schema
     version 1; an older file has no ``verdict``)."""
 
@@ -315,6 +322,7 @@ class _Gate(msgspec.Struct, frozen=True, kw_only=True):
     passed: bool
     message: str
     verdict: GateStatus | None = None
+    unit: GateUnit | None = None
 
     @classmethod
     def of(cls, gate: GateResult) -> _Gate:
@@ -325,6 +333,7 @@ class _Gate(msgspec.Struct, frozen=True, kw_only=True):
             passed=gate.passed,
             message=gate.message,
             verdict=gate.status,
+            unit=gate.unit,
         )
 
     def gate(self) -> GateResult:
@@ -340,6 +349,7 @@ class _Gate(msgspec.Struct, frozen=True, kw_only=True):
             actual=self.actual,
             status=status,
             message=self.message,
+            unit=self.unit,
         )
 
 

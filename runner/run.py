@@ -336,7 +336,7 @@ def _run(
         )
         + ((durations_warning,) if durations_warning else ())
         + ((whole_folder,) if whole_folder else ())
-        + ((misconfigured,) if misconfigured else ())
+        + ((misconfigured,) if misconfigured and not (gated and judged) else ())  # else an error
         + tuple(f"services: {note}" for note in notes)
         + faults.leftover_warnings([done.completed for done in history.runs]),
         interrupted=stop.why,

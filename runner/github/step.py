@@ -123,10 +123,11 @@ def report(
     """
     prefix = repository_prefix(result.run.root, environ)
     found = annotations_of(result, prefix=prefix) if annotations else []
-    # What went wrong with pytest or testgate itself (exit 3) is in no file: an error of
-    # the step's own, first in GitHub's budget, whatever becomes of the check run; the
-    # summary lists every problem already.
-    own = [Annotation("error", "", None, "testgate", problem) for problem in result.run.problems]
+    # What went wrong with pytest or testgate itself (exit 3), or with the project's
+    # coverage configuration (exit 2), is in no file: an error of the step's own, first in
+    # GitHub's budget, whatever becomes of the check run; the summary lists each already.
+    errors = (*result.run.problems, *filter(None, [result.run.coverage_misconfigured]))
+    own = [Annotation("error", "", None, "testgate", error) for error in errors]
     shown, left = shown_and_left(own + found)
     mine = {id(annotation) for annotation in own}
     left = [annotation for annotation in left if id(annotation) not in mine]

@@ -355,6 +355,34 @@ def _failing_line(item: pytest.Item, excinfo: pytest.ExceptionInfo[BaseException
     return None
 
 
+def _doctest_failure(excinfo: pytest.ExceptionInfo[BaseException]) -> tuple[int | None, str] | None:
+    """A failed doctest example's 1-based line and message: the line as pytest's own report
+    locates it (``test.lineno + example.lineno + 1``, both 0-based), the message the
+    example and what went wrong (``add(2, 2): expected 5, got 4``, or the exception it
+    raised). The first failure of ``--doctest-continue-on-failure``'s several; None for
+    any other exception."""
+    doctest = sys.modules.get("doctest")  # a doctest failure has loaded it
+    failure: Any = excinfo.value
+    if type(failure).__name__ == "MultipleDoctestFailures":  # never without one
+        failure = failure.failures[0]
+    if doctest is None or not isinstance(
+        failure, (doctest.DocTestFailure, doctest.UnexpectedException)
+    ):
+        return None
+    if isinstance(failure, doctest.DocTestFailure):
+        said = f"expected {_brief(failure.example.want)}, got {_brief(failure.got)}"
+    else:
+        said = "".join(traceback.format_exception_only(*failure.exc_info[:2])).strip()
+    test, example = failure.test, failure.example
+    line = None if test.lineno is None else test.lineno + example.lineno + 1
+    return line, _clean(f"{_brief(example.source)}: {said}", MESSAGE_LIMIT)
+
+
+def _brief(text: str) -> str:
+    """A doctest's source or output on one line."""
+    return " ".join(text.split()) or "nothing"
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
@@ -366,7 +394,10 @@ def pytest_runtest_makereport(
     if call.excinfo is not None and report.outcome != "passed":
         report.testgate_line = _failing_line(item, call.excinfo)  # type: ignore[attr-defined]
         timed_out_message = timed_out(item, call.excinfo)
-        if timed_out_message is not None:
+        doctest_failure = _doctest_failure(call.excinfo)
+        if doctest_failure is not None:
+            report.testgate_line, report.testgate_message = doctest_failure  # type: ignore[attr-defined]
+        elif timed_out_message is not None:
             report.testgate_message = timed_out_message  # type: ignore[attr-defined]
             report.testgate_timed_out = True  # type: ignore[attr-defined]
         elif not call.excinfo.errisinstance(pytest.skip.Exception):

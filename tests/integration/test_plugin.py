@@ -122,6 +122,45 @@ def test_records_lines_messages_and_output_of_failures(pytester: pytest.Pytester
     assert [item["seq"] for item in found] == list(range(1, len(found) + 1))
 
 
+DOCTESTS = '''
+def add(a, b):
+    """Add.
+
+    >>> add(1, 1)
+    2
+    >>> add(2, 2)
+    5
+    """
+    return a + b
+
+
+def boom():
+    """
+    >>> boom()
+    """
+    raise ValueError("nope")
+'''
+
+
+@pytest.mark.parametrize("continued", [False, True], ids=["first failure", "continue-on-failure"])
+def test_a_failed_doctest_points_at_its_example_and_says_what_it_got(
+    pytester: pytest.Pytester, continued: bool
+) -> None:
+    """Where pytest's own report points (``mod.py:6: DocTestFailure``), not the docstring's
+    first line, and the example's verdict, not ``DocTestFailure: <DocTest mod.add …>``."""
+    source = pytester.makepyfile(mod=DOCTESTS)
+    lines = source.read_text("utf-8").splitlines()
+    more = ["--doctest-continue-on-failure"] if continued else []
+    by_name = calls(records(pytester, "--doctest-modules", *more))
+    assert (by_name["mod.add"]["line"], by_name["mod.add"]["message"]) == (
+        lines.index("    >>> add(2, 2)") + 1, "add(2, 2): expected 5, got 4",
+    )  # fmt: skip
+    assert (by_name["mod.boom"]["line"], by_name["mod.boom"]["message"]) == (
+        lines.index("    >>> boom()") + 1, "boom(): ValueError: nope",
+    )  # fmt: skip
+    assert "Expected:\n    5\nGot:\n    4" in by_name["mod.add"]["text"]  # pytest's own text
+
+
 def test_without_the_variable_nothing_is_written(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_suite="def test_ok():\n    pass\n")
     assert records(pytester, env=False) == []

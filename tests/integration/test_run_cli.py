@@ -331,7 +331,9 @@ def test_a_source_entry_that_measured_nothing_is_a_configuration_error(
     pyproject = project / "pyproject.toml"
     text = pyproject.read_text("utf-8").replace('source = ["lib"]', 'source = ["lbi", "tests"]')
     pyproject.write_text(text, "utf-8")
-    ran = run_cli(project, "--workers", "0")
+    step_summary = tmp_path / "step-summary.md"
+    runner = {**environment(), "GITHUB_ACTIONS": "true", "GITHUB_STEP_SUMMARY": str(step_summary)}
+    ran = run_cli(project, "--workers", "0", env=runner)
     assert ran.exit_code == 2
     said = (
         "[tool.coverage.run] source 'lbi' names nothing in the project: no folder or module "
@@ -341,15 +343,18 @@ def test_a_source_entry_that_measured_nothing_is_a_configuration_error(
     )
     run = ran.results()["run"]
     assert (run["coverage_misconfigured"], run["problems"]) == (said, [])
-    assert said in run["warnings"]
+    assert said not in " ".join(run["warnings"])  # an error, said as one
     for name in ("line-coverage", "branch-coverage", "diff-coverage"):
         assert ran.gate(name)["verdict"] == "not judged"
         assert ran.gate(name)["message"] == f"not judged: {said}"
     assert ran.gate("failed-tests")["verdict"] == "pass"
     lines = ran.output.splitlines()
     table = next(index for index, line in enumerate(lines) if line.startswith("gate "))
-    assert lines.index(f"warning: {said}") > table  # where the run ends
-    assert said in (ran.reports / "summary.md").read_text("utf-8")
+    assert lines.index(f"error: {said}") > table  # where the run ends
+    summary = (ran.reports / "summary.md").read_text("utf-8")
+    assert f"### Configuration error\n\n- {said}" in summary
+    assert "### Warnings" not in summary
+    assert f"\n::error title=testgate::{said}\n" in ran.output  # on the pull request
     merged = run_cli(ran.project, "testgate-reports", "--reports-dir", "merged", command="merge")
     assert merged.exit_code == 2  # judged again on the combined data
     result = json.loads((ran.project / "merged" / "results.json").read_text("utf-8"))

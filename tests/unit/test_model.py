@@ -10,7 +10,7 @@ import msgspec
 import pytest
 
 from runner.diff_coverage import measure
-from runner.gates import evaluate, min_tests
+from runner.gates import evaluate, max_skipped, min_tests
 from runner.github.commands import annotations_of
 from runner.render import markdown, terminal
 from runner.results import (
@@ -149,3 +149,23 @@ def test_a_suite_that_only_skipped_says_so_not_that_nothing_was_collected() -> N
     assert min_tests((), threshold=1).message == (
         "no test ran: check testpaths, -k and -m, and that tests are collected"
     )
+
+
+def test_a_share_of_skipped_tests_keeps_its_percent_in_every_report() -> None:
+    """``max-skipped = "5%"`` is a share, ``"5"`` a count: results.json, the terminal and
+    the summary tell them apart."""
+    skipped = Attempt(outcome="skipped", duration_s=0.0, message="no database here")
+    passed = Attempt(outcome="passed", duration_s=0.0)
+    tests = tuple(
+        TestResult(id=f"t.py::test_{n}", file="t.py", line=n + 1, outcome=attempt.outcome,
+                   attempts=(attempt,))
+        for n, attempt in enumerate([skipped, passed, passed, passed])
+    )  # fmt: skip
+    share, count = max_skipped(tests, limit="5.0%"), max_skipped(tests, limit="5")
+    result = written(RunResult(run=INFO, tests=tests, coverage=None, gates=(share,)))
+    assert [(gate.threshold, gate.actual, gate.unit) for gate in result.gates] == [(5, 25, "%")]
+    assert "max-skipped  5 %        25 %    FAIL" in terminal(result, reports_dir="out")
+    assert "| max-skipped | 5 % | 25 % | **FAIL** |" in markdown(result)
+    counted = written(RunResult(run=INFO, tests=tests, coverage=None, gates=(count,)))
+    assert b'"unit"' not in b"".join(encode(counted))  # a count: no unit
+    assert "| max-skipped | 5 | 1 | pass |" in markdown(counted)
