@@ -90,6 +90,7 @@ _SELECT_KEY = pytest.StashKey["Selection"]()
 _SCHEDULE_KEY = pytest.StashKey[dict[str, Any]]()
 _EXCEPTHOOK_KEY = pytest.StashKey[Any]()
 _FINISHED_KEY = pytest.StashKey[bool]()
+_IN_SESSION_KEY = pytest.StashKey[bool]()
 
 
 def worker_environment(environ: dict[str, str] | os._Environ[str]) -> None:
@@ -574,7 +575,10 @@ def _watch_uncaught(config: pytest.Config, recorder: Recorder) -> None:
 
     def excepthook(kind: type[BaseException], error: BaseException, trace: Any) -> None:
         try:
-            recorder.uncaught(error, root=config.rootpath)
+            # Inside the session pytest catches every exception itself: a call from there
+            # is a test's own (a crash handler's test), or a nested pytest's passing it on.
+            if not config.stash.get(_IN_SESSION_KEY, False):
+                recorder.uncaught(error, root=config.rootpath)
         finally:
             previous(kind, error, trace)
 
@@ -769,6 +773,19 @@ def pytest_cmdline_main(config: pytest.Config) -> None:
     config.stash[_STREAM_KEY] = stream
     recorder.write({"kind": START, "pytest": pytest.__version__})
     _watch_uncaught(config, recorder)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    session.config.stash[_IN_SESSION_KEY] = True
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_sessionfinish(session: pytest.Session) -> Generator[None, None, None]:
+    """From here on an exception can escape pytest (one another plugin's
+    ``pytest_sessionfinish`` raises), and reach ``sys.excepthook`` as the process ends."""
+    session.config.stash[_IN_SESSION_KEY] = False
+    return (yield)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

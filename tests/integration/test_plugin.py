@@ -204,6 +204,37 @@ def test_an_exception_that_escapes_pytest_is_recorded_with_where_it_was_raised(
     assert second["where"].startswith("_pytest/outcomes.py:")
 
 
+CRASH_HANDLER_SUITE = """
+import sys
+
+def test_crash_handler_prints(capsys):
+    try:
+        raise RuntimeError("reported by the crash handler")
+    except RuntimeError:
+        sys.excepthook(*sys.exc_info())
+    assert "RuntimeError: reported by the crash handler" in capsys.readouterr().err
+
+def test_after():
+    pass
+"""
+
+
+def test_a_test_that_calls_sys_excepthook_itself_is_only_a_test(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A crash handler's test calls ``sys.excepthook``: inside the session that is never
+    an exception escaping pytest. Before, the plugin recorded it as one and closed its
+    record, so every later write was an INTERNALERROR (a serial run of such a suite
+    ended exit 3 with its other tests never run)."""
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)  # put back after this test
+    pytester.makepyfile(test_hook=CRASH_HANDLER_SUITE)
+    found = records(pytester)
+    assert [item["kind"] for item in found if item["kind"] in ("uncaught", "finish")] == ["finish"]
+    assert {name: item["outcome"] for name, item in calls(found).items()} == {
+        "test_crash_handler_prints": "passed", "test_after": "passed",
+    }  # fmt: skip
+
+
 def test_collection_and_internal_errors_are_recorded(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_broken="import missing_module_xyz\n")
     found = records(pytester)
