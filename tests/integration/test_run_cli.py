@@ -955,3 +955,67 @@ def test_a_conftest_that_fails_to_import_names_the_missing_module(
         "message above): install what it imports in the project's environment"
     ) in ran.output
     assert "pytest-args" not in ran.output
+
+
+SUBPROCESS_TESTS = """
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).parent.parent
+
+
+def measured(config, code):
+    env = {"COVERAGE_PROCESS_START": str(ROOT / config), "PYTHONPATH": str(ROOT)}
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, check=True)
+
+
+def test_even():
+    measured("pyproject.toml", "import lib; assert lib.half(3) is None")
+    from lib import half
+
+    assert half(4) == 2
+
+
+def test_lines_only():
+    measured("lines.toml", "import lib")
+"""
+
+
+def test_a_subprocess_the_tests_start_with_an_environment_of_their_own_counts(
+    run_cli: RunCli, tmp_path: Path
+) -> None:
+    """A test that starts Python with ``env={"COVERAGE_PROCESS_START": "pyproject.toml"}``
+    (django-read-only's IPython tests) keeps no ``COVERAGE_FILE`` of testgate's: coverage.py
+    writes that process's data at the project's ``[run] data_file``, where ``coverage run
+    -m pytest`` and ``coverage combine`` count it (100 % here). Before: line 75.00 %,
+    branch 50.00 %, the gates failed, the odd branch of half() unmeasured. A file of lines
+    only (another configuration, ``branch = false``) cannot be combined with testgate's
+    branch data: it is named, not counted, and nothing the processes wrote is removed."""
+    project = sample(
+        tmp_path,
+        tests=SUBPROCESS_TESTS,
+        tool='branch = true\nparallel = true\ndata_file = ".coverage/cov"\n',
+    )
+    (project / "lines.toml").write_text(
+        '[tool.coverage.run]\nparallel = true\ndata_file = ".coverage/cov"\nsource = ["lib"]\n',
+        "utf-8",
+    )
+    old = project / ".coverage" / "cov.old.1"  # an earlier run's, not this one's
+    old.parent.mkdir()
+    old.write_bytes(b"not a data file")
+    (project / ".coverage" / "cov.link").symlink_to(old)
+    ran = run_cli(project, "--workers", "0")
+    assert ran.exit_code == 0, ran.output
+    assert "coverage: line 100.00 %, branch 100.00 %" in ran.output
+    notice = re.search(r"testgate: not counted: 1 coverage data file a process .*", ran.output)
+    assert notice is not None, ran.output
+    assert notice.group(0).startswith(
+        "testgate: not counted: 1 coverage data file a process of the tests wrote with the "
+        "project's coverage configuration (.coverage/cov."
+    )
+    assert notice.group(0).endswith(") measured lines only; set [run] branch = true to count them")
+    written = sorted(path.name for path in (project / ".coverage").iterdir())
+    assert len(written) == 4, written  # the old file, the link, and the two processes' files
+    assert old.read_bytes() == b"not a data file"
