@@ -239,7 +239,8 @@ def sync_arguments(settings: Settings, pyproject: Mapping[str, Any]) -> list[str
     """``uv sync`` arguments for a test run: extras and test dependency groups.
 
     Without ``--extra``/``--group``/``--all-groups`` that is every extra (the workspace
-    members' too) and each of the groups dev, test, tests, testing that the project has.
+    members' too) and each of the groups dev, test, tests, testing that the project (or a
+    member of its workspace) has.
     """
     _check_named(settings, pyproject)
     arguments: list[str] = []
@@ -251,7 +252,7 @@ def sync_arguments(settings: Settings, pyproject: Mapping[str, Any]) -> list[str
     if settings.all_groups:
         arguments.append("--all-groups")
     else:
-        present = pyproject.get("dependency-groups", {})
+        present = _group_names(settings, pyproject)
         names = settings.groups or tuple(name for name in DEFAULT_GROUPS if name in present)
         for name in names:
             arguments += ["--group", name]
@@ -288,6 +289,15 @@ def _check_named(settings: Settings, pyproject: Mapping[str, Any]) -> None:
                     f"{option}: the project defines no {kind} {name!r} ({has}): name one it "
                     "has, or add it there."
                 )
+
+
+def _group_names(settings: Settings, pyproject: Mapping[str, Any]) -> set[str]:
+    """The dependency groups of the project and of the workspace members this run installs:
+    ``uv sync --all-packages --group test`` installs a member's ``test`` group, which holds
+    the test dependencies of that member's tests (pytest collects them from the root)."""
+    members = coverage_data.workspace_members(settings.project, package=settings.package)
+    tables = [pyproject, *(read_pyproject(member) for member in members)]
+    return {name for table in tables for name in table.get("dependency-groups", {})}
 
 
 def _has_extras(settings: Settings, pyproject: Mapping[str, Any]) -> bool:

@@ -309,6 +309,16 @@ def test_test_dependencies_are_installed_by_default(tmp_path: Path) -> None:
     ]  # fmt: skip
     plain = settings_of(root, package="plain")
     assert sync_arguments(plain, read_pyproject(root)) == ["--package", "plain"]
+    # and a member's test groups: its tests' dependencies (before: only the root's groups,
+    # the member's tests failed to import hypothesis, exit 3)
+    write(
+        root / "packages" / "core",
+        '[project]\nname = "core"\n[dependency-groups]\ntest = ["hypothesis"]\ndocs = []\n',
+    )
+    assert sync_arguments(settings_of(root), read_pyproject(root)) == [
+        "--all-extras", "--group", "test", "--all-packages",
+    ]  # fmt: skip
+    assert sync_arguments(plain, read_pyproject(root)) == ["--package", "plain"]
 
 
 def test_every_shape_is_told_apart(tmp_path: Path) -> None:
