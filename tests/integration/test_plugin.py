@@ -165,6 +165,41 @@ def test_an_exception_that_escapes_pytest_is_recorded_with_where_it_was_raised(
     assert second["where"].startswith("_pytest/outcomes.py:")
 
 
+CALLS_THE_HOOK = """
+import io
+import sys
+
+def test_hook(monkeypatch):
+    hook = sys.excepthook  # testgate's, chained
+    printed = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", printed)
+    try:
+        raise ValueError("caught")
+    except ValueError:
+        hook(*sys.exc_info())  # boltons' test_exception_info does this
+    assert "ValueError: caught" in printed.getvalue()  # Python's own hook printed it
+
+def test_after():
+    pass
+"""
+
+
+def test_a_test_that_calls_the_exception_hook_itself_is_no_exception_escaping_pytest(
+    pytester: pytest.Pytester,
+) -> None:
+    """The exception a test hands sys.excepthook is one it caught: nothing is recorded as
+    uncaught, the hook still prints it, and the record stays open for the tests after it.
+    Before: the hook closed the record as if pytest had ended, the test's own report was
+    an INTERNALERROR ("I/O operation on closed file") and every later test never ran."""
+    pytester.makepyfile(test_hook=CALLS_THE_HOOK)
+    found = records(pytester)
+    assert [item["kind"] for item in found if item["kind"] in ("uncaught", "finish")] == ["finish"]
+    assert {k: v["outcome"] for k, v in calls(found).items()} == {
+        "test_hook": "passed",
+        "test_after": "passed",
+    }
+
+
 def test_collection_and_internal_errors_are_recorded(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_broken="import missing_module_xyz\n")
     found = records(pytester)
