@@ -40,6 +40,7 @@ from runner.execute import PLUGIN_NAME, find_uv, pytest_timeout_wanted
 from runner.github.commands import on_github
 from runner.output import emit
 from runner.plugin import _testgate_wire as wire
+from runner.pytest_config import warning_filters
 from runner.settings import Settings
 
 NO_DYNAMIC_CONTEXT_ENV = wire.NO_DYNAMIC_CONTEXT_ENV  # read by the plugin
@@ -75,7 +76,7 @@ _PROBE = """
 import importlib.machinery, importlib.metadata, importlib.util, json, os, platform, re, sys
 modules, packages = json.loads(sys.argv[1]), json.loads(sys.argv[2])
 own, roots = json.loads(sys.argv[3]), json.loads(sys.argv[4])
-needed_modules = json.loads(sys.argv[5])
+needed_modules, filters = json.loads(sys.argv[5]), json.loads(sys.argv[6])
 norm = lambda name: re.sub(r"[-_.]+", "-", name).lower()
 def where(spec):
     if spec is None:
@@ -114,6 +115,11 @@ early = [name for name in own if norm(name) in needed | plugins]
 try:  # what pytest imports before it loads any plugin (asked again once plugins are added)
     if all(found.get(name) for name in needed_modules):
         import pytest, _pytest.config
+        for arg in filters:  # as pytest configures: each filter's category is imported
+            try:
+                _pytest.config.parse_warning_filter(arg, escape=False)
+            except Exception:  # pytest itself says what is wrong with it
+                pass
         early += [name for name in packages if name in sys.modules]
 except Exception:  # pytest itself will say what is wrong
     pass
@@ -511,7 +517,8 @@ def probe(
     needed = [plugin.module for plugin in PLUGINS if plugin.needed(settings)]
     base = cache_dir(environ)
     requirements = [settings.project / name for name in settings.requirements]
-    parts = [*packages, "|", *needed]
+    filters = warning_filters(settings.project, pytest_args=settings.pytest_args, environ=environ)
+    parts = [*packages, "|", *needed, "|", *filters]  # a filter's category may be the project's
     keys = probe_cache.probe_key(
         python,
         base=base,
@@ -646,8 +653,10 @@ def _ask(
     asked again, and importing pytest here (most of the probe's time) would be wasted."""
     roots = [plugin.distribution for plugin in PLUGINS] + ["coverage"]
     own = project_distributions(settings)
+    filters = warning_filters(settings.project, pytest_args=settings.pytest_args, environ=environ)
     command = [python, "-c", _PROBE, json.dumps(PROBED_MODULES), json.dumps(list(packages)),
-               json.dumps(own), json.dumps(roots), json.dumps(list(needed))]  # fmt: skip
+               json.dumps(own), json.dumps(roots), json.dumps(list(needed)),
+               json.dumps(filters)]  # fmt: skip
     # The project's Python runs its dependencies' .pth files, outside pytest's guard: on
     # GitHub what it says is shown through the one writer, inert.
     github = on_github(environ)

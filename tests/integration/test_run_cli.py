@@ -1019,3 +1019,41 @@ def test_a_subprocess_the_tests_start_with_an_environment_of_their_own_counts(
     written = sorted(path.name for path in (project / ".coverage").iterdir())
     assert len(written) == 4, written  # the old file, the link, and the two processes' files
     assert old.read_bytes() == b"not a data file"
+
+
+WARNS = """
+class LibWarning(UserWarning):
+    pass
+
+
+def half(n):
+    if n % 2:
+        return None
+    return n // 2
+"""
+
+
+def test_a_project_whose_warning_filter_names_its_own_category_is_measured_from_the_start(
+    run_cli: RunCli, tmp_path: Path
+) -> None:
+    """pytest imports a filter's category (``ignore::lib.LibWarning``, starlette's
+    ``starlette.exceptions.StarletteDeprecationWarning``) as it configures, before
+    pytest-cov starts: the module's own lines ran unmeasured. Such a project runs under
+    ``coverage run`` from the process start, as it does for a project pytest depends on.
+    Before: line 33.33 % (the class and def lines missed) where ``coverage run -m pytest``
+    says 83.33 % (starlette: 99.85 % against 99.98 %)."""
+    project = make_project(
+        tmp_path / "sample",
+        {"lib.py": WARNS, "tests/test_lib.py": TESTS},
+        tool="branch = true\n",
+    )
+    pyproject = project / "pyproject.toml"
+    text = pyproject.read_text("utf-8").replace(
+        'pythonpath = ["."]\n',
+        'pythonpath = ["."]\nfilterwarnings = ["error", "ignore::lib.LibWarning"]\n',
+    )
+    pyproject.write_text(text, "utf-8")
+    ran = run_cli(project, "--fail-under-line", "80", "--fail-under-branch", "50")
+    assert ran.exit_code == 0, ran.output
+    assert "testgate: pytest needs the project's lib before any plugin starts" in ran.output
+    assert "coverage: line 83.33 %, branch 50.00 %" in ran.output  # only half(n)'s None
