@@ -50,19 +50,25 @@ SHAPES = ("uv", "workspace", "requirements", "existing")
 
 @dataclass(frozen=True)
 class Plugin:
-    """A pytest plugin testgate needs: its distribution, its module, and when it is needed."""
+    """A pytest plugin testgate needs: its distribution, its module, when it is needed, and
+    the oldest version testgate adds (``>=3.2``)."""
 
     distribution: str
     module: str
     needed: Callable[[Settings], bool]
+    oldest: str = ""
 
 
-# Adding a plugin testgate relies on is one entry here.
+# Adding a plugin testgate relies on is one entry here. The oldest versions keep uv from
+# resolving a plugin of 2013 (pytest-cov 1.5, pytest-xdist 1.4: they name no pytest, so no
+# conflict) where a newer one cannot be added beside the installed packages (a pluggy of
+# setuptools-scm's 0.1.dev1, from a clone without tags, that pytest's own pin refuses):
+# then the run stops with uv's reason instead of crashing in pytest's start.
 PLUGINS: tuple[Plugin, ...] = (
-    Plugin("pytest", "pytest", lambda settings: True),
-    Plugin("pytest-xdist", "xdist", lambda settings: settings.workers != "0"),
-    Plugin("pytest-cov", "pytest_cov", lambda settings: True),
-    Plugin("pytest-timeout", "pytest_timeout", pytest_timeout_wanted),
+    Plugin("pytest", "pytest", lambda settings: True, ">=7.4"),
+    Plugin("pytest-xdist", "xdist", lambda settings: settings.workers != "0", ">=3.2"),
+    Plugin("pytest-cov", "pytest_cov", lambda settings: True, ">=4"),
+    Plugin("pytest-timeout", "pytest_timeout", pytest_timeout_wanted, ">=2.1"),
 )
 PYTEST_DJANGO = "pytest_django"  # then it makes each worker's SQL database itself
 PROBED_MODULES = (
@@ -710,7 +716,7 @@ def provide(
     pins = "".join(f"{name}=={version}\n" for name, version in installed)
     constraints = base / f"constraints-{_digest(pins)}.txt"
     constraints.write_text(pins, "utf-8")
-    names = [plugin.distribution for plugin in plugins]
+    names = [f"{plugin.distribution}{plugin.oldest}" for plugin in plugins]
     plan = [uv, "pip", "install", "--dry-run", "--python", python, "-c", str(constraints), *names]
     completed = subprocess.run(
         plan,
