@@ -302,7 +302,16 @@ def test_a_collection_error_counts_once_in_every_report(run_cli: RunCli, tmp_pat
     )
     assert explained in ran.results()["run"]["warnings"]
     serial = run_cli(project, "--workers", "0", "--reruns", "0")
-    # without xdist pytest stops at the error: its count is testgate's, and the rest is said
+    # without xdist pytest stops at the error: its count is testgate's, and the rest is said;
+    # the error fails the run (exit 1), and the coverage pytest-cov never saved is not judged
+    # for that reason (before: exit 3, "no pytest process of the run wrote its data file.
+    # One died before writing it (os._exit ...)": none died)
+    assert serial.exit_code == 1, serial.output
+    assert serial.results()["run"]["problems"] == []
+    assert serial.gate("line-coverage")["message"] == (
+        "not judged: no coverage data was recorded: pytest stopped at 1 collection error "
+        "before any test ran, so nothing was measured"
+    )
     assert summary_counts(serial.output) == {"errors": 1}
     assert "testgate: 1 test: 1 error in " in serial.output
     assert serial.results()["run"]["warnings"] == [
