@@ -9,17 +9,20 @@ id, so a plain rerun would replay the same random numbers and prove nothing).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
+import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from msgspec import structs
 
-from runner import environment, execute
+from runner import coverage_data, environment, execute
 from runner.errors import ConfigError, InfraError
 from runner.output import emit
+from runner.plural import counted
 from runner.pytest_config import added_options
 from runner.record import AttemptRecord, RecordedTest, describe_exit, read_record
 from runner.results import BROKEN
@@ -111,6 +114,7 @@ def run_attempt(
         extra_args=extra_args,
     )
     record_path = directory / "record.jsonl"
+    before = coverage_data.project_data_files(session.settings.project)
     completed = execute.run_pytest(
         command,
         cwd=session.settings.project,
@@ -121,10 +125,35 @@ def run_attempt(
         extra_env=extra_env,
         deadline=session.deadline,
     )
+    _take_project_data(session.settings.project, before=before, directory=directory)
     record = read_record(record_path)
     if completed.stopped is None:  # stopped before it began, it simply recorded nothing
         _raise_if_never_started(record, completed.exit_code, record_path)
     return AttemptRun(number, record, completed, directory)
+
+
+def _take_project_data(project: Path, *, before: Mapping[Path, int], directory: Path) -> None:
+    """Copy the data files the attempt's processes wrote at the project's own data file
+    (``coverage_data.project_data_files``: a subprocess a test started with an environment
+    of its own) beside the attempt's, where they are combined with it. They stay where they
+    were written: testgate removes nothing it did not write."""
+    after = coverage_data.project_data_files(project)
+    written = sorted(path for path, mtime in after.items() if before.get(path) != mtime)
+    lines_only = []
+    for number, path in enumerate(written):
+        copy = directory / f".coverage.project-{number}"
+        with contextlib.suppress(OSError):  # gone already: it holds nothing to count
+            shutil.copyfile(path, copy)
+            if not coverage_data.measures_branches(copy):
+                copy.unlink()
+                lines_only.append(path)
+    if lines_only:
+        emit(
+            f"testgate: not counted: {counted(len(lines_only), 'coverage data file')} a process "
+            f"of the tests wrote with the project's coverage configuration "
+            f"({', '.join(str(p.relative_to(project)) for p in lines_only)}) measured lines "
+            "only; set [run] branch = true to count them\n"
+        )
 
 
 def randomly_off(project: Path, *, pytest_args: Sequence[str], environ: Mapping[str, str]) -> bool:

@@ -9,9 +9,11 @@ user's coverage configuration (exclusions, omit, paths, precision) applies throu
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import tomllib
@@ -71,6 +73,57 @@ def _configured(project: Path) -> coverage.Coverage:
             return coverage.Coverage(data_file=None, config_file=True)
         except CoverageException as error:
             raise ConfigError(f"the project's coverage configuration is invalid: {error}") from None
+
+
+def project_data_files(project: Path) -> dict[Path, int]:
+    """The parallel data files beside the data file the project's coverage configuration
+    names (``[run] data_file``, default ``.coverage``: ``.coverage.*``, where ``coverage
+    combine`` finds them), each with its modification time in nanoseconds.
+
+    testgate's pytest writes its data where ``COVERAGE_FILE`` says; a process a test starts
+    with an environment of its own (``env={"COVERAGE_PROCESS_START": "pyproject.toml"}``)
+    keeps none of it, and coverage.py, started there by the project's configuration, writes
+    its data here: ``coverage run -m pytest`` and ``coverage combine`` count it, so the run
+    counts it too (``runner.attempts`` takes the files that appear during an attempt). The
+    configuration is read as such a process reads it, without this process's
+    ``COVERAGE_FILE``. Only a configuration that names what to measure (``source``,
+    ``source_pkgs``, ``include``: what testgate's pytest measures too) has such files counted;
+    one coverage.py cannot read names none.
+    """
+    from coverage.config import CoverageConfig, config_files_to_try  # noqa: PLC0415 (lazy)
+    from coverage.exceptions import CoverageException  # noqa: PLC0415 (lazy, see top)
+
+    config = CoverageConfig()
+    with in_directory(project):
+        try:
+            for name, ours, _ in config_files_to_try(True):
+                if config.from_file(name, warn=lambda _message: None, our_file=ours):
+                    break
+        except CoverageException:
+            return {}
+    if not (config.source or config.source_pkgs or config.run_include):
+        return {}  # the process measured all it ran, not what testgate measures
+    data_file = project / config.data_file
+    found: dict[Path, int] = {}
+    for path in data_file.parent.glob(f"{glob.escape(data_file.name)}.*"):  # none: no folder
+        status = path.lstat()
+        if stat.S_ISREG(status.st_mode):  # a link is no data file a process wrote
+            found[path] = status.st_mtime_ns
+    return found
+
+
+def measures_branches(data_file: Path) -> bool:
+    """Whether a data file holds branch data (testgate's run measures branches: a file of
+    lines only cannot be combined with its data); False for one coverage.py cannot read."""
+    from coverage import CoverageData  # noqa: PLC0415 (lazy, see top)
+    from coverage.exceptions import CoverageException  # noqa: PLC0415 (lazy, see top)
+
+    data = CoverageData(str(data_file))
+    try:
+        data.read()
+    except CoverageException:
+        return False
+    return data.has_arcs()
 
 
 def cov_arguments(project: Path, *, package: str | None = None) -> tuple[str, ...]:

@@ -40,6 +40,7 @@ from runner.execute import PLUGIN_NAME, find_uv, pytest_timeout_wanted
 from runner.github.commands import on_github
 from runner.output import emit
 from runner.plugin import _testgate_wire as wire
+from runner.pytest_config import warning_filters
 from runner.settings import Settings
 
 NO_DYNAMIC_CONTEXT_ENV = wire.NO_DYNAMIC_CONTEXT_ENV  # read by the plugin
@@ -49,19 +50,25 @@ SHAPES = ("uv", "workspace", "requirements", "existing")
 
 @dataclass(frozen=True)
 class Plugin:
-    """A pytest plugin testgate needs: its distribution, its module, and when it is needed."""
+    """A pytest plugin testgate needs: its distribution, its module, when it is needed, and
+    the oldest version testgate adds (``>=3.2``)."""
 
     distribution: str
     module: str
     needed: Callable[[Settings], bool]
+    oldest: str = ""
 
 
-# Adding a plugin testgate relies on is one entry here.
+# Adding a plugin testgate relies on is one entry here. The oldest versions keep uv from
+# resolving a plugin of 2013 (pytest-cov 1.5, pytest-xdist 1.4: they name no pytest, so no
+# conflict) where a newer one cannot be added beside the installed packages (a pluggy of
+# setuptools-scm's 0.1.dev1, from a clone without tags, that pytest's own pin refuses):
+# then the run stops with uv's reason instead of crashing in pytest's start.
 PLUGINS: tuple[Plugin, ...] = (
-    Plugin("pytest", "pytest", lambda settings: True),
-    Plugin("pytest-xdist", "xdist", lambda settings: settings.workers != "0"),
-    Plugin("pytest-cov", "pytest_cov", lambda settings: True),
-    Plugin("pytest-timeout", "pytest_timeout", pytest_timeout_wanted),
+    Plugin("pytest", "pytest", lambda settings: True, ">=7.4"),
+    Plugin("pytest-xdist", "xdist", lambda settings: settings.workers != "0", ">=3.2"),
+    Plugin("pytest-cov", "pytest_cov", lambda settings: True, ">=4"),
+    Plugin("pytest-timeout", "pytest_timeout", pytest_timeout_wanted, ">=2.1"),
 )
 PYTEST_DJANGO = "pytest_django"  # then it makes each worker's SQL database itself
 PROBED_MODULES = (
@@ -75,7 +82,7 @@ _PROBE = """
 import importlib.machinery, importlib.metadata, importlib.util, json, os, platform, re, sys
 modules, packages = json.loads(sys.argv[1]), json.loads(sys.argv[2])
 own, roots = json.loads(sys.argv[3]), json.loads(sys.argv[4])
-needed_modules = json.loads(sys.argv[5])
+needed_modules, filters = json.loads(sys.argv[5]), json.loads(sys.argv[6])
 norm = lambda name: re.sub(r"[-_.]+", "-", name).lower()
 def where(spec):
     if spec is None:
@@ -114,6 +121,11 @@ early = [name for name in own if norm(name) in needed | plugins]
 try:  # what pytest imports before it loads any plugin (asked again once plugins are added)
     if all(found.get(name) for name in needed_modules):
         import pytest, _pytest.config
+        for arg in filters:  # as pytest configures: each filter's category is imported
+            try:
+                _pytest.config.parse_warning_filter(arg, escape=False)
+            except Exception:  # pytest itself says what is wrong with it
+                pass
         early += [name for name in packages if name in sys.modules]
 except Exception:  # pytest itself will say what is wrong
     pass
@@ -239,7 +251,8 @@ def sync_arguments(settings: Settings, pyproject: Mapping[str, Any]) -> list[str
     """``uv sync`` arguments for a test run: extras and test dependency groups.
 
     Without ``--extra``/``--group``/``--all-groups`` that is every extra (the workspace
-    members' too) and each of the groups dev, test, tests, testing that the project has.
+    members' too) and each of the groups dev, test, tests, testing that the project (or a
+    member of its workspace) has.
     """
     _check_named(settings, pyproject)
     arguments: list[str] = []
@@ -251,7 +264,7 @@ def sync_arguments(settings: Settings, pyproject: Mapping[str, Any]) -> list[str
     if settings.all_groups:
         arguments.append("--all-groups")
     else:
-        present = pyproject.get("dependency-groups", {})
+        present = _group_names(settings, pyproject)
         names = settings.groups or tuple(name for name in DEFAULT_GROUPS if name in present)
         for name in names:
             arguments += ["--group", name]
@@ -288,6 +301,15 @@ def _check_named(settings: Settings, pyproject: Mapping[str, Any]) -> None:
                     f"{option}: the project defines no {kind} {name!r} ({has}): name one it "
                     "has, or add it there."
                 )
+
+
+def _group_names(settings: Settings, pyproject: Mapping[str, Any]) -> set[str]:
+    """The dependency groups of the project and of the workspace members this run installs:
+    ``uv sync --all-packages --group test`` installs a member's ``test`` group, which holds
+    the test dependencies of that member's tests (pytest collects them from the root)."""
+    members = coverage_data.workspace_members(settings.project, package=settings.package)
+    tables = [pyproject, *(read_pyproject(member) for member in members)]
+    return {name for table in tables for name in table.get("dependency-groups", {})}
 
 
 def _has_extras(settings: Settings, pyproject: Mapping[str, Any]) -> bool:
@@ -501,7 +523,8 @@ def probe(
     needed = [plugin.module for plugin in PLUGINS if plugin.needed(settings)]
     base = cache_dir(environ)
     requirements = [settings.project / name for name in settings.requirements]
-    parts = [*packages, "|", *needed]
+    filters = warning_filters(settings.project, pytest_args=settings.pytest_args, environ=environ)
+    parts = [*packages, "|", *needed, "|", *filters]  # a filter's category may be the project's
     keys = probe_cache.probe_key(
         python,
         base=base,
@@ -636,8 +659,10 @@ def _ask(
     asked again, and importing pytest here (most of the probe's time) would be wasted."""
     roots = [plugin.distribution for plugin in PLUGINS] + ["coverage"]
     own = project_distributions(settings)
+    filters = warning_filters(settings.project, pytest_args=settings.pytest_args, environ=environ)
     command = [python, "-c", _PROBE, json.dumps(PROBED_MODULES), json.dumps(list(packages)),
-               json.dumps(own), json.dumps(roots), json.dumps(list(needed))]  # fmt: skip
+               json.dumps(own), json.dumps(roots), json.dumps(list(needed)),
+               json.dumps(filters)]  # fmt: skip
     # The project's Python runs its dependencies' .pth files, outside pytest's guard: on
     # GitHub what it says is shown through the one writer, inert.
     github = on_github(environ)
@@ -691,7 +716,7 @@ def provide(
     pins = "".join(f"{name}=={version}\n" for name, version in installed)
     constraints = base / f"constraints-{_digest(pins)}.txt"
     constraints.write_text(pins, "utf-8")
-    names = [plugin.distribution for plugin in plugins]
+    names = [f"{plugin.distribution}{plugin.oldest}" for plugin in plugins]
     plan = [uv, "pip", "install", "--dry-run", "--python", python, "-c", str(constraints), *names]
     completed = subprocess.run(
         plan,

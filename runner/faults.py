@@ -19,7 +19,7 @@ from runner import interrupts
 from runner.execute import Completed
 from runner.plural import counted
 from runner.process_group import MARKER_ENV
-from runner.record import describe_exit
+from runner.record import AttemptRecord, describe_exit
 from runner.results import GateName, GateResult
 from runner.settings import Settings
 
@@ -118,12 +118,31 @@ NOTHING_RECORDED = (
 )
 
 
-def nothing_recorded(*, recorded: bool, gated: bool) -> str | None:
+STOPPED_AT_COLLECTION = "no coverage data was recorded: pytest stopped at "
+
+
+def nothing_recorded(*, recorded: bool, gated: bool, stopped_at: int = 0) -> str | None:
     """Why there is no coverage to judge when no process wrote a data file: the data is
-    missing, not the suite's coverage low (its gates are not judged)."""
+    missing, not the suite's coverage low (its gates are not judged). ``stopped_at``: the
+    collection errors pytest stopped at before any test ran (``collection_stop``), which
+    is the reason then: pytest-cov saves no data for a session stopped at collection."""
     if recorded or not gated:
         return None
+    if stopped_at:
+        return (
+            f"{STOPPED_AT_COLLECTION}{counted(stopped_at, 'collection error')} before any "
+            "test ran, so nothing was measured"
+        )
     return NOTHING_RECORDED
+
+
+def collection_stop(record: AttemptRecord) -> int:
+    """The collection errors pytest stopped at (exit 2, no test ran; without xdist it stops
+    at the first file that fails to collect), or 0. That is the suite's failure, which the
+    failed-tests gate counts, not the run's problem."""
+    if record.exit_status == 2 and not record.tests:
+        return len(record.collect_errors)
+    return 0
 
 
 def not_judged(

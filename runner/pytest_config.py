@@ -14,6 +14,7 @@ from here, so that testgate never judges a run by a file pytest ignored.
 from __future__ import annotations
 
 import configparser
+import itertools
 import os
 import shlex
 import tomllib
@@ -64,6 +65,30 @@ def added_options(
     from_env = _words(environ.get(ADDOPTS_ENV, ""))
     config = find_config(project, pytest_args=[*from_env, *pytest_args])
     return [(config.where(project), config.args("addopts")), (ADDOPTS_ENV, from_env)]
+
+
+def warning_filters(
+    project: Path, *, pytest_args: Sequence[str], environ: Mapping[str, str]
+) -> list[str]:
+    """The warning filters pytest applies while it configures, before any plugin's
+    ``pytest_load_initial_conftests`` (where pytest-cov starts): the configuration's
+    ``filterwarnings`` and each ``-W``/``--pythonwarnings`` of ``addopts``,
+    ``PYTEST_ADDOPTS`` and the command line. A filter's category
+    (``ignore::mypkg.errors.MyWarning``) is imported then, its module before coverage."""
+    from_env = _words(environ.get(ADDOPTS_ENV, ""))
+    config = find_config(project, pytest_args=[*from_env, *pytest_args])
+    value = config.values.get("filterwarnings")
+    if isinstance(value, str):
+        filters = value.splitlines()
+    else:
+        filters = [str(item) for item in value] if isinstance(value, list) else []
+    words = [*config.args("addopts"), *from_env, *pytest_args]
+    for word, following in itertools.pairwise([*words, ""]):
+        if word in ("-W", "--pythonwarnings"):
+            filters.append(following)
+        elif word.startswith(("-W", "--pythonwarnings=")):
+            filters.append(word.removeprefix("--pythonwarnings=").removeprefix("-W"))
+    return [line.strip() for line in filters if line.strip()]
 
 
 def _words(text: str) -> list[str]:

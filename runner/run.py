@@ -302,9 +302,16 @@ def _run(
             interrupted=stop.why is not None,
             never_ran=len(stop.not_run),
         )
-        or faults.nothing_recorded(recorded=recorded, gated=gated)
+        or faults.nothing_recorded(
+            recorded=recorded, gated=gated, stopped_at=faults.collection_stop(first.record)
+        )
     )
-    found_problems += tuple(text for text in (stop.problem, incomplete) if text)
+    # pytest stopped at a test file that fails to collect: the failed-tests gate fails the
+    # run (exit 1), its coverage is not judged, and no process of the run failed (exit 3)
+    stopped = incomplete is not None and incomplete.startswith(faults.STOPPED_AT_COLLECTION)
+    found_problems += tuple(
+        text for text in (stop.problem, None if stopped else incomplete) if text
+    )
     rerun_s = sum(done.completed.duration_s for done in history.runs[1:])
     info = RunInfo(
         started=started.isoformat(timespec="seconds"),

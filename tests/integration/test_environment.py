@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import re
@@ -250,6 +251,21 @@ def test_a_failed_sync_is_reported(tmp_path: Path) -> None:
     assert not (project / "uv.lock").exists()
 
 
+def test_no_plugin_older_than_testgate_supports_is_added(tmp_path: Path) -> None:
+    """pluggy's own clone without tags is pluggy 0.1.dev1 (setuptools-scm), which the
+    installed pytest's pin (pluggy>=1.5) refuses: no recent pytest-xdist can be added, and
+    uv found pytest-xdist 1.4 and pytest-cov 1.5 of 2013, which name no pytest. Before: they
+    were added, and pytest crashed as it started ('PytestPluginManager' object has no
+    attribute 'addhooks'), exit 3 "Does 'uv run pytest' work?" (it does). Now uv's reason."""
+    project = copy_fixture("passing", tmp_path)
+    cache = shell(XDG_CACHE_HOME=str(tmp_path / "cache"))
+    xdist = next(plugin for plugin in environment.PLUGINS if plugin.module == "xdist")
+    pinned = [("pytest", importlib.metadata.version("pytest")), ("pluggy", "0.1.dev1")]
+    with pytest.raises(ConfigError, match=r"^pytest-xdist>=3\.2 cannot be resolved"):
+        environment.provide([xdist], python=sys.executable, installed=pinned,
+                            settings=settings_of(project), environ=cache)  # fmt: skip
+
+
 def test_plugins_that_would_replace_a_package_are_refused(tmp_path: Path) -> None:
     project = copy_fixture("passing", tmp_path)
     settings = settings_of(project)
@@ -308,6 +324,16 @@ def test_test_dependencies_are_installed_by_default(tmp_path: Path) -> None:
         "--all-extras", "--all-packages",
     ]  # fmt: skip
     plain = settings_of(root, package="plain")
+    assert sync_arguments(plain, read_pyproject(root)) == ["--package", "plain"]
+    # and a member's test groups: its tests' dependencies (before: only the root's groups,
+    # the member's tests failed to import hypothesis, exit 3)
+    write(
+        root / "packages" / "core",
+        '[project]\nname = "core"\n[dependency-groups]\ntest = ["hypothesis"]\ndocs = []\n',
+    )
+    assert sync_arguments(settings_of(root), read_pyproject(root)) == [
+        "--all-extras", "--group", "test", "--all-packages",
+    ]  # fmt: skip
     assert sync_arguments(plain, read_pyproject(root)) == ["--package", "plain"]
 
 

@@ -302,7 +302,16 @@ def test_a_collection_error_counts_once_in_every_report(run_cli: RunCli, tmp_pat
     )
     assert explained in ran.results()["run"]["warnings"]
     serial = run_cli(project, "--workers", "0", "--reruns", "0")
-    # without xdist pytest stops at the error: its count is testgate's, and the rest is said
+    # without xdist pytest stops at the error: its count is testgate's, and the rest is said;
+    # the error fails the run (exit 1), and the coverage pytest-cov never saved is not judged
+    # for that reason (before: exit 3, "no pytest process of the run wrote its data file.
+    # One died before writing it (os._exit ...)": none died)
+    assert serial.exit_code == 1, serial.output
+    assert serial.results()["run"]["problems"] == []
+    assert serial.gate("line-coverage")["message"] == (
+        "not judged: no coverage data was recorded: pytest stopped at 1 collection error "
+        "before any test ran, so nothing was measured"
+    )
     assert summary_counts(serial.output) == {"errors": 1}
     assert "testgate: 1 test: 1 error in " in serial.output
     assert serial.results()["run"]["warnings"] == [
@@ -960,3 +969,105 @@ def test_a_conftest_that_fails_to_import_names_the_missing_module(
         "message above): install what it imports in the project's environment"
     ) in ran.output
     assert "pytest-args" not in ran.output
+
+
+SUBPROCESS_TESTS = """
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).parent.parent
+
+
+def measured(config, code):
+    env = {"COVERAGE_PROCESS_START": str(ROOT / config), "PYTHONPATH": str(ROOT)}
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, check=True)
+
+
+def test_even():
+    measured("pyproject.toml", "import lib; assert lib.half(3) is None")
+    from lib import half
+
+    assert half(4) == 2
+
+
+def test_lines_only():
+    measured("lines.toml", "import lib")
+"""
+
+
+def test_a_subprocess_the_tests_start_with_an_environment_of_their_own_counts(
+    run_cli: RunCli, tmp_path: Path
+) -> None:
+    """A test that starts Python with ``env={"COVERAGE_PROCESS_START": "pyproject.toml"}``
+    (django-read-only's IPython tests) keeps no ``COVERAGE_FILE`` of testgate's: coverage.py
+    writes that process's data at the project's ``[run] data_file``, where ``coverage run
+    -m pytest`` and ``coverage combine`` count it (100 % here). Before: line 75.00 %,
+    branch 50.00 %, the gates failed, the odd branch of half() unmeasured. A file of lines
+    only (another configuration, ``branch = false``) cannot be combined with testgate's
+    branch data: it is named, not counted, and nothing the processes wrote is removed."""
+    project = sample(
+        tmp_path,
+        tests=SUBPROCESS_TESTS,
+        tool='branch = true\nparallel = true\ndata_file = ".coverage/cov"\n',
+    )
+    (project / "lines.toml").write_text(
+        '[tool.coverage.run]\nparallel = true\ndata_file = ".coverage/cov"\nsource = ["lib"]\n',
+        "utf-8",
+    )
+    old = project / ".coverage" / "cov.old.1"  # an earlier run's, not this one's
+    old.parent.mkdir()
+    old.write_bytes(b"not a data file")
+    (project / ".coverage" / "cov.link").symlink_to(old)
+    ran = run_cli(project, "--workers", "0")
+    assert ran.exit_code == 0, ran.output
+    assert "coverage: line 100.00 %, branch 100.00 %" in ran.output
+    notice = re.search(r"testgate: not counted: 1 coverage data file a process .*", ran.output)
+    assert notice is not None, ran.output
+    assert notice.group(0).startswith(
+        "testgate: not counted: 1 coverage data file a process of the tests wrote with the "
+        "project's coverage configuration (.coverage/cov."
+    )
+    assert notice.group(0).endswith(") measured lines only; set [run] branch = true to count them")
+    written = sorted(path.name for path in (project / ".coverage").iterdir())
+    assert len(written) == 4, written  # the old file, the link, and the two processes' files
+    assert old.read_bytes() == b"not a data file"
+
+
+WARNS = """
+class LibWarning(UserWarning):
+    pass
+
+
+def half(n):
+    if n % 2:
+        return None
+    return n // 2
+"""
+
+
+def test_a_project_whose_warning_filter_names_its_own_category_is_measured_from_the_start(
+    run_cli: RunCli, tmp_path: Path
+) -> None:
+    """pytest imports a filter's category (``ignore::lib.LibWarning``, starlette's
+    ``starlette.exceptions.StarletteDeprecationWarning``) as it configures, before
+    pytest-cov starts: the module's own lines ran unmeasured. Such a project runs under
+    ``coverage run`` from the process start, as it does for a project pytest depends on.
+    Before: line 33.33 % (the class and def lines missed) where ``coverage run -m pytest``
+    says 83.33 % (starlette: 99.85 % against 99.98 %)."""
+    project = make_project(
+        tmp_path / "sample",
+        {"lib.py": WARNS, "tests/test_lib.py": TESTS},
+        tool="branch = true\n",
+    )
+    pyproject = project / "pyproject.toml"
+    text = pyproject.read_text("utf-8").replace(
+        'pythonpath = ["."]\n',
+        'pythonpath = ["."]\nfilterwarnings = ["error", "ignore::lib.LibWarning"]\n',
+    )
+    pyproject.write_text(text, "utf-8")
+    ran = run_cli(project, "--fail-under-line", "80", "--fail-under-branch", "50")
+    assert ran.exit_code == 0, ran.output
+    assert "testgate: pytest needs the project's lib before any plugin starts" in ran.output
+    assert "coverage: line 83.33 %, branch 50.00 %" in ran.output  # only half(n)'s None

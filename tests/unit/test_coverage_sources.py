@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from runner.coverage_data import WHOLE_FOLDER, cov_arguments, whole_folder_warning
+from runner.coverage_data import (
+    WHOLE_FOLDER,
+    cov_arguments,
+    measures_branches,
+    project_data_files,
+    whole_folder_warning,
+)
 
 
 def test_a_project_of_tests_alone_is_warned_only_where_a_coverage_gate_judges(
@@ -23,3 +29,24 @@ def test_a_project_of_tests_alone_is_warned_only_where_a_coverage_gate_judges(
     assert said.startswith("coverage measures the whole project folder, its tests too")
     assert whole_folder_warning(args, gated=False) is None  # no gate judges the tests' own
     assert whole_folder_warning(("--cov=lib", *args[1:]), gated=True) is None
+
+
+def test_the_projects_own_data_files_are_looked_for_only_where_they_would_count(
+    tmp_path: Path,
+) -> None:
+    """A process a test starts with the project's coverage configuration writes its data
+    beside ``[run] data_file`` (the run counts it: test_run_cli's
+    test_a_subprocess_the_tests_start_with_an_environment_of_their_own_counts). None is
+    looked for under a configuration coverage.py cannot read, or one that names nothing to
+    measure (such a process measured all it ran, not what testgate measures); a file
+    coverage.py cannot read holds no branch data."""
+    pyproject = tmp_path / "pyproject.toml"
+    data = tmp_path / ".coverage.host.1.x"
+    data.write_bytes(b"not a data file")
+    pyproject.write_text('[tool.coverage.run]\nsource = ["lib"]\n', "utf-8")
+    assert project_data_files(tmp_path) == {data: data.stat().st_mtime_ns}  # default name
+    assert not measures_branches(data)
+    pyproject.write_text("[tool.coverage.run]\nbranch = true\n", "utf-8")
+    assert project_data_files(tmp_path) == {}
+    pyproject.write_text('[tool.coverage.run]\nsource = ["lib"]\nbranch = "maybe"\n', "utf-8")
+    assert project_data_files(tmp_path) == {}

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from runner.attempts import randomly_off
-from runner.pytest_config import PytestConfig, find_config, selects_tests
+from runner.pytest_config import PytestConfig, find_config, selects_tests, warning_filters
 
 INI_OPTIONS = '[tool.pytest.ini_options]\naddopts = "--cov-fail-under=50"\n'
 
@@ -136,3 +136,24 @@ def test_arguments_that_choose_some_tests_are_told_from_those_that_do_not(tmp_pa
     assert [selects_tests(tmp_path, args) for args in chosen] == [True] * len(chosen)
     whole = [[], ["--tb", "short"], ["-p", "no:randomly"], ["-x", "--durations=5"]]
     assert [selects_tests(tmp_path, args) for args in whole] == [False] * len(whole)
+
+
+def test_the_warning_filters_pytest_applies_as_it_configures_are_found_everywhere(
+    tmp_path: Path,
+) -> None:
+    """The configuration's filterwarnings (an ini file's lines, a TOML list) and every -W of
+    addopts, PYTEST_ADDOPTS and the command line: their categories are imported before
+    pytest-cov starts (test_run_cli's
+    test_a_project_whose_warning_filter_names_its_own_category_is_measured_from_the_start)."""
+    write(
+        tmp_path / "tox.ini",
+        "[pytest]\naddopts = -W error::a.A --pythonwarnings=ignore::b.B\n"
+        "filterwarnings =\n    error\n    ignore::c.C\n",
+    )
+    environ = {"PYTEST_ADDOPTS": "-Wignore::d.D"}
+    found = warning_filters(tmp_path, pytest_args=["--pythonwarnings", "e"], environ=environ)
+    assert found == ["error", "ignore::c.C", "error::a.A", "ignore::b.B", "ignore::d.D", "e"]
+    write(tmp_path / "pytest.toml", '[pytest]\nfilterwarnings = ["ignore::f.F"]\n')
+    assert warning_filters(tmp_path, pytest_args=[], environ={}) == ["ignore::f.F"]
+    write(tmp_path / "pytest.toml", "[pytest]\nfilterwarnings = 3\n")  # pytest refuses it
+    assert warning_filters(tmp_path, pytest_args=["-W"], environ={}) == []
