@@ -17,10 +17,11 @@ incomplete and its gates say so (exit 3), never judged as if it were whole.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -229,32 +230,36 @@ def _run(
     reports = settings.reports_dir
     durations, durations_warning = read_durations(settings.durations or reports / "durations.json")
     installing = time.monotonic()
-    work, cov_args, project_env = _install(settings, environ)
+    made = not reports.exists()
+    work, cov_args, project_env = _install(settings, environ, made=made)
     install_s = time.monotonic() - installing
     gated = settings.fail_under_line > 0 or settings.fail_under_branch > 0
     whole_folder = coverage_data.whole_folder_warning(cov_args, gated=gated)
     if whole_folder:
         emit(f"testgate: {whole_folder}\n")
-    try:
-        environ = services.environ(project_env)  # booted meanwhile
-    except ServicesFailed:  # the run's reports say so (run): no work of this run is left
-        shutil.rmtree(work, ignore_errors=True)
-        raise
-    workers = suite_workers(settings, durations, project_env=project_env)
-    emit(f"testgate: {workers.reason}\n")
-    schedule = write_schedule(
-        settings, durations, work / "schedule.json", parallel=workers.count > 0
-    )
-    session = Session(
-        settings=settings,
-        environ=environ,
-        project_env=project_env,
-        cov_args=cov_args,
-        work=work,
-        deadline=None if settings.timeout_run is None else clock + settings.timeout_run,
-    )
-    history = History()
-    first = run_attempt(session, number=1, schedule=schedule, workers=workers.workers)
+    # Until pytest starts (interrupts.hold), a signal raises Interrupted: nothing of this
+    # run is reported, so its work dir goes, and so does a reports dir it made.
+    with _abandoned_unless_started(work, reports, made=made):
+        try:
+            environ = services.environ(project_env)  # booted meanwhile
+        except ServicesFailed:  # the run's reports say so (run): no work of this run is left
+            shutil.rmtree(work, ignore_errors=True)
+            raise
+        workers = suite_workers(settings, durations, project_env=project_env)
+        emit(f"testgate: {workers.reason}\n")
+        schedule = write_schedule(
+            settings, durations, work / "schedule.json", parallel=workers.count > 0
+        )
+        session = Session(
+            settings=settings,
+            environ=environ,
+            project_env=project_env,
+            cov_args=cov_args,
+            work=work,
+            deadline=None if settings.timeout_run is None else clock + settings.timeout_run,
+        )
+        history = History()
+        first = run_attempt(session, number=1, schedule=schedule, workers=workers.workers)
     history.add(first, kind="run")
     reruns_stopped = rerun_failures(session, history)
     lost = remeasure(session, history, lost=set(first.record.lost))
@@ -529,21 +534,32 @@ def result_of(
 
 
 def _install(
-    settings: Settings, environ: Mapping[str, str]
+    settings: Settings, environ: Mapping[str, str], *, made: bool
 ) -> tuple[Path, tuple[str, ...], environment.ProjectEnv]:
     """The run's work dir, its coverage arguments and the installed, probed environment.
 
-    A failure here comes before anything ran: the work dir goes, and so does a reports dir
-    this run made, so a mistyped option leaves nothing behind.
+    A failure here, or a signal (``Interrupted``), comes before anything ran: the work dir
+    goes, and so does a reports dir this run ``made``, so a mistyped option or a cancel
+    during the install leaves nothing behind.
     """
     reports = settings.reports_dir
-    made = not reports.exists()
     work = _prepare(reports)
-    try:
+    with _abandoned_unless_started(work, reports, made=made, errors=(TestgateError,)):
         cov_args = coverage_data.cov_arguments(settings.project, package=settings.package)
         sources = coverage_data.infer_sources(settings.project, package=settings.package)
         return work, cov_args, environment.probe(settings, environ, sources=sources)
-    except TestgateError:
+
+
+@contextlib.contextmanager
+def _abandoned_unless_started(
+    work: Path, reports: Path, *, made: bool, errors: tuple[type[BaseException], ...] = ()
+) -> Iterator[None]:
+    """Remove the run's work dir, and a reports dir this run made, when the block raises
+    ``Interrupted`` (a signal before pytest started) or one of ``errors``."""
+    caught: tuple[type[BaseException], ...] = (interrupts.Interrupted, *errors)
+    try:
+        yield
+    except caught:
         shutil.rmtree(work, ignore_errors=True)
         if made:
             owned_dir.release(reports)

@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 
 from runner import execute, interrupts, probe_cache, process_group, render
+from runner.environment import probe
 from runner.errors import ConfigError
 from runner.github.commands import annotations_of
 from runner.record import describe_exit
@@ -423,6 +424,30 @@ def test_a_signal_before_any_test_stops_the_services_wait_and_exits_3(tmp_path: 
     assert ran.exit_code == 3
     assert "testgate: error: interrupted by SIGTERM before anything could be reported" in ran.output
     assert not (project / ".testgate" / "run-services.json").exists()
+    assert not ran.reports.exists()  # nor the reports dir it made, nor the work dir in it
+
+
+def test_a_signal_during_the_install_leaves_no_work_dir_and_no_reports_dir_it_made(
+    tmp_path: Path,
+) -> None:
+    """A cancel while the project's environment is installed and probed (before pytest):
+    exit 3, and nothing of the run is left: not its work dir (``.testgate-work-...``),
+    nor the reports dir it made. A reports dir an earlier run wrote stays a reports dir."""
+    project = copy_fixture("passing", tmp_path)
+    for earlier in (False, True):
+        if earlier:
+            (project / "testgate-reports").mkdir()
+            (project / "testgate-reports" / "history.json.gz").write_bytes(b"")
+        with signal_at(lambda frame, event: event == "call" and frame.f_code is probe.__code__):
+            ran = run_in_process(project)
+        assert ran.exit_code == 3
+        assert "interrupted by SIGTERM before anything could be reported" in ran.output
+        if earlier:
+            assert sorted(path.name for path in ran.reports.iterdir()) == [
+                ".testgate-reports", "history.json.gz",
+            ]  # fmt: skip
+        else:
+            assert not ran.reports.exists()
 
 
 def services_signalled(project: Path, spec: ServiceSpec, timer: threading.Timer | None) -> None:
