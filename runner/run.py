@@ -141,6 +141,7 @@ def services_failed(settings: Settings, *, environ: Mapping[str, str], problem: 
     Every gate is failed as not evaluated, and the history is not extended: this was no
     run of the suite. On GitHub the error is an annotation too, as before any report.
     """
+    interrupts.hold()  # its reports are written whole; a signal meanwhile makes it exit 3
     owned_dir.claim(settings.reports_dir, fresh=REPORT_FILES)
     info = RunInfo(
         started=datetime.now(UTC).isoformat(timespec="seconds"),

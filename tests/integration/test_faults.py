@@ -14,9 +14,11 @@ import json
 import os
 import re
 import signal
+import subprocess
 import sys
 import threading
 import time
+import tomllib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
@@ -24,11 +26,13 @@ from typing import Any
 
 import pytest
 
-from runner import execute, interrupts, probe_cache, process_group, render
+from runner import entry, execute, interrupts, probe_cache, process_group, render
+from runner.cli import _command, main
 from runner.environment import probe
 from runner.errors import ConfigError
 from runner.github.commands import annotations_of
 from runner.record import describe_exit
+from runner.report import write_reports
 from runner.results import (
     DiffCoverage,
     FileDiff,
@@ -631,3 +635,120 @@ def test_a_command_started_under_nohup_keeps_ignoring_the_hang_up() -> None:
         assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
     finally:
         signal.signal(signal.SIGHUP, saved)
+
+
+def test_a_signal_as_the_run_writes_its_reports_exits_3_and_says_so(tmp_path: Path) -> None:
+    """A cancel that lands after the last pytest process ended, as the reports are written:
+    the reports are written whole, and the run, asked to stop, exits 3 and says why,
+    rather than exit 0 as if nothing had come (a script's next step would run)."""
+    project = copy_fixture("passing", tmp_path)
+    with signal_at(lambda frame, event: event == "call" and frame.f_code is write_reports.__code__):
+        ran = run_in_process(project, "--workers", "0")
+    assert ran.exit_code == 3
+    assert (
+        "testgate: SIGTERM arrived as the command ended, after its work was done (what it "
+        "wrote is whole, and it would have exited 0); exit 3, as interrupted"
+    ) in ran.output
+    assert ran.results()["totals"]["passed"] == 3
+    assert (ran.reports / "junit.xml").is_file()
+
+
+def test_a_signal_as_the_merge_writes_its_reports_leaves_no_mix_of_old_and_new(
+    hangs: Ran, tmp_path: Path
+) -> None:
+    """merge writes coverage's reports, then results.json, junit.xml, durations.json and
+    summary.md: a signal between them used to raise there, leaving the new coverage beside
+    no results (or an earlier merge's). Now the merge ends whole and exits 3."""
+    merged = tmp_path / "merged"
+    with signal_at(lambda frame, event: event == "call" and frame.f_code is write_reports.__code__):
+        ran = run_in_process(
+            hangs.project, str(hangs.reports), command="merge", reports=str(merged)
+        )
+    assert ran.exit_code == 3
+    assert "testgate: SIGTERM arrived as the command ended, after its work was done" in ran.output
+    assert decode((merged / "results.json").read_bytes()).tests
+    assert {"junit.xml", "coverage.xml", "durations.json", "summary.md"} <= {
+        path.name for path in merged.iterdir()
+    }
+
+
+IMPORT_SIGNALLED = """
+import os, signal, sys
+
+class SignalOnImport:  # SIGTERM as Python imports testgate's command line
+    def find_spec(self, name, path=None, target=None):
+        if name == "runner.cli":
+            os.kill(os.getpid(), signal.SIGTERM)
+        return None
+
+sys.meta_path.insert(0, SignalOnImport())
+sys.argv = ["testgate", "services", "down"]
+import runner.__main__
+"""
+
+
+def test_a_signal_while_python_imports_testgate_is_exit_3_not_death_by_signal(
+    tmp_path: Path,
+) -> None:
+    """Importing the command line takes tenths of a second; a cancel then found the
+    signals' defaults and killed the process (-15, nothing said; SIGINT: a traceback).
+    ``runner.entry`` takes the signals first, for ``python -m runner`` and the console
+    script alike."""
+    done = subprocess.run(
+        [sys.executable, "-c", IMPORT_SIGNALLED],
+        cwd=tmp_path,
+        env=environment(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 3, done.stderr
+    assert (
+        "testgate: error: interrupted by SIGTERM before anything could be reported" in done.stderr
+    )
+    assert list(tmp_path.iterdir()) == []
+    scripts = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text("utf-8"))[
+        "project"
+    ]["scripts"]
+    assert scripts == {"testgate": "runner.entry:main"}
+
+
+def test_a_signal_noted_before_testgate_handled_signals_ends_the_command_first(
+    tmp_path: Path,
+) -> None:
+    ran = main(
+        ["services", "down", "--state-file", str(tmp_path / "s.json")], noted=[signal.SIGINT]
+    )
+    assert ran == 3
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_signal_as_a_command_returns_its_code_is_exit_3(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The moment between a command's end and ``hold``: the signal still raises there."""
+    with signal_at(lambda frame, event: event == "return" and frame.f_code is _command.__code__):
+        code = main(["services", "down", "--state-file", str(tmp_path / "s.json")])
+    assert code == 3
+    assert (
+        "testgate: SIGTERM arrived as the command ended, after its work was done (what it "
+        "wrote is whole); exit 3, as interrupted"
+    ) in capsys.readouterr().err
+
+
+def test_the_entry_takes_the_signals_but_leaves_a_nohup_hang_up_ignored(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    numbers = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    saved = {number: signal.getsignal(number) for number in numbers}
+    monkeypatch.setattr(sys, "argv", ["testgate", "--version"])
+    try:
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        with pytest.raises(SystemExit):
+            entry.main()
+        assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+        assert getattr(signal.getsignal(signal.SIGTERM), "__module__", "") == "runner.entry"
+    finally:
+        for number, handler in saved.items():
+            signal.signal(number, handler)
