@@ -238,9 +238,11 @@ def _run(
     whole_folder = coverage_data.whole_folder_warning(cov_args, gated=gated)
     if whole_folder:
         emit(f"testgate: {whole_folder}\n")
-    # Until pytest starts (interrupts.hold), a signal raises Interrupted: nothing of this
-    # run is reported, so its work dir goes, and so does a reports dir it made.
-    with _abandoned_unless_started(work, reports, made=made):
+    # The run's work dir goes however the run ends: a failure after pytest (a full disk
+    # cut its record short) leaves no scratch files holding the space. Until pytest starts
+    # (interrupts.hold) a signal raises Interrupted: nothing of this run is reported then,
+    # so a reports dir it made goes too.
+    with _abandoned_unless_started(work, reports, made=made, errors=(TestgateError,), always=True):
         try:
             environ = services.environ(project_env)  # booted meanwhile
         except ServicesFailed:  # the run's reports say so (run): no work of this run is left
@@ -261,108 +263,108 @@ def _run(
         )
         history = History()
         first = run_attempt(session, number=1, schedule=schedule, workers=workers.workers)
-    history.add(first, kind="run")
-    reruns_stopped = rerun_failures(session, history)
-    lost = remeasure(session, history, lost=set(first.record.lost))
-    if interrupts.reason() is None:
-        check_order(session, history, first)
-    reporting = time.monotonic()
-    tests = classify_all(history, quarantine)
-    stop = faults.stopped(
-        settings,
-        first.record.collected_ids,
-        done=history.attempts,
-        exit_code=first.completed.exit_code,
-        collection_stopped=bool(first.record.collect_errors) and first.record.exit_status == 2,
-        died=first.record.exit_status is None,
-    )
-    coverage, unreported, recorded = _combined_coverage(
-        settings, history=history, reports=reports, python=project_env.executable
-    )
-    misconfigured, judged = _misconfigured(
-        settings,
-        measured=unreported is None and Totals.of(tests).ran > 0,
-        reports=reports,
-        environ=environ,
-    )
-    diff, diff_skipped = None, f"deferred to testgate merge (shard {settings.shard})"
-    if settings.shard is None:
-        diff, diff_skipped = measure_change(
-            settings, environ=environ, measured=coverage is not None
+        history.add(first, kind="run")
+        reruns_stopped = rerun_failures(session, history)
+        lost = remeasure(session, history, lost=set(first.record.lost))
+        if interrupts.reason() is None:
+            check_order(session, history, first)
+        reporting = time.monotonic()
+        tests = classify_all(history, quarantine)
+        stop = faults.stopped(
+            settings,
+            first.record.collected_ids,
+            done=history.attempts,
+            exit_code=first.completed.exit_code,
+            collection_stopped=bool(first.record.collect_errors) and first.record.exit_status == 2,
+            died=first.record.exit_status is None,
         )
-    if coverage is not None and diff is not None:
-        coverage = msgspec.structs.replace(coverage, diff_percent=diff.percent)
-    crash = crash_problem(first.record.internal_errors, parallel=workers.count > 0)
-    found_problems = ((crash,) if crash else ()) + tuple(
-        problem
-        for done in history.runs
-        for problem in problems(done)
-        if done is not first or not problem.startswith(INTERNAL_ERROR)  # said by crash
-    )
-    incomplete = (
-        unreported
-        or faults.incomplete_coverage(
-            lost,
-            crashes=first.record.crashes,
-            reruns=settings.reruns,
-            interrupted=stop.why is not None,
-            never_ran=len(stop.not_run),
+        coverage, unreported, recorded = _combined_coverage(
+            settings, history=history, reports=reports, python=project_env.executable
         )
-        or faults.nothing_recorded(recorded=recorded, gated=gated)
-    )
-    found_problems += tuple(text for text in (stop.problem, incomplete) if text)
-    rerun_s = sum(done.completed.duration_s for done in history.runs[1:])
-    info = RunInfo(
-        started=started.isoformat(timespec="seconds"),
-        duration_s=time.monotonic() - clock,
-        suite_duration_s=first.completed.duration_s,
-        rerun_duration_s=rerun_s,
-        phases=Phases(
-            install_s=install_s,
-            services_s=services.waited_s,
-            services_ready_s=services.ready_s,
-            tests_s=first.completed.duration_s,
-            reruns_s=rerun_s,
-            reports_s=time.monotonic() - reporting,
-        ),
-        commit=commit_of(settings.project, environ),
-        python=project_env.python,
-        platform=project_env.platform,
-        variant=variant_name(python=project_env.python, platform=project_env.platform),
-        shard=settings.shard,
-        plan=None if settings.shard is None else plan_of(durations),
-        root=str(settings.project),
-        pytest_exit_code=first.completed.exit_code,
-        problems=found_problems,
-        warnings=tuple(PYTEST_WARNED + text for text in first.record.warnings)
-        + collection_notes(first.record)
-        + tuple(
-            f"quarantine entry {entry!r} matches no test of this run"
-            for entry in quarantine.unmatched(history.attempts)
+        misconfigured, judged = _misconfigured(
+            settings,
+            measured=unreported is None and Totals.of(tests).ran > 0,
+            reports=reports,
+            environ=environ,
         )
-        + ((durations_warning,) if durations_warning else ())
-        + ((whole_folder,) if whole_folder else ())
-        + ((misconfigured,) if misconfigured else ())
-        + tuple(f"services: {note}" for note in notes)
-        + faults.leftover_warnings([done.completed for done in history.runs]),
-        interrupted=stop.why,
-        not_run=stop.not_run,
-        coverage_incomplete=incomplete,
-        coverage_misconfigured=misconfigured if gated and judged else None,
-        workers=workers.count,
-        workers_reason=workers.reason,
-        reruns_stopped=reruns_stopped,
-        environment=project_env.fingerprint,
-    )
-    shutil.rmtree(work, ignore_errors=True)
-    return conclude(
-        settings=settings,
-        info=info,
-        tests=tests,
-        coverage=coverage,
-        diff=(diff, diff_skipped),
-        environ=environ,
-    )
+        diff, diff_skipped = None, f"deferred to testgate merge (shard {settings.shard})"
+        if settings.shard is None:
+            diff, diff_skipped = measure_change(
+                settings, environ=environ, measured=coverage is not None
+            )
+        if coverage is not None and diff is not None:
+            coverage = msgspec.structs.replace(coverage, diff_percent=diff.percent)
+        crash = crash_problem(first.record.internal_errors, parallel=workers.count > 0)
+        found_problems = ((crash,) if crash else ()) + tuple(
+            problem
+            for done in history.runs
+            for problem in problems(done)
+            if done is not first or not problem.startswith(INTERNAL_ERROR)  # said by crash
+        )
+        incomplete = (
+            unreported
+            or faults.incomplete_coverage(
+                lost,
+                crashes=first.record.crashes,
+                reruns=settings.reruns,
+                interrupted=stop.why is not None,
+                never_ran=len(stop.not_run),
+            )
+            or faults.nothing_recorded(recorded=recorded, gated=gated)
+        )
+        found_problems += tuple(text for text in (stop.problem, incomplete) if text)
+        rerun_s = sum(done.completed.duration_s for done in history.runs[1:])
+        info = RunInfo(
+            started=started.isoformat(timespec="seconds"),
+            duration_s=time.monotonic() - clock,
+            suite_duration_s=first.completed.duration_s,
+            rerun_duration_s=rerun_s,
+            phases=Phases(
+                install_s=install_s,
+                services_s=services.waited_s,
+                services_ready_s=services.ready_s,
+                tests_s=first.completed.duration_s,
+                reruns_s=rerun_s,
+                reports_s=time.monotonic() - reporting,
+            ),
+            commit=commit_of(settings.project, environ),
+            python=project_env.python,
+            platform=project_env.platform,
+            variant=variant_name(python=project_env.python, platform=project_env.platform),
+            shard=settings.shard,
+            plan=None if settings.shard is None else plan_of(durations),
+            root=str(settings.project),
+            pytest_exit_code=first.completed.exit_code,
+            problems=found_problems,
+            warnings=tuple(PYTEST_WARNED + text for text in first.record.warnings)
+            + collection_notes(first.record)
+            + tuple(
+                f"quarantine entry {entry!r} matches no test of this run"
+                for entry in quarantine.unmatched(history.attempts)
+            )
+            + ((durations_warning,) if durations_warning else ())
+            + ((whole_folder,) if whole_folder else ())
+            + ((misconfigured,) if misconfigured else ())
+            + tuple(f"services: {note}" for note in notes)
+            + faults.leftover_warnings([done.completed for done in history.runs]),
+            interrupted=stop.why,
+            not_run=stop.not_run,
+            coverage_incomplete=incomplete,
+            coverage_misconfigured=misconfigured if gated and judged else None,
+            workers=workers.count,
+            workers_reason=workers.reason,
+            reruns_stopped=reruns_stopped,
+            environment=project_env.fingerprint,
+        )
+        shutil.rmtree(work, ignore_errors=True)
+        return conclude(
+            settings=settings,
+            info=info,
+            tests=tests,
+            coverage=coverage,
+            diff=(diff, diff_skipped),
+            environ=environ,
+        )
 
 
 def suite_workers(
@@ -553,10 +555,16 @@ def _install(
 
 @contextlib.contextmanager
 def _abandoned_unless_started(
-    work: Path, reports: Path, *, made: bool, errors: tuple[type[BaseException], ...] = ()
+    work: Path,
+    reports: Path,
+    *,
+    made: bool,
+    errors: tuple[type[BaseException], ...] = (),
+    always: bool = False,
 ) -> Iterator[None]:
-    """Remove the run's work dir, and a reports dir this run made, when the block raises
-    ``Interrupted`` (a signal before pytest started) or one of ``errors``."""
+    """Remove the run's work dir, and a reports dir this run made (if it holds only its
+    marker), when the block raises ``Interrupted`` (a signal before pytest started) or one
+    of ``errors``; the work dir also when the block ends otherwise, if ``always``."""
     caught: tuple[type[BaseException], ...] = (interrupts.Interrupted, *errors)
     try:
         yield
@@ -565,6 +573,9 @@ def _abandoned_unless_started(
         if made:
             owned_dir.release(reports)
         raise
+    finally:
+        if always:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 def _prepare(reports: Path) -> Path:

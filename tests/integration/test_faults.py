@@ -27,9 +27,10 @@ from typing import Any
 import pytest
 
 from runner import entry, execute, interrupts, probe_cache, process_group, render
+from runner import run as run_module
 from runner.cli import _command, main
 from runner.environment import probe
-from runner.errors import ConfigError
+from runner.errors import ConfigError, InfraError
 from runner.github.commands import annotations_of
 from runner.record import describe_exit
 from runner.report import write_reports
@@ -752,3 +753,22 @@ def test_the_entry_takes_the_signals_but_leaves_a_nohup_hang_up_ignored(
     finally:
         for number, handler in saved.items():
             signal.signal(number, handler)
+
+
+def test_a_failure_after_pytest_leaves_no_work_dir_holding_the_space(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk cuts pytest's record short: reading it fails (exit 3, naming ENOSPC)
+    after pytest ran. The run's work dir, what filled the disk, went with it only on the
+    way to the reports; now it goes however the run ends. (Stood in for here by a failure
+    of the step after the reruns.)"""
+    project = copy_fixture("passing", tmp_path)
+
+    def full(*args: object, **kwargs: object) -> set[str]:
+        raise InfraError("the disk is full (ENOSPC)")
+
+    monkeypatch.setattr(run_module, "remeasure", full)
+    ran = run_in_process(project, "--workers", "0")
+    assert ran.exit_code == 3
+    assert "testgate: error: the disk is full (ENOSPC)" in ran.output
+    assert not ran.reports.exists()  # it held only its marker and the work dir
