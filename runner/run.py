@@ -277,6 +277,7 @@ def _run(
             exit_code=first.completed.exit_code,
             collection_stopped=bool(first.record.collect_errors) and first.record.exit_status == 2,
             died=first.record.exit_status is None,
+            collection_done=first.record.collected is not None,
         )
         coverage, unreported, recorded = _combined_coverage(
             settings, history=history, reports=reports, python=project_env.executable

@@ -772,3 +772,25 @@ def test_a_failure_after_pytest_leaves_no_work_dir_holding_the_space(
     assert ran.exit_code == 3
     assert "testgate: error: the disk is full (ENOSPC)" in ran.output
     assert not ran.reports.exists()  # it held only its marker and the work dir
+
+
+SIGNALS_WHILE_COLLECTING = """
+import os, signal, time
+
+os.kill(os.getppid(), signal.SIGTERM)  # testgate, as pytest imports this conftest
+time.sleep(30)
+"""
+
+
+def test_a_run_stopped_before_pytest_collected_its_tests_says_so(tmp_path: Path) -> None:
+    """Stopped during collection, a run knows of no test: it said "0 tests never ran" and
+    "the 0 tests that finished; 0 never ran", as if the suite were empty."""
+    project = copy_fixture("passing", tmp_path)
+    (project / "tests" / "conftest.py").write_text(SIGNALS_WHILE_COLLECTING, "utf-8")
+    ran = run_in_process(project, "--workers", "0")
+    assert ran.exit_code == 3
+    assert ran.results()["run"]["problems"][0] == (
+        "the run was interrupted by SIGTERM before pytest had collected its tests: no test "
+        "ran, and how many never ran is not known"
+    )
+    assert "INTERRUPTED by SIGTERM: these reports hold no test; none had finished" in ran.output
