@@ -10,6 +10,7 @@ and one after them all. It runs once, under two xdist workers, then its reruns a
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
@@ -26,7 +27,16 @@ from typing import Any
 
 import pytest
 
-from runner import entry, execute, interrupts, probe_cache, process_group, render
+from runner import (
+    coverage_data,
+    entry,
+    execute,
+    interrupts,
+    owned_dir,
+    probe_cache,
+    process_group,
+    render,
+)
 from runner import run as run_module
 from runner.cli import _command, main
 from runner.environment import probe
@@ -794,3 +804,27 @@ def test_a_run_stopped_before_pytest_collected_its_tests_says_so(tmp_path: Path)
         "ran, and how many never ran is not known"
     )
     assert "INTERRUPTED by SIGTERM: these reports hold no test; none had finished" in ran.output
+
+
+@pytest.mark.parametrize("where", ["_combine_and_report", "scratch"])
+def test_a_full_disk_as_coverage_is_combined_is_coverage_not_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    """coverage.py writing the combined data or its XML into a full disk raised OSError out
+    of the run: a traceback, exit 1 (a gate's code) and no report at all. It is the run's
+    problem now (exit 3), and the tests' results stand (``CoverageNotReported``)."""
+    data = tmp_path / ".coverage.gw0"
+    data.write_bytes(b"")
+
+    def full(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    target = coverage_data if where == "_combine_and_report" else owned_dir
+    monkeypatch.setattr(target, where, full)
+    with pytest.raises(coverage_data.CoverageNotReported) as raised:
+        coverage_data.combine_and_report(project=tmp_path, data_files=[data], reports_dir=tmp_path)
+    assert raised.value.message == (
+        f"coverage.py could not write the combined data or its reports in {tmp_path}: "
+        "ENOSPC, the disk is full (No space left on device)"
+    )
+    assert sorted(path.name for path in tmp_path.iterdir()) == [".coverage.gw0"]
