@@ -158,6 +158,27 @@ def scratch(reports: Path) -> Path:
     return Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX, dir=reports))
 
 
+@contextlib.contextmanager
+def claimed_scratch(
+    reports: Path, *, fresh: Sequence[str], abandon: tuple[type[BaseException], ...]
+) -> Iterator[Path]:
+    """``claim`` the reports dir and make a ``scratch`` dir in it for the block, removed
+    however the block ends; when it raises one of ``abandon`` (a signal, a failure before
+    any report), a reports dir this made goes too if it holds nothing else (``release``)."""
+    made = not reports.exists()
+    claim(reports, fresh=fresh)
+    work = scratch(reports)
+    try:
+        yield work
+    except abandon:
+        shutil.rmtree(work, ignore_errors=True)
+        if made:
+            release(reports)
+        raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def without_link(path: Path) -> Path:
     """``path`` with a symbolic link there removed: another tool will write through it."""
     if path.is_symlink():

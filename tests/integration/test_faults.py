@@ -828,3 +828,21 @@ def test_a_full_disk_as_coverage_is_combined_is_coverage_not_reported(
         "ENOSPC, the disk is full (No space left on device)"
     )
     assert sorted(path.name for path in tmp_path.iterdir()) == [".coverage.gw0"]
+
+
+def test_a_signal_before_the_first_flaky_round_leaves_no_work_dir(tmp_path: Path) -> None:
+    """As ``testgate run`` (above): ``testgate flaky`` cancelled while the project installs
+    left its ``.testgate-work-...`` dir, and the reports dir it made."""
+    project = copy_fixture("passing", tmp_path)
+    for earlier in (False, True):
+        if earlier:
+            (project / "testgate-reports").mkdir()
+            (project / "testgate-reports" / "flaky.json").write_bytes(b"{}")
+        with signal_at(lambda frame, event: event == "call" and frame.f_code is probe.__code__):
+            ran = run_in_process(project, command="flaky")
+        assert ran.exit_code == 3
+        assert "interrupted by SIGTERM before anything could be reported" in ran.output
+        if earlier:  # an earlier detection's flaky.json is this one's to replace
+            assert [path.name for path in ran.reports.iterdir()] == [".testgate-reports"]
+        else:
+            assert not ran.reports.exists()
