@@ -227,7 +227,7 @@ def main(
     (``runner.entry``, as Python imported testgate): the first one ends the command before
     it starts anything, exit 3. A signal that lands once the command's work is done (its
     reports written, the services it started stopped) did not cut it short, yet the
-    command was asked to stop: it exits 3 and says so (``_ended``), so that a script's next
+    command was asked to stop: it exits 3 and says so (``ended``), so that a script's next
     step does not run after a cancel.
     """
     args = list(sys.argv[1:] if argv is None else argv)
@@ -247,9 +247,9 @@ def main(
                 return _interrupted(signal.Signals(noted[0]).name)
             code = _command(namespace, env=env, given=given, pytest_args=pytest_args)
             interrupts.hold()
-            return _ended(code, interrupts.reason())
+            return ended(code, interrupts.reason())
     except interrupts.Interrupted as stop:  # as the command returned, before hold
-        return _ended(None, stop.reason)
+        return ended(None, stop.reason)
 
 
 def _interrupted(reason: str) -> int:
@@ -262,7 +262,7 @@ def _interrupted(reason: str) -> int:
     return InfraError.exit_code
 
 
-def _ended(code: int | None, reason: str | None) -> int:
+def ended(code: int | None, reason: str | None) -> int:
     """The exit code of a command that ``reason`` reached after its work was done (None:
     the signal cut the return of its code short). A deadline (``timeout-run``, a flaky
     budget) is no such stop: the command said what it did with it."""

@@ -213,7 +213,7 @@ def merge(
         )
     # From here the merge rewrites the reports dir: a signal no longer raises (it would leave
     # the new coverage reports beside the old results.json); the merge ends, whole, and the
-    # command exits 3 (cli._ended).
+    # command exits 3 (cli.ended).
     interrupts.hold()
     owned_dir.claim(reports)
     unreported = None

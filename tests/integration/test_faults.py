@@ -846,3 +846,27 @@ def test_a_signal_before_the_first_flaky_round_leaves_no_work_dir(tmp_path: Path
             assert [path.name for path in ran.reports.iterdir()] == [".testgate-reports"]
         else:
             assert not ran.reports.exists()
+
+
+def test_a_signal_as_the_process_ends_is_exit_3_then_the_signals_are_ignored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """After ``cli.main`` returns, Python's finalization puts back the signals' defaults: a
+    cancel then killed a process whose work was done (-15). ``runner.entry`` notes one that
+    lands as ``cli.main`` returns (exit 3), then ignores them for the last milliseconds."""
+    numbers = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    saved = {number: signal.getsignal(number) for number in numbers}
+    state = str(tmp_path / "s.json")
+    monkeypatch.setattr(sys, "argv", ["testgate", "services", "down", "--state-file", state])
+    try:
+        with signal_at(lambda frame, event: event == "return" and frame.f_code is main.__code__):
+            code = entry.main()
+        assert [signal.getsignal(number) for number in numbers] == [signal.SIG_IGN] * 3
+    finally:
+        for number, handler in saved.items():
+            signal.signal(number, handler)
+    assert code == 3
+    assert (
+        "testgate: SIGTERM arrived as the command ended, after its work was done (what it "
+        "wrote is whole, and it would have exited 0); exit 3, as interrupted"
+    ) in capsys.readouterr().err
