@@ -37,6 +37,7 @@ from runner import (
     interrupts,
     owned_dir,
     parallelism,
+    process_group,
     render,
     rerun_budget,
 )
@@ -585,6 +586,13 @@ def _prepare(reports: Path) -> Path:
     Only a dir testgate claimed (``owned_dir.claim``) is cleaned: no stale file can be
     mistaken for this run's, and no file testgate did not write is removed.
     """
+    if reports.is_dir() and not reports.is_symlink():  # a killed run's pytest still running
+        left = sorted(reports.glob(f"{owned_dir.SCRATCH_PREFIX}*"))
+        if killed := process_group.orphans(left):
+            emit(
+                f"testgate: warning: an earlier run was killed and its pytest went on; "
+                f"testgate killed what it still ran: {'; '.join(killed)}\n"
+            )
     owned_dir.claim(reports, fresh=REPORT_FILES)
     return owned_dir.scratch(reports)
 

@@ -870,3 +870,39 @@ def test_a_signal_as_the_process_ends_is_exit_3_then_the_signals_are_ignored(
         "testgate: SIGTERM arrived as the command ended, after its work was done (what it "
         "wrote is whole, and it would have exited 0); exit 3, as interrupted"
     ) in capsys.readouterr().err
+
+
+def test_a_killed_runs_pytest_is_stopped_by_the_next_run(tmp_path: Path) -> None:
+    """``kill -9`` of testgate leaves its pytest running (a group of its own): with a test
+    that hangs, for ever. The next run finds the note beside the record in the work dir
+    left behind, and kills what carries that run's marker once its testgate is gone; a
+    note whose testgate still runs, or that cannot be read, kills nothing."""
+    project = copy_fixture("passing", tmp_path)
+    attempt = project / "testgate-reports" / ".testgate-work-killed" / "attempt-1"
+    attempt.mkdir(parents=True)
+    gone_pid = subprocess.Popen(["true"])  # a pid that has ended: the killed testgate
+    gone_pid.wait()
+    marker = process_group.marker()
+    (attempt / process_group.STARTED).write_text(
+        json.dumps({"testgate": gone_pid.pid, "marker": marker}), "utf-8"
+    )
+    live = attempt.parent / "attempt-2"
+    live.mkdir()
+    (live / process_group.STARTED).write_text(
+        json.dumps({"testgate": os.getppid(), "marker": marker}), "utf-8"
+    )  # a testgate that still runs: its processes are its own
+    bad = attempt.parent / "attempt-3"
+    bad.mkdir()
+    (bad / process_group.STARTED).write_text("{", "utf-8")
+    orphan = subprocess.Popen(
+        ["sleep", "60"], env={**os.environ, process_group.MARKER_ENV: marker},
+        start_new_session=True,
+    )  # fmt: skip
+    ran = run_in_process(project, "--workers", "0")
+    assert orphan.wait(timeout=10) == -signal.SIGKILL
+    assert (
+        "testgate: warning: an earlier run was killed and its pytest went on; testgate "
+        f"killed what it still ran: {orphan.pid} sleep 60"
+    ) in ran.output
+    assert ran.exit_code == 0
+    assert not attempt.parent.exists()  # the work dir left behind goes, as it always did
