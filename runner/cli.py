@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import os
+import signal
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -214,8 +215,21 @@ def _escaped(text: str) -> str:
     return text.replace("%", "%%")
 
 
-def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
-    """Entry point of the console script; returns the exit code."""
+def main(
+    argv: Sequence[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    *,
+    noted: Sequence[int] = (),
+) -> int:
+    """The command line's entry; returns the exit code.
+
+    ``noted`` holds the signals that reached the process before testgate handled them
+    (``runner.entry``, as Python imported testgate): the first one ends the command before
+    it starts anything, exit 3. A signal that lands once the command's work is done (its
+    reports written, the services it started stopped) did not cut it short, yet the
+    command was asked to stop: it exits 3 and says so (``ended``), so that a script's next
+    step does not run after a cancel.
+    """
     args = list(sys.argv[1:] if argv is None else argv)
     given = dict(os.environ if environ is None else environ)
     # The action's inputs hold its tokens: they are read for the settings, and kept from
@@ -227,8 +241,41 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         split = args.index("--")
         args, pytest_args = args[:split], tuple(args[split + 1 :])
     namespace = parser().parse_args(args)
-    with interrupts.handling_signals():
-        return _command(namespace, env=env, given=given, pytest_args=pytest_args)
+    try:
+        with interrupts.handling_signals():
+            if noted:
+                return _interrupted(signal.Signals(noted[0]).name)
+            code = _command(namespace, env=env, given=given, pytest_args=pytest_args)
+            interrupts.hold()
+            return ended(code, interrupts.reason())
+    except interrupts.Interrupted as stop:  # as the command returned, before hold
+        return ended(None, stop.reason)
+
+
+def _interrupted(reason: str) -> int:
+    sys.stdout.flush()
+    emit(
+        f"testgate: error: interrupted by {reason} before anything could be reported; what "
+        "testgate had started is stopped\n",
+        stream=sys.stderr,
+    )
+    return InfraError.exit_code
+
+
+def ended(code: int | None, reason: str | None) -> int:
+    """The exit code of a command that ``reason`` reached after its work was done (None:
+    the signal cut the return of its code short). A deadline (``timeout-run``, a flaky
+    budget) is no such stop: the command said what it did with it."""
+    if code is not None and (reason not in interrupts.SIGNALS or code == InfraError.exit_code):
+        return code  # no signal, or one the command reported itself
+    sys.stdout.flush()
+    would = "" if code is None else f", and it would have exited {code}"
+    emit(
+        f"testgate: {reason} arrived as the command ended, after its work was done (what it "
+        f"wrote is whole{would}); exit 3, as interrupted\n",
+        stream=sys.stderr,
+    )
+    return InfraError.exit_code
 
 
 def _command(
@@ -294,13 +341,7 @@ def _command(
                 write_outputs(Path(env["GITHUB_OUTPUT"]), {"passed": "false"})
         return error.exit_code
     except interrupts.Interrupted as stop:
-        sys.stdout.flush()
-        emit(
-            f"testgate: error: interrupted by {stop.reason} before anything could be "
-            "reported; what testgate had started is stopped\n",
-            stream=sys.stderr,
-        )
-        return InfraError.exit_code
+        return _interrupted(stop.reason)
 
 
 def _settings(

@@ -311,7 +311,10 @@ def combine_and_report(
         return None
     # coverage.py writes into a fresh dir of testgate's, then each file is renamed into
     # place: a link at a report's name is replaced, never followed (see runner.owned_dir).
-    work = owned_dir.scratch(reports_dir)
+    try:
+        work = owned_dir.scratch(reports_dir)
+    except OSError as error:
+        raise _unwritten(reports_dir, error) from None
     try:
         precision = _combine_and_report(
             project=project, present=present, work=work, other_roots=other_roots, python=python
@@ -319,11 +322,20 @@ def combine_and_report(
         for name in names:
             if (work / name).is_file():
                 os.replace(work / name, reports_dir / name)  # a link there is replaced
+    except OSError as error:  # a full disk: the tests' results still stand
+        raise _unwritten(reports_dir, error) from None
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if precision is None:
         return None
     return read_summary(reports_dir / "coverage.json", precision=precision)
+
+
+def _unwritten(reports_dir: Path, error: OSError) -> CoverageNotReported:
+    return CoverageNotReported(
+        f"coverage.py could not write the combined data or its reports in {reports_dir}: "
+        f"{owned_dir.describe(error)}"
+    )
 
 
 def _combine_and_report(

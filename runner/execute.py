@@ -132,6 +132,9 @@ def run_pytest(
             env={**env, "PYTHONUNBUFFERED": "1"} if relayed else env,
             piped=relayed,
         )
+        # Beside the record: if testgate is killed (SIGKILL), the next run finds this in
+        # the work dir left behind and stops what this pytest still runs (orphans).
+        process_group.note_started(record.parent / process_group.STARTED, marker=marker)
         relay = _Relay(child.stdout) if child.stdout is not None else None
         if relay is not None:
             relay.start()

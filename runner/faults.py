@@ -48,6 +48,7 @@ def stopped(
     exit_code: int,
     collection_stopped: bool = False,
     died: bool = False,
+    collection_done: bool = True,
 ) -> Stop:
     """The run's stop, and the tests it collected that never finished.
 
@@ -58,6 +59,8 @@ def stopped(
     problem: a test that never ran is no pass. A collection error that interrupts pytest
     (``collection_stopped``) is reported as such, with its own advice; when the pytest
     process ``died``, the problem that says so comes first and this one lists the rest.
+    A run stopped before pytest had collected its tests (``collection_done`` false) says
+    that no test ran, not that none was left to run.
     """
     why = interrupts.reason()
     finished = set(done)
@@ -81,6 +84,12 @@ def stopped(
         if why == "timeout-run"
         else f"interrupted by {why}"
     )
+    if not collection_done:
+        problem = (
+            f"the run was {cause} before pytest had collected its tests: no test ran, and "
+            "how many never ran is not known"
+        )
+        return Stop(why, problem, never)
     problem = f"the run was {cause}: {counted(len(never), 'test')} never ran" + (
         f": {listed}{more}" if never else ""
     )

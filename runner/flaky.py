@@ -13,7 +13,6 @@ then ``interrupted`` (exit 3), as is one that reaches ``timeout-run`` first.
 from __future__ import annotations
 
 import random
-import shutil
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ from pathlib import Path
 
 from runner import environment, history_run, interrupts, owned_dir, parallelism, render
 from runner.attempts import Session, problems, recorded_tests, run_attempt
-from runner.errors import ConfigError
+from runner.errors import ConfigError, TestgateError
 from runner.github.commands import on_github
 from runner.github.step import report_detection
 from runner.output import emit
@@ -114,81 +113,93 @@ def detect(
         quarantine=quarantine,
     )
     needed = runs_needed(confidence=settings.confidence, max_fail_rate=settings.max_fail_rate)
-    owned_dir.claim(settings.reports_dir, fresh=("flaky.json",))
-    work = owned_dir.scratch(settings.reports_dir)
-    tallies: dict[str, Tally] = {}
-    earlier: Mapping[str, Sequence[str]] = {}
-    found_problems: list[str] = []
-    rounds, stopped_by, per_round = 0, "verdicts", 0.0
-    if wanted != []:
-        project_env = environment.probe(settings, environ)
-        earlier = history_run.unchanged_outcomes(
-            settings, environ=environ, environment=project_env.fingerprint
-        )
-        environ = services.environ(project_env)
-        session = Session(
-            settings=settings,
-            environ=environ,
-            project_env=project_env,
-            cov_args=(),
-            work=work,
-            deadline=min(
-                (clock + limit for limit in (settings.time_budget, settings.timeout_run) if limit),
-                default=None,
-            ),
-        )
-        pool, batch, processes = wanted, 1, 0
-        while pool is None or pool:
-            size = _batch_size(pool, tallies, batch=batch, needed=needed)
-            orders = [] if pool is None else [_SHUFFLE.sample(pool, len(pool)) for _ in range(size)]
-            if pool is None:  # the whole suite, as testgate run would decide it
-                workers = parallelism.suite_decision(
-                    settings.workers,
-                    durations={},
-                    project=settings.project,
-                    pytest_args=settings.pytest_args,
-                )
-            else:
-                workers = parallelism.decide(
-                    settings.workers,
-                    expected_s=per_round * size,
-                    count=len(pool) * size,
-                    basis=f"{counted(size, 'round')} of {counted(len(pool), 'test')}",
-                )
-            processes += 1
-            done = run_attempt(
-                session,
-                number=processes,
-                select=orders[0] if orders else None,
-                ordered=True,
-                workers=workers.workers,
-                reseed=True,
-                rounds=orders if size > 1 else (),
-                # quarantine entries and --only may name a module, a class; the ids of
-                # --from-results name one test each
-                prefixes=bool(only or from_quarantine),
-                label=f"flaky detection, rounds {rounds + 1}-{rounds + size} of at most {needed}; "
-                f"{workers.reason}",
+    # The work dir goes however detection ends; a signal before the first round (or a
+    # failure) also takes the reports dir if this made it and it holds nothing else.
+    with owned_dir.claimed_scratch(
+        settings.reports_dir,
+        fresh=("flaky.json",),
+        abandon=(interrupts.Interrupted, TestgateError),
+    ) as work:
+        tallies: dict[str, Tally] = {}
+        earlier: Mapping[str, Sequence[str]] = {}
+        found_problems: list[str] = []
+        rounds, stopped_by, per_round = 0, "verdicts", 0.0
+        if wanted != []:
+            project_env = environment.probe(settings, environ)
+            earlier = history_run.unchanged_outcomes(
+                settings, environ=environ, environment=project_env.fingerprint
             )
-            per_round = done.completed.duration_s / size
-            found_problems += [f"rounds from {rounds + 1}: {p}" for p in problems(done)]
-            for test in sorted(recorded_tests(done, kind="rerun"), key=lambda t: t.round or 0):
-                tally = tallies.get(test.test_id) or _from_history(earlier, test.test_id, needed)
-                tally.line = test.def_line if tally.line is None else tally.line
-                tallies[test.test_id] = tally
-                if tally.verdict is None:
-                    _count(tally, classify(test.attempt), needed)
-            rounds += size
-            if interrupts.reason() is not None:  # what it never reached has no verdict
-                for test_id in done.record.collected_ids or pool or ():
-                    tallies.setdefault(test_id, Tally())
-                stopped_by = _stopped_by(settings, interrupts.reason() or "")
-                if stopped_by != "time-budget":
-                    found_problems.append(f"flaky detection was {stopped_by}")
-                break
-            batch *= 2
-            pool = [test_id for test_id, tally in tallies.items() if tally.verdict is None]
-    shutil.rmtree(work, ignore_errors=True)
+            environ = services.environ(project_env)
+            session = Session(
+                settings=settings,
+                environ=environ,
+                project_env=project_env,
+                cov_args=(),
+                work=work,
+                deadline=min(
+                    (
+                        clock + limit
+                        for limit in (settings.time_budget, settings.timeout_run)
+                        if limit
+                    ),
+                    default=None,
+                ),
+            )
+            pool, batch, processes = wanted, 1, 0
+            while pool is None or pool:
+                size = _batch_size(pool, tallies, batch=batch, needed=needed)
+                orders = (
+                    [] if pool is None else [_SHUFFLE.sample(pool, len(pool)) for _ in range(size)]
+                )
+                if pool is None:  # the whole suite, as testgate run would decide it
+                    workers = parallelism.suite_decision(
+                        settings.workers,
+                        durations={},
+                        project=settings.project,
+                        pytest_args=settings.pytest_args,
+                    )
+                else:
+                    workers = parallelism.decide(
+                        settings.workers,
+                        expected_s=per_round * size,
+                        count=len(pool) * size,
+                        basis=f"{counted(size, 'round')} of {counted(len(pool), 'test')}",
+                    )
+                processes += 1
+                done = run_attempt(
+                    session,
+                    number=processes,
+                    select=orders[0] if orders else None,
+                    ordered=True,
+                    workers=workers.workers,
+                    reseed=True,
+                    rounds=orders if size > 1 else (),
+                    # quarantine entries and --only may name a module, a class; the ids of
+                    # --from-results name one test each
+                    prefixes=bool(only or from_quarantine),
+                    label=f"flaky detection, rounds {rounds + 1}-{rounds + size} of at most "
+                    f"{needed}; {workers.reason}",
+                )
+                per_round = done.completed.duration_s / size
+                found_problems += [f"rounds from {rounds + 1}: {p}" for p in problems(done)]
+                for test in sorted(recorded_tests(done, kind="rerun"), key=lambda t: t.round or 0):
+                    tally = tallies.get(test.test_id) or _from_history(
+                        earlier, test.test_id, needed
+                    )
+                    tally.line = test.def_line if tally.line is None else tally.line
+                    tallies[test.test_id] = tally
+                    if tally.verdict is None:
+                        _count(tally, classify(test.attempt), needed)
+                rounds += size
+                if interrupts.reason() is not None:  # what it never reached has no verdict
+                    for test_id in done.record.collected_ids or pool or ():
+                        tallies.setdefault(test_id, Tally())
+                    stopped_by = _stopped_by(settings, interrupts.reason() or "")
+                    if stopped_by != "time-budget":
+                        found_problems.append(f"flaky detection was {stopped_by}")
+                    break
+                batch *= 2
+                pool = [test_id for test_id, tally in tallies.items() if tally.verdict is None]
     detection = Detection.of(
         confidence=settings.confidence,
         max_fail_rate=settings.max_fail_rate,

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import msgspec
 
-from runner import coverage_data, owned_dir
+from runner import coverage_data, interrupts, owned_dir
 from runner.errors import ConfigError, InfraError
 from runner.junit import read_junit, write_junit
 from runner.report import Outcome, conclude, measure_change
@@ -211,6 +211,10 @@ def merge(
             f"the merged reports would overwrite the input {reports}: set --reports-dir to "
             "another directory."
         )
+    # From here the merge rewrites the reports dir: a signal no longer raises (it would leave
+    # the new coverage reports beside the old results.json); the merge ends, whole, and the
+    # command exits 3 (cli.ended).
+    interrupts.hold()
     owned_dir.claim(reports)
     unreported = None
     try:  # no project environment here: a coverage plugin must be beside testgate

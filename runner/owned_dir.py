@@ -100,7 +100,7 @@ def claim(reports: Path, *, fresh: Sequence[str] = ()) -> None:
         for name in [*fresh, *leftovers] if fresh else ():
             _remove(reports / name)
     except OSError as error:
-        raise ConfigError(f"cannot write the reports dir {reports}: {_describe(error)}.") from None
+        raise ConfigError(f"cannot write the reports dir {reports}: {describe(error)}.") from None
 
 
 _FIX = "choose another --reports-dir (the default, testgate-reports, is a dir of its own)"
@@ -158,6 +158,27 @@ def scratch(reports: Path) -> Path:
     return Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX, dir=reports))
 
 
+@contextlib.contextmanager
+def claimed_scratch(
+    reports: Path, *, fresh: Sequence[str], abandon: tuple[type[BaseException], ...]
+) -> Iterator[Path]:
+    """``claim`` the reports dir and make a ``scratch`` dir in it for the block, removed
+    however the block ends; when it raises one of ``abandon`` (a signal, a failure before
+    any report), a reports dir this made goes too if it holds nothing else (``release``)."""
+    made = not reports.exists()
+    claim(reports, fresh=fresh)
+    work = scratch(reports)
+    try:
+        yield work
+    except abandon:
+        shutil.rmtree(work, ignore_errors=True)
+        if made:
+            release(reports)
+        raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def without_link(path: Path) -> Path:
     """``path`` with a symbolic link there removed: another tool will write through it."""
     if path.is_symlink():
@@ -188,7 +209,7 @@ def _open_new(path: Path, *, binary: bool) -> Iterator[IO[str] | IO[bytes]]:
         with contextlib.suppress(OSError):
             os.unlink(temporary)
         raise InfraError(
-            f"could not write {path}: {_describe(error)}; the reports written before it are kept."
+            f"could not write {path}: {describe(error)}; the reports written before it are kept."
         ) from None
     except BaseException:
         with contextlib.suppress(OSError):
@@ -228,7 +249,7 @@ def copy(source: Path, target: Path) -> None:
         shutil.copyfileobj(stream, out)
 
 
-def _describe(error: OSError) -> str:
+def describe(error: OSError) -> str:
     """``ENOSPC, the disk is full (No space left on device)``: the errno's name, searchable."""
     name = errno.errorcode.get(error.errno or 0, type(error).__name__)
     full = ", the disk is full" if error.errno == errno.ENOSPC else ""

@@ -19,6 +19,7 @@ looked up when called, never imported, so the module imports on every platform.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 import signal
@@ -31,6 +32,7 @@ from pathlib import Path
 WINDOWS = sys.platform == "win32"
 MARKER_ENV = "TESTGATE_RUN_MARKER"
 PROC = Path("/proc")
+STARTED = "pytest-started.json"  # beside a pytest's record: who started it, its marker
 
 
 def marker() -> str:
@@ -103,6 +105,44 @@ def sweep(child: subprocess.Popen[bytes], *, marker: str | None = None) -> Lefto
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, kill_signal)
     return Leftovers(_names(in_group), _names(escaped))
+
+
+def note_started(path: Path, *, marker: str) -> None:
+    """Record that this testgate started a pytest carrying ``marker`` (``orphans``)."""
+    with contextlib.suppress(OSError):  # a full disk: only the clean-up after a kill is lost
+        path.write_text(json.dumps({"testgate": os.getpid(), "marker": marker}), "utf-8")
+
+
+def orphans(work_dirs: Sequence[Path]) -> tuple[str, ...]:
+    """Kill what the pytest processes noted in ``work_dirs`` (an earlier run's, left
+    behind) still run, when the testgate that started them is gone (killed: SIGKILL, an
+    OOM kill); name each. Only processes carrying that run's marker are touched, so a
+    forged or stale note can kill nothing else."""
+    found: list[tuple[int, str]] = []
+    for note in (path for work in work_dirs for path in work.glob(f"*/{STARTED}")):
+        try:
+            started = json.loads(note.read_text("utf-8"))
+            testgate, marker = int(started["testgate"]), str(started["marker"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if (testgate != os.getpid() and _alive(testgate)) or not marker:
+            continue  # its testgate still runs
+        found += _scan(-1, marker)[1]
+    kill_signal = getattr(signal, "SIGKILL", signal.SIGTERM)
+    for pid, _ in found:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, kill_signal)
+    return _names(found)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # pragma: no cover - another user's process: alive
+        return True
+    return True
 
 
 def members(group: int) -> tuple[str, ...]:

@@ -187,6 +187,8 @@ def interruption(result: RunResult) -> str:
     """The notice on an interrupted run's reports: they hold only what finished."""
     why = result.run.interrupted
     cause = "stopped at its deadline (timeout-run)" if why == "timeout-run" else f"by {why}"
+    if not result.tests and not result.run.not_run:  # before pytest had collected them
+        return f"INTERRUPTED {cause}: these reports hold no test; none had finished"
     return (
         f"INTERRUPTED {cause}: these reports hold the {counted(len(result.tests), 'test')} that "
         f"finished; {len(result.run.not_run)} never ran"

@@ -17,10 +17,11 @@ incomplete and its gates say so (exit 3), never judged as if it were whole.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,6 +37,7 @@ from runner import (
     interrupts,
     owned_dir,
     parallelism,
+    process_group,
     render,
     rerun_budget,
 )
@@ -140,6 +142,7 @@ def services_failed(settings: Settings, *, environ: Mapping[str, str], problem: 
     Every gate is failed as not evaluated, and the history is not extended: this was no
     run of the suite. On GitHub the error is an annotation too, as before any report.
     """
+    interrupts.hold()  # its reports are written whole; a signal meanwhile makes it exit 3
     owned_dir.claim(settings.reports_dir, fresh=REPORT_FILES)
     info = RunInfo(
         started=datetime.now(UTC).isoformat(timespec="seconds"),
@@ -229,141 +232,148 @@ def _run(
     reports = settings.reports_dir
     durations, durations_warning = read_durations(settings.durations or reports / "durations.json")
     installing = time.monotonic()
-    work, cov_args, project_env = _install(settings, environ)
+    made = not reports.exists()
+    work, cov_args, project_env = _install(settings, environ, made=made)
     install_s = time.monotonic() - installing
     gated = settings.fail_under_line > 0 or settings.fail_under_branch > 0
     whole_folder = coverage_data.whole_folder_warning(cov_args, gated=gated)
     if whole_folder:
         emit(f"testgate: {whole_folder}\n")
-    try:
-        environ = services.environ(project_env)  # booted meanwhile
-    except ServicesFailed:  # the run's reports say so (run): no work of this run is left
+    # The run's work dir goes however the run ends: a failure after pytest (a full disk
+    # cut its record short) leaves no scratch files holding the space. Until pytest starts
+    # (interrupts.hold) a signal raises Interrupted: nothing of this run is reported then,
+    # so a reports dir it made goes too.
+    with _abandoned_unless_started(work, reports, made=made, errors=(TestgateError,), always=True):
+        try:
+            environ = services.environ(project_env)  # booted meanwhile
+        except ServicesFailed:  # the run's reports say so (run): no work of this run is left
+            shutil.rmtree(work, ignore_errors=True)
+            raise
+        workers = suite_workers(settings, durations, project_env=project_env)
+        emit(f"testgate: {workers.reason}\n")
+        schedule = write_schedule(
+            settings, durations, work / "schedule.json", parallel=workers.count > 0
+        )
+        session = Session(
+            settings=settings,
+            environ=environ,
+            project_env=project_env,
+            cov_args=cov_args,
+            work=work,
+            deadline=None if settings.timeout_run is None else clock + settings.timeout_run,
+        )
+        history = History()
+        first = run_attempt(session, number=1, schedule=schedule, workers=workers.workers)
+        history.add(first, kind="run")
+        reruns_stopped = rerun_failures(session, history)
+        lost = remeasure(session, history, lost=set(first.record.lost))
+        if interrupts.reason() is None:
+            check_order(session, history, first)
+        reporting = time.monotonic()
+        tests = classify_all(history, quarantine)
+        stop = faults.stopped(
+            settings,
+            first.record.collected_ids,
+            done=history.attempts,
+            exit_code=first.completed.exit_code,
+            collection_stopped=bool(first.record.collect_errors) and first.record.exit_status == 2,
+            died=first.record.exit_status is None,
+            collection_done=first.record.collected is not None,
+        )
+        coverage, unreported, recorded = _combined_coverage(
+            settings, history=history, reports=reports, python=project_env.executable
+        )
+        misconfigured, judged = _misconfigured(
+            settings,
+            measured=unreported is None and Totals.of(tests).ran > 0,
+            reports=reports,
+            environ=environ,
+        )
+        diff, diff_skipped = None, f"deferred to testgate merge (shard {settings.shard})"
+        if settings.shard is None:
+            diff, diff_skipped = measure_change(
+                settings, environ=environ, measured=coverage is not None
+            )
+        if coverage is not None and diff is not None:
+            coverage = msgspec.structs.replace(coverage, diff_percent=diff.percent)
+        crash = crash_problem(first.record.internal_errors, parallel=workers.count > 0)
+        found_problems = ((crash,) if crash else ()) + tuple(
+            problem
+            for done in history.runs
+            for problem in problems(done)
+            if done is not first or not problem.startswith(INTERNAL_ERROR)  # said by crash
+        )
+        incomplete = (
+            unreported
+            or faults.incomplete_coverage(
+                lost,
+                crashes=first.record.crashes,
+                reruns=settings.reruns,
+                interrupted=stop.why is not None,
+                never_ran=len(stop.not_run),
+            )
+            or faults.nothing_recorded(
+                recorded=recorded, gated=gated, stopped_at=faults.collection_stop(first.record)
+            )
+        )
+        # pytest stopped at a test file that fails to collect: the failed-tests gate fails
+        # the run (exit 1), its coverage is not judged, and no process of the run failed
+        stopped = incomplete is not None and incomplete.startswith(faults.STOPPED_AT_COLLECTION)
+        found_problems += tuple(
+            text for text in (stop.problem, None if stopped else incomplete) if text
+        )
+        rerun_s = sum(done.completed.duration_s for done in history.runs[1:])
+        info = RunInfo(
+            started=started.isoformat(timespec="seconds"),
+            duration_s=time.monotonic() - clock,
+            suite_duration_s=first.completed.duration_s,
+            rerun_duration_s=rerun_s,
+            phases=Phases(
+                install_s=install_s,
+                services_s=services.waited_s,
+                services_ready_s=services.ready_s,
+                tests_s=first.completed.duration_s,
+                reruns_s=rerun_s,
+                reports_s=time.monotonic() - reporting,
+            ),
+            commit=commit_of(settings.project, environ),
+            python=project_env.python,
+            platform=project_env.platform,
+            variant=variant_name(python=project_env.python, platform=project_env.platform),
+            shard=settings.shard,
+            plan=None if settings.shard is None else plan_of(durations),
+            root=str(settings.project),
+            pytest_exit_code=first.completed.exit_code,
+            problems=found_problems,
+            warnings=tuple(PYTEST_WARNED + text for text in first.record.warnings)
+            + collection_notes(first.record)
+            + tuple(
+                f"quarantine entry {entry!r} matches no test of this run"
+                for entry in quarantine.unmatched(history.attempts)
+            )
+            + ((durations_warning,) if durations_warning else ())
+            + ((whole_folder,) if whole_folder else ())
+            + ((misconfigured,) if misconfigured and not (gated and judged) else ())  # an error
+            + tuple(f"services: {note}" for note in notes)
+            + faults.leftover_warnings([done.completed for done in history.runs]),
+            interrupted=stop.why,
+            not_run=stop.not_run,
+            coverage_incomplete=incomplete,
+            coverage_misconfigured=misconfigured if gated and judged else None,
+            workers=workers.count,
+            workers_reason=workers.reason,
+            reruns_stopped=reruns_stopped,
+            environment=project_env.fingerprint,
+        )
         shutil.rmtree(work, ignore_errors=True)
-        raise
-    workers = suite_workers(settings, durations, project_env=project_env)
-    emit(f"testgate: {workers.reason}\n")
-    schedule = write_schedule(
-        settings, durations, work / "schedule.json", parallel=workers.count > 0
-    )
-    session = Session(
-        settings=settings,
-        environ=environ,
-        project_env=project_env,
-        cov_args=cov_args,
-        work=work,
-        deadline=None if settings.timeout_run is None else clock + settings.timeout_run,
-    )
-    history = History()
-    first = run_attempt(session, number=1, schedule=schedule, workers=workers.workers)
-    history.add(first, kind="run")
-    reruns_stopped = rerun_failures(session, history)
-    lost = remeasure(session, history, lost=set(first.record.lost))
-    if interrupts.reason() is None:
-        check_order(session, history, first)
-    reporting = time.monotonic()
-    tests = classify_all(history, quarantine)
-    stop = faults.stopped(
-        settings,
-        first.record.collected_ids,
-        done=history.attempts,
-        exit_code=first.completed.exit_code,
-        collection_stopped=bool(first.record.collect_errors) and first.record.exit_status == 2,
-        died=first.record.exit_status is None,
-    )
-    coverage, unreported, recorded = _combined_coverage(
-        settings, history=history, reports=reports, python=project_env.executable
-    )
-    misconfigured, judged = _misconfigured(
-        settings,
-        measured=unreported is None and Totals.of(tests).ran > 0,
-        reports=reports,
-        environ=environ,
-    )
-    diff, diff_skipped = None, f"deferred to testgate merge (shard {settings.shard})"
-    if settings.shard is None:
-        diff, diff_skipped = measure_change(
-            settings, environ=environ, measured=coverage is not None
+        return conclude(
+            settings=settings,
+            info=info,
+            tests=tests,
+            coverage=coverage,
+            diff=(diff, diff_skipped),
+            environ=environ,
         )
-    if coverage is not None and diff is not None:
-        coverage = msgspec.structs.replace(coverage, diff_percent=diff.percent)
-    crash = crash_problem(first.record.internal_errors, parallel=workers.count > 0)
-    found_problems = ((crash,) if crash else ()) + tuple(
-        problem
-        for done in history.runs
-        for problem in problems(done)
-        if done is not first or not problem.startswith(INTERNAL_ERROR)  # said by crash
-    )
-    incomplete = (
-        unreported
-        or faults.incomplete_coverage(
-            lost,
-            crashes=first.record.crashes,
-            reruns=settings.reruns,
-            interrupted=stop.why is not None,
-            never_ran=len(stop.not_run),
-        )
-        or faults.nothing_recorded(
-            recorded=recorded, gated=gated, stopped_at=faults.collection_stop(first.record)
-        )
-    )
-    # pytest stopped at a test file that fails to collect: the failed-tests gate fails the
-    # run (exit 1), its coverage is not judged, and no process of the run failed (exit 3)
-    stopped = incomplete is not None and incomplete.startswith(faults.STOPPED_AT_COLLECTION)
-    found_problems += tuple(
-        text for text in (stop.problem, None if stopped else incomplete) if text
-    )
-    rerun_s = sum(done.completed.duration_s for done in history.runs[1:])
-    info = RunInfo(
-        started=started.isoformat(timespec="seconds"),
-        duration_s=time.monotonic() - clock,
-        suite_duration_s=first.completed.duration_s,
-        rerun_duration_s=rerun_s,
-        phases=Phases(
-            install_s=install_s,
-            services_s=services.waited_s,
-            services_ready_s=services.ready_s,
-            tests_s=first.completed.duration_s,
-            reruns_s=rerun_s,
-            reports_s=time.monotonic() - reporting,
-        ),
-        commit=commit_of(settings.project, environ),
-        python=project_env.python,
-        platform=project_env.platform,
-        variant=variant_name(python=project_env.python, platform=project_env.platform),
-        shard=settings.shard,
-        plan=None if settings.shard is None else plan_of(durations),
-        root=str(settings.project),
-        pytest_exit_code=first.completed.exit_code,
-        problems=found_problems,
-        warnings=tuple(PYTEST_WARNED + text for text in first.record.warnings)
-        + collection_notes(first.record)
-        + tuple(
-            f"quarantine entry {entry!r} matches no test of this run"
-            for entry in quarantine.unmatched(history.attempts)
-        )
-        + ((durations_warning,) if durations_warning else ())
-        + ((whole_folder,) if whole_folder else ())
-        + ((misconfigured,) if misconfigured and not (gated and judged) else ())  # else an error
-        + tuple(f"services: {note}" for note in notes)
-        + faults.leftover_warnings([done.completed for done in history.runs]),
-        interrupted=stop.why,
-        not_run=stop.not_run,
-        coverage_incomplete=incomplete,
-        coverage_misconfigured=misconfigured if gated and judged else None,
-        workers=workers.count,
-        workers_reason=workers.reason,
-        reruns_stopped=reruns_stopped,
-        environment=project_env.fingerprint,
-    )
-    shutil.rmtree(work, ignore_errors=True)
-    return conclude(
-        settings=settings,
-        info=info,
-        tests=tests,
-        coverage=coverage,
-        diff=(diff, diff_skipped),
-        environ=environ,
-    )
 
 
 def suite_workers(
@@ -536,25 +546,45 @@ def result_of(
 
 
 def _install(
-    settings: Settings, environ: Mapping[str, str]
+    settings: Settings, environ: Mapping[str, str], *, made: bool
 ) -> tuple[Path, tuple[str, ...], environment.ProjectEnv]:
     """The run's work dir, its coverage arguments and the installed, probed environment.
 
-    A failure here comes before anything ran: the work dir goes, and so does a reports dir
-    this run made, so a mistyped option leaves nothing behind.
+    A failure here, or a signal (``Interrupted``), comes before anything ran: the work dir
+    goes, and so does a reports dir this run ``made``, so a mistyped option or a cancel
+    during the install leaves nothing behind.
     """
     reports = settings.reports_dir
-    made = not reports.exists()
     work = _prepare(reports)
-    try:
+    with _abandoned_unless_started(work, reports, made=made, errors=(TestgateError,)):
         cov_args = coverage_data.cov_arguments(settings.project, package=settings.package)
         sources = coverage_data.infer_sources(settings.project, package=settings.package)
         return work, cov_args, environment.probe(settings, environ, sources=sources)
-    except TestgateError:
+
+
+@contextlib.contextmanager
+def _abandoned_unless_started(
+    work: Path,
+    reports: Path,
+    *,
+    made: bool,
+    errors: tuple[type[BaseException], ...] = (),
+    always: bool = False,
+) -> Iterator[None]:
+    """Remove the run's work dir, and a reports dir this run made (if it holds only its
+    marker), when the block raises ``Interrupted`` (a signal before pytest started) or one
+    of ``errors``; the work dir also when the block ends otherwise, if ``always``."""
+    caught: tuple[type[BaseException], ...] = (interrupts.Interrupted, *errors)
+    try:
+        yield
+    except caught:
         shutil.rmtree(work, ignore_errors=True)
         if made:
             owned_dir.release(reports)
         raise
+    finally:
+        if always:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 def _prepare(reports: Path) -> Path:
@@ -563,6 +593,13 @@ def _prepare(reports: Path) -> Path:
     Only a dir testgate claimed (``owned_dir.claim``) is cleaned: no stale file can be
     mistaken for this run's, and no file testgate did not write is removed.
     """
+    if reports.is_dir() and not reports.is_symlink():  # a killed run's pytest still running
+        left = sorted(reports.glob(f"{owned_dir.SCRATCH_PREFIX}*"))
+        if killed := process_group.orphans(left):
+            emit(
+                f"testgate: warning: an earlier run was killed and its pytest went on; "
+                f"testgate killed what it still ran: {'; '.join(killed)}\n"
+            )
     owned_dir.claim(reports, fresh=REPORT_FILES)
     return owned_dir.scratch(reports)
 

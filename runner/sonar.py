@@ -27,7 +27,7 @@ from typing import Any
 
 import msgspec
 
-from runner import owned_dir, render
+from runner import interrupts, owned_dir, render
 from runner.child_env import child_environment
 from runner.errors import ConfigError, InfraError
 from runner.output import emit
@@ -132,6 +132,7 @@ def sonar(settings: Settings, *, environ: Mapping[str, str], dry_run: bool) -> i
     task = read_report_task(settings.reports_dir / ".sonar" / "report-task.txt")
     gate = quality_gate(client, task)
     judged = msgspec.structs.replace(result, gates=(*result.gates, gate))
+    interrupts.hold()  # the reports are rewritten whole; a signal meanwhile makes it exit 3
     write_reports(judged, settings.reports_dir, markdown=render.markdown(judged))
     emit(render.terminal(judged, reports_dir=shown(settings.reports_dir)))
     return 0 if judged.passed else 1

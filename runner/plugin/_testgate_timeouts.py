@@ -20,15 +20,23 @@ its other threads, if any, go to the terminal, as pytest-timeout shows them. The
 covers setup, call and teardown together, pytest-timeout's default; a debugger pytest
 enters (``--pdb``, ``breakpoint()``) stops it.
 
+SIGALRM cannot stop a test that blocks it (``pthread_sigmask``, a C library that masks
+signals) or waits in C code that retries on EINTR: such a test would hang the run for
+ever. A backstop thread ends the test's process once the test is ``backstop_s`` past its
+limit (as long again, 1 s to 30 s), after writing every thread's stack and why; testgate
+then reports the test as an error of a process that died.
+
 PYTEST_DONT_REWRITE: this module has no assertions for pytest to rewrite.
 """
 
 from __future__ import annotations
 
+import faulthandler
 import os
 import signal
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable, Generator
 from types import FrameType
@@ -46,6 +54,16 @@ MARKER_HELP = (
     "timeout(seconds): the longest this test may take, setup and teardown included "
     "(testgate's per-test timeouts; 0: no limit)"
 )
+
+
+BACKSTOP_POLL_S = 0.1
+BACKSTOP_EXIT = 70  # EX_SOFTWARE: the backstop ended the process
+
+
+def backstop_s(seconds: float) -> float:
+    """How long past its limit a test that SIGALRM did not stop may run before the
+    backstop ends its process: as long again as the limit, from 1 s to 30 s."""
+    return min(max(seconds, 1.0), 30.0)
 
 
 # signal.getsignal wraps the C module's in an enum conversion that costs, for a Python
@@ -138,12 +156,42 @@ class Watchdog:
         self.handler: Callable[[int, FrameType | None], None] = self._expired
         self.saved: tuple[Any, float] | None = None
         self.threads: set[int] = set()
+        # The armed test and when the backstop ends its process: one tuple, replaced whole,
+        # so the backstop thread never reads one test's deadline with another test.
+        self.armed: tuple[pytest.Item, float, float] | None = None
+        self.backstop: threading.Thread | None = None
 
     def _install(self) -> None:
         previous = signal.signal(signal.SIGALRM, self.handler)
         remaining, _ = signal.setitimer(signal.ITIMER_REAL, 0)
         self.saved = (previous, remaining)
         self.threads = set(sys._current_frames())  # xdist's, pytester's outer session's
+        self.backstop = threading.Thread(
+            target=self._watch, name="testgate-timeout-backstop", daemon=True
+        )
+        self.backstop.start()
+        self.threads.add(self.backstop.ident or 0)  # not one a test started
+
+    def _watch(self) -> None:
+        """The backstop: end the process of a test SIGALRM could not stop."""
+        while self.saved is not None:
+            time.sleep(BACKSTOP_POLL_S)
+            armed = self.armed
+            if armed is None or self.stopped or time.monotonic() < armed[2]:
+                continue
+            item, seconds, _ = armed
+            limit, source = item.stash[LIMIT_KEY]
+            os.write(
+                2,
+                (
+                    f"\ntestgate: {item.nodeid} timed out after {limit:g} s ({source}) and "
+                    f"was still running {backstop_s(seconds):g} s later: SIGALRM could not stop "
+                    "it (it blocks the signal, or waits in C code that ignores it), so its "
+                    "process is ended. The stacks of its threads:\n"
+                ).encode("utf-8", "replace"),
+            )
+            faulthandler.dump_traceback(file=2, all_threads=True)
+            os._exit(BACKSTOP_EXIT)
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_runtest_protocol(self, item: pytest.Item) -> Generator[None, object, object]:
@@ -156,11 +204,13 @@ class Watchdog:
         if _HANDLERS.getsignal(signal.SIGALRM) is not self.handler:  # a test replaced it
             signal.signal(signal.SIGALRM, self.handler)
         self.item = item
+        self.armed = (item, seconds, time.monotonic() + seconds + backstop_s(seconds))
         signal.setitimer(signal.ITIMER_REAL, seconds)
         try:
             return (yield)
         finally:
             self.item = None  # first: an alarm that comes now finds no test to stop
+            self.armed = None
             signal.setitimer(signal.ITIMER_REAL, 0)
 
     def _expired(self, number: int, frame: FrameType | None) -> None:

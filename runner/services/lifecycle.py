@@ -540,6 +540,11 @@ def session(
     state_file = project / ".testgate" / "run-services.json"
     if (earlier := StateFile.load(state_file)) is not None:  # a run that was killed
         _stop_all(earlier, environ)
+        names = ", ".join(sorted(earlier.services)) or "none recorded"
+        emit(
+            f"testgate: stopped the services an earlier run left running ({names}): it "
+            "ended before it could stop them (killed, or its machine went down)\n"
+        )
     # A signal (runner.interrupts) ends the readiness wait and pytest; this clean-up follows.
     starting = Starting(
         lambda cancelled: up(

@@ -10,13 +10,16 @@ and one after them all. It runs once, under two xdist workers, then its reruns a
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
 import signal
+import subprocess
 import sys
 import threading
 import time
+import tomllib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
@@ -24,10 +27,23 @@ from typing import Any
 
 import pytest
 
-from runner import execute, interrupts, probe_cache, process_group, render
-from runner.errors import ConfigError
+from runner import (
+    coverage_data,
+    entry,
+    execute,
+    interrupts,
+    owned_dir,
+    probe_cache,
+    process_group,
+    render,
+)
+from runner import run as run_module
+from runner.cli import _command, main
+from runner.environment import probe
+from runner.errors import ConfigError, InfraError
 from runner.github.commands import annotations_of
 from runner.record import describe_exit
+from runner.report import write_reports
 from runner.results import (
     DiffCoverage,
     FileDiff,
@@ -423,6 +439,30 @@ def test_a_signal_before_any_test_stops_the_services_wait_and_exits_3(tmp_path: 
     assert ran.exit_code == 3
     assert "testgate: error: interrupted by SIGTERM before anything could be reported" in ran.output
     assert not (project / ".testgate" / "run-services.json").exists()
+    assert not ran.reports.exists()  # nor the reports dir it made, nor the work dir in it
+
+
+def test_a_signal_during_the_install_leaves_no_work_dir_and_no_reports_dir_it_made(
+    tmp_path: Path,
+) -> None:
+    """A cancel while the project's environment is installed and probed (before pytest):
+    exit 3, and nothing of the run is left: not its work dir (``.testgate-work-...``),
+    nor the reports dir it made. A reports dir an earlier run wrote stays a reports dir."""
+    project = copy_fixture("passing", tmp_path)
+    for earlier in (False, True):
+        if earlier:
+            (project / "testgate-reports").mkdir()
+            (project / "testgate-reports" / "history.json.gz").write_bytes(b"")
+        with signal_at(lambda frame, event: event == "call" and frame.f_code is probe.__code__):
+            ran = run_in_process(project)
+        assert ran.exit_code == 3
+        assert "interrupted by SIGTERM before anything could be reported" in ran.output
+        if earlier:
+            assert sorted(path.name for path in ran.reports.iterdir()) == [
+                ".testgate-reports", "history.json.gz",
+            ]  # fmt: skip
+        else:
+            assert not ran.reports.exists()
 
 
 def services_signalled(project: Path, spec: ServiceSpec, timer: threading.Timer | None) -> None:
@@ -606,3 +646,263 @@ def test_a_command_started_under_nohup_keeps_ignoring_the_hang_up() -> None:
         assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
     finally:
         signal.signal(signal.SIGHUP, saved)
+
+
+def test_a_signal_as_the_run_writes_its_reports_exits_3_and_says_so(tmp_path: Path) -> None:
+    """A cancel that lands after the last pytest process ended, as the reports are written:
+    the reports are written whole, and the run, asked to stop, exits 3 and says why,
+    rather than exit 0 as if nothing had come (a script's next step would run)."""
+    project = copy_fixture("passing", tmp_path)
+    with signal_at(lambda frame, event: event == "call" and frame.f_code is write_reports.__code__):
+        ran = run_in_process(project, "--workers", "0")
+    assert ran.exit_code == 3
+    assert (
+        "testgate: SIGTERM arrived as the command ended, after its work was done (what it "
+        "wrote is whole, and it would have exited 0); exit 3, as interrupted"
+    ) in ran.output
+    assert ran.results()["totals"]["passed"] == 3
+    assert (ran.reports / "junit.xml").is_file()
+
+
+def test_a_signal_as_the_merge_writes_its_reports_leaves_no_mix_of_old_and_new(
+    hangs: Ran, tmp_path: Path
+) -> None:
+    """merge writes coverage's reports, then results.json, junit.xml, durations.json and
+    summary.md: a signal between them used to raise there, leaving the new coverage beside
+    no results (or an earlier merge's). Now the merge ends whole and exits 3."""
+    merged = tmp_path / "merged"
+    with signal_at(lambda frame, event: event == "call" and frame.f_code is write_reports.__code__):
+        ran = run_in_process(
+            hangs.project, str(hangs.reports), command="merge", reports=str(merged)
+        )
+    assert ran.exit_code == 3
+    assert "testgate: SIGTERM arrived as the command ended, after its work was done" in ran.output
+    assert decode((merged / "results.json").read_bytes()).tests
+    assert {"junit.xml", "coverage.xml", "durations.json", "summary.md"} <= {
+        path.name for path in merged.iterdir()
+    }
+
+
+IMPORT_SIGNALLED = """
+import os, signal, sys
+
+class SignalOnImport:  # SIGTERM as Python imports testgate's command line
+    def find_spec(self, name, path=None, target=None):
+        if name == "runner.cli":
+            os.kill(os.getpid(), signal.SIGTERM)
+        return None
+
+sys.meta_path.insert(0, SignalOnImport())
+sys.argv = ["testgate", "services", "down"]
+import runner.__main__
+"""
+
+
+def test_a_signal_while_python_imports_testgate_is_exit_3_not_death_by_signal(
+    tmp_path: Path,
+) -> None:
+    """Importing the command line takes tenths of a second; a cancel then found the
+    signals' defaults and killed the process (-15, nothing said; SIGINT: a traceback).
+    ``runner.entry`` takes the signals first, for ``python -m runner`` and the console
+    script alike."""
+    done = subprocess.run(
+        [sys.executable, "-c", IMPORT_SIGNALLED],
+        cwd=tmp_path,
+        env=environment(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 3, done.stderr
+    assert (
+        "testgate: error: interrupted by SIGTERM before anything could be reported" in done.stderr
+    )
+    assert list(tmp_path.iterdir()) == []
+    scripts = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text("utf-8"))[
+        "project"
+    ]["scripts"]
+    assert scripts == {"testgate": "runner.entry:main"}
+
+
+def test_a_signal_noted_before_testgate_handled_signals_ends_the_command_first(
+    tmp_path: Path,
+) -> None:
+    ran = main(
+        ["services", "down", "--state-file", str(tmp_path / "s.json")], noted=[signal.SIGINT]
+    )
+    assert ran == 3
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_signal_as_a_command_returns_its_code_is_exit_3(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The moment between a command's end and ``hold``: the signal still raises there."""
+    with signal_at(lambda frame, event: event == "return" and frame.f_code is _command.__code__):
+        code = main(["services", "down", "--state-file", str(tmp_path / "s.json")])
+    assert code == 3
+    assert (
+        "testgate: SIGTERM arrived as the command ended, after its work was done (what it "
+        "wrote is whole); exit 3, as interrupted"
+    ) in capsys.readouterr().err
+
+
+def test_the_entry_takes_the_signals_but_leaves_a_nohup_hang_up_ignored(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    numbers = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    saved = {number: signal.getsignal(number) for number in numbers}
+    monkeypatch.setattr(sys, "argv", ["testgate", "--version"])
+    try:
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        with pytest.raises(SystemExit):
+            entry.main()
+        assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+        assert getattr(signal.getsignal(signal.SIGTERM), "__module__", "") == "runner.entry"
+    finally:
+        for number, handler in saved.items():
+            signal.signal(number, handler)
+
+
+def test_a_failure_after_pytest_leaves_no_work_dir_holding_the_space(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk cuts pytest's record short: reading it fails (exit 3, naming ENOSPC)
+    after pytest ran. The run's work dir, what filled the disk, went with it only on the
+    way to the reports; now it goes however the run ends. (Stood in for here by a failure
+    of the step after the reruns.)"""
+    project = copy_fixture("passing", tmp_path)
+
+    def full(*args: object, **kwargs: object) -> set[str]:
+        raise InfraError("the disk is full (ENOSPC)")
+
+    monkeypatch.setattr(run_module, "remeasure", full)
+    ran = run_in_process(project, "--workers", "0")
+    assert ran.exit_code == 3
+    assert "testgate: error: the disk is full (ENOSPC)" in ran.output
+    assert not ran.reports.exists()  # it held only its marker and the work dir
+
+
+SIGNALS_WHILE_COLLECTING = """
+import os, signal, time
+
+os.kill(os.getppid(), signal.SIGTERM)  # testgate, as pytest imports this conftest
+time.sleep(30)
+"""
+
+
+def test_a_run_stopped_before_pytest_collected_its_tests_says_so(tmp_path: Path) -> None:
+    """Stopped during collection, a run knows of no test: it said "0 tests never ran" and
+    "the 0 tests that finished; 0 never ran", as if the suite were empty."""
+    project = copy_fixture("passing", tmp_path)
+    (project / "tests" / "conftest.py").write_text(SIGNALS_WHILE_COLLECTING, "utf-8")
+    ran = run_in_process(project, "--workers", "0")
+    assert ran.exit_code == 3
+    assert ran.results()["run"]["problems"][0] == (
+        "the run was interrupted by SIGTERM before pytest had collected its tests: no test "
+        "ran, and how many never ran is not known"
+    )
+    assert "INTERRUPTED by SIGTERM: these reports hold no test; none had finished" in ran.output
+
+
+@pytest.mark.parametrize("where", ["_combine_and_report", "scratch"])
+def test_a_full_disk_as_coverage_is_combined_is_coverage_not_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    """coverage.py writing the combined data or its XML into a full disk raised OSError out
+    of the run: a traceback, exit 1 (a gate's code) and no report at all. It is the run's
+    problem now (exit 3), and the tests' results stand (``CoverageNotReported``)."""
+    data = tmp_path / ".coverage.gw0"
+    data.write_bytes(b"")
+
+    def full(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    target = coverage_data if where == "_combine_and_report" else owned_dir
+    monkeypatch.setattr(target, where, full)
+    with pytest.raises(coverage_data.CoverageNotReported) as raised:
+        coverage_data.combine_and_report(project=tmp_path, data_files=[data], reports_dir=tmp_path)
+    assert raised.value.message == (
+        f"coverage.py could not write the combined data or its reports in {tmp_path}: "
+        "ENOSPC, the disk is full (No space left on device)"
+    )
+    assert sorted(path.name for path in tmp_path.iterdir()) == [".coverage.gw0"]
+
+
+def test_a_signal_before_the_first_flaky_round_leaves_no_work_dir(tmp_path: Path) -> None:
+    """As ``testgate run`` (above): ``testgate flaky`` cancelled while the project installs
+    left its ``.testgate-work-...`` dir, and the reports dir it made."""
+    project = copy_fixture("passing", tmp_path)
+    for earlier in (False, True):
+        if earlier:
+            (project / "testgate-reports").mkdir()
+            (project / "testgate-reports" / "flaky.json").write_bytes(b"{}")
+        with signal_at(lambda frame, event: event == "call" and frame.f_code is probe.__code__):
+            ran = run_in_process(project, command="flaky")
+        assert ran.exit_code == 3
+        assert "interrupted by SIGTERM before anything could be reported" in ran.output
+        if earlier:  # an earlier detection's flaky.json is this one's to replace
+            assert [path.name for path in ran.reports.iterdir()] == [".testgate-reports"]
+        else:
+            assert not ran.reports.exists()
+
+
+def test_a_signal_as_the_process_ends_is_exit_3_then_the_signals_are_ignored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """After ``cli.main`` returns, Python's finalization puts back the signals' defaults: a
+    cancel then killed a process whose work was done (-15). ``runner.entry`` notes one that
+    lands as ``cli.main`` returns (exit 3), then ignores them for the last milliseconds."""
+    numbers = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    saved = {number: signal.getsignal(number) for number in numbers}
+    state = str(tmp_path / "s.json")
+    monkeypatch.setattr(sys, "argv", ["testgate", "services", "down", "--state-file", state])
+    try:
+        with signal_at(lambda frame, event: event == "return" and frame.f_code is main.__code__):
+            code = entry.main()
+        assert [signal.getsignal(number) for number in numbers] == [signal.SIG_IGN] * 3
+    finally:
+        for number, handler in saved.items():
+            signal.signal(number, handler)
+    assert code == 3
+    assert (
+        "testgate: SIGTERM arrived as the command ended, after its work was done (what it "
+        "wrote is whole, and it would have exited 0); exit 3, as interrupted"
+    ) in capsys.readouterr().err
+
+
+def test_a_killed_runs_pytest_is_stopped_by_the_next_run(tmp_path: Path) -> None:
+    """``kill -9`` of testgate leaves its pytest running (a group of its own): with a test
+    that hangs, for ever. The next run finds the note beside the record in the work dir
+    left behind, and kills what carries that run's marker once its testgate is gone; a
+    note whose testgate still runs, or that cannot be read, kills nothing."""
+    project = copy_fixture("passing", tmp_path)
+    attempt = project / "testgate-reports" / ".testgate-work-killed" / "attempt-1"
+    attempt.mkdir(parents=True)
+    gone_pid = subprocess.Popen(["true"])  # a pid that has ended: the killed testgate
+    gone_pid.wait()
+    marker = process_group.marker()
+    (attempt / process_group.STARTED).write_text(
+        json.dumps({"testgate": gone_pid.pid, "marker": marker}), "utf-8"
+    )
+    live = attempt.parent / "attempt-2"
+    live.mkdir()
+    (live / process_group.STARTED).write_text(
+        json.dumps({"testgate": os.getppid(), "marker": marker}), "utf-8"
+    )  # a testgate that still runs: its processes are its own
+    bad = attempt.parent / "attempt-3"
+    bad.mkdir()
+    (bad / process_group.STARTED).write_text("{", "utf-8")
+    orphan = subprocess.Popen(
+        ["sleep", "60"], env={**os.environ, process_group.MARKER_ENV: marker},
+        start_new_session=True,
+    )  # fmt: skip
+    ran = run_in_process(project, "--workers", "0")
+    assert orphan.wait(timeout=10) == -signal.SIGKILL
+    assert (
+        "testgate: warning: an earlier run was killed and its pytest went on; testgate "
+        f"killed what it still ran: {orphan.pid} sleep 60"
+    ) in ran.output
+    assert ran.exit_code == 0
+    assert not attempt.parent.exists()  # the work dir left behind goes, as it always did

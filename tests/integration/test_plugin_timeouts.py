@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import bdb
 import json
+import os
 import signal
 import sys
 from collections.abc import Iterator
@@ -125,3 +126,38 @@ def test_a_debugger_stops_the_watchdog(
     assert timeouts._debugging()
     monkeypatch.setattr(sys, "gettrace", lambda: None)
     assert not timeouts._debugging()
+
+
+BLOCKED = """
+import signal, time
+
+def test_blocks_the_alarm():
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+    try:
+        time.sleep(2.5)  # the backstop comes at 0.3 + 1 s; the alarm only once unblocked
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGALRM})
+"""
+
+
+@pytest.mark.usefixtures("plan", "outer_alarm")
+def test_a_test_that_blocks_the_alarm_is_ended_by_the_backstop(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """SIGALRM cannot stop a test that blocks it: without the backstop, ``--timeout`` never
+    ended such a run. The backstop ends the process (here a stand-in for ``os._exit``,
+    which would end this test's own) once the test is ``backstop_s`` past its limit."""
+    ended: list[int] = []
+    monkeypatch.setattr(os, "_exit", ended.append)  # the module the plugin file imports too
+    pytester.makepyfile(test_blocked=BLOCKED)
+    pytester.syspathinsert(PLUGIN_DIR)
+    ran = pytester.runpytest_inprocess("-p", PLUGIN_NAME, "-p", "no:cacheprovider")
+    ran.assert_outcomes(failed=1)  # the alarm, once unblocked: the stand-in ended nothing
+    assert ended[:1] == [timeouts.BACKSTOP_EXIT]
+    err = capfd.readouterr().err + ran.stdout.str()  # the session's capture may hold fd 2
+    assert (
+        "testgate: test_blocked.py::test_blocks_the_alarm timed out after 0.3 s (the timeout "
+        "option) and was still running 1 s later: SIGALRM could not stop it"
+    ) in err
+    assert 'File "' in err  # every thread's stack
+    assert [timeouts.backstop_s(s) for s in (0.2, 5, 900)] == [1.0, 5.0, 30.0]

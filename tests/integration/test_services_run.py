@@ -135,7 +135,9 @@ def test_a_run_uses_the_services_an_earlier_up_recorded(tmp_path: Path) -> None:
         assert starting.wait() == []
 
 
-def test_a_killed_runs_services_are_removed_by_the_next_run(tmp_path: Path) -> None:
+def test_a_killed_runs_services_are_removed_by_the_next_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     (spec,) = parse_specs(["redis"])
     leftover = tmp_path / ".testgate" / "run-services.json"
     (old,) = lifecycle.up([spec], backend="local", timeout=10, state_file=leftover, environ={})
@@ -144,6 +146,10 @@ def test_a_killed_runs_services_are_removed_by_the_next_run(tmp_path: Path) -> N
                            environ={}) as starting:  # fmt: skip
         assert [running.backend for running in starting.wait()] == ["external"]
         assert not Path(old.directory or "").exists()
+    assert (  # said, not done silently
+        "testgate: stopped the services an earlier run left running (redis): it ended "
+        "before it could stop them (killed, or its machine went down)"
+    ) in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(

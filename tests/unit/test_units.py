@@ -6,6 +6,7 @@ import json
 import os
 import re
 import runpy
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -338,8 +339,14 @@ def test_python_dash_m_runner_is_the_cli(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setattr(sys, "argv", ["testgate", "--version"])
-    with pytest.raises(SystemExit) as ended:
-        runpy.run_module("runner", run_name="__main__")
+    numbers = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    saved = {number: signal.getsignal(number) for number in numbers}
+    try:  # runner.entry takes the signals for the rest of the process: this one's, here
+        with pytest.raises(SystemExit) as ended:
+            runpy.run_module("runner", run_name="__main__")
+    finally:
+        for number, handler in saved.items():
+            signal.signal(number, handler)
     assert ended.value.code == 0
     assert capsys.readouterr().out == "testgate 0.1.0\n"
 
