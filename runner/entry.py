@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import signal
 import sys
+from collections.abc import Sequence
 from types import FrameType
 
 NAMES = ("SIGINT", "SIGTERM", "SIGHUP")  # as runner.interrupts.SIGNALS, without its imports
@@ -27,6 +28,18 @@ NAMES = ("SIGINT", "SIGTERM", "SIGHUP")  # as runner.interrupts.SIGNALS, without
 def main() -> int:
     """Take the signals, then run the command line; returns its exit code."""
     noted: list[int] = []
+    taken = take_signals(noted)
+    from runner import cli  # noqa: PLC0415 (after the signals: this import is the slow part)
+
+    code = cli.main(sys.argv[1:], noted=noted)
+    for number in taken:
+        signal.signal(number, signal.SIG_IGN)
+    return finish(code, noted)
+
+
+def take_signals(noted: list[int]) -> list[int]:
+    """From now on SIGINT, SIGTERM and SIGHUP (not under nohup, and those the platform has)
+    are appended to ``noted`` as they arrive; returns the signals taken."""
 
     def note(number: int, frame: FrameType | None) -> None:
         noted.append(number)
@@ -38,12 +51,16 @@ def main() -> int:
             continue  # a platform without it, or started under nohup: left as it is
         signal.signal(number, note)
         taken.append(number)
-    from runner import cli  # noqa: PLC0415 (after the signals: this import is the slow part)
+    return taken
+
+
+def finish(code: int, noted: Sequence[int]) -> int:
+    """The command's exit code, ``code``, unless a signal was noted after ``cli.main`` gave
+    the signals back (the command had ended): then 3, as ``cli.ended`` says. A command
+    that was interrupted (3) has said so already."""
+    from runner import cli  # noqa: PLC0415 (imported by main already)
     from runner.errors import InfraError  # noqa: PLC0415 (as cli, which imports it)
 
-    code = cli.main(sys.argv[1:], noted=noted)
-    for number in taken:
-        signal.signal(number, signal.SIG_IGN)
     if noted and code != InfraError.exit_code:  # noted as the command ended
         return cli.ended(code, signal.Signals(noted[-1]).name)
     return code

@@ -872,6 +872,28 @@ def test_a_signal_as_the_process_ends_is_exit_3_then_the_signals_are_ignored(
     ) in capsys.readouterr().err
 
 
+def test_the_entry_notes_the_signals_it_took_and_a_late_one_makes_exit_3(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """What ``runner.entry`` does around ``cli.main``, with a real signal: one that arrives
+    is noted, not a death; noted once the command had ended, it makes the exit code 3 (and
+    says so), unless the command was interrupted (3) and said so itself. (The test above
+    sends its signal from a profile function, where coverage.py sees no line run.)"""
+    numbers = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    saved = {number: signal.getsignal(number) for number in numbers}
+    noted: list[int] = []
+    try:
+        assert entry.take_signals(noted) == list(numbers)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.01)  # the handler runs in this thread, at its next instruction
+    finally:
+        for number, handler in saved.items():
+            signal.signal(number, handler)
+    assert noted == [signal.SIGTERM]
+    assert (entry.finish(0, noted), entry.finish(3, noted), entry.finish(1, [])) == (3, 3, 1)
+    assert capsys.readouterr().err.count("SIGTERM arrived as the command ended") == 1
+
+
 def test_a_killed_runs_pytest_is_stopped_by_the_next_run(tmp_path: Path) -> None:
     """``kill -9`` of testgate leaves its pytest running (a group of its own): with a test
     that hangs, for ever. The next run finds the note beside the record in the work dir
