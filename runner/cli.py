@@ -111,6 +111,14 @@ def parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="reports dirs to merge (relative to the project)",
     )
+    gate_command = commands.add_parser(
+        "gate",
+        help="judge the gates again on the results a run or a merge wrote",
+        description="Judge the gates again, with the thresholds set now, on the results.json "
+        "of a reports dir (a run's or a merge's), and write its reports again. Nothing runs "
+        "again; diff coverage is measured again against diff-base.",
+    )
+    _add_settings(gate_command, command="gate")
     history = commands.add_parser(
         "history",
         help="print the test history: the runs recorded, or one test's outcome in each",
@@ -321,6 +329,10 @@ def _command(
             from runner.sonar import sonar  # noqa: PLC0415 (lazy, see top)
 
             return sonar(settings, environ=env, dry_run=namespace.dry_run)
+        if namespace.command == "gate":
+            from runner.regate import gate  # noqa: PLC0415 (lazy, see top)
+
+            return gate(settings, environ=env).exit_code
         if namespace.command == "merge":
             return merge(
                 settings,

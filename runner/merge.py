@@ -227,8 +227,6 @@ def merge(
     except coverage_data.CoverageNotReported as error:  # the tests' results still stand
         coverage, unreported = None, error.message
     diff, diff_skipped = measure_change(settings, environ=environ, measured=coverage is not None)
-    if coverage is not None and diff is not None:
-        coverage = msgspec.structs.replace(coverage, diff_percent=diff.percent)
     tests = merged_tests(parts)
     runs = [part.result.run for part in parts]
     misconfigured, judged = None, False  # on the whole: a shard imports only part of the code

@@ -60,22 +60,35 @@ def conclude(
     coverage: CoverageSummary | None,
     diff: tuple[DiffCoverage | None, str],
     environ: Mapping[str, str],
+    again: bool = False,
 ) -> Outcome:
-    """Judge a result, write its reports, print its table: the end of run and of merge.
+    """Judge a result, write its reports, print its table: the end of run, merge and gate.
 
-    The time judging takes joins the run's ``reports`` phase.
+    ``again`` (``testgate gate``) judges a result that was concluded before: what that
+    conclusion added (the previous attempt's verdicts, the history's labels and warnings)
+    is in it already, and the history gets no second run. The time judging takes joins the
+    run's ``reports`` phase.
     """
     clock = time.monotonic()
+    if coverage is not None:  # the change measured now (gate: again, perhaps against another base)
+        coverage = msgspec.structs.replace(
+            coverage, diff_percent=None if diff[0] is None else diff[0].percent
+        )
     api = client.connect(environ) if on_github(environ) else None
-    if on_github(environ):
-        previous, notices = step.previous_attempt(environ, api=api, environment=info.environment)
-        if previous is not None:
-            tests = flaky_on_rerun(tests, failed_before=previous.failed, note=previous.note)
-        info = msgspec.structs.replace(info, warnings=(*info.warnings, *notices))
     past = history_run.prepare(settings, commit=info.commit, environ=environ)
-    tests = history_run.label_tests(past, tests, settings=settings, info=info)
-    found = history_run.warnings(past, reports=settings.reports_dir, environment=info.environment)
-    info = msgspec.structs.replace(info, warnings=(*info.warnings, *found))
+    if not again:
+        if on_github(environ):
+            previous, notices = step.previous_attempt(
+                environ, api=api, environment=info.environment
+            )
+            if previous is not None:
+                tests = flaky_on_rerun(tests, failed_before=previous.failed, note=previous.note)
+            info = msgspec.structs.replace(info, warnings=(*info.warnings, *notices))
+        tests = history_run.label_tests(past, tests, settings=settings, info=info)
+        found = history_run.warnings(
+            past, reports=settings.reports_dir, environment=info.environment
+        )
+        info = msgspec.structs.replace(info, warnings=(*info.warnings, *found))
     verdicts = gates.evaluate(
         settings=settings,
         tests=tests,
@@ -105,7 +118,8 @@ def conclude(
         gates=verdicts,
         diff_coverage=diff[0],
     )
-    past = history_run.record(past, result=result, settings=settings)
+    if not again:
+        past = history_run.record(past, result=result, settings=settings)
     markdown = render.markdown(result) + history_run.markdown(
         past, settings=settings, tests=result.tests
     )

@@ -294,8 +294,6 @@ def _run(
             diff, diff_skipped = measure_change(
                 settings, environ=environ, measured=coverage is not None
             )
-        if coverage is not None and diff is not None:
-            coverage = msgspec.structs.replace(coverage, diff_percent=diff.percent)
         crash = crash_problem(first.record.internal_errors, parallel=workers.count > 0)
         found_problems = ((crash,) if crash else ()) + tuple(
             problem

@@ -38,9 +38,10 @@ STEP_INPUTS = frozenset({"services"})
 DIST_MODES = ("worksteal", "load", "loadscope", "loadfile", "loadgroup", "each", "no")
 # The commands that take settings, and which of them an option acts on: a command's
 # --help lists only those.
-COMMANDS = ("run", "flaky", "merge", "sonar", "history")
+COMMANDS = ("run", "flaky", "merge", "gate", "sonar", "history")
 TESTS = ("run", "flaky")  # installing the project, running pytest, services
 JUDGED = ("run", "flaky", "merge")  # gates, history and annotations of a run's results
+GATED = (*JUDGED, "gate")  # the gates' thresholds and annotations: judged again by gate
 
 
 def _percent(text: str) -> float:
@@ -298,37 +299,37 @@ OPTIONS: tuple[Option, ...] = (
         "workers", _workers, "auto", "xdist workers: a number, 'auto' or 'logical'; 0 = no xdist"
     ),
     Option("dist", _dist, "worksteal", "xdist scheduler"),
-    Option("fail-under-line", _percent, 100.0, "minimum line coverage, percent", commands=JUDGED),
+    Option("fail-under-line", _percent, 100.0, "minimum line coverage, percent", commands=GATED),
     Option(
-        "fail-under-branch", _percent, 100.0, "minimum branch coverage, percent", commands=JUDGED
+        "fail-under-branch", _percent, 100.0, "minimum branch coverage, percent", commands=GATED
     ),
     Option(
         "fail-under-diff",
         _percent,
         100.0,
         "minimum coverage of the lines changed since diff-base",
-        commands=JUDGED,
+        commands=GATED,
     ),
     Option(
         "diff-base",
         _optional_text,
         None,
         "git ref to diff against (default: the PR's base, else origin/HEAD, main or master)",
-        commands=("run", "flaky", "merge", "history"),
+        commands=("run", "flaky", "merge", "gate", "history"),
     ),
     Option(
         "min-tests",
         _count,
         1,
         "fewest tests that must run (skipped tests do not count)",
-        commands=JUDGED,
+        commands=GATED,
     ),
     Option(
         "max-duration",
         _optional_seconds,
         None,
         "longest allowed suite wall time, seconds",
-        commands=JUDGED,
+        commands=GATED,
     ),
     Option("reruns", _count, 2, "times a failed test is rerun to tell flaky from broken"),
     Option(
@@ -339,13 +340,13 @@ OPTIONS: tuple[Option, ...] = (
         "failures are reported without reruns (default: no limit)",
         commands=("run",),
     ),
-    Option("max-flaky", _count, 0, "most flaky tests allowed", commands=JUDGED),
+    Option("max-flaky", _count, 0, "most flaky tests allowed", commands=GATED),
     Option(
         "quarantine",
         _optional_text,
         None,
         "file of test ids whose failures do not fail the gate",
-        commands=JUDGED,
+        commands=GATED,  # gate: its entries' expiry dates
     ),
     Option(
         "confidence",
@@ -450,7 +451,7 @@ OPTIONS: tuple[Option, ...] = (
         _count_or_share,
         None,
         "most skipped tests allowed: a count, or a percent of the tests such as 5%",
-        commands=JUDGED,
+        commands=GATED,
     ),
     Option(
         "services",
@@ -488,7 +489,7 @@ OPTIONS: tuple[Option, ...] = (
         _boolean,
         True,
         "on GitHub: put failures and flaky tests on the PR",
-        commands=JUDGED,
+        commands=GATED,
     ),
     Option(
         "expect-shards",
@@ -509,7 +510,7 @@ OPTIONS: tuple[Option, ...] = (
         _optional_text,
         None,
         "the test history file (default: history.json.gz in the reports dir)",
-        commands=("run", "flaky", "merge", "history"),
+        commands=("run", "flaky", "merge", "gate", "history"),
     ),
     Option("history-runs", _count, 100, "the history keeps the last N runs", commands=JUDGED),
     Option(

@@ -10,6 +10,7 @@ and edits a file the coverage configuration omits. Every line that must count ca
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -242,6 +243,27 @@ def test_the_percentage_combines_statements_and_branches(ran: Ran) -> None:
     assert "| `lib/fresh.py` | 4 | 3 | 0 | 0 | 6 |" in summary
     assert ran.results()["diff_coverage"]["merge_base"] == git(ran.project, "rev-parse", "main")
     assert ran.results()["run"]["commit"] == git(ran.project, "rev-parse", "HEAD")  # from git
+
+
+def test_gate_measures_the_change_again_against_the_base_it_is_given(
+    repo: Path, ran: Ran, tmp_path: Path
+) -> None:
+    """``testgate gate --fail-under-diff 70`` on the run's reports: the same change measured
+    again (75 %, the run's), judged at the new threshold; against HEAD itself there is no
+    change left to measure, so the gate has nothing to judge."""
+    copy = tmp_path / "reports"
+    shutil.copytree(ran.reports, copy)  # the shared run's own reports stay as they are
+    again = run_in_process(repo, "--diff-base", "main", "--fail-under-diff", "70",
+                           command="gate", reports=str(copy))  # fmt: skip
+    assert again.exit_code == 0, again.output
+    assert again.results()["diff_coverage"] == ran.results()["diff_coverage"]
+    assert (again.gate("diff-coverage")["threshold"], again.gate("diff-coverage")["passed"]) == (
+        70, True,
+    )  # fmt: skip
+    head = run_in_process(repo, "--diff-base", "HEAD", command="gate", reports=str(copy))
+    diff = head.results()["diff_coverage"]
+    assert (diff["statements"], diff["branches"], diff["percent"]) == (0, 0, None)
+    assert head.results()["coverage"]["diff_percent"] is None
 
 
 def test_the_diff_is_measured_once_on_merged_shards(repo: Path, ran: Ran, tmp_path: Path) -> None:

@@ -307,3 +307,59 @@ def test_merge_without_directories_is_a_usage_error(tmp_path: Path) -> None:
     settings = load_settings(project=project, flags={}, environ={})
     with pytest.raises(ConfigError, match="needs at least one reports dir"):
         merge_function(settings, environ=environment(), directories=[], expect_shards=None)
+
+
+def test_gate_judges_a_merge_again_with_the_thresholds_set_now(
+    merge: Callable[..., Ran], two_shards: tuple[Path, Ran, Ran], tmp_path: Path
+) -> None:
+    """``testgate gate`` on a merge's reports: the same tests and coverage, the verdicts of
+    the thresholds given now, every report written again, and no second run in the history."""
+    here, first, second = two_shards
+    merged = merge(here, "--expect-shards", "2", str(first.reports), str(second.reports))
+    assert merged.exit_code == 0, merged.output
+    before = merged.results()
+    history = (merged.reports / "history.json.gz").read_bytes()
+    stricter = run_in_process(
+        here, "--min-tests", "1000", "--max-skipped", "0", command="gate",
+        reports=str(merged.reports),
+    )  # fmt: skip
+    assert stricter.exit_code == 1, stricter.output
+    after = stricter.results()
+    assert (after["tests"], after["coverage"]) == (before["tests"], before["coverage"])
+    assert stricter.gate("min-tests") == {
+        "name": "min-tests", "threshold": 1000, "actual": len(IDS), "passed": False,
+        "message": f"{len(IDS)} tests ran; at least 1000 required", "verdict": "fail",
+    }  # fmt: skip
+    assert stricter.gate("max-skipped")["verdict"] == "pass"  # a gate the merge did not have
+    lines = stricter.output.splitlines()
+    assert lines[-1] == f"testgate FAILED; reports in {merged.reports}/"
+    assert "min-tests        1000" in stricter.output
+    assert "| min-tests | 1000 |" in (merged.reports / "summary.md").read_text("utf-8")
+    assert (merged.reports / "history.json.gz").read_bytes() == history
+    again = run_in_process(here, command="gate", reports=str(merged.reports))
+    assert again.exit_code == 0, again.output
+    assert again.gate("min-tests")["verdict"] == "pass"
+
+
+def test_gate_keeps_a_shards_suite_wide_gates_deferred(
+    two_shards: tuple[Path, Ran, Ran], tmp_path: Path
+) -> None:
+    _, first, _ = two_shards
+    copy = tmp_path / "shard-1"
+    shutil.copytree(first.reports, copy)  # the shared shard's own reports stay as they are
+    ran = run_in_process(first.project, command="gate", reports=str(copy))
+    assert ran.exit_code == 0, ran.output
+    assert ran.gate("line-coverage")["verdict"] == ran.gate("min-tests")["verdict"] == "deferred"
+    assert ran.results()["tests"] == first.results()["tests"]
+
+
+def test_gate_without_results_names_what_to_run_first(tmp_path: Path) -> None:
+    project = copy_fixture("passing", tmp_path)
+    ran = run_in_process(project, command="gate")
+    assert ran.exit_code == 2
+    assert (
+        f"testgate: error: {project / 'testgate-reports'}: no results.json there to judge; run "
+        "'testgate run' (or 'testgate merge') first, or point --reports-dir at the reports it "
+        "wrote."
+    ) in ran.output
+    assert not (project / "testgate-reports").exists()  # nothing made for nothing judged
