@@ -346,7 +346,7 @@ OPTIONS: tuple[Option, ...] = (
         _optional_text,
         None,
         "file of test ids whose failures do not fail the gate",
-        commands=GATED,  # gate: its entries' expiry dates
+        commands=JUDGED,  # gate classifies no test again: its expiry gate alone reads it
     ),
     Option(
         "confidence",
