@@ -191,3 +191,16 @@ def test_gate_judges_an_unmeasured_coverage_source_as_the_run_would(
         **unmeasured.results()["run"],
         "phases": again.results()["run"]["phases"],
     }
+
+
+def test_a_merge_judges_at_the_projects_own_threshold_and_gate_again_alike(
+    stated: Ran, tmp_path: Path
+) -> None:
+    merged = run_in_process(
+        stated.project, str(stated.reports), command="merge", reports=str(tmp_path / "merged")
+    )
+    assert merged.exit_code == 0, merged.output
+    assert merged.results()["gates"] == stated.results()["gates"]
+    again = run_in_process(stated.project, command="gate", reports=str(merged.reports))
+    assert again.exit_code == 0, again.output
+    assert again.results()["gates"] == merged.results()["gates"]
