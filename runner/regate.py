@@ -80,13 +80,8 @@ def _same_commit(settings: Settings, info: RunInfo, *, environ: Mapping[str, str
     """Refuse (exit 2) to measure the change up to a commit other than the one that ran:
     coverage.py's data knows the lines of the commit that ran, so the lines changed since
     (a file added, code appended) would be missing from it and count as nothing changed."""
-    if info.commit is None:
-        return
-    git = Git(settings.project, environ)
-    if not git.is_repository():
-        return
-    now = environ.get("GITHUB_SHA") or git.head()  # as the run named its commit
-    if now is not None and now != info.commit:
+    now = environ.get("GITHUB_SHA") or Git(settings.project, environ).head()  # as the run
+    if info.commit is not None and now is not None and now != info.commit:
         raise ConfigError(
             f"{shown(settings.reports_dir / 'results.json')} holds the run of commit "
             f"{info.commit}, but the commit under test here is {now}: the diff coverage of "
@@ -103,15 +98,15 @@ def _coverage_configuration(
     an error that leaves the coverage gates not judged (exit 2), without one a warning."""
     info = result.run
     measured = result.coverage is not None and Totals.of(result.tests).ran > 0
-    if not info.merged:
+    if info.merged:  # a merge looks at the whole, whatever pytest's arguments chose
+        data = settings.reports_dir / ".coverage"
+        found, judged = (
+            misconfigured(settings.project, data, chosen=False) if measured else (None, False)
+        )
+    else:
         found, judged = misconfiguration(
             settings, measured=measured, reports=settings.reports_dir, environ=environ
         )
-    elif measured:  # merge looks at the whole, whatever pytest's arguments chose
-        data = settings.reports_dir / ".coverage"
-        found, judged = misconfigured(settings.project, data, chosen=False)
-    else:
-        found, judged = None, False
     gated = settings.fail_under_line > 0 or settings.fail_under_branch > 0
     error = found if gated and judged else None
     warned = tuple(  # where the run said it, when it stays a warning

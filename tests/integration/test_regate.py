@@ -119,12 +119,22 @@ def unmeasured(tmp_path_factory: pytest.TempPathFactory) -> Ran:
     )
 
 
-def judged(ran: Ran, tmp_path: Path, *args: str, project: Path | None = None) -> Ran:
-    """``testgate gate`` on a copy of the run's reports."""
+def copied(ran: Ran, tmp_path: Path) -> Path:
+    """The run's project (a git repository) in this test's own directory, where the command's
+    output is logged (run_in_process) apart from other tests'."""
+    copy = tmp_path / "project" / ran.project.name
+    if not copy.exists():
+        ignored = shutil.ignore_patterns(".venv", "testgate-reports")
+        shutil.copytree(ran.project, copy, ignore=ignored)
+    return copy
+
+
+def judged(ran: Ran, tmp_path: Path, *args: str) -> Ran:
+    """``testgate gate`` on a copy of the run's reports, in a copy of its project."""
     copy = tmp_path / "reports"
     if not copy.exists():
         shutil.copytree(ran.reports, copy)
-    return run_in_process(project or ran.project, *args, command="gate", reports=str(copy))
+    return run_in_process(copied(ran, tmp_path), *args, command="gate", reports=str(copy))
 
 
 def test_gate_judges_at_the_projects_own_threshold_as_the_run_did(
@@ -158,8 +168,7 @@ def test_gate_keeps_the_sonarqube_verdict(stated: Ran, tmp_path: Path) -> None:
 def test_gate_refuses_to_measure_the_change_of_another_commit(stated: Ran, tmp_path: Path) -> None:
     """Untested code committed after the run is in no line of its coverage data: measured
     on it, the change would read as covered. The reports stay as they were."""
-    repo = tmp_path / "repo"
-    shutil.copytree(stated.project, repo, ignore=shutil.ignore_patterns(".venv"))
+    repo = copied(stated, tmp_path)
     ran = git(repo, "rev-parse", "HEAD")
     git(repo, "checkout", "-q", "-b", "feature")
     (repo / "lib/later.py").write_text("def later(x):\n    return x\n", "utf-8")
@@ -167,7 +176,7 @@ def test_gate_refuses_to_measure_the_change_of_another_commit(stated: Ran, tmp_p
     git(repo, "commit", "-q", "-m", "untested")
     now = git(repo, "rev-parse", "HEAD")
     before = (stated.reports / "results.json").read_bytes()
-    again = judged(stated, tmp_path, "--diff-base", "main", *ZERO, project=repo)
+    again = judged(stated, tmp_path, "--diff-base", "main", *ZERO)
     assert again.exit_code == 2, again.output
     assert f"holds the run of commit {ran}, but the commit under test here is {now}" in (
         again.output
@@ -196,11 +205,12 @@ def test_gate_judges_an_unmeasured_coverage_source_as_the_run_would(
 def test_a_merge_judges_at_the_projects_own_threshold_and_gate_again_alike(
     stated: Ran, tmp_path: Path
 ) -> None:
+    here = copied(stated, tmp_path)
     merged = run_in_process(
-        stated.project, str(stated.reports), command="merge", reports=str(tmp_path / "merged")
+        here, str(stated.reports), command="merge", reports=str(tmp_path / "merged")
     )
     assert merged.exit_code == 0, merged.output
     assert merged.results()["gates"] == stated.results()["gates"]
-    again = run_in_process(stated.project, command="gate", reports=str(merged.reports))
+    again = run_in_process(here, command="gate", reports=str(merged.reports))
     assert again.exit_code == 0, again.output
     assert again.results()["gates"] == merged.results()["gates"]
