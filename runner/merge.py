@@ -28,6 +28,7 @@ from runner.junit import read_junit, write_junit
 from runner.report import Outcome, conclude, measure_change
 from runner.results import RunInfo, RunResult, TestResult, Totals, read_results
 from runner.settings import Settings
+from runner.thresholds import with_stated_threshold
 
 SEVERITY = ("error", "failed", "flaky", "quarantined", "xpassed", "passed", "xfailed", "skipped")
 
@@ -197,6 +198,7 @@ def merge(
     """Merge the reports dirs into the settings' reports dir and judge the result."""
     if not directories:
         raise ConfigError("testgate merge needs at least one reports dir: testgate merge DIR...")
+    settings = with_stated_threshold(settings, environ=environ)  # as the runs judged
     started = datetime.now(UTC)
     clock = time.monotonic()
     strings: dict[str, str] = {}

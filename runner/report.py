@@ -30,10 +30,12 @@ from runner.github import client, step
 from runner.github.commands import on_github
 from runner.junit import write_junit
 from runner.output import emit
+from runner.pytest_config import added_options, selects_tests
 from runner.results import (
     ENCODE_BATCH,
     CoverageSummary,
     DiffCoverage,
+    GateResult,
     Rounded,
     RunInfo,
     RunResult,
@@ -61,13 +63,15 @@ def conclude(
     diff: tuple[DiffCoverage | None, str],
     environ: Mapping[str, str],
     again: bool = False,
+    kept: tuple[GateResult, ...] = (),
 ) -> Outcome:
     """Judge a result, write its reports, print its table: the end of run, merge and gate.
 
     ``again`` (``testgate gate``) judges a result that was concluded before: what that
     conclusion added (the previous attempt's verdicts, the history's labels and warnings)
     is in it already, and the history gets no second run. The time judging takes joins the
-    run's ``reports`` phase.
+    run's ``reports`` phase. ``kept``: verdicts no threshold decides (SonarQube's quality
+    gate), which judging again keeps as they were.
     """
     clock = time.monotonic()
     if coverage is not None:  # the change measured now (gate: again, perhaps against another base)
@@ -105,6 +109,7 @@ def conclude(
         )
     elif info.coverage_misconfigured is not None:
         verdicts = faults.not_judged(verdicts, why=info.coverage_misconfigured)
+    verdicts += kept
     if info.phases is not None:
         phases = info.phases
         judged = phases.reports_s + time.monotonic() - clock
@@ -162,6 +167,25 @@ def measure_change(
     report = coverage_data.read_report(settings.reports_dir / "coverage.json")
     changed = added_lines(diff_text(git, since))
     return measure(changed, report["files"], base=base, merge_base=since), ""
+
+
+def misconfiguration(
+    settings: Settings, *, measured: bool, reports: Path, environ: Mapping[str, str]
+) -> tuple[str | None, bool]:
+    """A coverage source entry that measured nothing (``coverage_data.misconfigured``), and
+    whether it makes the coverage gates not judged (``testgate run``, and ``gate`` again).
+
+    It is not looked for when nothing was measured (min-tests says so) or in a shard, whose
+    tests import only part of the code (the merge looks at the whole). Whether pytest's
+    arguments (the command line's, ``addopts``, ``PYTEST_ADDOPTS``) chose some of the tests
+    decides what a package of the project that no test imported means.
+    """
+    if not measured or settings.shard is not None:
+        return None, False
+    added = added_options(settings.project, pytest_args=settings.pytest_args, environ=environ)
+    words = [*(word for _, found in added for word in found), *settings.pytest_args]
+    chosen = selects_tests(settings.project, words)
+    return coverage_data.misconfigured(settings.project, reports / ".coverage", chosen=chosen)
 
 
 def write_reports(result: RunResult, reports: Path, *, markdown: str) -> None:

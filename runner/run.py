@@ -56,10 +56,16 @@ from runner.github import client, step
 from runner.github.commands import on_github
 from runner.output import emit
 from runner.plural import counted
-from runner.pytest_config import added_options, selects_tests
 from runner.quarantine import Quarantine, read_quarantine
 from runner.record import PYTEST_WARNED, collection_notes
-from runner.report import Outcome, conclude, measure_change, shown, write_reports
+from runner.report import (
+    Outcome,
+    conclude,
+    measure_change,
+    misconfiguration,
+    shown,
+    write_reports,
+)
 from runner.results import (
     BROKEN,
     Attempt,
@@ -198,25 +204,6 @@ def _combined_coverage(
     return coverage, None, recorded
 
 
-def _misconfigured(
-    settings: Settings, *, measured: bool, reports: Path, environ: Mapping[str, str]
-) -> tuple[str | None, bool]:
-    """A coverage source entry that measured nothing (``coverage_data.misconfigured``), and
-    whether it makes the coverage gates not judged.
-
-    It is not looked for when nothing was measured (min-tests says so) or in a shard, whose
-    tests import only part of the code (the merge looks at the whole). Whether pytest's
-    arguments (the command line's, ``addopts``, ``PYTEST_ADDOPTS``) chose some of the tests
-    decides what a package of the project that no test imported means.
-    """
-    if not measured or settings.shard is not None:
-        return None, False
-    added = added_options(settings.project, pytest_args=settings.pytest_args, environ=environ)
-    words = [*(word for _, found in added for word in found), *settings.pytest_args]
-    chosen = selects_tests(settings.project, words)
-    return coverage_data.misconfigured(settings.project, reports / ".coverage", chosen=chosen)
-
-
 def _run(
     settings: Settings,
     *,
@@ -283,7 +270,7 @@ def _run(
         coverage, unreported, recorded = _combined_coverage(
             settings, history=history, reports=reports, python=project_env.executable
         )
-        misconfigured, judged = _misconfigured(
+        misconfigured, judged = misconfiguration(
             settings,
             measured=unreported is None and Totals.of(tests).ran > 0,
             reports=reports,
