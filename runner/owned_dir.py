@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import secrets
 import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -196,9 +197,20 @@ def open_binary(path: Path) -> contextlib.AbstractContextManager[IO[bytes]]:
     return _open_new(path, binary=True)  # type: ignore[return-value]
 
 
+# A new file, never one that exists nor through a link at its name (O_EXCL), in binary mode
+# where the platform has text mode (Windows), as tempfile opens its files.
+_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+
+
 @contextlib.contextmanager
 def _open_new(path: Path, *, binary: bool) -> Iterator[IO[str] | IO[bytes]]:
-    descriptor, temporary = tempfile.mkstemp(prefix=TEMPORARY_PREFIX, dir=path.parent)
+    temporary = path.parent / f"{TEMPORARY_PREFIX}{secrets.token_hex(8)}"
+    try:
+        # Mode 0o666 less the umask, as any tool writes its reports: tempfile.mkstemp's 0600
+        # kept them from every other user (a later step's, a container's host user).
+        descriptor = os.open(temporary, _NEW_FILE, 0o666)
+    except OSError as error:
+        raise _unwritable(path, error) from None
     try:
         with (
             os.fdopen(descriptor, "wb") if binary else os.fdopen(descriptor, "w", encoding="utf-8")
@@ -208,13 +220,17 @@ def _open_new(path: Path, *, binary: bool) -> Iterator[IO[str] | IO[bytes]]:
     except OSError as error:
         with contextlib.suppress(OSError):
             os.unlink(temporary)
-        raise InfraError(
-            f"could not write {path}: {describe(error)}; the reports written before it are kept."
-        ) from None
+        raise _unwritable(path, error) from None
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(temporary)
         raise
+
+
+def _unwritable(path: Path, error: OSError) -> InfraError:
+    return InfraError(
+        f"could not write {path}: {describe(error)}; the reports written before it are kept."
+    )
 
 
 class Failures:

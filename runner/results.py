@@ -538,11 +538,14 @@ def _part(raw: msgspec.Raw, kind: Any, *, name: str) -> Any:
 
 
 def read_results(path: Path, *, strings: dict[str, str] | None = None) -> RunResult:
-    """A results.json, read as untrusted input: bounded, its schema version checked.
+    """A results.json, read as untrusted input: no symbolic link, bounded, its schema
+    version checked.
 
     ``strings`` lets the runs of one merge share their tests' file and worker names.
     """
     try:
+        if path.is_symlink():  # a file elsewhere, whose text its errors would show
+            raise ValueError("a symbolic link: only the file a run wrote there is read")
         if path.stat().st_size > RESULTS_LIMIT_BYTES:
             raise ValueError(f"over {RESULTS_LIMIT_BYTES} bytes")
         return decode(path.read_bytes(), strings=strings)

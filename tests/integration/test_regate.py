@@ -214,3 +214,21 @@ def test_a_merge_judges_at_the_projects_own_threshold_and_gate_again_alike(
     again = run_in_process(here, command="gate", reports=str(merged.reports))
     assert again.exit_code == 0, again.output
     assert again.results()["gates"] == merged.results()["gates"]
+
+
+def test_gate_reads_no_results_json_through_a_link(stated: Ran, tmp_path: Path) -> None:
+    """A results.json that is a symbolic link (committed by a pull request, say) is not
+    read: its target's text would be judged, and shown in the errors. Refused, exit 3, and
+    the link and its target stay as they were."""
+    copy = tmp_path / "reports"
+    shutil.copytree(stated.reports, copy)
+    secret = tmp_path / "secret.json"
+    secret.write_text('{"schema_version": "TOPSECRET-abc123"}', "utf-8")
+    (copy / "results.json").unlink()
+    (copy / "results.json").symlink_to(secret)
+    again = judged(stated, tmp_path)
+    assert again.exit_code == 3
+    assert "results.json is not a readable testgate results.json (a symbolic link" in again.output
+    assert "TOPSECRET" not in again.output
+    assert (copy / "results.json").is_symlink()
+    assert secret.read_text("utf-8") == '{"schema_version": "TOPSECRET-abc123"}'

@@ -540,3 +540,23 @@ def test_data_with_no_branch_is_no_branch_coverage_not_100(tmp_path: Path) -> No
     )
     assert "coverage: line 0.00 %, branch n/a" in shown
     assert re.search(r"^branch-coverage +100 % +n/a +FAIL$", shown, re.M)
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_a_report_is_written_with_the_mode_the_umask_gives(
+    tmp_path: Path, umask: int, mode: int
+) -> None:
+    """As coverage.py's own reports are: not 0600 whatever the umask (tempfile's mode), which
+    kept every report from the other users of the machine (a later step's, a container's)."""
+    before = os.umask(umask)
+    try:
+        owned_dir.write_text(tmp_path / "summary.md", "# testgate\n")
+    finally:
+        os.umask(before)
+    assert (tmp_path / "summary.md").stat().st_mode & 0o777 == mode
+    assert [path.name for path in tmp_path.iterdir()] == ["summary.md"]  # no temporary left
+
+
+def test_a_report_whose_folder_is_gone_is_named_not_a_traceback(tmp_path: Path) -> None:
+    with pytest.raises(InfraError, match=r"could not write .*gone/summary\.md: .*ENOENT"):
+        owned_dir.write_text(tmp_path / "gone" / "summary.md", "# testgate\n")
