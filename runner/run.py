@@ -220,17 +220,21 @@ def _run(
     durations, durations_warning = read_durations(settings.durations or reports / "durations.json")
     installing = time.monotonic()
     made = not reports.exists()
-    work, cov_args, project_env = _install(settings, environ, made=made)
-    install_s = time.monotonic() - installing
-    gated = settings.fail_under_line > 0 or settings.fail_under_branch > 0
-    whole_folder = coverage_data.whole_folder_warning(cov_args, gated=gated)
-    if whole_folder:
-        emit(f"testgate: {whole_folder}\n")
+    scratch = _Scratch()
     # The run's work dir goes however the run ends: a failure after pytest (a full disk
     # cut its record short) leaves no scratch files holding the space. Until pytest starts
     # (interrupts.hold) a signal raises Interrupted: nothing of this run is reported then,
-    # so a reports dir it made goes too.
-    with _abandoned_unless_started(work, reports, made=made, errors=(TestgateError,), always=True):
+    # so a reports dir it made goes too. One scope from the work dir's making on: a signal
+    # between two scopes would leave both.
+    with _abandoned_unless_started(
+        scratch, reports, made=made, errors=(TestgateError,), always=True
+    ):
+        with interrupts.deferred():  # made and known to the clean-up in one step
+            scratch.path = work = _prepare(reports)
+        cov_args, project_env = _install(settings, environ)
+        install_s = time.monotonic() - installing
+        gated = settings.fail_under_line > 0 or settings.fail_under_branch > 0
+        whole_folder = _said_at_once(coverage_data.whole_folder_warning(cov_args, gated=gated))
         try:
             environ = services.environ(project_env)  # booted meanwhile
         except ServicesFailed:  # the run's reports say so (run): no work of this run is left
@@ -531,45 +535,57 @@ def result_of(
 
 
 def _install(
-    settings: Settings, environ: Mapping[str, str], *, made: bool
-) -> tuple[Path, tuple[str, ...], environment.ProjectEnv]:
-    """The run's work dir, its coverage arguments and the installed, probed environment.
+    settings: Settings, environ: Mapping[str, str]
+) -> tuple[tuple[str, ...], environment.ProjectEnv]:
+    """The run's coverage arguments and the installed, probed environment.
 
-    A failure here, or a signal (``Interrupted``), comes before anything ran: the work dir
-    goes, and so does a reports dir this run ``made``, so a mistyped option or a cancel
-    during the install leaves nothing behind.
+    A failure here, or a signal (``Interrupted``), comes before anything ran: the run's
+    clean-up (``_abandoned_unless_started``) removes the work dir, and a reports dir the
+    run made, so a mistyped option or a cancel during the install leaves nothing behind.
     """
-    reports = settings.reports_dir
-    work = _prepare(reports)
-    with _abandoned_unless_started(work, reports, made=made, errors=(TestgateError,)):
-        cov_args = coverage_data.cov_arguments(settings.project, package=settings.package)
-        sources = coverage_data.infer_sources(settings.project, package=settings.package)
-        return work, cov_args, environment.probe(settings, environ, sources=sources)
+    cov_args = coverage_data.cov_arguments(settings.project, package=settings.package)
+    sources = coverage_data.infer_sources(settings.project, package=settings.package)
+    return cov_args, environment.probe(settings, environ, sources=sources)
+
+
+def _said_at_once(warning: str | None) -> str | None:
+    """A warning printed as it is found (and kept for the reports' warnings)."""
+    if warning:
+        emit(f"testgate: {warning}\n")
+    return warning
+
+
+@dataclass
+class _Scratch:
+    """The run's work dir, once made (None before): what its clean-up removes."""
+
+    path: Path | None = None
 
 
 @contextlib.contextmanager
 def _abandoned_unless_started(
-    work: Path,
+    scratch: _Scratch,
     reports: Path,
     *,
     made: bool,
     errors: tuple[type[BaseException], ...] = (),
     always: bool = False,
 ) -> Iterator[None]:
-    """Remove the run's work dir, and a reports dir this run made (if it holds only its
-    marker), when the block raises ``Interrupted`` (a signal before pytest started) or one
-    of ``errors``; the work dir also when the block ends otherwise, if ``always``."""
+    """Remove the run's work dir (once made), and a reports dir this run made (if it holds
+    only its marker), when the block raises ``Interrupted`` (a signal before pytest started)
+    or one of ``errors``; the work dir also when the block ends otherwise, if ``always``."""
     caught: tuple[type[BaseException], ...] = (interrupts.Interrupted, *errors)
     try:
         yield
     except caught:
-        shutil.rmtree(work, ignore_errors=True)
+        if scratch.path is not None:
+            shutil.rmtree(scratch.path, ignore_errors=True)
         if made:
             owned_dir.release(reports)
         raise
     finally:
-        if always:
-            shutil.rmtree(work, ignore_errors=True)
+        if always and scratch.path is not None:
+            shutil.rmtree(scratch.path, ignore_errors=True)
 
 
 def _prepare(reports: Path) -> Path:

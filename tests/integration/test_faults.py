@@ -442,18 +442,29 @@ def test_a_signal_before_any_test_stops_the_services_wait_and_exits_3(tmp_path: 
     assert not ran.reports.exists()  # nor the reports dir it made, nor the work dir in it
 
 
+@pytest.mark.parametrize(
+    ("event", "code"),
+    [
+        ("call", probe.__code__),  # while the environment is probed
+        ("return", run_module._prepare.__code__),  # as the work dir is made
+        ("return", run_module._install.__code__),  # as the install ends, services awaited next
+    ],
+    ids=["probing", "work dir made", "install done"],
+)
 def test_a_signal_during_the_install_leaves_no_work_dir_and_no_reports_dir_it_made(
-    tmp_path: Path,
+    tmp_path: Path, event: str, code: object
 ) -> None:
-    """A cancel while the project's environment is installed and probed (before pytest):
-    exit 3, and nothing of the run is left: not its work dir (``.testgate-work-...``),
-    nor the reports dir it made. A reports dir an earlier run wrote stays a reports dir."""
+    """A cancel while the project's environment is installed and probed (before pytest),
+    at any moment of it: exit 3, and nothing of the run is left: not its work dir
+    (``.testgate-work-...``), nor the reports dir it made. A reports dir an earlier run
+    wrote stays a reports dir. (A signal as the install returned fell between two clean-up
+    scopes, and left both.)"""
     project = copy_fixture("passing", tmp_path)
     for earlier in (False, True):
         if earlier:
             (project / "testgate-reports").mkdir()
             (project / "testgate-reports" / "history.json.gz").write_bytes(b"")
-        with signal_at(lambda frame, event: event == "call" and frame.f_code is probe.__code__):
+        with signal_at(lambda frame, kind: kind == event and frame.f_code is code):
             ran = run_in_process(project)
         assert ran.exit_code == 3
         assert "interrupted by SIGTERM before anything could be reported" in ran.output
