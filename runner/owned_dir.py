@@ -38,6 +38,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO
 
+from runner import interrupts
 from runner.errors import ConfigError, InfraError
 
 MARKER = ".testgate-reports"
@@ -167,16 +168,23 @@ def claimed_scratch(
     however the block ends; when it raises one of ``abandon`` (a signal, a failure before
     any report), a reports dir this made goes too if it holds nothing else (``release``)."""
     made = not reports.exists()
-    claim(reports, fresh=fresh)
-    work = scratch(reports)
+    work: Path | None = None
     try:
+        with interrupts.deferred():  # a signal between the two would leave the first
+            claim(reports, fresh=fresh)
+            work = scratch(reports)
         yield work
     except abandon:
-        shutil.rmtree(work, ignore_errors=True)
+        _remove_scratch(work)
         if made:
             release(reports)
         raise
     finally:
+        _remove_scratch(work)
+
+
+def _remove_scratch(work: Path | None) -> None:
+    if work is not None:  # None: the claim failed, so nothing was made
         shutil.rmtree(work, ignore_errors=True)
 
 

@@ -841,15 +841,36 @@ def test_a_full_disk_as_coverage_is_combined_is_coverage_not_reported(
     assert sorted(path.name for path in tmp_path.iterdir()) == [".coverage.gw0"]
 
 
-def test_a_signal_before_the_first_flaky_round_leaves_no_work_dir(tmp_path: Path) -> None:
+CLAIMED_SCRATCH = owned_dir.claimed_scratch.__wrapped__  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("event", "code", "caller"),
+    [
+        ("call", probe.__code__, None),  # while the project installs
+        ("return", owned_dir.claim.__code__, CLAIMED_SCRATCH),  # the reports dir claimed
+        ("return", owned_dir.scratch.__code__, CLAIMED_SCRATCH),  # its work dir made
+    ],
+    ids=["probing", "claimed", "work dir made"],
+)
+def test_a_signal_before_the_first_flaky_round_leaves_no_work_dir(
+    tmp_path: Path, event: str, code: object, caller: Any
+) -> None:
     """As ``testgate run`` (above): ``testgate flaky`` cancelled while the project installs
-    left its ``.testgate-work-...`` dir, and the reports dir it made."""
+    left its ``.testgate-work-...`` dir, and the reports dir it made; so did a signal
+    between the claim of the reports dir, the work dir's making and the clean-up's start."""
     project = copy_fixture("passing", tmp_path)
     for earlier in (False, True):
         if earlier:
             (project / "testgate-reports").mkdir()
             (project / "testgate-reports" / "flaky.json").write_bytes(b"{}")
-        with signal_at(lambda frame, event: event == "call" and frame.f_code is probe.__code__):
+        with signal_at(
+            lambda frame, kind: (
+                kind == event
+                and frame.f_code is code
+                and (caller is None or called_by(frame, caller))
+            )
+        ):
             ran = run_in_process(project, command="flaky")
         assert ran.exit_code == 3
         assert "interrupted by SIGTERM before anything could be reported" in ran.output

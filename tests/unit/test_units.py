@@ -30,7 +30,7 @@ from runner.coverage_data import (
     worst_files,
 )
 from runner.environment import first_error
-from runner.errors import InfraError
+from runner.errors import ConfigError, InfraError
 from runner.gates import evaluate
 from runner.junit import classname, write_junit, xml_text
 from runner.render import markdown, terminal
@@ -560,3 +560,17 @@ def test_a_report_is_written_with_the_mode_the_umask_gives(
 def test_a_report_whose_folder_is_gone_is_named_not_a_traceback(tmp_path: Path) -> None:
     with pytest.raises(InfraError, match=r"could not write .*gone/summary\.md: .*ENOENT"):
         owned_dir.write_text(tmp_path / "gone" / "summary.md", "# testgate\n")
+
+
+def test_a_reports_dir_that_cannot_be_claimed_gets_no_scratch_dir(tmp_path: Path) -> None:
+    """``claimed_scratch`` on a reports dir that is a link: refused, and nothing made in the
+    dir the link names, nor a clean-up of a scratch dir that was never made."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (tmp_path / "reports").symlink_to(elsewhere)
+    with (
+        pytest.raises(ConfigError, match="is a symbolic link"),
+        owned_dir.claimed_scratch(tmp_path / "reports", fresh=(), abandon=(ConfigError,)),
+    ):
+        pass
+    assert list(elsewhere.iterdir()) == []
