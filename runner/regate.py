@@ -109,10 +109,10 @@ def _coverage_configuration(
         )
     gated = settings.fail_under_line > 0 or settings.fail_under_branch > 0
     error = found if gated and judged else None
-    warned = tuple(  # where the run said it, when it stays a warning
+    warned = tuple(  # found stays where the run said it while it is a warning
         warning
         for warning in info.warnings
-        if warning not in {found, info.coverage_misconfigured} or warning == found != error
+        if (error is None if warning == found else warning != info.coverage_misconfigured)
     )
     if found and error is None and found not in warned:
         warned += (found,)

@@ -17,11 +17,10 @@ incomplete and its gates say so (exit 3), never judged as if it were whole.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import shutil
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -219,18 +218,15 @@ def _run(
     reports = settings.reports_dir
     durations, durations_warning = read_durations(settings.durations or reports / "durations.json")
     installing = time.monotonic()
-    made = not reports.exists()
-    scratch = _Scratch()
+    _stop_orphans(reports)
     # The run's work dir goes however the run ends: a failure after pytest (a full disk
     # cut its record short) leaves no scratch files holding the space. Until pytest starts
     # (interrupts.hold) a signal raises Interrupted: nothing of this run is reported then,
     # so a reports dir it made goes too. One scope from the work dir's making on: a signal
     # between two scopes would leave both.
-    with _abandoned_unless_started(
-        scratch, reports, made=made, errors=(TestgateError,), always=True
-    ):
-        with interrupts.deferred():  # made and known to the clean-up in one step
-            scratch.path = work = _prepare(reports)
+    with owned_dir.claimed_scratch(
+        reports, fresh=REPORT_FILES, abandon=(interrupts.Interrupted, TestgateError)
+    ) as work:
         cov_args, project_env = _install(settings, environ)
         install_s = time.monotonic() - installing
         gated = settings.fail_under_line > 0 or settings.fail_under_branch > 0
@@ -540,7 +536,7 @@ def _install(
     """The run's coverage arguments and the installed, probed environment.
 
     A failure here, or a signal (``Interrupted``), comes before anything ran: the run's
-    clean-up (``_abandoned_unless_started``) removes the work dir, and a reports dir the
+    clean-up (``owned_dir.claimed_scratch``) removes the work dir, and a reports dir the
     run made, so a mistyped option or a cancel during the install leaves nothing behind.
     """
     cov_args = coverage_data.cov_arguments(settings.project, package=settings.package)
@@ -555,54 +551,19 @@ def _said_at_once(warning: str | None) -> str | None:
     return warning
 
 
-@dataclass
-class _Scratch:
-    """The run's work dir, once made (None before): what its clean-up removes."""
+def _stop_orphans(reports: Path) -> None:
+    """Kill what a killed run's pytest still runs (its work dir's note names it), and say so.
 
-    path: Path | None = None
-
-
-@contextlib.contextmanager
-def _abandoned_unless_started(
-    scratch: _Scratch,
-    reports: Path,
-    *,
-    made: bool,
-    errors: tuple[type[BaseException], ...] = (),
-    always: bool = False,
-) -> Iterator[None]:
-    """Remove the run's work dir (once made), and a reports dir this run made (if it holds
-    only its marker), when the block raises ``Interrupted`` (a signal before pytest started)
-    or one of ``errors``; the work dir also when the block ends otherwise, if ``always``."""
-    caught: tuple[type[BaseException], ...] = (interrupts.Interrupted, *errors)
-    try:
-        yield
-    except caught:
-        if scratch.path is not None:
-            shutil.rmtree(scratch.path, ignore_errors=True)
-        if made:
-            owned_dir.release(reports)
-        raise
-    finally:
-        if always and scratch.path is not None:
-            shutil.rmtree(scratch.path, ignore_errors=True)
-
-
-def _prepare(reports: Path) -> Path:
-    """Claim the reports dir, remove an earlier run's reports from it; a fresh work dir.
-
-    Only a dir testgate claimed (``owned_dir.claim``) is cleaned: no stale file can be
-    mistaken for this run's, and no file testgate did not write is removed.
+    Only the work dirs in a real reports dir are looked at; claiming the dir (which
+    removes them) comes after.
     """
-    if reports.is_dir() and not reports.is_symlink():  # a killed run's pytest still running
+    if reports.is_dir() and not reports.is_symlink():
         left = sorted(reports.glob(f"{owned_dir.SCRATCH_PREFIX}*"))
         if killed := process_group.orphans(left):
             emit(
                 f"testgate: warning: an earlier run was killed and its pytest went on; "
                 f"testgate killed what it still ran: {'; '.join(killed)}\n"
             )
-    owned_dir.claim(reports, fresh=REPORT_FILES)
-    return owned_dir.scratch(reports)
 
 
 def commit_of(project: Path, environ: Mapping[str, str]) -> str | None:

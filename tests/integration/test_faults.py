@@ -446,7 +446,7 @@ def test_a_signal_before_any_test_stops_the_services_wait_and_exits_3(tmp_path: 
     ("event", "code"),
     [
         ("call", probe.__code__),  # while the environment is probed
-        ("return", run_module._prepare.__code__),  # as the work dir is made
+        ("return", owned_dir.scratch.__code__),  # as the work dir is made
         ("return", run_module._install.__code__),  # as the install ends, services awaited next
     ],
     ids=["probing", "work dir made", "install done"],
