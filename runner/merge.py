@@ -256,6 +256,7 @@ def merge(
         merged=tuple(merged_run(part, project=settings.project) for part in parts),
         interrupted=next((run.interrupted for run in runs if run.interrupted), None),
         not_run=tuple(test_id for run in runs for test_id in run.not_run),
+        deselected=max(run.deselected for run in runs),  # shards deselect the same tests
         coverage_incomplete=unreported
         or next(  # a part known to be partial makes the whole partial
             (

@@ -79,6 +79,7 @@ class AttemptRecord:
     warnings: tuple[str, ...] = ()  # pytest's own warnings: configuration, marks, plugins
     collect_reports: int = 0  # collection errors as pytest counts them: once per xdist worker
     collected_ids: tuple[str, ...] = ()
+    deselected: int = 0  # collected tests the project's options or plugins deselected
     lost: tuple[str, ...] = ()
     crashes: tuple[str, ...] = ()
     uncaught: str | None = None  # the exception that ended pytest after its last hook
@@ -160,6 +161,7 @@ class _Builder:
         self.started = False
         self.exit_status: int | None = None
         self.collected: int | None = None
+        self.deselected = 0
         self.phases: dict[str, dict[str, dict[str, Any]]] = {}
         self.def_lines: dict[str, int | None] = {}
         self.order: list[str] = []
@@ -185,6 +187,8 @@ class _Builder:
         elif kind == wire.COLLECTED:
             self.collected = max(self.collected or 0, record["count"])
             self.collected_ids = self.collected_ids or [str(i) for i in record.get("ids", ())]
+        elif kind == wire.DESELECTED:  # each xdist worker deselects the same tests
+            self.deselected = max(self.deselected, record["count"])
         elif kind == wire.LOGSTART:
             self.running = record["id"]
             self.def_lines.setdefault(record["id"], record.get("def_line"))
@@ -302,6 +306,7 @@ class _Builder:
             warnings=tuple(self.warnings),
             collect_reports=self.collect_reports,
             collected_ids=tuple(self.collected_ids),
+            deselected=self.deselected,
             lost=tuple(dict.fromkeys(test for test in self.lost if test != died)),
             crashes=tuple(f"{worker}{how}" for worker, how in self.crashes.items()),
             uncaught=self.uncaught,

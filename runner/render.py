@@ -66,10 +66,16 @@ def gate_verdict(gate: GateResult) -> str:
 
 
 def counts_line(result: RunResult) -> str:
-    """``12 tests: 10 passed, 1 failed, 1 error`` with only the non-zero counts."""
+    """``12 tests: 10 passed, 1 failed, 1 error`` with only the non-zero counts, then the
+    tests the project deselected (``; 3 deselected``), which are not among the tests."""
     totals = msgspec.structs.asdict(result.totals)
     parts = [_count(name, totals[name]) for name in list(totals)[1:] if totals[name]]
-    return f"{counted(totals['tests'], 'test')}: " + (", ".join(parts) if parts else "none ran")
+    deselected = f"; {result.run.deselected} deselected" if result.run.deselected else ""
+    return (
+        f"{counted(totals['tests'], 'test')}: "
+        + (", ".join(parts) if parts else "none ran")
+        + deselected
+    )
 
 
 def phases_line(phases: Phases) -> str:

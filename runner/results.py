@@ -406,6 +406,7 @@ class RunInfo(msgspec.Struct, frozen=True, kw_only=True):
     merged: tuple[str, ...] = ()
     interrupted: str | None = None
     not_run: tuple[str, ...] = ()
+    deselected: int = 0  # tests collected and deselected by the project (-k, -m, a plugin)
     coverage_incomplete: str | None = None
     coverage_misconfigured: str | None = None
     phases: Phases | None = None

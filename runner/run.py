@@ -343,6 +343,7 @@ def _run(
             + faults.leftover_warnings([done.completed for done in history.runs]),
             interrupted=stop.why,
             not_run=stop.not_run,
+            deselected=first.record.deselected,
             coverage_incomplete=incomplete,
             coverage_misconfigured=misconfigured if gated and judged else None,
             workers=workers.count,

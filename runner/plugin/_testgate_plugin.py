@@ -50,7 +50,7 @@ import json
 import os
 import sys
 import traceback
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -62,6 +62,8 @@ from _testgate_wire import (
     COLLECT_SKIP,
     COLLECTED,
     CONFTEST_ERROR,
+    DESELECTED,
+    DESELECTED_OUTPUT,
     DJANGO_ENV,
     FINISH,
     INTERNAL_ERROR,
@@ -91,6 +93,8 @@ _SCHEDULE_KEY = pytest.StashKey[dict[str, Any]]()
 _EXCEPTHOOK_KEY = pytest.StashKey[Any]()
 _FINISHED_KEY = pytest.StashKey[bool]()
 _IN_SESSION_KEY = pytest.StashKey[bool]()
+_DESELECTED_KEY = pytest.StashKey[int]()  # by the project's options or plugins
+_SETTING_ASIDE_KEY = pytest.StashKey[bool]()  # while testgate deselects tests itself
 
 
 def worker_environment(environ: dict[str, str] | os._Environ[str]) -> None:
@@ -257,7 +261,31 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         kept.sort(key=lambda item: selection.sort_key(item.nodeid, positions[item.nodeid] or 0))
     items[:] = kept
     if dropped:
+        _set_aside(config, dropped)
+
+
+def _set_aside(config: pytest.Config, dropped: list[pytest.Item]) -> None:
+    """Deselect tests for testgate's own reasons (a rerun's passing tests, a shard's
+    others): pytest and other plugins hear of it, the project's count does not."""
+    config.stash[_SETTING_ASIDE_KEY] = True
+    try:
         config.hook.pytest_deselected(items=dropped)
+    finally:
+        config.stash[_SETTING_ASIDE_KEY] = False
+
+
+def pytest_deselected(items: Sequence[pytest.Item]) -> None:
+    """Count the tests the project deselects: ``-k``, ``-m``, ``--deselect``, ``--lf`` in
+    its options or addopts, or a plugin or conftest that calls this hook. pytest names the
+    count in its own summary, but not under xdist; the record gets it from each worker."""
+    if not items or items[0].config.stash.get(_SETTING_ASIDE_KEY, False):
+        return
+    config = items[0].config
+    count = config.stash[_DESELECTED_KEY] = config.stash.get(_DESELECTED_KEY, 0) + len(items)
+    output = getattr(config, "workeroutput", None)
+    if output is not None:  # pragma: no cover - in xdist's workers, which coverage cannot
+        # follow; test_deselected_tests_are_counted_serially_and_under_xdist shows it
+        output[DESELECTED_OUTPUT] = count
 
 
 class Scheduler:
@@ -280,7 +308,7 @@ def _schedule(config: pytest.Config, items: list[pytest.Item]) -> None:
         mine = set(partition(ids, durations, count)[index - 1])
         dropped = [item for item in items if item.nodeid not in mine]
         items[:] = [item for item in items if item.nodeid in mine]
-        config.hook.pytest_deselected(items=dropped)
+        _set_aside(config, dropped)
     if schedule.get("order"):
         group = schedule.get("group", True)
         items[:] = longest_first(items, durations, group=group, queues=_queues(config))
@@ -450,6 +478,11 @@ class Recorder:
     @pytest.hookimpl(trylast=True)
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         self._collected([item.nodeid for item in session.items])
+        self._deselected(session.config.stash.get(_DESELECTED_KEY, 0))
+
+    def _deselected(self, count: int | None) -> None:
+        if count:
+            self.write({"kind": DESELECTED, "count": count})
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
@@ -457,7 +490,9 @@ class Recorder:
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: object | None) -> None:
-        """A worker that died: its exit code (negative: the signal) when execnet has it."""
+        """A worker that died: its exit code (negative: the signal) when execnet has it.
+        One that finished hands over the tests it deselected."""
+        self._deselected(getattr(node, "workeroutput", {}).get(DESELECTED_OUTPUT))
         if error is not None:
             self.write({"kind": WORKER_DOWN, "worker": node.gateway.id, "exit": _exit_code(node)})
 

@@ -38,9 +38,14 @@ WORKERS_ENV = "TESTGATE_ATTEMPT_WORKERS"  # not TESTGATE_WORKERS: the workers op
 # The variables the runner hands the plugin for one attempt: never inherited by another.
 ATTEMPT_VARIABLES = (RECORD_ENV, SELECT_ENV, SCHEDULE_ENV, TIMEOUTS_ENV, WORKERS_ENV)
 
+# What an xdist worker hands its controller at its end (``workeroutput``): the tests it
+# deselected, which the controller, collecting nothing itself, cannot count.
+DESELECTED_OUTPUT = "testgate_deselected"
+
 # Record kinds, in the order a session writes them.
 START = "start"
 COLLECTED = "collected"
+DESELECTED = "deselected"  # collected tests the project's options or plugins set aside
 COLLECT_ERROR = "collect-error"
 COLLECT_SKIP = "collect-skip"
 LOGSTART = "logstart"
@@ -55,6 +60,7 @@ CONFTEST_ERROR = "conftest-error"  # a conftest pytest could not import, before 
 FIELDS: Mapping[str, Mapping[str, type | tuple[type, ...]]] = {
     START: {},
     COLLECTED: {"count": int},
+    DESELECTED: {"count": int},
     LOGSTART: {"id": str},
     COLLECT_ERROR: {"id": str, "message": str, "text": str},
     REPORT: {"id": str, "when": str, "outcome": str, "duration": (int, float)},

@@ -261,7 +261,7 @@ def test_long_text_is_cut_and_says_so(pytester: pytest.Pytester) -> None:
 def test_under_xdist_the_controller_records_every_worker(pytester: pytest.Pytester) -> None:
     """The project's own ``-n 2`` (in addopts) spreads the tests over two workers, whose
     records the controller writes; test_the_workers_testgate_decided_* turns it off."""
-    pytester.makeini("[pytest]\naddopts = -n 2\n")
+    pytester.makeini("[pytest]\naddopts = -n 2 --deselect test_many.py::test_n[5]\n")
     pytester.makepyfile(
         test_many="import pytest\n@pytest.mark.parametrize('n', range(6))\n"
         "def test_n(n):\n    assert n != 3\n",
@@ -276,7 +276,10 @@ def test_under_xdist_the_controller_records_every_worker(pytester: pytest.Pytest
         found = records(pytester)
     collected = [item for item in found if item["kind"] == "collected"]
     assert sorted(item["worker"] for item in collected) == ["gw0", "gw1"]
-    assert all(item["count"] == 6 for item in collected)
+    assert all(item["count"] == 5 for item in collected)
+    # each worker names the one test the project deselected; testgate's selection, which
+    # set test_unwanted.py aside, is not the project's
+    assert [item["count"] for item in found if item["kind"] == "deselected"] == [1, 1]
     (failed,) = [item for item in found if item.get("outcome") == "failed"]
     assert (failed["id"], failed["line"]) == ("test_many.py::test_n[3]", 4)
     workers = {item["worker"] for item in found if item["kind"] == "report"}
@@ -380,6 +383,25 @@ def test_a_selection_runs_only_its_tests_in_the_order_given(pytester: pytest.Pyt
     assert select(pytester, wanted, ordered=False) == ["test_one.py::test_a", "test_one.py::test_c"]
     everything = ["test_one.py::test_a", "test_one.py::test_b", "test_one.py::test_c"]
     assert select(pytester, everything, ordered=False) == everything
+
+
+def test_tests_the_project_deselects_are_counted_and_testgates_own_are_not(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makeconftest(
+        "def pytest_collection_modifyitems(config, items):\n"
+        "    dropped = [item for item in items if item.name == 'test_dropped']\n"
+        "    items[:] = [item for item in items if item not in dropped]\n"
+        "    config.hook.pytest_deselected(items=dropped)\n"
+    )
+    pytester.makepyfile(
+        test_d="import pytest\n\ndef test_kept():\n    pass\n\ndef test_dropped():\n    pass\n"
+        "\n@pytest.mark.slow\ndef test_slow():\n    pass\n\ndef test_not_chosen():\n    pass\n"
+    )
+    pytester.makeini("[pytest]\nmarkers = slow\naddopts = -m 'not slow'\n")
+    assert select(pytester, ["test_d.py::test_kept"], ordered=False) == ["test_d.py::test_kept"]
+    found = [json.loads(line) for line in (pytester.path / "record.jsonl").read_text().splitlines()]
+    assert [item["count"] for item in found if item["kind"] == "deselected"] == [2]
 
 
 def test_a_selection_entry_may_name_a_directory_module_or_class(pytester: pytest.Pytester) -> None:

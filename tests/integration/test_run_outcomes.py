@@ -100,6 +100,16 @@ def test_totals_equal_pytests_own_summary_line(ran: Ran) -> None:
     assert totals["tests"] == 13
 
 
+def test_tests_the_project_deselects_are_counted_apart(ran: Ran) -> None:
+    """The fixture's addopts deselect one test: under xdist pytest's own summary line does
+    not say so, testgate's lines do, beside the 13 tests, not among them."""
+    assert ran.results()["run"]["deselected"] == 1
+    assert "testgate: 13 tests: " in ran.output
+    assert "; 1 deselected in " in ran.output
+    summary = (ran.reports / "summary.md").read_text("utf-8")
+    assert "; 1 deselected** in " in summary
+
+
 def test_failures_point_at_the_failing_line_of_the_right_file(ran: Ran) -> None:
     expected = {
         f"{MAIN}::test_fails": (MAIN, line_of(ran, MAIN, "fails")),
