@@ -33,8 +33,10 @@ def evaluate(
     suite_duration_s: float,
     diff: DiffCoverage | None = None,
     diff_skipped: str = "",
+    deselected: int = 0,
 ) -> tuple[GateResult, ...]:
-    """Every enabled gate, in the order a user reads them."""
+    """Every enabled gate, in the order a user reads them; ``deselected`` is how many
+    collected tests the project deselected (``RunInfo.deselected``)."""
     gates = [
         failed_tests(tests),
         line_gate(settings, coverage),
@@ -46,7 +48,7 @@ def evaluate(
             skipped=diff_skipped,
         ),
         max_flaky(tests, threshold=settings.max_flaky),
-        min_tests(tests, threshold=settings.min_tests),
+        min_tests(tests, threshold=settings.min_tests, deselected=deselected),
     ]
     if settings.max_duration is not None:
         gates.append(max_duration(suite_duration_s, threshold=settings.max_duration))
@@ -236,14 +238,23 @@ def coverage_gate(
     )
 
 
-def min_tests(tests: tuple[TestResult, ...], *, threshold: int) -> GateResult:
-    """At least ``threshold`` tests ran (skipped ones did not), so a shrunk suite fails."""
+def min_tests(
+    tests: tuple[TestResult, ...], *, threshold: int, deselected: int = 0
+) -> GateResult:
+    """At least ``threshold`` tests ran (skipped ones did not), so a shrunk suite fails;
+    with none, why: every test skipped, or deselected (``-k``, ``-m``), or none collected."""
     totals = Totals.of(tests)
     ran = totals.ran
     passed = ran >= threshold
     if ran == 0 and totals.tests:
         every = "the only test was" if totals.tests == 1 else f"all {totals.tests} tests were"
         message = f"no test ran: {every} skipped (see the skip reasons)"
+    elif ran == 0 and deselected:
+        message = (
+            f"no test ran: the {counted(deselected, 'test')} collected "
+            f"{'was' if deselected == 1 else 'were'} deselected: check -k, -m, --deselect and "
+            "--lf in the options and addopts, and plugins that deselect"
+        )
     elif ran == 0:
         message = "no test ran: check testpaths, -k and -m, and that tests are collected"
     else:

@@ -100,6 +100,7 @@ def conclude(
         suite_duration_s=info.suite_duration_s,
         diff=diff[0],
         diff_skipped=diff[1],
+        deselected=info.deselected,
     ) + history_run.history_gates(settings, today=datetime.now(UTC).date())
     if any(problem.startswith(CRASHED) for problem in info.problems):
         verdicts = not_evaluated(verdicts)

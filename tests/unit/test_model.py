@@ -149,6 +149,11 @@ def test_a_suite_that_only_skipped_says_so_not_that_nothing_was_collected() -> N
     assert min_tests((), threshold=1).message == (
         "no test ran: check testpaths, -k and -m, and that tests are collected"
     )
+    for deselected, said in ((1, "the 1 test collected was"), (3, "the 3 tests collected were")):
+        assert min_tests((), threshold=1, deselected=deselected).message == (
+            f"no test ran: {said} deselected: check -k, -m, --deselect and --lf in the "
+            "options and addopts, and plugins that deselect"
+        )
 
 
 def test_a_share_of_skipped_tests_keeps_its_percent_in_every_report() -> None:
