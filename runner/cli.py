@@ -209,12 +209,16 @@ def _add_settings(parser: argparse.ArgumentParser, *, command: str) -> None:
                 else argparse.SUPPRESS,
             )
             continue
+        repeatable = option.joined_by is not None
         parser.add_argument(
             f"--{option.name}",
             *CLI_ALIASES.get(option.name, ()),
             dest=option.attribute,
+            action="append" if repeatable else "store",
             default=None,
-            help=_escaped(option.help) if shown else argparse.SUPPRESS,
+            help=_escaped(option.help) + (" (may be repeated)" if repeatable else "")
+            if shown
+            else argparse.SUPPRESS,
         )
 
 
@@ -363,6 +367,10 @@ def _settings(
     flags = {option.name: getattr(namespace, option.attribute, None) for option in OPTIONS}
     if flags["services"] is not None:
         flags["services"] = "\n".join(flags["services"])
+    for option in OPTIONS:  # a flag given twice: both values count (see Option.joined_by)
+        given = flags[option.name]
+        if option.joined_by is not None and given is not None:
+            flags[option.name] = option.joined_by.join(given)
     return load_settings(
         project=project, flags=flags, environ=environ, extra_pytest_args=pytest_args
     )

@@ -238,9 +238,7 @@ def coverage_gate(
     )
 
 
-def min_tests(
-    tests: tuple[TestResult, ...], *, threshold: int, deselected: int = 0
-) -> GateResult:
+def min_tests(tests: tuple[TestResult, ...], *, threshold: int, deselected: int = 0) -> GateResult:
     """At least ``threshold`` tests ran (skipped ones did not), so a shrunk suite fails;
     with none, why: every test skipped, or deselected (``-k``, ``-m``), or none collected."""
     totals = Totals.of(tests)

@@ -283,6 +283,15 @@ class Option:
         return self.name.replace("-", "_")
 
     @property
+    def joined_by(self) -> str | None:
+        """How the values of a flag given more than once join: a list of names (``--group
+        test --group django52``, as uv takes them) or pytest arguments; None for a single
+        value, where the last one given wins, as argparse has it."""
+        if self.parse is _names:
+            return ","
+        return " " if self.parse is _arguments else None
+
+    @property
     def env(self) -> str:
         return ENV_PREFIX + self.attribute.upper()
 

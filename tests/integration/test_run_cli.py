@@ -195,23 +195,24 @@ def test_a_coverage_warning_at_its_start_does_not_stop_a_filterwarnings_error_su
 def test_arguments_after_double_dash_and_pytest_args_reach_pytest(
     run_cli: RunCli, tmp_path: Path
 ) -> None:
+    """``--pytest-args`` given twice: both reach pytest (before, the last one won)."""
     project = copy_fixture("passing", tmp_path)
     ran = run_cli(
-        project, "--workers", "0", "--min-tests", "3", "--pytest-args", "-k 'add or sign'",
-        "--", "-m", "not slow",
+        project, "--workers", "0", "--min-tests", "3", "--pytest-args", "-k 'add or sign_pos'",
+        "--pytest-args", "-o console_output_style=classic", "--", "-m", "not slow",
     )  # fmt: skip
     assert ran.exit_code == 1
-    assert [test["id"] for test in ran.results()["tests"]] == [
-        "tests/test_calc.py::test_add",
-        "tests/test_calc.py::test_sign_negative",
-    ]
-    assert "-k 'add or sign'" not in ran.output  # reached pytest as two arguments
+    assert [test["id"] for test in ran.results()["tests"]] == ["tests/test_calc.py::test_add"]
+    assert "-k 'add or sign_pos'" not in ran.output  # reached pytest as two arguments
+    # -k deselected test_sign_negative, -m test_sign_positive: counted apart from the tests
+    assert ran.results()["run"]["deselected"] == 2
+    assert "testgate: 1 test: 1 passed; 2 deselected in " in ran.output
     assert ran.gate("min-tests") == {
         "name": "min-tests",
         "threshold": 3,
-        "actual": 2,
+        "actual": 1,
         "passed": False,
-        "message": "2 tests ran; at least 3 required",
+        "message": "1 test ran; at least 3 required",
         "verdict": "fail",
     }
     # The unselected branch is now uncovered: the branch gate says so.

@@ -185,6 +185,20 @@ def test_a_mistyped_flag_is_refused_with_the_closest_flag(
         assert capsys.readouterr().err.endswith(expected)
 
 
+def test_a_list_flag_given_twice_keeps_both_values(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--group test --group django52``, as uv takes it: before, only the last group was
+    installed (django-mysql's tests then failed to import their database driver)."""
+    (tmp_path / "pyproject.toml").write_text(
+        '[project]\nname = "p"\nversion = "0"\n[dependency-groups]\ndev = []\n', "utf-8"
+    )
+    args = ["run", "--project", str(tmp_path), "--group", "tset", "--group", "dev"]
+    code = main(args, environ={})
+    assert code == 2
+    assert "no dependency group 'tset'" in capsys.readouterr().err
+
+
 def test_a_testgate_variable_that_sets_no_option_is_warned_about(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
