@@ -124,6 +124,7 @@ def detect(
         earlier: Mapping[str, Sequence[str]] = {}
         found_problems: list[str] = []
         rounds, stopped_by, per_round = 0, "verdicts", 0.0
+        deselected = ""  # what the project deselected, for a wanted name that matched nothing
         if wanted != []:
             project_env = environment.probe(settings, environ)
             earlier = history_run.unchanged_outcomes(
@@ -181,6 +182,7 @@ def detect(
                     f"{needed}; {workers.reason}",
                 )
                 per_round = done.completed.duration_s / size
+                deselected = done.record.deselected_note or deselected
                 found_problems += [f"rounds from {rounds + 1}: {p}" for p in problems(done)]
                 for test in sorted(recorded_tests(done, kind="rerun"), key=lambda t: t.round or 0):
                     tally = tallies.get(test.test_id) or _from_history(
@@ -212,7 +214,7 @@ def detect(
         ),
         quarantine_stable=_stable_entries(quarantine, tallies),
         warnings=tuple(
-            f"{entry!r} matches no test"
+            f"{entry!r} matches no test{deselected}"
             for entry in Quarantine(tuple(wanted or ())).unmatched(tallies)
         ),
         problems=tuple(found_problems),

@@ -85,6 +85,17 @@ class AttemptRecord:
     uncaught: str | None = None  # the exception that ended pytest after its last hook
     conftest_error: str | None = None  # a conftest pytest could not import: it never configured
 
+    @property
+    def deselected_note(self) -> str:
+        """`` (the project deselected 3 tests: -k, -m, --deselect, a plugin)`` when it did,
+        for a name that matched no test: it may be one of those; else nothing."""
+        if not self.deselected:
+            return ""
+        return (
+            f" (the project deselected {counted(self.deselected, 'test')}: -k, -m, --deselect "
+            "or a plugin)"
+        )
+
 
 def read_record(
     path: Path, *, limit_bytes: int = RECORD_LIMIT_BYTES, full_below: int = FULL_DISK_BYTES

@@ -334,6 +334,7 @@ def _run(
             + collection_notes(first.record)
             + tuple(
                 f"quarantine entry {entry!r} matches no test of this run"
+                f"{first.record.deselected_note}"
                 for entry in quarantine.unmatched(history.attempts)
             )
             + ((durations_warning,) if durations_warning else ())

@@ -264,3 +264,24 @@ def test_the_failing_line_is_the_last_location_of_the_test_file_in_the_traceback
     assert line_in_traceback(text, "src/app.py") == 40
     assert line_in_traceback(text, "tests/test_b.py") is None
     assert line_in_traceback("", "tests/test_a.py") is None
+
+
+def test_deselected_tests_are_counted_once_and_named_for_names_that_match_none(
+    tmp_path: Path,
+) -> None:
+    """Each xdist worker hands over the same count: the record keeps it once. A quarantine
+    entry or a flaky --only name that matched nothing is told it may be one of them."""
+    path = write_lines(
+        tmp_path / "r.jsonl",
+        {"kind": "start"},
+        {"kind": "deselected", "count": 3},
+        {"kind": "deselected", "count": 3},
+        {"kind": "finish", "exitstatus": 0},
+    )
+    record = read_record(path)
+    assert record.deselected == 3
+    assert record.deselected_note == (
+        " (the project deselected 3 tests: -k, -m, --deselect or a plugin)"
+    )
+    none = read_record(write_lines(tmp_path / "n.jsonl", {"kind": "start"}))
+    assert (none.deselected, none.deselected_note) == (0, "")
