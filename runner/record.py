@@ -241,7 +241,7 @@ class _Builder:
         """A module that skipped itself is one skipped test, as pytest counts it (once,
         though every xdist worker reports it); unless a dependency is missing."""
         if MISSING_DEPENDENCY.search(record["message"]):
-            message = f"skipped because a plugin or dependency is missing: {record['message']}"
+            message = f"{MISSING}{record['message']}"
             self._collect_error({**record, "message": message, "text": message})
         elif record["id"] not in self.skipped_modules:
             attempt = Attempt(
@@ -395,6 +395,15 @@ MISSING_DEPENDENCY = re.compile(
     r"^could not import '|No module named |async def functions? (are|is) not natively"
     r"|no async plugin installed"
 )
+MISSING = "skipped because a plugin or dependency is missing: "  # such a skip's error message
+
+
+def missing_dependency(attempt: Attempt) -> bool:
+    """Whether the attempt is a skip for a missing plugin or module, made an error: the
+    environment's, which a rerun in the same environment would only repeat."""
+    return (attempt.message or "").startswith(MISSING)
+
+
 PYTEST_WARNED = "pytest warned: "
 XDIST_CRASH = "???"  # the phase of xdist's report for the test a worker died in
 
@@ -453,7 +462,7 @@ def _fold(phases: dict[str, dict[str, Any]]) -> Attempt:
     outcome, message = _outcome(phase, report), report.get("message") or report.get("wasxfail")
     if outcome == "skipped" and message and MISSING_DEPENDENCY.search(message):
         outcome, failed = "error", True  # a silent skip would hide tests that never ran
-        message = f"skipped because a plugin or dependency is missing: {message}"
+        message = f"{MISSING}{message}"
     teardown_error = broken_teardown.get("message", "teardown failed") if broken_teardown else None
     return Attempt(
         outcome=outcome,

@@ -56,7 +56,7 @@ from runner.github.commands import on_github
 from runner.output import emit
 from runner.plural import counted
 from runner.quarantine import Quarantine, read_quarantine
-from runner.record import PYTEST_WARNED, collection_notes
+from runner.record import PYTEST_WARNED, collection_notes, missing_dependency
 from runner.report import (
     Outcome,
     conclude,
@@ -398,7 +398,8 @@ def write_schedule(
 
 
 def rerun_failures(session: Session, history: History) -> str | None:
-    """Rerun what failed (not collection errors), up to ``reruns`` times, while it fails;
+    """Rerun what failed (not collection errors, nor skips for a missing plugin or module,
+    which the same environment would only repeat), up to ``reruns`` times, while it fails;
     return why the failures were not rerun (``runner.rerun_budget``), if they were not.
 
     Each rerun is a fresh process with new seeds, under xdist when the tests' first
@@ -411,6 +412,7 @@ def rerun_failures(session: Session, history: History) -> str | None:
         test_id
         for test_id in history.still_failing(list(history.attempts))
         if history.attempts[test_id][0].phase != "collect"
+        and not missing_dependency(history.attempts[test_id][0])
     ]
     suite = len(history.attempts)
     for number in range(2, settings.reruns + 2):

@@ -568,7 +568,7 @@ def asyncio_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Ran, Ran]:
             "import pytest\n\npytest.skip('windows only', allow_module_level=True)\n", "utf-8"
         )
         github = {"GITHUB_ACTIONS": "true", "GITHUB_STEP_SUMMARY": str(root / "summary.md")}
-        return run_in_process(project, "--reruns", "0", extra_env={**cache, **github})
+        return run_in_process(project, "--reruns", "1", extra_env={**cache, **github})
 
     without = once_per_session(tmp_path_factory, "asyncio", both)
     with_group = without.project.parent.parent / "with" / "asyncio"
@@ -601,8 +601,12 @@ def test_without_their_plugin_async_tests_never_pass_and_pytest_warnings_show(
         test["id"]: (test["outcome"], test["attempts"][0]["message"]) for test in results["tests"]
     }
     assert outcomes["tests/test_waiter.py::test_soup"][0] == "failed"
-    # a test skipped for want of a module is an error, not a skip
+    # a test skipped for want of a module is an error, not a skip; the same environment
+    # would skip it again, so it is not rerun, where a failure is
     assert outcomes["tests/test_plugin_needed.py::test_needs"][0] == "error"
+    attempts = {test["id"]: len(test["attempts"]) for test in results["tests"]}
+    assert attempts["tests/test_plugin_needed.py::test_needs"] == 1
+    assert attempts["tests/test_waiter.py::test_soup"] == 2
     # a module that skips itself is its own choice: one skipped test, as pytest counts it
     assert outcomes["tests/test_elsewhere.py"] == ("skipped", "windows only")
     assert outcomes["tests/test_plugin_needed.py::test_chosen"] == ("skipped", "not today")
