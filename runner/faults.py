@@ -49,6 +49,7 @@ def stopped(
     collection_stopped: bool = False,
     died: bool = False,
     collection_done: bool = True,
+    interrupted_in: str | None = None,
 ) -> Stop:
     """The run's stop, and the tests it collected that never finished.
 
@@ -60,7 +61,8 @@ def stopped(
     (``collection_stopped``) is reported as such, with its own advice; when the pytest
     process ``died``, the problem that says so comes first and this one lists the rest.
     A run stopped before pytest had collected its tests (``collection_done`` false) says
-    that no test ran, not that none was left to run.
+    that no test ran, not that none was left to run. A test that raised a KeyboardInterrupt
+    (``interrupted_in``) is named as what ended the session.
     """
     why = interrupts.reason()
     finished = set(done)
@@ -74,6 +76,10 @@ def stopped(
             f"{counted(len(never), 'collected test')} never ran: {listed}{more}; the pytest "
             "process ended before them"
             if died
+            else f"{counted(len(never), 'collected test')} never ran "
+            f"({describe_exit(exit_code)}): {listed}{more}; the KeyboardInterrupt raised in "
+            f"{interrupted_in} ended pytest's session before them"
+            if interrupted_in is not None
             else f"{counted(len(never), 'collected test')} never ran "
             f"({describe_exit(exit_code)}): {listed}{more}; -x, --maxfail, --sw, pytest.exit() "
             "or a plugin ends pytest's session early, and a test that never ran is no pass"

@@ -65,6 +65,7 @@ from _testgate_wire import (
     DJANGO_ENV,
     FINISH,
     INTERNAL_ERROR,
+    KEYBOARD_INTERRUPT,
     LOGSTART,
     NO_DYNAMIC_CONTEXT_ENV,
     RECORD_ENV,
@@ -426,8 +427,10 @@ def _make_serializable(report: pytest.TestReport) -> None:
 class Recorder:
     """Appends JSON lines to the record file; lives only in the controller process."""
 
-    def __init__(self, stream: TextIO) -> None:
+    def __init__(self, stream: TextIO, *, root: Path) -> None:
         self._stream = stream
+        self._root = root
+        self._running_file: str | None = None  # the file of the test that started last
         self._seq = 0
         self._warned: set[str] = set()
         self._ids_written = False
@@ -457,12 +460,30 @@ class Recorder:
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: object | None) -> None:
-        """A worker that died: its exit code (negative: the signal) when execnet has it."""
-        if error is not None:
+        """A worker that died: its exit code (negative: the signal) when execnet has it. One
+        that ended its session on a KeyboardInterrupt (xdist's ``keyboard-interrupt``) did
+        not crash: it is on its way out, with no exit code worth waiting for."""
+        if error == "keyboard-interrupt":
+            self.write({"kind": WORKER_DOWN, "worker": node.gateway.id, "interrupted": True})
+        elif error is not None:
             self.write({"kind": WORKER_DOWN, "worker": node.gateway.id, "exit": _exit_code(node)})
 
     def pytest_runtest_logstart(self, nodeid: str, location: tuple[str, int | None, str]) -> None:
+        self._running_file = location[0]
         self.write({"kind": LOGSTART, "id": nodeid, "def_line": _def_line(nodeid, location)})
+
+    def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+        """The KeyboardInterrupt that stopped the session, and the innermost line of the
+        running test's file it came through (None: it came through none, as xdist's own
+        ``Interrupted`` in the controller does). A test that raised it, or signalled its own
+        process, ran and is an error; testgate tells that from its own interrupt."""
+        file = None if self._running_file is None else self._root / self._running_file
+        line = next(
+            (entry.lineno + 1 for entry in reversed(excinfo.traceback) if entry.path == file),
+            None,
+        )
+        message = _clean(excinfo.exconly(), MESSAGE_LIMIT)
+        self.write({"kind": KEYBOARD_INTERRUPT, "message": message, "line": line})
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         if report.failed:
@@ -768,7 +789,7 @@ def pytest_cmdline_main(config: pytest.Config) -> None:
     if not path or worker is not None:
         return
     stream = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed in pytest_unconfigure
-    recorder = Recorder(stream)
+    recorder = Recorder(stream, root=config.rootpath)
     config.pluginmanager.register(recorder, "testgate-recorder")
     config.stash[_STREAM_KEY] = stream
     recorder.write({"kind": START, "pytest": pytest.__version__})

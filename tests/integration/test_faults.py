@@ -960,3 +960,50 @@ def test_a_killed_runs_pytest_is_stopped_by_the_next_run(tmp_path: Path) -> None
     ) in ran.output
     assert ran.exit_code == 0
     assert not attempt.parent.exists()  # the work dir left behind goes, as it always did
+
+
+RAISES_KEYBOARD_INTERRUPT = """
+def test_stops_the_session():
+    raise KeyboardInterrupt("from the test")  # marker: raised
+
+
+def test_after_it():
+    pass
+"""
+
+
+@pytest.mark.parametrize("workers", ["0", "2"])
+def test_a_test_that_raises_keyboard_interrupt_is_its_error_not_a_test_never_run(
+    tmp_path: Path, workers: str
+) -> None:
+    """pytest stops its session at a KeyboardInterrupt a test raises (exit 2). The test
+    that raised it ran: without xdist it was listed among the tests that never ran, and
+    the problem blamed -x or pytest.exit(); under xdist its worker was said to have died.
+    testgate sent no signal: the test is an error naming the interrupt, at its line."""
+    project = copy_fixture("passing", tmp_path)
+    path = project / "tests" / "test_interrupt.py"
+    path.write_text(RAISES_KEYBOARD_INTERRUPT, "utf-8")
+    ran = run_in_process(project, "--workers", workers, "--reruns", "0")
+    assert ran.exit_code == 3
+    run = ran.results()["run"]
+    assert run["interrupted"] is None
+    test_id = "tests/test_interrupt.py::test_stops_the_session"
+    assert test_id not in run["not_run"]
+    (attempt,) = ran.test(test_id)["attempts"]
+    assert attempt["outcome"] == "error"
+    if workers == "0":
+        assert attempt["message"] == "KeyboardInterrupt: from the test stopped pytest's session"
+        assert attempt["line"] == marker_line(path, "raised")
+        assert run["problems"][0] == (
+            f"KeyboardInterrupt: from the test, raised in {test_id}, stopped pytest before "
+            "the suite finished (exit 2)"
+        )
+        assert run["problems"][1] == (
+            "1 collected test never ran (exit 2): tests/test_interrupt.py::test_after_it; the "
+            f"KeyboardInterrupt raised in {test_id} ended pytest's session before them"
+        )
+    else:
+        assert re.fullmatch(
+            r"the xdist worker gw[01] stopped on a KeyboardInterrupt while this test ran",
+            attempt["message"],
+        )

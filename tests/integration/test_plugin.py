@@ -72,7 +72,10 @@ def records(pytester: pytest.Pytester, *args: str, env: bool = True) -> list[dic
         patch.setattr(xdist.workermanage, "_sys_path", [str(PLUGIN_DIR), *sys.path])
         if env:
             patch.setenv(RECORD_ENV, str(path))
-        pytester.runpytest_inprocess("-p", PLUGIN_NAME, "-p", "no:cacheprovider", *args)
+        # A KeyboardInterrupt a test raises ends that session, not this one.
+        pytester.runpytest_inprocess(
+            "-p", PLUGIN_NAME, "-p", "no:cacheprovider", *args, no_reraise_ctrlc=True
+        )
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text("utf-8").splitlines()]
@@ -621,6 +624,28 @@ def test_a_dead_worker_is_recorded_with_its_exit_code(pytester: pytest.Pytester)
     assert (down["worker"], down["exit"]) == ("gw0", 7)
     (crash,) = [item for item in found if item.get("when") == "???"]
     assert (crash["id"], crash["worker"]) == ("test_dies.py::test_dies", "gw0")
+
+
+def test_a_keyboard_interrupt_is_recorded_with_the_line_of_the_test_it_came_through(
+    pytester: pytest.Pytester,
+) -> None:
+    """Raised in a test, the line of its file it came through; during collection (no test
+    running) and in xdist's controller (its own ``Interrupted``), none. An xdist worker it
+    ended is down on a KeyboardInterrupt, with no exit code waited for."""
+    pytester.makepyfile(
+        test_stops="def test_stops():\n    raise KeyboardInterrupt('mine')\n",
+    )
+    found = records(pytester, "-p", "no:randomly")
+    (interrupt,) = [item for item in found if item["kind"] == "keyboard-interrupt"]
+    assert (interrupt["message"], interrupt["line"]) == ("KeyboardInterrupt: mine", 2)
+    found = records(pytester, "-n", "1", "-p", "no:randomly")
+    (down,) = [item for item in found if item["kind"] == "worker-down"]
+    assert down == {"kind": "worker-down", "worker": "gw0", "interrupted": True, "seq": down["seq"]}
+    (interrupt,) = [item for item in found if item["kind"] == "keyboard-interrupt"]
+    assert interrupt["line"] is None
+    pytester.makepyfile(test_stops="raise KeyboardInterrupt('collecting')\n")
+    (interrupt,) = [item for item in records(pytester) if item["kind"] == "keyboard-interrupt"]
+    assert (interrupt["message"], interrupt["line"]) == ("KeyboardInterrupt: collecting", None)
 
 
 def test_a_worker_whose_process_cannot_be_asked_has_no_exit_code(

@@ -264,3 +264,51 @@ def test_the_failing_line_is_the_last_location_of_the_test_file_in_the_traceback
     assert line_in_traceback(text, "src/app.py") == 40
     assert line_in_traceback(text, "tests/test_b.py") is None
     assert line_in_traceback("", "tests/test_a.py") is None
+
+
+def test_a_keyboard_interrupt_through_a_running_tests_file_is_that_tests_error(
+    tmp_path: Path,
+) -> None:
+    """In its setup or call (never reported) the test is an error at the interrupt's line;
+    in its teardown, after its call reported, the test keeps its outcome; between tests,
+    or through no test's file (line None), no test raised it."""
+    interrupted = {"kind": "keyboard-interrupt", "message": "KeyboardInterrupt", "line": 7}
+    path = write_lines(
+        tmp_path / "call.jsonl",
+        {"kind": "logstart", "id": "t.py::a", "def_line": 3},
+        report("t.py::a", "setup", "passed", def_line=3),
+        interrupted,
+        report("t.py::a", "teardown", "passed"),
+        {"kind": "finish", "exitstatus": 2},
+    )
+    record = read_record(path)
+    assert record.tests == ()
+    assert record.interrupt == "KeyboardInterrupt"
+    assert record.interrupted_in is not None
+    attempt = record.interrupted_in.attempt
+    assert (attempt.outcome, attempt.line, attempt.phase, attempt.duration_s) == (
+        "error",
+        7,
+        "call",
+        1.0,
+    )
+    assert attempt.message == "KeyboardInterrupt stopped pytest's session"
+    path = write_lines(
+        tmp_path / "teardown.jsonl",
+        {"kind": "logstart", "id": "t.py::a", "def_line": 3},
+        report("t.py::a", "setup", "passed"),
+        report("t.py::a", "call", "passed"),
+        interrupted,
+        {"kind": "finish", "exitstatus": 2},
+    )
+    record = read_record(path)
+    assert (record.interrupted_in, record.interrupt) == (None, None)
+    assert [test.attempt.outcome for test in record.tests] == ["passed"]
+    for between in (
+        [interrupted],
+        [{"kind": "logstart", "id": "t.py::b"}, {**interrupted, "line": None}],
+    ):
+        record = read_record(
+            write_lines(tmp_path / "between.jsonl", *between, {"kind": "finish", "exitstatus": 2})
+        )
+        assert record.interrupted_in is None
