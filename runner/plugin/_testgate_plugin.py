@@ -343,7 +343,7 @@ def _unit(item: pytest.Item) -> str:
 
 def _clean(text: str, limit: int) -> str:
     """Return text safe to write as UTF-8 (lone surrogates escaped), cut to limit."""
-    safe = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    safe = _utf8(text)
     if len(safe) > limit:
         return safe[:limit] + f"\n[... {len(safe) - limit} characters cut by testgate]"
     return safe
@@ -391,8 +391,7 @@ def pytest_runtest_makereport(
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     """Attach the failing line and a short message to the report of a failed phase."""
     report = yield
-    if report.failed:
-        _make_serializable(report)
+    _make_serializable(report)
     if call.excinfo is not None and report.outcome != "passed":
         report.testgate_line = _failing_line(item, call.excinfo)  # type: ignore[attr-defined]
         timed_out_message = timed_out(item, call.excinfo)
@@ -410,18 +409,74 @@ def pytest_runtest_makereport(
 
 
 def _make_serializable(report: pytest.TestReport) -> None:
-    """Replace report text that UTF-8 cannot carry (lone surrogates) with escaped text.
+    """Make every part of a report that xdist sends to the controller sendable.
 
-    xdist sends reports to the controller as UTF-8; a lone surrogate in a failure
-    message would otherwise crash the worker and lose the test's result.
+    execnet sends text as UTF-8 and only values of its own types (exactly: ``str``,
+    ``int``, ``list``..., no subclass, no ``Path``). A lone surrogate in a failure's text,
+    a skip's or an xfail's reason, or a ``record_property`` value execnet cannot serialize
+    made the worker's report fail to send: an INTERNALERROR, the test's result lost. Text
+    is escaped; a property is sent as the text pytest's JUnit XML writes of it
+    (``str(value)``), so that the XML is the same with xdist and without.
     """
+    if isinstance(report.longrepr, tuple):  # a skip: (path, line, reason)
+        path, line, reason = report.longrepr
+        report.longrepr = (path, line, _utf8(str(reason)))
     try:
-        report.longreprtext.encode("utf-8")
+        if report.longrepr is not None:  # a passed phase's has none: no text to render
+            report.longreprtext.encode("utf-8")
         for _, content in report.sections:
             content.encode("utf-8")
-    except UnicodeEncodeError:
+    except UnicodeEncodeError:  # a failure's, or an xfail's (pytest.xfail() in the test)
         report.longrepr = _clean(report.longreprtext, 10 * TEXT_LIMIT)
         report.sections = [(key, _clean(content, TEXT_LIMIT)) for key, content in report.sections]
+    if hasattr(report, "wasxfail"):
+        report.wasxfail = _utf8(str(report.wasxfail))
+    report.user_properties = [
+        (str(_sendable(name)), _sendable(value)) for name, value in report.user_properties
+    ]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_warning_recorded(warning_message: Any) -> None:
+    """A warning's text, lone surrogates escaped, before an xdist worker sends it to the
+    controller as UTF-8 (that send failed as a report's did: see ``_make_serializable``)."""
+    message = warning_message.message  # a Warning: warnings.warn makes one of a text
+    text = str(message)
+    safe = _utf8(text)
+    if safe != text:
+        message.args = (safe,)
+
+
+_SENT_AS_IS = frozenset({type(None), bool, int, float, complex, bytes})
+_SENT_ITEMS = frozenset({list, tuple, set, frozenset})
+
+
+def _sends(value: object) -> bool:
+    """Whether execnet serializes the value as it is."""
+    kind = type(value)
+    if kind is str:
+        return _utf8(value) == value  # type: ignore[arg-type]
+    if kind is dict:
+        return all(_sends(key) and _sends(item) for key, item in value.items())  # type: ignore[attr-defined]
+    if kind in _SENT_ITEMS:
+        return all(_sends(item) for item in value)  # type: ignore[attr-defined]
+    return kind in _SENT_AS_IS
+
+
+def _sendable(value: object) -> object:
+    """A user property's name or value as xdist can send it: as it is, or its text."""
+    if _sends(value):
+        return value
+    try:
+        text = str(value)
+    except Exception:  # a __str__ that raises: pytest's JUnit XML would fail on it too
+        text = object.__repr__(value)
+    return _clean(text, MESSAGE_LIMIT)
+
+
+def _utf8(text: str) -> str:
+    """The text with lone surrogates escaped (``\\udcff``), which UTF-8 cannot carry."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 class Recorder:

@@ -648,6 +648,66 @@ def test_a_keyboard_interrupt_is_recorded_with_the_line_of_the_test_it_came_thro
     assert (interrupt["message"], interrupt["line"]) == ("KeyboardInterrupt: collecting", None)
 
 
+UNSENDABLE = r"""
+import pathlib
+import warnings
+
+import pytest
+
+class Unprintable:
+    def __str__(self):
+        raise RuntimeError("no text")
+
+def test_properties(record_property):
+    record_property("path", pathlib.Path("data") / "in.csv")
+    record_property("nested", {"a": [1, (2.5, b"x", None, True)], "b": {frozenset({1})}})
+    record_property("odd \udcff", ["odd \udcff"])
+    record_property("unprintable", Unprintable())
+
+def test_skips():
+    pytest.skip("odd \udcff")
+
+@pytest.mark.xfail(reason="odd \udcff")
+def test_xfail_marked():
+    assert False
+
+def test_xfail_called():
+    pytest.xfail("odd \udcff")
+
+def test_warns():
+    warnings.warn("odd \udcff")
+"""
+
+
+@pytest.mark.parametrize("workers", ["0", "1"])
+def test_every_report_is_sent_whatever_its_text_or_properties(
+    pytester: pytest.Pytester, workers: str
+) -> None:
+    """xdist's worker sends each report (and each warning) to the controller through
+    execnet, as UTF-8 and with only execnet's own types: a ``record_property`` value such
+    as a ``Path``, or a lone surrogate in a skip's or an xfail's reason or in a warning,
+    failed that send: an INTERNALERROR, the rest of the tests' results lost, pytest's
+    exit 0 or 3. A property is sent as the text JUnit XML writes of it, in either case."""
+    pytester.makepyfile(test_unsendable=UNSENDABLE)
+    junit = pytester.path / "junit.xml"
+    found = records(pytester, "-n", workers, "-p", "no:randomly", f"--junitxml={junit}")
+    assert [item for item in found if item["kind"] == "internal-error"] == []
+    outcomes = {name: item["outcome"] for name, item in calls(found).items()}
+    assert outcomes == {
+        "test_properties": "passed",
+        "test_skips": "skipped",
+        "test_xfail_marked": "skipped",
+        "test_xfail_called": "skipped",
+        "test_warns": "passed",
+    }
+    assert calls(found)["test_skips"]["message"] == "odd \\udcff"
+    assert [item["wasxfail"] for item in found if "wasxfail" in item] == ["odd \\udcff"] * 2
+    xml = junit.read_text("utf-8")
+    assert f'name="path" value="{Path("data") / "in.csv"}"' in xml
+    assert '<property name="unprintable" value="&lt;test_unsendable.Unprintable object' in xml
+    assert "odd \\udcff" in xml
+
+
 def test_a_worker_whose_process_cannot_be_asked_has_no_exit_code(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
