@@ -10,6 +10,7 @@ id, so a plain rerun would replay the same random numbers and prove nothing).
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import random
 import shutil
@@ -215,6 +216,11 @@ def problems(run: AttemptRun) -> tuple[str, ...]:
         )
     elif record.exit_status == 2 and not record.collect_errors:
         found.append("pytest was interrupted before the suite finished (exit 2)")
+    elif record.uncaught is not None:  # raised after the recorder's sessionfinish
+        found.append(
+            f"the pytest process ended ({how}) on an exception pytest did not handle: "
+            f"{record.uncaught}{_closed_output(record.uncaught)}"
+        )
     elif TESTS_FAILED in (run.completed.exit_code, record.exit_status) and not _any_failed(record):
         found.append(
             "pytest reported failed tests (exit 1) that testgate's record of each test does "
@@ -224,6 +230,13 @@ def problems(run: AttemptRun) -> tuple[str, ...]:
     if run.number > 1:
         return tuple(f"attempt {run.number}: {problem}" for problem in found)
     return tuple(found)
+
+
+def _closed_output(uncaught: str) -> str:
+    """What likely raised an EBADF in pytest: a test that closed its output."""
+    if uncaught.startswith(f"OSError: [Errno {errno.EBADF}]"):
+        return "; a test may have closed pytest's own output (file descriptor 1 or 2, under -s)"
+    return ""
 
 
 def _any_failed(record: AttemptRecord) -> bool:

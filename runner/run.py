@@ -266,9 +266,7 @@ def _run(
             collection_stopped=bool(first.record.collect_errors) and first.record.exit_status == 2,
             died=first.record.exit_status is None,
             collection_done=first.record.collected is not None,
-            interrupted_in=(
-                None if first.record.interrupted_in is None else first.record.interrupted_in.id
-            ),
+            ended_by=faults.ended_by(first.record),
         )
         coverage, unreported, recorded = _combined_coverage(
             settings, history=history, reports=reports, python=project_env.executable

@@ -531,7 +531,10 @@ class Recorder:
         """The KeyboardInterrupt that stopped the session, and the innermost line of the
         running test's file it came through (None: it came through none, as xdist's own
         ``Interrupted`` in the controller does). A test that raised it, or signalled its own
-        process, ran and is an error; testgate tells that from its own interrupt."""
+        process, ran and is an error; testgate tells that from its own interrupt. pytest
+        calls this hook for ``pytest.exit()`` too, which is no interrupt."""
+        if not isinstance(excinfo.value, KeyboardInterrupt):
+            return
         file = None if self._running_file is None else self._root / self._running_file
         line = next(
             (entry.lineno + 1 for entry in reversed(excinfo.traceback) if entry.path == file),
@@ -865,9 +868,12 @@ def pytest_sessionfinish(session: pytest.Session) -> Generator[None, None, None]
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    """Close the record file; after a finished session, put Python's exception hook back."""
+    """Close the record file; after a finished session, put Python's exception hook back,
+    unless an exception is on its way out of pytest: one that another plugin's
+    ``pytest_sessionfinish`` raised after the recorder's (the terminal's, writing to an
+    output a test closed), which unconfigures pytest from ``main``'s ``finally``."""
     previous = config.stash.get(_EXCEPTHOOK_KEY, None)
-    if previous is not None and config.stash[_FINISHED_KEY]:
+    if previous is not None and config.stash[_FINISHED_KEY] and sys.exc_info()[1] is None:
         sys.excepthook = previous
     stream = config.stash.get(_STREAM_KEY, None)
     if stream is not None:

@@ -1007,3 +1007,44 @@ def test_a_test_that_raises_keyboard_interrupt_is_its_error_not_a_test_never_run
             r"the xdist worker gw[01] stopped on a KeyboardInterrupt while this test ran",
             attempt["message"],
         )
+
+
+CLOSES_PYTESTS_OUTPUT = """
+import os
+
+
+def test_closes_stdout_and_stderr():
+    os.close(1)
+    os.close(2)
+
+
+def test_after_it():
+    pass
+"""
+
+
+def test_a_test_that_closes_pytests_output_is_named_as_what_ended_the_session(
+    tmp_path: Path,
+) -> None:
+    """Under ``-s`` a test can close pytest's own stdout: pytest's terminal then fails
+    (EBADF) as it reports the test, and the exception ends pytest from its sessionfinish,
+    which the plugin had already recorded. testgate said pytest had "reported failed tests
+    (exit 1) that testgate's record does not show" and blamed -x or pytest.exit() for the
+    tests that never ran; the exception is the problem now, with what likely raised it."""
+    project = copy_fixture("passing", tmp_path)
+    (project / "tests" / "test_closes.py").write_text(CLOSES_PYTESTS_OUTPUT, "utf-8")
+    ran = run_in_process(project, "--reruns", "0", "--pytest-args=-s -p no:randomly")
+    assert ran.exit_code == 3
+    problems = ran.results()["run"]["problems"]
+    assert problems[0].startswith(
+        "the pytest process ended (exit 1) on an exception pytest did not handle: OSError: "
+        "[Errno 9] Bad file descriptor (raised at "
+    )
+    assert problems[0].endswith(
+        "); a test may have closed pytest's own output (file descriptor 1 or 2, under -s)"
+    )
+    assert problems[1] == (
+        "2 collected tests never ran (exit 1): tests/test_closes.py::test_closes_stdout_and_"
+        "stderr, tests/test_closes.py::test_after_it; the exception pytest did not handle "
+        "(the problem above) ended pytest's session before them"
+    )

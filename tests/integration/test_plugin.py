@@ -207,6 +207,36 @@ def test_an_exception_that_escapes_pytest_is_recorded_with_where_it_was_raised(
     assert second["where"].startswith("_pytest/outcomes.py:")
 
 
+RAISES_AFTER_FINISH = """
+import pytest
+
+@pytest.hookimpl(wrapper=True)
+def pytest_sessionfinish():
+    yield  # the recorder's (trylast) has run: the session is recorded as finished
+    raise OSError(9, "Bad file descriptor")
+"""
+
+
+def test_an_exception_raised_after_the_recorded_finish_is_recorded_too(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sessionfinish that raises after the recorder's (the terminal's, writing to an
+    output a test closed) ends pytest as well: the plugin put Python's hook back at
+    unconfigure, as the session had finished, and the exception went unrecorded."""
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)  # put back after this test
+    pytester.makeconftest(RAISES_AFTER_FINISH)
+    pytester.makepyfile(test_ok="def test_ok():\n    pass\n")
+    path = pytester.path / "record.jsonl"
+    pytester.syspathinsert(PLUGIN_DIR)
+    monkeypatch.setenv(RECORD_ENV, str(path))
+    with pytest.raises(OSError, match="Bad file descriptor") as raised:
+        pytester.inline_run("-p", PLUGIN_NAME, "-p", "no:cacheprovider")
+    sys.excepthook(raised.type, raised.value, raised.tb)
+    found = [json.loads(line) for line in path.read_text("utf-8").splitlines()]
+    assert [item["kind"] for item in found][-2:] == ["finish", "uncaught"]
+    assert found[-1]["message"] == "OSError: [Errno 9] Bad file descriptor"
+
+
 CRASH_HANDLER_SUITE = """
 import sys
 
@@ -646,6 +676,8 @@ def test_a_keyboard_interrupt_is_recorded_with_the_line_of_the_test_it_came_thro
     pytester.makepyfile(test_stops="raise KeyboardInterrupt('collecting')\n")
     (interrupt,) = [item for item in records(pytester) if item["kind"] == "keyboard-interrupt"]
     assert (interrupt["message"], interrupt["line"]) == ("KeyboardInterrupt: collecting", None)
+    pytester.makepyfile(test_stops="import pytest\n\ndef test_exits():\n    pytest.exit('done')\n")
+    assert [item for item in records(pytester) if item["kind"] == "keyboard-interrupt"] == []
 
 
 UNSENDABLE = r"""
