@@ -227,6 +227,11 @@ def problems(run: AttemptRun) -> tuple[str, ...]:
             "not show: see pytest's summary above; a plugin that reports tests its own way "
             "(or a test that changed the record) hides them"
         )
+    if record.forked is not None:
+        found.append(
+            f"a process {record.forked}: its results, which pytest printed, are not counted; "
+            "a forked child that runs Python should end with os._exit()"
+        )
     if run.number > 1:
         return tuple(f"attempt {run.number}: {problem}" for problem in found)
     return tuple(found)

@@ -87,6 +87,7 @@ class AttemptRecord:
     # that interrupt: the test's when testgate did not stop pytest itself.
     interrupted_in: RecordedTest | None = None
     interrupt: str | None = None
+    forked: str | None = None  # where a child forked that went on with pytest, and its pid
 
 
 def read_record(
@@ -177,6 +178,7 @@ class _Builder:
         self.lost: list[str] = []
         self.crashes: dict[str, str] = {}
         self.interrupt: tuple[str, str, int] | None = None  # running test, message, line
+        self.forked: str | None = None
         self.uncaught: str | None = None
         self.conftest_error: str | None = None
         self.skipped_modules: dict[str, RecordedTest] = {}
@@ -205,6 +207,9 @@ class _Builder:
             self._collect_skip(record)
         elif kind == wire.WORKER_DOWN:
             self._worker_down(record["worker"], record.get("exit"), record.get("interrupted"))
+        elif kind == wire.FORKED:
+            where = f"in {record['test']}" if "test" in record else "before any test started"
+            self.forked = f"forked {where} went on running pytest's session (pid {record['pid']})"
         elif kind == wire.KEYBOARD_INTERRUPT:
             line = record.get("line")
             if self.running is not None and line is not None:
@@ -324,6 +329,7 @@ class _Builder:
             conftest_error=self.conftest_error,
             interrupted_in=interrupted_in,
             interrupt=interrupt,
+            forked=self.forked,
         )
 
     def _interrupted_in(self, died: str | None, cut: set[str]) -> RecordedTest | None:

@@ -64,6 +64,7 @@ from _testgate_wire import (
     CONFTEST_ERROR,
     DJANGO_ENV,
     FINISH,
+    FORKED,
     INTERNAL_ERROR,
     KEYBOARD_INTERRUPT,
     LOGSTART,
@@ -486,11 +487,24 @@ class Recorder:
         self._stream = stream
         self._root = root
         self._running_file: str | None = None  # the file of the test that started last
+        self._running: str | None = None  # and its id
+        self._pid = os.getpid()
+        self._forked = False
         self._seq = 0
         self._warned: set[str] = set()
         self._ids_written = False
 
     def write(self, record: dict[str, Any]) -> None:
+        """One record; in a process a test forked that went on with pytest's session (its
+        child returned, or exited through SystemExit, which pytest catches), only one that
+        says so: its reports would be taken for the session's own."""
+        if os.getpid() != self._pid:
+            if self._forked:
+                return
+            self._forked = True
+            record = {"kind": FORKED, "pid": os.getpid()}
+            if self._running is not None:
+                record["test"] = self._running
         self._seq += 1
         record["seq"] = self._seq
         self._stream.write(json.dumps(record) + "\n")
@@ -524,7 +538,7 @@ class Recorder:
             self.write({"kind": WORKER_DOWN, "worker": node.gateway.id, "exit": _exit_code(node)})
 
     def pytest_runtest_logstart(self, nodeid: str, location: tuple[str, int | None, str]) -> None:
-        self._running_file = location[0]
+        self._running_file, self._running = location[0], nodeid
         self.write({"kind": LOGSTART, "id": nodeid, "def_line": _def_line(nodeid, location)})
 
     def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:

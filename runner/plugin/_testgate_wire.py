@@ -49,6 +49,7 @@ WARNING = "warning"
 INTERNAL_ERROR = "internal-error"
 WORKER_DOWN = "worker-down"
 KEYBOARD_INTERRUPT = "keyboard-interrupt"  # what stopped the session: a Ctrl-C, or a test
+FORKED = "forked"  # a process a test forked went on with pytest's session: nothing else of it
 FINISH = "finish"
 UNCAUGHT = "uncaught"  # an exception that ended the process after the session's last hook
 CONFTEST_ERROR = "conftest-error"  # a conftest pytest could not import, before it configured
@@ -64,6 +65,7 @@ FIELDS: Mapping[str, Mapping[str, type | tuple[type, ...]]] = {
     COLLECT_SKIP: {"id": str, "message": str},
     WORKER_DOWN: {"worker": str},
     KEYBOARD_INTERRUPT: {"message": str},
+    FORKED: {"pid": int},  # and the test it was forked in, if one had started
     FINISH: {"exitstatus": int},
     UNCAUGHT: {"message": str, "where": str, "text": str},
     CONFTEST_ERROR: {"path": str, "message": str},

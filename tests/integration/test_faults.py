@@ -1048,3 +1048,41 @@ def test_a_test_that_closes_pytests_output_is_named_as_what_ended_the_session(
         "stderr, tests/test_closes.py::test_after_it; the exception pytest did not handle "
         "(the problem above) ended pytest's session before them"
     )
+
+
+FORKS_INTO_PYTEST = """
+import os
+import sys
+
+
+def test_forks():
+    child = os.fork()
+    if child == 0:
+        sys.exit(0)  # the child's pytest takes it for this test's failure, and goes on
+    os.waitpid(child, 0)
+
+
+def test_after_it():
+    pass
+"""
+
+
+def test_a_forked_child_that_returns_into_pytest_is_a_problem_not_counted(tmp_path: Path) -> None:
+    """A test that forks, and whose child does not end with os._exit, leaves two pytest
+    sessions writing one record: the child reported the test failed (SystemExit) and ran
+    the rest of the suite again, pytest printed both sessions' summaries, and testgate
+    passed the run without a word. The child's results are not counted, and the run says
+    which test forked it (exit 3)."""
+    project = copy_fixture("passing", tmp_path)
+    (project / "tests" / "test_forks.py").write_text(FORKS_INTO_PYTEST, "utf-8")
+    ran = run_in_process(project, "--reruns", "0", "--pytest-args=-p no:randomly")
+    assert ran.exit_code == 3
+    assert ran.test("tests/test_forks.py::test_forks")["outcome"] == "passed"
+    assert ran.test("tests/test_forks.py::test_after_it")["outcome"] == "passed"
+    (problem,) = ran.results()["run"]["problems"]
+    assert re.fullmatch(
+        r"a process forked in tests/test_forks\.py::test_forks went on running pytest's session "
+        r"\(pid \d+\): its results, which pytest printed, are not counted; a forked child "
+        r"that runs Python should end with os\._exit\(\)",
+        problem,
+    )

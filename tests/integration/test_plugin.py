@@ -740,6 +740,28 @@ def test_every_report_is_sent_whatever_its_text_or_properties(
     assert "odd \\udcff" in xml
 
 
+def test_a_forked_process_records_only_that_it_was_forked(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The recorder of a process a test forked (its pid another) writes one record that
+    names the test, and nothing else: its reports would be taken for the session's own.
+    (A real fork: test_a_forked_child_that_returns_into_pytest_is_a_problem_not_counted.)"""
+    plugin = fresh_plugin(monkeypatch, "_testgate_plugin_forked")
+    path, early = tmp_path / "record.jsonl", tmp_path / "early.jsonl"
+    with path.open("a", encoding="utf-8") as stream, early.open("a", encoding="utf-8") as first:
+        recorder = plugin.Recorder(stream, root=tmp_path)
+        before_any_test = plugin.Recorder(first, root=tmp_path)
+        recorder.pytest_runtest_logstart("t.py::test_forks", ("t.py", 1, "test_forks"))
+        monkeypatch.setattr(os, "getpid", lambda: 1)  # as the forked child sees it
+        recorder.write({"kind": "report", "id": "t.py::test_forks"})
+        recorder.write({"kind": "finish", "exitstatus": 1})
+        before_any_test.write({"kind": "collected", "count": 1})
+    found = [json.loads(line) for line in path.read_text("utf-8").splitlines()]
+    assert [item["kind"] for item in found] == ["logstart", "forked"]
+    assert (found[1]["pid"], found[1]["test"]) == (1, "t.py::test_forks")
+    assert json.loads(early.read_text("utf-8")) == {"kind": "forked", "pid": 1, "seq": 1}
+
+
 def test_a_worker_whose_process_cannot_be_asked_has_no_exit_code(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

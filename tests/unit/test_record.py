@@ -312,3 +312,17 @@ def test_a_keyboard_interrupt_through_a_running_tests_file_is_that_tests_error(
             write_lines(tmp_path / "between.jsonl", *between, {"kind": "finish", "exitstatus": 2})
         )
         assert record.interrupted_in is None
+
+
+@pytest.mark.parametrize(
+    ("test", "said"), [("t.py::a", "forked in t.py::a"), (None, "forked before any test started")]
+)
+def test_a_forked_process_gone_on_with_the_session_is_named(
+    tmp_path: Path, test: str | None, said: str
+) -> None:
+    path = write_lines(
+        tmp_path / "r.jsonl",
+        {"kind": "forked", "pid": 42, **({} if test is None else {"test": test})},
+        {"kind": "finish", "exitstatus": 0},
+    )
+    assert read_record(path).forked == f"{said} went on running pytest's session (pid 42)"
