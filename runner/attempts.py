@@ -214,6 +214,11 @@ def problems(run: AttemptRun) -> tuple[str, ...]:
             f"{record.interrupt}, raised in {record.interrupted_in.id}, stopped pytest before "
             "the suite finished (exit 2)"
         )
+    elif record.exit_status == 2 and record.interrupted_worker is not None:
+        found.append(
+            f"a KeyboardInterrupt in {record.interrupted_worker} stopped pytest before the "
+            "suite finished (exit 2)"
+        )
     elif record.exit_status == 2 and not record.collect_errors:
         found.append("pytest was interrupted before the suite finished (exit 2)")
     elif record.uncaught is not None:  # raised after the recorder's sessionfinish

@@ -107,6 +107,8 @@ def ended_by(record: AttemptRecord) -> str | None:
     an exception pytest did not handle; None when it shows nothing."""
     if record.interrupted_in is not None:
         return f"the KeyboardInterrupt raised in {record.interrupted_in.id}"
+    if record.interrupted_worker is not None:
+        return f"the KeyboardInterrupt in {record.interrupted_worker}"
     if record.uncaught is not None:
         return "the exception pytest did not handle (the problem above)"
     return None

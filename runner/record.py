@@ -43,6 +43,9 @@ FULL_DISK_BYTES = 1024 * 1024
 PHASES = ("setup", "call", "teardown")
 
 
+KEYBOARD_INTERRUPT = " on a KeyboardInterrupt"  # how an xdist worker that one ended stopped
+
+
 @dataclass(frozen=True)
 class RecordedTest:
     """One test as one attempt saw it.
@@ -88,6 +91,8 @@ class AttemptRecord:
     interrupted_in: RecordedTest | None = None
     interrupt: str | None = None
     forked: str | None = None  # where a child forked that went on with pytest, and its pid
+    # The test, and its worker, that a KeyboardInterrupt stopped under xdist, stopping pytest.
+    interrupted_worker: str | None = None
 
 
 def read_record(
@@ -179,6 +184,7 @@ class _Builder:
         self.crashes: dict[str, str] = {}
         self.interrupt: tuple[str, str, int] | None = None  # running test, message, line
         self.forked: str | None = None
+        self.interrupted_worker: str | None = None
         self.uncaught: str | None = None
         self.conftest_error: str | None = None
         self.skipped_modules: dict[str, RecordedTest] = {}
@@ -256,7 +262,7 @@ class _Builder:
         """A dead xdist worker took the coverage of every test it had finished with it; one
         that a KeyboardInterrupt ended stopped on it, with no exit code to tell."""
         if interrupted:
-            self.crashes[worker] = " on a KeyboardInterrupt"
+            self.crashes[worker] = KEYBOARD_INTERRUPT
         else:
             self.crashes[worker] = "" if code is None else f" ({describe_exit(code)})"
         self.lost += self.finished_on.pop(worker, [])
@@ -267,7 +273,12 @@ class _Builder:
         crashed = record["when"] == XDIST_CRASH
         if crashed:  # xdist's report of the test its worker died in
             how = self.crashes.get(worker or "", "")
-            stopped = "stopped" if how == " on a KeyboardInterrupt" else "died"
+            stopped = "died"
+            if how == KEYBOARD_INTERRUPT:
+                stopped = "stopped"
+                self.interrupted_worker = (
+                    self.interrupted_worker or f"{node} (xdist worker {worker})"
+                )
             message = f"the xdist worker {worker} {stopped}{how} while this test ran"
             record = {**record, "message": message, "crashed": True, "text": message}
         elif record["when"] == "teardown" and worker is not None:
@@ -330,6 +341,7 @@ class _Builder:
             interrupted_in=interrupted_in,
             interrupt=interrupt,
             forked=self.forked,
+            interrupted_worker=self.interrupted_worker,
         )
 
     def _interrupted_in(self, died: str | None, cut: set[str]) -> RecordedTest | None:

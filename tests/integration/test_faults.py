@@ -1007,6 +1007,12 @@ def test_a_test_that_raises_keyboard_interrupt_is_its_error_not_a_test_never_run
             r"the xdist worker gw[01] stopped on a KeyboardInterrupt while this test ran",
             attempt["message"],
         )
+        worker = attempt["message"].split()[3]
+        assert run["problems"][0] == (
+            f"a KeyboardInterrupt in {test_id} (xdist worker {worker}) stopped pytest before "
+            "the suite finished (exit 2)"
+        )
+        assert all("-x, --maxfail" not in problem for problem in run["problems"])
 
 
 CLOSES_PYTESTS_OUTPUT = """

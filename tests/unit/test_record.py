@@ -326,3 +326,23 @@ def test_a_forked_process_gone_on_with_the_session_is_named(
         {"kind": "finish", "exitstatus": 0},
     )
     assert read_record(path).forked == f"{said} went on running pytest's session (pid 42)"
+
+
+def test_what_ended_the_session_early_is_named_from_the_record(tmp_path: Path) -> None:
+    """A test's KeyboardInterrupt, with xdist or without, or an exception pytest did not
+    handle; a record that shows none of them names nothing."""
+    from runner.faults import ended_by  # noqa: PLC0415  (the record's reader, in one place)
+
+    def ended(*lines: object) -> str | None:
+        return ended_by(read_record(write_lines(tmp_path / "r.jsonl", *lines)))
+
+    running = [{"kind": "logstart", "id": "t.py::a"}, report("t.py::a", "setup", "passed")]
+    interrupt = {"kind": "keyboard-interrupt", "message": "KeyboardInterrupt", "line": 2}
+    finish = {"kind": "finish", "exitstatus": 2}
+    assert ended(*running, interrupt, finish) == "the KeyboardInterrupt raised in t.py::a"
+    down = {"kind": "worker-down", "worker": "gw1", "interrupted": True}
+    crash = report("t.py::a", "???", "failed", worker="gw1", message="crashed", text="")
+    assert ended(down, crash, finish) == "the KeyboardInterrupt in t.py::a (xdist worker gw1)"
+    uncaught = {"kind": "uncaught", "message": "OSError", "where": "x.py:1 in f", "text": ""}
+    assert ended(finish, uncaught) == "the exception pytest did not handle (the problem above)"
+    assert ended(*running, finish) is None
