@@ -281,6 +281,8 @@ class _Builder:
                 )
             message = f"the xdist worker {worker} {stopped}{how} while this test ran"
             record = {**record, "message": message, "crashed": True, "text": message}
+            if "call" in self.phases.get(node, {}):  # it died after the call: in the teardown
+                self.lost.append(record.get("test") or node)  # what the call measured, gone
         elif record["when"] == "teardown" and worker is not None:
             self.finished_on.setdefault(worker, []).append(record.get("test") or node)
         if record["outcome"] not in (*wire.OUTCOMES, wire.RERUN):

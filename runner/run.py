@@ -446,7 +446,8 @@ def remeasure(session: Session, history: History, *, lost: set[str]) -> set[str]
     process (a crashed xdist worker); return those whose coverage is still missing.
 
     They are rerun like failures (not with ``reruns`` 0, nor once the run is stopped),
-    apart from the test that crashed, so that the crash cannot take them down again.
+    apart from a test that crashed in its call, so that the crash cannot take them down
+    again; one that crashed in its teardown had run, and is measured again too.
     """
     if not lost or session.settings.reruns == 0 or interrupts.reason() is not None:
         return lost

@@ -1092,3 +1092,46 @@ def test_a_forked_child_that_returns_into_pytest_is_a_problem_not_counted(tmp_pa
         r"that runs Python should end with os\._exit\(\)",
         problem,
     )
+
+
+DIES_IN_TEARDOWN = """
+import os
+
+import pytest
+
+from lib import f, g, h
+
+
+@pytest.fixture
+def dies_after():
+    yield
+    os._exit(0)
+
+
+def test_covers_f_and_h():
+    assert (f(), h()) == (1, 3)
+
+
+def test_covers_g_then_dies(dies_after):
+    assert g() == 2
+"""
+
+
+def test_a_worker_that_dies_after_its_tests_call_took_that_coverage_with_it(
+    tmp_path: Path,
+) -> None:
+    """An xdist worker that died in a test's teardown (a fixture's os._exit, a session
+    fixture's) lost what that test's call had measured: the test had run, but its coverage
+    was counted as never lost, and the line gate failed at 83.33 %, blaming the suite
+    (exit 1). It is incomplete coverage now, not judged (exit 3)."""
+    project = copy_fixture("worker_crash", tmp_path)
+    for path in (project / "tests").glob("test_*.py"):
+        path.unlink()
+    (project / "tests" / "test_dies.py").write_text(DIES_IN_TEARDOWN, "utf-8")
+    ran = run_in_process(project, "--reruns", "0")
+    assert ran.exit_code == 3
+    assert ran.gate("line-coverage")["verdict"] == "not judged"
+    assert ran.results()["run"]["coverage_incomplete"].startswith(
+        "coverage is incomplete: 1 test ran on a process that died (gw"
+    )
+    assert ran.test("tests/test_dies.py::test_covers_g_then_dies")["outcome"] == "error"
