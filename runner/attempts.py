@@ -10,6 +10,7 @@ id, so a plain rerun would replay the same random numbers and prove nothing).
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import random
 import shutil
@@ -167,8 +168,9 @@ def randomly_off(project: Path, *, pytest_args: Sequence[str], environ: Mapping[
 def recorded_tests(run: AttemptRun, *, kind: str) -> list[RecordedTest]:
     """Every test of an attempt, each attempt stamped with its number and kind.
 
-    A test the pytest process died in becomes an error that says so; one that testgate
-    cut short (a signal, the run's deadline) did not finish, and is not counted.
+    A test the pytest process died in becomes an error that says so, as does one that
+    stopped pytest's session with a KeyboardInterrupt of its own; one that testgate cut
+    short (a signal, the run's deadline) did not finish, and is not counted.
     """
     found = list(run.record.tests)
     if run.number == 1:  # a rerun's collection error names a file, not the test rerun
@@ -185,6 +187,10 @@ def recorded_tests(run: AttemptRun, *, kind: str) -> list[RecordedTest]:
         message = f"the pytest process died ({how}) while this test ran"
         died = structs.replace(unfinished.attempt, message=message, number=run.number, kind=kind)
         stamped.append(replace(unfinished, attempt=died))
+    interrupted = run.record.interrupted_in
+    if interrupted is not None:  # it raised the KeyboardInterrupt that stopped pytest
+        attempt = structs.replace(interrupted.attempt, number=run.number, kind=kind)
+        stamped.append(replace(interrupted, attempt=attempt))
     return stamped
 
 
@@ -203,17 +209,44 @@ def problems(run: AttemptRun) -> tuple[str, ...]:
     elif record.exit_status is None and record.unfinished is None:
         raised = f": {record.uncaught}" if record.uncaught else ""
         found.append(f"the pytest process ended ({how}) before its session finished{raised}")
+    elif record.exit_status == 2 and record.interrupted_in is not None:
+        found.append(
+            f"{record.interrupt}, raised in {record.interrupted_in.id}, stopped pytest before "
+            "the suite finished (exit 2)"
+        )
+    elif record.exit_status == 2 and record.interrupted_worker is not None:
+        found.append(
+            f"a KeyboardInterrupt in {record.interrupted_worker} stopped pytest before the "
+            "suite finished (exit 2)"
+        )
     elif record.exit_status == 2 and not record.collect_errors:
         found.append("pytest was interrupted before the suite finished (exit 2)")
+    elif record.uncaught is not None:  # raised after the recorder's sessionfinish
+        found.append(
+            f"the pytest process ended ({how}) on an exception pytest did not handle: "
+            f"{record.uncaught}{_closed_output(record.uncaught)}"
+        )
     elif TESTS_FAILED in (run.completed.exit_code, record.exit_status) and not _any_failed(record):
         found.append(
             "pytest reported failed tests (exit 1) that testgate's record of each test does "
             "not show: see pytest's summary above; a plugin that reports tests its own way "
             "(or a test that changed the record) hides them"
         )
+    if record.forked is not None:
+        found.append(
+            f"a process {record.forked}: its results, which pytest printed, are not counted; "
+            "a forked child that runs Python should end with os._exit()"
+        )
     if run.number > 1:
         return tuple(f"attempt {run.number}: {problem}" for problem in found)
     return tuple(found)
+
+
+def _closed_output(uncaught: str) -> str:
+    """What likely raised an EBADF in pytest: a test that closed its output."""
+    if uncaught.startswith(f"OSError: [Errno {errno.EBADF}]"):
+        return "; a test may have closed pytest's own output (file descriptor 1 or 2, under -s)"
+    return ""
 
 
 def _any_failed(record: AttemptRecord) -> bool:

@@ -49,6 +49,7 @@ def stopped(
     collection_stopped: bool = False,
     died: bool = False,
     collection_done: bool = True,
+    ended_by: str | None = None,
 ) -> Stop:
     """The run's stop, and the tests it collected that never finished.
 
@@ -60,7 +61,8 @@ def stopped(
     (``collection_stopped``) is reported as such, with its own advice; when the pytest
     process ``died``, the problem that says so comes first and this one lists the rest.
     A run stopped before pytest had collected its tests (``collection_done`` false) says
-    that no test ran, not that none was left to run.
+    that no test ran, not that none was left to run. What the run knows ended the session
+    (``ended_by``: a test's KeyboardInterrupt, an exception pytest did not handle) is named.
     """
     why = interrupts.reason()
     finished = set(done)
@@ -74,6 +76,10 @@ def stopped(
             f"{counted(len(never), 'collected test')} never ran: {listed}{more}; the pytest "
             "process ended before them"
             if died
+            else f"{counted(len(never), 'collected test')} never ran "
+            f"({describe_exit(exit_code)}): {listed}{more}; {ended_by} ended pytest's "
+            "session before them"
+            if ended_by is not None
             else f"{counted(len(never), 'collected test')} never ran "
             f"({describe_exit(exit_code)}): {listed}{more}; -x, --maxfail, --sw, pytest.exit() "
             "or a plugin ends pytest's session early, and a test that never ran is no pass"
@@ -94,6 +100,18 @@ def stopped(
         f": {listed}{more}" if never else ""
     )
     return Stop(why, problem, never)
+
+
+def ended_by(record: AttemptRecord) -> str | None:
+    """What the record shows ended pytest's session early: a test's KeyboardInterrupt, or
+    an exception pytest did not handle; None when it shows nothing."""
+    if record.interrupted_in is not None:
+        return f"the KeyboardInterrupt raised in {record.interrupted_in.id}"
+    if record.interrupted_worker is not None:
+        return f"the KeyboardInterrupt in {record.interrupted_worker}"
+    if record.uncaught is not None:
+        return "the exception pytest did not handle (the problem above)"
+    return None
 
 
 def incomplete_coverage(

@@ -47,7 +47,7 @@ from runner.history import (
     read_history,
     write_history,
 )
-from runner.output import clean, table_cell
+from runner.output import clean, markdown_text, table_cell
 from runner.plural import counted
 from runner.quarantine import Quarantine, expiry_gate, read_quarantine
 from runner.results import BROKEN, GateResult, RunInfo, RunResult, TestResult
@@ -288,7 +288,7 @@ def markdown(context: Context, *, settings: Settings, tests: tuple[TestResult, .
     out = []
     if known:
         out += ["", "### Failures the history explains", "", "| test | history |", "| --- | --- |"]
-        out += [f"| `{table_cell(test.id)}` | {table_cell(test.note or '')} |" for test in known]
+        out += [f"| `{table_cell(test.id)}` | {markdown_text(test.note or '')} |" for test in known]
     out += trend.section(history, branch=context.base)
     if add or remove:
         out += ["", "### Quarantine suggestions", ""]

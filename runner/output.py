@@ -15,7 +15,12 @@ its part, obeys ESC sequences, BEL and the other controls. So:
 * ``clean`` makes an untrusted field one inert line: ``\\n`` and every other terminator
   (``\\v``, ``\\f``, U+001C-U+001E, U+0085, U+2028, U+2029, which ``str.splitlines`` and
   other readers split on) shown as escapes too, and every control character.
-* ``table_cell`` is ``clean`` fit for one Markdown table cell (no pipe, no backtick).
+* ``table_cell`` is ``clean`` fit for one Markdown table cell (no pipe, no backtick), for
+  a code span (where Markdown reads no other syntax).
+* ``markdown_text`` is ``clean`` shown as it is in Markdown's running text, a table cell or
+  a list item: every character that Markdown or the HTML it passes through would read as
+  syntax is escaped, so that a mock's repr (``<MagicMock id='1'>``, a raw HTML tag to
+  GitHub) or ``a*b*c`` (emphasis) shows every character it has.
 * ``first_line`` is the first line of an untrusted text, split wherever any reader would.
 * ``bounded`` cuts a long untrusted text and says how much was cut.
 * ``emit(..., colours=True)`` shows a child's output (pytest's, relayed on a runner) the
@@ -56,6 +61,25 @@ def clean(text: str) -> str:
 def table_cell(text: str) -> str:
     """An untrusted text inside one Markdown table cell: one inert line, no ``|`` or backtick."""
     return clean(text).replace("|", "\\|").replace("`", "'")
+
+
+# Markdown's inline syntax, as GitHub Flavored Markdown reads it: code spans, emphasis
+# (``*`` anywhere, ``_`` but between two letters or digits) and strikethrough, raw HTML and
+# autolinks, entity references, a table's cell separator; the ``]`` that closes a link's
+# or image's text (``](``, ``][``) or a link definition's label (``]:``); the escape itself
+# before the punctuation it would escape. The rest shows as it is, unescaped, so that the
+# summary's own text stays readable as a file.
+_MARKDOWN_INLINE = re.compile(
+    r"[`*~<&|]|\\(?=[!-/:-@\[-`{-~])|\](?=[(\[:])|(?<![^\W_])_|_(?![^\W_])"
+)
+# What makes a list item's text a block of its own: a heading, a quote, a list, a rule.
+_MARKDOWN_BLOCK = re.compile(r"^(\s*(?:\d+(?=[.)])|(?=[#>+=-])))")
+
+
+def markdown_text(text: str) -> str:
+    """An untrusted text in Markdown, shown as it is: one inert line, syntax escaped."""
+    escaped = _MARKDOWN_INLINE.sub(lambda match: "\\" + match.group(), clean(text))
+    return _MARKDOWN_BLOCK.sub(lambda match: match.group(1) + "\\", escaped, count=1)
 
 
 def first_line(text: str) -> str:

@@ -43,6 +43,9 @@ FULL_DISK_BYTES = 1024 * 1024
 PHASES = ("setup", "call", "teardown")
 
 
+KEYBOARD_INTERRUPT = " on a KeyboardInterrupt"  # how an xdist worker that one ended stopped
+
+
 @dataclass(frozen=True)
 class RecordedTest:
     """One test as one attempt saw it.
@@ -84,6 +87,13 @@ class AttemptRecord:
     crashes: tuple[str, ...] = ()
     uncaught: str | None = None  # the exception that ended pytest after its last hook
     conftest_error: str | None = None  # a conftest pytest could not import: it never configured
+    # The test a KeyboardInterrupt raised in its own file stopped (an error attempt), and
+    # that interrupt: the test's when testgate did not stop pytest itself.
+    interrupted_in: RecordedTest | None = None
+    interrupt: str | None = None
+    forked: str | None = None  # where a child forked that went on with pytest, and its pid
+    # The test, and its worker, that a KeyboardInterrupt stopped under xdist, stopping pytest.
+    interrupted_worker: str | None = None
 
     @property
     def deselected_note(self) -> str:
@@ -185,6 +195,9 @@ class _Builder:
         self.finished_on: dict[str, list[str]] = {}
         self.lost: list[str] = []
         self.crashes: dict[str, str] = {}
+        self.interrupt: tuple[str, str, int] | None = None  # running test, message, line
+        self.forked: str | None = None
+        self.interrupted_worker: str | None = None
         self.uncaught: str | None = None
         self.conftest_error: str | None = None
         self.skipped_modules: dict[str, RecordedTest] = {}
@@ -214,7 +227,14 @@ class _Builder:
         elif kind == wire.COLLECT_SKIP:
             self._collect_skip(record)
         elif kind == wire.WORKER_DOWN:
-            self._worker_down(record["worker"], record.get("exit"))
+            self._worker_down(record["worker"], record.get("exit"), record.get("interrupted"))
+        elif kind == wire.FORKED:
+            where = f"in {record['test']}" if "test" in record else "before any test started"
+            self.forked = f"forked {where} went on running pytest's session (pid {record['pid']})"
+        elif kind == wire.KEYBOARD_INTERRUPT:
+            line = record.get("line")
+            if self.running is not None and line is not None:
+                self.interrupt = (self.running, record["message"], line)
         elif kind == wire.UNCAUGHT:
             self.uncaught = f"{record['message']} (raised at {record['where']})"
         elif kind == wire.CONFTEST_ERROR:
@@ -253,9 +273,13 @@ class _Builder:
                 id=record["id"], def_line=None, attempt=attempt
             )
 
-    def _worker_down(self, worker: str, code: int | None) -> None:
-        """A dead xdist worker took the coverage of every test it had finished with it."""
-        self.crashes[worker] = "" if code is None else f" ({describe_exit(code)})"
+    def _worker_down(self, worker: str, code: int | None, interrupted: bool | None) -> None:
+        """A dead xdist worker took the coverage of every test it had finished with it; one
+        that a KeyboardInterrupt ended stopped on it, with no exit code to tell."""
+        if interrupted:
+            self.crashes[worker] = KEYBOARD_INTERRUPT
+        else:
+            self.crashes[worker] = "" if code is None else f" ({describe_exit(code)})"
         self.lost += self.finished_on.pop(worker, [])
 
     def _report(self, record: dict[str, Any]) -> None:
@@ -264,8 +288,16 @@ class _Builder:
         crashed = record["when"] == XDIST_CRASH
         if crashed:  # xdist's report of the test its worker died in
             how = self.crashes.get(worker or "", "")
-            message = f"the xdist worker {worker} died{how} while this test ran"
+            stopped = "died"
+            if how == KEYBOARD_INTERRUPT:
+                stopped = "stopped"
+                self.interrupted_worker = (
+                    self.interrupted_worker or f"{node} (xdist worker {worker})"
+                )
+            message = f"the xdist worker {worker} {stopped}{how} while this test ran"
             record = {**record, "message": message, "crashed": True, "text": message}
+            if "call" in self.phases.get(node, {}):  # it died after the call: in the teardown
+                self.lost.append(record.get("test") or node)  # what the call measured, gone
         elif record["when"] == "teardown" and worker is not None:
             self.finished_on.setdefault(worker, []).append(record.get("test") or node)
         if record["outcome"] not in (*wire.OUTCOMES, wire.RERUN):
@@ -306,6 +338,8 @@ class _Builder:
                 phase="call" if "setup" in partial else "setup",
             )
             unfinished = RecordedTest(id=died, def_line=self.def_lines.get(died), attempt=attempt)
+        interrupted_in = self._interrupted_in(died, cut)
+        interrupt = None if interrupted_in is None or self.interrupt is None else self.interrupt[1]
         return AttemptRecord(
             started=self.started,
             exit_status=self.exit_status,
@@ -322,6 +356,35 @@ class _Builder:
             crashes=tuple(f"{worker}{how}" for worker, how in self.crashes.items()),
             uncaught=self.uncaught,
             conftest_error=self.conftest_error,
+            interrupted_in=interrupted_in,
+            interrupt=interrupt,
+            forked=self.forked,
+            interrupted_worker=self.interrupted_worker,
+        )
+
+    def _interrupted_in(self, died: str | None, cut: set[str]) -> RecordedTest | None:
+        """The test whose own file a KeyboardInterrupt came through as it stopped the
+        session, in its setup or call (never reported), as an error attempt."""
+        if self.interrupt is None or died is not None:
+            return None
+        node, message, line = self.interrupt
+        if node in self.phases and node not in cut:
+            return None  # it had reported its call: the interrupt came in its teardown
+        partial = self.phases.get(node, {})
+        attempt = Attempt(
+            outcome="error",
+            duration_s=sum(float(report["duration"]) for report in partial.values()),
+            message=f"{message} stopped pytest's session",
+            line=line,
+            phase="call" if "setup" in partial else "setup",
+        )
+        test = self._test(node) if node in self.phases else ""
+        return RecordedTest(
+            id=node,
+            def_line=self.def_lines.get(node),
+            attempt=attempt,
+            test=test,
+            round=_first(partial, "round"),
         )
 
     def _test(self, node: str) -> str:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from runner.crash import CRASHED
-from runner.output import PRINTED_LIMIT, bounded, clean, first_line, table_cell
+from runner.output import PRINTED_LIMIT, bounded, clean, first_line, markdown_text, table_cell
 from runner.plural import counted
 from runner.results import (
     BROKEN,
@@ -220,9 +220,9 @@ def markdown(result: RunResult) -> str:
             "",
         ]
     if result.run.interrupted is not None:
-        out += [f"> **{_cell(interruption(result))}**", ""]
+        out += [f"> **{_text(interruption(result))}**", ""]
     if result.run.reruns_stopped is not None:
-        out += [f"> Failures {_cell(result.run.reruns_stopped)}", ""]
+        out += [f"> Failures {_text(result.run.reruns_stopped)}", ""]
     if result.coverage is not None:
         out += [
             f"Coverage: line **{percent(result.coverage.line_percent)}** "
@@ -245,7 +245,7 @@ def markdown(result: RunResult) -> str:
         actual = gate_value(gate, gate.actual, measured=True)
         verdict_cell = "**FAIL**" if gate.status == "fail" else gate_verdict(gate)
         out.append(
-            f"| {gate.name} | {threshold} | {actual} | {verdict_cell} | {_cell(gate.message)} |"
+            f"| {gate.name} | {threshold} | {actual} | {verdict_cell} | {_text(gate.message)} |"
         )
     out += _diff_table(result.diff_coverage)
     broken = [test for test in result.tests if test.outcome in BROKEN]
@@ -255,7 +255,7 @@ def markdown(result: RunResult) -> str:
             attempt = test.attempts[-1]
             out.append(
                 f"| `{_cell(test.id)}` | `{_cell(location(test.file, test.line))}` | "
-                f"{_cell(attempt.message or attempt.teardown_error or '')} |"
+                f"{_text(attempt.message or attempt.teardown_error or '')} |"
             )
         if len(broken) > LISTED_FAILURES:
             out.append(f"\n{len(broken) - LISTED_FAILURES} more failed tests are in results.json.")
@@ -272,7 +272,7 @@ def markdown(result: RunResult) -> str:
             kind = f" ({test.flaky_kind})" if test.flaky_kind else ""
             out.append(
                 f"| `{_cell(test.id)}` | `{_cell(location(test.file, test.line))}` | "
-                f"{test.outcome}{kind} | {_cell(test.note or '')} |"
+                f"{test.outcome}{kind} | {_text(test.note or '')} |"
             )
         if len(noted) > LISTED_FAILURES:
             out.append(f"\n{len(noted) - LISTED_FAILURES} more are in results.json.")
@@ -296,14 +296,14 @@ def _said(result: RunResult) -> list[str]:
         out += ["", "### Problems", ""]
         for problem in result.run.problems:
             head, *rest = problem_lines(problem)
-            out.append(f"- {table_cell(head)}")
+            out.append(f"- {markdown_text(head)}")
             if rest:  # such as a setup command's output: as it was, in a code block
                 fence = "`" * max(3, 1 + max(map(len, re.findall("`+", "".join(rest))), default=0))
                 out += ["", f"  {fence}text", *(f"  {line}" for line in rest), f"  {fence}", ""]
     if result.run.coverage_misconfigured is not None:
-        out += ["", "### Configuration error", "", f"- {_cell(result.run.coverage_misconfigured)}"]
+        out += ["", "### Configuration error", "", f"- {_text(result.run.coverage_misconfigured)}"]
     if result.run.warnings:
-        out += ["", "### Warnings", ""] + [f"- {_cell(warning)}" for warning in result.run.warnings]
+        out += ["", "### Warnings", ""] + [f"- {_text(warning)}" for warning in result.run.warnings]
     return out
 
 
@@ -340,8 +340,15 @@ def problem_lines(problem: str) -> list[str]:
 
 
 def _cell(text: str) -> str:
-    """Text safe inside one Markdown table cell: its first line, no raw control character."""
+    """Text safe inside a code span of one Markdown table cell: its first line, no raw
+    control character."""
     return table_cell(first_line(text)[:300])
+
+
+def _text(text: str) -> str:
+    """A message, note or problem in the summary's running text or a table cell: its
+    first line as it is, no character of it read as Markdown or HTML."""
+    return markdown_text(first_line(text)[:300])
 
 
 VERDICT_ORDER = ("flaky", "failing", "undecided", "skipped", "stable")
@@ -392,7 +399,7 @@ def detection_markdown(detection: Detection) -> str:
     ranked = sorted(detection.tests, key=lambda test: VERDICT_ORDER.index(test.verdict))
     out += [
         f"| `{_cell(test.id)}` | {test.verdict} | {test.runs} | {test.failures} | "
-        f"{_cell(test.statement)} |"
+        f"{_text(test.statement)} |"
         for test in ranked
     ]
     if detection.stopped_by == "time-budget":

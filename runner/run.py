@@ -266,6 +266,7 @@ def _run(
             collection_stopped=bool(first.record.collect_errors) and first.record.exit_status == 2,
             died=first.record.exit_status is None,
             collection_done=first.record.collected is not None,
+            ended_by=faults.ended_by(first.record),
         )
         coverage, unreported, recorded = _combined_coverage(
             settings, history=history, reports=reports, python=project_env.executable
@@ -449,7 +450,8 @@ def remeasure(session: Session, history: History, *, lost: set[str]) -> set[str]
     process (a crashed xdist worker); return those whose coverage is still missing.
 
     They are rerun like failures (not with ``reruns`` 0, nor once the run is stopped),
-    apart from the test that crashed, so that the crash cannot take them down again.
+    apart from a test that crashed in its call, so that the crash cannot take them down
+    again; one that crashed in its teardown had run, and is measured again too.
     """
     if not lost or session.settings.reruns == 0 or interrupts.reason() is not None:
         return lost

@@ -66,7 +66,9 @@ from _testgate_wire import (
     DESELECTED_OUTPUT,
     DJANGO_ENV,
     FINISH,
+    FORKED,
     INTERNAL_ERROR,
+    KEYBOARD_INTERRUPT,
     LOGSTART,
     NO_DYNAMIC_CONTEXT_ENV,
     RECORD_ENV,
@@ -370,7 +372,7 @@ def _unit(item: pytest.Item) -> str:
 
 def _clean(text: str, limit: int) -> str:
     """Return text safe to write as UTF-8 (lone surrogates escaped), cut to limit."""
-    safe = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    safe = _utf8(text)
     if len(safe) > limit:
         return safe[:limit] + f"\n[... {len(safe) - limit} characters cut by testgate]"
     return safe
@@ -418,8 +420,7 @@ def pytest_runtest_makereport(
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     """Attach the failing line and a short message to the report of a failed phase."""
     report = yield
-    if report.failed:
-        _make_serializable(report)
+    _make_serializable(report)
     if call.excinfo is not None and report.outcome != "passed":
         report.testgate_line = _failing_line(item, call.excinfo)  # type: ignore[attr-defined]
         timed_out_message = timed_out(item, call.excinfo)
@@ -437,30 +438,101 @@ def pytest_runtest_makereport(
 
 
 def _make_serializable(report: pytest.TestReport) -> None:
-    """Replace report text that UTF-8 cannot carry (lone surrogates) with escaped text.
+    """Make every part of a report that xdist sends to the controller sendable.
 
-    xdist sends reports to the controller as UTF-8; a lone surrogate in a failure
-    message would otherwise crash the worker and lose the test's result.
+    execnet sends text as UTF-8 and only values of its own types (exactly: ``str``,
+    ``int``, ``list``..., no subclass, no ``Path``). A lone surrogate in a failure's text,
+    a skip's or an xfail's reason, or a ``record_property`` value execnet cannot serialize
+    made the worker's report fail to send: an INTERNALERROR, the test's result lost. Text
+    is escaped; a property is sent as the text pytest's JUnit XML writes of it
+    (``str(value)``), so that the XML is the same with xdist and without.
     """
+    if isinstance(report.longrepr, tuple):  # a skip: (path, line, reason)
+        path, line, reason = report.longrepr
+        report.longrepr = (path, line, _utf8(str(reason)))
     try:
-        report.longreprtext.encode("utf-8")
+        if report.longrepr is not None:  # a passed phase's has none: no text to render
+            report.longreprtext.encode("utf-8")
         for _, content in report.sections:
             content.encode("utf-8")
-    except UnicodeEncodeError:
+    except UnicodeEncodeError:  # a failure's, or an xfail's (pytest.xfail() in the test)
         report.longrepr = _clean(report.longreprtext, 10 * TEXT_LIMIT)
         report.sections = [(key, _clean(content, TEXT_LIMIT)) for key, content in report.sections]
+    if hasattr(report, "wasxfail"):
+        report.wasxfail = _utf8(str(report.wasxfail))
+    report.user_properties = [
+        (str(_sendable(name)), _sendable(value)) for name, value in report.user_properties
+    ]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_warning_recorded(warning_message: Any) -> None:
+    """A warning's text, lone surrogates escaped, before an xdist worker sends it to the
+    controller as UTF-8 (that send failed as a report's did: see ``_make_serializable``)."""
+    message = warning_message.message  # a Warning: warnings.warn makes one of a text
+    text = str(message)
+    safe = _utf8(text)
+    if safe != text:
+        message.args = (safe,)
+
+
+_SENT_AS_IS = frozenset({type(None), bool, int, float, complex, bytes})
+_SENT_ITEMS = frozenset({list, tuple, set, frozenset})
+
+
+def _sends(value: object) -> bool:
+    """Whether execnet serializes the value as it is."""
+    kind = type(value)
+    if kind is str:
+        return _utf8(value) == value  # type: ignore[arg-type]
+    if kind is dict:
+        return all(_sends(key) and _sends(item) for key, item in value.items())  # type: ignore[attr-defined]
+    if kind in _SENT_ITEMS:
+        return all(_sends(item) for item in value)  # type: ignore[attr-defined]
+    return kind in _SENT_AS_IS
+
+
+def _sendable(value: object) -> object:
+    """A user property's name or value as xdist can send it: as it is, or its text."""
+    if _sends(value):
+        return value
+    try:
+        text = str(value)
+    except Exception:  # a __str__ that raises: pytest's JUnit XML would fail on it too
+        text = object.__repr__(value)
+    return _clean(text, MESSAGE_LIMIT)
+
+
+def _utf8(text: str) -> str:
+    """The text with lone surrogates escaped (``\\udcff``), which UTF-8 cannot carry."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 class Recorder:
     """Appends JSON lines to the record file; lives only in the controller process."""
 
-    def __init__(self, stream: TextIO) -> None:
+    def __init__(self, stream: TextIO, *, root: Path) -> None:
         self._stream = stream
+        self._root = root
+        self._running_file: str | None = None  # the file of the test that started last
+        self._running: str | None = None  # and its id
+        self._pid = os.getpid()
+        self._forked = False
         self._seq = 0
         self._warned: set[str] = set()
         self._ids_written = False
 
     def write(self, record: dict[str, Any]) -> None:
+        """One record; in a process a test forked that went on with pytest's session (its
+        child returned, or exited through SystemExit, which pytest catches), only one that
+        says so: its reports would be taken for the session's own."""
+        if os.getpid() != self._pid:
+            if self._forked:
+                return
+            self._forked = True
+            record = {"kind": FORKED, "pid": os.getpid()}
+            if self._running is not None:
+                record["test"] = self._running
         self._seq += 1
         record["seq"] = self._seq
         self._stream.write(json.dumps(record) + "\n")
@@ -490,14 +562,35 @@ class Recorder:
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: object | None) -> None:
-        """A worker that died: its exit code (negative: the signal) when execnet has it.
-        One that finished hands over the tests it deselected."""
+        """A worker that died: its exit code (negative: the signal) when execnet has it. One
+        that ended its session on a KeyboardInterrupt (xdist's ``keyboard-interrupt``) did
+        not crash: it is on its way out, with no exit code worth waiting for. One that
+        finished hands over the tests it deselected."""
         self._deselected(getattr(node, "workeroutput", {}).get(DESELECTED_OUTPUT))
-        if error is not None:
+        if error == "keyboard-interrupt":
+            self.write({"kind": WORKER_DOWN, "worker": node.gateway.id, "interrupted": True})
+        elif error is not None:
             self.write({"kind": WORKER_DOWN, "worker": node.gateway.id, "exit": _exit_code(node)})
 
     def pytest_runtest_logstart(self, nodeid: str, location: tuple[str, int | None, str]) -> None:
+        self._running_file, self._running = location[0], nodeid
         self.write({"kind": LOGSTART, "id": nodeid, "def_line": _def_line(nodeid, location)})
+
+    def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+        """The KeyboardInterrupt that stopped the session, and the innermost line of the
+        running test's file it came through (None: it came through none, as xdist's own
+        ``Interrupted`` in the controller does). A test that raised it, or signalled its own
+        process, ran and is an error; testgate tells that from its own interrupt. pytest
+        calls this hook for ``pytest.exit()`` too, which is no interrupt."""
+        if not isinstance(excinfo.value, KeyboardInterrupt):
+            return
+        file = None if self._running_file is None else self._root / self._running_file
+        line = next(
+            (entry.lineno + 1 for entry in reversed(excinfo.traceback) if entry.path == file),
+            None,
+        )
+        message = _clean(excinfo.exconly(), MESSAGE_LIMIT)
+        self.write({"kind": KEYBOARD_INTERRUPT, "message": message, "line": line})
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         if report.failed:
@@ -803,7 +896,7 @@ def pytest_cmdline_main(config: pytest.Config) -> None:
     if not path or worker is not None:
         return
     stream = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed in pytest_unconfigure
-    recorder = Recorder(stream)
+    recorder = Recorder(stream, root=config.rootpath)
     config.pluginmanager.register(recorder, "testgate-recorder")
     config.stash[_STREAM_KEY] = stream
     recorder.write({"kind": START, "pytest": pytest.__version__})
@@ -824,9 +917,12 @@ def pytest_sessionfinish(session: pytest.Session) -> Generator[None, None, None]
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    """Close the record file; after a finished session, put Python's exception hook back."""
+    """Close the record file; after a finished session, put Python's exception hook back,
+    unless an exception is on its way out of pytest: one that another plugin's
+    ``pytest_sessionfinish`` raised after the recorder's (the terminal's, writing to an
+    output a test closed), which unconfigures pytest from ``main``'s ``finally``."""
     previous = config.stash.get(_EXCEPTHOOK_KEY, None)
-    if previous is not None and config.stash[_FINISHED_KEY]:
+    if previous is not None and config.stash[_FINISHED_KEY] and sys.exc_info()[1] is None:
         sys.excepthook = previous
     stream = config.stash.get(_STREAM_KEY, None)
     if stream is not None:

@@ -53,6 +53,8 @@ REPORT = "report"
 WARNING = "warning"
 INTERNAL_ERROR = "internal-error"
 WORKER_DOWN = "worker-down"
+KEYBOARD_INTERRUPT = "keyboard-interrupt"  # what stopped the session: a Ctrl-C, or a test
+FORKED = "forked"  # a process a test forked went on with pytest's session: nothing else of it
 FINISH = "finish"
 UNCAUGHT = "uncaught"  # an exception that ended the process after the session's last hook
 CONFTEST_ERROR = "conftest-error"  # a conftest pytest could not import, before it configured
@@ -68,6 +70,8 @@ FIELDS: Mapping[str, Mapping[str, type | tuple[type, ...]]] = {
     WARNING: {"text": str},
     COLLECT_SKIP: {"id": str, "message": str},
     WORKER_DOWN: {"worker": str},
+    KEYBOARD_INTERRUPT: {"message": str},
+    FORKED: {"pid": int},  # and the test it was forked in, if one had started
     FINISH: {"exitstatus": int},
     UNCAUGHT: {"message": str, "where": str, "text": str},
     CONFTEST_ERROR: {"path": str, "message": str},
@@ -86,6 +90,7 @@ OPTIONAL_FIELDS: Mapping[str, type | tuple[type, ...]] = {
     "timed_out": bool,
     "ids": list,
     "exit": (int, type(None)),
+    "interrupted": bool,  # a worker that ended on a KeyboardInterrupt, not a crash
     "subtest": str,  # which subtest a report is of: ``[msg] (i=2)``
 }
 # A report's outcome, as pytest's TestReport says it; a plugin may set another

@@ -960,3 +960,178 @@ def test_a_killed_runs_pytest_is_stopped_by_the_next_run(tmp_path: Path) -> None
     ) in ran.output
     assert ran.exit_code == 0
     assert not attempt.parent.exists()  # the work dir left behind goes, as it always did
+
+
+RAISES_KEYBOARD_INTERRUPT = """
+def test_stops_the_session():
+    raise KeyboardInterrupt("from the test")  # marker: raised
+
+
+def test_after_it():
+    pass
+"""
+
+
+@pytest.mark.parametrize("workers", ["0", "2"])
+def test_a_test_that_raises_keyboard_interrupt_is_its_error_not_a_test_never_run(
+    tmp_path: Path, workers: str
+) -> None:
+    """pytest stops its session at a KeyboardInterrupt a test raises (exit 2). The test
+    that raised it ran: without xdist it was listed among the tests that never ran, and
+    the problem blamed -x or pytest.exit(); under xdist its worker was said to have died.
+    testgate sent no signal: the test is an error naming the interrupt, at its line."""
+    project = copy_fixture("passing", tmp_path)
+    path = project / "tests" / "test_interrupt.py"
+    path.write_text(RAISES_KEYBOARD_INTERRUPT, "utf-8")
+    ran = run_in_process(project, "--workers", workers, "--reruns", "0")
+    assert ran.exit_code == 3
+    run = ran.results()["run"]
+    assert run["interrupted"] is None
+    test_id = "tests/test_interrupt.py::test_stops_the_session"
+    assert test_id not in run["not_run"]
+    (attempt,) = ran.test(test_id)["attempts"]
+    assert attempt["outcome"] == "error"
+    if workers == "0":
+        assert attempt["message"] == "KeyboardInterrupt: from the test stopped pytest's session"
+        assert attempt["line"] == marker_line(path, "raised")
+        assert run["problems"][0] == (
+            f"KeyboardInterrupt: from the test, raised in {test_id}, stopped pytest before "
+            "the suite finished (exit 2)"
+        )
+        assert run["problems"][1] == (
+            "1 collected test never ran (exit 2): tests/test_interrupt.py::test_after_it; the "
+            f"KeyboardInterrupt raised in {test_id} ended pytest's session before them"
+        )
+    else:
+        assert re.fullmatch(
+            r"the xdist worker gw[01] stopped on a KeyboardInterrupt while this test ran",
+            attempt["message"],
+        )
+        worker = attempt["message"].split()[3]
+        assert run["problems"][0] == (
+            f"a KeyboardInterrupt in {test_id} (xdist worker {worker}) stopped pytest before "
+            "the suite finished (exit 2)"
+        )
+        assert all("-x, --maxfail" not in problem for problem in run["problems"])
+
+
+CLOSES_PYTESTS_OUTPUT = """
+import os
+
+
+def test_closes_stdout_and_stderr():
+    os.close(1)
+    os.close(2)
+
+
+def test_after_it():
+    pass
+"""
+
+
+def test_a_test_that_closes_pytests_output_is_named_as_what_ended_the_session(
+    tmp_path: Path,
+) -> None:
+    """Under ``-s`` a test can close pytest's own stdout: pytest's terminal then fails
+    (EBADF) as it reports the test, and the exception ends pytest from its sessionfinish,
+    which the plugin had already recorded. testgate said pytest had "reported failed tests
+    (exit 1) that testgate's record does not show" and blamed -x or pytest.exit() for the
+    tests that never ran; the exception is the problem now, with what likely raised it."""
+    project = copy_fixture("passing", tmp_path)
+    (project / "tests" / "test_closes.py").write_text(CLOSES_PYTESTS_OUTPUT, "utf-8")
+    ran = run_in_process(project, "--reruns", "0", "--pytest-args=-s -p no:randomly")
+    assert ran.exit_code == 3
+    problems = ran.results()["run"]["problems"]
+    assert problems[0].startswith(
+        "the pytest process ended (exit 1) on an exception pytest did not handle: OSError: "
+        "[Errno 9] Bad file descriptor (raised at "
+    )
+    assert problems[0].endswith(
+        "); a test may have closed pytest's own output (file descriptor 1 or 2, under -s)"
+    )
+    assert problems[1] == (
+        "2 collected tests never ran (exit 1): tests/test_closes.py::test_closes_stdout_and_"
+        "stderr, tests/test_closes.py::test_after_it; the exception pytest did not handle "
+        "(the problem above) ended pytest's session before them"
+    )
+
+
+FORKS_INTO_PYTEST = """
+import os
+import sys
+
+
+def test_forks():
+    child = os.fork()
+    if child == 0:
+        sys.exit(0)  # the child's pytest takes it for this test's failure, and goes on
+    os.waitpid(child, 0)
+
+
+def test_after_it():
+    pass
+"""
+
+
+def test_a_forked_child_that_returns_into_pytest_is_a_problem_not_counted(tmp_path: Path) -> None:
+    """A test that forks, and whose child does not end with os._exit, leaves two pytest
+    sessions writing one record: the child reported the test failed (SystemExit) and ran
+    the rest of the suite again, pytest printed both sessions' summaries, and testgate
+    passed the run without a word. The child's results are not counted, and the run says
+    which test forked it (exit 3)."""
+    project = copy_fixture("passing", tmp_path)
+    (project / "tests" / "test_forks.py").write_text(FORKS_INTO_PYTEST, "utf-8")
+    ran = run_in_process(project, "--reruns", "0", "--pytest-args=-p no:randomly")
+    assert ran.exit_code == 3
+    assert ran.test("tests/test_forks.py::test_forks")["outcome"] == "passed"
+    assert ran.test("tests/test_forks.py::test_after_it")["outcome"] == "passed"
+    (problem,) = ran.results()["run"]["problems"]
+    assert re.fullmatch(
+        r"a process forked in tests/test_forks\.py::test_forks went on running pytest's session "
+        r"\(pid \d+\): its results, which pytest printed, are not counted; a forked child "
+        r"that runs Python should end with os\._exit\(\)",
+        problem,
+    )
+
+
+DIES_IN_TEARDOWN = """
+import os
+
+import pytest
+
+from lib import f, g, h
+
+
+@pytest.fixture
+def dies_after():
+    yield
+    os._exit(0)
+
+
+def test_covers_f_and_h():
+    assert (f(), h()) == (1, 3)
+
+
+def test_covers_g_then_dies(dies_after):
+    assert g() == 2
+"""
+
+
+def test_a_worker_that_dies_after_its_tests_call_took_that_coverage_with_it(
+    tmp_path: Path,
+) -> None:
+    """An xdist worker that died in a test's teardown (a fixture's os._exit, a session
+    fixture's) lost what that test's call had measured: the test had run, but its coverage
+    was counted as never lost, and the line gate failed at 83.33 %, blaming the suite
+    (exit 1). It is incomplete coverage now, not judged (exit 3)."""
+    project = copy_fixture("worker_crash", tmp_path)
+    for path in (project / "tests").glob("test_*.py"):
+        path.unlink()
+    (project / "tests" / "test_dies.py").write_text(DIES_IN_TEARDOWN, "utf-8")
+    ran = run_in_process(project, "--reruns", "0")
+    assert ran.exit_code == 3
+    assert ran.gate("line-coverage")["verdict"] == "not judged"
+    assert ran.results()["run"]["coverage_incomplete"].startswith(
+        "coverage is incomplete: 1 test ran on a process that died (gw"
+    )
+    assert ran.test("tests/test_dies.py::test_covers_g_then_dies")["outcome"] == "error"

@@ -72,7 +72,10 @@ def records(pytester: pytest.Pytester, *args: str, env: bool = True) -> list[dic
         patch.setattr(xdist.workermanage, "_sys_path", [str(PLUGIN_DIR), *sys.path])
         if env:
             patch.setenv(RECORD_ENV, str(path))
-        pytester.runpytest_inprocess("-p", PLUGIN_NAME, "-p", "no:cacheprovider", *args)
+        # A KeyboardInterrupt a test raises ends that session, not this one.
+        pytester.runpytest_inprocess(
+            "-p", PLUGIN_NAME, "-p", "no:cacheprovider", *args, no_reraise_ctrlc=True
+        )
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text("utf-8").splitlines()]
@@ -202,6 +205,36 @@ def test_an_exception_that_escapes_pytest_is_recorded_with_where_it_was_raised(
     assert first["where"] == "conftest.py:5 in pytest_sessionfinish"
     assert "Traceback (most recent call last)" in first["text"]
     assert second["where"].startswith("_pytest/outcomes.py:")
+
+
+RAISES_AFTER_FINISH = """
+import pytest
+
+@pytest.hookimpl(wrapper=True)
+def pytest_sessionfinish():
+    yield  # the recorder's (trylast) has run: the session is recorded as finished
+    raise OSError(9, "Bad file descriptor")
+"""
+
+
+def test_an_exception_raised_after_the_recorded_finish_is_recorded_too(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sessionfinish that raises after the recorder's (the terminal's, writing to an
+    output a test closed) ends pytest as well: the plugin put Python's hook back at
+    unconfigure, as the session had finished, and the exception went unrecorded."""
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)  # put back after this test
+    pytester.makeconftest(RAISES_AFTER_FINISH)
+    pytester.makepyfile(test_ok="def test_ok():\n    pass\n")
+    path = pytester.path / "record.jsonl"
+    pytester.syspathinsert(PLUGIN_DIR)
+    monkeypatch.setenv(RECORD_ENV, str(path))
+    with pytest.raises(OSError, match="Bad file descriptor") as raised:
+        pytester.inline_run("-p", PLUGIN_NAME, "-p", "no:cacheprovider")
+    sys.excepthook(raised.type, raised.value, raised.tb)
+    found = [json.loads(line) for line in path.read_text("utf-8").splitlines()]
+    assert [item["kind"] for item in found][-2:] == ["finish", "uncaught"]
+    assert found[-1]["message"] == "OSError: [Errno 9] Bad file descriptor"
 
 
 CRASH_HANDLER_SUITE = """
@@ -647,6 +680,112 @@ def test_a_dead_worker_is_recorded_with_its_exit_code(pytester: pytest.Pytester)
     assert (down["worker"], down["exit"]) == ("gw0", 7)
     (crash,) = [item for item in found if item.get("when") == "???"]
     assert (crash["id"], crash["worker"]) == ("test_dies.py::test_dies", "gw0")
+
+
+def test_a_keyboard_interrupt_is_recorded_with_the_line_of_the_test_it_came_through(
+    pytester: pytest.Pytester,
+) -> None:
+    """Raised in a test, the line of its file it came through; during collection (no test
+    running) and in xdist's controller (its own ``Interrupted``), none. An xdist worker it
+    ended is down on a KeyboardInterrupt, with no exit code waited for."""
+    pytester.makepyfile(
+        test_stops="def test_stops():\n    raise KeyboardInterrupt('mine')\n",
+    )
+    found = records(pytester, "-p", "no:randomly")
+    (interrupt,) = [item for item in found if item["kind"] == "keyboard-interrupt"]
+    assert (interrupt["message"], interrupt["line"]) == ("KeyboardInterrupt: mine", 2)
+    found = records(pytester, "-n", "1", "-p", "no:randomly")
+    (down,) = [item for item in found if item["kind"] == "worker-down"]
+    assert down == {"kind": "worker-down", "worker": "gw0", "interrupted": True, "seq": down["seq"]}
+    (interrupt,) = [item for item in found if item["kind"] == "keyboard-interrupt"]
+    assert interrupt["line"] is None
+    pytester.makepyfile(test_stops="raise KeyboardInterrupt('collecting')\n")
+    (interrupt,) = [item for item in records(pytester) if item["kind"] == "keyboard-interrupt"]
+    assert (interrupt["message"], interrupt["line"]) == ("KeyboardInterrupt: collecting", None)
+    pytester.makepyfile(test_stops="import pytest\n\ndef test_exits():\n    pytest.exit('done')\n")
+    assert [item for item in records(pytester) if item["kind"] == "keyboard-interrupt"] == []
+
+
+UNSENDABLE = r"""
+import pathlib
+import warnings
+
+import pytest
+
+class Unprintable:
+    def __str__(self):
+        raise RuntimeError("no text")
+
+def test_properties(record_property):
+    record_property("path", pathlib.Path("data") / "in.csv")
+    record_property("nested", {"a": [1, (2.5, b"x", None, True)], "b": {frozenset({1})}})
+    record_property("odd \udcff", ["odd \udcff"])
+    record_property("unprintable", Unprintable())
+
+def test_skips():
+    pytest.skip("odd \udcff")
+
+@pytest.mark.xfail(reason="odd \udcff")
+def test_xfail_marked():
+    assert False
+
+def test_xfail_called():
+    pytest.xfail("odd \udcff")
+
+def test_warns():
+    warnings.warn("odd \udcff")
+"""
+
+
+@pytest.mark.parametrize("workers", ["0", "1"])
+def test_every_report_is_sent_whatever_its_text_or_properties(
+    pytester: pytest.Pytester, workers: str
+) -> None:
+    """xdist's worker sends each report (and each warning) to the controller through
+    execnet, as UTF-8 and with only execnet's own types: a ``record_property`` value such
+    as a ``Path``, or a lone surrogate in a skip's or an xfail's reason or in a warning,
+    failed that send: an INTERNALERROR, the rest of the tests' results lost, pytest's
+    exit 0 or 3. A property is sent as the text JUnit XML writes of it, in either case."""
+    pytester.makepyfile(test_unsendable=UNSENDABLE)
+    junit = pytester.path / "junit.xml"
+    found = records(pytester, "-n", workers, "-p", "no:randomly", f"--junitxml={junit}")
+    assert [item for item in found if item["kind"] == "internal-error"] == []
+    outcomes = {name: item["outcome"] for name, item in calls(found).items()}
+    assert outcomes == {
+        "test_properties": "passed",
+        "test_skips": "skipped",
+        "test_xfail_marked": "skipped",
+        "test_xfail_called": "skipped",
+        "test_warns": "passed",
+    }
+    assert calls(found)["test_skips"]["message"] == "odd \\udcff"
+    assert [item["wasxfail"] for item in found if "wasxfail" in item] == ["odd \\udcff"] * 2
+    xml = junit.read_text("utf-8")
+    assert f'name="path" value="{Path("data") / "in.csv"}"' in xml
+    assert '<property name="unprintable" value="&lt;test_unsendable.Unprintable object' in xml
+    assert "odd \\udcff" in xml
+
+
+def test_a_forked_process_records_only_that_it_was_forked(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The recorder of a process a test forked (its pid another) writes one record that
+    names the test, and nothing else: its reports would be taken for the session's own.
+    (A real fork: test_a_forked_child_that_returns_into_pytest_is_a_problem_not_counted.)"""
+    plugin = fresh_plugin(monkeypatch, "_testgate_plugin_forked")
+    path, early = tmp_path / "record.jsonl", tmp_path / "early.jsonl"
+    with path.open("a", encoding="utf-8") as stream, early.open("a", encoding="utf-8") as first:
+        recorder = plugin.Recorder(stream, root=tmp_path)
+        before_any_test = plugin.Recorder(first, root=tmp_path)
+        recorder.pytest_runtest_logstart("t.py::test_forks", ("t.py", 1, "test_forks"))
+        monkeypatch.setattr(os, "getpid", lambda: 1)  # as the forked child sees it
+        recorder.write({"kind": "report", "id": "t.py::test_forks"})
+        recorder.write({"kind": "finish", "exitstatus": 1})
+        before_any_test.write({"kind": "collected", "count": 1})
+    found = [json.loads(line) for line in path.read_text("utf-8").splitlines()]
+    assert [item["kind"] for item in found] == ["logstart", "forked"]
+    assert (found[1]["pid"], found[1]["test"]) == (1, "t.py::test_forks")
+    assert json.loads(early.read_text("utf-8")) == {"kind": "forked", "pid": 1, "seq": 1}
 
 
 def test_a_worker_whose_process_cannot_be_asked_has_no_exit_code(

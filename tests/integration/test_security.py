@@ -439,6 +439,65 @@ def test_a_summary_cell_never_holds_a_line_break() -> None:
         assert not row.startswith(("::", "b", "d", "f"))
 
 
+MARKDOWN_SYNTAX = [
+    "assert <MagicMock id='1'> == 3",  # a repr that is an HTML tag: the browser hid it
+    "assert a*b*c == __init__ and ~~x~~",  # emphasis and strikethrough
+    "see [the docs](x) and ![a pixel](y)",  # a link and an image
+    "&lt;tag&gt; &amp; \\*not code\\* `ticked`",  # entities, the escape itself, a code span
+]
+
+
+def test_a_summary_shows_a_message_as_it_is_never_as_markdown(npm_tools: Path) -> None:
+    """The job summary, rendered as GitHub Flavored Markdown and read as a browser would:
+    each message, note, problem and warning shows every character it has; a mock's repr
+    was a raw HTML tag that vanished, ``a*b*c`` turned italic. A problem or warning is a
+    list item: one that starts like a heading, a quote or a list stays text."""
+    empty = hostile_result(MARKDOWN_SYNTAX)
+    starts = ("# heading", "> quote", "1. listed", "+ plus", "- minus")
+    result = msgspec.structs.replace(
+        empty,
+        run=msgspec.structs.replace(empty.run, problems=(*empty.run.problems, *starts)),
+    )
+    shown = json.loads(
+        subprocess.run(
+            ["node", str(npm_tools / "markdown_text.mjs")],
+            input=markdown(result),
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
+    for number, text in enumerate(MARKDOWN_SYNTAX):
+        mark = f"case{number:02d}"
+        for said in (f"{mark} {text}", f"{mark} note {text}", f"{mark} problem {text}"):
+            assert said in shown
+        assert f"{mark} warning {text}" in shown
+    for start in starts:
+        assert start in shown
+    verdict = TestVerdict.of(
+        id="t.py::test_x", verdict="flaky", runs=3, failures=1, statement=MARKDOWN_SYNTAX[0]
+    )
+    detection = Detection.of(
+        confidence=0.95,
+        max_fail_rate=0.05,
+        runs_needed=59,
+        rounds=3,
+        duration_s=1.0,
+        stopped_by="verdicts",
+        tests=(verdict,),
+    )
+    shown = json.loads(
+        subprocess.run(
+            ["node", str(npm_tools / "markdown_text.mjs")],
+            input=detection_markdown(detection),
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
+    assert MARKDOWN_SYNTAX[0] in shown
+
+
 def test_a_problems_lines_stay_inside_their_code_block() -> None:
     """A setup command's output, shown as it was: no fence of its own ends the block."""
     said = ["````", "::error::from the output", "\r::warning::after a CR"]

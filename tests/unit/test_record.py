@@ -285,3 +285,85 @@ def test_deselected_tests_are_counted_once_and_named_for_names_that_match_none(
     )
     none = read_record(write_lines(tmp_path / "n.jsonl", {"kind": "start"}))
     assert (none.deselected, none.deselected_note) == (0, "")
+
+
+def test_a_keyboard_interrupt_through_a_running_tests_file_is_that_tests_error(
+    tmp_path: Path,
+) -> None:
+    """In its setup or call (never reported) the test is an error at the interrupt's line;
+    in its teardown, after its call reported, the test keeps its outcome; between tests,
+    or through no test's file (line None), no test raised it."""
+    interrupted = {"kind": "keyboard-interrupt", "message": "KeyboardInterrupt", "line": 7}
+    path = write_lines(
+        tmp_path / "call.jsonl",
+        {"kind": "logstart", "id": "t.py::a", "def_line": 3},
+        report("t.py::a", "setup", "passed", def_line=3),
+        interrupted,
+        report("t.py::a", "teardown", "passed"),
+        {"kind": "finish", "exitstatus": 2},
+    )
+    record = read_record(path)
+    assert record.tests == ()
+    assert record.interrupt == "KeyboardInterrupt"
+    assert record.interrupted_in is not None
+    attempt = record.interrupted_in.attempt
+    assert (attempt.outcome, attempt.line, attempt.phase, attempt.duration_s) == (
+        "error",
+        7,
+        "call",
+        1.0,
+    )
+    assert attempt.message == "KeyboardInterrupt stopped pytest's session"
+    path = write_lines(
+        tmp_path / "teardown.jsonl",
+        {"kind": "logstart", "id": "t.py::a", "def_line": 3},
+        report("t.py::a", "setup", "passed"),
+        report("t.py::a", "call", "passed"),
+        interrupted,
+        {"kind": "finish", "exitstatus": 2},
+    )
+    record = read_record(path)
+    assert (record.interrupted_in, record.interrupt) == (None, None)
+    assert [test.attempt.outcome for test in record.tests] == ["passed"]
+    for between in (
+        [interrupted],
+        [{"kind": "logstart", "id": "t.py::b"}, {**interrupted, "line": None}],
+    ):
+        record = read_record(
+            write_lines(tmp_path / "between.jsonl", *between, {"kind": "finish", "exitstatus": 2})
+        )
+        assert record.interrupted_in is None
+
+
+@pytest.mark.parametrize(
+    ("test", "said"), [("t.py::a", "forked in t.py::a"), (None, "forked before any test started")]
+)
+def test_a_forked_process_gone_on_with_the_session_is_named(
+    tmp_path: Path, test: str | None, said: str
+) -> None:
+    path = write_lines(
+        tmp_path / "r.jsonl",
+        {"kind": "forked", "pid": 42, **({} if test is None else {"test": test})},
+        {"kind": "finish", "exitstatus": 0},
+    )
+    assert read_record(path).forked == f"{said} went on running pytest's session (pid 42)"
+
+
+def test_what_ended_the_session_early_is_named_from_the_record(tmp_path: Path) -> None:
+    """A test's KeyboardInterrupt, with xdist or without, or an exception pytest did not
+    handle; a record that shows none of them names nothing."""
+    from runner.faults import ended_by  # noqa: PLC0415  (the record's reader, in one place)
+
+    def ended(*lines: object) -> str | None:
+        return ended_by(read_record(write_lines(tmp_path / "r.jsonl", *lines)))
+
+    running = [{"kind": "logstart", "id": "t.py::a"}, report("t.py::a", "setup", "passed")]
+    interrupt = {"kind": "keyboard-interrupt", "message": "KeyboardInterrupt", "line": 2}
+    finish = {"kind": "finish", "exitstatus": 2}
+    assert ended(*running, interrupt, finish) == "the KeyboardInterrupt raised in t.py::a"
+    down = {"kind": "worker-down", "worker": "gw1", "interrupted": True}
+    crash = report("t.py::a", "???", "failed", worker="gw1", message="crashed", text="")
+    assert ended(down, crash, finish) == "the KeyboardInterrupt in t.py::a (xdist worker gw1)"
+    uncaught = {"kind": "uncaught", "message": "OSError", "where": "x.py:1 in f", "text": ""}
+    assert ended(finish, uncaught) == "the exception pytest did not handle (the problem above)"
+    assert ended(*running, finish) is None

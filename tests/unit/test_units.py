@@ -574,3 +574,10 @@ def test_a_reports_dir_that_cannot_be_claimed_gets_no_scratch_dir(tmp_path: Path
     ):
         pass
     assert list(elsewhere.iterdir()) == []
+
+
+def test_only_a_bad_file_descriptor_is_said_to_be_a_closed_output() -> None:
+    from runner.attempts import _closed_output  # noqa: PLC0415  (a private helper)
+
+    assert "closed pytest's own output" in _closed_output("OSError: [Errno 9] Bad file descriptor")
+    assert _closed_output("AttributeError: 'Config' object has no attribute 'cache'") == ""
