@@ -227,6 +227,22 @@ def _escaped(text: str) -> str:
     return text.replace("%", "%%")
 
 
+def _attached(args: list[str], flag: str) -> list[str]:
+    """``flag VALUE`` as ``flag=VALUE``: argparse takes a lone ``-s`` or ``--lf`` after the
+    flag for an option of its own and stops (``expected one argument``); pytest's arguments
+    always start with a dash."""
+    out: list[str] = []
+    pending = False
+    for arg in args:
+        if pending:
+            out[-1] = f"{flag}={arg}"
+            pending = False
+        else:
+            out.append(arg)
+            pending = arg == flag
+    return out
+
+
 def main(
     argv: Sequence[str] | None = None,
     environ: Mapping[str, str] | None = None,
@@ -252,7 +268,7 @@ def main(
     if "--" in args:
         split = args.index("--")
         args, pytest_args = args[:split], tuple(args[split + 1 :])
-    namespace = parser().parse_args(args)
+    namespace = parser().parse_args(_attached(args, "--pytest-args"))
     try:
         with interrupts.handling_signals():
             if noted:

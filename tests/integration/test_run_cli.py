@@ -195,15 +195,17 @@ def test_a_coverage_warning_at_its_start_does_not_stop_a_filterwarnings_error_su
 def test_arguments_after_double_dash_and_pytest_args_reach_pytest(
     run_cli: RunCli, tmp_path: Path
 ) -> None:
-    """``--pytest-args`` given twice: both reach pytest (before, the last one won)."""
+    """``--pytest-args`` given twice: both reach pytest (before, the last one won), a lone
+    option (``-rA``) too, which argparse took for one of testgate's own."""
     project = copy_fixture("passing", tmp_path)
     ran = run_cli(
         project, "--workers", "0", "--min-tests", "3", "--pytest-args", "-k 'add or sign_pos'",
-        "--pytest-args", "-o console_output_style=classic", "--", "-m", "not slow",
+        "--pytest-args", "-rA", "--", "-m", "not slow",
     )  # fmt: skip
     assert ran.exit_code == 1
     assert [test["id"] for test in ran.results()["tests"]] == ["tests/test_calc.py::test_add"]
     assert "-k 'add or sign_pos'" not in ran.output  # reached pytest as two arguments
+    assert "PASSED tests/test_calc.py::test_add" in ran.output  # -rA's short summary
     # -k deselected test_sign_negative, -m test_sign_positive: counted apart from the tests
     assert ran.results()["run"]["deselected"] == 2
     assert "testgate: 1 test: 1 passed; 2 deselected in " in ran.output
