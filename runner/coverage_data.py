@@ -8,6 +8,8 @@ user's coverage configuration (exclusions, omit, paths, precision) applies throu
 
 from __future__ import annotations
 
+import ast
+import configparser
 import contextlib
 import glob
 import json
@@ -216,13 +218,47 @@ def workspace_members(project: Path, *, package: str | None = None) -> tuple[Pat
 
 
 def project_name(member: Path) -> str | None:
-    """``[project] name`` from a folder's pyproject.toml, when it has one."""
+    """The distribution name a folder's project declares: ``[project] name`` in its
+    pyproject.toml, else setuptools' ``[metadata] name`` in setup.cfg, else a literal
+    ``name="..."`` in setup.py's ``setup()`` call; None when none of them says it.
+
+    A pytest plugin's own project (pytest-timeout's has setup.cfg metadata) is imported by
+    pytest before any plugin starts: its name is how testgate knows to measure it from the
+    process start (``coverage run``).
+    """
     try:
         data = tomllib.loads((member / "pyproject.toml").read_text("utf-8"))
     except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
-        return None
+        data = {}
     name = data.get("project", {}).get("name")
-    return str(name) if name is not None else None
+    if name is not None:
+        return str(name)
+    return _setup_cfg_name(member / "setup.cfg") or _setup_py_name(member / "setup.py")
+
+
+def _setup_cfg_name(path: Path) -> str | None:
+    config = configparser.ConfigParser(interpolation=None)
+    try:
+        config.read_string(path.read_text("utf-8"))
+    except (OSError, UnicodeDecodeError, configparser.Error):
+        return None
+    return config.get("metadata", "name", fallback="").strip() or None
+
+
+def _setup_py_name(path: Path) -> str | None:
+    try:
+        tree = ast.parse(path.read_bytes())
+    except (OSError, SyntaxError, ValueError):
+        return None
+    names = [
+        keyword.value.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and getattr(node.func, "id", getattr(node.func, "attr", None)) == "setup"
+        for keyword in node.keywords
+        if keyword.arg == "name" and isinstance(keyword.value, ast.Constant)
+    ]
+    return next((name for name in names if isinstance(name, str) and name), None)
 
 
 class CoverageNotReported(InfraError):

@@ -13,12 +13,12 @@ the answer depends on:
   ``.dist-info`` entry, and an editable install adds a ``.pth``),
 - the variables that change what Python imports (``PYTHONPATH``, ``PYTHONHOME`` …), and
   what the ``PYTHONPATH`` folders hold, as for site-packages,
-- the project, by its content, not its place: pyproject.toml, uv.lock and requirements
-  files, the packages of its own code, the importable names at its root (the probe runs
-  there, and a module at the root is imported first), and the plugins this command
-  needs. A copy of the project elsewhere that uses the same environment reuses the
-  answer; a copy with its own environment has another interpreter prefix, so it is
-  probed again.
+- the project, by its content, not its place: pyproject.toml, uv.lock, setup.cfg,
+  setup.py and requirements files, the packages of its own code, the importable names
+  at its root (the probe runs there, and a module at the root is imported first), and
+  the plugins this command needs. A copy of the project elsewhere that uses the same
+  environment reuses the answer; a copy with its own environment has another interpreter
+  prefix, so it is probed again.
 
 The environment is named by its real directories (symlinks resolved): a ``.venv`` that
 links to an environment is that environment. The key holds the content of the start-up
@@ -70,7 +70,9 @@ from runner.errors import InfraError
 KEPT = 8  # answers kept per environment and command: one per project, or per change
 STARTUP_FILES = ("sitecustomize.py", "usercustomize.py")  # run at start, as .pth files are
 IMPORT_VARIABLES = ("PYTHONPATH", "PYTHONHOME", "PYTHONNOUSERSITE", "PYTHONUSERBASE")
-PROJECT_FILES = ("pyproject.toml", "uv.lock", "pylock.toml")
+# setup.cfg and setup.py: a setuptools project's name (coverage_data.project_name), which
+# decides whether pytest imports the project early, and what installs it
+PROJECT_FILES = ("pyproject.toml", "uv.lock", "pylock.toml", "setup.cfg", "setup.py")
 ANSWER_FIELDS: dict[str, type | tuple[type, ...]] = {
     "python": str,
     "platform": str,

@@ -9,6 +9,7 @@ from runner.coverage_data import (
     cov_arguments,
     measures_branches,
     project_data_files,
+    project_name,
     whole_folder_warning,
 )
 
@@ -50,3 +51,29 @@ def test_the_projects_own_data_files_are_looked_for_only_where_they_would_count(
     assert project_data_files(tmp_path) == {}
     pyproject.write_text('[tool.coverage.run]\nsource = ["lib"]\nbranch = "maybe"\n', "utf-8")
     assert project_data_files(tmp_path) == {}
+
+
+def test_a_projects_name_comes_from_pyproject_else_setuptools_metadata(tmp_path: Path) -> None:
+    """A pytest plugin's own project (pytest-timeout's metadata is in setup.cfg) is known by
+    its name as one pytest imports before any plugin starts, so it is measured from the
+    start: before, only ``[project] name`` counted, and its module bodies went unmeasured."""
+    project = tmp_path / "p"
+    project.mkdir()
+    assert project_name(project) is None
+    (project / "setup.py").write_text(
+        "import setuptools\nsetuptools.setup(name='from-setup-py', version='1')\n", "utf-8"
+    )
+    assert project_name(project) == "from-setup-py"
+    (project / "setup.cfg").write_text("[metadata]\nname = from-setup-cfg\n", "utf-8")
+    assert project_name(project) == "from-setup-cfg"
+    (project / "pyproject.toml").write_text('[project]\nname = "from-pyproject"\n', "utf-8")
+    assert project_name(project) == "from-pyproject"
+    for broken in ("[metadata\nname", "[tool:pytest]\naddopts = -ra\n"):
+        (project / "pyproject.toml").write_text("[build-system]\n", "utf-8")
+        (project / "setup.cfg").write_text(broken, "utf-8")
+        for setup_py in ("setup(name=", "from setuptools import setup\nsetup(name=None)\n"):
+            (project / "setup.py").write_text(setup_py, "utf-8")
+            assert project_name(project) is None
+    (project / "pyproject.toml").write_text("not toml", "utf-8")
+    (project / "setup.py").write_text("setup(name='after-bad-toml')\n", "utf-8")
+    assert project_name(project) == "after-bad-toml"
