@@ -54,7 +54,7 @@ from runner.git import Git
 from runner.github import client, step
 from runner.github.commands import on_github
 from runner.output import emit
-from runner.plural import counted
+from runner.plural import counted, these
 from runner.quarantine import Quarantine, read_quarantine
 from runner.record import PYTEST_WARNED, collection_notes
 from runner.report import (
@@ -425,7 +425,7 @@ def rerun_failures(session: Session, history: History) -> str | None:
                 settings.workers,
                 expected_s=sum(history.attempts[test_id][0].duration_s for test_id in failing),
                 count=len(failing),
-                basis=f"the first run of these {len(failing)} tests",
+                basis=f"the first run of {these(len(failing), 'test')}",
             )
         rerun = run_attempt(
             session,
