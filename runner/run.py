@@ -56,7 +56,7 @@ from runner.github.commands import on_github
 from runner.output import emit
 from runner.plural import counted, these
 from runner.quarantine import Quarantine, read_quarantine
-from runner.record import PYTEST_WARNED, collection_notes
+from runner.record import PYTEST_WARNED, collection_notes, unrun_loaders
 from runner.report import (
     Outcome,
     conclude,
@@ -332,6 +332,7 @@ def _run(
             problems=found_problems,
             warnings=tuple(PYTEST_WARNED + text for text in first.record.warnings)
             + collection_notes(first.record)
+            + unrun_loaders(settings.project, first.record)
             + tuple(
                 f"quarantine entry {entry!r} matches no test of this run"
                 for entry in quarantine.unmatched(history.attempts)
