@@ -18,7 +18,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from runner import environment, history_run, interrupts, owned_dir, parallelism, render
+from runner import (
+    environment,
+    history_run,
+    interrupts,
+    owned_dir,
+    parallelism,
+    pytest_config,
+    render,
+)
 from runner.attempts import Session, problems, recorded_tests, run_attempt
 from runner.errors import ConfigError, TestgateError
 from runner.github.commands import on_github
@@ -144,6 +152,9 @@ def detect(
                     ),
                     default=None,
                 ),
+                xdist_off=pytest_config.switched_off(
+                    settings.project, pytest_args=settings.pytest_args, environ=environ
+                ).get("xdist"),
             )
             pool, batch, processes = wanted, 1, 0
             while pool is None or pool:
@@ -151,7 +162,9 @@ def detect(
                 orders = (
                     [] if pool is None else [_SHUFFLE.sample(pool, len(pool)) for _ in range(size)]
                 )
-                if pool is None:  # the whole suite, as testgate run would decide it
+                if session.xdist_off is not None:  # the project's suite runs serially
+                    workers = parallelism.switched_off(session.xdist_off)
+                elif pool is None:  # the whole suite, as testgate run would decide it
                     workers = parallelism.suite_decision(
                         settings.workers,
                         durations={},

@@ -17,7 +17,7 @@ from runner.github.step import report_detection
 from runner.results import RunInfo, RunResult
 from runner.settings import load_settings
 from runner.stability import Detection, TestVerdict, encode_detection
-from tests.conftest import Ran, copy_fixture, once_per_session, run_in_process
+from tests.conftest import Ran, copy_fixture, environment, once_per_session, run_in_process
 
 RunCli = Callable[..., Ran]
 OUTPUT = r"^(\S+)<<(\S+)\n(.*?)\n\2$"  # GITHUB_OUTPUT's name<<DELIMITER form
@@ -160,8 +160,11 @@ def test_the_whole_suite_when_nothing_is_chosen(run_cli: RunCli, tmp_path: Path)
     (project / "tests" / "test_skip.py").write_text(
         "import pytest\n\n@pytest.mark.skip(reason='later')\ndef test_later():\n    pass\n", "utf-8"
     )
-    ran = run_cli(project, "--max-fail-rate", "0.7", "--workers", "0", command="flaky")
+    # the user's -p no:xdist: no xdist, whatever workers says (pytest refused -n: exit 3)
+    serial = environment(PYTEST_ADDOPTS="-p no:xdist")
+    ran = run_cli(project, "--max-fail-rate", "0.7", "--workers", "2", command="flaky", env=serial)
     assert ran.exit_code == 0, ran.output  # every verdict is stable
+    assert "no xdist: -p no:xdist in PYTEST_ADDOPTS switches it off" in ran.output
     found = verdicts(ran)
     assert found.pop("tests/test_skip.py::test_later") == ("skipped", 0, 0)
     assert set(found.values()) == {("stable", 3, 0)}
