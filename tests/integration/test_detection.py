@@ -145,8 +145,12 @@ def test_quarantine_entries_proven_stable_are_named(chosen: Ran) -> None:
 
 def test_the_time_budget_stops_with_undecided_tests_named(run_cli: RunCli, tmp_path: Path) -> None:
     project = copy_fixture("flaky", tmp_path)
-    ran = run_cli(project, "--only", BROKEN, POLLUTER, "--time-budget", "0.001", command="flaky")
-    assert ran.exit_code == 0
+    # the user's -p no:xdist: no xdist, whatever workers says (pytest refused -n: exit 3)
+    serial = environment(PYTEST_ADDOPTS="-p no:xdist")
+    ran = run_cli(project, "--only", BROKEN, POLLUTER, "--time-budget", "0.001", "--workers", "2",
+                  command="flaky", env=serial)  # fmt: skip
+    assert ran.exit_code == 0, ran.output
+    assert "no xdist: -p no:xdist in PYTEST_ADDOPTS switches it off" in ran.output
     data = report(ran)
     assert data["stopped_by"] == "time-budget"  # the budget stops even the first round
     assert data["undecided"] == [BROKEN, POLLUTER]
@@ -160,11 +164,8 @@ def test_the_whole_suite_when_nothing_is_chosen(run_cli: RunCli, tmp_path: Path)
     (project / "tests" / "test_skip.py").write_text(
         "import pytest\n\n@pytest.mark.skip(reason='later')\ndef test_later():\n    pass\n", "utf-8"
     )
-    # the user's -p no:xdist: no xdist, whatever workers says (pytest refused -n: exit 3)
-    serial = environment(PYTEST_ADDOPTS="-p no:xdist")
-    ran = run_cli(project, "--max-fail-rate", "0.7", "--workers", "2", command="flaky", env=serial)
+    ran = run_cli(project, "--max-fail-rate", "0.7", "--workers", "0", command="flaky")
     assert ran.exit_code == 0, ran.output  # every verdict is stable
-    assert "no xdist: -p no:xdist in PYTEST_ADDOPTS switches it off" in ran.output
     found = verdicts(ran)
     assert found.pop("tests/test_skip.py::test_later") == ("skipped", 0, 0)
     assert set(found.values()) == {("stable", 3, 0)}
