@@ -214,6 +214,11 @@ def setuptools_metadata(project: Path) -> Path | None:
     setup_py = project / "setup.py"
     if setup_py.is_file():
         return setup_py
+    return project / "setup.cfg" if _setup_cfg_name(project) else None
+
+
+def _setup_cfg_name(project: Path) -> str | None:
+    """``[metadata] name`` from the project's setup.cfg, when it has one."""
     setup_cfg = project / "setup.cfg"
     if not setup_cfg.is_file():
         return None
@@ -222,7 +227,7 @@ def setuptools_metadata(project: Path) -> Path | None:
         config.read_string(setup_cfg.read_text("utf-8"))
     except (configparser.Error, UnicodeDecodeError):
         return None  # setuptools would refuse it too: not a project testgate can install
-    return setup_cfg if config.get("metadata", "name", fallback="").strip() else None
+    return config.get("metadata", "name", fallback="").strip() or None
 
 
 def detect_shape(
@@ -524,8 +529,9 @@ def _uv_env(
 
 
 def project_distributions(settings: Settings) -> list[str]:
-    """The names of the distributions the project provides: its own, its members'."""
-    names = [coverage_data.project_name(settings.project)]
+    """The names of the distributions the project provides: its own (``[project] name``,
+    else a setuptools project's ``setup.cfg`` ``[metadata] name``), its members'."""
+    names = [coverage_data.project_name(settings.project) or _setup_cfg_name(settings.project)]
     names += [
         coverage_data.project_name(member)
         for member in coverage_data.workspace_members(settings.project)

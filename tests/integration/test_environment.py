@@ -415,6 +415,9 @@ def test_every_shape_is_told_apart(tmp_path: Path) -> None:
         "-e", str(legacy), "-r", str(legacy / "setup.cfg"), "--extra", "fast", "--extra", "pg",
     ]  # fmt: skip
     assert environment._own_install(settings_of(app), detect_shape(settings_of(app), {})) == []
+    # its distribution is the project's own: left out of the environment's fingerprint (a
+    # version from git changes every commit), looked for among pytest's early imports
+    assert environment.project_distributions(settings_of(legacy)) == ["shop"]
     write(legacy, "from setuptools import setup\nsetup()\n", "setup.py")
     assert detect_shape(settings_of(legacy), {}).metadata == legacy / "setup.py"
     for name, text in (("tools", "[flake8]\nmax-line-length = 88\n"), ("broken", "[metadata\n"),
