@@ -24,7 +24,7 @@ from runner import coverage_data, environment, execute
 from runner.errors import ConfigError, InfraError
 from runner.output import emit
 from runner.plural import counted
-from runner.pytest_config import added_options
+from runner.pytest_config import switched_off
 from runner.record import AttemptRecord, RecordedTest, describe_exit, read_record
 from runner.results import BROKEN
 from runner.settings import Settings
@@ -44,6 +44,7 @@ class Session:
     cov_args: tuple[str, ...]
     work: Path
     deadline: float | None = None
+    xdist_off: str | None = None  # where the project's -p no:xdist is, if it has one
 
 
 @dataclass(frozen=True)
@@ -160,9 +161,7 @@ def _take_project_data(project: Path, *, before: Mapping[Path, int], directory: 
 def randomly_off(project: Path, *, pytest_args: Sequence[str], environ: Mapping[str, str]) -> bool:
     """Whether the user switched pytest-randomly off (then pytest refuses --randomly-seed):
     in the arguments, the ``addopts`` of pytest's configuration file or ``PYTEST_ADDOPTS``."""
-    added = added_options(project, pytest_args=pytest_args, environ=environ)
-    joined = " ".join([*(word for _, words in added for word in words), *pytest_args])
-    return "no:randomly" in joined
+    return "randomly" in switched_off(project, pytest_args=pytest_args, environ=environ)
 
 
 def recorded_tests(run: AttemptRun, *, kind: str) -> list[RecordedTest]:

@@ -233,13 +233,15 @@ def project_name(member: Path) -> str | None:
     name = data.get("project", {}).get("name")
     if name is not None:
         return str(name)
-    return _setup_cfg_name(member / "setup.cfg") or _setup_py_name(member / "setup.py")
+    return setup_cfg_name(member) or _setup_py_name(member / "setup.py")
 
 
-def _setup_cfg_name(path: Path) -> str | None:
+def setup_cfg_name(project: Path) -> str | None:
+    """``[metadata] name`` from the project's setup.cfg, when it has one (None for a
+    setup.cfg of tool settings only, or one setuptools would refuse too)."""
     config = configparser.ConfigParser(interpolation=None)
     try:
-        config.read_string(path.read_text("utf-8"))
+        config.read_string((project / "setup.cfg").read_text("utf-8"))
     except (OSError, UnicodeDecodeError, configparser.Error):
         return None
     return config.get("metadata", "name", fallback="").strip() or None

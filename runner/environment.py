@@ -2,7 +2,8 @@
 
 testgate runs the suite with the project's own Python and packages. It recognises the
 common shapes of a Python project (a uv or other PEP 621 project, a uv workspace, a
-project with only ``requirements*.txt``, an existing environment given with ``--python``;
+setuptools project with its metadata in ``setup.cfg``/``setup.py``, a project with only
+``requirements*.txt``, an existing environment given with ``--python``;
 a Poetry project without a ``[project]`` table gets a clear error), installs the project
 with its test dependencies (all extras and the ``dev``/``test``/``tests``/``testing``
 dependency groups, unless told otherwise), and probes the environment once per command.
@@ -45,7 +46,7 @@ from runner.settings import Settings
 
 NO_DYNAMIC_CONTEXT_ENV = wire.NO_DYNAMIC_CONTEXT_ENV  # read by the plugin
 DEFAULT_GROUPS = ("dev", "test", "tests", "testing")
-SHAPES = ("uv", "workspace", "requirements", "existing")
+SHAPES = ("uv", "workspace", "setuptools", "requirements", "existing")
 
 
 @dataclass(frozen=True)
@@ -152,6 +153,7 @@ class Shape:
     description: str
     requirements: tuple[Path, ...] = ()
     python: str | None = None  # an existing environment's
+    metadata: Path | None = None  # a setuptools project's setup.py or setup.cfg
 
 
 @dataclass(frozen=True)
@@ -204,6 +206,16 @@ def find_requirements(project: Path) -> tuple[Path, ...]:
     return tuple(path for path in found if path.is_file())
 
 
+def setuptools_metadata(project: Path) -> Path | None:
+    """The file that holds a setuptools project's metadata outside pyproject.toml: its
+    ``setup.py``, else a ``setup.cfg`` that names the distribution (``[metadata] name``);
+    None when the project has neither (a ``setup.cfg`` of tool settings only, an app)."""
+    setup_py = project / "setup.py"
+    if setup_py.is_file():
+        return setup_py
+    return project / "setup.cfg" if coverage_data.setup_cfg_name(project) else None
+
+
 def detect_shape(
     settings: Settings, pyproject: Mapping[str, Any], *, active: str | None = None
 ) -> Shape:
@@ -234,6 +246,14 @@ def detect_shape(
     missing = [str(path) for path in files if not path.is_file()]
     if missing:
         raise ConfigError(f"--requirements: {missing[0]} does not exist. Name an existing file.")
+    metadata = setuptools_metadata(project)
+    if metadata is not None:
+        return Shape(
+            "setuptools",
+            f"a setuptools project ({metadata.name}, no [project] table)",
+            requirements=files,
+            metadata=metadata,
+        )
     if files:
         return Shape("requirements", "a project with requirements files", requirements=files)
     if active and (Path(active) / "bin" / "python").is_file():
@@ -414,7 +434,7 @@ def prepare(settings: Settings, environ: Mapping[str, str]) -> tuple[str, tuple[
         # cache); not resolved, since a venv's python is a link out of the venv.
         return os.path.abspath(chosen), (f"testgate: using {shape.description} as it is",)
     uv = find_uv(environ)
-    if shape.kind == "requirements":
+    if shape.kind in ("requirements", "setuptools"):
         return _requirements_env(settings, shape, uv=uv, environ=environ)
     return _uv_env(settings, pyproject, shape, uv=uv, environ=environ)
 
@@ -422,17 +442,36 @@ def prepare(settings: Settings, environ: Mapping[str, str]) -> tuple[str, tuple[
 def _requirements_env(
     settings: Settings, shape: Shape, *, uv: str, environ: Mapping[str, str]
 ) -> tuple[str, tuple[str, ...]]:
+    """A venv in testgate's cache with the requirement files installed, and a setuptools
+    project itself (editable, as tox's develop mode and ``pip install -e .`` do, with its
+    extras from its metadata file, as a PEP 621 project gets them): the tests import the
+    project's own code, never a copy a requirement pulled in from the registry."""
     venv = cache_dir(environ) / "envs" / f"{settings.project.name}-{_digest(str(settings.project))}"
     python = venv / "bin" / "python"
+    own = _own_install(settings, shape)
     if settings.sync or not python.is_file():
         version = ["--python", settings.python_version] if settings.python_version else []
         quiet = [uv, "venv", "-q", "--allow-existing", *version, str(venv)]
         _run(quiet, cwd=settings.project, environ=environ, what="uv venv")
         files = [arg for path in shape.requirements for arg in ("-r", str(path))]
-        install = [uv, "pip", "install", "-q", "--python", str(python), *files]
+        install = [uv, "pip", "install", "-q", "--python", str(python), *own, *files]
         _run(install, cwd=settings.project, environ=environ, what="uv pip install -r")
     names = ", ".join(str(path.relative_to(settings.project)) for path in shape.requirements)
-    return str(python), (f"testgate: no [project] table: installed {names} with uv into {venv}",)
+    if shape.metadata is None:
+        said = f"no [project] table: installed {names}"
+    else:
+        extras = "with every extra" if not settings.extras else f"with {', '.join(settings.extras)}"
+        said = f"{shape.description}: installed it {extras}{f', and {names},' if names else ''}"
+    return str(python), (f"testgate: {said} with uv into {venv}",)
+
+
+def _own_install(settings: Settings, shape: Shape) -> list[str]:
+    """``uv pip install`` arguments for a setuptools project itself: editable, with the
+    extras its metadata file declares (all, unless ``--extras`` names them)."""
+    if shape.metadata is None:
+        return []
+    extras = [arg for name in settings.extras for arg in ("--extra", name)] or ["--all-extras"]
+    return ["-e", str(settings.project), "-r", str(shape.metadata), *extras]
 
 
 def _uv_env(
@@ -476,7 +515,8 @@ def _uv_env(
 
 
 def project_distributions(settings: Settings) -> list[str]:
-    """The names of the distributions the project provides: its own, its members'."""
+    """The names of the distributions the project provides: its own (``[project] name``,
+    else a setuptools project's, ``coverage_data.project_name``), its members'."""
     names = [coverage_data.project_name(settings.project)]
     names += [
         coverage_data.project_name(member)

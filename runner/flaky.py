@@ -18,7 +18,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from runner import environment, history_run, interrupts, owned_dir, parallelism, render
+from runner import (
+    environment,
+    history_run,
+    interrupts,
+    owned_dir,
+    parallelism,
+    pytest_config,
+    render,
+)
 from runner.attempts import Session, problems, recorded_tests, run_attempt
 from runner.errors import ConfigError, TestgateError
 from runner.github.commands import on_github
@@ -123,8 +131,8 @@ def detect(
         tallies: dict[str, Tally] = {}
         earlier: Mapping[str, Sequence[str]] = {}
         found_problems: list[str] = []
-        rounds, stopped_by, per_round = 0, "verdicts", 0.0
-        deselected = ""  # what the project deselected, for a wanted name that matched nothing
+        # deselected: what the project deselected, for a wanted name that matched no test
+        rounds, stopped_by, per_round, deselected = 0, "verdicts", 0.0, ""
         if wanted != []:
             project_env = environment.probe(settings, environ)
             earlier = history_run.unchanged_outcomes(
@@ -145,6 +153,9 @@ def detect(
                     ),
                     default=None,
                 ),
+                xdist_off=pytest_config.switched_off(
+                    settings.project, pytest_args=settings.pytest_args, environ=environ
+                ).get("xdist"),
             )
             pool, batch, processes = wanted, 1, 0
             while pool is None or pool:
@@ -152,7 +163,9 @@ def detect(
                 orders = (
                     [] if pool is None else [_SHUFFLE.sample(pool, len(pool)) for _ in range(size)]
                 )
-                if pool is None:  # the whole suite, as testgate run would decide it
+                if session.xdist_off is not None:  # the project's suite runs serially
+                    workers = parallelism.switched_off(session.xdist_off)
+                elif pool is None:  # the whole suite, as testgate run would decide it
                     workers = parallelism.suite_decision(
                         settings.workers,
                         durations={},

@@ -63,6 +63,13 @@ def cpus() -> int:
     return max(1, os.cpu_count() or 1)  # pragma: no cover - platforms without affinity
 
 
+def switched_off(where: str) -> Decision:
+    """No xdist, whatever ``workers`` says: the project's pytest options block the plugin
+    (``-p no:xdist`` in ``where``), and pytest would refuse ``-n``. Its suite is meant to
+    run serially."""
+    return Decision("0", f"no xdist: -p no:xdist in {where} switches it off")
+
+
 def as_set(requested: str, *, cores: int | None = None) -> Decision:
     """The decision for a number of workers the user set: it wins.
 

@@ -19,3 +19,8 @@ def counted(count: int, noun: str) -> str:
 def plural(noun: str) -> str:
     """The plural of a singular English noun testgate uses (``test`` → ``tests``)."""
     return _IRREGULAR.get(noun, f"{noun}s")
+
+
+def these(count: int, noun: str) -> str:
+    """A reference to ``count`` things already named: ``this test``, ``these 2 tests``."""
+    return f"this {noun}" if count == 1 else f"these {count} {plural(noun)}"

@@ -18,7 +18,7 @@ import itertools
 import os
 import shlex
 import tomllib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeAlias
@@ -65,6 +65,44 @@ def added_options(
     from_env = _words(environ.get(ADDOPTS_ENV, ""))
     config = find_config(project, pytest_args=[*from_env, *pytest_args])
     return [(config.where(project), config.args("addopts")), (ADDOPTS_ENV, from_env)]
+
+
+PLUGIN_NAMES = {  # a plugin testgate relies on, by the names ``-p no:NAME`` blocks it by
+    "xdist": ("xdist", "pytest_xdist", "xdist.plugin"),
+    "cov": ("cov", "pytest_cov", "pytest_cov.plugin"),
+    "randomly": ("randomly", "pytest_randomly"),
+}
+
+
+def switched_off(
+    project: Path, *, pytest_args: Sequence[str], environ: Mapping[str, str]
+) -> dict[str, str]:
+    """The plugins testgate relies on that pytest's options switch off (``-p no:xdist``,
+    ``-pno:cov``), each with where the first such option is (``pyproject.toml's
+    addopts``, ``PYTEST_ADDOPTS``, ``pytest-args``): pytest then refuses the options that
+    plugin adds (``-n``, ``--cov``, ``--randomly-seed``)."""
+    sources = [*added_options(project, pytest_args=pytest_args, environ=environ)]
+    found: dict[str, str] = {}
+    for where, words in [*sources, ("pytest-args", list(pytest_args))]:
+        said = where if where in (ADDOPTS_ENV, "pytest-args") else f"{where}'s addopts"
+        for name in _blocked(words):
+            for plugin, names in PLUGIN_NAMES.items():
+                if name in names:
+                    found.setdefault(plugin, said)
+    return found
+
+
+def _blocked(words: Sequence[str]) -> Iterator[str]:
+    """The plugin names ``-p no:NAME`` (or ``-pno:NAME``) blocks in ``words``."""
+    for index, word in enumerate(words):
+        if word == "-p":
+            value = words[index + 1] if index + 1 < len(words) else ""
+        elif word.startswith("-p"):
+            value = word[2:]
+        else:
+            continue
+        if value.startswith("no:"):
+            yield value[3:]
 
 
 def warning_filters(

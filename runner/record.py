@@ -440,6 +440,38 @@ def collection_notes(record: AttemptRecord) -> tuple[str, ...]:
     return tuple(notes)
 
 
+LOAD_TESTS = re.compile(rb"^def load_tests\s*\(", re.MULTILINE)
+SCANNED_BYTES = 1024 * 1024  # a test file's head; a module-level hook is rarely past it
+
+
+def unrun_loaders(root: Path, record: AttemptRecord) -> tuple[str, ...]:
+    """A warning naming the collected test files that define ``load_tests``.
+
+    unittest's ``load_tests`` protocol lets a test module add tests (more-itertools adds
+    its doctests with ``DocTestSuite``; others generated suites): ``python -m unittest``
+    runs them, pytest never calls the hook, and says nothing. The suite then looks whole
+    with fewer tests than its own command runs.
+    """
+    files = dict.fromkeys(nodeid.split("::", 1)[0] for nodeid in record.collected_ids)
+    found = []
+    for name in files:
+        try:
+            with (root / name).open("rb") as handle:
+                head = handle.read(SCANNED_BYTES)
+        except OSError:  # a node id that is not a file of the project (a plugin's item)
+            continue
+        if LOAD_TESTS.search(head):
+            found.append(name)
+    if not found:
+        return ()
+    verb = "defines" if len(found) == 1 else "define"
+    return (
+        f"{', '.join(found)} {verb} load_tests, unittest's hook for adding tests (doctests, "
+        "generated suites), which pytest never calls: the tests it adds did not run; make "
+        "them pytest tests (doctests: --doctest-modules with their modules in pytest-args)",
+    )
+
+
 def _cut_short(phases: dict[str, dict[str, Any]]) -> bool:
     """A test whose setup passed but whose call never reported: an interrupt (Ctrl-C,
     ``pytest.exit``) stopped it mid-call, and pytest still ran its teardown."""

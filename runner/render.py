@@ -215,7 +215,7 @@ def markdown(result: RunResult) -> str:
     ]
     if result.run.merged:
         out += [
-            f"Merged {len(result.run.merged)} runs: "
+            f"Merged {counted(len(result.run.merged), 'run')}: "
             + ", ".join(f"`{_cell(run)}`" for run in result.run.merged),
             "",
         ]

@@ -37,6 +37,7 @@ from runner import (
     owned_dir,
     parallelism,
     process_group,
+    pytest_config,
     render,
     rerun_budget,
 )
@@ -54,9 +55,9 @@ from runner.git import Git
 from runner.github import client, step
 from runner.github.commands import on_github
 from runner.output import emit
-from runner.plural import counted
+from runner.plural import counted, these
 from runner.quarantine import Quarantine, read_quarantine
-from runner.record import PYTEST_WARNED, collection_notes, missing_dependency
+from runner.record import PYTEST_WARNED, collection_notes, missing_dependency, unrun_loaders
 from runner.report import (
     Outcome,
     conclude,
@@ -94,6 +95,7 @@ REPORT_FILES = (
     history_run.SUGGESTED,
 )
 REPLAY_LIMIT = 1000
+COV_ON = ("-p", "pytest_cov")  # after the project's -p no:cov, pytest-cov is back on
 LAST_RERUN = parallelism.Decision(
     "0",
     "no xdist: the last rerun runs alone, so that a test failing only beside others shows as flaky",
@@ -236,7 +238,8 @@ def _run(
         except ServicesFailed:  # the run's reports say so (run): no work of this run is left
             shutil.rmtree(work, ignore_errors=True)
             raise
-        workers = suite_workers(settings, durations, project_env=project_env)
+        cov_args, xdist_off = _switched_off(settings, environ, cov_args=cov_args)
+        workers = suite_workers(settings, durations, project_env=project_env, xdist_off=xdist_off)
         emit(f"testgate: {workers.reason}\n")
         schedule = write_schedule(
             settings, durations, work / "schedule.json", parallel=workers.count > 0
@@ -248,6 +251,7 @@ def _run(
             cov_args=cov_args,
             work=work,
             deadline=None if settings.timeout_run is None else clock + settings.timeout_run,
+            xdist_off=xdist_off,
         )
         history = History()
         first = run_attempt(session, number=1, schedule=schedule, workers=workers.workers)
@@ -333,6 +337,7 @@ def _run(
             problems=found_problems,
             warnings=tuple(PYTEST_WARNED + text for text in first.record.warnings)
             + collection_notes(first.record)
+            + unrun_loaders(settings.project, first.record)
             + tuple(
                 f"quarantine entry {entry!r} matches no test of this run"
                 f"{first.record.deselected_note}"
@@ -364,10 +369,35 @@ def _run(
         )
 
 
+def _switched_off(
+    settings: Settings, environ: Mapping[str, str], *, cov_args: tuple[str, ...]
+) -> tuple[tuple[str, ...], str | None]:
+    """The coverage arguments and where xdist is switched off, for a project whose pytest
+    options block a plugin testgate runs (``-p no:cov``, ``-p no:xdist``): pytest-cov is
+    switched back on, as testgate measures with it and it changes no test; xdist stays
+    off, as the project's suite is meant to run serially (runner.parallelism)."""
+    off = pytest_config.switched_off(
+        settings.project, pytest_args=settings.pytest_args, environ=environ
+    )
+    if "cov" in off and cov_args:
+        cov_args = (*COV_ON, *cov_args)
+        emit(
+            f"testgate: -p no:cov in {off['cov']} switches pytest-cov off: testgate "
+            "switches it back on for its coverage (-p pytest_cov)\n"
+        )
+    return cov_args, off.get("xdist")
+
+
 def suite_workers(
-    settings: Settings, durations: Mapping[str, float], *, project_env: environment.ProjectEnv
+    settings: Settings,
+    durations: Mapping[str, float],
+    *,
+    project_env: environment.ProjectEnv,
+    xdist_off: str | None = None,
 ) -> parallelism.Decision:
     """The suite's xdist workers and why (``runner.parallelism``)."""
+    if xdist_off is not None:
+        return parallelism.switched_off(xdist_off)
     if project_env.early:
         return parallelism.Decision(
             "0",
@@ -425,12 +455,14 @@ def rerun_failures(session: Session, history: History) -> str | None:
             emit(f"\ntestgate: {stop}\n")
             return stop
         workers = LAST_RERUN
-        if number < settings.reruns + 1:
+        if number < settings.reruns + 1 and session.xdist_off is not None:
+            workers = parallelism.switched_off(session.xdist_off)
+        elif number < settings.reruns + 1:
             workers = parallelism.decide(
                 settings.workers,
                 expected_s=sum(history.attempts[test_id][0].duration_s for test_id in failing),
                 count=len(failing),
-                basis=f"the first run of these {len(failing)} tests",
+                basis=f"the first run of {these(len(failing), 'test')}",
             )
         rerun = run_attempt(
             session,

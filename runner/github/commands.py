@@ -114,7 +114,12 @@ def annotations_of(result: RunResult, *, prefix: str = "") -> list[Annotation]:
     base, changed = ("", ()) if diff is None else (diff.base, diff.files)
     for file in changed:
         for first, last in file.missing_ranges:
-            message = f"lines {spans_text([(first, last)])} changed since {base} are not covered"
+            lines = (
+                f"line {first} changed since {base} is"
+                if first == last
+                else (f"lines {spans_text([(first, last)])} changed since {base} are")
+            )
+            message = f"{lines} not covered"
             found.append(
                 Annotation(
                     "warning",

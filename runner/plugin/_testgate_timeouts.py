@@ -60,6 +60,19 @@ BACKSTOP_POLL_S = 0.1
 BACKSTOP_EXIT = 70  # EX_SOFTWARE: the backstop ended the process
 
 
+# The real monotonic clock, held where a clock patcher does not reach. freezegun replaces
+# ``time.monotonic`` (and every module attribute that is it) while a freeze is on: in the
+# main thread it then answers the frozen date's epoch seconds, in threading's frames the
+# real clock. A deadline taken from the one and compared with the other ended the
+# process of a suite frozen at 1970 and never that of a suite frozen later.
+_CLOCK = {"monotonic": time.monotonic}
+
+
+def _now() -> float:
+    """The real monotonic clock, whatever the tests froze or moved."""
+    return _CLOCK["monotonic"]()
+
+
 def backstop_s(seconds: float) -> float:
     """How long past its limit a test that SIGALRM did not stop may run before the
     backstop ends its process: as long again as the limit, from 1 s to 30 s."""
@@ -177,7 +190,7 @@ class Watchdog:
         while self.saved is not None:
             time.sleep(BACKSTOP_POLL_S)
             armed = self.armed
-            if armed is None or self.stopped or time.monotonic() < armed[2]:
+            if armed is None or self.stopped or _now() < armed[2]:
                 continue
             item, seconds, _ = armed
             limit, source = item.stash[LIMIT_KEY]
@@ -204,7 +217,7 @@ class Watchdog:
         if _HANDLERS.getsignal(signal.SIGALRM) is not self.handler:  # a test replaced it
             signal.signal(signal.SIGALRM, self.handler)
         self.item = item
-        self.armed = (item, seconds, time.monotonic() + seconds + backstop_s(seconds))
+        self.armed = (item, seconds, _now() + seconds + backstop_s(seconds))
         signal.setitimer(signal.ITIMER_REAL, seconds)
         try:
             return (yield)

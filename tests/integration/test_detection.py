@@ -17,7 +17,7 @@ from runner.github.step import report_detection
 from runner.results import RunInfo, RunResult
 from runner.settings import load_settings
 from runner.stability import Detection, TestVerdict, encode_detection
-from tests.conftest import Ran, copy_fixture, once_per_session, run_in_process
+from tests.conftest import Ran, copy_fixture, environment, once_per_session, run_in_process
 
 RunCli = Callable[..., Ran]
 OUTPUT = r"^(\S+)<<(\S+)\n(.*?)\n\2$"  # GITHUB_OUTPUT's name<<DELIMITER form
@@ -145,8 +145,12 @@ def test_quarantine_entries_proven_stable_are_named(chosen: Ran) -> None:
 
 def test_the_time_budget_stops_with_undecided_tests_named(run_cli: RunCli, tmp_path: Path) -> None:
     project = copy_fixture("flaky", tmp_path)
-    ran = run_cli(project, "--only", BROKEN, POLLUTER, "--time-budget", "0.001", command="flaky")
-    assert ran.exit_code == 0
+    # the user's -p no:xdist: no xdist, whatever workers says (pytest refused -n: exit 3)
+    serial = environment(PYTEST_ADDOPTS="-p no:xdist")
+    ran = run_cli(project, "--only", BROKEN, POLLUTER, "--time-budget", "0.001", "--workers", "2",
+                  command="flaky", env=serial)  # fmt: skip
+    assert ran.exit_code == 0, ran.output
+    assert "no xdist: -p no:xdist in PYTEST_ADDOPTS switches it off" in ran.output
     data = report(ran)
     assert data["stopped_by"] == "time-budget"  # the budget stops even the first round
     assert data["undecided"] == [BROKEN, POLLUTER]

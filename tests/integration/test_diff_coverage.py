@@ -399,7 +399,7 @@ def test_uncovered_changed_lines_become_warnings_on_github(ran: Ran) -> None:
     warnings = [a.command() for a in annotations_of(result) if a.level == "warning"]
     assert warnings == [
         "::warning title=changed lines not covered,file=lib/calc.py,line=12,endLine=12::"
-        "lines 12 changed since main are not covered",
+        "line 12 changed since main is not covered",
         "::warning title=changed lines not covered,file=lib/fresh.py,line=6,endLine=6::"
-        "lines 6 changed since main are not covered",
+        "line 6 changed since main is not covered",
     ]

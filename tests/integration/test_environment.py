@@ -144,6 +144,52 @@ def fastapi_run(tmp_path_factory: pytest.TempPathFactory) -> Ran:
     return once_per_session(tmp_path_factory, "fastapi", produce)
 
 
+SETUP_CFG = """\
+[metadata]
+name = legacy-shop
+version = 1.0
+
+[options]
+package_dir =
+    =src
+packages = find:
+
+[options.packages.find]
+where = src
+
+[options.extras_require]
+fast = msgspec
+"""
+
+
+def test_a_setuptools_project_without_a_project_table_is_installed_and_tested(
+    tmp_path: Path,
+) -> None:
+    """The shape of python-dateutil and freezegun: the metadata in setup.cfg (or setup.py),
+    pyproject.toml only a [build-system], the test tools in requirements-dev.txt. The tests
+    import the installed project (src layout), with its extras, as tox's run does; testgate
+    once installed only the requirements, so the src package was not importable (and
+    dateutil's was a registry copy its own requirements pulled in: exit 2)."""
+    project = write(tmp_path / "legacy", '[build-system]\nrequires = ["setuptools"]\n'
+                    'build-backend = "setuptools.build_meta"\n')  # fmt: skip
+    write(project, SETUP_CFG, "setup.cfg")
+    write(project, "pytest\n", "requirements-dev.txt")
+    write(project / "src" / "shop", "def price(n):\n    return n * 2 if n else 0\n", "__init__.py")
+    write(project / "tests", "import msgspec\nimport shop\n\n\ndef test_price():\n"
+          "    assert shop.price(2) == 4\n    assert shop.price(0) == 0\n"
+          "    assert msgspec\n", "test_shop.py")  # fmt: skip
+    ran = run_in_process(project, "--workers", "0", extra_env=session_cache(tmp_path))
+    assert ran.exit_code == 0, ran.output
+    assert (
+        "testgate: a setuptools project (setup.cfg, no [project] table): installed it with "
+        "every extra, and requirements-dev.txt, with uv into"
+    ) in ran.output
+    assert "testgate: 1 test: 1 passed in" in ran.output
+    report = json.loads((ran.reports / "coverage.json").read_text("utf-8"))
+    assert sorted(report["files"]) == ["src/shop/__init__.py"]
+    assert ran.results()["coverage"]["line_percent"] == 100.0
+
+
 def test_a_requirements_only_fastapi_app_tests_against_postgres(fastapi_run: Ran) -> None:
     assert fastapi_run.exit_code == 0, fastapi_run.output
     assert "testgate: no [project] table: installed requirements.txt with uv into" in (
@@ -358,6 +404,27 @@ def test_every_shape_is_told_apart(tmp_path: Path) -> None:
     ]  # fmt: skip
     with pytest.raises(ConfigError, match=r"--requirements: .*nope.txt does not exist"):
         detect_shape(settings_of(app, requirements="nope.txt"), {})
+    # setuptools metadata outside pyproject.toml: setup.py, or a setup.cfg naming the project
+    legacy = write(tmp_path / "legacy", "[metadata]\nname = shop\n", "setup.cfg")
+    found = detect_shape(settings_of(legacy), {"build-system": {}})
+    assert (found.kind, found.description, found.requirements, found.metadata) == (
+        "setuptools", "a setuptools project (setup.cfg, no [project] table)", (),
+        legacy / "setup.cfg",
+    )  # fmt: skip
+    assert environment._own_install(settings_of(legacy, extras="fast,pg"), found) == [
+        "-e", str(legacy), "-r", str(legacy / "setup.cfg"), "--extra", "fast", "--extra", "pg",
+    ]  # fmt: skip
+    assert environment._own_install(settings_of(app), detect_shape(settings_of(app), {})) == []
+    # its distribution is the project's own: left out of the environment's fingerprint (a
+    # version from git changes every commit), looked for among pytest's early imports
+    assert environment.project_distributions(settings_of(legacy)) == ["shop"]
+    write(legacy, "from setuptools import setup\nsetup()\n", "setup.py")
+    assert detect_shape(settings_of(legacy), {}).metadata == legacy / "setup.py"
+    for name, text in (("tools", "[flake8]\nmax-line-length = 88\n"), ("broken", "[metadata\n"),
+                       ("binary", "\udcff")):  # fmt: skip
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "setup.cfg").write_bytes(text.encode("utf-8", "surrogateescape"))
+        assert environment.setuptools_metadata(tmp_path / name) is None
     empty = settings_of(write(tmp_path / "bare", "[tool.black]\n"))
     active = detect_shape(empty, {}, active=str(Path(sys.executable).parent.parent))
     assert (active.kind, active.python) == ("existing", str(Path(sys.executable).parent / "python"))

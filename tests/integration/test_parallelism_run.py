@@ -84,10 +84,33 @@ def test_max_reruns_stops_reruns_of_more_failures_than_it_allows(
         "not rerun: 2 tests failed, more than max-reruns allows (at most 50 % of 3 tests); "
         "the run looks broken as a whole, not flaky"
     )
-    ran = run_cli(project, "--max-reruns", "2", "--reruns", "1", *no_gates)
+    # the project switches xdist and pytest-cov off in its addopts: testgate's -n and --cov
+    # were refused (exit 2, "unrecognized arguments"). Without xdist, as the project says;
+    # pytest-cov back on for testgate's coverage
+    pyproject = project / "pyproject.toml"
+    text = pyproject.read_text("utf-8")
+    addopts = 'addopts = "-p no:xdist -pno:cov"\n'
+    pyproject.write_text(
+        text.replace("[tool.pytest.ini_options]\n", f"[tool.pytest.ini_options]\n{addopts}")
+    )
+    used = "from calc import add, sign\n\ndef test_calc():\n    assert add(1, 2) == 3\n"
+    write(project / "tests" / "test_used.py", used + "    assert sign(-1) != sign(1)\n")
+    ran = run_cli(project, "--max-reruns", "2", "--workers", "2", *no_gates)
+    assert ran.exit_code == 1, ran.output
     assert ran.results()["run"]["reruns_stopped"] is None
-    assert "attempt 2, rerun of 2 tests; no xdist: the last rerun runs alone" in ran.output
-    assert [len(test["attempts"]) for test in ran.results()["tests"]] == [2, 2, 1]
+    off = "no xdist: -p no:xdist in pyproject.toml's addopts switches it off"
+    assert ran.results()["run"]["workers_reason"] == off
+    assert f"testgate: {off}" in ran.output
+    assert f"attempt 2, rerun of 2 tests; {off}" in ran.output
+    assert "attempt 3, rerun of 2 tests; no xdist: the last rerun runs alone" in ran.output
+    assert (
+        "testgate: -p no:cov in pyproject.toml's addopts switches pytest-cov off: testgate "
+        "switches it back on for its coverage (-p pytest_cov)"
+    ) in ran.output
+    coverage = ran.results()["coverage"]
+    assert (coverage["line_percent"], coverage["branch_percent"]) == (100.0, 100.0)
+    attempts = {test["id"].split("::")[1]: len(test["attempts"]) for test in ran.results()["tests"]}
+    assert attempts == {"test_a": 3, "test_b": 3, "test_c": 1, "test_calc": 1}
 
 
 def test_recorded_durations_put_the_suite_under_xdist(

@@ -161,3 +161,41 @@ def test_a_test_that_blocks_the_alarm_is_ended_by_the_backstop(
     ) in err
     assert 'File "' in err  # every thread's stack
     assert [timeouts.backstop_s(s) for s in (0.2, 5, 900)] == [1.0, 5.0, 30.0]
+
+
+FROZEN_CONFTEST = """
+import threading, time
+
+real = time.monotonic
+
+
+def frozen():
+    return 0.0 if threading.current_thread() is threading.main_thread() else real()
+
+
+time.monotonic = frozen  # as freeze_time("1970-01-01").start() has it
+
+
+def pytest_unconfigure():
+    time.monotonic = real
+"""
+
+
+@pytest.mark.usefixtures("outer_alarm")
+def test_a_clock_the_tests_froze_does_not_end_the_process(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """freezegun's ``freeze_time("1970-01-01")``, started for the session (a conftest, a
+    session fixture), replaces ``time.monotonic`` with the frozen date's epoch seconds, 0,
+    in the main thread (threading's frames it leaves on the real clock). The watchdog took
+    the test's deadline from that clock and the backstop compared it with the real one: the
+    process was ended as the test began (exit 70, before: every test of such a suite)."""
+    ended: list[int] = []
+    monkeypatch.setattr(os, "_exit", ended.append)
+    monkeypatch.setenv(TIMEOUTS_ENV, json.dumps({"default": 5, "markers": {}}))
+    pytester.makeconftest(FROZEN_CONFTEST)
+    pytester.makepyfile(test_frozen="import time\n\ndef test_waits():\n    time.sleep(0.5)\n")
+    pytester.syspathinsert(PLUGIN_DIR)
+    ran = pytester.runpytest_inprocess("-p", PLUGIN_NAME, "-p", "no:cacheprovider")
+    ran.assert_outcomes(passed=1)
+    assert ended == []

@@ -281,6 +281,9 @@ def test_a_collection_error_counts_once_in_every_report(run_cli: RunCli, tmp_pat
     each worker collects every file, and xdist merges the same error only when its report
     is plain text (an ImportError's); any other exception counts once per worker."""
     odd = "\n\ndef test_odd():\n    assert half(3) is None\n"
+    # unittest's hook for adding tests (more-itertools adds its doctests so): pytest never
+    # calls it, and testgate said nothing of the 165 doctests that did not run
+    odd += "\n\ndef load_tests(loader, tests, ignore):\n    return tests\n"
     broken = "\n\nraise RuntimeError('broken at import')\n"
     files = {"lib.py": LIBRARY, "tests/test_lib.py": TESTS + odd, "tests/test_broken.py": broken}
     project = make_project(tmp_path / "sample", files)
@@ -304,6 +307,13 @@ def test_a_collection_error_counts_once_in_every_report(run_cli: RunCli, tmp_pat
         "reported the same ones (pytest without xdist counts them once)"
     )
     assert explained in ran.results()["run"]["warnings"]
+    loader = (
+        "tests/test_lib.py defines load_tests, unittest's hook for adding tests (doctests, "
+        "generated suites), which pytest never calls: the tests it adds did not run; make them "
+        "pytest tests (doctests: --doctest-modules with their modules in pytest-args)"
+    )
+    assert loader in ran.results()["run"]["warnings"]
+    assert f"warning: {loader}" in ran.output
     serial = run_cli(project, "--workers", "0", "--reruns", "0")
     # without xdist pytest stops at the error: its count is testgate's, and the rest is said;
     # the error fails the run (exit 1), and the coverage pytest-cov never saved is not judged
@@ -319,7 +329,8 @@ def test_a_collection_error_counts_once_in_every_report(run_cli: RunCli, tmp_pat
     assert "testgate: 1 test: 1 error in " in serial.output
     assert serial.results()["run"]["warnings"] == [
         "pytest stopped at 1 collection error, so the 2 tests it collected never ran: fix the "
-        "error, or add --continue-on-collection-errors to pytest-args to run them anyway"
+        "error, or add --continue-on-collection-errors to pytest-args to run them anyway",
+        loader,
     ]
 
 

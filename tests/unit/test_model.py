@@ -94,10 +94,12 @@ def test_diff_coverage_is_typed_in_the_model_and_unchanged_in_results_json() -> 
     assert json.loads(b"".join(encode(result)))["run"]["duration_s"] == 1.235
     summary = markdown(result)
     assert "| `pkg/a.py` | 5 | 1 | 2 | 1 | 4-6, 9 |" in summary
+    one = msgspec.structs.replace(result, run=msgspec.structs.replace(INFO, merged=("py3.12",)))
+    assert "Merged 1 run: `py3.12`" in markdown(one)  # testgate merge of one reports dir
     found = [(note.line, note.end_line, note.message) for note in annotations_of(result)]
     assert found == [
         (4, 6, "lines 4-6 changed since main are not covered"),
-        (9, 9, "lines 9 changed since main are not covered"),
+        (9, 9, "line 9 changed since main is not covered"),
     ]
 
 

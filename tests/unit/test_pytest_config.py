@@ -7,7 +7,13 @@ from pathlib import Path
 import pytest
 
 from runner.attempts import randomly_off
-from runner.pytest_config import PytestConfig, find_config, selects_tests, warning_filters
+from runner.pytest_config import (
+    PytestConfig,
+    find_config,
+    selects_tests,
+    switched_off,
+    warning_filters,
+)
 
 INI_OPTIONS = '[tool.pytest.ini_options]\naddopts = "--cov-fail-under=50"\n'
 
@@ -157,3 +163,18 @@ def test_the_warning_filters_pytest_applies_as_it_configures_are_found_everywher
     assert warning_filters(tmp_path, pytest_args=[], environ={}) == ["ignore::f.F"]
     write(tmp_path / "pytest.toml", "[pytest]\nfilterwarnings = 3\n")  # pytest refuses it
     assert warning_filters(tmp_path, pytest_args=["-W"], environ={}) == []
+
+
+def test_plugins_the_projects_options_switch_off_are_found_where_they_are(tmp_path: Path) -> None:
+    """``-p no:NAME`` in addopts, PYTEST_ADDOPTS or pytest-args blocks a plugin testgate runs:
+    pytest then refuses its options (``-n``, ``--cov``, ``--randomly-seed``)."""
+    project = write(
+        tmp_path / "p" / "pytest.ini",
+        "[pytest]\naddopts = -p no:cacheprovider -pno:pytest_cov -p xdist -p\n",
+    ).parent
+    found = switched_off(project, pytest_args=["-p", "no:randomly"],
+                         environ={"PYTEST_ADDOPTS": "-p no:xdist.plugin -p no:xdist"})  # fmt: skip
+    assert found == {
+        "cov": "pytest.ini's addopts", "xdist": "PYTEST_ADDOPTS", "randomly": "pytest-args",
+    }  # fmt: skip
+    assert switched_off(tmp_path / "none", pytest_args=[], environ={}) == {}  # no config

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from runner.errors import InfraError
-from runner.record import line_in_traceback, read_record
+from runner.record import line_in_traceback, read_record, unrun_loaders
 
 
 def write_lines(path: Path, *records: object) -> Path:
@@ -367,3 +367,28 @@ def test_what_ended_the_session_early_is_named_from_the_record(tmp_path: Path) -
     uncaught = {"kind": "uncaught", "message": "OSError", "where": "x.py:1 in f", "text": ""}
     assert ended(finish, uncaught) == "the exception pytest did not handle (the problem above)"
     assert ended(*running, finish) is None
+
+
+def test_test_files_with_unittests_load_tests_hook_are_named(tmp_path: Path) -> None:
+    """pytest never calls ``load_tests``: the tests it adds would not run, unsaid."""
+    hook = "import doctest\n\n\ndef load_tests(loader, tests, ignore):\n    return tests\n"
+    method = "class T:\n    def load_tests(self):\n        pass\n"  # not the module's hook
+    files = {
+        "t/test_a.py": hook,
+        "t/test_b.py": hook,
+        "t/test_c.py": "x = 1\n",
+        "t/test_d.py": method,
+    }
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text(text, "utf-8")
+    ids = ["t/test_a.py::test_x", "t/test_a.py::test_y", "t/test_b.py::T::test_z",
+           "t/test_c.py::test_w", "t/test_d.py::T::test_v", "gone.py::test_u"]  # fmt: skip
+    started = {"kind": "start"}
+    record = read_record(
+        write_lines(tmp_path / "r.jsonl", started, {"kind": "collected", "count": 6, "ids": ids})
+    )
+    (said,) = unrun_loaders(tmp_path, record)
+    assert said.startswith("t/test_a.py, t/test_b.py define load_tests, unittest's hook")
+    record = read_record(write_lines(tmp_path / "r.jsonl", started))
+    assert unrun_loaders(tmp_path, record) == ()
