@@ -45,7 +45,8 @@ GATED = (*JUDGED, "gate")  # the gates' thresholds and annotations: judged again
 
 
 def _percent(text: str) -> float:
-    value = _number(text)
+    """A percentage, with or without its sign: ``95.5``, ``95.5%`` (as max-skipped takes)."""
+    value = _number(text.strip().removesuffix("%"))
     if not 0 <= value <= 100:
         raise ValueError("must be a percentage from 0 to 100")
     return value
@@ -634,15 +635,18 @@ def load_settings(
     """
     root = project.resolve()
     table = read_tool_table(root)
-    inputs = {
-        name: text for name, text in action_inputs(environ).items() if name not in STEP_INPUTS
-    }
+    given = action_inputs(environ)
+    inputs = {name: text for name, text in given.items() if name not in STEP_INPUTS}
     values: dict[str, Any] = {}
     for option in OPTIONS:
         values[option.attribute] = resolve(
             option, flag=flags.get(option.name), inputs=inputs, environ=environ, table=table
         )
     values["pytest_args"] = tuple(values["pytest_args"]) + extra_pytest_args
+    # The action's step started the services its input names: the run awaits those (the
+    # state file), never pyproject's or TESTGATE_SERVICES' instead, as an input wins.
+    if "services" in given:
+        values["services"] = ()
     explicit = frozenset(
         option.name
         for option in OPTIONS

@@ -178,3 +178,40 @@ def test_the_inputs_and_their_tokens_reach_no_process_testgate_starts(
     monkeypatch.setenv("TESTGATE_INPUTS", inputs_json(sonar_token="sqp_secret"))
     assert main(["services", "down", "--state-file", str(tmp_path / "none.json")]) == 0
     assert "TESTGATE_INPUTS" not in os.environ
+
+
+def test_the_services_input_wins_over_the_projects_services(tmp_path: Path) -> None:
+    # The action's step starts the input's services; a run that started pyproject's
+    # instead left the input's unused and the tests without them.
+    project = project_with(tmp_path, 'services = ["redis:7"]\n')
+    environ = {"TESTGATE_INPUTS": inputs_json(services="postgres:16")}
+    assert load_settings(project=project, flags={}, environ=environ).services == ()
+    alone = load_settings(project=project, flags={}, environ={"TESTGATE_INPUTS": inputs_json()})
+    assert [spec.name for spec in alone.services] == ["redis"]
+
+
+def test_the_actions_services_step_reads_the_projects_backend_and_timeout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The step runs 'services up' in the project (working-directory): an input left empty
+    # leaves the project's [tool.testgate] to decide, as it does for every other option.
+    # Each case stops with exit 2 before anything starts, read or not.
+    monkeypatch.chdir(project_with(tmp_path, "services-backend = 'nonsense'\n"))
+    environ = {"TESTGATE_INPUTS": inputs_json(services="redis:7", services_timeout="0")}
+    assert main(["services", "up"], environ=environ) == 2
+    said = capsys.readouterr().err
+    assert "services-backend in [tool.testgate] of pyproject.toml: 'nonsense'" in said
+    monkeypatch.chdir(project_with(tmp_path, "services-timeout = 0\n"))
+    environ = {
+        "TESTGATE_INPUTS": inputs_json(services="redis:7"),
+        "TESTGATE_SERVICES_BACKEND": "external",  # redis:7 is no URL for it: exit 2 too
+    }
+    assert main(["services", "up"], environ=environ) == 2
+    assert "services-timeout in [tool.testgate] of pyproject.toml: '0'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("given", ["95.5%", "95.5 %", " 95.5"])
+def test_a_threshold_may_carry_its_percent_sign(tmp_path: Path, given: str) -> None:
+    environ = {"TESTGATE_INPUTS": inputs_json(fail_under_line=given, fail_under_diff="0%")}
+    settings = load_settings(project=project_with(tmp_path, ""), flags={}, environ=environ)
+    assert (settings.fail_under_line, settings.fail_under_diff) == (95.5, 0)
