@@ -30,6 +30,8 @@ import msgspec
 from runner import interrupts, owned_dir, render
 from runner.child_env import child_environment
 from runner.errors import ConfigError, InfraError
+from runner.github.commands import on_github
+from runner.github.step import report_sonar
 from runner.output import emit
 from runner.report import shown, write_reports
 from runner.results import GateResult, RunResult, read_results
@@ -135,6 +137,8 @@ def sonar(settings: Settings, *, environ: Mapping[str, str], dry_run: bool) -> i
     interrupts.hold()  # the reports are rewritten whole; a signal meanwhile makes it exit 3
     write_reports(judged, settings.reports_dir, markdown=render.markdown(judged))
     emit(render.terminal(judged, reports_dir=shown(settings.reports_dir)))
+    if on_github(environ):
+        emit(report_sonar(gate, passed=judged.passed, environ=environ), commands=True)
     return 0 if judged.passed else 1
 
 

@@ -35,7 +35,7 @@ from runner.github.commands import (
 )
 from runner.github.step_files import append_summary, set_outputs
 from runner.output import clean
-from runner.results import BROKEN, RunResult
+from runner.results import BROKEN, GateResult, RunResult
 from runner.stability import Detection
 
 
@@ -188,3 +188,18 @@ def report_detection(
         {"passed": "false" if bad else "true", "tests": str(len(detection.tests)), **counts},
     )
     return "".join(annotation.command() + "\n" for annotation in shown)
+
+
+def report_sonar(gate: GateResult, *, passed: bool, environ: Mapping[str, str]) -> str:
+    """On a runner, after ``testgate sonar`` judged SonarQube's quality gate: the job
+    summary gets its verdict, the step's ``passed`` output says whether every gate passed
+    (the action's own ``passed`` is this step's once it judged, so a later step does not
+    read "true" from a run whose quality gate then failed), and a failed gate is an error
+    annotation of the step's own. Returns the annotation command to print."""
+    verdict = "passed" if gate.passed else "failed"
+    append_summary(environ, f"\n### SonarQube's quality gate {verdict}\n\n{clean(gate.message)}\n")
+    set_outputs(environ, {"passed": "true" if passed else "false"})
+    if gate.passed:
+        return ""
+    message = f"SonarQube's quality gate failed: {gate.message}"
+    return Annotation("error", "", None, "testgate", message).command() + "\n"

@@ -82,6 +82,18 @@ def test_outputs_cover_every_mode() -> None:
     assert "undecided" in outputs
 
 
+def test_the_passed_output_counts_sonarqubes_quality_gate() -> None:
+    # testgate sonar judges SonarQube's gate after the run's step wrote passed=true: a
+    # later step reading the run's output alone would take a failed job for a pass.
+    loaded = action()
+    (upload,) = [
+        step for step in loaded["runs"]["steps"] if '"$TESTGATE" sonar' in step.get("run", "")
+    ]
+    assert loaded["outputs"]["passed"]["value"] == (
+        f"${{{{ steps.{upload['id']}.outputs.passed || steps.testgate.outputs.passed }}}}"
+    )
+
+
 def test_nested_actions_are_pinned_by_commit_with_the_version_in_a_comment() -> None:
     text = (ROOT / "action.yml").read_text("utf-8")
     uses = [line.split("uses:", 1)[1].strip() for line in text.splitlines() if "uses:" in line]
