@@ -141,11 +141,16 @@ def _dist(text: str) -> str:
     return value
 
 
+# The words a boolean option takes, in any case; action.yml's setup-uv takes the same.
+TRUE_WORDS = ("true", "yes", "on", "1")
+FALSE_WORDS = ("false", "no", "off", "0")
+
+
 def _boolean(text: str) -> bool:
     value = text.strip().lower()
-    if value in ("true", "1", "yes", "on"):
+    if value in TRUE_WORDS:
         return True
-    if value in ("false", "0", "no", "off"):
+    if value in FALSE_WORDS:
         return False
     raise ValueError("must be true or false")
 
