@@ -32,6 +32,7 @@ from runner.github.commands import (
     repository_prefix,
     shown_and_left,
     summary,
+    workspace_path,
 )
 from runner.github.step_files import append_summary, set_outputs
 from runner.output import clean
@@ -117,6 +118,9 @@ def report(
 ) -> str:
     """On a runner: what to print (annotation commands, notices); summary and outputs are written.
 
+    ``reports_dir`` (absolute, or relative to the current directory) becomes the
+    ``reports-dir`` output relative to the workspace, as a later step names it.
+
     With a client (``client.connect``: a token), every annotation goes to a check run
     instead; if that fails (a token without ``checks: write``), the workflow commands are
     the fallback.
@@ -161,7 +165,7 @@ def report(
             )
     printed += pytest_warnings(result)
     append_summary(environ, summary(markdown, left))
-    set_outputs(environ, outputs(result, reports_dir))
+    set_outputs(environ, outputs(result, workspace_path(reports_dir, environ)))
     return printed + "".join(annotation.command() + "\n" for annotation in shown)
 
 
@@ -172,9 +176,11 @@ def report_detection(
     root: str,
     environ: Mapping[str, str],
     annotations: bool = True,
+    reports_dir: str | None = None,
 ) -> str:
-    """On a runner, after ``testgate flaky``: the summary and outputs are written, and the
-    annotation commands returned (GitHub's limits apply; the rest go to the summary)."""
+    """On a runner, after ``testgate flaky``: the summary and outputs (``reports-dir`` too,
+    when given) are written, and the annotation commands returned (GitHub's limits apply;
+    the rest go to the summary)."""
     found = detection_annotations(detection, prefix=repository_prefix(root, environ))
     shown, left = shown_and_left(found if annotations else [])
     append_summary(environ, summary(markdown, left))
@@ -185,7 +191,14 @@ def report_detection(
     }
     set_outputs(
         environ,
-        {"passed": "false" if bad else "true", "tests": str(len(detection.tests)), **counts},
+        {
+            "passed": "false" if bad else "true",
+            "tests": str(len(detection.tests)),
+            **counts,
+            **(
+                {} if reports_dir is None else {"reports-dir": workspace_path(reports_dir, environ)}
+            ),
+        },
     )
     return "".join(annotation.command() + "\n" for annotation in shown)
 
