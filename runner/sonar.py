@@ -104,18 +104,18 @@ def _pull_request_or_branch(environ: Mapping[str, str]) -> dict[str, str]:
 
 def sonar(settings: Settings, *, environ: Mapping[str, str], dry_run: bool) -> int:
     """Upload the reports dir's run to SonarQube; with sonar-wait, gate on its verdict."""
-    path = settings.reports_dir / "results.json"
-    if not path.is_file():
-        raise ConfigError(f"no results.json in {settings.reports_dir}: run 'testgate run' first.")
-    result = read_results(path)
     token = environ.get(TOKEN_ENV, "")
-    if not token and not dry_run:
+    if not token and not dry_run:  # before the results: a run that wrote none said so
         _notice(
             environ,
             "SONAR_TOKEN is not set (a pull request from a fork gets no secrets, or this is a "
             "local run): the SonarQube upload is skipped; the gates stand as they are.",
         )
         return 0
+    path = settings.reports_dir / "results.json"
+    if not path.is_file():
+        raise ConfigError(f"no results.json in {settings.reports_dir}: run 'testgate run' first.")
+    result = read_results(path)
     if token and environ.get("GITHUB_ACTIONS") == "true":
         emit(f"::add-mask::{token}\n", commands=True)
     owned_dir.claim(settings.reports_dir)

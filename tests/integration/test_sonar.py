@@ -262,10 +262,15 @@ def test_pysonars_dry_run_accepts_testgates_reports(project: Path) -> None:
 
 def test_sonar_needs_a_run_first(tmp_path: Path) -> None:
     project = copy_fixture("passing", tmp_path)
-    ran = run_in_process(project, command="sonar")
+    ran = run_in_process(project, command="sonar", extra_env={"SONAR_TOKEN": TOKEN})
     assert ran.exit_code == 2
     assert "no results.json in" in ran.output
     assert "run 'testgate run' first" in ran.output
+    # Without a token there is nothing to upload: the notice alone, whatever the run left
+    # (the action's upload step runs for a fork's pull request, whose run may have failed).
+    skipped = run_in_process(project, command="sonar", extra_env={"SONAR_TOKEN": ""})
+    assert skipped.exit_code == 0
+    assert "the SonarQube upload is skipped" in skipped.output
 
 
 def test_the_gate_poll_names_every_way_it_can_fail(server: Server, tmp_path: Path) -> None:
