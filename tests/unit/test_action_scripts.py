@@ -124,3 +124,30 @@ def test_the_uv_cache_glob_stays_in_the_workspace_when_the_directory_is_empty() 
     # working-directory: "" made the glob /**/uv.lock: every uv.lock on the machine.
     glob = step("Install uv")["with"]["cache-dependency-glob"]
     assert glob.splitlines()[0] == "${{ inputs.working-directory || '.' }}/**/uv.lock"
+
+
+@pytest.mark.parametrize("mode", ["flaky", "Run", "merge-all", "run\n::warning::x"])
+def test_a_mode_the_action_has_not_stops_it_before_anything_starts(
+    tmp_path: Path, mode: str
+) -> None:
+    # The first step: services and the project's install would otherwise run first.
+    ran = bash(steps()[0]["run"], tmp_path, MODE=mode)
+    assert ran.returncode == 2
+    shown = mode.replace("\n", " ")  # one line: no second workflow command
+    assert ran.stdout.splitlines() == [
+        f"::error title=testgate::mode must be run, merge or flaky-detect, not {shown}"
+    ]
+
+
+def test_merge_without_reports_dirs_says_where_it_looked(tmp_path: Path) -> None:
+    # A project in a subdirectory merges there: download-artifact's path must say so.
+    ran = bash(
+        step("testgate ${{ inputs.mode }}")["run"], tmp_path, TESTGATE="true",
+        TESTGATE_MODE="merge", GITHUB_OUTPUT=str(tmp_path / "output.txt"), JOB_NAME="merge",
+    )  # fmt: skip
+    assert ran.returncode == 3
+    assert (
+        f"merge mode found no testgate-reports-* directories in {tmp_path}: download the "
+        "shards' artifacts there first (actions/download-artifact's path, when "
+        "working-directory is not the workspace)" in ran.stdout
+    )
