@@ -204,6 +204,11 @@ def find_requirements(project: Path) -> tuple[Path, ...]:
     return tuple(path for path in found if path.is_file())
 
 
+def venv_python(venv: Path, *, windows: bool = sys.platform == "win32") -> Path:
+    """A virtual environment's Python: ``Scripts\\python.exe`` on Windows, else ``bin/python``."""
+    return venv / "Scripts" / "python.exe" if windows else venv / "bin" / "python"
+
+
 def detect_shape(
     settings: Settings, pyproject: Mapping[str, Any], *, active: str | None = None
 ) -> Shape:
@@ -236,8 +241,8 @@ def detect_shape(
         raise ConfigError(f"--requirements: {missing[0]} does not exist. Name an existing file.")
     if files:
         return Shape("requirements", "a project with requirements files", requirements=files)
-    if active and (Path(active) / "bin" / "python").is_file():
-        python = str(Path(active) / "bin" / "python")
+    if active and venv_python(Path(active)).is_file():
+        python = str(venv_python(Path(active)))
         return Shape("existing", f"the active virtual environment {active}", python=python)
     where = "pyproject.toml has no [project] table" if pyproject else "no pyproject.toml"
     raise ConfigError(
@@ -423,7 +428,7 @@ def _requirements_env(
     settings: Settings, shape: Shape, *, uv: str, environ: Mapping[str, str]
 ) -> tuple[str, tuple[str, ...]]:
     venv = cache_dir(environ) / "envs" / f"{settings.project.name}-{_digest(str(settings.project))}"
-    python = venv / "bin" / "python"
+    python = venv_python(venv)
     if settings.sync or not python.is_file():
         version = ["--python", settings.python_version] if settings.python_version else []
         quiet = [uv, "venv", "-q", "--allow-existing", *version, str(venv)]
