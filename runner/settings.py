@@ -239,6 +239,16 @@ def _optional_text(text: str) -> str | None:
     return text.strip() or None
 
 
+def _python_version(text: str) -> str | None:
+    """A Python version for uv; ``3.1`` and ``3.2`` are refused: they are what YAML makes of
+    an unquoted ``3.10`` and ``3.20`` (``python-version: [3.10, 3.11]``), not a Python
+    anyone tests on."""
+    value = _optional_text(text)
+    if value in ("3.1", "3.2"):
+        raise ValueError(f'is what YAML makes of an unquoted {value}0: quote it ("{value}0")')
+    return value
+
+
 def _names(text: str) -> tuple[str, ...]:
     """Names separated by commas or spaces: dependency groups, extras, files."""
     return tuple(name for name in re.split(r"[,\s]+", text.strip()) if name)
@@ -428,7 +438,7 @@ OPTIONS: tuple[Option, ...] = (
         commands=("sonar",),
     ),
     Option("pytest-args", _arguments, (), "extra pytest arguments, as one shell-quoted string"),
-    Option("python-version", _optional_text, None, "the Python uv runs the suite with"),
+    Option("python-version", _python_version, None, "the Python uv runs the suite with"),
     Option("sync", _boolean, True, "install the project's environment first (uv sync)"),
     Option(
         "python",
