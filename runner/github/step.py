@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from runner.github.client import (
     ARTIFACT_LIMIT,
     GitHubApi,
+    check_name,
     create_check_run,
     earlier_results,
     from_fork,
@@ -149,7 +150,7 @@ def report(
         try:
             create_check_run(
                 api, result=result, found=found, sha=head_sha(pull, environ),
-                markdown=markdown,
+                markdown=markdown, name=check_name(result.run, environ),
             )  # fmt: skip
             shown, left = [a for a in shown if id(a) in mine], []
         except requests.RequestException as error:

@@ -95,11 +95,12 @@ def test_every_annotation_goes_to_one_check_run_in_batches_of_50(
         recorder.answer(200, {"id": 77})
     )
     environ = github_env(
-        httpserver, tmp_path, GITHUB_EVENT_PATH=pull_request_event(tmp_path, head_repo=REPO)
-    )
+        httpserver, tmp_path, GITHUB_EVENT_PATH=pull_request_event(tmp_path, head_repo=REPO),
+        GITHUB_JOB="test",
+    )  # fmt: skip
+    failures = many_failures(outcomes_run, 120)
     printed = report(
-        many_failures(outcomes_run, 120), markdown="# summary", reports_dir="r", environ=environ,
-        api=connect(environ),
+        failures, markdown="# summary", reports_dir="r", environ=environ, api=connect(environ),
     )  # fmt: skip
     assert printed == ""  # nothing left for workflow commands: all 120 are in the check run
     assert [(r["method"], len(r["json"]["output"]["annotations"])) for r in recorder.requests] == [
@@ -108,6 +109,8 @@ def test_every_annotation_goes_to_one_check_run_in_batches_of_50(
     first = recorder.requests[0]
     assert first["auth"] == f"Bearer {TOKEN}"
     assert (first["json"]["head_sha"], first["json"]["conclusion"]) == ("head1sha", "failure")
+    # one check run per job and matrix entry: the job and the variant name it
+    assert first["json"]["name"] == f"testgate / test ({failures.run.variant})"
     annotation = first["json"]["output"]["annotations"][0]
     assert annotation["annotation_level"] == "failure"
     assert annotation["path"].startswith("tests/")

@@ -5,6 +5,7 @@ What a real run writes on a runner is in tests/integration/test_github.py.
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 
 from runner.github.commands import (
@@ -62,3 +63,18 @@ def test_an_annotation_without_a_line_names_only_the_file(level: str) -> None:
 
 def test_an_annotation_without_properties_is_a_bare_command() -> None:
     assert Annotation("error", "", None, "", "50%").command() == "::error::50%25"
+
+
+def test_each_job_and_matrix_entry_gets_a_check_run_of_its_own() -> None:
+    # GitHub shows, and required checks match, check runs by name: a matrix whose jobs all
+    # named theirs "testgate" showed whichever finished last (a green py3.12 over a red 3.11).
+    from runner.github.client import check_name  # noqa: PLC0415 (the client's one pure part)
+    from runner.results import RunInfo  # noqa: PLC0415
+
+    run = RunInfo(started="t", duration_s=1, suite_duration_s=1, variant="py3.12-linux")
+    assert check_name(run, {"GITHUB_JOB": "test"}) == "testgate / test (py3.12-linux)"
+    shard = msgspec.structs.replace(run, shard="1/2")
+    assert check_name(shard, {"GITHUB_JOB": "test"}) == "testgate / test (py3.12-linux, shard 1/2)"
+    merged = msgspec.structs.replace(run, variant="py3.11-linux, py3.12-linux", merged=("a", "b"))
+    assert check_name(merged, {"GITHUB_JOB": "merge"}) == "testgate / merge"
+    assert check_name(msgspec.structs.replace(run, variant=None), {}) == "testgate"
