@@ -144,7 +144,9 @@ def report(
             "are limited to GitHub's workflow-command limits and earlier attempts are not "
             "read; the gates still run.\n"
         )
-    elif api is not None and found:
+    # Also with nothing to annotate: the newest check run of this name is what the pull
+    # request shows, and an earlier one (a failed attempt, on this commit) must not stand.
+    elif api is not None and annotations:
         import requests  # noqa: PLC0415 (lazy, see top)
 
         try:
@@ -154,16 +156,17 @@ def report(
             )  # fmt: skip
             shown, left = [a for a in shown if id(a) in mine], []
         except requests.RequestException as error:
-            forbidden = error.response is not None and error.response.status_code == 403
-            advice = (
-                "give the job 'permissions: checks: write' for every annotation"
-                if forbidden
-                else "GitHub could not be reached or failed; the annotations are not lost"
-            )
-            printed += (
-                f"::warning title=testgate::could not create a check run ({reason(error)}); "
-                f"{advice}. Showing what workflow commands can.\n"
-            )
+            if found:  # else nothing was to be shown: nothing is lost, nothing to say
+                forbidden = error.response is not None and error.response.status_code == 403
+                advice = (
+                    "give the job 'permissions: checks: write' for every annotation"
+                    if forbidden
+                    else "GitHub could not be reached or failed; the annotations are not lost"
+                )
+                printed += (
+                    f"::warning title=testgate::could not create a check run ({reason(error)}); "
+                    f"{advice}. Showing what workflow commands can.\n"
+                )
     printed += pytest_warnings(result)
     append_summary(environ, summary(markdown, left))
     set_outputs(environ, outputs(result, workspace_path(reports_dir, environ)))
