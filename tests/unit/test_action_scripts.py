@@ -151,3 +151,13 @@ def test_merge_without_reports_dirs_says_where_it_looked(tmp_path: Path) -> None
         "shards' artifacts there first (actions/download-artifact's path, when "
         "working-directory is not the workspace)" in ran.stdout
     )
+
+
+def test_services_are_stopped_only_when_their_step_ran() -> None:
+    # A failed input check or install before it: nothing started, and no testgate command
+    # to run 'down' with (before: a second, confusing error, "services: command not found").
+    start, stop = step("Start services"), step("Stop services")
+    assert stop["if"] == (
+        'always() && contains(fromJSON(\'["success", "failure", "cancelled"]\'), '
+        f"steps.{start['id']}.outcome)"
+    )
