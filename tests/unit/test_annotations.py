@@ -5,6 +5,8 @@ What a real run writes on a runner is in tests/integration/test_github.py.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import msgspec
 import pytest
 
@@ -16,6 +18,7 @@ from runner.github.commands import (
     escape_property,
     shown_and_left,
     summary,
+    workspace_path,
 )
 
 
@@ -78,3 +81,11 @@ def test_each_job_and_matrix_entry_gets_a_check_run_of_its_own() -> None:
     merged = msgspec.structs.replace(run, variant="py3.11-linux, py3.12-linux", merged=("a", "b"))
     assert check_name(merged, {"GITHUB_JOB": "merge"}) == "testgate / merge"
     assert check_name(msgspec.structs.replace(run, variant=None), {}) == "testgate"
+
+
+def test_a_path_for_a_later_step_is_the_workspaces_when_it_lies_inside(tmp_path: Path) -> None:
+    inside = str(tmp_path / "svc" / "api" / "testgate-reports")
+    assert workspace_path(inside, {"GITHUB_WORKSPACE": str(tmp_path)}) == "svc/api/testgate-reports"
+    outside = str(tmp_path.parent / "elsewhere")
+    assert workspace_path(outside, {"GITHUB_WORKSPACE": str(tmp_path)}) == outside
+    assert workspace_path("r", {}) == "r"
