@@ -30,6 +30,7 @@ from runner.settings import (
     Settings,
     action_inputs,
     load_settings,
+    read_tool_table,
     resolve,
     unknown_variables,
 )
@@ -395,7 +396,12 @@ def _settings(
 def _services(
     namespace: argparse.Namespace, *, environ: Mapping[str, str], inputs: Mapping[str, str]
 ) -> int:
-    """``testgate services up|down``: no project needed, so no pyproject settings."""
+    """``testgate services up|down``: no project needed.
+
+    ``up`` takes its backend and timeout as a run does: flag, the action's input,
+    ``TESTGATE_*``, then the current directory's ``[tool.testgate]`` (the action's
+    services step runs in the project, so an input left empty leaves the project's).
+    """
     from runner.services import lifecycle  # noqa: PLC0415 (lazy, see top)
     from runner.services.spec import parse_specs  # noqa: PLC0415 (lazy, see top)
 
@@ -405,8 +411,9 @@ def _services(
         return 0
     texts = namespace.specs or [inputs.get("services") or environ.get("TESTGATE_SERVICES", "")]
     specs = parse_specs(texts)
-    backend = _option("services-backend", namespace.backend, inputs, environ)
-    timeout = _option("services-timeout", namespace.timeout, inputs, environ)
+    table = read_tool_table(Path.cwd())
+    backend = _option("services-backend", namespace.backend, inputs, environ, table)
+    timeout = _option("services-timeout", namespace.timeout, inputs, environ, table)
     started = lifecycle.up(
         specs, backend=backend, timeout=timeout, state_file=state_file, environ=environ
     )
@@ -427,14 +434,19 @@ def _services(
 
 
 def _option(
-    name: str, flag: str | None, inputs: Mapping[str, str], environ: Mapping[str, str]
+    name: str,
+    flag: str | None,
+    inputs: Mapping[str, str],
+    environ: Mapping[str, str],
+    table: Mapping[str, Any],
 ) -> Any:
-    """One option from its flag, input or ``TESTGATE_*`` variable, else its default."""
+    """One option from its flag, input, ``TESTGATE_*`` variable or ``table``, else its
+    default."""
     return resolve(
         OPTIONS_BY_NAME[name],
         flag=flag,
         inputs=inputs,
         environ=environ,
-        table={},
+        table=table,
         flag_name=name.removeprefix("services-"),
     )

@@ -216,6 +216,11 @@ def setuptools_metadata(project: Path) -> Path | None:
     return project / "setup.cfg" if coverage_data.setup_cfg_name(project) else None
 
 
+def venv_python(venv: Path, *, windows: bool = sys.platform == "win32") -> Path:
+    """A virtual environment's Python: ``Scripts\\python.exe`` on Windows, else ``bin/python``."""
+    return venv / "Scripts" / "python.exe" if windows else venv / "bin" / "python"
+
+
 def detect_shape(
     settings: Settings, pyproject: Mapping[str, Any], *, active: str | None = None
 ) -> Shape:
@@ -256,8 +261,8 @@ def detect_shape(
         )
     if files:
         return Shape("requirements", "a project with requirements files", requirements=files)
-    if active and (Path(active) / "bin" / "python").is_file():
-        python = str(Path(active) / "bin" / "python")
+    if active and venv_python(Path(active)).is_file():
+        python = str(venv_python(Path(active)))
         return Shape("existing", f"the active virtual environment {active}", python=python)
     where = "pyproject.toml has no [project] table" if pyproject else "no pyproject.toml"
     raise ConfigError(
@@ -447,7 +452,7 @@ def _requirements_env(
     extras from its metadata file, as a PEP 621 project gets them): the tests import the
     project's own code, never a copy a requirement pulled in from the registry."""
     venv = cache_dir(environ) / "envs" / f"{settings.project.name}-{_digest(str(settings.project))}"
-    python = venv / "bin" / "python"
+    python = venv_python(venv)
     own = _own_install(settings, shape)
     if settings.sync or not python.is_file():
         version = ["--python", settings.python_version] if settings.python_version else []

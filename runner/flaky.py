@@ -242,6 +242,7 @@ def detect(
                 root=str(settings.project),
                 environ=environ,
                 annotations=settings.annotations,
+                reports_dir=str(settings.reports_dir),
             ),
             commands=True,
         )

@@ -133,12 +133,11 @@ def conclude(
     history_run.write_suggestions(past, settings=settings)
     emit(render.terminal(result, reports_dir=shown(settings.reports_dir)))
     if on_github(environ):
-        where = shown(settings.reports_dir)
         emit(
             step.report(
                 result,
                 markdown=markdown,
-                reports_dir=where,
+                reports_dir=str(settings.reports_dir),
                 environ=environ,
                 api=api,
                 annotations=settings.annotations,

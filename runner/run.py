@@ -180,7 +180,7 @@ def services_failed(settings: Settings, *, environ: Mapping[str, str], problem: 
     if on_github(environ):  # the summary, the outputs, and the error as an annotation
         emit(
             step.report(
-                result, markdown=markdown, reports_dir=shown(settings.reports_dir),
+                result, markdown=markdown, reports_dir=str(settings.reports_dir),
                 environ=environ, api=client.connect(environ), annotations=settings.annotations,
             ),
             commands=True,

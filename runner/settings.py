@@ -45,7 +45,8 @@ GATED = (*JUDGED, "gate")  # the gates' thresholds and annotations: judged again
 
 
 def _percent(text: str) -> float:
-    value = _number(text)
+    """A percentage, with or without its sign: ``95.5``, ``95.5%`` (as max-skipped takes)."""
+    value = _number(text.strip().removesuffix("%"))
     if not 0 <= value <= 100:
         raise ValueError("must be a percentage from 0 to 100")
     return value
@@ -140,11 +141,16 @@ def _dist(text: str) -> str:
     return value
 
 
+# The words a boolean option takes, in any case; action.yml's setup-uv takes the same.
+TRUE_WORDS = ("true", "yes", "on", "1")
+FALSE_WORDS = ("false", "no", "off", "0")
+
+
 def _boolean(text: str) -> bool:
     value = text.strip().lower()
-    if value in ("true", "1", "yes", "on"):
+    if value in TRUE_WORDS:
         return True
-    if value in ("false", "0", "no", "off"):
+    if value in FALSE_WORDS:
         return False
     raise ValueError("must be true or false")
 
@@ -231,6 +237,16 @@ def _text(text: str) -> str:
 
 def _optional_text(text: str) -> str | None:
     return text.strip() or None
+
+
+def _python_version(text: str) -> str | None:
+    """A Python version for uv; ``3.1`` and ``3.2`` are refused: they are what YAML makes of
+    an unquoted ``3.10`` and ``3.20`` (``python-version: [3.10, 3.11]``), not a Python
+    anyone tests on."""
+    value = _optional_text(text)
+    if value in ("3.1", "3.2"):
+        raise ValueError(f'is what YAML makes of an unquoted {value}0: quote it ("{value}0")')
+    return value
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -431,7 +447,7 @@ OPTIONS: tuple[Option, ...] = (
         commands=("sonar",),
     ),
     Option("pytest-args", _arguments, (), "extra pytest arguments, as one shell-quoted string"),
-    Option("python-version", _optional_text, None, "the Python uv runs the suite with"),
+    Option("python-version", _python_version, None, "the Python uv runs the suite with"),
     Option("sync", _boolean, True, "install the project's environment first (uv sync)"),
     Option(
         "python",
@@ -643,15 +659,18 @@ def load_settings(
     """
     root = project.resolve()
     table = read_tool_table(root)
-    inputs = {
-        name: text for name, text in action_inputs(environ).items() if name not in STEP_INPUTS
-    }
+    given = action_inputs(environ)
+    inputs = {name: text for name, text in given.items() if name not in STEP_INPUTS}
     values: dict[str, Any] = {}
     for option in OPTIONS:
         values[option.attribute] = resolve(
             option, flag=flags.get(option.name), inputs=inputs, environ=environ, table=table
         )
     values["pytest_args"] = tuple(values["pytest_args"]) + extra_pytest_args
+    # The action's step started the services its input names: the run awaits those (the
+    # state file), never pyproject's or TESTGATE_SERVICES' instead, as an input wins.
+    if "services" in given:
+        values["services"] = ()
     explicit = frozenset(
         option.name
         for option in OPTIONS

@@ -30,6 +30,8 @@ import msgspec
 from runner import interrupts, owned_dir, render
 from runner.child_env import child_environment
 from runner.errors import ConfigError, InfraError
+from runner.github.commands import on_github
+from runner.github.step import report_sonar
 from runner.output import emit
 from runner.report import shown, write_reports
 from runner.results import GateResult, RunResult, read_results
@@ -102,18 +104,18 @@ def _pull_request_or_branch(environ: Mapping[str, str]) -> dict[str, str]:
 
 def sonar(settings: Settings, *, environ: Mapping[str, str], dry_run: bool) -> int:
     """Upload the reports dir's run to SonarQube; with sonar-wait, gate on its verdict."""
-    path = settings.reports_dir / "results.json"
-    if not path.is_file():
-        raise ConfigError(f"no results.json in {settings.reports_dir}: run 'testgate run' first.")
-    result = read_results(path)
     token = environ.get(TOKEN_ENV, "")
-    if not token and not dry_run:
+    if not token and not dry_run:  # before the results: a run that wrote none said so
         _notice(
             environ,
             "SONAR_TOKEN is not set (a pull request from a fork gets no secrets, or this is a "
             "local run): the SonarQube upload is skipped; the gates stand as they are.",
         )
         return 0
+    path = settings.reports_dir / "results.json"
+    if not path.is_file():
+        raise ConfigError(f"no results.json in {settings.reports_dir}: run 'testgate run' first.")
+    result = read_results(path)
     if token and environ.get("GITHUB_ACTIONS") == "true":
         emit(f"::add-mask::{token}\n", commands=True)
     owned_dir.claim(settings.reports_dir)
@@ -135,6 +137,8 @@ def sonar(settings: Settings, *, environ: Mapping[str, str], dry_run: bool) -> i
     interrupts.hold()  # the reports are rewritten whole; a signal meanwhile makes it exit 3
     write_reports(judged, settings.reports_dir, markdown=render.markdown(judged))
     emit(render.terminal(judged, reports_dir=shown(settings.reports_dir)))
+    if on_github(environ):
+        emit(report_sonar(gate, passed=judged.passed, environ=environ), commands=True)
     return 0 if judged.passed else 1
 
 

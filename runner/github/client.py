@@ -26,7 +26,7 @@ import msgspec
 
 from runner.github.commands import Annotation, escape_data, summary
 from runner.output import clean
-from runner.results import RunResult
+from runner.results import RunInfo, RunResult
 
 # requests is imported where the API is called: most runs have no token, and do not
 # pay its import (about 70 ms).
@@ -132,10 +132,30 @@ def head_sha(pull: dict[str, Any] | None, environ: Mapping[str, str]) -> str:
     return environ.get("GITHUB_SHA", "")
 
 
+def check_name(run: RunInfo, environ: Mapping[str, str]) -> str:
+    """The check run's name: ``testgate / JOB (VARIANT[, shard I/N])``, a merge's
+    ``testgate / JOB``. GitHub shows check runs, and matches required checks, by name: the
+    jobs of a matrix that all named theirs ``testgate`` hid each other, and whichever
+    finished last was what the pull request showed."""
+    name = "testgate"
+    if environ.get("GITHUB_JOB"):
+        name += f" / {environ['GITHUB_JOB']}"
+    if run.variant and not run.merged:
+        name += f" ({run.variant}" + (f", shard {run.shard}" if run.shard else "") + ")"
+    return name
+
+
 def create_check_run(
-    api: GitHubApi, *, result: RunResult, found: Sequence[Annotation], sha: str, markdown: str
+    api: GitHubApi,
+    *,
+    result: RunResult,
+    found: Sequence[Annotation],
+    sha: str,
+    markdown: str,
+    name: str,
 ) -> int:
-    """One completed check run carrying every annotation, 50 per request; its id."""
+    """One completed check run named ``name`` (``check_name``) carrying every annotation,
+    50 per request; its id."""
     title = "testgate passed" if result.passed else "testgate failed"
     text = summary(markdown, [])[:API_SUMMARY_LIMIT]
     batches = [found[start : start + API_BATCH] for start in range(0, len(found), API_BATCH)]
@@ -144,7 +164,7 @@ def create_check_run(
         "POST",
         "/check-runs",
         json={
-            "name": "testgate",
+            "name": name,
             "head_sha": sha,
             "status": "completed",
             "conclusion": "success" if result.passed else "failure",

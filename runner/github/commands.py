@@ -80,6 +80,19 @@ def repository_prefix(root: str | None, environ: Mapping[str, str]) -> str:
     return "" if inside == Path() else inside.as_posix() + "/"
 
 
+def workspace_path(path: str, environ: Mapping[str, str]) -> str:
+    """A path as a later step of the job names it (``actions/upload-artifact``'s ``path:``
+    is resolved from ``GITHUB_WORKSPACE``): relative to the workspace when it lies inside,
+    else as given. ``path`` is absolute, or relative to the current directory."""
+    workspace = environ.get("GITHUB_WORKSPACE")
+    if not workspace:
+        return path
+    try:
+        return Path(path).resolve().relative_to(Path(workspace).resolve()).as_posix()
+    except ValueError:
+        return path
+
+
 DIFF = "diff-coverage"
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from runner.github.client import (
     ARTIFACT_LIMIT,
     GitHubApi,
+    check_name,
     create_check_run,
     earlier_results,
     from_fork,
@@ -32,10 +33,11 @@ from runner.github.commands import (
     repository_prefix,
     shown_and_left,
     summary,
+    workspace_path,
 )
 from runner.github.step_files import append_summary, set_outputs
 from runner.output import clean
-from runner.results import BROKEN, RunResult
+from runner.results import BROKEN, GateResult, RunResult
 from runner.stability import Detection
 
 
@@ -117,6 +119,9 @@ def report(
 ) -> str:
     """On a runner: what to print (annotation commands, notices); summary and outputs are written.
 
+    ``reports_dir`` (absolute, or relative to the current directory) becomes the
+    ``reports-dir`` output relative to the workspace, as a later step names it.
+
     With a client (``client.connect``: a token), every annotation goes to a check run
     instead; if that fails (a token without ``checks: write``), the workflow commands are
     the fallback.
@@ -139,29 +144,32 @@ def report(
             "are limited to GitHub's workflow-command limits and earlier attempts are not "
             "read; the gates still run.\n"
         )
-    elif api is not None and found:
+    # Also with nothing to annotate: the newest check run of this name is what the pull
+    # request shows, and an earlier one (a failed attempt, on this commit) must not stand.
+    elif api is not None and annotations:
         import requests  # noqa: PLC0415 (lazy, see top)
 
         try:
             create_check_run(
                 api, result=result, found=found, sha=head_sha(pull, environ),
-                markdown=markdown,
+                markdown=markdown, name=check_name(result.run, environ),
             )  # fmt: skip
             shown, left = [a for a in shown if id(a) in mine], []
         except requests.RequestException as error:
-            forbidden = error.response is not None and error.response.status_code == 403
-            advice = (
-                "give the job 'permissions: checks: write' for every annotation"
-                if forbidden
-                else "GitHub could not be reached or failed; the annotations are not lost"
-            )
-            printed += (
-                f"::warning title=testgate::could not create a check run ({reason(error)}); "
-                f"{advice}. Showing what workflow commands can.\n"
-            )
+            if found:  # else nothing was to be shown: nothing is lost, nothing to say
+                forbidden = error.response is not None and error.response.status_code == 403
+                advice = (
+                    "give the job 'permissions: checks: write' for every annotation"
+                    if forbidden
+                    else "GitHub could not be reached or failed; the annotations are not lost"
+                )
+                printed += (
+                    f"::warning title=testgate::could not create a check run ({reason(error)}); "
+                    f"{advice}. Showing what workflow commands can.\n"
+                )
     printed += pytest_warnings(result)
     append_summary(environ, summary(markdown, left))
-    set_outputs(environ, outputs(result, reports_dir))
+    set_outputs(environ, outputs(result, workspace_path(reports_dir, environ)))
     return printed + "".join(annotation.command() + "\n" for annotation in shown)
 
 
@@ -172,9 +180,11 @@ def report_detection(
     root: str,
     environ: Mapping[str, str],
     annotations: bool = True,
+    reports_dir: str | None = None,
 ) -> str:
-    """On a runner, after ``testgate flaky``: the summary and outputs are written, and the
-    annotation commands returned (GitHub's limits apply; the rest go to the summary)."""
+    """On a runner, after ``testgate flaky``: the summary and outputs (``reports-dir`` too,
+    when given) are written, and the annotation commands returned (GitHub's limits apply;
+    the rest go to the summary)."""
     found = detection_annotations(detection, prefix=repository_prefix(root, environ))
     shown, left = shown_and_left(found if annotations else [])
     append_summary(environ, summary(markdown, left))
@@ -185,6 +195,28 @@ def report_detection(
     }
     set_outputs(
         environ,
-        {"passed": "false" if bad else "true", "tests": str(len(detection.tests)), **counts},
+        {
+            "passed": "false" if bad else "true",
+            "tests": str(len(detection.tests)),
+            **counts,
+            **(
+                {} if reports_dir is None else {"reports-dir": workspace_path(reports_dir, environ)}
+            ),
+        },
     )
     return "".join(annotation.command() + "\n" for annotation in shown)
+
+
+def report_sonar(gate: GateResult, *, passed: bool, environ: Mapping[str, str]) -> str:
+    """On a runner, after ``testgate sonar`` judged SonarQube's quality gate: the job
+    summary gets its verdict, the step's ``passed`` output says whether every gate passed
+    (the action's own ``passed`` is this step's once it judged, so a later step does not
+    read "true" from a run whose quality gate then failed), and a failed gate is an error
+    annotation of the step's own. Returns the annotation command to print."""
+    verdict = "passed" if gate.passed else "failed"
+    append_summary(environ, f"\n### SonarQube's quality gate {verdict}\n\n{clean(gate.message)}\n")
+    set_outputs(environ, {"passed": "true" if passed else "false"})
+    if gate.passed:
+        return ""
+    message = f"SonarQube's quality gate failed: {gate.message}"
+    return Annotation("error", "", None, "testgate", message).command() + "\n"

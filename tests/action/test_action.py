@@ -200,7 +200,9 @@ def test_a_passing_project_passes_with_every_output_set(act_run: Ran) -> None:
         "passed": "true", "tests": "4", "failed": "0", "flaky": "0", "skipped": "0",
     }  # fmt: skip
     assert (found["line-coverage"], found["branch-coverage"]) == ("100.00", "100.00")
-    assert (found["reports-dir"], found["diff-coverage"]) == ("testgate-reports", "")
+    # outside the workspace (act's host jobs: PROJECTS), the reports dir's own path
+    reports = (act_run.project / "own" / "testgate-reports").resolve()
+    assert (found["reports-dir"], found["diff-coverage"]) == (str(reports), "")
     assert float(found["duration"]) > 0
     assert found["results-artifact"] == "testgate-results-own-0-attempt-1"
     summary = (act_run.project / "own" / "testgate-reports" / "summary.md").read_text("utf-8")
@@ -231,6 +233,8 @@ def test_failures_and_flaky_tests_become_annotations_and_fail_the_job(act_run: R
     assert (found["passed"], found["failed"], found["flaky"], found["tests"]) == (
         "false", "1", "1", "2",
     )  # fmt: skip
+    # a later step's path (upload-artifact's) is resolved from the workspace
+    assert found["reports-dir"] == f"{MONOREPO_DIR}/testgate-reports"
     # pytest's own output ran inside a stop-commands guard, opened and closed
     guards = [re.search(r"::stop-commands::(\w+)", line) for line in lines]
     tokens = [match.group(1) for match in guards if match]

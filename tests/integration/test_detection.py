@@ -85,11 +85,12 @@ def test_chosen_tests_flip_fail_or_prove_stable(chosen: Ran) -> None:
     assert (workspace / "step-summary.md").read_text("utf-8") == summary
     written = (workspace / "output.txt").read_text("utf-8")
     found = {name: value for name, _, value in re.findall(OUTPUT, written, re.M | re.S)}
+    name = ran.project.relative_to(workspace).as_posix()
     assert found == {"passed": "false", "tests": "3", "flaky": "1", "stable": "1",
-                     "failing": "1", "undecided": "0", "skipped": "0"}  # fmt: skip
+                     "failing": "1", "undecided": "0", "skipped": "0",
+                     "reports-dir": f"{name}/testgate-reports"}  # fmt: skip
     source = (ran.project / "tests" / "test_flaky.py").read_text("utf-8").splitlines()
     line = source.index("def test_fails_first_time():") + 1
-    name = ran.project.relative_to(workspace).as_posix()
     assert (
         f"::warning title=flaky%3A {FIRST.replace(':', '%3A')},file={name}/tests/test_flaky.py,"
         f"line={line}::failed 1 of 2 runs: failure rate 50%25 (95 %25 Wilson interval 9%25 to "

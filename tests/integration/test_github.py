@@ -20,6 +20,8 @@ from runner.github.step import report
 from runner.results import read_results
 from tests.conftest import FIXTURES, ROOT, Ran, copy_fixture, marker_line, run_in_process
 
+OUTPUT = r"^(\S+)<<(\S+)\n(.*?)\n\2$"  # GITHUB_OUTPUT's name<<DELIMITER form
+
 FIXTURES_BAD = FIXTURES / "workflows" / "injected.yml"
 
 
@@ -42,10 +44,16 @@ def test_a_project_in_a_subdirectory_is_annotated_from_the_repository_root(
     project = Path(str(result.run.root))
     workspace = project.parent.parent
     inside = f"{project.parent.name}/{project.name}"
-    summary_file = tmp_path / "summary.md"
-    environ = {"GITHUB_WORKSPACE": str(workspace), "GITHUB_STEP_SUMMARY": str(summary_file)}
+    summary_file, output_file = tmp_path / "summary.md", tmp_path / "output.txt"
+    environ = {"GITHUB_WORKSPACE": str(workspace), "GITHUB_STEP_SUMMARY": str(summary_file),
+               "GITHUB_OUTPUT": str(output_file)}  # fmt: skip
     many = msgspec.structs.replace(result, tests=result.tests * 2)  # more errors than GitHub shows
-    commands = report(many, markdown="", reports_dir="r", environ=environ, api=connect(environ))
+    reports = str(project / "testgate-reports")
+    commands = report(many, markdown="", reports_dir=reports, environ=environ, api=connect(environ))
+    # the reports-dir output is a later step's path (upload-artifact's): from the workspace
+    written = output_file.read_text("utf-8")
+    values = {name: value for name, _, value in re.findall(OUTPUT, written, re.M | re.S)}
+    assert values["reports-dir"] == f"{inside}/testgate-reports"
     files = re.findall(r"file=([^,:]+)", commands)
     assert len(files) == 10
     assert all(file.startswith(f"{inside}/tests/") for file in files)
@@ -85,8 +93,7 @@ def test_on_a_runner_outputs_summary_and_guarded_test_output(tmp_path: Path) -> 
         },
     )
     assert ran.exit_code == 0, ran.output
-    pattern = r"^(\S+)<<(\S+)\n(.*?)\n\2$"
-    found = re.findall(pattern, output_file.read_text("utf-8"), re.M | re.S)
+    found = re.findall(OUTPUT, output_file.read_text("utf-8"), re.M | re.S)
     values = {name: value for name, _, value in found}
     assert values["passed"] == "true"
     assert (values["tests"], values["failed"], values["flaky"]) == ("4", "0", "0")

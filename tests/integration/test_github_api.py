@@ -95,11 +95,12 @@ def test_every_annotation_goes_to_one_check_run_in_batches_of_50(
         recorder.answer(200, {"id": 77})
     )
     environ = github_env(
-        httpserver, tmp_path, GITHUB_EVENT_PATH=pull_request_event(tmp_path, head_repo=REPO)
-    )
+        httpserver, tmp_path, GITHUB_EVENT_PATH=pull_request_event(tmp_path, head_repo=REPO),
+        GITHUB_JOB="test",
+    )  # fmt: skip
+    failures = many_failures(outcomes_run, 120)
     printed = report(
-        many_failures(outcomes_run, 120), markdown="# summary", reports_dir="r", environ=environ,
-        api=connect(environ),
+        failures, markdown="# summary", reports_dir="r", environ=environ, api=connect(environ),
     )  # fmt: skip
     assert printed == ""  # nothing left for workflow commands: all 120 are in the check run
     assert [(r["method"], len(r["json"]["output"]["annotations"])) for r in recorder.requests] == [
@@ -108,10 +109,40 @@ def test_every_annotation_goes_to_one_check_run_in_batches_of_50(
     first = recorder.requests[0]
     assert first["auth"] == f"Bearer {TOKEN}"
     assert (first["json"]["head_sha"], first["json"]["conclusion"]) == ("head1sha", "failure")
+    # one check run per job and matrix entry: the job and the variant name it
+    assert first["json"]["name"] == f"testgate / test ({failures.run.variant})"
     annotation = first["json"]["output"]["annotations"][0]
     assert annotation["annotation_level"] == "failure"
     assert annotation["path"].startswith("tests/")
     assert annotation["start_line"] == annotation["end_line"] > 0
+
+
+@pytest.mark.parametrize("status", [201, 403])
+def test_a_run_with_nothing_to_annotate_still_reports_its_check_run(
+    httpserver: HTTPServer, tmp_path: Path, outcomes_run: Ran, status: int
+) -> None:
+    # A re-run attempt that passes (attempt 1 failed while a database was down) left attempt
+    # 1's failed check run the newest of its name: the pull request showed a failure.
+    recorder = Recorder()
+    httpserver.expect_request(f"/repos/{REPO}/check-runs", method="POST").respond_with_handler(
+        recorder.answer(status, {"id": 78})
+    )
+    environ = github_env(httpserver, tmp_path, GITHUB_JOB="test", GITHUB_RUN_ATTEMPT="2")
+    result = read_results(outcomes_run.reports / "results.json")
+    passing = msgspec.structs.replace(
+        result, tests=tuple(test for test in result.tests if test.outcome == "passed"),
+        gates=tuple(gate for gate in result.gates if gate.passed),
+    )  # fmt: skip
+    assert passing.passed
+    printed = report(passing, markdown="", reports_dir="r", environ=environ, api=connect(environ))
+    ((request,),) = [recorder.requests]
+    assert (request["json"]["conclusion"], request["json"]["output"]["annotations"]) == (
+        "success", [],
+    )  # fmt: skip
+    assert printed == ""  # nothing was to be annotated: no warning, even without the right
+    quiet = report(passing, markdown="", reports_dir="r", environ=environ, api=connect(environ),
+                   annotations=False)  # fmt: skip
+    assert (quiet, len(recorder.requests)) == ("", 1)  # annotations: false: no check run
 
 
 def test_a_token_that_may_not_write_checks_falls_back_to_workflow_commands(

@@ -817,6 +817,8 @@ def test_the_actions_uv_sync_gets_no_secret_nor_file_command(tmp_path: Path) -> 
         "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
         "SEEN": str(tmp_path / "seen"),
         "SYNC_ARGS": "--locked",
+        "PYTHON": sys.executable,  # testgate's own, which splits sync-args
+        "RUNNER_TEMP": str(tmp_path),
     }
     subprocess.run(["bash", "-c", script], cwd=tmp_path, env=env, check=True)
     seen = {line.split("=", 1)[0] for line in (tmp_path / "seen").read_text().splitlines()}

@@ -11,6 +11,7 @@ engine does.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sys
 from collections.abc import Callable
@@ -121,6 +122,12 @@ def sonar(project: Path, server: Server, engine: Path, *args: str, **env: str) -
     )
 
 
+def read_outputs(path: Path) -> dict[str, str]:
+    """The step outputs a ``$GITHUB_OUTPUT`` file sets (``NAME<<DELIMITER`` form)."""
+    found = re.findall(r"^(\S+)<<(\S+)\n(.*?)\n\2$", path.read_text("utf-8"), re.M | re.S)
+    return {name: value for name, _, value in found}
+
+
 def engine_saw(project: Path) -> dict[str, str]:
     data: dict[str, str] = json.loads((project / "engine-properties.json").read_text("utf-8"))
     return data
@@ -167,11 +174,20 @@ def test_a_failed_gate_fails_the_verdict_with_its_conditions(
             {"status": "OK", "metricKey": "new_bugs", "comparator": "GT", "errorThreshold": "0"},
         ],
     }  # fmt: skip
-    ran = sonar(project, server, engine)
+    # On a runner: the step's outputs and the job summary say so, as the run's do (the
+    # action's passed output is the sonar step's once it judged).
+    output, step_summary = project / "github-output.txt", project / "step-summary.md"
+    ran = sonar(
+        project, server, engine, GITHUB_ACTIONS="true", GITHUB_OUTPUT=str(output),
+        GITHUB_STEP_SUMMARY=str(step_summary),
+    )  # fmt: skip
     assert ran.exit_code == 1
     message = "ERROR: new_coverage LT 80 (actual 65.2)"
     assert ran.gate("sonar-quality-gate")["message"] == message
     assert message in (project / "testgate-reports" / "summary.md").read_text("utf-8")
+    assert read_outputs(output) == {"passed": "false"}
+    assert message in step_summary.read_text("utf-8")
+    assert f"::error title=testgate::SonarQube's quality gate failed: {message}" in ran.output
 
 
 def test_pull_request_and_branch_properties_come_from_github(
@@ -186,9 +202,10 @@ def test_pull_request_and_branch_properties_come_from_github(
     )
     ran = sonar(
         project, server, engine, GITHUB_EVENT_NAME="pull_request", GITHUB_EVENT_PATH=str(event),
-        GITHUB_SHA="abc123", GITHUB_ACTIONS="true",
+        GITHUB_SHA="abc123", GITHUB_ACTIONS="true", GITHUB_OUTPUT=str(tmp_path / "output.txt"),
     )  # fmt: skip
     assert ran.exit_code == 0, ran.output
+    assert read_outputs(tmp_path / "output.txt") == {"passed": "true"}
     seen = engine_saw(project)
     assert (seen["sonar.pullrequest.key"], seen["sonar.pullrequest.branch"]) == ("42", "feat")
     assert seen["sonar.pullrequest.base"] == "main"
@@ -245,10 +262,15 @@ def test_pysonars_dry_run_accepts_testgates_reports(project: Path) -> None:
 
 def test_sonar_needs_a_run_first(tmp_path: Path) -> None:
     project = copy_fixture("passing", tmp_path)
-    ran = run_in_process(project, command="sonar")
+    ran = run_in_process(project, command="sonar", extra_env={"SONAR_TOKEN": TOKEN})
     assert ran.exit_code == 2
     assert "no results.json in" in ran.output
     assert "run 'testgate run' first" in ran.output
+    # Without a token there is nothing to upload: the notice alone, whatever the run left
+    # (the action's upload step runs for a fork's pull request, whose run may have failed).
+    skipped = run_in_process(project, command="sonar", extra_env={"SONAR_TOKEN": ""})
+    assert skipped.exit_code == 0
+    assert "the SonarQube upload is skipped" in skipped.output
 
 
 def test_the_gate_poll_names_every_way_it_can_fail(server: Server, tmp_path: Path) -> None:

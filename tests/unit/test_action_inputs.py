@@ -82,6 +82,34 @@ def test_outputs_cover_every_mode() -> None:
     assert "undecided" in outputs
 
 
+def test_the_passed_output_counts_sonarqubes_quality_gate() -> None:
+    # testgate sonar judges SonarQube's gate after the run's step wrote passed=true: a
+    # later step reading the run's output alone would take a failed job for a pass.
+    loaded = action()
+    (upload,) = [
+        step for step in loaded["runs"]["steps"] if '"$TESTGATE" sonar' in step.get("run", "")
+    ]
+    assert loaded["outputs"]["passed"]["value"] == (
+        f"${{{{ steps.{upload['id']}.outputs.passed || steps.testgate.outputs.passed }}}}"
+    )
+
+
+def test_the_upload_step_runs_without_a_token_when_sonarqube_is_asked_for() -> None:
+    # A fork's pull request gets no secrets: sonar-token is "". With the project's key or
+    # organization given, the step still runs so that testgate sonar says the upload was
+    # skipped (README); a workflow that names no SonarQube input gets no step at all, nor
+    # does a run that never ran or was cancelled, nor flaky detection (no results.json: the
+    # upload failed with exit 2 in a weekly job given the same inputs).
+    loaded = action()
+    (upload,) = [step for step in loaded["runs"]["steps"] if step.get("id") == "sonar"]
+    asked = [name for name in loaded["inputs"] if name.startswith("sonar-")]
+    assert upload["if"] == (
+        'always() && contains(fromJSON(\'["success", "failure"]\'), steps.testgate.outcome)'
+        " && inputs.mode != 'flaky-detect'"
+        " && (" + " || ".join(f"inputs.{name} != ''" for name in asked) + ")"
+    )
+
+
 def test_nested_actions_are_pinned_by_commit_with_the_version_in_a_comment() -> None:
     text = (ROOT / "action.yml").read_text("utf-8")
     uses = [line.split("uses:", 1)[1].strip() for line in text.splitlines() if "uses:" in line]
@@ -178,3 +206,40 @@ def test_the_inputs_and_their_tokens_reach_no_process_testgate_starts(
     monkeypatch.setenv("TESTGATE_INPUTS", inputs_json(sonar_token="sqp_secret"))
     assert main(["services", "down", "--state-file", str(tmp_path / "none.json")]) == 0
     assert "TESTGATE_INPUTS" not in os.environ
+
+
+def test_the_services_input_wins_over_the_projects_services(tmp_path: Path) -> None:
+    # The action's step starts the input's services; a run that started pyproject's
+    # instead left the input's unused and the tests without them.
+    project = project_with(tmp_path, 'services = ["redis:7"]\n')
+    environ = {"TESTGATE_INPUTS": inputs_json(services="postgres:16")}
+    assert load_settings(project=project, flags={}, environ=environ).services == ()
+    alone = load_settings(project=project, flags={}, environ={"TESTGATE_INPUTS": inputs_json()})
+    assert [spec.name for spec in alone.services] == ["redis"]
+
+
+def test_the_actions_services_step_reads_the_projects_backend_and_timeout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The step runs 'services up' in the project (working-directory): an input left empty
+    # leaves the project's [tool.testgate] to decide, as it does for every other option.
+    # Each case stops with exit 2 before anything starts, read or not.
+    monkeypatch.chdir(project_with(tmp_path, "services-backend = 'nonsense'\n"))
+    environ = {"TESTGATE_INPUTS": inputs_json(services="redis:7", services_timeout="0")}
+    assert main(["services", "up"], environ=environ) == 2
+    said = capsys.readouterr().err
+    assert "services-backend in [tool.testgate] of pyproject.toml: 'nonsense'" in said
+    monkeypatch.chdir(project_with(tmp_path, "services-timeout = 0\n"))
+    environ = {
+        "TESTGATE_INPUTS": inputs_json(services="redis:7"),
+        "TESTGATE_SERVICES_BACKEND": "external",  # redis:7 is no URL for it: exit 2 too
+    }
+    assert main(["services", "up"], environ=environ) == 2
+    assert "services-timeout in [tool.testgate] of pyproject.toml: '0'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("given", ["95.5%", "95.5 %", " 95.5"])
+def test_a_threshold_may_carry_its_percent_sign(tmp_path: Path, given: str) -> None:
+    environ = {"TESTGATE_INPUTS": inputs_json(fail_under_line=given, fail_under_diff="0%")}
+    settings = load_settings(project=project_with(tmp_path, ""), flags={}, environ=environ)
+    assert (settings.fail_under_line, settings.fail_under_diff) == (95.5, 0)

@@ -5,6 +5,9 @@ What a real run writes on a runner is in tests/integration/test_github.py.
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import msgspec
 import pytest
 
 from runner.github.commands import (
@@ -15,6 +18,7 @@ from runner.github.commands import (
     escape_property,
     shown_and_left,
     summary,
+    workspace_path,
 )
 
 
@@ -62,3 +66,26 @@ def test_an_annotation_without_a_line_names_only_the_file(level: str) -> None:
 
 def test_an_annotation_without_properties_is_a_bare_command() -> None:
     assert Annotation("error", "", None, "", "50%").command() == "::error::50%25"
+
+
+def test_each_job_and_matrix_entry_gets_a_check_run_of_its_own() -> None:
+    # GitHub shows, and required checks match, check runs by name: a matrix whose jobs all
+    # named theirs "testgate" showed whichever finished last (a green py3.12 over a red 3.11).
+    from runner.github.client import check_name  # noqa: PLC0415 (the client's one pure part)
+    from runner.results import RunInfo  # noqa: PLC0415
+
+    run = RunInfo(started="t", duration_s=1, suite_duration_s=1, variant="py3.12-linux")
+    assert check_name(run, {"GITHUB_JOB": "test"}) == "testgate / test (py3.12-linux)"
+    shard = msgspec.structs.replace(run, shard="1/2")
+    assert check_name(shard, {"GITHUB_JOB": "test"}) == "testgate / test (py3.12-linux, shard 1/2)"
+    merged = msgspec.structs.replace(run, variant="py3.11-linux, py3.12-linux", merged=("a", "b"))
+    assert check_name(merged, {"GITHUB_JOB": "merge"}) == "testgate / merge"
+    assert check_name(msgspec.structs.replace(run, variant=None), {}) == "testgate"
+
+
+def test_a_path_for_a_later_step_is_the_workspaces_when_it_lies_inside(tmp_path: Path) -> None:
+    inside = str(tmp_path / "svc" / "api" / "testgate-reports")
+    assert workspace_path(inside, {"GITHUB_WORKSPACE": str(tmp_path)}) == "svc/api/testgate-reports"
+    outside = str(tmp_path.parent / "elsewhere")
+    assert workspace_path(outside, {"GITHUB_WORKSPACE": str(tmp_path)}) == outside
+    assert workspace_path("r", {}) == "r"

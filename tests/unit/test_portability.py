@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 from tests.conftest import ROOT
 
@@ -61,3 +62,15 @@ def test_every_module_imports_without_pwd_fcntl_or_killpg() -> None:
     for module in ("runner.cli", "runner.services.local", "runner.execute", "runner.run"):
         assert module in found["imported"]
     assert "_testgate_plugin" in found["imported"]
+
+
+def test_a_venvs_python_is_where_each_os_puts_it(tmp_path: Path) -> None:
+    # A requirements-only project's venv, and an activated one, on a Windows runner keep
+    # their Python in Scripts\python.exe: bin/python was looked for there, and not found.
+    from runner.environment import venv_python  # noqa: PLC0415 (after the import check)
+
+    assert venv_python(tmp_path, windows=True) == tmp_path / "Scripts" / "python.exe"
+    assert venv_python(tmp_path, windows=False) == tmp_path / "bin" / "python"
+    assert venv_python(tmp_path) == tmp_path / ("Scripts" if sys.platform == "win32" else "bin") / (
+        "python.exe" if sys.platform == "win32" else "python"
+    )

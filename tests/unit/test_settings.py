@@ -143,6 +143,13 @@ def test_a_bad_value_names_its_source_and_what_is_accepted(
         ("service-env", "postgres.DB={db}", "{db} is not a field; use {host}, {port}, {user}"),
         ("service-env", "postgres.DSN=a}b", "write a literal brace as {{ or }}"),
         ("service-setup", "alembic upgrade head", "not SERVICE=COMMAND such as postgres=alembic"),
+        # YAML reads python-version: 3.10 (unquoted, as in a matrix list) as the number 3.1
+        (
+            "python-version",
+            "3.1",
+            r"'3\.1' is what YAML makes of an unquoted 3\.10: quote it \(\"3\.10\"\)",
+        ),
+        ("python-version", "3.2", r"an unquoted 3\.20: quote it"),
     ],
 )
 def test_every_option_rejects_what_it_cannot_use(
