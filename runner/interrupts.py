@@ -22,7 +22,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import FrameType
 
@@ -50,6 +50,18 @@ class _State:
 
 
 _STATE = _State()
+
+
+def wait_while(still: Callable[[], bool], *, seconds: float) -> bool:
+    """Ask ``still`` every ``POLL_S`` until it says no or ``seconds`` have passed; whether
+    it said no (a process asked to stop has stopped, say). One loop for every such wait,
+    so a wait that is over at the first question is the same code as a longer one."""
+    deadline = time.monotonic() + seconds
+    while still():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(POLL_S)
+    return True
 
 
 def reason() -> str | None:

@@ -289,10 +289,9 @@ def down(*, state_file: Path, environ: Mapping[str, str], log: TextIO | None = N
     if state is not None and not state.ready and _starting_up(state.pid):
         # An 'up' still starting them in the background: stopped first, it stops what it
         # started, so that nothing it starts after this is left behind.
-        os.kill(state.pid, signal.SIGTERM)
-        deadline = time.monotonic() + STOP_WAIT_S
-        while _starting_up(state.pid) and time.monotonic() < deadline:
-            time.sleep(interrupts.POLL_S)
+        pid = state.pid
+        os.kill(pid, signal.SIGTERM)
+        interrupts.wait_while(lambda: _starting_up(pid), seconds=STOP_WAIT_S)
         state = StateFile.load(state_file)
     if state is None:
         emit(f"testgate: no services recorded in {state_file}; nothing to stop.\n", stream=out)

@@ -19,7 +19,7 @@ import pytest
 from coverage.exceptions import CoverageWarning
 from junitparser import JUnitXml
 
-from runner import child_env, execute, junit, owned_dir
+from runner import child_env, execute, interrupts, junit, owned_dir
 from runner.coverage_data import (
     CoverageNotReported,
     combine_and_report,
@@ -581,3 +581,14 @@ def test_only_a_bad_file_descriptor_is_said_to_be_a_closed_output() -> None:
 
     assert "closed pytest's own output" in _closed_output("OSError: [Errno 9] Bad file descriptor")
     assert _closed_output("AttributeError: 'Config' object has no attribute 'cache'") == ""
+
+
+def test_a_wait_asks_until_told_no_or_its_time_is_up() -> None:
+    """``down`` waits so for a background ``up`` it stopped: whether that ``up`` is gone at
+    the first question or later, the same lines run (before, the suite's coverage of the
+    wait's loop depended on how fast the stopped process went)."""
+    answers = iter([True, True, False])
+    assert interrupts.wait_while(lambda: next(answers), seconds=30) is True
+    assert next(answers, "asked no more") == "asked no more"
+    assert interrupts.wait_while(lambda: False, seconds=30) is True
+    assert interrupts.wait_while(lambda: True, seconds=0) is False
