@@ -447,6 +447,20 @@ MARKDOWN_SYNTAX = [
 ]
 
 
+def browser_text(npm_tools: Path, summary: str) -> list[str]:
+    """What a browser shows of a job summary's table cells and list items, rendered as
+    GitHub renders it (GFM: marked, then jsdom)."""
+    completed = subprocess.run(
+        ["node", str(npm_tools / "markdown_text.mjs")],
+        input=summary,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    shown: list[str] = json.loads(completed.stdout)
+    return shown
+
+
 def test_a_summary_shows_a_message_as_it_is_never_as_markdown(npm_tools: Path) -> None:
     """The job summary, rendered as GitHub Flavored Markdown and read as a browser would:
     each message, note, problem and warning shows every character it has; a mock's repr
@@ -458,15 +472,7 @@ def test_a_summary_shows_a_message_as_it_is_never_as_markdown(npm_tools: Path) -
         empty,
         run=msgspec.structs.replace(empty.run, problems=(*empty.run.problems, *starts)),
     )
-    shown = json.loads(
-        subprocess.run(
-            ["node", str(npm_tools / "markdown_text.mjs")],
-            input=markdown(result),
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-    )
+    shown = browser_text(npm_tools, markdown(result))
     for number, text in enumerate(MARKDOWN_SYNTAX):
         mark = f"case{number:02d}"
         for said in (f"{mark} {text}", f"{mark} note {text}", f"{mark} problem {text}"):
@@ -486,15 +492,7 @@ def test_a_summary_shows_a_message_as_it_is_never_as_markdown(npm_tools: Path) -
         stopped_by="verdicts",
         tests=(verdict,),
     )
-    shown = json.loads(
-        subprocess.run(
-            ["node", str(npm_tools / "markdown_text.mjs")],
-            input=detection_markdown(detection),
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-    )
+    shown = browser_text(npm_tools, detection_markdown(detection))
     assert MARKDOWN_SYNTAX[0] in shown
 
 
