@@ -15,10 +15,11 @@ from runner.results import Attempt
 @pytest.mark.parametrize(
     ("requested", "expected_s", "count", "cores", "workers", "said"),
     [
-        ("auto", 1.0, 100, 2, "0", "too little for starting 2 xdist workers (about 2.4 s)"),
-        ("auto", 5.0, 500, 2, "0", "to save a tenth of it"),  # 4.9 s with 2: within the error
-        ("auto", 8.0, 800, 2, "2", "about 6.40 s with 2"),
-        ("auto", 30.0, 500, 2, "2", "about 17.40 s with 2"),
+        ("auto", 1.0, 100, 2, "0", "too little for 2 xdist workers (about 0.70 s to start"),
+        ("auto", 2.0, 250, 2, "0", "to save a tenth of it"),  # 1.85 s with 2: within the error
+        ("auto", 3.0, 150, 2, "2", "about 2.25 s with 2"),  # measured: 2.84 s, serial 3.47 s
+        ("auto", 8.0, 800, 2, "2", "about 5.40 s with 2"),
+        ("auto", 30.0, 500, 2, "2", "about 16.10 s with 2"),
         ("auto", 60.0, 3, 8, "3", "3 xdist workers"),
         ("auto", 400.0, 5000, 8, "8", "8 xdist workers"),
         ("logical", 0.1, 10, 8, "8", "8 xdist workers: workers = logical, one per CPU"),
@@ -50,14 +51,14 @@ def test_recorded_durations_decide_the_suite_before_any_count(tmp_path: Path) ->
     found = suite_decision("auto", durations=slow, project=tmp_path, pytest_args=(), cores=2)
     assert found == Decision(
         "2",
-        "2 xdist workers: 100 recorded test durations: about 50.00 s serially, about 27.40 s "
+        "2 xdist workers: 100 recorded test durations: about 50.00 s serially, about 25.70 s "
         "with 2 (their start-up included)",
     )
     sharded = suite_decision(
-        "auto", durations=slow, project=tmp_path, pytest_args=(), shards=25, cores=2
+        "auto", durations=slow, project=tmp_path, pytest_args=(), shards=50, cores=2
     )
     assert sharded.workers == "0"
-    assert "100 recorded test durations / 25 shards: about 2.00 s" in sharded.reason
+    assert "100 recorded test durations / 50 shards: about 1.00 s" in sharded.reason
     assert suite_decision("3", durations={}, project=tmp_path, pytest_args=()).workers == "3"
 
 
@@ -109,7 +110,8 @@ def test_without_durations_the_test_functions_are_counted(tmp_path: Path) -> Non
     (tests / "test_more.py").write_text("def test_x():\n    pass\n" * 4000, "utf-8")
     found = suite_decision("auto", durations={}, project=tmp_path, pytest_args=(), cores=2)
     assert found.workers == "2"
-    assert "at least 8000 tests counted in the test files, no recorded durations, 10 ms each" in (
+    # the count ends at the first file past the 1,200 tests that make xdist surely worth it
+    assert "at least 4000 tests counted in the test files, no recorded durations, 10 ms each" in (
         found.reason
     )
 
