@@ -36,7 +36,7 @@ from runner.github.commands import (
     workspace_path,
 )
 from runner.github.step_files import append_summary, set_outputs
-from runner.output import clean
+from runner.output import clean, markdown_text
 from runner.results import BROKEN, GateResult, RunResult
 from runner.stability import Detection
 
@@ -214,7 +214,9 @@ def report_sonar(gate: GateResult, *, passed: bool, environ: Mapping[str, str]) 
     read "true" from a run whose quality gate then failed), and a failed gate is an error
     annotation of the step's own. Returns the annotation command to print."""
     verdict = "passed" if gate.passed else "failed"
-    append_summary(environ, f"\n### SonarQube's quality gate {verdict}\n\n{clean(gate.message)}\n")
+    append_summary(
+        environ, f"\n### SonarQube's quality gate {verdict}\n\n{markdown_text(gate.message)}\n"
+    )
     set_outputs(environ, {"passed": "true" if passed else "false"})
     if gate.passed:
         return ""
