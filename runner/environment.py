@@ -20,6 +20,7 @@ process start, so its coverage equals ``coverage run -m pytest``.
 
 from __future__ import annotations
 
+import configparser
 import hashlib
 import json
 import os
@@ -154,6 +155,7 @@ class Shape:
     requirements: tuple[Path, ...] = ()
     python: str | None = None  # an existing environment's
     metadata: Path | None = None  # a setuptools project's setup.py or setup.cfg
+    tox_deps: tuple[str, ...] = ()  # tox.ini's [testenv] deps, as uv pip install takes them
 
 
 @dataclass(frozen=True)
@@ -206,6 +208,35 @@ def find_requirements(project: Path) -> tuple[Path, ...]:
     return tuple(path for path in found if path.is_file())
 
 
+# A tox deps line testgate cannot take as it stands: a factor's (``py38: mock``), one
+# with a substitution (``{[base]deps}``), the project itself (``-e .``), a constraint.
+_TOX_CONDITIONAL = re.compile(r"^[\w.,!{}-]+:\s|\{|^(-e|--editable|-c|--constraint)\b|^\.$")
+
+
+def tox_deps(project: Path) -> tuple[str, ...]:
+    """What tox.ini's ``[testenv]`` installs for every environment (its ``deps``), as
+    ``uv pip install`` arguments: each requirement, and ``-r FILE`` for a requirements file
+    (relative to the project). Lines for some environments only (a factor's), with a
+    substitution, the project itself and constraints are left out; no tox.ini, none.
+
+    pytest-timeout's test tools (pexpect) are in its tox.ini's deps and nowhere else."""
+    config = configparser.ConfigParser(interpolation=None)
+    try:
+        config.read_string((project / "tox.ini").read_text("utf-8"))
+    except (OSError, UnicodeDecodeError, configparser.Error):
+        return ()
+    found: list[str] = []
+    for text in config.get("testenv", "deps", fallback="").splitlines():
+        line = text.split(" #", 1)[0].strip()
+        if not line or line.startswith("#") or _TOX_CONDITIONAL.search(line):
+            continue
+        if line.startswith("-r"):
+            found += ["-r", str(project / line[2:].strip())]
+        else:
+            found.append(line)
+    return tuple(found)
+
+
 def setuptools_metadata(project: Path) -> Path | None:
     """The file that holds a setuptools project's metadata outside pyproject.toml: its
     ``setup.py``, else a ``setup.cfg`` that names the distribution (``[metadata] name``);
@@ -251,6 +282,7 @@ def detect_shape(
     missing = [str(path) for path in files if not path.is_file()]
     if missing:
         raise ConfigError(f"--requirements: {missing[0]} does not exist. Name an existing file.")
+    tox = () if settings.requirements else tox_deps(project)  # named files: those alone
     metadata = setuptools_metadata(project)
     if metadata is not None:
         return Shape(
@@ -258,9 +290,12 @@ def detect_shape(
             f"a setuptools project ({metadata.name}, no [project] table)",
             requirements=files,
             metadata=metadata,
+            tox_deps=tox,
         )
-    if files:
-        return Shape("requirements", "a project with requirements files", requirements=files)
+    if files or tox:
+        return Shape(
+            "requirements", "a project with requirements files", requirements=files, tox_deps=tox
+        )
     if active and venv_python(Path(active)).is_file():
         python = str(venv_python(Path(active)))
         return Shape("existing", f"the active virtual environment {active}", python=python)
@@ -459,9 +494,13 @@ def _requirements_env(
         quiet = [uv, "venv", "-q", "--allow-existing", *version, str(venv)]
         _run(quiet, cwd=settings.project, environ=environ, what="uv venv")
         files = [arg for path in shape.requirements for arg in ("-r", str(path))]
-        install = [uv, "pip", "install", "-q", "--python", str(python), *own, *files]
+        tox = list(shape.tox_deps)
+        install = [uv, "pip", "install", "-q", "--python", str(python), *own, *files, *tox]
         _run(install, cwd=settings.project, environ=environ, what="uv pip install -r")
-    names = ", ".join(str(path.relative_to(settings.project)) for path in shape.requirements)
+    names = ", ".join(
+        [str(path.relative_to(settings.project)) for path in shape.requirements]
+        + (["tox.ini's deps"] if shape.tox_deps else [])
+    )
     if shape.metadata is None:
         said = f"no [project] table: installed {names}"
     else:

@@ -174,20 +174,41 @@ def test_a_setuptools_project_without_a_project_table_is_installed_and_tested(
                     'build-backend = "setuptools.build_meta"\n')  # fmt: skip
     write(project, SETUP_CFG, "setup.cfg")
     write(project, "pytest\n", "requirements-dev.txt")
+    # a test tool named only in tox.ini's deps, as pytest-timeout's pexpect is
+    write(project, "[testenv]\ndeps =\n    six\n    py27: mock\ncommands = pytest\n", "tox.ini")
     write(project / "src" / "shop", "def price(n):\n    return n * 2 if n else 0\n", "__init__.py")
-    write(project / "tests", "import msgspec\nimport shop\n\n\ndef test_price():\n"
+    write(project / "tests", "import msgspec\nimport shop\nimport six\n\n\ndef test_price():\n"
           "    assert shop.price(2) == 4\n    assert shop.price(0) == 0\n"
-          "    assert msgspec\n", "test_shop.py")  # fmt: skip
+          "    assert msgspec and six\n", "test_shop.py")  # fmt: skip
     ran = run_in_process(project, "--workers", "0", extra_env=session_cache(tmp_path))
     assert ran.exit_code == 0, ran.output
     assert (
         "testgate: a setuptools project (setup.cfg, no [project] table): installed it with "
-        "every extra, and requirements-dev.txt, with uv into"
+        "every extra, and requirements-dev.txt, tox.ini's deps, with uv into"
     ) in ran.output
     assert "testgate: 1 test: 1 passed in" in ran.output
     report = json.loads((ran.reports / "coverage.json").read_text("utf-8"))
     assert sorted(report["files"]) == ["src/shop/__init__.py"]
     assert ran.results()["coverage"]["line_percent"] == 100.0
+
+
+def test_tox_ini_deps_for_every_environment_are_what_tox_would_install(tmp_path: Path) -> None:
+    """``[testenv] deps``: a requirement, a requirements file, comments; not a factor's line,
+    a substitution, the project itself or a constraint. A tox.ini alone makes a project
+    whose tests need those; ``--requirements`` names exactly what to install."""
+    project = write(tmp_path / "app", "", "README")
+    assert environment.tox_deps(project) == ()
+    write(project, "[testenv]\ndeps =\n    pexpect>=4  # spawns\n    # a comment\n"
+          "    -rrequirements/test.txt\n    -r extra.txt\n    py38: mock\n"
+          "    {[base]deps}\n    -e .\n    .\n    -c constraints.txt\n", "tox.ini")  # fmt: skip
+    files = [str(project / "requirements/test.txt"), str(project / "extra.txt")]
+    assert environment.tox_deps(project) == ("pexpect>=4", "-r", files[0], "-r", files[1])
+    shape = detect_shape(settings_of(project), {})
+    assert (shape.kind, shape.tox_deps) == ("requirements", environment.tox_deps(project))
+    write(project, "", "only.txt")
+    assert detect_shape(settings_of(project, requirements="only.txt"), {}).tox_deps == ()
+    write(project, "[testenv\ndeps = x\n", "tox.ini")
+    assert environment.tox_deps(project) == ()
 
 
 def test_a_requirements_only_fastapi_app_tests_against_postgres(fastapi_run: Ran) -> None:
