@@ -397,18 +397,7 @@ def test_flaky_detections_output_is_inert_too(number: int) -> None:
         )
         for verdict in ("flaky", "failing", "stable")
     )
-    detection = Detection.of(
-        confidence=0.95,
-        max_fail_rate=0.05,
-        runs_needed=59,
-        rounds=3,
-        duration_s=1.0,
-        stopped_by="verdicts",
-        tests=verdicts,
-        quarantine_stable=(text,),
-        warnings=(text,),
-        problems=(text,),
-    )
+    detection = detected(verdicts, quarantine_stable=(text,), warnings=(text,), problems=(text,))
     stream = io.StringIO()
     output.emit(detection_terminal(detection), stream=stream)
     assert runner_commands(stream.getvalue()) == []
@@ -447,6 +436,20 @@ MARKDOWN_SYNTAX = [
 ]
 
 
+def detected(tests: tuple[TestVerdict, ...], **more: tuple[str, ...]) -> Detection:
+    """A flaky-detection job's verdicts on ``tests``, as three rounds made them."""
+    return Detection.of(
+        confidence=0.95,
+        max_fail_rate=0.05,
+        runs_needed=59,
+        rounds=3,
+        duration_s=1.0,
+        stopped_by="verdicts",
+        tests=tests,
+        **more,
+    )
+
+
 def browser_text(npm_tools: Path, summary: str) -> list[str]:
     """What a browser shows of a job summary's table cells and list items, rendered as
     GitHub renders it (GFM: marked, then jsdom)."""
@@ -483,15 +486,7 @@ def test_a_summary_shows_a_message_as_it_is_never_as_markdown(npm_tools: Path) -
     verdict = TestVerdict.of(
         id="t.py::test_x", verdict="flaky", runs=3, failures=1, statement=MARKDOWN_SYNTAX[0]
     )
-    detection = Detection.of(
-        confidence=0.95,
-        max_fail_rate=0.05,
-        runs_needed=59,
-        rounds=3,
-        duration_s=1.0,
-        stopped_by="verdicts",
-        tests=(verdict,),
-    )
+    detection = detected((verdict,))
     shown = browser_text(npm_tools, detection_markdown(detection))
     assert MARKDOWN_SYNTAX[0] in shown
 
