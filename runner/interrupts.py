@@ -130,6 +130,15 @@ def deferred() -> Iterator[None]:
         raise Interrupted(_STATE.reason)
 
 
+def check() -> None:
+    """Raise ``Interrupted`` when the command was stopped and signals raise here. For a wait
+    that another thread ended because of that stop (the services thread sees ``reason``):
+    what the command meets is the stop, as the signal's handler would have raised it, not
+    the waited thread's own error about it."""
+    if _STATE.raising and _STATE.reason is not None:
+        raise Interrupted(_STATE.reason)
+
+
 def hold() -> None:
     """From here on a signal never raises: it only marks the command stopped (``reason``).
     Called before the first pytest process starts, so that no signal can cut its start in

@@ -490,6 +490,7 @@ class Starting:
         """Every service once it answers; what ``up`` raised when one never did."""
         self._await_thread()
         if self.error is not None:
+            interrupts.check()  # it gave up because a signal stopped the command
             raise self.error
         return self.services
 

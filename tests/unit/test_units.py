@@ -592,3 +592,17 @@ def test_a_wait_asks_until_told_no_or_its_time_is_up() -> None:
     assert next(answers, "asked no more") == "asked no more"
     assert interrupts.wait_while(lambda: False, seconds=30) is True
     assert interrupts.wait_while(lambda: True, seconds=0) is False
+
+
+def test_a_stopped_command_meets_its_stop_where_signals_raise() -> None:
+    """A services wait that its thread ended because of a signal raises the signal's
+    ``Interrupted``, not the thread's "never became ready: testgate was interrupted" (seen
+    once in CI from test_a_signal_at_any_moment_of_the_services_start_leaves_nothing);
+    once signals no longer raise (``hold``), nothing does."""
+    with interrupts.handling_signals():
+        interrupts.check()  # not stopped: nothing
+        interrupts.stop("SIGTERM")
+        with pytest.raises(interrupts.Interrupted, match="SIGTERM"):
+            interrupts.check()
+        interrupts.hold()
+        interrupts.check()
